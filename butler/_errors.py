@@ -1,0 +1,98 @@
+"""Exceptions raised by the butler.
+
+Every error derives from `ButlerError` and, where one fits, from the builtin
+exception that says what happened, so callers can catch either.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ButlerError",
+    "CollectionError",
+    "CollectionTypeError",
+    "ConflictingDefinitionError",
+    "DataIdError",
+    "DataIdValueError",
+    "DatasetNotFoundError",
+    "DatasetTypeError",
+    "DimensionConfigError",
+    "DuplicateDatasetError",
+    "FormatterError",
+    "InvalidNameError",
+    "MissingCollectionError",
+    "MissingDatasetTypeError",
+    "RepositoryNotFoundError",
+    "RepositoryVersionError",
+    "StorageClassError",
+]
+
+
+class ButlerError(Exception):
+    """Root of all butler errors."""
+
+
+class RepositoryNotFoundError(ButlerError, FileNotFoundError):
+    """No butler repository exists at the given location."""
+
+
+class RepositoryVersionError(ButlerError, RuntimeError):
+    """The repository was written by an incompatible (usually newer) version."""
+
+
+class DimensionConfigError(ButlerError, ValueError):
+    """The dimension universe definition is malformed."""
+
+
+class DataIdError(ButlerError, KeyError):
+    """A data ID is missing a required key or has an unknown one."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; we want it plain.
+        return str(self.args[0]) if self.args else ""
+
+
+class DataIdValueError(ButlerError, ValueError):
+    """A data ID value has the wrong type or refers to no known record."""
+
+
+class InvalidNameError(ButlerError, ValueError):
+    """A run, collection or dataset type name is not allowed (e.g. would escape the datastore)."""
+
+
+class DatasetTypeError(ButlerError, ValueError):
+    """A dataset type definition is invalid."""
+
+
+class ConflictingDefinitionError(ButlerError, ValueError):
+    """Something was registered again with a different definition."""
+
+
+class MissingDatasetTypeError(ButlerError, LookupError):
+    """A dataset type name is not registered."""
+
+
+class CollectionError(ButlerError, ValueError):
+    """A collection operation is invalid."""
+
+
+class CollectionTypeError(CollectionError, TypeError):
+    """A collection has the wrong type for the operation (e.g. putting into a CHAINED one)."""
+
+
+class MissingCollectionError(ButlerError, LookupError):
+    """A collection name is not registered."""
+
+
+class DatasetNotFoundError(ButlerError, LookupError):
+    """No dataset matches the given dataset type and data ID in the searched collections."""
+
+
+class DuplicateDatasetError(ButlerError, ValueError):
+    """A RUN already holds a dataset of that type and data ID."""
+
+
+class StorageClassError(ButlerError, LookupError):
+    """A storage class is unknown or cannot handle the given object."""
+
+
+class FormatterError(ButlerError, OSError):
+    """A formatter failed to read or write a file."""

@@ -1,0 +1,449 @@
+"""The full Butler: registry and datastore together.
+
+Only the client side of a pipeline run uses this class; workers use the
+`~butler.limited.LimitedButler`, which reads and writes known refs and never
+touches the registry.
+
+Ordering rules that keep the repository consistent whatever fails:
+
+- ``put`` writes the file first (atomically, under its final name) and then
+  registers it in one transaction; if registration fails the file is removed.
+  The registry therefore never points at a missing or partial file.
+- ``remove_runs`` deletes the registry records in one transaction first and
+  the files afterwards; a crash in between leaves only unregistered files,
+  which `Butler.find_orphans` lists and a later removal cleans.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ._errors import (
+    DatasetNotFoundError,
+    DuplicateDatasetError,
+    MissingCollectionError,
+)
+from .dataset_ref import DatasetRef
+from .dataset_type import DatasetType
+from .datastore.file_datastore import FileDatastore
+from .datastore.stored_file_info import StoredFileInfo
+from .datastore.templates import FileTemplates
+from .dimensions import DataCoordinate, DimensionUniverse
+from .limited import LimitedButler, LimitedButlerSpec
+from .registry import CollectionType, SqlRegistry
+from .repo_config import RepoConfig
+from .storage_class import StorageClassRegistry
+
+__all__ = ["Butler"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class Butler:
+    """Read, write and query datasets in a repository.
+
+    Parameters
+    ----------
+    repo : `str` or `os.PathLike`
+        Repository root (the folder holding ``butler.yaml``).
+    collections : `str` or sequence of `str`, optional
+        Default collections to search in `get` and the queries.
+    run : `str`, optional
+        Default RUN collection for `put`; registered if new.
+    writeable : `bool`
+        Whether writes are allowed.
+
+    Raises
+    ------
+    RepositoryNotFoundError
+        If ``repo`` is not a repository.
+    RepositoryVersionError
+        If the repository was written by a newer version.
+    """
+
+    def __init__(
+        self,
+        repo: str | os.PathLike[str],
+        *,
+        collections: str | Sequence[str] | None = None,
+        run: str | None = None,
+        writeable: bool = True,
+    ) -> None:
+        self.config = RepoConfig.read(repo)
+        self.storage_classes = StorageClassRegistry()
+        self.registry = SqlRegistry.open(self.config.registry_url, writeable=writeable)
+        self.datastore = FileDatastore(
+            self.config.datastore_root,
+            storage_classes=self.storage_classes,
+            templates=_templates(self.config),
+            formatter_overrides=self.config.formatters,
+        )
+        self.run = run
+        if run is not None:
+            self.registry.register_run(run)
+        if collections is None:
+            collections = [run] if run is not None else []
+        self.collections: list[str] = [collections] if isinstance(collections, str) else list(collections)
+
+    # -- repository ----------------------------------------------------------
+
+    @staticmethod
+    def create(
+        repo: str | os.PathLike[str],
+        *,
+        universe: DimensionUniverse | None = None,
+        registry_url: str | None = None,
+        overwrite: bool = False,
+    ) -> RepoConfig:
+        """Create a new, empty repository (``butler create``).
+
+        Parameters
+        ----------
+        repo : `str` or `os.PathLike`
+            Folder to create it in (created if missing).
+        universe : `DimensionUniverse`, optional
+            Dimension universe; the shipped default if `None`.
+        registry_url : `str`, optional
+            SQLAlchemy URL of the registry database (default: SQLite inside the repo).
+        overwrite : `bool`
+            Allow creating where a ``butler.yaml`` already exists.
+
+        Returns
+        -------
+        config : `RepoConfig`
+            The written configuration.
+
+        Raises
+        ------
+        FileExistsError
+            If a repository already exists there and ``overwrite`` is False.
+        """
+        root = Path(repo)
+        if (root / "butler.yaml").exists() and not overwrite:
+            raise FileExistsError(f"a butler repository already exists at {str(root)!r}")
+        root.mkdir(parents=True, exist_ok=True)
+        config = RepoConfig.default(root, registry_url=registry_url)
+        SqlRegistry.create(config.registry_url, universe or DimensionUniverse.default())
+        config.write()
+        return config
+
+    @property
+    def universe(self) -> DimensionUniverse:
+        """The repository's dimension universe."""
+        return self.registry.universe
+
+    def limited(self) -> LimitedButler:
+        """Return a limited butler on the same datastore (for workers)."""
+        return LimitedButler(self.limited_spec())
+
+    def limited_spec(self) -> LimitedButlerSpec:
+        """Return the picklable description from which workers build a limited butler."""
+        return LimitedButlerSpec(
+            datastore_root=self.config.datastore_root,
+            templates=dict(self.config.templates),
+            formatters=dict(self.config.formatters),
+            universe_config=self.universe.to_config(),
+        )
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _dataset_type(self, dataset_type: str | DatasetType) -> DatasetType:
+        if isinstance(dataset_type, DatasetType):
+            return dataset_type
+        return self.registry.get_dataset_type(dataset_type)
+
+    def _collections(self, collections: str | Sequence[str] | None) -> list[str]:
+        if collections is None:
+            collections = self.collections
+        if isinstance(collections, str):
+            collections = [collections]
+        if not collections:
+            raise MissingCollectionError(
+                "no collections to search: pass collections=... (or --collections on the command line)"
+            )
+        return list(collections)
+
+    def _data_id(self, dataset_type: DatasetType, data_id: Any, kwargs: Mapping[str, Any]) -> DataCoordinate:
+        merged = dict(data_id.full if isinstance(data_id, DataCoordinate) else (data_id or {}))
+        merged.update(kwargs)
+        # Drop implied keys the caller added for convenience but that are not dimensions here.
+        return DataCoordinate.standardize(merged, dataset_type.dimensions)
+
+    # -- put / get --------------------------------------------------------------
+
+    def put(
+        self,
+        obj: Any,
+        dataset_type: str | DatasetType | DatasetRef,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        run: str | None = None,
+        **kwargs: Any,
+    ) -> DatasetRef:
+        """Store an object as a dataset and register it.
+
+        Parameters
+        ----------
+        obj : `object`
+            The in-memory dataset, an instance of the storage class's type.
+        dataset_type : `str`, `DatasetType` or `DatasetRef`
+            Registered dataset type (or a fully resolved ref).
+        data_id : `~collections.abc.Mapping`, optional
+            Data ID; keyword arguments are merged in.
+        run : `str`, optional
+            RUN collection; the Butler's default run if `None`.
+
+        Returns
+        -------
+        ref : `DatasetRef`
+            The stored dataset, with its deterministic ID.
+
+        Raises
+        ------
+        DuplicateDatasetError
+            If the run already holds a dataset of that type and data ID.
+        """
+        if isinstance(dataset_type, DatasetRef):
+            ref = dataset_type
+            self.registry.register_run(ref.run)
+        else:
+            run = run or self.run
+            if run is None:
+                raise MissingCollectionError("put needs a run: Butler(..., run=...) or put(..., run=...)")
+            self.registry.register_run(run)
+            dtype = self._dataset_type(dataset_type)
+            ref = DatasetRef.make(dtype, self._data_id(dtype, data_id, kwargs), run)
+        existing = self.registry.find_dataset(ref.dataset_type, ref.data_id, collections=[ref.run])
+        if existing is not None:
+            raise DuplicateDatasetError(
+                f"run {ref.run!r} already has a {ref.dataset_type.name!r} dataset with data ID "
+                f"{ref.data_id} (id {existing.id}); remove it or put into another run"
+            )
+        info = self.datastore.put(obj, ref)
+        try:
+            self.registry.insert_datasets([ref], [info])
+        except BaseException:
+            self.datastore.remove(info)
+            raise
+        return ref
+
+    def find_dataset(
+        self,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> DatasetRef | None:
+        """Return the first matching dataset in the collections' search order, or `None`."""
+        dtype = self._dataset_type(dataset_type)
+        return self.registry.find_dataset(
+            dtype, self._data_id(dtype, data_id, kwargs), collections=self._collections(collections)
+        )
+
+    def get(
+        self,
+        dataset_type: str | DatasetType | DatasetRef,
+        data_id: Mapping[str, Any] | None = None,
+        *,
+        collections: str | Sequence[str] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Read a dataset.
+
+        Parameters
+        ----------
+        dataset_type : `str`, `DatasetType` or `DatasetRef`
+            What to read.
+        data_id : `~collections.abc.Mapping`, optional
+            Data ID; keyword arguments are merged in.
+        collections : `str` or sequence of `str`, optional
+            Where to search, in order; the Butler's defaults if `None`.
+        parameters : `~collections.abc.Mapping`, optional
+            Read parameters of the storage class (e.g. ``{"bbox": (x0, y0, w, h)}``).
+
+        Raises
+        ------
+        DatasetNotFoundError
+            If no collection holds such a dataset.
+        """
+        if isinstance(dataset_type, DatasetRef):
+            ref = dataset_type
+        else:
+            dtype = self._dataset_type(dataset_type)
+            searched = self._collections(collections)
+            found = self.registry.find_dataset(
+                dtype, self._data_id(dtype, data_id, kwargs), collections=searched
+            )
+            if found is None:
+                raise DatasetNotFoundError(
+                    f"no {dtype.name!r} dataset with data ID {self._data_id(dtype, data_id, kwargs)} "
+                    f"in collections {searched}"
+                )
+            ref = found
+        info = self.registry.get_stored_info([ref]).get(ref.id)
+        if info is None:
+            raise DatasetNotFoundError(f"dataset {ref} is registered but has no stored artifact")
+        return self.datastore.get(info, parameters=parameters)
+
+    def get_uri(self, ref: DatasetRef) -> str:
+        """Return the URI of a registered dataset's artifact."""
+        info = self.registry.get_stored_info([ref]).get(ref.id)
+        if info is None:
+            raise DatasetNotFoundError(f"dataset {ref} has no stored artifact")
+        return self.datastore.uri(info)
+
+    # -- queries ------------------------------------------------------------------
+
+    def query_datasets(
+        self,
+        dataset_type: str | DatasetType,
+        *,
+        collections: str | Sequence[str] | None = None,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | None = None,
+        find_first: bool = True,
+    ) -> list[DatasetRef]:
+        """Return the datasets of one type matching ``where`` in the collections."""
+        return self.registry.query_datasets(
+            dataset_type,
+            collections=self._collections(collections),
+            where=where,
+            bind=bind,
+            data_id=data_id,
+            find_first=find_first,
+        )
+
+    def query_data_ids(
+        self,
+        dimensions: Iterable[str],
+        *,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | None = None,
+        datasets: Iterable[str] = (),
+        collections: str | Sequence[str] | None = None,
+    ) -> list[DataCoordinate]:
+        """Return the data IDs of ``dimensions`` matching ``where``."""
+        datasets = list(datasets)
+        return self.registry.query_data_ids(
+            dimensions,
+            where=where,
+            bind=bind,
+            data_id=data_id,
+            datasets=datasets,
+            collections=self._collections(collections) if datasets else None,
+        )
+
+    def query_dimension_records(
+        self,
+        element: str,
+        *,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Return the records of a dimension element matching ``where``."""
+        return self.registry.query_dimension_records(element, where=where, bind=bind, data_id=data_id)
+
+    # -- bulk operations ------------------------------------------------------------
+
+    def ingest(
+        self,
+        items: Iterable[tuple[DatasetRef, str]],
+        *,
+        transfer: str | None = "copy",
+        formatter: str | None = None,
+    ) -> list[DatasetRef]:
+        """Register existing files as datasets, all or nothing.
+
+        Parameters
+        ----------
+        items : iterable of (`DatasetRef`, `str`)
+            The ref each file becomes, and the file's path.
+        transfer : `str` or `None`
+            ``copy``, ``move``, ``symlink``, ``hardlink``, ``direct`` or `None`
+            (already inside the datastore root).
+        formatter : `str`, optional
+            Dotted formatter name, if not the storage class default.
+
+        Returns
+        -------
+        refs : `list` [`DatasetRef`]
+            The ingested refs.
+
+        Notes
+        -----
+        Files are transferred first, then all are registered in one
+        transaction. If anything fails, transferred copies are removed and
+        nothing is registered (with ``transfer="move"`` the moved files are
+        moved back).
+        """
+        items = list(items)
+        done: list[tuple[StoredFileInfo, str]] = []
+        try:
+            for ref, path in items:
+                info = self.datastore.ingest(path, ref, transfer=transfer, formatter=formatter)
+                done.append((info, path))
+            for run in {ref.run for ref, _ in items}:
+                self.registry.register_run(run)
+            self.registry.insert_datasets([ref for ref, _ in items], [info for info, _ in done])
+        except BaseException:
+            for info, source in done:
+                if transfer == "move":
+                    shutil.move(self.datastore.uri(info), source)
+                elif transfer not in ("direct", None):
+                    self.datastore.remove(info)
+            raise
+        return [ref for ref, _ in items]
+
+    def remove_runs(self, names: Iterable[str], *, unstore: bool = True) -> int:
+        """Remove RUN collections, their dataset records and (if ``unstore``) their files.
+
+        Returns
+        -------
+        n : `int`
+            Number of datasets removed.
+        """
+        infos: list[StoredFileInfo] = []
+        with self.registry.transaction():
+            for name in names:
+                if self.registry.get_collection_type(name) is not CollectionType.RUN:
+                    raise MissingCollectionError(f"{name!r} is not a RUN collection")
+                infos.extend(self.registry.remove_run(name))
+        if unstore:
+            for info in infos:
+                if not os.path.isabs(info.path) and "://" not in info.path:
+                    self.datastore.remove(info)
+        return len(infos)
+
+    def retrieve_artifacts(
+        self, refs: Iterable[DatasetRef], destination: str | os.PathLike[str], *, preserve_path: bool = True
+    ) -> list[str]:
+        """Copy the files of ``refs`` into ``destination``; return the new paths."""
+        refs = list(refs)
+        infos = self.registry.get_stored_info(refs)
+        out = []
+        for ref in refs:
+            info = infos.get(ref.id)
+            if info is None:
+                raise DatasetNotFoundError(f"dataset {ref} has no stored artifact")
+            out.append(self.datastore.retrieve(info, str(destination), preserve_path=preserve_path))
+        return out
+
+
+def _templates(config: RepoConfig) -> FileTemplates | None:
+    if not config.templates:
+        return None
+    overrides = {k: v for k, v in config.templates.items() if k != "default"}
+    if "default" in config.templates:
+        return FileTemplates(default=config.templates["default"], overrides=overrides)
+    return FileTemplates(overrides=overrides)
+

@@ -1,0 +1,79 @@
+"""The formatter plug-in point: how one storage class becomes bytes in a file.
+
+A formatter reads and writes one file (or one directory, for zarr groups) on
+an fsspec filesystem. It never decides where the file goes and never makes a
+write atomic: the datastore hands it a temporary path and renames it into
+place afterwards, so a formatter that fails half-way leaves nothing visible.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import fsspec
+
+from .._errors import FormatterError
+from ..storage_class import StorageClass
+
+__all__ = ["Formatter"]
+
+
+class Formatter(ABC):
+    """Base class of formatters.
+
+    Parameters
+    ----------
+    storage_class : `StorageClass`
+        The storage class of the objects this formatter handles; `read` uses
+        it to build the right in-memory type.
+
+    Notes
+    -----
+    Subclasses set `extension` (with the dot, e.g. ``".fits"``), `is_directory`
+    (True when the dataset is a directory, e.g. a zarr group), and
+    `supported_parameters` (read parameters such as ``bbox``).
+    """
+
+    extension: ClassVar[str] = ""
+    is_directory: ClassVar[bool] = False
+    supported_parameters: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, storage_class: StorageClass) -> None:
+        self.storage_class = storage_class
+
+    @classmethod
+    def dotted_name(cls) -> str:
+        """Return ``module.ClassName``, the name stored in the registry."""
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    @abstractmethod
+    def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        """Write ``obj`` to ``path`` on ``fs`` (a temporary path chosen by the datastore)."""
+
+    @abstractmethod
+    def read(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Read the object at ``path``, applying read ``parameters`` if given."""
+
+    def check_parameters(self, parameters: Mapping[str, Any] | None) -> None:
+        """Raise if a read parameter is not supported.
+
+        Raises
+        ------
+        FormatterError
+            Naming the unsupported parameter and the storage class.
+        """
+        unknown = set(parameters or ()) - set(self.supported_parameters)
+        if unknown:
+            raise FormatterError(
+                f"storage class {self.storage_class.name!r} read by {type(self).__name__} "
+                f"does not support parameter(s) {sorted(unknown)} "
+                f"(supported: {sorted(self.supported_parameters)})"
+            )

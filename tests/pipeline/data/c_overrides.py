@@ -1,0 +1,1 @@
+config.minCount = 3  # noqa: F821
