@@ -96,3 +96,11 @@ class StorageClassError(ButlerError, LookupError):
 
 class FormatterError(ButlerError, OSError):
     """A formatter failed to read or write a file."""
+
+
+class ArtifactNotFoundError(DatasetNotFoundError, FileNotFoundError):
+    """A dataset's file (or directory) is missing from the datastore."""
+
+
+class ReadOnlyRegistryError(ButlerError, PermissionError):
+    """A write was attempted through a registry opened read-only."""

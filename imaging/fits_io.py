@@ -67,7 +67,7 @@ _STRUCTURAL = frozenset({"SIMPLE", "BITPIX", "NAXIS", "NAXIS1", "NAXIS2", "EXTEN
 PathOrFile = str | os.PathLike[str] | IO[bytes]
 
 
-# -- WCS --------------------------------------------------------------------------------------------
+# -- WCS --
 
 
 def wcs_to_header(wcs: WCS, *, xy0: tuple[int, int] = (0, 0)) -> fits.Header:
@@ -98,11 +98,10 @@ def wcs_from_header(
     """
     if "CTYPE1" not in header:
         return None
-    cards = fits.Header([c for c in header.cards if not c.keyword.endswith("A")])
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FITSFixedWarning)
-            wcs = WCS(cards, relax=True)
+            wcs = WCS(header, relax=True)
     except Exception as err:  # astropy raises many types for bad WCS cards
         raise ExposureFormatError(f"{source}: invalid WCS keywords (CTYPE1...): {err}") from err
     wcs.wcs.crpix = wcs.wcs.crpix + np.asarray(xy0, dtype=float)
@@ -112,7 +111,7 @@ def wcs_from_header(
     return wcs
 
 
-# -- writing ----------------------------------------------------------------------------------------
+# -- writing --
 
 
 def _primary_header(exposure: Exposure) -> fits.Header:
@@ -143,7 +142,9 @@ def _primary_header(exposure: Exposure) -> fits.Header:
         header["DETFPX"] = (det.focal_plane_position[0], "[mm] Focal-plane x of centre")
         header["DETFPY"] = (det.focal_plane_position[1], "[mm] Focal-plane y of centre")
         header["DETPIXSZ"] = (det.pixel_size, "[mm] Pixel size")
-        for key, value in zip(("DETX0", "DETY0", "DETNX", "DETNY"), det.bbox.to_list(), strict=True):
+        for key, value in zip(
+            ("DETX0", "DETY0", "DETNX", "DETNY"), det.bbox.to_list(), strict=True
+        ):
             header[key] = (value, "Detector bounding box")
     if exposure.zero_point is not None:
         header["ZEROPT"] = (exposure.zero_point, "[mag] Zero point (1 count)")
@@ -205,7 +206,7 @@ def write_exposure_fits(exposure: Exposure, path_or_fileobj: PathOrFile) -> None
         hdul.writeto(path_or_fileobj)
 
 
-# -- reading ----------------------------------------------------------------------------------------
+# -- reading --
 
 
 def _get(header: fits.Header, key: str, kind: type, source: str) -> Any:
@@ -264,7 +265,10 @@ def _detector_from_header(
             name=str(header.get("DETNAME", det_id)),
             bbox=bbox,
             orientation=float(header.get("DETORIEN", 0.0)),
-            focal_plane_position=(float(header.get("DETFPX", 0.0)), float(header.get("DETFPY", 0.0))),
+            focal_plane_position=(
+                float(header.get("DETFPX", 0.0)),
+                float(header.get("DETFPY", 0.0)),
+            ),
             pixel_size=float(header.get("DETPIXSZ", 0.01)),
             gain=_get(header, "GAIN", float, source),
             read_noise=_get(header, "RDNOISE", float, source),
@@ -286,7 +290,9 @@ def _metadata(header: fits.Header) -> fits.Header:
     )
 
 
-def _section(hdu: fits.ImageHDU | fits.PrimaryHDU, slices: tuple[slice, slice] | None) -> np.ndarray:
+def _section(
+    hdu: fits.ImageHDU | fits.PrimaryHDU, slices: tuple[slice, slice] | None
+) -> np.ndarray:
     if slices is None:
         return np.asarray(hdu.data)
     return np.asarray(hdu.section[slices])
@@ -355,9 +361,7 @@ def read_exposure_fits(
         return _read_plain(hdul, source, bbox, gain, read_noise)
 
 
-def _read_layout(
-    hdul: fits.HDUList, names: list[str], source: str, bbox: Box | None
-) -> Exposure:
+def _read_layout(hdul: fits.HDUList, names: list[str], source: str, bbox: Box | None) -> Exposure:
     for name in ("MASK", "VARIANCE"):
         if name not in names:
             raise ExposureFormatError(f"{source}: missing HDU {name} (EXTNAME)")
@@ -388,7 +392,9 @@ def _read_layout(
         try:
             psf = Psf.from_dict(json.loads(hdul["PSF"].data["PSF_JSON"][0]))
         except (KeyError, ValueError, PsfError) as err:
-            raise ExposureFormatError(f"{source}: HDU PSF column PSF_JSON unreadable: {err}") from err
+            raise ExposureFormatError(
+                f"{source}: HDU PSF column PSF_JSON unreadable: {err}"
+            ) from err
     zero_point = _get(primary, "ZEROPT", float, source) if "ZEROPT" in primary else None
     return Exposure(
         _section(image_hdu, slices),

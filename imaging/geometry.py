@@ -127,7 +127,7 @@ class Box:
         )
 
     def dilated(self, nx: int, ny: int | None = None) -> Box:
-        """Return the box grown by ``nx`` columns and ``ny`` rows on each side (negative shrinks)."""
+        """Return the box grown by ``nx`` columns and ``ny`` rows per side (negative shrinks)."""
         ny = nx if ny is None else ny
         return Box.from_corners(self.x0 - nx, self.y0 - ny, self.x1 + nx, self.y1 + ny)
 

@@ -190,7 +190,9 @@ class Mask:
         return {f"{_HEADER_PREFIX}{name}": bit for name, bit in self._planes.items()}
 
     @staticmethod
-    def planes_from_header(header: Mapping[str, object], *, source: str = "header") -> dict[str, int]:
+    def planes_from_header(
+        header: Mapping[str, object], *, source: str = "header"
+    ) -> dict[str, int]:
         """Read the ``MP_<NAME>`` keywords of a header into a plane dictionary.
 
         Parameters

@@ -74,9 +74,11 @@ def adaptive_moments(
             raise PsfError("adaptive_moments: weighted flux is not positive")
         cx, cy = cx + (w * dx).sum() / flux, cy + (w * dy).sum() / flux
         dx, dy = x - cx, y - cy
-        mxx, myy, mxy = (w * dx * dx).sum() / flux, (w * dy * dy).sum() / flux, (
-            w * dx * dy
-        ).sum() / flux
+        mxx, myy, mxy = (
+            (w * dx * dx).sum() / flux,
+            (w * dy * dy).sum() / flux,
+            (w * dx * dy).sum() / flux,
+        )
         # Moments of the weighted image are those of the product of two Gaussians: invert.
         m = np.array([[mxx, mxy], [mxy, myy]])
         wmat = np.array([[ixx, ixy], [ixy, iyy]])
@@ -242,7 +244,9 @@ class GaussianPsf(Psf, kind="gaussian"):
     ) -> None:
         if not sigma > 0:
             raise PsfError(f"GaussianPsf: sigma must be positive, got {sigma!r}")
-        e1, e2 = (0.0, 0.0) if ellipticity is None else (float(ellipticity[0]), float(ellipticity[1]))
+        e1, e2 = (
+            (0.0, 0.0) if ellipticity is None else (float(ellipticity[0]), float(ellipticity[1]))
+        )
         e = math.hypot(e1, e2)
         if e >= 1.0:
             raise PsfError(f"GaussianPsf: |ellipticity| must be < 1, got {e}")
@@ -293,7 +297,11 @@ class GaussianPsf(Psf, kind="gaussian"):
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> GaussianPsf:
         ell = data.get("ellipticity")
-        return cls(data["sigma"], size=data.get("size"), ellipticity=None if ell is None else tuple(ell))
+        return cls(
+            data["sigma"], size=data.get("size"), ellipticity=None if ell is None else tuple(ell)
+        )
 
     def __repr__(self) -> str:
-        return f"GaussianPsf(sigma={self._sigma}, size={self._size}, ellipticity={self._ellipticity})"
+        return (
+            f"GaussianPsf(sigma={self._sigma}, size={self._size}, ellipticity={self._ellipticity})"
+        )

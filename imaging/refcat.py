@@ -55,7 +55,7 @@ def angular_separation(
 
 
 def propagate_positions(table: Table, epoch: float) -> tuple[np.ndarray, np.ndarray]:
-    """Return ``(ra, dec)`` (deg) moved by proper motion from the catalog epoch to ``epoch`` (yr)."""
+    """Return ``(ra, dec)`` (deg) moved by proper motion from catalog epoch to ``epoch`` (yr)."""
     dt = epoch - np.asarray(table["epoch"], dtype=float)
     dec = np.asarray(table["dec"], dtype=float) + np.asarray(table["pm_dec"]) * dt / 3.6e6
     cosd = np.cos(np.radians(np.asarray(table["dec"], dtype=float)))

@@ -182,7 +182,7 @@ class Field:
             return None
         return self._coerceScalar(instance, self.dtype, value)
 
-    def _coerceScalar(self, instance: Config, dtype: type, value: Any, what: str = "") -> Any:
+    def _coerceScalar(self, instance: Config, dtype: type, value: Any, what: str = "value ") -> Any:
         if dtype is float and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         if dtype in (int, float) and isinstance(value, bool):
@@ -198,7 +198,7 @@ class Field:
                 return converted
         raise self._error(
             instance,
-            f"{what}value {value!r} of type {type(value).__name__} is not a {dtype.__name__}",
+            f"{what}{value!r} ({type(value).__name__}) is not a valid {dtype.__name__}",
         )
 
     def _historyValue(self, value: Any) -> Any:
@@ -594,7 +594,7 @@ class DictField(Field):
     def _coercePair(self, instance: Config, key: Any, value: Any) -> tuple[Any, Any]:
         key = self._coerceScalar(instance, self.keytype, key, what="key ")
         if value is not None:
-            value = self._coerceScalar(instance, self.itemtype, value, what=f"item {key!r}: ")
+            value = self._coerceScalar(instance, self.itemtype, value, what=f"item {key!r}: value ")
         return key, value
 
     def _coerce(self, instance: Config, value: Any) -> Any:

@@ -289,9 +289,7 @@ class PipelineGraph:
                 ref_what = f"read by task {ref_label!r}"
             for label, edge in consumers:
                 self._check_match(name, ref_what, ref, label, edge)
-            if name in self._producer and any(
-                e.kind == "prerequisiteInputs" for _, e in consumers
-            ):
+            if name in self._producer and any(e.kind == "prerequisiteInputs" for _, e in consumers):
                 raise ConnectionMismatchError(
                     f"dataset type {name!r} is a prerequisite input of "
                     f"{[lbl for lbl, e in consumers if e.kind == 'prerequisiteInputs']} but is "

@@ -14,10 +14,7 @@ CONFIGS = {
 
 
 def test_lsst_style_contract_true():
-    text = (
-        "calibrate.doAstrometry == False or "
-        "charImage.connections.outputSchema == 'icSrc_schema'"
-    )
+    text = "calibrate.doAstrometry == False or charImage.connections.outputSchema == 'icSrc_schema'"
     assert evaluate_contract(text, CONFIGS) is True
     check_contract(text, CONFIGS)
 
@@ -43,8 +40,11 @@ def test_expressions(text, expected):
 
 
 def test_failed_contract_names_text_and_msg():
-    with pytest.raises(ContractError, match=r"pipe.yaml:7: contract 'calibrate.nStars > 100' "
-                                            r"failed: need many stars"):
+    with pytest.raises(
+        ContractError,
+        match=r"pipe.yaml:7: contract 'calibrate.nStars > 100' "
+        r"failed: need many stars",
+    ):
         check_contract(
             "calibrate.nStars > 100", CONFIGS, msg="need many stars", where="pipe.yaml:7"
         )

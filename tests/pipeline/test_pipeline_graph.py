@@ -33,15 +33,27 @@ def _node(label, dims, inputs=(), outputs=(), init_inputs=(), init_outputs=(), p
 
 def _abc():
     return [
-        _node("c", VISIT, inputs=[("b_out", "Image", VISIT_DET, True)],
-              outputs=[("c_out", "Catalog", VISIT)]),
-        _node("a", VISIT_DET, inputs=[("raw", "Image", VISIT_DET)],
-              outputs=[("a_out", "Image", VISIT_DET)],
-              init_outputs=[("a_schema", "Schema", ())]),
-        _node("b", VISIT_DET, inputs=[("a_out", "Image", VISIT_DET)],
-              outputs=[("b_out", "Image", VISIT_DET)],
-              init_inputs=[("a_schema", "Schema", ())],
-              prereqs=[("refcat", "Catalog", {"htm7"})]),
+        _node(
+            "c",
+            VISIT,
+            inputs=[("b_out", "Image", VISIT_DET, True)],
+            outputs=[("c_out", "Catalog", VISIT)],
+        ),
+        _node(
+            "a",
+            VISIT_DET,
+            inputs=[("raw", "Image", VISIT_DET)],
+            outputs=[("a_out", "Image", VISIT_DET)],
+            init_outputs=[("a_schema", "Schema", ())],
+        ),
+        _node(
+            "b",
+            VISIT_DET,
+            inputs=[("a_out", "Image", VISIT_DET)],
+            outputs=[("b_out", "Image", VISIT_DET)],
+            init_inputs=[("a_schema", "Schema", ())],
+            prereqs=[("refcat", "Catalog", {"htm7"})],
+        ),
     ]
 
 
@@ -75,15 +87,21 @@ def test_missing_input():
 
 def test_existing_dataset_type_mismatch():
     existing = {"raw": (VISIT, "Image"), "refcat": (["htm7"], "Catalog")}
-    with pytest.raises(ConnectionMismatchError, match=r"'raw': dimensions.*registered in the "
-                                                      r"butler.*task 'a'"):
+    with pytest.raises(
+        ConnectionMismatchError,
+        match=r"'raw': dimensions.*registered in the "
+        r"butler.*task 'a'",
+    ):
         PipelineGraph(_abc(), existing_dataset_types=existing)
 
 
 def test_duplicate_producer():
     nodes = _abc() + [_node("a2", VISIT_DET, outputs=[("a_out", "Image", VISIT_DET)])]
-    with pytest.raises(DuplicateProducerError, match=r"'a_out' is written by two tasks: 'a' "
-                                                     r"and 'a2'"):
+    with pytest.raises(
+        DuplicateProducerError,
+        match=r"'a_out' is written by two tasks: 'a' "
+        r"and 'a2'",
+    ):
         PipelineGraph(nodes)
 
 
@@ -111,20 +129,30 @@ def test_three_task_cycle_through_init_output():
 
 def test_storage_class_mismatch_names_everything():
     nodes = _abc()
-    nodes[2] = _node("b", VISIT_DET, inputs=[("a_out", "Catalog", VISIT_DET)],
-                     outputs=[("b_out", "Image", VISIT_DET)])
-    with pytest.raises(ConnectionMismatchError,
-                       match=r"'a_out': storage class 'Image' \(written by task 'a'\) differs "
-                             r"from 'Catalog' \(read by task 'b'"):
+    nodes[2] = _node(
+        "b",
+        VISIT_DET,
+        inputs=[("a_out", "Catalog", VISIT_DET)],
+        outputs=[("b_out", "Image", VISIT_DET)],
+    )
+    with pytest.raises(
+        ConnectionMismatchError,
+        match=r"'a_out': storage class 'Image' \(written by task 'a'\) differs "
+        r"from 'Catalog' \(read by task 'b'",
+    ):
         PipelineGraph(nodes)
 
 
 def test_dimension_mismatch():
     nodes = _abc()
-    nodes[0] = _node("c", VISIT, inputs=[("b_out", "Image", VISIT)],
-                     outputs=[("c_out", "Catalog", VISIT)])
-    with pytest.raises(ConnectionMismatchError, match=r"'b_out': dimensions \{detector, "
-                                                      r"instrument, visit\}.*\{instrument, visit\}"):
+    nodes[0] = _node(
+        "c", VISIT, inputs=[("b_out", "Image", VISIT)], outputs=[("c_out", "Catalog", VISIT)]
+    )
+    with pytest.raises(
+        ConnectionMismatchError,
+        match=r"'b_out': dimensions \{detector, "
+        r"instrument, visit\}.*\{instrument, visit\}",
+    ):
         PipelineGraph(nodes)
 
 

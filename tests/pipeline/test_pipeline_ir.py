@@ -197,8 +197,11 @@ def test_selector(data_dir):
 
 
 def test_selector_unknown_label_lists_known(data_dir):
-    with pytest.raises(PipelineDefinitionError, match=r"unknown task or subset label 'bb'.*"
-                                                      r"known tasks: \['a', 'b', 'c'\]"):
+    with pytest.raises(
+        PipelineDefinitionError,
+        match=r"unknown task or subset label 'bb'.*"
+        r"known tasks: \['a', 'b', 'c'\]",
+    ):
         PipelineIR.from_file(f"{data_dir / 'base.yaml'}#a,bb")
 
 

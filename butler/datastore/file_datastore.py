@@ -1,0 +1,520 @@
+"""A datastore of files on any fsspec filesystem (local disk, memory, object stores).
+
+Design
+------
+The datastore maps a `DatasetRef` to one artifact (a file, or a directory for
+zarr) under ``root``. Where it goes is a pure function of the ref: the file
+template (`FileTemplates`) gives the relative path, the formatter gives the
+extension; `FileDatastore.predict` computes it without I/O, so workers know
+their outputs' locations in advance. The datastore keeps no record of what it
+holds: the registry stores the returned `StoredFileInfo`, and `get` is handed
+it (or re-predicts it from a ref).
+
+Writes are atomic (see `._atomic`): the formatter writes a hidden temporary
+sibling, which is renamed into place. On any failure the temporary is
+removed and a `FormatterError` naming dataset type, data ID, run and path is
+raised, so nothing partial is ever visible under the final name. After a
+crash, `find_orphans` lists artifacts the registry does not know and
+`cleanup_temporaries` removes leftover temporaries.
+
+State: the filesystem object and root, and the configuration passed in
+(storage class registry, templates, formatter overrides); nothing is cached.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import posixpath
+import shutil
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import fsspec
+import fsspec.core
+
+from .._errors import ArtifactNotFoundError, FormatterError, InvalidNameError, StorageClassError
+from ..dataset_ref import DatasetRef
+from ..storage_class import StorageClass, StorageClassRegistry, import_object
+from ._atomic import commit, discard, is_local, is_temporary, temporary_sibling
+from .formatter import Formatter
+from .stored_file_info import StoredFileInfo
+from .templates import FileTemplates
+
+__all__ = ["TRANSFER_MODES", "FileDatastore"]
+
+#: Transfer modes understood by `FileDatastore.ingest`.
+TRANSFER_MODES = ("copy", "move", "symlink", "hardlink", "direct", None)
+
+
+def _describe(ref: DatasetRef) -> str:
+    return f"dataset type {ref.dataset_type.name!r}, data ID {ref.data_id!r}, run {ref.run!r}"
+
+
+def _is_absolute(path: str) -> bool:
+    return path.startswith("/") or "://" in path
+
+
+class FileDatastore:
+    """Datasets stored as files under a root on an fsspec filesystem.
+
+    Parameters
+    ----------
+    root : `str`
+        A local directory or any fsspec URL (``memory://repo``, ``s3://bucket/repo``).
+    storage_classes : `StorageClassRegistry`
+        Where storage class names are looked up.
+    templates : `FileTemplates`, optional
+        File templates; the default template if `None`.
+    formatter_overrides : `~collections.abc.Mapping` [`str`, `str`], optional
+        Dotted formatter name per dataset type name or storage class name
+        (a dataset type name wins over a storage class name).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        *,
+        storage_classes: StorageClassRegistry,
+        templates: FileTemplates | None = None,
+        formatter_overrides: Mapping[str, str] | None = None,
+    ) -> None:
+        self.fs, path = fsspec.core.url_to_fs(str(root))
+        self.root = path.rstrip("/") or "/"
+        self.storage_classes = storage_classes
+        self.templates = templates if templates is not None else FileTemplates()
+        self.formatter_overrides = dict(formatter_overrides or {})
+
+    def __repr__(self) -> str:
+        return f"FileDatastore({self.uri_root!r})"
+
+    @property
+    def uri_root(self) -> str:
+        """The root as a full URL (or absolute local path)."""
+        return self.root if is_local(self.fs) else self.fs.unstrip_protocol(self.root)
+
+    # -- locations ----------------------------------------------------------
+
+    def _formatter_name(self, ref: DatasetRef) -> str:
+        dataset_type = ref.dataset_type
+        if dataset_type.name in self.formatter_overrides:
+            return self.formatter_overrides[dataset_type.name]
+        if dataset_type.storage_class in self.formatter_overrides:
+            return self.formatter_overrides[dataset_type.storage_class]
+        return self.storage_classes[dataset_type.storage_class].formatter
+
+    def _formatter(self, name: str, storage_class: StorageClass, where: str) -> Formatter:
+        try:
+            cls = import_object(name)
+        except ImportError as err:
+            raise FormatterError(f"cannot load formatter {name!r} for {where}: {err}") from err
+        if not (isinstance(cls, type) and issubclass(cls, Formatter)):
+            raise FormatterError(f"{name!r} (for {where}) is not a Formatter subclass")
+        return cls(storage_class)
+
+    def _full_path(self, path: str) -> tuple[fsspec.AbstractFileSystem, str]:
+        if _is_absolute(path) and "://" in path:
+            fs, full = fsspec.core.url_to_fs(path)
+            return fs, full
+        if path.startswith("/"):
+            return (self.fs, path)
+        return self.fs, posixpath.join(self.root, path)
+
+    def predict(self, ref: DatasetRef) -> StoredFileInfo:
+        """Return where ``ref`` would be stored, without any I/O.
+
+        Parameters
+        ----------
+        ref : `DatasetRef`
+            The dataset.
+
+        Returns
+        -------
+        info : `StoredFileInfo`
+            Relative path (template plus formatter extension), formatter and
+            storage class; ``file_size`` is -1.
+
+        Raises
+        ------
+        InvalidNameError
+            If the template cannot be filled or the path would escape the root.
+        StorageClassError
+            If the storage class is unknown.
+        """
+        formatter = self._formatter_name(ref)
+        cls = import_object(formatter)
+        path = self.templates.format(ref) + getattr(cls, "extension", "")
+        return StoredFileInfo(ref.id, path, formatter, ref.dataset_type.storage_class, -1)
+
+    def uri(self, info: StoredFileInfo) -> str:
+        """Return the full URL (or absolute local path) of an artifact."""
+        fs, path = self._full_path(info.path)
+        return path if is_local(fs) else fs.unstrip_protocol(path)
+
+    def _size(self, fs: fsspec.AbstractFileSystem, path: str) -> int:
+        if fs.isdir(path):
+            return int(fs.du(path, total=True))
+        return int(fs.size(path))
+
+    # -- put / get ------------------------------------------------------------
+
+    def put(
+        self, obj: Any, ref: DatasetRef, *, info: StoredFileInfo | None = None
+    ) -> StoredFileInfo:
+        """Write ``obj`` as dataset ``ref``, atomically.
+
+        Parameters
+        ----------
+        obj : `object`
+            The in-memory dataset; must be an instance of the storage class type.
+        ref : `DatasetRef`
+            The dataset.
+        info : `StoredFileInfo`, optional
+            Where to write (e.g. from an earlier `predict`); predicted if `None`.
+
+        Returns
+        -------
+        info : `StoredFileInfo`
+            The stored artifact, with ``file_size``.
+
+        Raises
+        ------
+        StorageClassError
+            If ``obj`` is not of the storage class type.
+        FormatterError
+            If writing fails for any reason (the formatter raised, the disk is
+            full, permission denied...); nothing is left under the final or
+            a temporary name.
+        """
+        if info is None:
+            info = self.predict(ref)
+        storage_class = self.storage_classes[info.storage_class]
+        pytype = storage_class.import_pytype()
+        if not isinstance(obj, pytype):
+            raise StorageClassError(
+                f"cannot put a {type(obj).__module__}.{type(obj).__qualname__} "
+                f"as {_describe(ref)}: "
+                f"storage class {storage_class.name!r} needs a {storage_class.pytype}"
+            )
+        if _is_absolute(info.path):
+            raise InvalidNameError(
+                f"put of {_describe(ref)} needs a relative path, got {info.path!r}"
+            )
+        formatter = self._formatter(info.formatter, storage_class, _describe(ref))
+        fs, final = self._full_path(info.path)
+        temporary = temporary_sibling(final)
+        try:
+            fs.makedirs(posixpath.dirname(final), exist_ok=True)
+            formatter.write(obj, fs, temporary)
+            commit(fs, temporary, final, is_directory=formatter.is_directory)
+        except BaseException as err:
+            discard(fs, temporary)
+            if isinstance(err, Exception):
+                raise FormatterError(
+                    f"failed to write {_describe(ref)} to {self.uri(info)!r} with "
+                    f"{type(formatter).__name__}: {type(err).__name__}: {err}"
+                ) from err
+            raise
+        return dataclasses.replace(info, file_size=self._size(fs, final))
+
+    def get(
+        self,
+        ref_or_info: DatasetRef | StoredFileInfo,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Read a dataset.
+
+        Parameters
+        ----------
+        ref_or_info : `DatasetRef` or `StoredFileInfo`
+            The dataset; a ref is located with `predict`.
+        parameters : `~collections.abc.Mapping`, optional
+            Read parameters understood by the formatter (e.g. ``bbox``).
+
+        Returns
+        -------
+        obj : `object`
+            The in-memory dataset.
+
+        Raises
+        ------
+        ArtifactNotFoundError
+            If the artifact does not exist (a `DatasetNotFoundError` and a
+            `FileNotFoundError`); the message names the path.
+        FormatterError
+            If the formatter cannot read it, or a parameter is unsupported.
+        """
+        info = self.predict(ref_or_info) if isinstance(ref_or_info, DatasetRef) else ref_or_info
+        where = f"dataset {info.dataset_id} at {self.uri(info)!r}"
+        storage_class = self.storage_classes[info.storage_class]
+        formatter = self._formatter(info.formatter, storage_class, where)
+        formatter.check_parameters(parameters)
+        fs, path = self._full_path(info.path)
+        if not fs.exists(path):
+            raise ArtifactNotFoundError(f"no artifact for {where}")
+        try:
+            return formatter.read(fs, path, parameters=parameters)
+        except FormatterError:
+            raise
+        except FileNotFoundError as err:
+            raise ArtifactNotFoundError(f"no artifact for {where}: {err}") from err
+        except Exception as err:
+            raise FormatterError(
+                f"{type(formatter).__name__} failed to read {where}: {type(err).__name__}: {err}"
+            ) from err
+
+    def exists(self, info: StoredFileInfo) -> bool:
+        """Whether the artifact exists."""
+        fs, path = self._full_path(info.path)
+        return bool(fs.exists(path))
+
+    def remove(self, info: StoredFileInfo) -> None:
+        """Delete the artifact (a missing one is fine; ``direct`` ingests are never deleted)."""
+        if _is_absolute(info.path):
+            return
+        fs, path = self._full_path(info.path)
+        discard(fs, path)
+
+    # -- ingest / retrieve ------------------------------------------------------
+
+    def _copy_in(
+        self,
+        src_fs: fsspec.AbstractFileSystem,
+        src: str,
+        fs: fsspec.AbstractFileSystem,
+        temporary: str,
+    ) -> None:
+        """Copy ``src`` (file or directory) to ``temporary`` on ``fs``."""
+        if is_local(src_fs) and is_local(fs):
+            if os.path.isdir(src):
+                shutil.copytree(src, temporary, symlinks=True)
+            else:
+                shutil.copyfile(src, temporary)
+        elif src_fs is fs or (type(src_fs) is type(fs) and src_fs.protocol == fs.protocol):
+            fs.copy(src, temporary, recursive=src_fs.isdir(src))
+        elif src_fs.isdir(src):
+            for name in src_fs.find(src):
+                rel = posixpath.relpath(name, src)
+                fs.makedirs(posixpath.dirname(posixpath.join(temporary, rel)), exist_ok=True)
+                fs.pipe_file(posixpath.join(temporary, rel), src_fs.cat_file(name))
+        else:
+            with src_fs.open(src, "rb") as inp, fs.open(temporary, "wb") as out:
+                shutil.copyfileobj(inp, out, 1 << 22)
+
+    def ingest(
+        self,
+        source_path: str,
+        ref: DatasetRef,
+        *,
+        transfer: str | None = "copy",
+        formatter: str | None = None,
+    ) -> StoredFileInfo:
+        """Bring an existing file into the datastore as dataset ``ref``.
+
+        Parameters
+        ----------
+        source_path : `str`
+            Local path or fsspec URL of the file (or directory).
+        ref : `DatasetRef`
+            The dataset it is.
+        transfer : `str` or `None`
+            ``copy``, ``move`` (both atomic into place), ``symlink``,
+            ``hardlink`` (local only), ``direct`` (leave the file where it is,
+            record its absolute location; `remove` never deletes it) or `None`
+            (the file is already inside the root, recorded where it is).
+        formatter : `str`, optional
+            Dotted formatter name; the one `predict` chooses if `None`.
+
+        Returns
+        -------
+        info : `StoredFileInfo`
+
+        Raises
+        ------
+        ArtifactNotFoundError
+            If the source does not exist.
+        FormatterError
+            If the transfer fails or is not possible (the message says why).
+        """
+        if transfer not in TRANSFER_MODES:
+            raise FormatterError(
+                f"unknown transfer mode {transfer!r} for {_describe(ref)} "
+                f"(use one of {TRANSFER_MODES})"
+            )
+        src_fs, src = fsspec.core.url_to_fs(str(source_path))
+        if is_local(src_fs):
+            src = os.path.abspath(src)
+        if not src_fs.exists(src):
+            raise ArtifactNotFoundError(
+                f"cannot ingest {_describe(ref)}: {source_path!r} does not exist"
+            )
+        predicted = self.predict(ref)
+        if formatter is not None:
+            cls = import_object(formatter)
+            ext = getattr(cls, "extension", "")
+            base = self.templates.format(ref)
+            predicted = dataclasses.replace(predicted, path=base + ext, formatter=formatter)
+        size = self._size(src_fs, src)
+        if transfer == "direct":
+            both_local = is_local(src_fs) and is_local(self.fs)
+            location = src if both_local else src_fs.unstrip_protocol(src)
+            return dataclasses.replace(predicted, path=location, file_size=size)
+        if transfer is None:
+            same_fs = type(src_fs) is type(self.fs)
+            root = self.root.rstrip("/") + "/"
+            if not same_fs or not src.startswith(root):
+                raise FormatterError(
+                    f"cannot ingest {_describe(ref)} with transfer=None: {source_path!r} "
+                    f"is not inside the datastore root {self.uri_root!r}"
+                )
+            return dataclasses.replace(predicted, path=src[len(root) :], file_size=size)
+        fs, final = self._full_path(predicted.path)
+        local = is_local(src_fs) and is_local(fs)
+        if transfer in ("symlink", "hardlink") and not local:
+            raise FormatterError(
+                f"transfer={transfer!r} of {_describe(ref)} needs local files "
+                f"({source_path!r} -> {self.uri(predicted)!r})"
+            )
+        temporary = temporary_sibling(final)
+        is_dir = src_fs.isdir(src)
+        try:
+            fs.makedirs(posixpath.dirname(final), exist_ok=True)
+            if transfer == "symlink":
+                os.symlink(src, temporary)
+            elif transfer == "hardlink":
+                os.link(src, temporary)
+            elif transfer == "move" and local:
+                try:
+                    os.rename(src, temporary)
+                except OSError:  # another device: copy, then delete the source below
+                    self._copy_in(src_fs, src, fs, temporary)
+            else:
+                self._copy_in(src_fs, src, fs, temporary)
+            commit(fs, temporary, final, is_directory=is_dir and transfer != "symlink")
+        except Exception as err:
+            discard(fs, temporary)
+            raise FormatterError(
+                f"failed to ingest {source_path!r} as {_describe(ref)} into "
+                f"{self.uri(predicted)!r} (transfer={transfer!r}): {type(err).__name__}: {err}"
+            ) from err
+        if transfer == "move" and src_fs.exists(src):
+            discard(src_fs, src)
+        return dataclasses.replace(predicted, file_size=size)
+
+    def retrieve(
+        self, info: StoredFileInfo, destination: str, *, preserve_path: bool = True
+    ) -> str:
+        """Copy an artifact out of the datastore.
+
+        Parameters
+        ----------
+        info : `StoredFileInfo`
+            The artifact.
+        destination : `str`
+            A local directory or fsspec URL; created if needed.
+        preserve_path : `bool`
+            Keep the path relative to the root under ``destination``; else
+            only the file name.
+
+        Returns
+        -------
+        path : `str`
+            Where the copy is (local path or URL).
+
+        Raises
+        ------
+        ArtifactNotFoundError
+            If the artifact does not exist.
+        """
+        src_fs, src = self._full_path(info.path)
+        if not src_fs.exists(src):
+            raise ArtifactNotFoundError(
+                f"cannot retrieve dataset {info.dataset_id}: {self.uri(info)!r} does not exist"
+            )
+        dst_fs, dst_root = fsspec.core.url_to_fs(str(destination))
+        keep = preserve_path and not _is_absolute(info.path)
+        rel = info.path if keep else posixpath.basename(src)
+        final = posixpath.join(dst_root, rel)
+        temporary = temporary_sibling(final)
+        try:
+            dst_fs.makedirs(posixpath.dirname(final), exist_ok=True)
+            self._copy_in(src_fs, src, dst_fs, temporary)
+            commit(dst_fs, temporary, final, is_directory=src_fs.isdir(src))
+        except Exception as err:
+            discard(dst_fs, temporary)
+            raise FormatterError(
+                f"failed to retrieve {self.uri(info)!r} to {final!r}: {type(err).__name__}: {err}"
+            ) from err
+        return final if is_local(dst_fs) else dst_fs.unstrip_protocol(final)
+
+    # -- crash recovery ---------------------------------------------------------
+
+    def _walk(self) -> Iterator[tuple[str, list[str], list[str]]]:
+        if not self.fs.exists(self.root):
+            return
+        yield from self.fs.walk(self.root)
+
+    def _directory_extensions(self) -> set[str]:
+        names = {self.storage_classes[n].formatter for n in self.storage_classes}
+        names.update(self.formatter_overrides.values())
+        exts = set()
+        for name in names:
+            with contextlib.suppress(ImportError):
+                cls = import_object(name)
+                if getattr(cls, "is_directory", False):
+                    exts.add(cls.extension)
+        return exts
+
+    def find_orphans(self, known_paths: set[str]) -> list[str]:
+        """List artifacts under the root that are not in ``known_paths``.
+
+        Parameters
+        ----------
+        known_paths : `set` [`str`]
+            Relative paths of the artifacts the registry knows.
+
+        Returns
+        -------
+        orphans : `list` [`str`]
+            Sorted relative paths of unknown files; a directory artifact
+            (e.g. ``x.zarr``) is listed once as a whole. Temporaries are not
+            listed (see `cleanup_temporaries`).
+        """
+        dir_exts = self._directory_extensions()
+        root = self.root.rstrip("/")
+        orphans: list[str] = []
+        for dirpath, dirnames, filenames in self._walk():
+            rel_dir = posixpath.relpath(dirpath, root) if dirpath.rstrip("/") != root else ""
+            keep = []
+            for name in dirnames:
+                rel = posixpath.join(rel_dir, name) if rel_dir else name
+                if is_temporary(name) or rel in known_paths:
+                    continue
+                if any(name.endswith(ext) for ext in dir_exts):
+                    orphans.append(rel)
+                    continue
+                keep.append(name)
+            dirnames[:] = keep
+            for name in filenames:
+                rel = posixpath.join(rel_dir, name) if rel_dir else name
+                if not is_temporary(name) and rel not in known_paths:
+                    orphans.append(rel)
+        return sorted(orphans)
+
+    def cleanup_temporaries(self) -> list[str]:
+        """Remove temporaries left by interrupted writes; return their relative paths.
+
+        Only call this when no process is writing to the datastore: an
+        in-progress write's temporary is indistinguishable from a leftover.
+        """
+        root = self.root.rstrip("/")
+        removed: list[str] = []
+        for dirpath, dirnames, filenames in self._walk():
+            for name in [*dirnames, *filenames]:
+                if is_temporary(name):
+                    discard(self.fs, posixpath.join(dirpath, name))
+                    removed.append(posixpath.relpath(posixpath.join(dirpath, name), root))
+            dirnames[:] = [d for d in dirnames if not is_temporary(d)]
+        return sorted(removed)

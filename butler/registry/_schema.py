@@ -1,0 +1,266 @@
+"""The registry's tables, built from a dimension universe with SQLAlchemy Core.
+
+Design
+------
+Fixed tables:
+
+``butler_attributes``
+    Key/value pairs: ``schema_version`` and ``universe`` (the dimension
+    configuration as JSON), so a repository is self-describing.
+``dataset_type``
+    id, unique name, dimensions (JSON list), storage class.
+``collection``
+    id, unique name, type (`CollectionType` value).
+``collection_chain``
+    (parent, position) -> child, the ordered members of CHAINED collections.
+``dataset``
+    One row per dataset: its UUID, dataset type, run, the data ID both as one
+    nullable column per dimension of the universe (for queries) and as its
+    canonical string (for the uniqueness of (dataset type, run, data ID),
+    since SQL unique constraints treat NULLs as distinct), and the stored
+    file info (path, formatter, storage class, size) — NULL until the
+    datastore records it. One wide table measured fastest for bulk inserts.
+
+Per-universe tables:
+
+``dim_<element>``
+    Records of each dimension element except the sky pixelization: one
+    column per required dimension (named after the dimension), the element's
+    own key (named after its key field, e.g. ``id``), one column per implied
+    dimension, the metadata columns and, for spatial elements, ``region``
+    (JSON). Foreign keys point to the records of required dimensions.
+``overlap_<element>``
+    For spatial elements: the element's key columns and the sky pixel ID of
+    every pixel its region overlaps.
+
+The same code creates the schema on SQLite and PostgreSQL. There is no
+module-level state: `RegistrySchema` is built per registry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import sqlalchemy as sa
+
+from .._errors import DimensionConfigError
+from ..dimensions import Dimension, DimensionElement, DimensionUniverse, MetadataField
+
+__all__ = ["SCHEMA_VERSION", "ElementColumns", "RegistrySchema"]
+
+#: Version of the table layout written by this software.
+SCHEMA_VERSION = 1
+
+_SQL_TYPES: dict[str, Any] = {
+    "int": sa.BigInteger,
+    "float": sa.Float,
+    "bool": sa.Boolean,
+}
+
+#: Column names of the dataset table that are not dimension names.
+DATASET_FIXED_COLUMNS = (
+    "id",
+    "dataset_type_id",
+    "run_id",
+    "data_id",
+    "path",
+    "formatter",
+    "storage_class",
+    "file_size",
+)
+
+
+def _sql_type(field: MetadataField) -> Any:
+    if field.type == "string":
+        return sa.String(field.length) if field.length else sa.String()
+    return _SQL_TYPES[field.type]()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ElementColumns:
+    """How an element's records map to columns.
+
+    Parameters
+    ----------
+    element : `DimensionElement`
+        The element.
+    required : `tuple` [`str`, ...]
+        Names of the required dimensions stored as columns (not the element
+        itself).
+    key : `str` or `None`
+        Column name of the element's own key (dimensions only).
+    implied : `tuple` [`str`, ...]
+        Implied dimensions stored as columns.
+    metadata : `tuple` [`str`, ...]
+        Metadata column names.
+    """
+
+    element: DimensionElement
+    required: tuple[str, ...]
+    key: str | None
+    implied: tuple[str, ...]
+    metadata: tuple[str, ...]
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        """Columns identifying a record."""
+        return self.required + ((self.key,) if self.key else ())
+
+    @property
+    def dimensions(self) -> tuple[tuple[str, str], ...]:
+        """(dimension name, column name) of every identifying column."""
+        pairs = tuple((d, d) for d in self.required)
+        if self.key:
+            pairs += ((self.element.name, self.key),)
+        return pairs
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        """All record columns except ``region``."""
+        return self.primary_key + self.implied + self.metadata
+
+
+class RegistrySchema:
+    """The tables of a registry for one universe.
+
+    Parameters
+    ----------
+    universe : `DimensionUniverse`
+        The dimensions; one table per element.
+
+    Raises
+    ------
+    DimensionConfigError
+        If a dimension name clashes with a fixed column of the dataset table,
+        or an element's column names clash.
+    """
+
+    def __init__(self, universe: DimensionUniverse) -> None:
+        self.universe = universe
+        self.metadata = sa.MetaData()
+        md = self.metadata
+        self.attributes = sa.Table(
+            "butler_attributes",
+            md,
+            sa.Column("name", sa.String(64), primary_key=True),
+            sa.Column("value", sa.Text, nullable=False),
+        )
+        self.dataset_type = sa.Table(
+            "dataset_type",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("name", sa.String(128), nullable=False, unique=True),
+            sa.Column("dimensions", sa.Text, nullable=False),
+            sa.Column("storage_class", sa.String(128), nullable=False),
+        )
+        self.collection = sa.Table(
+            "collection",
+            md,
+            sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("name", sa.String(256), nullable=False, unique=True),
+            sa.Column("type", sa.SmallInteger, nullable=False),
+        )
+        self.collection_chain = sa.Table(
+            "collection_chain",
+            md,
+            sa.Column(
+                "parent_id", sa.Integer, sa.ForeignKey("collection.id", ondelete="CASCADE"),
+                primary_key=True,
+            ),
+            sa.Column("position", sa.Integer, primary_key=True),
+            sa.Column(
+                "child_id", sa.Integer, sa.ForeignKey("collection.id", ondelete="CASCADE"),
+                nullable=False, index=True,
+            ),
+        )
+        self.elements: dict[str, ElementColumns] = {}
+        self.element_tables: dict[str, sa.Table] = {}
+        self.overlap_tables: dict[str, sa.Table] = {}
+        for name in universe.element_names:
+            if name == universe.skypix.name:
+                continue
+            self._add_element(universe[name])
+        dimension_columns = []
+        for name in universe.dimension_names:
+            if name in DATASET_FIXED_COLUMNS:
+                raise DimensionConfigError(
+                    f"dimension {name!r} clashes with a column of the dataset table "
+                    f"({', '.join(DATASET_FIXED_COLUMNS)})"
+                )
+            key_type = _sql_type(universe.dimension(name).key)
+            dimension_columns.append(sa.Column(name, key_type, nullable=True))
+        self.dataset = sa.Table(
+            "dataset",
+            md,
+            sa.Column("id", sa.Uuid, primary_key=True),
+            sa.Column(
+                "dataset_type_id", sa.Integer, sa.ForeignKey("dataset_type.id"), nullable=False
+            ),
+            sa.Column("run_id", sa.Integer, sa.ForeignKey("collection.id"), nullable=False),
+            sa.Column("data_id", sa.String, nullable=False),
+            *dimension_columns,
+            sa.Column("path", sa.String, nullable=True),
+            sa.Column("formatter", sa.String(256), nullable=True),
+            sa.Column("storage_class", sa.String(128), nullable=True),
+            sa.Column("file_size", sa.BigInteger, nullable=True),
+            sa.UniqueConstraint("dataset_type_id", "run_id", "data_id", name="dataset_unique"),
+        )
+        sa.Index("dataset_run", self.dataset.c.run_id)
+
+    def _add_element(self, element: DimensionElement) -> None:
+        universe = self.universe
+        if isinstance(element, Dimension):
+            required = tuple(d for d in universe.group([element.name]).required if d != element.name)
+            key: str | None = element.key.name
+        else:
+            required = universe.group(element.requires).required
+            key = None
+        implied = tuple(element.implies)
+        metadata = tuple(f.name for f in element.metadata)
+        names = required + ((key,) if key else ()) + implied + metadata
+        if len(set(names)) != len(names) or "region" in names:
+            raise DimensionConfigError(
+                f"element {element.name!r}: column names clash: {', '.join(names)}"
+            )
+        columns_info = ElementColumns(element, required, key, implied, metadata)
+        columns: list[Any] = []
+        for dim in required:
+            columns.append(
+                sa.Column(dim, _sql_type(universe.dimension(dim).key), primary_key=True)
+            )
+        if isinstance(element, Dimension):
+            columns.append(sa.Column(element.key.name, _sql_type(element.key), primary_key=True))
+        for dim in implied:
+            columns.append(sa.Column(dim, _sql_type(universe.dimension(dim).key), nullable=True))
+        for field in element.metadata:
+            columns.append(sa.Column(field.name, _sql_type(field), nullable=True))
+        if element.spatial:
+            columns.append(sa.Column("region", sa.Text, nullable=True))
+        constraints = []
+        for dim in required + implied:
+            target = self.elements[dim]
+            local = [d if d != target.element.name else dim for d, _ in target.dimensions]
+            remote = [f"dim_{dim}.{c}" for _, c in target.dimensions]
+            if all(col in names for col in local):
+                constraints.append(sa.ForeignKeyConstraint(local, remote))
+        table = sa.Table(f"dim_{element.name}", self.metadata, *columns, *constraints)
+        self.elements[element.name] = columns_info
+        self.element_tables[element.name] = table
+        if element.spatial:
+            skypix = universe.skypix.name
+            overlap_columns = [
+                sa.Column(c, table.c[c].type, primary_key=True) for c in columns_info.primary_key
+            ]
+            self.overlap_tables[element.name] = sa.Table(
+                f"overlap_{element.name}",
+                self.metadata,
+                *overlap_columns,
+                sa.Column(skypix, sa.BigInteger, primary_key=True),
+                sa.ForeignKeyConstraint(
+                    list(columns_info.primary_key),
+                    [f"dim_{element.name}.{c}" for c in columns_info.primary_key],
+                    ondelete="CASCADE",
+                ),
+                sa.Index(f"overlap_{element.name}_skypix", skypix),
+            )

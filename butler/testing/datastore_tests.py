@@ -1,0 +1,372 @@
+"""Conformance tests every datastore backend passes.
+
+Subclass `DatastoreTests` in a test module, name the subclass ``Test...``,
+and implement `DatastoreTests.make_datastore`::
+
+    class TestLocalDatastore(DatastoreTests):
+        supports_links = True
+
+        def make_datastore(self, tmp_path):
+            return FileDatastore(str(tmp_path / "repo"), storage_classes=StorageClassRegistry())
+
+The failure tests use `ExplodingFormatter` and `ExplodingDirectoryFormatter`,
+real formatters that write some bytes and then raise, registered under the
+storage classes ``Exploding`` and ``ExplodingDir``.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from pathlib import Path
+from typing import Any, ClassVar
+
+import fsspec
+import numpy as np
+import pytest
+
+from .._errors import (
+    ArtifactNotFoundError,
+    DatasetNotFoundError,
+    FormatterError,
+    InvalidNameError,
+    StorageClassError,
+)
+from ..dataset_ref import DatasetRef
+from ..dataset_type import DatasetType
+from ..datastore._atomic import temporary_sibling
+from ..datastore.file_datastore import FileDatastore
+from ..datastore.formatter import Formatter
+from ..datastore.formatters import JsonFormatter, NpyFormatter, YamlFormatter
+from ..dimensions import DimensionUniverse
+from ..storage_class import StorageClass
+
+__all__ = ["DatastoreTests", "ExplodingDirectoryFormatter", "ExplodingFormatter"]
+
+
+class ExplodingFormatter(Formatter):
+    """Write a few bytes, then fail: the datastore must leave nothing behind."""
+
+    extension: ClassVar[str] = ".json"
+
+    def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        """Write half a file and raise `RuntimeError`."""
+        with fs.open(path, "wb") as stream:
+            stream.write(b'{"half": ')
+            stream.flush()
+            raise RuntimeError("exploded half-way through writing")
+
+    def read(self, fs: fsspec.AbstractFileSystem, path: str, *, parameters: Any = None) -> Any:
+        """Read the file as JSON (never reached in the tests)."""
+        with fs.open(path, "r") as stream:
+            return json.load(stream)
+
+
+class ExplodingDirectoryFormatter(ExplodingFormatter):
+    """A directory artifact that fails after writing one of its files."""
+
+    extension: ClassVar[str] = ".zarr"
+    is_directory: ClassVar[bool] = True
+
+    def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        """Write one file of the directory and raise `RuntimeError`."""
+        fs.makedirs(path, exist_ok=True)
+        fs.pipe_file(posixpath.join(path, "zarr.json"), b"{}")
+        raise RuntimeError("exploded half-way through writing a directory")
+
+
+_EXPLODING = StorageClass("Exploding", "builtins.dict", ExplodingFormatter.dotted_name())
+_EXPLODING_DIR = StorageClass(
+    "ExplodingDir", "builtins.dict", ExplodingDirectoryFormatter.dotted_name()
+)
+
+
+class DatastoreTests:
+    """Tests of the datastore contract; subclasses provide `make_datastore`."""
+
+    #: Whether the backend supports symlink/hardlink ingest (local disks).
+    supports_links: ClassVar[bool] = False
+
+    def make_datastore(self, tmp_path: Path) -> FileDatastore:
+        """Return a new, empty datastore (``tmp_path`` is a fresh local directory)."""
+        raise NotImplementedError
+
+    # -- helpers ---------------------------------------------------------------
+
+    @pytest.fixture
+    def datastore(self, tmp_path: Path) -> FileDatastore:
+        store = self.make_datastore(tmp_path)
+        store.storage_classes.register(_EXPLODING)
+        store.storage_classes.register(_EXPLODING_DIR)
+        return store
+
+    @pytest.fixture
+    def universe(self) -> DimensionUniverse:
+        return DimensionUniverse.default()
+
+    def ref(
+        self,
+        universe: DimensionUniverse,
+        name: str = "calexp",
+        storage_class: str = "StructuredDataDict",
+        *,
+        run: str = "u/test/run1",
+        dimensions: tuple[str, ...] = ("instrument", "visit", "detector"),
+        **data_id: Any,
+    ) -> DatasetRef:
+        data_id = data_id or {"instrument": "Cam", "visit": 42, "detector": 3}
+        dataset_type = DatasetType.make(name, dimensions, storage_class, universe)
+        return DatasetRef.make(dataset_type, data_id, run)
+
+    @staticmethod
+    def all_files(store: FileDatastore) -> list[str]:
+        if not store.fs.exists(store.root):
+            return []
+        return sorted(store.fs.find(store.root, withdirs=False))
+
+    # -- locations -----------------------------------------------------------------
+
+    def test_predict_is_pure_and_unique(self, datastore, universe):
+        a = self.ref(universe)
+        b = self.ref(universe, detector=4, instrument="Cam", visit=42)
+        info_a, info_b = datastore.predict(a), datastore.predict(b)
+        assert info_a.path.endswith(".yaml")
+        assert info_a.path.startswith("u/test/run1/calexp/")
+        assert a.id.hex in info_a.path
+        assert info_a.path != info_b.path
+        assert info_a == datastore.predict(a)
+        assert info_a.file_size == -1
+        assert self.all_files(datastore) == []
+
+    def test_run_with_dotdot_is_refused(self, datastore, universe):
+        with pytest.raises(InvalidNameError, match=r"\.\."):
+            datastore.predict(self.ref(universe, run="u/../../etc"))
+        dotdot_value = self.ref(universe, instrument="..", visit=1, detector=1)
+        info = datastore.predict(dotdot_value)  # in the file name, ".." is harmless text
+        assert ".." not in info.path.split("/")
+
+    def test_formatter_overrides(self, tmp_path, universe):
+        store = self.make_datastore(tmp_path)
+        store.formatter_overrides["calexp"] = JsonFormatter.dotted_name()
+        store.formatter_overrides["NumpyArray"] = NpyFormatter.dotted_name()
+        assert store.predict(self.ref(universe)).path.endswith(".json")
+        info = store.predict(self.ref(universe, "other", "NumpyArray"))
+        assert info.path.endswith(".npy") and info.formatter == NpyFormatter.dotted_name()
+        assert store.predict(self.ref(universe, "x")).formatter == YamlFormatter.dotted_name()
+
+    # -- put / get -------------------------------------------------------------------
+
+    def test_put_get_dict(self, datastore, universe):
+        ref = self.ref(universe)
+        obj = {"a": 1, "b": [1.5, "x"], "c": {"d": None}}
+        info = datastore.put(obj, ref)
+        assert info.file_size > 0
+        assert datastore.exists(info)
+        assert datastore.get(info) == obj
+        assert datastore.get(ref) == obj
+        assert datastore.uri(info).endswith(info.path)
+
+    def test_put_get_array_with_bbox(self, datastore, universe):
+        ref = self.ref(universe, "image", "NumpyArray")
+        array = np.arange(60 * 50, dtype=np.float32).reshape(60, 50)
+        info = datastore.put(array, ref)
+        assert info.path.endswith(".zarr")
+        assert info.file_size >= array.nbytes
+        back = datastore.get(info)
+        assert back.dtype == array.dtype and np.array_equal(back, array)
+        cut = datastore.get(info, parameters={"bbox": (5, 10, 20, 7)})
+        np.testing.assert_array_equal(cut, array[10:17, 5:25])
+
+    def test_put_get_table(self, datastore, universe):
+        from astropy import units as u
+        from astropy.table import Table
+
+        ref = self.ref(universe, "src", "AstropyTable")
+        table = Table({"flux": np.array([1.0, 2.5]), "id": np.array([3, 4])})
+        table["flux"].unit = u.nJy
+        table.meta["BAND"] = "r"
+        back = datastore.get(datastore.put(table, ref))
+        assert back["flux"].unit == u.nJy and back.meta["BAND"] == "r"
+        assert list(back["id"]) == [3, 4]
+
+    def test_put_replaces_existing(self, datastore, universe):
+        ref = self.ref(universe)
+        datastore.put({"v": 1}, ref)
+        info = datastore.put({"v": 2}, ref)
+        assert datastore.get(info) == {"v": 2}
+        image = self.ref(universe, "image", "NumpyArray")
+        datastore.put(np.zeros((4, 4)), image)
+        info = datastore.put(np.ones((2, 3)), image)
+        assert np.array_equal(datastore.get(info), np.ones((2, 3)))
+        assert not [f for f in self.all_files(datastore) if ".tmp-" in f]
+
+    def test_put_wrong_type(self, datastore, universe):
+        with pytest.raises(StorageClassError, match="calexp.*StructuredDataDict"):
+            datastore.put([1, 2], self.ref(universe))
+        assert self.all_files(datastore) == []
+
+    def test_get_missing(self, datastore, universe):
+        info = datastore.predict(self.ref(universe))
+        with pytest.raises(ArtifactNotFoundError, match=info.path) as excinfo:
+            datastore.get(info)
+        assert isinstance(excinfo.value, FileNotFoundError)
+        assert isinstance(excinfo.value, DatasetNotFoundError)
+        assert not datastore.exists(info)
+
+    def test_unsupported_parameter(self, datastore, universe):
+        info = datastore.put({"a": 1}, self.ref(universe))
+        with pytest.raises(FormatterError, match="bbox"):
+            datastore.get(info, parameters={"bbox": (0, 0, 1, 1)})
+
+    def test_corrupt_file_is_a_formatter_error(self, datastore, universe):
+        info = datastore.put(np.zeros(3), self.ref(universe, "image", "NumpyArray"))
+        datastore.fs.pipe_file(posixpath.join(datastore.root, info.path, "zarr.json"), b"{")
+        with pytest.raises(FormatterError, match=info.path):
+            datastore.get(info)
+
+    def test_remove(self, datastore, universe):
+        info = datastore.put({"a": 1}, self.ref(universe))
+        image = datastore.put(np.zeros((3, 3)), self.ref(universe, "image", "NumpyArray"))
+        datastore.remove(info)
+        datastore.remove(image)
+        assert not datastore.exists(info) and not datastore.exists(image)
+        datastore.remove(info)  # missing is fine
+        assert self.all_files(datastore) == []
+
+    # -- failures ------------------------------------------------------------------
+
+    @pytest.mark.parametrize("storage_class", ["Exploding", "ExplodingDir"])
+    def test_failed_put_leaves_nothing(self, datastore, universe, storage_class):
+        ref = self.ref(universe, "broken", storage_class)
+        with pytest.raises(FormatterError) as excinfo:
+            datastore.put({"a": 1}, ref)
+        message = str(excinfo.value)
+        for part in ("broken", "visit: 42", "u/test/run1", datastore.predict(ref).path):
+            assert part in message
+        assert isinstance(excinfo.value.__cause__, RuntimeError)
+        assert self.all_files(datastore) == []
+        assert not datastore.exists(datastore.predict(ref))
+
+    @pytest.mark.parametrize("storage_class", ["Exploding", "ExplodingDir"])
+    def test_failed_put_keeps_previous(self, datastore, universe, storage_class):
+        ref = self.ref(universe, "broken", storage_class)
+        info = datastore.predict(ref)
+        good = JsonFormatter if storage_class == "Exploding" else None
+        if good is None:  # a directory artifact: a zarr array under the same path
+            old = datastore.put(
+                np.arange(4),
+                ref,
+                info=info.__class__(
+                    ref.id, info.path, "butler.datastore.formatters.ZarrArrayFormatter", "NumpyArray"
+                ),
+            )
+            expected: Any = np.arange(4)
+        else:
+            old = datastore.put({"v": "old"}, ref, info=info.__class__(
+                ref.id, info.path, good.dotted_name(), "StructuredDataDict"
+            ))
+            expected = {"v": "old"}
+        before = self.all_files(datastore)
+        with pytest.raises(FormatterError):
+            datastore.put({"a": 1}, ref)
+        assert self.all_files(datastore) == before
+        np.testing.assert_array_equal(datastore.get(old), expected)
+
+    # -- ingest / retrieve -------------------------------------------------------------
+
+    def _source(self, tmp_path: Path, name: str = "src.json") -> Path:
+        source = tmp_path / "outside" / name
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.write_text(json.dumps({"ingested": True}))
+        return source
+
+    @pytest.mark.parametrize("transfer", ["copy", "move"])
+    def test_ingest_copy_move(self, datastore, universe, tmp_path, transfer):
+        source = self._source(tmp_path)
+        ref = self.ref(universe, "raw", "JsonDict")
+        info = datastore.ingest(str(source), ref, transfer=transfer)
+        assert info.path == datastore.predict(ref).path
+        assert info.file_size == len(json.dumps({"ingested": True}))
+        assert datastore.get(info) == {"ingested": True}
+        assert source.exists() == (transfer == "copy")
+        assert not [f for f in self.all_files(datastore) if ".tmp-" in f]
+
+    def test_ingest_direct_is_never_deleted(self, datastore, universe, tmp_path):
+        source = self._source(tmp_path)
+        info = datastore.ingest(str(source), self.ref(universe, "raw", "JsonDict"), transfer="direct")
+        assert str(source) in info.path
+        assert datastore.get(info) == {"ingested": True}
+        datastore.remove(info)
+        assert source.exists()
+        assert self.all_files(datastore) == []
+
+    def test_ingest_in_place(self, datastore, universe):
+        ref = self.ref(universe, "raw", "JsonDict")
+        inside = posixpath.join(datastore.root, "external", "f.json")
+        datastore.fs.makedirs(posixpath.dirname(inside), exist_ok=True)
+        datastore.fs.pipe_file(inside, b'{"x": 1}')
+        info = datastore.ingest(datastore.uri_root + "/external/f.json", ref, transfer=None)
+        assert info.path == "external/f.json"
+        assert datastore.get(info) == {"x": 1}
+
+    def test_ingest_errors(self, datastore, universe, tmp_path):
+        ref = self.ref(universe, "raw", "JsonDict")
+        with pytest.raises(ArtifactNotFoundError, match="nope.json"):
+            datastore.ingest(str(tmp_path / "nope.json"), ref)
+        source = self._source(tmp_path)
+        with pytest.raises(FormatterError, match="transfer"):
+            datastore.ingest(str(source), ref, transfer="teleport")
+        if not self.supports_links:
+            with pytest.raises(FormatterError, match="symlink"):
+                datastore.ingest(str(source), ref, transfer="symlink")
+
+    @pytest.mark.parametrize("transfer", ["symlink", "hardlink"])
+    def test_ingest_links(self, datastore, universe, tmp_path, transfer):
+        if not self.supports_links:
+            pytest.skip("backend has no links")
+        source = self._source(tmp_path)
+        info = datastore.ingest(str(source), self.ref(universe, "raw", "JsonDict"), transfer=transfer)
+        assert datastore.get(info) == {"ingested": True}
+        datastore.remove(info)
+        assert source.exists() and not datastore.exists(info)
+
+    def test_ingest_with_formatter(self, datastore, universe, tmp_path):
+        source = tmp_path / "a.npy"
+        np.save(source, np.arange(5))
+        ref = self.ref(universe, "image", "NumpyArray")
+        info = datastore.ingest(str(source), ref, formatter=NpyFormatter.dotted_name())
+        assert info.path.endswith(".npy")
+        np.testing.assert_array_equal(datastore.get(info), np.arange(5))
+
+    @pytest.mark.parametrize("preserve_path", [True, False])
+    def test_retrieve(self, datastore, universe, tmp_path, preserve_path):
+        info = datastore.put({"a": 1}, self.ref(universe))
+        image = datastore.put(np.ones((3, 2)), self.ref(universe, "image", "NumpyArray"))
+        out = tmp_path / "retrieved"
+        for item in (info, image):
+            where = datastore.retrieve(item, str(out), preserve_path=preserve_path)
+            expected = item.path if preserve_path else posixpath.basename(item.path)
+            assert where == str(out / expected)
+            assert Path(where).exists()
+        assert (out / posixpath.basename(image.path) / "zarr.json").exists() != preserve_path
+
+    # -- crash recovery ------------------------------------------------------------------
+
+    def test_find_orphans_and_cleanup(self, datastore, universe):
+        kept = datastore.put({"a": 1}, self.ref(universe))
+        lost = datastore.put({"a": 2}, self.ref(universe, detector=9, instrument="Cam", visit=42))
+        lost_dir = datastore.put(np.zeros((2, 2)), self.ref(universe, "image", "NumpyArray"))
+        leftover = temporary_sibling(posixpath.join(datastore.root, kept.path))
+        datastore.fs.pipe_file(leftover, b"partial")
+        assert datastore.find_orphans({kept.path}) == sorted([lost.path, lost_dir.path])
+        assert datastore.find_orphans({kept.path, lost.path, lost_dir.path}) == []
+        removed = datastore.cleanup_temporaries()
+        assert removed == [posixpath.relpath(leftover, datastore.root)]
+        assert not datastore.fs.exists(leftover)
+        assert datastore.exists(kept) and datastore.exists(lost_dir)
+        assert datastore.cleanup_temporaries() == []
+
+    def test_empty_datastore(self, tmp_path):
+        store = self.make_datastore(tmp_path)
+        assert store.find_orphans(set()) == []
+        assert store.cleanup_temporaries() == []
