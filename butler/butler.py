@@ -88,7 +88,9 @@ class Butler:
             self.registry.register_run(run)
         if collections is None:
             collections = [run] if run is not None else []
-        self.collections: list[str] = [collections] if isinstance(collections, str) else list(collections)
+        self.collections: list[str] = (
+            [collections] if isinstance(collections, str) else list(collections)
+        )
 
     # -- repository ----------------------------------------------------------
 
@@ -168,7 +170,9 @@ class Butler:
             )
         return list(collections)
 
-    def _data_id(self, dataset_type: DatasetType, data_id: Any, kwargs: Mapping[str, Any]) -> DataCoordinate:
+    def _data_id(
+        self, dataset_type: DatasetType, data_id: Any, kwargs: Mapping[str, Any]
+    ) -> DataCoordinate:
         merged = dict(data_id.full if isinstance(data_id, DataCoordinate) else (data_id or {}))
         merged.update(kwargs)
         # Drop implied keys the caller added for convenience but that are not dimensions here.
@@ -214,7 +218,9 @@ class Butler:
         else:
             run = run or self.run
             if run is None:
-                raise MissingCollectionError("put needs a run: Butler(..., run=...) or put(..., run=...)")
+                raise MissingCollectionError(
+                    "put needs a run: Butler(..., run=...) or put(..., run=...)"
+                )
             self.registry.register_run(run)
             dtype = self._dataset_type(dataset_type)
             ref = DatasetRef.make(dtype, self._data_id(dtype, data_id, kwargs), run)
@@ -351,7 +357,9 @@ class Butler:
         data_id: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         """Return the records of a dimension element matching ``where``."""
-        return self.registry.query_dimension_records(element, where=where, bind=bind, data_id=data_id)
+        return self.registry.query_dimension_records(
+            element, where=where, bind=bind, data_id=data_id
+        )
 
     # -- bulk operations ------------------------------------------------------------
 
@@ -425,7 +433,11 @@ class Butler:
         return len(infos)
 
     def retrieve_artifacts(
-        self, refs: Iterable[DatasetRef], destination: str | os.PathLike[str], *, preserve_path: bool = True
+        self,
+        refs: Iterable[DatasetRef],
+        destination: str | os.PathLike[str],
+        *,
+        preserve_path: bool = True,
     ) -> list[str]:
         """Copy the files of ``refs`` into ``destination``; return the new paths."""
         refs = list(refs)
@@ -446,4 +458,3 @@ def _templates(config: RepoConfig) -> FileTemplates | None:
     if "default" in config.templates:
         return FileTemplates(default=config.templates["default"], overrides=overrides)
     return FileTemplates(overrides=overrides)
-

@@ -85,7 +85,9 @@ class LimitedButler:
         parameters: Mapping[str, Any] | None = None,
     ) -> Any:
         """Read a dataset from its stored record (or its predicted location)."""
-        return self.datastore.get(info if info is not None else self.predict(ref), parameters=parameters)
+        return self.datastore.get(
+            info if info is not None else self.predict(ref), parameters=parameters
+        )
 
     def put(self, obj: Any, ref: DatasetRef) -> StoredFileInfo:
         """Write a dataset to its predicted location, atomically; return its record."""

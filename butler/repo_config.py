@@ -54,7 +54,9 @@ class RepoConfig:
     version: int = REPO_FORMAT_VERSION
 
     @classmethod
-    def default(cls, root: str | os.PathLike[str], *, registry_url: str | None = None) -> RepoConfig:
+    def default(
+        cls, root: str | os.PathLike[str], *, registry_url: str | None = None
+    ) -> RepoConfig:
         """Return the configuration of a new repository at ``root``."""
         root = str(Path(root).absolute())
         return cls(
@@ -122,7 +124,9 @@ class RepoConfig:
         root_str = str(path.absolute())
         registry = data.get("registry") or {}
         datastore = data.get("datastore") or {}
-        url = str(registry.get("db", f"sqlite:///<root>/registry.sqlite3")).replace("<root>", root_str)
+        url = str(registry.get("db", f"sqlite:///<root>/registry.sqlite3")).replace(
+            "<root>", root_str
+        )
         store = str(datastore.get("root", "<root>")).replace("<root>", root_str)
         return cls(
             root=root_str,

@@ -19,7 +19,7 @@ __all__ = [
 ]
 
 
-class AlgorithmFailure(RuntimeError):
+class AlgorithmFailure(RuntimeError):  # noqa: N818 (name fixed by the house brief)
     """Root of the errors raised by the characterisation algorithms."""
 
 

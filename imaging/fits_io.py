@@ -81,7 +81,20 @@ def wcs_to_header(wcs: WCS, *, xy0: tuple[int, int] = (0, 0)) -> fits.Header:
         shifted.sip = Sip(wcs.sip.a, wcs.sip.b, wcs.sip.ap, wcs.sip.bp, shifted.wcs.crpix)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
-        return shifted.to_header(relax=True)
+        header = shifted.to_header(relax=True)
+    if shifted.wcs.naxis == 2:
+        # Write the full CD matrix (wcslib writes PC/CDELT and drops zero terms, which some
+        # readers, GalSim's among them, do not accept).
+        cd = shifted.pixel_scale_matrix
+        for key in ("PC1_1", "PC1_2", "PC2_1", "PC2_2", "CDELT1", "CDELT2"):
+            header.remove(key, ignore_missing=True)
+        for i in range(2):
+            for j in range(2):
+                header.insert(
+                    "CUNIT1" if "CUNIT1" in header else len(header),
+                    (f"CD{i + 1}_{j + 1}", float(cd[i, j]), "Linear transformation matrix"),
+                )
+    return header
 
 
 def wcs_from_header(

@@ -143,9 +143,7 @@ def build_quantum_graph(
     tasks = pipeline_graph.tasks
     dataset_types = _dataset_types(pipeline_graph, universe)
     overall = {
-        name: node
-        for name, node in pipeline_graph.overall_inputs.items()
-        if not node.is_init
+        name: node for name, node in pipeline_graph.overall_inputs.items() if not node.is_init
     }
     regular_overall = [n for n, node in overall.items() if not node.is_prerequisite]
     where_names = {n.split(".")[0] for n in identifiers(where, bind=bind)} if where else set()
@@ -178,7 +176,9 @@ def build_quantum_graph(
     refs: list[tuple[int, int, tuple[Any, ...], bytes, int]] = []
     existing: dict[str, dict[tuple[Any, ...], int]] = {}
 
-    def add_ref(dtype_name: str, run: str, values: tuple[Any, ...], id_bytes: bytes, producer: int) -> int:
+    def add_ref(
+        dtype_name: str, run: str, values: tuple[Any, ...], id_bytes: bytes, producer: int
+    ) -> int:
         ri = run_index.get(run)
         if ri is None:
             ri = run_index[run] = len(runs)
@@ -189,7 +189,8 @@ def build_quantum_graph(
     found_refs: list[DatasetRef] = []
     for name in overall:
         if overall[name].is_prerequisite and any(
-            universe[d].spatial and d == universe.skypix.name for d in dataset_types[name].dimensions
+            universe[d].spatial and d == universe.skypix.name
+            for d in dataset_types[name].dimensions
         ):
             continue  # spatial prerequisites are looked up in step 3
         dtype_dims = set(dataset_types[name].dimensions.required)
@@ -199,7 +200,9 @@ def build_quantum_graph(
         )
         table = existing.setdefault(name, {})
         for ref in got:
-            table[ref.data_id.values_tuple] = add_ref(name, ref.run, ref.data_id.values_tuple, ref.id.bytes, -1)
+            table[ref.data_id.values_tuple] = add_ref(
+                name, ref.run, ref.data_id.values_tuple, ref.id.bytes, -1
+            )
         found_refs.extend(got)
 
     # 3. spatial prerequisites
@@ -223,9 +226,7 @@ def build_quantum_graph(
                 list(task_dims) + [universe.skypix.name], where=where, bind=bind
             )
             key_of = _projector(overlap[0].group.required, task_dims) if overlap else None
-            pix_of = (
-                overlap[0].group.required.index(universe.skypix.name) if overlap else 0
-            )
+            pix_of = overlap[0].group.required.index(universe.skypix.name) if overlap else 0
             table2: dict[tuple[Any, ...], list[int]] = defaultdict(list)
             for data_id in overlap:
                 values = data_id.values_tuple
@@ -274,9 +275,18 @@ def build_quantum_graph(
         candidates = sorted({project(values) for values in space}, key=_sort_key)
         skip = done.get(label, set())
         input_edges = [e for e in node.inputs if e.kind in ("inputs", "prerequisiteInputs")]
-        lookups = [_input_lookup(e, task_dims, dataset_types, existing, produced, done_outputs,
-                                 spatial_lookup.get(f"{label}:{e.name}"))
-                   for e in input_edges]
+        lookups = [
+            _input_lookup(
+                e,
+                task_dims,
+                dataset_types,
+                existing,
+                produced,
+                done_outputs,
+                spatial_lookup.get(f"{label}:{e.name}"),
+            )
+            for e in input_edges
+        ]
         data_ids: list[tuple[Any, ...]] = []
         inputs: dict[str, list[list[int]]] = {e.attribute: [] for e in input_edges}
         for values in candidates:
@@ -309,7 +319,9 @@ def build_quantum_graph(
                 if out_values in table:
                     continue
                 ref_id = make_dataset_id(output_run, edge.name, DataCoordinate(group, out_values))
-                table[out_values] = add_ref(edge.name, output_run, out_values, ref_id.bytes, first + offset)
+                table[out_values] = add_ref(
+                    edge.name, output_run, out_values, ref_id.bytes, first + offset
+                )
         blocks[label] = _TaskBlock(data_ids, inputs, first)
         sizes[label] = len(data_ids)
         next_node += len(data_ids)
@@ -323,10 +335,17 @@ def build_quantum_graph(
         detail = ", ".join(f"{n}: {len(existing.get(n, {}))} found" for n in regular_overall)
         raise EmptyGraphError(
             "the quantum graph is empty: "
-            + (f"the where-expression {where!r} selects no data IDs; " if where and not space else "")
-            + (f"{len(space)} data IDs match, but required inputs are missing ({detail}) "
-               f"in collections {list(input_collections)}" if space else
-               f"no data IDs with all overall inputs ({detail}) in collections {list(input_collections)}")
+            + (
+                f"the where-expression {where!r} selects no data IDs; "
+                if where and not space
+                else ""
+            )
+            + (
+                f"{len(space)} data IDs match, but required inputs are missing ({detail}) "
+                f"in collections {list(input_collections)}"
+                if space
+                else f"no data IDs with all overall inputs ({detail}) in collections {list(input_collections)}"
+            )
         )
     task_infos = [_task_info(label, tasks[label], universe) for label in labels]
     meta = {
@@ -370,7 +389,11 @@ def _input_lookup(
         return lambda values: list(spatial.get(values, ()))
     dtype = dataset_types[edge.name]
     ddims = dtype.dimensions.required
-    tables = [t for t in (produced.get(edge.name), done_outputs.get(edge.name), existing.get(edge.name)) if t]
+    tables = [
+        t
+        for t in (produced.get(edge.name), done_outputs.get(edge.name), existing.get(edge.name))
+        if t
+    ]
 
     def merged_get(key: tuple[Any, ...]) -> int | None:
         for table in tables:
@@ -409,7 +432,9 @@ def _input_lookup(
     return gather
 
 
-def collect_existing_types(butler: Any, names: Iterable[str]) -> dict[str, tuple[tuple[str, ...], str]]:
+def collect_existing_types(
+    butler: Any, names: Iterable[str]
+) -> dict[str, tuple[tuple[str, ...], str]]:
     """Return ``name -> (dimensions, storage class)`` for the names the butler knows."""
     result = {}
     for dtype in butler.registry.query_dataset_types():

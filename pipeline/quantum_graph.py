@@ -287,7 +287,9 @@ class QuantumGraph:
         try:
             return self._blocks[label]
         except KeyError:
-            raise KeyError(f"quanta of task {label!r} were not loaded from the graph file") from None
+            raise KeyError(
+                f"quanta of task {label!r} were not loaded from the graph file"
+            ) from None
 
     # -- quanta -------------------------------------------------------------------
 
@@ -334,7 +336,9 @@ class QuantumGraph:
         empty = self.universe.group(())
         for conn in self.tasks[label].connections_of("initOutputs"):
             dtype = self.dataset_types[conn.dataset_type]
-            result[conn.attribute] = DatasetRef.make(dtype, DataCoordinate(empty, ()), self.output_run)
+            result[conn.attribute] = DatasetRef.make(
+                dtype, DataCoordinate(empty, ()), self.output_run
+            )
         return result
 
     # -- edges ------------------------------------------------------------------------
@@ -437,7 +441,9 @@ class QuantumGraph:
         if len(data) < offset + head_len:
             raise QuantumGraphFileError(f"{path}: truncated (header incomplete)")
         try:
-            header = msgpack.unpackb(data[offset : offset + head_len], raw=False, strict_map_key=False)
+            header = msgpack.unpackb(
+                data[offset : offset + head_len], raw=False, strict_map_key=False
+            )
         except Exception as err:
             raise QuantumGraphFileError(f"{path}: corrupt header: {err}") from err
         offset += head_len
@@ -446,9 +452,7 @@ class QuantumGraph:
             spans.append((offset, length, crc))
             offset += length
         if len(data) < offset:
-            raise QuantumGraphFileError(
-                f"{path}: truncated ({len(data)} bytes, expected {offset})"
-            )
+            raise QuantumGraphFileError(f"{path}: truncated ({len(data)} bytes, expected {offset})")
         universe = DimensionUniverse(header["universe"], source=path)
         tasks = [TaskInfo.from_dict(t) for t in header["tasks"]]
         sizes = {k: int(v) for k, v in header["block_sizes"].items()}
@@ -470,7 +474,9 @@ class QuantumGraph:
             start, length, crc = spans[i]
             raw = data[start : start + length]
             if zlib.crc32(raw) != crc:
-                raise QuantumGraphFileError(f"{path}: checksum mismatch in block {i} (corrupt file)")
+                raise QuantumGraphFileError(
+                    f"{path}: checksum mismatch in block {i} (corrupt file)"
+                )
             return msgpack.unpackb(raw, raw=False, strict_map_key=False, use_list=True)
 
         refs = [tuple(r) for r in blob(0)]
@@ -494,7 +500,8 @@ class QuantumGraph:
             blocks=blocks,
             block_sizes=sizes,
             input_infos={
-                uuid.UUID(i["dataset_id"]): StoredFileInfo.from_dict(i) for i in header["input_infos"]
+                uuid.UUID(i["dataset_id"]): StoredFileInfo.from_dict(i)
+                for i in header["input_infos"]
             },
             metadata=header["metadata"],
         )

@@ -248,8 +248,8 @@ class ZarrArrayFormatter(Formatter):
         zarray = zarr.open_array(self._store(fs, path, read_only=True), mode="r")
         bbox = (parameters or {}).get("bbox")
         if bbox is None:
-            return zarray[...]
-        return zarray[bbox_slices(bbox, zarray.shape)]
+            return np.asarray(zarray[...])
+        return np.asarray(zarray[bbox_slices(bbox, zarray.shape)])
 
 
 class FitsArrayFormatter(Formatter):
@@ -322,9 +322,17 @@ class FitsTableFormatter(Formatter):
         self.check_parameters(parameters)
         pytype = self.storage_class.import_pytype()
         if _is_local(fs):
-            return pytype.read(path, format="fits")
-        with fs.open(path, "rb") as stream:
-            return pytype.read(io.BytesIO(stream.read()), format="fits")
+            table = pytype.read(path, format="fits", character_as_bytes=False)
+        else:
+            with fs.open(path, "rb") as stream:
+                table = pytype.read(
+                    io.BytesIO(stream.read()), format="fits", character_as_bytes=False
+                )
+        for name in table.colnames:  # FITS is big-endian; hand back native columns
+            column = table[name]
+            if column.dtype.kind not in "OSUb" and not column.dtype.isnative:
+                table.replace_column(name, column.astype(column.dtype.newbyteorder("=")))
+        return table
 
 
 class NpyFormatter(Formatter):

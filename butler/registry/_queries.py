@@ -102,8 +102,10 @@ class QueryBuilder:
         if best is None:
             return False
         overlap = self.schema.overlap_tables[best]
-        on = [overlap.c[column] == self.values[dim] for dim, column in
-              self.schema.elements[best].dimensions]
+        on = [
+            overlap.c[column] == self.values[dim]
+            for dim, column in self.schema.elements[best].dimensions
+        ]
         if skypix in self.values:
             on.append(overlap.c[skypix] == self.values[skypix])
         else:

@@ -165,13 +165,18 @@ class RegistrySchema:
             "collection_chain",
             md,
             sa.Column(
-                "parent_id", sa.Integer, sa.ForeignKey("collection.id", ondelete="CASCADE"),
+                "parent_id",
+                sa.Integer,
+                sa.ForeignKey("collection.id", ondelete="CASCADE"),
                 primary_key=True,
             ),
             sa.Column("position", sa.Integer, primary_key=True),
             sa.Column(
-                "child_id", sa.Integer, sa.ForeignKey("collection.id", ondelete="CASCADE"),
-                nullable=False, index=True,
+                "child_id",
+                sa.Integer,
+                sa.ForeignKey("collection.id", ondelete="CASCADE"),
+                nullable=False,
+                index=True,
             ),
         )
         self.elements: dict[str, ElementColumns] = {}
@@ -211,7 +216,9 @@ class RegistrySchema:
     def _add_element(self, element: DimensionElement) -> None:
         universe = self.universe
         if isinstance(element, Dimension):
-            required = tuple(d for d in universe.group([element.name]).required if d != element.name)
+            required = tuple(
+                d for d in universe.group([element.name]).required if d != element.name
+            )
             key: str | None = element.key.name
         else:
             required = universe.group(element.requires).required
@@ -226,9 +233,7 @@ class RegistrySchema:
         columns_info = ElementColumns(element, required, key, implied, metadata)
         columns: list[Any] = []
         for dim in required:
-            columns.append(
-                sa.Column(dim, _sql_type(universe.dimension(dim).key), primary_key=True)
-            )
+            columns.append(sa.Column(dim, _sql_type(universe.dimension(dim).key), primary_key=True))
         if isinstance(element, Dimension):
             columns.append(sa.Column(element.key.name, _sql_type(element.key), primary_key=True))
         for dim in implied:

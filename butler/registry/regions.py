@@ -83,7 +83,9 @@ class Region:
         vectors = self._vectors()
         edges = np.cross(vectors, np.roll(vectors, -1, axis=0))
         if np.any(np.linalg.norm(edges, axis=-1) < 1e-15):
-            raise ValueError(f"region has repeated or antipodal consecutive vertices: {self.vertices}")
+            raise ValueError(
+                f"region has repeated or antipodal consecutive vertices: {self.vertices}"
+            )
         # Convexity: every vertex is on the same side of every edge's great circle.
         sides = vectors @ edges.T  # [vertex, edge]
         positive = np.all(sides >= -1e-12)

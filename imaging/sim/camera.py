@@ -221,7 +221,9 @@ class Camera:
             except CameraFormatError:
                 raise
             except (TypeError, ValueError, IndexError) as err:
-                raise CameraFormatError(f"{source}: invalid value under {where[:-1]}: {err}") from err
+                raise CameraFormatError(
+                    f"{source}: invalid value under {where[:-1]}: {err}"
+                ) from err
         try:
             psf = PsfField.from_dict(data.get("psf", {}))
         except (TypeError, ValueError) as err:

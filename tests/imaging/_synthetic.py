@@ -91,7 +91,8 @@ def make_image(
     if n_cr:
         near_star = np.zeros(shape, bool)
         for i in range(n):
-            near_star[max(int(y[i]) - 6, 0):int(y[i]) + 7, max(int(x[i]) - 6, 0):int(x[i]) + 7] = True
+            iy, ix = int(y[i]), int(x[i])
+            near_star[max(iy - 6, 0):iy + 7, max(ix - 6, 0):ix + 7] = True
         cr &= ~near_star
         img[cr] += rng.uniform(300, 3000, cr.sum())
     return SyntheticImage(

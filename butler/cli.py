@@ -1,0 +1,472 @@
+"""The ``butler`` command line, with LSST's command names and flags.
+
+Other packages add subcommands through the ``skyquanta.butler_commands``
+entry-point group (each entry point is a `click.Command`); that is how
+``register-instrument``, ``ingest-raws``, ``ingest-refcat`` and ``simulate``
+come from `imaging` without the butler knowing any astronomy.
+
+Errors the user can fix (unknown collection, bad where-expression, ...) are
+printed as one clear message and exit with status 1, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import importlib.metadata
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from ._errors import ButlerError
+from .butler import Butler
+from .dataset_ref import DatasetRef
+from .dataset_type import DatasetType
+from .dimensions import DataCoordinate
+from .registry import CollectionType
+
+__all__ = ["main", "print_rows", "butler_errors"]
+
+_COMMAND_ENTRY_POINTS = "skyquanta.butler_commands"
+
+
+def butler_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user-facing errors into a one-line message and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (ButlerError, FileExistsError, FileNotFoundError, ValueError, LookupError) as err:
+            if isinstance(err, click.ClickException):
+                raise
+            message = str(err)
+            click.echo(f"Error: {message}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def print_rows(
+    columns: Sequence[str], rows: Iterable[Sequence[Any]], *, fmt: str, title: str = ""
+) -> None:
+    """Print rows as a rich table, JSON (list of objects) or CSV."""
+    rows = [list(r) for r in rows]
+    if fmt == "json":
+        click.echo(
+            json.dumps([dict(zip(columns, r, strict=True)) for r in rows], indent=1, default=str)
+        )
+        return
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows(rows)
+        click.echo(buffer.getvalue(), nl=False)
+        return
+    table = Table(title=title or None, show_lines=False)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console(width=200).print(table)
+
+
+_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+_where_option = click.option(
+    "--where", default="", help='Data ID expression, e.g. "visit IN (1..10) AND detector = 4".'
+)
+_collections_option = click.option(
+    "--collections",
+    multiple=True,
+    help="Collections to search, in order (repeatable or comma-separated).",
+)
+
+
+def _split(values: Iterable[str]) -> list[str]:
+    return [v for value in values for v in value.split(",") if v]
+
+
+def _bind(values: Iterable[str]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"--bind takes NAME=VALUE, got {item!r}")
+        try:
+            result[key] = json.loads(value)
+        except json.JSONDecodeError:
+            result[key] = value
+    return result
+
+
+_bind_option = click.option(
+    "--bind", multiple=True, help="Bind value for --where, NAME=VALUE (JSON or text)."
+)
+
+
+class _ButlerGroup(click.Group):
+    """A click group that also lists the commands plug-ins provide."""
+
+    def _plugins(self) -> dict[str, click.Command]:
+        commands = {}
+        for ep in importlib.metadata.entry_points(group=_COMMAND_ENTRY_POINTS):
+            try:
+                commands[ep.name] = ep.load()
+            except Exception as err:  # a broken plug-in must not break the CLI
+                logging.getLogger(__name__).warning("butler command plug-in %s: %s", ep.name, err)
+        return commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugins()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        return command if command is not None else self._plugins().get(cmd_name)
+
+
+@click.group(cls=_ButlerGroup)
+@click.option("--log-level", default="WARNING", help="Logging level (DEBUG, INFO, WARNING).")
+def main(log_level: str) -> None:
+    """Manage a skyquanta data repository."""
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.argument("repo")
+@click.option(
+    "--dimension-config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Dimension universe YAML (default: the shipped one).",
+)
+@click.option(
+    "--db",
+    "registry_url",
+    default=None,
+    help="SQLAlchemy URL of the registry (default: SQLite in REPO).",
+)
+@click.option("--override", is_flag=True, help="Allow overwriting an existing butler.yaml.")
+@butler_errors
+def create(
+    repo: str, dimension_config: str | None, registry_url: str | None, override: bool
+) -> None:
+    """Create an empty repository at REPO."""
+    from .dimensions import DimensionUniverse
+
+    universe = DimensionUniverse.from_file(dimension_config) if dimension_config else None
+    Butler.create(repo, universe=universe, registry_url=registry_url, overwrite=override)
+    click.echo(f"Created repository at {repo}")
+
+
+@main.command("register-dataset-type")
+@click.argument("repo")
+@click.argument("name")
+@click.argument("storage_class")
+@click.argument("dimensions", nargs=-1)
+@butler_errors
+def register_dataset_type(
+    repo: str, name: str, storage_class: str, dimensions: tuple[str, ...]
+) -> None:
+    """Register dataset type NAME with STORAGE_CLASS and DIMENSIONS."""
+    butler = Butler(repo)
+    if storage_class not in butler.storage_classes:
+        raise ButlerError(
+            f"unknown storage class {storage_class!r} (known: {', '.join(butler.storage_classes)})"
+        )
+    dtype = DatasetType.make(name, dimensions, storage_class, butler.universe)
+    inserted = butler.registry.register_dataset_type(dtype)
+    click.echo(f"{'Registered' if inserted else 'Already registered'}: {dtype.describe()}")
+
+
+@main.command("query-dataset-types")
+@click.argument("repo")
+@click.argument("pattern", required=False)
+@_format_option
+@butler_errors
+def query_dataset_types(repo: str, pattern: str | None, fmt: str) -> None:
+    """List dataset types (optionally matching a glob PATTERN)."""
+    butler = Butler(repo, writeable=False)
+    rows = [
+        (d.name, " ".join(d.dimensions.required), d.storage_class)
+        for d in butler.registry.query_dataset_types(pattern)
+    ]
+    print_rows(["name", "dimensions", "storageClass"], rows, fmt=fmt)
+
+
+@main.command("query-collections")
+@click.argument("repo")
+@click.argument("pattern", required=False)
+@click.option("--chains", type=click.Choice(["table", "flatten"]), default="table")
+@_format_option
+@butler_errors
+def query_collections(repo: str, pattern: str | None, chains: str, fmt: str) -> None:
+    """List collections, their types and chain definitions."""
+    butler = Butler(repo, writeable=False)
+    rows = []
+    for name, ctype in butler.registry.query_collections(
+        pattern, flatten_chains=chains == "flatten"
+    ):
+        definition = ""
+        if ctype is CollectionType.CHAINED:
+            definition = ", ".join(butler.registry.get_collection_chain(name))
+        rows.append((name, ctype.name, definition))
+    print_rows(["Name", "Type", "Children"], rows, fmt=fmt)
+
+
+def _ref_rows(
+    refs: Iterable[DatasetRef], *, with_uri: Callable[[DatasetRef], str] | None = None
+) -> tuple[list[str], list[list[Any]]]:
+    refs = list(refs)
+    dims: list[str] = []
+    for ref in refs:
+        for d in ref.data_id.group.required:
+            if d not in dims:
+                dims.append(d)
+    columns = ["type", "run", "id", *dims] + (["URI"] if with_uri else [])
+    rows = []
+    for ref in refs:
+        full = ref.data_id.required
+        row = [ref.dataset_type.name, ref.run, str(ref.id), *(full.get(d, "") for d in dims)]
+        if with_uri:
+            row.append(with_uri(ref))
+        rows.append(row)
+    return columns, rows
+
+
+@main.command("query-datasets")
+@click.argument("repo")
+@click.argument("dataset_type", nargs=-1)
+@_collections_option
+@_where_option
+@_bind_option
+@click.option(
+    "--find-first/--no-find-first",
+    default=False,
+    help="Only the first match in the collections' order.",
+)
+@click.option("--show-uri", is_flag=True, help="Also print each dataset's file URI.")
+@_format_option
+@butler_errors
+def query_datasets(
+    repo: str,
+    dataset_type: tuple[str, ...],
+    collections: tuple[str, ...],
+    where: str,
+    bind: tuple[str, ...],
+    find_first: bool,
+    show_uri: bool,
+    fmt: str,
+) -> None:
+    """List datasets of DATASET_TYPE(s) (all types if none given)."""
+    butler = Butler(repo, writeable=False)
+    colls = _split(collections) or [
+        n for n, t in butler.registry.query_collections(types=[CollectionType.RUN])
+    ]
+    names = list(dataset_type) or [d.name for d in butler.registry.query_dataset_types()]
+    refs: list[DatasetRef] = []
+    for name in names:
+        refs.extend(
+            butler.query_datasets(
+                name, collections=colls, where=where, bind=_bind(bind), find_first=find_first
+            )
+        )
+    columns, rows = _ref_rows(refs, with_uri=butler.get_uri if show_uri else None)
+    print_rows(columns, rows, fmt=fmt)
+
+
+@main.command("query-data-ids")
+@click.argument("repo")
+@click.argument("dimensions", nargs=-1, required=True)
+@_collections_option
+@click.option(
+    "--datasets", multiple=True, help="Only data IDs for which these dataset types exist."
+)
+@_where_option
+@_bind_option
+@_format_option
+@butler_errors
+def query_data_ids(
+    repo: str,
+    dimensions: tuple[str, ...],
+    collections: tuple[str, ...],
+    datasets: tuple[str, ...],
+    where: str,
+    bind: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """List data IDs of DIMENSIONS matching --where."""
+    butler = Butler(repo, writeable=False)
+    data_ids = butler.query_data_ids(
+        dimensions,
+        where=where,
+        bind=_bind(bind),
+        datasets=_split(datasets),
+        collections=_split(collections) or None,
+    )
+    columns = (
+        list(data_ids[0].group.required)
+        if data_ids
+        else list(butler.universe.group(dimensions).required)
+    )
+    print_rows(columns, [list(d.values_tuple) for d in data_ids], fmt=fmt)
+
+
+@main.command("query-dimension-records")
+@click.argument("repo")
+@click.argument("element")
+@_where_option
+@_bind_option
+@_format_option
+@butler_errors
+def query_dimension_records(
+    repo: str, element: str, where: str, bind: tuple[str, ...], fmt: str
+) -> None:
+    """List the records of dimension ELEMENT."""
+    butler = Butler(repo, writeable=False)
+    records = butler.query_dimension_records(element, where=where, bind=_bind(bind))
+    columns = list(records[0]) if records else []
+    print_rows(columns, [[r[c] for c in columns] for r in records], fmt=fmt)
+
+
+@main.command("collection-chain")
+@click.argument("repo")
+@click.argument("parent")
+@click.argument("children", nargs=-1)
+@click.option(
+    "--mode", type=click.Choice(["redefine", "extend", "prepend", "remove"]), default="redefine"
+)
+@butler_errors
+def collection_chain(repo: str, parent: str, children: tuple[str, ...], mode: str) -> None:
+    """Define or change the CHAINED collection PARENT."""
+    butler = Butler(repo)
+    registry = butler.registry
+    registry.register_collection(parent, CollectionType.CHAINED)
+    current = list(registry.get_collection_chain(parent))
+    new = _split(children)
+    if mode == "extend":
+        new = current + [c for c in new if c not in current]
+    elif mode == "prepend":
+        new = new + [c for c in current if c not in new]
+    elif mode == "remove":
+        new = [c for c in current if c not in new]
+    registry.set_collection_chain(parent, new)
+    click.echo(f"[{', '.join(new)}]")
+
+
+@main.command("remove-runs")
+@click.argument("repo")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--no-confirm", is_flag=True, help="Do not ask for confirmation.")
+@butler_errors
+def remove_runs(repo: str, runs: tuple[str, ...], no_confirm: bool) -> None:
+    """Remove RUN collections with their datasets and files."""
+    butler = Butler(repo)
+    if not no_confirm and sys.stdin.isatty():
+        click.confirm(f"Remove runs {list(runs)} and all their datasets?", abort=True)
+    n = butler.remove_runs(runs)
+    click.echo(f"Removed {len(runs)} run(s) and {n} dataset(s).")
+
+
+@main.command("retrieve-artifacts")
+@click.argument("repo")
+@click.argument("destination")
+@click.option(
+    "--dataset-type",
+    "dataset_types",
+    multiple=True,
+    help="Dataset types to retrieve (default all).",
+)
+@_collections_option
+@_where_option
+@click.option("--preserve-path/--no-preserve-path", default=True)
+@butler_errors
+def retrieve_artifacts(
+    repo: str,
+    destination: str,
+    dataset_types: tuple[str, ...],
+    collections: tuple[str, ...],
+    where: str,
+    preserve_path: bool,
+) -> None:
+    """Copy dataset files into DESTINATION."""
+    butler = Butler(repo, writeable=False)
+    colls = _split(collections) or [
+        n for n, t in butler.registry.query_collections(types=[CollectionType.RUN])
+    ]
+    names = list(dataset_types) or [d.name for d in butler.registry.query_dataset_types()]
+    refs = [r for n in names for r in butler.query_datasets(n, collections=colls, where=where)]
+    paths = butler.retrieve_artifacts(refs, destination, preserve_path=preserve_path)
+    click.echo(f"Retrieved {len(paths)} file(s) into {destination}")
+
+
+@main.command("ingest-files")
+@click.argument("repo")
+@click.argument("dataset_type")
+@click.argument("run")
+@click.argument("table_file", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--transfer",
+    type=click.Choice(["copy", "move", "symlink", "hardlink", "direct"]),
+    default="copy",
+)
+@click.option(
+    "--formatter", default=None, help="Dotted formatter class (default: the storage class's)."
+)
+@click.option(
+    "--data-id",
+    "fixed",
+    multiple=True,
+    help="KEY=VALUE applied to every row (e.g. instrument=Sim).",
+)
+@butler_errors
+def ingest_files(
+    repo: str,
+    dataset_type: str,
+    run: str,
+    table_file: str,
+    transfer: str,
+    formatter: str | None,
+    fixed: tuple[str, ...],
+) -> None:
+    """Register existing files listed in TABLE_FILE (CSV: a 'file' column plus data ID columns).
+
+    All rows are ingested or none: a bad row aborts the whole batch.
+    """
+    butler = Butler(repo, run=run)
+    dtype = butler.registry.get_dataset_type(dataset_type)
+    common = _bind(fixed)
+    items = []
+    with open(table_file, newline="") as stream:
+        reader = csv.DictReader(stream)
+        if reader.fieldnames is None or "file" not in reader.fieldnames:
+            raise ButlerError(f"{table_file}: needs a header row with a 'file' column")
+        for line, row in enumerate(reader, start=2):
+            path = row.pop("file")
+            values: dict[str, Any] = dict(common)
+            values.update({k: v for k, v in row.items() if v not in (None, "")})
+            try:
+                data_id = DataCoordinate.standardize(values, dtype.dimensions)
+            except ButlerError as err:
+                raise ButlerError(f"{table_file}:{line}: {err}") from err
+            items.append((DatasetRef.make(dtype, data_id, run), path))
+    refs = butler.ingest(items, transfer=transfer, formatter=formatter)
+    click.echo(f"Ingested {len(refs)} file(s) as {dataset_type} into run {run}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,514 @@
+"""Dataset registration, lookup, queries and removal for `SqlRegistry`.
+
+Design
+------
+`DatasetsMixin` holds the dataset half of `SqlRegistry`'s API, over the one
+wide ``dataset`` table (see `_schema`). Registration validates dataset types
+and runs once per (dataset type, run) pair, builds one row per ref and
+inserts each dataset type's rows with one ``executemany``; only when the
+database reports an integrity error does it query what conflicted, to
+raise an error naming the dataset type, data ID and run. Lookups in several
+collections resolve them to RUNs in search order and keep, per data ID, the
+dataset of the first RUN that has one ("find first").
+
+No state beyond the registry's own (see `sql_registry`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from .._errors import (
+    CollectionTypeError,
+    DataIdError,
+    DatasetNotFoundError,
+    DuplicateDatasetError,
+    MissingCollectionError,
+)
+from ..dataset_ref import DatasetRef
+from ..dataset_type import DatasetType
+from ..datastore.stored_file_info import StoredFileInfo
+from ..dimensions import DataCoordinate
+from ._queries import QueryBuilder
+from .collection_type import CollectionType
+
+if TYPE_CHECKING:
+    from .sql_registry import SqlRegistry
+
+__all__ = ["DatasetsMixin"]
+
+_CHUNK = 5000
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class DatasetsMixin:
+    """Dataset methods of `SqlRegistry` (see there for the attributes used)."""
+
+    # -- registration ---------------------------------------------------------------
+
+    def _prepare_rows(
+        self: SqlRegistry,
+        connection: sa.Connection,
+        refs: Sequence[DatasetRef],
+        infos: Mapping[uuid.UUID, StoredFileInfo],
+    ) -> dict[int, list[dict[str, Any]]]:
+        collections = self._collections(connection)
+        keys: dict[tuple[str, str], tuple[int, int]] = {}
+        groups: dict[int, list[dict[str, Any]]] = {}
+        for ref in refs:
+            pair = (ref.dataset_type.name, ref.run)
+            ids = keys.get(pair)
+            if ids is None:
+                type_id, _ = self._dataset_type_entry(ref.dataset_type)
+                if ref.run not in collections:
+                    raise MissingCollectionError(
+                        f"cannot insert dataset {ref.dataset_type.name} {ref.data_id}: "
+                        f"run {ref.run!r} does not exist"
+                    )
+                run_id, run_type = collections[ref.run]
+                if run_type is not CollectionType.RUN:
+                    raise CollectionTypeError(
+                        f"cannot insert dataset {ref.dataset_type.name} {ref.data_id} into "
+                        f"{ref.run!r}: it is a {run_type.name} collection, not a RUN"
+                    )
+                ids = keys[pair] = (type_id, run_id)
+            info = infos.get(ref.id)
+            row = {
+                "id": ref.id,
+                "dataset_type_id": ids[0],
+                "run_id": ids[1],
+                "data_id": ref.data_id.canonical_string(),
+                "path": None if info is None else info.path,
+                "formatter": None if info is None else info.formatter,
+                "storage_class": None if info is None else info.storage_class,
+                "file_size": None if info is None else info.file_size,
+            }
+            row.update(zip(ref.data_id.group.required, ref.data_id.values_tuple, strict=True))
+            groups.setdefault(ids[0], []).append(row)
+        return groups
+
+    def insert_datasets(
+        self: SqlRegistry,
+        refs: Sequence[DatasetRef],
+        infos: Sequence[StoredFileInfo] | None = None,
+        *,
+        on_conflict: str = "raise",
+    ) -> int:
+        """Register datasets (and optionally their stored files) in one transaction.
+
+        Parameters
+        ----------
+        refs : `~collections.abc.Sequence` [`DatasetRef`]
+            The datasets; their dataset types must be registered and their
+            runs exist.
+        infos : `~collections.abc.Sequence` [`StoredFileInfo`], optional
+            Stored files of (some of) the datasets.
+        on_conflict : `str`
+            ``"raise"``: a dataset whose ID is already registered is an error;
+            ``"ignore"``: it is skipped.
+
+        Returns
+        -------
+        count : `int`
+            Number of datasets inserted.
+
+        Raises
+        ------
+        DuplicateDatasetError
+            If a run already holds a different dataset of the same type and
+            data ID, or (``on_conflict="raise"``) the same dataset.
+        MissingDatasetTypeError, MissingCollectionError, CollectionTypeError
+            If a dataset type is not registered or a run does not exist.
+        """
+        if on_conflict not in ("raise", "ignore"):
+            raise ValueError(f"on_conflict must be 'raise' or 'ignore', got {on_conflict!r}")
+        refs = list(refs)
+        info_by_id = {info.dataset_id: info for info in infos or ()}
+        stray = set(info_by_id) - {ref.id for ref in refs}
+        if stray:
+            raise DatasetNotFoundError(
+                f"stored file info given for dataset(s) not being inserted: {sorted(map(str, stray))[:5]}"
+            )
+        if not refs:
+            return 0
+        dataset = self.schema.dataset
+        with self.transaction() as connection:
+            groups = self._prepare_rows(connection, refs, info_by_id)
+            self._check_batch_duplicates(refs, on_conflict)
+            if on_conflict == "ignore":
+                groups = self._drop_existing(connection, groups)
+            count = 0
+            try:
+                with self.transaction():
+                    for rows in groups.values():
+                        connection.execute(dataset.insert(), rows)
+                        count += len(rows)
+            except sa.exc.IntegrityError as err:
+                self._explain_conflict(connection, groups, refs)
+                raise DuplicateDatasetError(f"could not insert datasets: {err.orig}") from err
+        return count
+
+    @staticmethod
+    def _check_batch_duplicates(refs: Sequence[DatasetRef], on_conflict: str) -> None:
+        seen: dict[tuple[str, str, DataCoordinate], DatasetRef] = {}
+        for ref in refs:
+            key = (ref.dataset_type.name, ref.run, ref.data_id)
+            other = seen.setdefault(key, ref)
+            if other is not ref and (other.id != ref.id or on_conflict == "raise"):
+                raise DuplicateDatasetError(
+                    f"dataset {ref.dataset_type.name} {ref.data_id} is given twice for run "
+                    f"{ref.run!r} (ids {other.id} and {ref.id})"
+                )
+
+    def _drop_existing(
+        self: SqlRegistry, connection: sa.Connection, groups: dict[int, list[dict[str, Any]]]
+    ) -> dict[int, list[dict[str, Any]]]:
+        dataset = self.schema.dataset
+        ids = [row["id"] for rows in groups.values() for row in rows]
+        existing: set[uuid.UUID] = set()
+        for chunk in _chunks(ids):
+            existing.update(
+                connection.execute(sa.select(dataset.c.id).where(dataset.c.id.in_(chunk)))
+                .scalars()
+                .all()
+            )
+        if not existing:
+            return groups
+        result = {}
+        for type_id, rows in groups.items():
+            kept = [row for row in rows if row["id"] not in existing]
+            if kept:
+                result[type_id] = kept
+        return result
+
+    def _explain_conflict(
+        self: SqlRegistry,
+        connection: sa.Connection,
+        groups: Mapping[int, list[dict[str, Any]]],
+        refs: Sequence[DatasetRef],
+    ) -> None:
+        """Raise a `DuplicateDatasetError` naming the first conflicting dataset, if found."""
+        dataset = self.schema.dataset
+        by_id = {ref.id: ref for ref in refs}
+        for rows in groups.values():
+            for chunk in _chunks(rows):
+                ids = [row["id"] for row in chunk]
+                same = connection.execute(
+                    sa.select(dataset.c.id).where(dataset.c.id.in_(ids))
+                ).first()
+                if same is not None:
+                    ref = by_id[same.id]
+                    raise DuplicateDatasetError(
+                        f"dataset {ref.dataset_type.name} {ref.data_id} (id {ref.id}) is already "
+                        f"registered in run {ref.run!r}"
+                    )
+                keys = {(row["run_id"], row["data_id"]): row["id"] for row in chunk}
+                clash = connection.execute(
+                    sa.select(dataset.c.id, dataset.c.run_id, dataset.c.data_id).where(
+                        dataset.c.dataset_type_id == chunk[0]["dataset_type_id"],
+                        dataset.c.data_id.in_([row["data_id"] for row in chunk]),
+                    )
+                ).all()
+                for row in clash:
+                    new_id = keys.get((row.run_id, row.data_id))
+                    if new_id is not None:
+                        ref = by_id[new_id]
+                        raise DuplicateDatasetError(
+                            f"run {ref.run!r} already holds a dataset {ref.dataset_type.name} "
+                            f"{ref.data_id} with id {row.id}; cannot add another with id {ref.id}"
+                        )
+
+    def store_info(self: SqlRegistry, infos: Iterable[StoredFileInfo]) -> None:
+        """Record (or replace) the stored files of registered datasets.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            If a dataset is not registered.
+        """
+        infos = list(infos)
+        if not infos:
+            return
+        dataset = self.schema.dataset
+        with self.transaction() as connection:
+            ids = [info.dataset_id for info in infos]
+            found: set[uuid.UUID] = set()
+            for chunk in _chunks(ids):
+                found.update(
+                    connection.execute(sa.select(dataset.c.id).where(dataset.c.id.in_(chunk)))
+                    .scalars()
+                    .all()
+                )
+            missing = [str(i) for i in ids if i not in found]
+            if missing:
+                raise DatasetNotFoundError(f"no registered dataset with id(s) {missing[:5]}")
+            statement = (
+                dataset.update()
+                .where(dataset.c.id == sa.bindparam("b_id"))
+                .values(
+                    path=sa.bindparam("b_path"),
+                    formatter=sa.bindparam("b_formatter"),
+                    storage_class=sa.bindparam("b_storage_class"),
+                    file_size=sa.bindparam("b_file_size"),
+                )
+            )
+            connection.execute(
+                statement,
+                [
+                    {
+                        "b_id": i.dataset_id,
+                        "b_path": i.path,
+                        "b_formatter": i.formatter,
+                        "b_storage_class": i.storage_class,
+                        "b_file_size": i.file_size,
+                    }
+                    for i in infos
+                ],
+            )
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def _dataset_type_by_id(self: SqlRegistry, type_id: int) -> DatasetType:
+        for entry_id, dataset_type in self._dataset_types.values():
+            if entry_id == type_id:
+                return dataset_type
+        table = self.schema.dataset_type
+        with self._read() as connection:
+            name = connection.execute(
+                sa.select(table.c.name).where(table.c.id == type_id)
+            ).scalar_one()
+        return self._dataset_type_entry(name)[1]
+
+    def get_dataset(self: SqlRegistry, id: uuid.UUID) -> DatasetRef | None:
+        """Return the dataset with this ID, or `None`."""
+        dataset = self.schema.dataset
+        collection = self.schema.collection
+        with self._read() as connection:
+            row = connection.execute(
+                sa.select(dataset, collection.c.name.label("run_name"))
+                .join(collection, collection.c.id == dataset.c.run_id)
+                .where(dataset.c.id == id)
+            ).first()
+        if row is None:
+            return None
+        dataset_type = self._dataset_type_by_id(row.dataset_type_id)
+        group = dataset_type.dimensions
+        data_id = DataCoordinate(group, tuple(getattr(row, d) for d in group.required))
+        return DatasetRef(dataset_type, data_id, row.run_name, row.id)
+
+    def get_stored_info(
+        self: SqlRegistry, refs_or_ids: Iterable[DatasetRef | uuid.UUID]
+    ) -> dict[uuid.UUID, StoredFileInfo]:
+        """Return the stored files of the given datasets that have one, by dataset ID."""
+        ids = [r.id if isinstance(r, DatasetRef) else r for r in refs_or_ids]
+        dataset = self.schema.dataset
+        result: dict[uuid.UUID, StoredFileInfo] = {}
+        with self._read() as connection:
+            for chunk in _chunks(ids):
+                for info in self._infos_where(connection, dataset.c.id.in_(chunk)):
+                    result[info.dataset_id] = info
+        return result
+
+    def find_dataset(
+        self: SqlRegistry,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, Any],
+        *,
+        collections: Sequence[str] | str,
+    ) -> DatasetRef | None:
+        """Return the dataset of this type and data ID in the first collection that has one.
+
+        Keys of ``data_id`` that are dimensions of the universe but not of the
+        dataset type are ignored.
+
+        Raises
+        ------
+        MissingDatasetTypeError, MissingCollectionError
+            If the dataset type or a collection does not exist.
+        DataIdError
+            If the data ID lacks a key of the dataset type.
+        """
+        type_id, dt = self._dataset_type_entry(dataset_type)
+        group = dt.dimensions
+        names = set(group.required) | set(group.implied)
+        data_id = {k: v for k, v in dict(data_id).items() if k in names or k not in self.universe}
+        coordinate = DataCoordinate.standardize(data_id, group)
+        dataset = self.schema.dataset
+        with self._read() as connection:
+            runs = self._resolve_run_ids(connection, collections)
+            if not runs:
+                return None
+            rank = {run_id: i for i, (run_id, _) in enumerate(runs)}
+            rows = connection.execute(
+                sa.select(dataset.c.id, dataset.c.run_id).where(
+                    dataset.c.dataset_type_id == type_id,
+                    dataset.c.data_id == coordinate.canonical_string(),
+                    dataset.c.run_id.in_(list(rank)),
+                )
+            ).all()
+        if not rows:
+            return None
+        best = min(rows, key=lambda r: rank[r.run_id])
+        return DatasetRef(dt, coordinate, runs[rank[best.run_id]][1], best.id)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def query_datasets(
+        self: SqlRegistry,
+        dataset_type: str | DatasetType,
+        *,
+        collections: Sequence[str] | str,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | None = None,
+        find_first: bool = True,
+    ) -> list[DatasetRef]:
+        """Return datasets of a type in collections, constrained by ``where`` and ``data_id``.
+
+        Parameters
+        ----------
+        dataset_type : `str` or `DatasetType`
+            The dataset type.
+        collections : `str` or `~collections.abc.Sequence` [`str`]
+            Collections to search, in order.
+        where : `str`
+            Expression over dimension names (``visit``) and record fields
+            (``visit.exposure_time``).
+        bind : `~collections.abc.Mapping`, optional
+            Values for names in ``where``.
+        data_id : `~collections.abc.Mapping`, optional
+            Required dimension values.
+        find_first : `bool`
+            Return only the dataset of the first collection that has one for
+            each data ID (otherwise all, from every run).
+
+        Returns
+        -------
+        refs : `list` [`DatasetRef`]
+            Sorted by data ID, then search order.
+        """
+        type_id, dt = self._dataset_type_entry(dataset_type)
+        dataset = self.schema.dataset
+        group = dt.dimensions
+        with self._read() as connection:
+            runs = self._resolve_run_ids(connection, collections)
+            if not runs:
+                return []
+            rank = {run_id: i for i, (run_id, _) in enumerate(runs)}
+            builder = QueryBuilder(self.schema)
+            builder.join(
+                dataset,
+                [dataset.c.dataset_type_id == type_id, dataset.c.run_id.in_(list(rank))],
+            )
+            for dim in group.required:
+                builder.values[dim] = dataset.c[dim]
+            builder.constrain(where, bind, data_id)
+            query = builder.select(
+                dataset.c.id, dataset.c.run_id, *(dataset.c[d] for d in group.required)
+            )
+            rows = connection.execute(query).all()
+        best: dict[tuple[Any, ...], tuple[int, Any]] = {}
+        found = []
+        for row in rows:
+            values = tuple(row[2:])
+            order = rank[row.run_id]
+            if find_first:
+                current = best.get(values)
+                if current is None or order < current[0]:
+                    best[values] = (order, row)
+            else:
+                found.append((values, order, row))
+        if find_first:
+            found = [(values, order, row) for values, (order, row) in best.items()]
+        found.sort(key=lambda item: (item[0], item[1]))
+        return [
+            DatasetRef(dt, DataCoordinate(group, values), runs[order][1], row.id)
+            for values, order, row in found
+        ]
+
+    def query_data_ids(
+        self: SqlRegistry,
+        dimensions: Iterable[str],
+        *,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | None = None,
+        datasets: Iterable[str] = (),
+        collections: Sequence[str] | str | None = None,
+    ) -> list[DataCoordinate]:
+        """Return the data IDs of the given dimensions that have records and match.
+
+        The record tables of the requested dimensions (and those they require)
+        are joined; with the sky pixelization among them, the overlap table of
+        the most specific spatial element in the query (e.g.
+        ``visit_detector_region`` for visit + detector) gives its values;
+        ``datasets`` restricts to data IDs for which datasets of those types
+        exist in ``collections``.
+
+        Raises
+        ------
+        DataIdError
+            If the sky pixelization is requested with neither a spatial
+            element nor a dataset type to take it from.
+        MissingCollectionError
+            If ``datasets`` are given without ``collections``.
+        """
+        group = self.universe.group(dimensions)
+        skypix = self.universe.skypix.name
+        datasets = list(datasets)
+        builder = QueryBuilder(self.schema)
+        with self._read() as connection:
+            for dim in group.required:
+                if dim != skypix:
+                    builder.join_element(dim)
+            if skypix in group.required:
+                builder.join_overlaps(skypix)
+            if datasets:
+                if collections is None:
+                    raise MissingCollectionError(
+                        "querying data IDs with datasets needs collections"
+                    )
+                run_ids = [i for i, _ in self._resolve_run_ids(connection, collections)]
+                for name in datasets:
+                    type_id, dt = self._dataset_type_entry(name)
+                    alias = self.schema.dataset.alias(f"ds_{name}")
+                    on = [alias.c.dataset_type_id == type_id, alias.c.run_id.in_(run_ids)]
+                    for dim in dt.dimensions.required:
+                        if dim in builder.values:
+                            on.append(alias.c[dim] == builder.values[dim])
+                        elif dim in group.required:
+                            builder.values[dim] = alias.c[dim]
+                    builder.join(alias, on)
+            if skypix in group.required and skypix not in builder.values:
+                raise DataIdError(
+                    f"cannot enumerate {skypix} values: the query has no spatial element "
+                    f"(e.g. visit) and no dataset type with {skypix}"
+                )
+            builder.constrain(where, bind, data_id)
+            columns = [builder.values[d] for d in group.required]
+            query = builder.select(*columns, distinct=True).order_by(*columns)
+            rows = connection.execute(query).all()
+        return [DataCoordinate(group, tuple(row)) for row in rows]
+
+    # -- removal ----------------------------------------------------------------------------
+
+    def remove_datasets(
+        self: SqlRegistry, refs: Iterable[DatasetRef | uuid.UUID]
+    ) -> list[StoredFileInfo]:
+        """Remove datasets; return their stored files for the datastore to delete."""
+        ids = [r.id if isinstance(r, DatasetRef) else r for r in refs]
+        dataset = self.schema.dataset
+        infos: list[StoredFileInfo] = []
+        with self.transaction() as connection:
+            for chunk in _chunks(ids):
+                infos.extend(self._infos_where(connection, dataset.c.id.in_(chunk)))
+                connection.execute(dataset.delete().where(dataset.c.id.in_(chunk)))
+        return infos

@@ -1,0 +1,373 @@
+"""The ``pipetask`` command line: build, qgraph, run, report (LSST's names and flags).
+
+Collections follow LSST's convention: ``-o OUTPUT`` names a CHAINED collection
+whose first child is the RUN the outputs go to, followed by the inputs. A new
+run is ``OUTPUT/<timestamp>`` unless ``--output-run`` names it;
+``--extend-run`` (or ``--resume``) reuses the chain's current run.
+
+Exit codes: 0 success (including "nothing to do"), 1 some quanta failed or
+were blocked, 2 the run could not start (bad pipeline, bad query, ...).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import click
+
+from butler import Butler
+from butler._errors import ButlerError, MissingCollectionError
+from butler.registry import CollectionType
+
+from ._errors import PipelineError
+from .config import parseOverrideString
+from .graph_builder import EmptyGraphError, build_quantum_graph, collect_existing_types
+from .pipeline import Pipeline
+from .quantum_graph import QuantumGraph
+
+__all__ = ["main"]
+
+_LOG = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_CANNOT_START = 2
+
+
+def _user_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Print user-facing errors as one message and exit 2 (could not start)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except click.ClickException:
+            raise
+        except (PipelineError, ButlerError, FileNotFoundError, FileExistsError) as err:
+            click.echo(f"Error: {err}", err=True)
+            sys.exit(EXIT_CANNOT_START)
+
+    return wrapper
+
+
+def _split(values: Iterable[str]) -> list[str]:
+    return [v for value in values for v in value.split(",") if v]
+
+
+def _pipeline_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("-p", "--pipeline", "pipeline_path", help="Pipeline YAML, optionally file.yaml#label,subset."),
+        click.option("-c", "--config", "config_overrides", multiple=True, help="Config override label:field=value."),
+        click.option("-C", "--config-file", "config_files", multiple=True, help="Config file label:file.py|.yaml."),
+        click.option("--instrument", default=None, help="Instrument (recorded in the pipeline)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _load_pipeline(pipeline_path: str | None, config_overrides: Iterable[str], config_files: Iterable[str]) -> Pipeline:
+    if not pipeline_path:
+        raise click.UsageError("a pipeline is needed: -p PIPELINE.yaml")
+    pipeline = Pipeline.from_file(pipeline_path)
+    for text in config_overrides:
+        label, path, value = parseOverrideString(text)
+        pipeline.add_config_override(label, path, value)
+    for text in config_files:
+        label, sep, path = text.partition(":")
+        if not sep:
+            raise click.BadParameter(f"-C takes label:file, got {text!r}")
+        pipeline.add_config_file(label, path)
+    return pipeline
+
+
+def _show(pipeline: Pipeline, show: Iterable[str]) -> None:
+    for what in show:
+        item, _, arg = what.partition("=")
+        if item == "pipeline":
+            click.echo(pipeline.to_ir().to_yaml())
+        elif item in ("config", "dump-config"):
+            for task_def in pipeline.task_defs():
+                if arg and task_def.label != arg.split(":")[0]:
+                    continue
+                click.echo(f"### Configuration for task `{task_def.label}'")
+                click.echo(task_def.config.toYamlString())
+        elif item == "tasks":
+            for task_def in pipeline.task_defs():
+                click.echo(f"{task_def.label}: {task_def.task_name}")
+
+
+@click.group()
+@click.option("--log-level", default="INFO", help="Logging level.")
+def main(log_level: str) -> None:
+    """Build and run pipelines of tasks over a data repository."""
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLevelName(log_level.upper())))
+
+
+@main.command()
+@_pipeline_options
+@click.option("--show", multiple=True, help="pipeline | config[=label] | dump-config | tasks")
+@click.option("-s", "--save-pipeline", default=None, help="Write the expanded pipeline YAML here.")
+@click.option("--pipeline-dot", default=None, help="Write a GraphViz DOT file of the pipeline.")
+@click.option("--pipeline-mermaid", default=None, help="Write a Mermaid file of the pipeline.")
+@_user_errors
+def build(pipeline_path: str | None, config_overrides: tuple[str, ...], config_files: tuple[str, ...],
+          instrument: str | None, show: tuple[str, ...], save_pipeline: str | None, pipeline_dot: str | None,
+          pipeline_mermaid: str | None) -> None:
+    """Load and check a pipeline; show or save it."""
+    pipeline = _load_pipeline(pipeline_path, config_overrides, config_files)
+    pipeline.graph()  # checks the task graph
+    _show(pipeline, show)
+    if save_pipeline:
+        pipeline.write_to(save_pipeline)
+    if pipeline_dot:
+        with open(pipeline_dot, "w") as stream:
+            stream.write(pipeline.to_dot())
+    if pipeline_mermaid:
+        with open(pipeline_mermaid, "w") as stream:
+            stream.write(pipeline.to_mermaid())
+
+
+def _graph_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("-b", "--butler-config", "repo", required=True, help="Repository root."),
+        click.option("-i", "--input", "inputs", multiple=True, help="Input collections (comma-separated or repeated)."),
+        click.option("-o", "--output", default=None, help="Output CHAINED collection."),
+        click.option("--output-run", default=None, help="Output RUN (default OUTPUT/<timestamp>)."),
+        click.option("-d", "--data-query", "where", default="", help="Data ID expression (the --where language)."),
+        click.option("-g", "--qgraph", "qgraph_file", default=None, help="Load this saved quantum graph."),
+        click.option("--save-qgraph", default=None, help="Save the quantum graph here."),
+        click.option("--qgraph-dot", default=None, help="Write a DOT file of the quantum graph."),
+        click.option("--qgraph-mermaid", default=None, help="Write a Mermaid file of the quantum graph."),
+        click.option("--skip-existing-in", multiple=True, help="Skip quanta whose metadata exists in these collections."),
+        click.option("--skip-existing", is_flag=True, help="Skip quanta already done in the output run."),
+        click.option("--extend-run", is_flag=True, help="Add to the output chain's current run."),
+        click.option("--clobber-outputs", is_flag=True, help="Replace outputs of unfinished quanta and changed configs."),
+        click.option("--show", multiple=True, help="graph | workflow | uri | pipeline | config"),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _resolve_collections(butler: Butler, inputs: list[str], output: str | None, output_run: str | None,
+                         extend_run: bool) -> tuple[list[str], str]:
+    registry = butler.registry
+    existing_chain: list[str] = []
+    if output is not None:
+        try:
+            if registry.get_collection_type(output) is not CollectionType.CHAINED:
+                raise MissingCollectionError(f"output collection {output!r} exists and is not CHAINED")
+            existing_chain = list(registry.get_collection_chain(output))
+        except LookupError:
+            existing_chain = []
+    if extend_run:
+        if output_run is None:
+            if not existing_chain:
+                raise MissingCollectionError(
+                    f"--extend-run/--resume: output collection {output!r} has no run to extend"
+                )
+            output_run = existing_chain[0]
+    elif output_run is None:
+        if output is None:
+            raise click.UsageError("an output is needed: -o OUTPUT or --output-run RUN")
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        output_run = f"{output}/{stamp}"
+    if not inputs and existing_chain:
+        inputs = [c for c in existing_chain if c != output_run]
+    return inputs, output_run
+
+
+def _make_graph(butler: Butler, pipeline: Pipeline | None, *, inputs: list[str], output_run: str, where: str,
+                qgraph_file: str | None, skip_existing_in: list[str]) -> QuantumGraph:
+    if qgraph_file:
+        return QuantumGraph.load(qgraph_file)
+    if pipeline is None:
+        raise click.UsageError("need -p PIPELINE or -g QGRAPH")
+    if not inputs:
+        raise click.UsageError("input collections are needed: -i COLLECTION[,...]")
+    task_defs = pipeline.task_defs()
+    names = {c.name for td in task_defs for c in _connections(td)}
+    existing = collect_existing_types(butler, names)
+    graph = pipeline.graph(existing_dataset_types=existing)
+    return build_quantum_graph(butler, graph, input_collections=inputs, output_run=output_run, where=where,
+                               skip_existing_in=skip_existing_in,
+                               metadata={"command": " ".join(sys.argv)})
+
+
+def _connections(task_def: Any) -> list[Any]:
+    conns = task_def.connections
+    names = [*conns.inputs, *conns.prerequisiteInputs, *conns.outputs, *conns.initInputs, *conns.initOutputs]
+    return [getattr(conns, n) for n in names]
+
+
+def _show_graph(butler: Butler, qgraph: QuantumGraph, show: Iterable[str]) -> None:
+    for item in show:
+        if item == "graph":
+            for label in qgraph.tasks:
+                click.echo(f"{label}: {qgraph.count(label)} quanta")
+                for quantum in qgraph.iter_quanta(label):
+                    ins = ", ".join(f"{k}={len(v)}" for k, v in quantum.inputs.items())
+                    click.echo(f"  node {quantum.node_id} {quantum.data_id} inputs: {ins}")
+        elif item == "workflow":
+            for node in qgraph.node_ids():
+                for pred in qgraph.predecessors(node):
+                    click.echo(f"{pred} -> {node}")
+        elif item == "uri":
+            store = butler.datastore
+            for quantum in qgraph.iter_quanta():
+                for ref in quantum.all_outputs():
+                    click.echo(f"{ref.dataset_type.name} {ref.data_id}: {store.uri(store.predict(ref))}")
+
+
+def _write_graph_files(qgraph: QuantumGraph, save: str | None, dot: str | None, mermaid: str | None) -> None:
+    if save:
+        qgraph.save(save)
+        click.echo(f"Saved quantum graph ({len(qgraph)} quanta) to {save}")
+    if dot or mermaid:
+        lines_dot = ["digraph qgraph {"]
+        lines_mm = ["flowchart TD"]
+        for node in qgraph.node_ids():
+            label = f"{qgraph.task_label_of(node)} {dict(qgraph.data_id(node).required)}"
+            lines_dot.append(f'  n{node} [label="{label}"];')
+            lines_mm.append(f'  n{node}["{label}"]')
+            for pred in qgraph.predecessors(node):
+                lines_dot.append(f"  n{pred} -> n{node};")
+                lines_mm.append(f"  n{pred} --> n{node}")
+        lines_dot.append("}")
+        if dot:
+            with open(dot, "w") as stream:
+                stream.write("\n".join(lines_dot) + "\n")
+        if mermaid:
+            with open(mermaid, "w") as stream:
+                stream.write("\n".join(lines_mm) + "\n")
+
+
+@main.command()
+@_pipeline_options
+@_graph_options
+@_user_errors
+def qgraph(pipeline_path: str | None, config_overrides: tuple[str, ...], config_files: tuple[str, ...],
+           instrument: str | None, repo: str, inputs: tuple[str, ...], output: str | None, output_run: str | None,
+           where: str, qgraph_file: str | None, save_qgraph: str | None, qgraph_dot: str | None,
+           qgraph_mermaid: str | None, skip_existing_in: tuple[str, ...], skip_existing: bool, extend_run: bool,
+           clobber_outputs: bool, show: tuple[str, ...]) -> None:
+    """Build a quantum graph (and save or show it)."""
+    butler = Butler(repo, writeable=False)
+    pipeline = _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
+    in_colls, run = _resolve_collections(butler, _split(inputs), output, output_run, extend_run)
+    skip_in = _split(skip_existing_in) + ([run] if skip_existing else [])
+    try:
+        graph = _make_graph(butler, pipeline, inputs=in_colls, output_run=run, where=where,
+                            qgraph_file=qgraph_file, skip_existing_in=skip_in)
+    except EmptyGraphError as err:
+        click.echo(str(err))
+        sys.exit(EXIT_OK if str(err).startswith("nothing to do") else EXIT_CANNOT_START)
+    counts = ", ".join(f"{label}: {graph.count(label)}" for label in graph.tasks)
+    click.echo(f"Quantum graph with {len(graph)} quanta ({counts}) for run {run}")
+    _show_graph(butler, graph, show)
+    _write_graph_files(graph, save_qgraph, qgraph_dot, qgraph_mermaid)
+
+
+@main.command()
+@_pipeline_options
+@_graph_options
+@click.option("-j", "--processes", "jobs", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option("--cluster", "cluster_address", default=None, help="Address of a running dask scheduler.")
+@click.option("--cluster-config", default=None, help="Cluster spec YAML (see cluster/).")
+@click.option("--executor", type=click.Choice(["dask", "sync"]), default="dask", show_default=True)
+@click.option("--retries", type=int, default=0, show_default=True, help="Retries of quanta that raise.")
+@click.option("--clustering", type=click.Choice(["off", "chains", "per-task"]), default="chains", show_default=True)
+@click.option("--resume", is_flag=True, help="Same as --extend-run --skip-existing.")
+@click.option("--pdb", is_flag=True, help="Post-mortem debugger on failure (sync executor).")
+@click.option("--debug", is_flag=True, help="Switch on every task's debug stages (pictures).")
+@click.option("--no-progress", is_flag=True, help="No live progress bar.")
+@_user_errors
+def run(pipeline_path: str | None, config_overrides: tuple[str, ...], config_files: tuple[str, ...],
+        instrument: str | None, repo: str, inputs: tuple[str, ...], output: str | None, output_run: str | None,
+        where: str, qgraph_file: str | None, save_qgraph: str | None, qgraph_dot: str | None,
+        qgraph_mermaid: str | None, skip_existing_in: tuple[str, ...], skip_existing: bool, extend_run: bool,
+        clobber_outputs: bool, show: tuple[str, ...], jobs: int, cluster_address: str | None,
+        cluster_config: str | None, executor: str, retries: int, clustering: str, resume: bool, pdb: bool,
+        debug: bool, no_progress: bool) -> None:
+    """Build (or load) a quantum graph and execute it."""
+    from .run import execute_graph
+
+    if resume:
+        extend_run = skip_existing = True
+    butler = Butler(repo)
+    pipeline = _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
+    if pipeline is not None and debug:
+        for label in pipeline.labels:
+            pipeline.add_config_override(label, "doDebug", "True") if _has_field(pipeline, label, "doDebug") else None
+    in_colls, run_name = _resolve_collections(butler, _split(inputs), output, output_run, extend_run)
+    skip_in = _split(skip_existing_in) + ([run_name] if skip_existing else [])
+    try:
+        graph = _make_graph(butler, pipeline, inputs=in_colls, output_run=run_name, where=where,
+                            qgraph_file=qgraph_file, skip_existing_in=skip_in)
+    except EmptyGraphError as err:
+        if str(err).startswith("nothing to do"):
+            click.echo(f"Nothing to do: {err}")
+            sys.exit(EXIT_OK)
+        raise
+    _show_graph(butler, graph, show)
+    _write_graph_files(graph, save_qgraph, qgraph_dot, qgraph_mermaid)
+    if output is not None:
+        registry = butler.registry
+        registry.register_run(run_name)
+        registry.register_collection(output, CollectionType.CHAINED)
+        chain = [run_name] + [c for c in in_colls if c != run_name]
+        registry.set_collection_chain(output, chain)
+    summary = execute_graph(
+        butler, graph, executor=executor, jobs=jobs, cluster_address=cluster_address,
+        cluster_config=cluster_config, retries=retries, clustering=clustering,
+        skip_existing=skip_existing or extend_run, clobber_outputs=clobber_outputs, extend_run=extend_run,
+        progress=not no_progress, pdb=pdb,
+    )
+    sys.exit(summary.exit_code)
+
+
+def _has_field(pipeline: Pipeline, label: str, field: str) -> bool:
+    for task_def in pipeline.task_defs():
+        if task_def.label == label:
+            try:
+                task_def.config.getByPath(field)
+                return True
+            except (AttributeError, KeyError):
+                return False
+    return False
+
+
+@main.command()
+@click.option("-b", "--butler-config", "repo", default=None, help="Repository root.")
+@click.argument("args", nargs=-1)
+@click.option("--full-output-filename", default=None, help="Write the full report as YAML or JSON (by extension).")
+@_user_errors
+def report(repo: str | None, args: tuple[str, ...], full_output_filename: str | None) -> None:
+    """Summarize what a run did: pipetask report [-b] REPO OUTPUT."""
+    from .report import make_report
+
+    args_list = list(args)
+    if repo is None:
+        if len(args_list) != 2:
+            raise click.UsageError("usage: pipetask report REPO OUTPUT")
+        repo = args_list.pop(0)
+    if len(args_list) != 1:
+        raise click.UsageError("usage: pipetask report -b REPO OUTPUT")
+    butler = Butler(repo, writeable=False)
+    result = make_report(butler, args_list[0])
+    result.print()
+    if full_output_filename:
+        text = result.to_json() if full_output_filename.endswith(".json") else result.to_yaml()
+        with open(full_output_filename, "w") as stream:
+            stream.write(text)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

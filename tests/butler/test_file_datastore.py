@@ -1,0 +1,92 @@
+"""FileDatastore on a local disk and on the fsspec memory filesystem."""
+
+from __future__ import annotations
+
+import uuid
+
+import fsspec
+import pytest
+
+from butler._errors import FormatterError
+from butler.dataset_ref import DatasetRef
+from butler.dataset_type import DatasetType
+from butler.datastore.file_datastore import FileDatastore
+from butler.datastore.templates import FileTemplates
+from butler.dimensions import DimensionUniverse
+from butler.storage_class import StorageClassRegistry
+from butler.testing.datastore_tests import DatastoreTests
+
+
+class TestLocalDatastore(DatastoreTests):
+    supports_links = True
+
+    def make_datastore(self, tmp_path):
+        return FileDatastore(
+            str(tmp_path / "repo"), storage_classes=StorageClassRegistry(load_entry_points=False)
+        )
+
+
+class TestMemoryDatastore(DatastoreTests):
+    @pytest.fixture(autouse=True)
+    def _memory_root(self):
+        self.root = f"memory://repo-{uuid.uuid4().hex}"
+        yield
+        fs = fsspec.filesystem("memory")
+        path = self.root.removeprefix("memory://")
+        if fs.exists(path):
+            fs.rm(path, recursive=True)
+
+    def make_datastore(self, tmp_path):
+        return FileDatastore(
+            self.root, storage_classes=StorageClassRegistry(load_entry_points=False)
+        )
+
+    def test_uri_is_a_url(self, datastore):
+        ref = _ref("cal", run="r")
+        assert datastore.uri(datastore.predict(ref)).startswith("memory:///repo-")
+
+
+def _ref(name, *, run="run", storage_class="StructuredDataDict", **data_id):
+    universe = DimensionUniverse.default()
+    dataset_type = DatasetType.make(name, data_id.keys(), storage_class, universe)
+    return DatasetRef.make(dataset_type, data_id, run)
+
+
+def test_root_that_is_a_file_gives_formatter_error(tmp_path):
+    # Root ignores permission bits, so simulate an unwritable root: a file where the
+    # directory should be makes every mkdir fail.
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a directory")
+    store = FileDatastore(str(blocker), storage_classes=StorageClassRegistry())
+    ref = _ref("calexp", instrument="Cam", visit=1, detector=2)
+    with pytest.raises(FormatterError, match=r"calexp.*visit: 1.*'run'.*blocker"):
+        store.put({"a": 1}, ref)
+    assert blocker.read_text() == "not a directory"
+
+
+def test_read_only_directory(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root ignores permission bits (covered by the root-is-a-file test)")
+    root = tmp_path / "ro"
+    root.mkdir()
+    root.chmod(0o500)
+    try:
+        store = FileDatastore(str(root), storage_classes=StorageClassRegistry())
+        with pytest.raises(FormatterError, match="Permission"):
+            store.put({"a": 1}, _ref("calexp", instrument="Cam"))
+        assert list(root.iterdir()) == []
+    finally:
+        root.chmod(0o700)
+
+
+def test_template_override_is_used(tmp_path):
+    templates = FileTemplates(overrides={"calexp": "{run}/{instrument}/{visit}/{detector}/{id}"})
+    store = FileDatastore(
+        str(tmp_path), storage_classes=StorageClassRegistry(), templates=templates
+    )
+    ref = _ref("calexp", run="a/b", instrument="Cam", visit=7, detector=1)
+    info = store.put({"x": 1}, ref)
+    assert info.path == f"a/b/Cam/7/1/{ref.id.hex}.yaml"
+    assert (tmp_path / info.path).is_file()
