@@ -503,18 +503,19 @@ class DataCoordinate(Mapping[str, Any]):
                 raise TypeError("standardize needs a group or a universe")
             group = universe.group(merged)
         universe = group.universe
+        unknown = [k for k in merged if k not in universe]
+        if unknown:
+            raise DataIdError(universe._unknown_message("data ID key", unknown[0]))
         missing = [name for name in group.required if name not in merged]
         if missing:
             raise DataIdError(
-                f"data ID {dict(merged)} is missing required key(s) {missing} for dimensions {group}"
+                f"data ID {dict(merged)} is missing required key(s) {missing} "
+                f"for dimensions {group}"
             )
         extra = [k for k in merged if k not in group.names and k not in group.implied]
         if extra:
-            key = extra[0]
-            if key not in universe:
-                raise DataIdError(universe._unknown_message("data ID key", key))
             raise DataIdError(
-                f"data ID key {key!r} is not a dimension of {group} "
+                f"data ID key {extra[0]!r} is not a dimension of {group} "
                 f"(allowed: {', '.join(group.required + group.implied)})"
             )
         values = tuple(_coerce(universe.dimension(n), merged[n]) for n in group.required)

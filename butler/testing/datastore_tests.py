@@ -96,6 +96,7 @@ class DatastoreTests:
 
     @pytest.fixture
     def datastore(self, tmp_path: Path) -> FileDatastore:
+        """Datastore under test, with the exploding storage classes registered."""
         store = self.make_datastore(tmp_path)
         store.storage_classes.register(_EXPLODING)
         store.storage_classes.register(_EXPLODING_DIR)
@@ -103,6 +104,7 @@ class DatastoreTests:
 
     @pytest.fixture
     def universe(self) -> DimensionUniverse:
+        """Return the default dimension universe."""
         return DimensionUniverse.default()
 
     def ref(
@@ -115,12 +117,14 @@ class DatastoreTests:
         dimensions: tuple[str, ...] = ("instrument", "visit", "detector"),
         **data_id: Any,
     ) -> DatasetRef:
+        """Make a ref (default data ID: instrument Cam, visit 42, detector 3)."""
         data_id = data_id or {"instrument": "Cam", "visit": 42, "detector": 3}
         dataset_type = DatasetType.make(name, dimensions, storage_class, universe)
         return DatasetRef.make(dataset_type, data_id, run)
 
     @staticmethod
     def all_files(store: FileDatastore) -> list[str]:
+        """Every file under the datastore root (absolute paths, sorted)."""
         if not store.fs.exists(store.root):
             return []
         return sorted(store.fs.find(store.root, withdirs=False))
@@ -128,6 +132,7 @@ class DatastoreTests:
     # -- locations -----------------------------------------------------------------
 
     def test_predict_is_pure_and_unique(self, datastore, universe):
+        """`predict` is deterministic, distinct per dataset and does no I/O."""
         a = self.ref(universe)
         b = self.ref(universe, detector=4, instrument="Cam", visit=42)
         info_a, info_b = datastore.predict(a), datastore.predict(b)
@@ -140,6 +145,7 @@ class DatastoreTests:
         assert self.all_files(datastore) == []
 
     def test_run_with_dotdot_is_refused(self, datastore, universe):
+        """A run that would escape the root is refused."""
         with pytest.raises(InvalidNameError, match=r"\.\."):
             datastore.predict(self.ref(universe, run="u/../../etc"))
         dotdot_value = self.ref(universe, instrument="..", visit=1, detector=1)
@@ -147,6 +153,7 @@ class DatastoreTests:
         assert ".." not in info.path.split("/")
 
     def test_formatter_overrides(self, tmp_path, universe):
+        """Overrides by dataset type name win over storage class name and default."""
         store = self.make_datastore(tmp_path)
         store.formatter_overrides["calexp"] = JsonFormatter.dotted_name()
         store.formatter_overrides["NumpyArray"] = NpyFormatter.dotted_name()
@@ -158,6 +165,7 @@ class DatastoreTests:
     # -- put / get -------------------------------------------------------------------
 
     def test_put_get_dict(self, datastore, universe):
+        """A dict round-trips; the info has a size, exists and has a URI."""
         ref = self.ref(universe)
         obj = {"a": 1, "b": [1.5, "x"], "c": {"d": None}}
         info = datastore.put(obj, ref)
@@ -168,6 +176,7 @@ class DatastoreTests:
         assert datastore.uri(info).endswith(info.path)
 
     def test_put_get_array_with_bbox(self, datastore, universe):
+        """An array round-trips exactly, and ``bbox`` reads a cut-out."""
         ref = self.ref(universe, "image", "NumpyArray")
         array = np.arange(60 * 50, dtype=np.float32).reshape(60, 50)
         info = datastore.put(array, ref)
@@ -179,6 +188,7 @@ class DatastoreTests:
         np.testing.assert_array_equal(cut, array[10:17, 5:25])
 
     def test_put_get_table(self, datastore, universe):
+        """A table round-trips with units and meta."""
         from astropy import units as u
         from astropy.table import Table
 
@@ -191,6 +201,7 @@ class DatastoreTests:
         assert list(back["id"]) == [3, 4]
 
     def test_put_replaces_existing(self, datastore, universe):
+        """Putting again replaces files and directories, leaving no temporaries."""
         ref = self.ref(universe)
         datastore.put({"v": 1}, ref)
         info = datastore.put({"v": 2}, ref)
@@ -202,11 +213,13 @@ class DatastoreTests:
         assert not [f for f in self.all_files(datastore) if ".tmp-" in f]
 
     def test_put_wrong_type(self, datastore, universe):
+        """An object of the wrong type is refused before anything is written."""
         with pytest.raises(StorageClassError, match="calexp.*StructuredDataDict"):
             datastore.put([1, 2], self.ref(universe))
         assert self.all_files(datastore) == []
 
     def test_get_missing(self, datastore, universe):
+        """A missing artifact raises an error that is both not-found kinds."""
         info = datastore.predict(self.ref(universe))
         with pytest.raises(ArtifactNotFoundError, match=info.path) as excinfo:
             datastore.get(info)
@@ -215,17 +228,20 @@ class DatastoreTests:
         assert not datastore.exists(info)
 
     def test_unsupported_parameter(self, datastore, universe):
+        """An unsupported read parameter is a FormatterError naming it."""
         info = datastore.put({"a": 1}, self.ref(universe))
         with pytest.raises(FormatterError, match="bbox"):
             datastore.get(info, parameters={"bbox": (0, 0, 1, 1)})
 
     def test_corrupt_file_is_a_formatter_error(self, datastore, universe):
+        """A corrupt artifact gives a FormatterError naming the path."""
         info = datastore.put(np.zeros(3), self.ref(universe, "image", "NumpyArray"))
         datastore.fs.pipe_file(posixpath.join(datastore.root, info.path, "zarr.json"), b"{")
         with pytest.raises(FormatterError, match=info.path):
             datastore.get(info)
 
     def test_remove(self, datastore, universe):
+        """Artifacts are removed; removing a missing one is fine."""
         info = datastore.put({"a": 1}, self.ref(universe))
         image = datastore.put(np.zeros((3, 3)), self.ref(universe, "image", "NumpyArray"))
         datastore.remove(info)
@@ -238,6 +254,7 @@ class DatastoreTests:
 
     @pytest.mark.parametrize("storage_class", ["Exploding", "ExplodingDir"])
     def test_failed_put_leaves_nothing(self, datastore, universe, storage_class):
+        """A formatter failing half-way leaves neither file nor temporary."""
         ref = self.ref(universe, "broken", storage_class)
         with pytest.raises(FormatterError) as excinfo:
             datastore.put({"a": 1}, ref)
@@ -250,6 +267,7 @@ class DatastoreTests:
 
     @pytest.mark.parametrize("storage_class", ["Exploding", "ExplodingDir"])
     def test_failed_put_keeps_previous(self, datastore, universe, storage_class):
+        """A failed replacement leaves the previous artifact intact."""
         ref = self.ref(universe, "broken", storage_class)
         info = datastore.predict(ref)
         if storage_class == "ExplodingDir":  # a zarr array under the same path first
@@ -278,6 +296,7 @@ class DatastoreTests:
 
     @pytest.mark.parametrize("transfer", ["copy", "move"])
     def test_ingest_copy_move(self, datastore, universe, tmp_path, transfer):
+        """``copy`` keeps the source, ``move`` removes it; both land at the predicted path."""
         source = self._source(tmp_path)
         ref = self.ref(universe, "raw", "JsonDict")
         info = datastore.ingest(str(source), ref, transfer=transfer)
@@ -288,6 +307,7 @@ class DatastoreTests:
         assert not [f for f in self.all_files(datastore) if ".tmp-" in f]
 
     def test_ingest_direct_is_never_deleted(self, datastore, universe, tmp_path):
+        """A ``direct`` ingest records the source and `remove` never deletes it."""
         source = self._source(tmp_path)
         info = datastore.ingest(
             str(source), self.ref(universe, "raw", "JsonDict"), transfer="direct"
@@ -299,6 +319,7 @@ class DatastoreTests:
         assert self.all_files(datastore) == []
 
     def test_ingest_in_place(self, datastore, universe):
+        """``transfer=None`` records a file already inside the root where it is."""
         ref = self.ref(universe, "raw", "JsonDict")
         inside = posixpath.join(datastore.root, "external", "f.json")
         datastore.fs.makedirs(posixpath.dirname(inside), exist_ok=True)
@@ -308,6 +329,7 @@ class DatastoreTests:
         assert datastore.get(info) == {"x": 1}
 
     def test_ingest_errors(self, datastore, universe, tmp_path):
+        """Missing sources, unknown modes and impossible links are refused clearly."""
         ref = self.ref(universe, "raw", "JsonDict")
         with pytest.raises(ArtifactNotFoundError, match="nope.json"):
             datastore.ingest(str(tmp_path / "nope.json"), ref)
@@ -320,6 +342,7 @@ class DatastoreTests:
 
     @pytest.mark.parametrize("transfer", ["symlink", "hardlink"])
     def test_ingest_links(self, datastore, universe, tmp_path, transfer):
+        """Symlink and hardlink ingests read back; removing keeps the source."""
         if not self.supports_links:
             pytest.skip("backend has no links")
         source = self._source(tmp_path)
@@ -331,6 +354,7 @@ class DatastoreTests:
         assert source.exists() and not datastore.exists(info)
 
     def test_ingest_with_formatter(self, datastore, universe, tmp_path):
+        """An explicit formatter sets the extension and the reader."""
         source = tmp_path / "a.npy"
         np.save(source, np.arange(5))
         ref = self.ref(universe, "image", "NumpyArray")
@@ -340,6 +364,7 @@ class DatastoreTests:
 
     @pytest.mark.parametrize("preserve_path", [True, False])
     def test_retrieve(self, datastore, universe, tmp_path, preserve_path):
+        """Artifacts are copied out, with or without their relative path."""
         info = datastore.put({"a": 1}, self.ref(universe))
         image = datastore.put(np.ones((3, 2)), self.ref(universe, "image", "NumpyArray"))
         out = tmp_path / "retrieved"
@@ -353,6 +378,7 @@ class DatastoreTests:
     # -- crash recovery ------------------------------------------------------------------
 
     def test_find_orphans_and_cleanup(self, datastore, universe):
+        """Unknown artifacts are listed (directories once); temporaries are cleaned."""
         kept = datastore.put({"a": 1}, self.ref(universe))
         lost = datastore.put({"a": 2}, self.ref(universe, detector=9, instrument="Cam", visit=42))
         lost_dir = datastore.put(np.zeros((2, 2)), self.ref(universe, "image", "NumpyArray"))
@@ -367,6 +393,7 @@ class DatastoreTests:
         assert datastore.cleanup_temporaries() == []
 
     def test_empty_datastore(self, tmp_path):
+        """Recovery helpers work on a datastore never written to."""
         store = self.make_datastore(tmp_path)
         assert store.find_orphans(set()) == []
         assert store.cleanup_temporaries() == []

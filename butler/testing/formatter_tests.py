@@ -53,6 +53,7 @@ class FormatterTests:
 
     @pytest.fixture(params=["local", "memory"])
     def location(self, request, tmp_path: Path) -> Iterator[tuple[fsspec.AbstractFileSystem, str]]:
+        """Yield a fresh directory on the local or the memory filesystem."""
         if request.param == "local":
             fs = fsspec.filesystem("file")
             yield fs, str(tmp_path / "dir")
@@ -64,6 +65,7 @@ class FormatterTests:
             fs.rm(root, recursive=True)
 
     def formatter(self) -> Formatter:
+        """Return a new formatter for `storage_class`."""
         return self.formatter_class(self.storage_class)
 
     def _path(self, location: tuple[fsspec.AbstractFileSystem, str], name: str = "obj") -> str:
@@ -72,11 +74,13 @@ class FormatterTests:
         return posixpath.join(root, name + self.formatter_class.extension)
 
     def test_class_attributes(self):
+        """Extension, default formatter and parameters are consistent."""
         assert self.formatter_class.extension.startswith(".")
         assert self.storage_class.formatter == self.formatter_class.dotted_name()
         assert set(self.storage_class.parameters) <= set(self.formatter_class.supported_parameters)
 
     def test_round_trip(self, location):
+        """Every object of `make_objects` reads back the same."""
         fs, root = location
         for i, obj in enumerate(self.make_objects()):
             path = self._path(location, f"obj{i}")
@@ -85,17 +89,20 @@ class FormatterTests:
             self.assert_same(self.formatter().read(fs, path), obj)
 
     def test_writes_only_its_path(self, location):
+        """A write creates its path and nothing beside it."""
         fs, root = location
         path = self._path(location)
         self.formatter().write(self.make_objects()[0], fs, path)
         assert [p.rstrip("/") for p in fs.ls(root, detail=False)] == [path]
 
     def test_missing_file(self, location):
+        """Reading a missing path raises an `OSError`."""
         fs, _ = location
         with pytest.raises(OSError):
             self.formatter().read(fs, self._path(location, "missing"))
 
     def test_unsupported_parameter(self, location):
+        """An unknown read parameter is a FormatterError naming it."""
         fs, _ = location
         path = self._path(location)
         self.formatter().write(self.make_objects()[0], fs, path)
@@ -103,6 +110,7 @@ class FormatterTests:
             self.formatter().read(fs, path, parameters={"no_such_parameter": 1})
 
     def test_bbox(self, location):
+        """``bbox`` as (x0, y0, width, height) or slices reads the right cut-out."""
         if "bbox" not in self.formatter_class.supported_parameters:
             pytest.skip("formatter has no bbox parameter")
         fs, _ = location

@@ -1,0 +1,251 @@
+"""The one scheduling loop shared by every executor.
+
+Design
+------
+`schedule` runs clusters of quanta (see `pipeline.clustering`) through two injected callables:
+``submit(nodes, attempt) -> handle`` starts a cluster somewhere (in-process, on a dask worker)
+and ``wait(handles) -> done handles`` blocks until at least one has finished; a handle's
+``result()`` returns the cluster's `QuantumOutcome` list or raises an infrastructure error
+(a killed worker, a lost connection). The loop itself never runs a task.
+
+Algorithm, on node-level dependencies:
+
+- a cluster is *ready* when every predecessor of its pending nodes is either in the cluster or
+  done (succeeded, no work, or complete before the run); ready clusters go to a FIFO queue and
+  are submitted at once (the executor's workers bound the concurrency);
+- each finished cluster reports one outcome per node; done nodes are handed to ``on_outcomes``
+  (which registers their outputs), then clusters holding their successors are re-checked;
+- a failed node is retried (its cluster resubmitted with its unfinished nodes) while its
+  attempts are at most ``retries + 1``, unless the error is repeatable; an infrastructure
+  error counts as a failed attempt of every pending node of the cluster;
+- a node that fails for good marks all its transitive successors ``blocked`` and the loop
+  keeps running everything else.
+
+Mutable state (all local to one `schedule` call): ``status`` per node, ``pending`` nodes per
+cluster, ``attempts`` per cluster, the ready queue, and the running handles.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any
+
+from ..execution import QuantumOutcome, QuantumStatus
+
+__all__ = ["ExecutionResult", "Executor", "schedule"]
+
+RUNNING = "running"
+
+
+@dataclasses.dataclass
+class ExecutionResult:
+    """Final state of every node a `schedule` call was given.
+
+    Parameters
+    ----------
+    status : `dict` [`int`, `str`]
+        Node -> `QuantumStatus` value (succeeded, no_work, failed, blocked).
+    outcomes : `dict` [`int`, `QuantumOutcome`]
+        Node -> last outcome (absent for blocked nodes never run).
+    attempts : `dict` [`int`, `int`]
+        Node -> number of attempts made.
+    blocked_by : `dict` [`int`, `int`]
+        Blocked node -> a failed node it depends on.
+    """
+
+    status: dict[int, str]
+    outcomes: dict[int, QuantumOutcome]
+    attempts: dict[int, int]
+    blocked_by: dict[int, int]
+
+
+def _infra_outcome(node: int, err: BaseException, attempt: int) -> QuantumOutcome:
+    import traceback
+
+    return QuantumOutcome(
+        node,
+        QuantumStatus.FAILED,
+        error_type=f"{type(err).__module__}.{type(err).__qualname__}",
+        message=f"execution infrastructure error: {err}",
+        traceback="".join(traceback.format_exception(err)),
+        repeatable=False,
+        attempt=attempt,
+    )
+
+
+def schedule(
+    clusters: Sequence[Sequence[int]],
+    predecessors: Mapping[int, Collection[int]],
+    successors: Mapping[int, Collection[int]],
+    *,
+    submit: Callable[[tuple[int, ...], int], Any],
+    wait: Callable[[list[Any]], Iterable[Any]],
+    on_outcomes: Callable[[list[QuantumOutcome]], None] = lambda outcomes: None,
+    on_status: Callable[[int, str], None] = lambda node, status: None,
+    retries: int = 0,
+) -> ExecutionResult:
+    """Run clusters in dependency order, retrying and blocking as needed.
+
+    Parameters
+    ----------
+    clusters : sequence of sequence of `int`
+        The clusters; together they hold every node to run, each once.
+    predecessors, successors : mapping of `int` to collection of `int`
+        Node dependencies; nodes not in any cluster count as done.
+    submit : callable
+        ``submit(nodes, attempt)`` starts running ``nodes`` (in order) and returns a handle
+        whose ``result()`` gives one `QuantumOutcome` per node or raises.
+    wait : callable
+        ``wait(handles)`` blocks until at least one handle is finished and returns those.
+    on_outcomes : callable, optional
+        Receives the outcomes of a finished attempt (done and failed nodes alike) before
+        dependents are submitted; the client registers outputs here.
+    on_status : callable, optional
+        ``on_status(node, status)`` on every change: running, succeeded, no_work, failed,
+        blocked, and ``retry`` when a failed node will be tried again.
+    retries : `int`
+        How many times a failed node may be retried (repeatable errors never are).
+
+    Returns
+    -------
+    result : `ExecutionResult`
+    """
+    cluster_of = {node: i for i, nodes in enumerate(clusters) for node in nodes}
+    pending = [list(nodes) for nodes in clusters]
+    status: dict[int, str] = {}
+    outcomes: dict[int, QuantumOutcome] = {}
+    attempts_of: dict[int, int] = {}
+    blocked_by: dict[int, int] = {}
+    attempts = [0] * len(clusters)
+    queued = [False] * len(clusters)
+    ready: collections.deque[int] = collections.deque()
+    running: dict[Any, int] = {}
+
+    def is_done(node: int) -> bool:
+        return node not in cluster_of or status.get(node) in QuantumStatus.DONE
+
+    def check(index: int) -> None:
+        nodes = pending[index]
+        if queued[index] or not nodes:
+            return
+        inside = set(nodes)
+        if all(p in inside or is_done(p) for n in nodes for p in predecessors.get(n, ())):
+            queued[index] = True
+            ready.append(index)
+
+    def block_from(failed: int) -> None:
+        stack = list(successors.get(failed, ()))
+        while stack:
+            node = stack.pop()
+            if node not in cluster_of or status.get(node) == QuantumStatus.BLOCKED:
+                continue
+            status[node] = QuantumStatus.BLOCKED
+            blocked_by[node] = failed
+            on_status(node, QuantumStatus.BLOCKED)
+            index = cluster_of[node]
+            if node in pending[index]:
+                pending[index].remove(node)
+            stack.extend(successors.get(node, ()))
+
+    for index in range(len(clusters)):
+        check(index)
+
+    while ready or running:
+        while ready:
+            index = ready.popleft()
+            nodes = tuple(pending[index])
+            attempts[index] += 1
+            for node in nodes:
+                attempts_of[node] = attempts[index]
+                status[node] = RUNNING
+                on_status(node, RUNNING)
+            running[submit(nodes, attempts[index])] = index
+        for handle in wait(list(running)):
+            index = running.pop(handle)
+            nodes = tuple(pending[index])
+            try:
+                results = list(handle.result())
+            except Exception as err:
+                results = [_infra_outcome(node, err, attempts[index]) for node in nodes]
+            on_outcomes(results)
+            retry: list[int] = []
+            final_failures: list[int] = []
+            for outcome in results:
+                node = outcome.node_id
+                outcomes[node] = outcome
+                if outcome.status in QuantumStatus.DONE:
+                    status[node] = outcome.status
+                    on_status(node, outcome.status)
+                elif outcome.status == QuantumStatus.FAILED:
+                    if outcome.repeatable or attempts[index] > retries:
+                        status[node] = QuantumStatus.FAILED
+                        on_status(node, QuantumStatus.FAILED)
+                        final_failures.append(node)
+                    else:
+                        retry.append(node)
+                        on_status(node, "retry")
+                else:  # blocked inside the cluster by a node that failed before it
+                    retry.append(node)
+            pending[index] = [n for n in nodes if status.get(n) == RUNNING]
+            for node in final_failures:
+                block_from(node)
+            for node in pending[index]:
+                status[node] = "retry"
+            queued[index] = False
+            check(index)
+            touched = {
+                cluster_of[s] for n in nodes for s in successors.get(n, ()) if s in cluster_of
+            }
+            for other in sorted(touched - {index}):
+                check(other)
+    for node in cluster_of:  # anything never reached (cannot happen with a valid graph)
+        final = (*QuantumStatus.DONE, QuantumStatus.FAILED, QuantumStatus.BLOCKED)
+        if status.get(node) not in final:
+            status[node] = QuantumStatus.BLOCKED
+    return ExecutionResult(status, outcomes, attempts_of, blocked_by)
+
+
+class Executor:
+    """Base of the executors: how clusters are submitted and waited for.
+
+    Subclasses implement `submit` and `wait` (and optionally `close`); `execute` runs the
+    shared `schedule` loop with them.
+    """
+
+    #: Link to a live dashboard, if the executor has one.
+    dashboard_link: str | None = None
+
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, resources: dict[str, float] | None = None
+    ) -> Any:
+        """Start ``fn(*args)`` and return a handle with ``result()``.
+
+        Parameters
+        ----------
+        fn : callable
+            What to run (`~pipeline.execution.run_quantum_cluster`).
+        *args
+            Its arguments (small: specs and payloads, never datasets).
+        resources : `dict` [`str`, `float`], optional
+            Abstract resources the call needs (dask worker resources); `None` for none.
+        """
+        raise NotImplementedError
+
+    def run_options(self) -> dict[str, Any]:
+        """Return extra keyword arguments for `~pipeline.execution.run_quantum_cluster`."""
+        return {}
+
+    def wait(self, handles: list[Any]) -> Iterable[Any]:
+        """Block until at least one handle is finished; return the finished ones."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the resources (cluster, client) the executor started."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
