@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import builtins
 import io
+import itertools
 import json
-from collections.abc import Mapping
+import os
+import sys
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 import fsspec
@@ -230,7 +233,41 @@ class ZarrArrayFormatter(Formatter):
             fill_value=0,
             config={"write_empty_chunks": True},
         )
-        zarray[...] = array
+        if self._raw_layout(fs, zarray, array.dtype) is not None:
+            _write_raw_chunks(array, path, zarray.metadata.chunk_grid.chunk_shape)
+        else:
+            zarray[...] = array
+
+    def _raw_layout(self, fs: fsspec.AbstractFileSystem, zarray: Any, dtype: np.dtype) -> Any:
+        """Return the chunk shape if chunks are raw native bytes in local files, else None.
+
+        Then whole-array reads and writes move each chunk file with one system
+        call, as `numpy.save`/`numpy.load` do, instead of going through zarr's
+        codec pipeline (2-3x slower for 64 MB images, measured); partial reads
+        always go through zarr.
+        """
+        from zarr.codecs import BytesCodec
+        from zarr.core.chunk_grids import RegularChunkGrid
+        from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
+
+        meta = zarray.metadata
+        if not _is_local(fs) or type(self)._store is not ZarrArrayFormatter._store:
+            return None
+        if zarray.ndim == 0 or zarray.size == 0 or dtype.kind not in "biuf":
+            return None
+        if sys.byteorder != "little" or not dtype.isnative:
+            return None
+        codecs = getattr(meta, "codecs", ())
+        if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
+            return None
+        if codecs[0].endian is not None and codecs[0].endian.value != "little":
+            return None
+        encoding = meta.chunk_key_encoding
+        if not isinstance(encoding, DefaultChunkKeyEncoding) or encoding.separator != "/":
+            return None
+        if not isinstance(meta.chunk_grid, RegularChunkGrid):
+            return None
+        return meta.chunk_grid.chunk_shape
 
     def read(
         self,
@@ -247,9 +284,74 @@ class ZarrArrayFormatter(Formatter):
             raise FileNotFoundError(f"no zarr array at {path!r}")
         zarray = zarr.open_array(self._store(fs, path, read_only=True), mode="r")
         bbox = (parameters or {}).get("bbox")
-        if bbox is None:
-            return np.asarray(zarray[...])
-        return np.asarray(zarray[bbox_slices(bbox, zarray.shape)])
+        if bbox is not None:
+            return np.asarray(zarray[bbox_slices(bbox, zarray.shape)])
+        dtype = zarray.dtype if isinstance(zarray.dtype, np.dtype) else None
+        chunk_shape = self._raw_layout(fs, zarray, dtype) if dtype is not None else None
+        if chunk_shape is not None:
+            return _read_raw_chunks(path, zarray.shape, dtype, chunk_shape, zarray.fill_value)
+        return np.asarray(zarray[...])
+
+
+def _chunk_grid(
+    shape: tuple[int, ...], chunk_shape: tuple[int, ...]
+) -> Iterator[tuple[str, tuple[slice, ...]]]:
+    """Yield (relative chunk key path, array slices) for every chunk of a regular grid."""
+    counts = [-(-n // c) for n, c in zip(shape, chunk_shape, strict=True)]
+    for index in itertools.product(*(range(n) for n in counts)):
+        key = "/".join(["c", *(str(i) for i in index)])
+        slices = tuple(
+            slice(i * c, min((i + 1) * c, n))
+            for i, c, n in zip(index, chunk_shape, shape, strict=True)
+        )
+        yield key, slices
+
+
+def _write_raw_chunks(array: np.ndarray, path: str, chunk_shape: tuple[int, ...]) -> None:
+    """Write ``array`` as zarr v3 chunk files of raw little-endian bytes (edge chunks padded)."""
+    made: set[str] = set()
+    for key, slices in _chunk_grid(array.shape, chunk_shape):
+        block = array[slices]
+        if block.shape != tuple(chunk_shape):
+            padded = np.zeros(chunk_shape, dtype=array.dtype)
+            padded[tuple(slice(0, n) for n in block.shape)] = block
+            block = padded
+        target = os.path.join(path, key)
+        parent = os.path.dirname(target)
+        if parent not in made:
+            os.makedirs(parent, exist_ok=True)
+            made.add(parent)
+        with open(target, "wb") as stream:
+            stream.write(memoryview(np.ascontiguousarray(block)).cast("B"))
+
+
+def _read_raw_chunks(
+    path: str,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    chunk_shape: tuple[int, ...],
+    fill_value: Any,
+) -> np.ndarray:
+    """Read every chunk file written by `_write_raw_chunks` (or zarr) into one array."""
+    out = np.empty(shape, dtype=dtype)
+    scratch = np.empty(chunk_shape, dtype=dtype)
+    for key, slices in _chunk_grid(shape, chunk_shape):
+        target = out[slices]
+        try:
+            stream = open(os.path.join(path, key), "rb")
+        except FileNotFoundError:
+            target[...] = fill_value
+            continue
+        with stream:
+            if target.shape == tuple(chunk_shape) and target.flags.c_contiguous:
+                buffer = target
+            else:
+                buffer = scratch
+            if stream.readinto(memoryview(buffer).cast("B")) != buffer.nbytes:
+                raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
+            if buffer is scratch:
+                target[...] = scratch[tuple(slice(0, n) for n in target.shape)]
+    return out
 
 
 class FitsArrayFormatter(Formatter):

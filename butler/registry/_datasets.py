@@ -172,7 +172,7 @@ class DatasetsMixin:
             raise ValueError(f"on_conflict must be 'raise' or 'ignore', got {on_conflict!r}")
         refs = list(refs)
         info_by_id = {info.dataset_id: info for info in infos or ()}
-        stray = set(info_by_id) - {ref.id for ref in refs}
+        stray = set(info_by_id) - {ref.id for ref in refs} if info_by_id else set()
         if stray:
             raise DatasetNotFoundError(
                 "stored file info given for dataset(s) not being inserted: "

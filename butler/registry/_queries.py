@@ -75,6 +75,8 @@ class QueryBuilder:
         for dim, column in columns.dimensions:
             if dim in self.values:
                 on.append(table.c[column] == self.values[dim])
+            elif dim in self.implied_values:
+                on.append(table.c[column] == self.implied_values[dim])
             else:
                 self.values[dim] = table.c[column]
         for dim in columns.implied:

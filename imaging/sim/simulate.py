@@ -149,12 +149,19 @@ def _background(
     q = rng.uniform(0.0, amp / 2)
     b = det.bbox
     radius = camera.field_radius
-    fx_x, fy_x = det.pixel_to_focal_plane(np.arange(b.x0, b.x1), b.center[1])
-    fx_y, fy_y = det.pixel_to_focal_plane(b.center[0], np.arange(b.y0, b.y1))
-    fx0, fy0 = det.pixel_to_focal_plane(b.center[0], b.center[1])
-    fx = (fx_x[None, :] + fx_y[:, None] - fx0) / radius
-    fy = (fy_x[None, :] + fy_y[:, None] - fy0) / radius
-    sky = level * (1.0 + gx * fx + gy * fy + q * (fx * fx + fy * fy))
+    # Focal-plane coordinates are affine in (x, y): X = ax[x] + ay[y], Y = bx[x] + by[y], so the
+    # polynomial separates into row and column terms plus one outer product.
+    cx, cy = b.center
+    fx_c, fy_c = det.pixel_to_focal_plane(cx, cy)
+    fx_x, fy_x = det.pixel_to_focal_plane(np.arange(b.x0, b.x1), cy)
+    fx_y, fy_y = det.pixel_to_focal_plane(cx, np.arange(b.y0, b.y1))
+    ax, bx = fx_x / radius, fy_x / radius
+    ay, by = (fx_y - fx_c) / radius, (fy_y - fy_c) / radius
+    row = 1.0 + gx * ax + gy * bx + q * (ax * ax + bx * bx)
+    col = gx * ay + gy * by + q * (ay * ay + by * by)
+    sky = np.add.outer(col, row)
+    sky += 2.0 * q * (np.multiply.outer(ay, ax) + np.multiply.outer(by, bx))
+    sky *= level
     return sky, {"level": level, "gx": float(gx), "gy": float(gy), "q": float(q)}
 
 

@@ -11,8 +11,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 PLANES = {
-    "BAD": 0, "SAT": 1, "INTRP": 2, "CR": 3, "EDGE": 4, "DETECTED": 5,
-    "DETECTED_NEGATIVE": 6, "SUSPECT": 7, "NO_DATA": 8,
+    "BAD": 0,
+    "SAT": 1,
+    "INTRP": 2,
+    "CR": 3,
+    "EDGE": 4,
+    "DETECTED": 5,
+    "DETECTED_NEGATIVE": 6,
+    "SUSPECT": 7,
+    "NO_DATA": 8,
 }
 
 
@@ -35,7 +42,7 @@ class SyntheticImage:
     sky: np.ndarray
     cr_pixels: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))
     noise_sigma: float = 0.0
-    truth: np.ndarray | None = None   # noiseless sky-subtracted image
+    truth: np.ndarray | None = None  # noiseless sky-subtracted image
 
 
 def add_gaussian(img, x0, y0, flux, sigma, e1=0.0, half=None):
@@ -51,9 +58,21 @@ def add_gaussian(img, x0, y0, flux, sigma, e1=0.0, half=None):
 
 
 def make_image(
-    shape=(512, 512), *, n_stars=40, n_galaxies=0, sigma0=1.8, gradient=0.0,
-    flux_range=(2e4, 2e5), sky_level=1000.0, sky_slope=(0.2, -0.1), read_noise=5.0,
-    n_cr=0, saturate=False, seed=1, margin=20, min_sep=25.0,
+    shape=(512, 512),
+    *,
+    n_stars=40,
+    n_galaxies=0,
+    sigma0=1.8,
+    gradient=0.0,
+    flux_range=(2e4, 2e5),
+    sky_level=1000.0,
+    sky_slope=(0.2, -0.1),
+    read_noise=5.0,
+    n_cr=0,
+    saturate=False,
+    seed=1,
+    margin=20,
+    min_sep=25.0,
 ):
     """Make a sky-gradient image with Gaussian stars (and optional galaxies, CRs)."""
     rng = np.random.default_rng(seed)
@@ -83,8 +102,8 @@ def make_image(
     if saturate:
         i = int(np.argmax(flux))
         add_gaussian(img, x[i], y[i], 5e6, sigma[i])
-        sat = img > 60000
-        img[sat] = 60000
+        sat = img > 150000
+        img[sat] = 150000
         mask[sat] |= 1 << PLANES["SAT"]
     for _ in range(n_cr):
         cr |= _cr_track(shape, rng)
@@ -92,13 +111,22 @@ def make_image(
         near_star = np.zeros(shape, bool)
         for i in range(n):
             iy, ix = int(y[i]), int(x[i])
-            near_star[max(iy - 6, 0):iy + 7, max(ix - 6, 0):ix + 7] = True
+            near_star[max(iy - 6, 0) : iy + 7, max(ix - 6, 0) : ix + 7] = True
         cr &= ~near_star
         img[cr] += rng.uniform(300, 3000, cr.sum())
     return SyntheticImage(
-        image=img.astype(np.float32), mask=mask, variance=var.astype(np.float32), x=x, y=y,
-        flux=flux, sigma=sigma, is_star=is_star, sky=sky.astype(np.float32), cr_pixels=cr,
-        noise_sigma=float(np.sqrt(sky_level + read_noise**2)), truth=truth,
+        image=img.astype(np.float32),
+        mask=mask,
+        variance=var.astype(np.float32),
+        x=x,
+        y=y,
+        flux=flux,
+        sigma=sigma,
+        is_star=is_star,
+        sky=sky.astype(np.float32),
+        cr_pixels=cr,
+        noise_sigma=float(np.sqrt(sky_level + read_noise**2)),
+        truth=truth,
     )
 
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from _synthetic import PLANES, make_image
 
 from imaging._algorithm_errors import AllPixelsMaskedError
 from imaging.background import (
@@ -9,8 +10,6 @@ from imaging.background import (
     estimate_background,
     subtract_background,
 )
-
-from _synthetic import PLANES, make_image
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +23,9 @@ def _far_from_stars(s, radius=12):
     far = np.zeros(s.image.shape, bool)
     far[64:-64, 64:-64] = True
     for x, y in zip(s.x, s.y, strict=True):
-        far[max(int(y) - radius, 0):int(y) + radius, max(int(x) - radius, 0):int(x) + radius] = False
+        far[
+            max(int(y) - radius, 0) : int(y) + radius, max(int(x) - radius, 0) : int(x) + radius
+        ] = False
     return far
 
 
@@ -76,8 +77,9 @@ def test_order_is_reduced_for_small_grids():
 
 def test_round_trip_and_list_sum(sky):
     a = estimate_background(sky.image, sky.mask, planes=PLANES)
-    b = estimate_background(sky.image * 0.5, sky.mask, planes=PLANES,
-                            config=BackgroundConfig(use_approx=False))
+    b = estimate_background(
+        sky.image * 0.5, sky.mask, planes=PLANES, config=BackgroundConfig(use_approx=False)
+    )
     bl = BackgroundList([a, b])
     again = BackgroundList.from_dict(bl.to_dict())
     assert len(again) == 2

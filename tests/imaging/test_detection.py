@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
+from _synthetic import PLANES, add_gaussian, make_image
 
 from imaging._convolve import kernel_size_for_sigma
 from imaging.background import subtract_background
 from imaging.detection import DetectionConfig, detect_sources
-
-from _synthetic import PLANES, add_gaussian, make_image
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +61,14 @@ def test_pure_noise_gives_no_detections():
         mask = np.zeros(img.shape, np.uint32)
         res = detect_sources(img, mask, None, 1.5, planes=PLANES)
         assert res.footprints == []
-        res = detect_sources(img, mask, None, 1.5, planes=PLANES,
-                             config=DetectionConfig(include_threshold_multiplier=1.0))
+        res = detect_sources(
+            img,
+            mask,
+            None,
+            1.5,
+            planes=PLANES,
+            config=DetectionConfig(include_threshold_multiplier=1.0),
+        )
         assert len(res.footprints) == 0, seed
         assert res.stdev == pytest.approx(7.0 / (2 * np.sqrt(np.pi) * 1.5), rel=0.05)
 
@@ -76,8 +81,9 @@ def test_touching_footprints_merge_and_keep_both_peaks():
     add_gaussian(truth, 200.0, 60.0, 1e5, 1.5)
     img += truth.astype(np.float32)
     mask = np.zeros(img.shape, np.uint32)
-    res = detect_sources(img, mask, None, 1.5, planes=PLANES,
-                         config=DetectionConfig(re_estimate_background=False))
+    res = detect_sources(
+        img, mask, None, 1.5, planes=PLANES, config=DetectionConfig(re_estimate_background=False)
+    )
     assert len(res.footprints) == 2
     pair = max(res.footprints, key=lambda f: len(f.peaks))
     assert len(pair.peaks) == 2
@@ -93,8 +99,14 @@ def test_negative_polarity_and_invalid_sigma():
     add_gaussian(truth, 128.0, 128.0, -1e5, 1.5)
     img += truth.astype(np.float32)
     mask = np.zeros(img.shape, np.uint32)
-    res = detect_sources(img, mask, None, 1.5, planes=PLANES,
-                         config=DetectionConfig(polarity="both", re_estimate_background=False))
+    res = detect_sources(
+        img,
+        mask,
+        None,
+        1.5,
+        planes=PLANES,
+        config=DetectionConfig(polarity="both", re_estimate_background=False),
+    )
     assert len(res.footprints) == 0 and len(res.negative_footprints) == 1
     assert ((mask & (1 << PLANES["DETECTED_NEGATIVE"])) != 0).any()
     with pytest.raises(RuntimeError):

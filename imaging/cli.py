@@ -1,0 +1,117 @@
+"""``butler`` subcommands for astronomy data: register-instrument, ingest-raws, ingest-refcat, simulate.
+
+They reach the ``butler`` command through the ``skyquanta.butler_commands``
+entry points, so the butler package itself knows no astronomy.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import click
+
+from butler import Butler
+from butler.cli import butler_errors
+
+from .ingest import ingest_raws, ingest_refcat, register_instrument
+
+__all__ = ["ingest_raws_command", "ingest_refcat_command", "register_instrument_command", "simulate_command"]
+
+#: Default name of the simulated reference catalog dataset type (LSST's Gaia DR2 refcat name).
+DEFAULT_REFCAT = "gaia_dr2_20200414"
+
+
+@click.command("register-instrument")
+@click.argument("repo")
+@click.argument("camera_yaml", type=click.Path(exists=True, dir_okay=False))
+@butler_errors
+def register_instrument_command(repo: str, camera_yaml: str) -> None:
+    """Register the instrument and detectors described in CAMERA_YAML."""
+    from .sim.camera import Camera
+
+    camera = Camera.from_yaml(camera_yaml)
+    register_instrument(Butler(repo), camera)
+    click.echo(f"Registered instrument {camera.name} with {len(camera.detectors)} detectors")
+
+
+@click.command("ingest-raws")
+@click.argument("repo")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--transfer", type=click.Choice(["copy", "move", "symlink", "hardlink", "direct"]), default="copy",
+              show_default=True)
+@click.option("--output-run", default=None, help="RUN collection (default <instrument>/raw/all).")
+@butler_errors
+def ingest_raws_command(repo: str, files: tuple[str, ...], transfer: str, output_run: str | None) -> None:
+    """Ingest raw detector images (FILES or folders of *.fits) as postISRCCD datasets."""
+    paths: list[str] = []
+    for item in files:
+        path = Path(item)
+        paths.extend(sorted(str(p) for p in path.glob("*.fits")) if path.is_dir() else [str(path)])
+    refs = ingest_raws(Butler(repo), paths, run=output_run, transfer=transfer)
+    click.echo(f"Ingested {len(refs)} raw exposure(s) into {refs[0].run if refs else output_run}")
+
+
+@click.command("ingest-refcat")
+@click.argument("repo")
+@click.argument("name")
+@click.argument("catalog", type=click.Path(exists=True, dir_okay=False))
+@click.option("--output-run", default="refcats", show_default=True)
+@butler_errors
+def ingest_refcat_command(repo: str, name: str, catalog: str, output_run: str) -> None:
+    """Shard reference catalog CATALOG by sky pixel into dataset type NAME."""
+    refs = ingest_refcat(Butler(repo), name, catalog, run=output_run)
+    click.echo(f"Ingested reference catalog {name} as {len(refs)} shard(s) into {output_run}")
+
+
+@click.command("simulate")
+@click.argument("repo")
+@click.option("--detectors", "n_detectors", type=int, default=9, show_default=True, help="Detectors (3x3 grid).")
+@click.option("--size", "detector_size", type=int, default=1024, show_default=True, help="Detector size (pixels).")
+@click.option("--visits", "n_visits", type=int, default=2, show_default=True, help="Number of visits.")
+@click.option("--band", default="r", show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--ra", type=float, default=150.0, show_default=True, help="Boresight RA of the first visit (deg).")
+@click.option("--dec", type=float, default=2.0, show_default=True, help="Boresight Dec (deg).")
+@click.option("--png", "png_path", default=None, help="Write a picture of the first detector with its truth here.")
+@click.option("--keep-inputs", default=None, help="Keep the simulated files (and truth) in this folder.")
+@butler_errors
+def simulate_command(repo: str, n_detectors: int, detector_size: int, n_visits: int, band: str, seed: int,
+                     ra: float, dec: float, png_path: str | None, keep_inputs: str | None) -> None:
+    """Simulate a camera's observations with truth and ingest them into REPO (created if needed)."""
+    from .sim import Visit, make_camera, render_detector_png, simulate_detector, write_simulated_observations
+    from .sim.camera import Camera
+
+    if not (Path(repo) / "butler.yaml").exists():
+        Butler.create(repo)
+    butler = Butler(repo)
+    camera = make_camera(n_detectors, detector_size=detector_size)
+    field = camera.field_radius * camera.plate_scale / 3600.0
+    visits = [
+        Visit(id=100 + i, band=band, ra=ra + 0.3 * field * i, dec=dec, exposure_time=30.0, mjd=60000.0 + 0.01 * i)
+        for i in range(n_visits)
+    ]
+    staging = Path(keep_inputs) if keep_inputs else Path(tempfile.mkdtemp(prefix="sim-", dir=repo))
+    try:
+        raws = write_simulated_observations(staging, camera, visits, seed=seed)
+        register_instrument(butler, Camera.from_yaml(staging / "camera.yaml"))
+        refs = ingest_raws(butler, raws, transfer="copy")
+        shards = ingest_refcat(butler, DEFAULT_REFCAT, staging / "refcat.fits")
+        truth_dir = Path(repo) / "sim_truth"
+        truth_dir.mkdir(exist_ok=True)
+        for item in (staging / "truth").glob("*.fits"):
+            shutil.copy2(item, truth_dir / item.name)
+        shutil.copy2(staging / "camera.yaml", truth_dir / "camera.yaml")
+    finally:
+        if not keep_inputs:
+            shutil.rmtree(staging, ignore_errors=True)
+    click.echo(
+        f"Simulated and ingested {len(refs)} exposures ({n_visits} visits x {n_detectors} detectors of "
+        f"{detector_size}^2 px) into {refs[0].run}; reference catalog {DEFAULT_REFCAT} in {len(shards)} shards; "
+        f"truth in {truth_dir}"
+    )
+    if png_path:
+        sim = simulate_detector(camera, visits[0], camera.detectors[0].id, seed=seed)
+        render_detector_png(sim, png_path)
+        click.echo(f"Wrote {png_path}")

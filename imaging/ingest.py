@@ -1,0 +1,342 @@
+"""Bringing a camera, raw exposures and a reference catalog into a butler repository.
+
+- `register_instrument`: the instrument and detector records from a camera description.
+- `ingest_raws`: detector images in LSST's Exposure FITS layout (or plain single-HDU
+  images) become ``postISRCCD`` datasets; visit records, filters and the sky region of
+  every visit+detector come from the headers. A batch is all or nothing: headers are
+  read and checked first, then the files are transferred and every record and dataset
+  is registered in one transaction; on any failure the transferred files are removed.
+- `ingest_refcat`: a reference catalog FITS table is sharded by the repository's
+  HEALPix sky pixelization, one ``SimpleCatalog`` dataset per pixel, so the graph
+  builder finds the shards overlapping a detector.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+
+from butler import Butler, DatasetRef, DatasetType, Region
+from butler.dimensions import DataCoordinate
+
+from ._errors import ExposureFormatError
+from .refcat import read_reference_catalog
+
+__all__ = [
+    "RAW_DATASET_TYPE",
+    "RawHeaderInfo",
+    "ingest_raws",
+    "ingest_refcat",
+    "read_raw_header",
+    "register_instrument",
+]
+
+_LOG = logging.getLogger(__name__)
+
+#: Dataset type of ingested detector images (the characterization task's input).
+RAW_DATASET_TYPE = "postISRCCD"
+
+
+def register_instrument(butler: Butler, camera: Any) -> None:
+    """Register an instrument and its detectors (idempotent; conflicts are errors).
+
+    Parameters
+    ----------
+    butler : `butler.Butler`
+        Writeable butler.
+    camera : `imaging.sim.camera.Camera`
+        Camera description (e.g. from ``Camera.from_yaml``).
+    """
+    registry = butler.registry
+    with registry.transaction():
+        registry.sync_dimension_record(
+            "instrument",
+            {
+                "name": camera.name,
+                "class_name": "imaging.sim.camera.Camera",
+                "detector_max": max(d.id for d in camera.detectors) + 1,
+                "visit_max": 2**31 - 1,
+            },
+        )
+        for det in camera.detectors:
+            registry.sync_dimension_record(
+                "detector",
+                {
+                    "instrument": camera.name,
+                    "id": det.id,
+                    "full_name": det.name,
+                    "bbox_x0": det.bbox.x0,
+                    "bbox_y0": det.bbox.y0,
+                    "bbox_width": det.bbox.width,
+                    "bbox_height": det.bbox.height,
+                    "orientation": float(det.orientation),
+                    "focal_plane_x": float(det.focal_plane_position[0]),
+                    "focal_plane_y": float(det.focal_plane_position[1]),
+                    "pixel_size": float(det.pixel_size),
+                    "pixel_scale": float(camera.pixel_scale),
+                    "gain": float(det.gain),
+                    "read_noise": float(det.read_noise),
+                    "saturation": float(det.saturation),
+                },
+            )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RawHeaderInfo:
+    """What ingest needs from one raw file's headers."""
+
+    path: str
+    instrument: str
+    detector: int
+    visit: int
+    band: str
+    physical_filter: str
+    exposure_time: float
+    mjd: float
+    boresight_ra: float
+    boresight_dec: float
+    rotation_angle: float
+    corners: tuple[tuple[float, float], ...]
+
+
+def _card(header: fits.Header, keys: Sequence[str], kind: type, path: str) -> Any:
+    for key in keys:
+        if key in header:
+            try:
+                return kind(header[key])
+            except (TypeError, ValueError):
+                raise ExposureFormatError(
+                    f"{path}: header keyword {key} = {header[key]!r} is not a valid {kind.__name__}"
+                ) from None
+    raise ExposureFormatError(f"{path}: missing header keyword {keys[0]}")
+
+
+def read_raw_header(path: str | os.PathLike[str]) -> RawHeaderInfo:
+    """Read and check the headers of one raw file (no pixels are read).
+
+    Raises
+    ------
+    ExposureFormatError
+        If a required keyword is missing or malformed; the message names the file and keyword.
+    """
+    path = str(path)
+    try:
+        with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
+            primary = hdul[0].header
+            names = [h.name for h in hdul]
+            image_hdu = hdul["IMAGE"] if "IMAGE" in names else hdul[0]
+            image_header = image_hdu.header
+            shape = (int(image_header.get("NAXIS2", 0)), int(image_header.get("NAXIS1", 0)))
+    except OSError as err:
+        raise ExposureFormatError(f"{path}: not a readable FITS file ({err})") from err
+    if shape[0] <= 0 or shape[1] <= 0:
+        raise ExposureFormatError(f"{path}: no image data (NAXIS1/NAXIS2)")
+    merged = fits.Header(primary)
+    merged.extend(image_header, unique=True)
+    band = _card(merged, ["BAND", "FILTER"], str, path)
+    try:
+        wcs = WCS(image_header)
+    except Exception as err:
+        raise ExposureFormatError(f"{path}: invalid WCS in the image header ({err})") from err
+    if not wcs.has_celestial:
+        raise ExposureFormatError(f"{path}: missing header keyword CTYPE1 (no celestial WCS)")
+    height, width = shape
+    xs = np.array([-0.5, width - 0.5, width - 0.5, -0.5])
+    ys = np.array([-0.5, -0.5, height - 0.5, height - 0.5])
+    ra, dec = wcs.all_pix2world(xs, ys, 0)
+    return RawHeaderInfo(
+        path=path,
+        instrument=_card(merged, ["INSTRUME"], str, path),
+        detector=_card(merged, ["DETECTOR", "CCDNUM"], int, path),
+        visit=_card(merged, ["VISIT", "EXPID"], int, path),
+        band=band,
+        physical_filter=str(merged.get("FILTER", band)),
+        exposure_time=_card(merged, ["EXPTIME"], float, path),
+        mjd=_card(merged, ["MJD-OBS", "MJD"], float, path),
+        boresight_ra=_card(merged, ["BORE-RA", "RA"], float, path),
+        boresight_dec=_card(merged, ["BORE-DEC", "DEC"], float, path),
+        rotation_angle=float(merged.get("ROTANG", 0.0)),
+        corners=tuple((float(r), float(d)) for r, d in zip(ra, dec, strict=True)),
+    )
+
+
+_VISIT_FIELDS = ("band", "physical_filter", "exposure_time", "mjd", "boresight_ra", "boresight_dec", "rotation_angle")
+
+
+def _visit_hull(infos: Sequence[RawHeaderInfo]) -> Region:
+    """Convex hull of every detector corner of a visit, as a sky polygon."""
+    from scipy.spatial import ConvexHull
+
+    ra0, dec0 = np.radians(infos[0].boresight_ra), np.radians(infos[0].boresight_dec)
+    points = np.radians(np.array([c for info in infos for c in info.corners]))
+    ra, dec = points[:, 0], points[:, 1]
+    cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(ra - ra0)
+    x = np.cos(dec) * np.sin(ra - ra0) / cos_c
+    y = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(ra - ra0)) / cos_c
+    hull = ConvexHull(np.column_stack([x, y]))
+    vertices = np.degrees(points[hull.vertices])
+    return Region.polygon(vertices)
+
+
+def ingest_raws(
+    butler: Butler,
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    run: str | None = None,
+    transfer: str | None = "copy",
+) -> list[DatasetRef]:
+    """Ingest raw detector images as ``postISRCCD`` datasets, all or nothing.
+
+    Parameters
+    ----------
+    butler : `butler.Butler`
+        Writeable butler.
+    paths : iterable of path-like
+        FITS files in the Exposure layout (or plain single-HDU images with the keywords).
+    run : `str`, optional
+        RUN collection; default ``<instrument>/raw/all``.
+    transfer : `str` or `None`
+        ``copy``, ``move``, ``symlink``, ``hardlink``, ``direct`` or `None`.
+
+    Returns
+    -------
+    refs : `list` [`DatasetRef`]
+        The ingested datasets.
+
+    Raises
+    ------
+    ExposureFormatError
+        A header is missing or inconsistent (names the file and keyword); nothing is ingested.
+    """
+    infos = [read_raw_header(p) for p in paths]
+    if not infos:
+        return []
+    registry = butler.registry
+    universe = butler.universe
+    seen: dict[tuple[str, int, int], str] = {}
+    for info in infos:
+        key = (info.instrument, info.visit, info.detector)
+        if key in seen:
+            raise ExposureFormatError(
+                f"{info.path}: same instrument/visit/detector {key} as {seen[key]} in this batch"
+            )
+        seen[key] = info.path
+    instruments = {i.instrument for i in infos}
+    for name in instruments:
+        if not registry.query_dimension_records("instrument", data_id={"instrument": name}):
+            raise ExposureFormatError(
+                f"{next(i.path for i in infos if i.instrument == name)}: INSTRUME {name!r} is not "
+                "registered; run 'butler register-instrument' first"
+            )
+    known_detectors = {
+        (r["instrument"], r["id"]) for r in registry.query_dimension_records("detector")
+    }
+    for info in infos:
+        if (info.instrument, info.detector) not in known_detectors:
+            raise ExposureFormatError(
+                f"{info.path}: DETECTOR {info.detector} is not a detector of instrument {info.instrument!r}"
+            )
+    visits: dict[tuple[str, int], list[RawHeaderInfo]] = {}
+    for info in infos:
+        visits.setdefault((info.instrument, info.visit), []).append(info)
+    for (_, visit), members in visits.items():
+        first = members[0]
+        for other in members[1:]:
+            for field in _VISIT_FIELDS:
+                a, b = getattr(first, field), getattr(other, field)
+                if a != b and not (isinstance(a, float) and abs(a - b) < 1e-9):
+                    raise ExposureFormatError(
+                        f"{other.path}: visit {visit} {field} = {b!r} disagrees with {a!r} in {first.path}"
+                    )
+    run = run or f"{infos[0].instrument}/raw/all"
+    dtype = DatasetType.make(RAW_DATASET_TYPE, ["instrument", "visit", "detector"], "Exposure", universe)
+    items = [
+        (DatasetRef.make(dtype, {"instrument": i.instrument, "visit": i.visit, "detector": i.detector}, run), i.path)
+        for i in infos
+    ]
+    with registry.transaction():
+        registry.register_dataset_type(dtype)
+        for (instrument, visit), members in visits.items():
+            first = members[0]
+            registry.sync_dimension_record("band", {"name": first.band})
+            registry.sync_dimension_record(
+                "physical_filter", {"instrument": instrument, "name": first.physical_filter, "band": first.band}
+            )
+            registry.sync_dimension_record(
+                "visit",
+                {
+                    "instrument": instrument,
+                    "id": visit,
+                    "physical_filter": first.physical_filter,
+                    "exposure_time": first.exposure_time,
+                    "mjd": first.mjd,
+                    "boresight_ra": first.boresight_ra,
+                    "boresight_dec": first.boresight_dec,
+                    "rotation_angle": first.rotation_angle,
+                    "band": first.band,
+                },
+            )
+            for info in members:
+                key = {"instrument": instrument, "visit": visit, "detector": info.detector}
+                registry.sync_dimension_record("visit_detector_region", key)
+                registry.set_region("visit_detector_region", key, Region.polygon(info.corners))
+            existing = registry.get_region("visit", {"instrument": instrument, "visit": visit})
+            if existing is None or len(members) > 1:
+                registry.set_region("visit", {"instrument": instrument, "visit": visit}, _visit_hull(members))
+        refs = butler.ingest(items, transfer=transfer)
+    _LOG.info("ingested %d raw file(s) into %s", len(refs), run)
+    return refs
+
+
+def ingest_refcat(
+    butler: Butler,
+    name: str,
+    path: str | os.PathLike[str],
+    *,
+    run: str = "refcats",
+) -> list[DatasetRef]:
+    """Shard a reference catalog by HEALPix pixel and store one dataset per shard.
+
+    Parameters
+    ----------
+    butler : `butler.Butler`
+        Writeable butler.
+    name : `str`
+        Dataset type name of the shards (e.g. ``gaia_dr2_20200414``).
+    path : path-like
+        FITS table with at least ``id``, ``ra``, ``dec``, ``phot_g_mean_mag``.
+    run : `str`
+        RUN collection of the shards.
+
+    Returns
+    -------
+    refs : `list` [`DatasetRef`]
+        One per non-empty shard.
+    """
+    from astropy_healpix import HEALPix
+    import astropy.units as u
+
+    table = read_reference_catalog(path)
+    universe = butler.universe
+    skypix = universe.skypix
+    hp = HEALPix(nside=skypix.nside, order="nested")
+    pixels = hp.lonlat_to_healpix(np.asarray(table["ra"]) * u.deg, np.asarray(table["dec"]) * u.deg)
+    dtype = DatasetType.make(name, [skypix.name], "SimpleCatalog", universe)
+    refs = []
+    with butler.registry.transaction():
+        butler.registry.register_dataset_type(dtype)
+        for pixel in np.unique(pixels):
+            shard = Table(table[pixels == pixel], copy=True)
+            data_id = DataCoordinate.standardize({skypix.name: int(pixel)}, dtype.dimensions)
+            refs.append(butler.put(shard, dtype, data_id, run=run))
+    _LOG.info("ingested %d stars of %s into %d shards", len(table), Path(path).name, len(refs))
+    return refs

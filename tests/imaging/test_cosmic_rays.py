@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+from _synthetic import PLANES, make_image
+
+from imaging._algorithm_errors import LengthError, TooManyCosmicRaysError
+from imaging.background import subtract_background
+from imaging.cosmic_rays import CosmicRayConfig, find_cosmic_rays
+from imaging.psf import GaussianPsf
+
+CR = 1 << PLANES["CR"]
+INTRP = 1 << PLANES["INTRP"]
+
+
+@pytest.fixture(scope="module", params=[(1.5, 31), (2.2, 32)])
+def crs(request):
+    sigma, seed = request.param
+    s = make_image((768, 768), n_stars=100, n_cr=80, sigma0=sigma, flux_range=(2e4, 2e6), seed=seed)
+    img = s.image.copy()
+    subtract_background(img, s.mask, planes=PLANES)
+    return s, img, GaussianPsf(sigma)
+
+
+def _star_cores(s):
+    cores = np.zeros(s.image.shape, bool)
+    for x, y in zip(s.x, s.y, strict=True):
+        cores[int(round(y)) - 1 : int(round(y)) + 2, int(round(x)) - 1 : int(round(x)) + 2] = True
+    return cores
+
+
+def test_recall_and_star_cores(crs):
+    s, img, psf = crs
+    work, mask = img.copy(), s.mask.copy()
+    res = find_cosmic_rays(work, mask, s.variance, psf, keep_crs=False, planes=PLANES)
+    flagged = (mask & CR) != 0
+    truth = s.cr_pixels
+    assert truth.sum() > 500
+    recall = (flagged & truth).sum() / truth.sum()
+    assert recall >= 0.97
+    assert not (flagged & _star_cores(s)).any()
+    assert (flagged & ~truth).sum() < 0.08 * truth.sum()
+    assert res.n_pixels == flagged.sum()
+    assert res.n_cosmic_rays >= 60
+    # interpolated pixels: INTRP set, values back near the (sky-subtracted) truth
+    assert np.array_equal((mask & INTRP) != 0, flagged)
+    expected = (s.truth + s.sky - s.sky.mean())[truth & flagged]
+    assert np.median(np.abs(work[truth & flagged] - expected)) < 3 * s.noise_sigma
+    untouched = ~flagged
+    np.testing.assert_array_equal(work[untouched], img[untouched])
+
+
+def test_keep_crs_only_sets_the_mask(crs):
+    s, img, psf = crs
+    work, mask = img.copy(), s.mask.copy()
+    mask[0, 0] |= CR  # stale CR bits are cleared
+    res = find_cosmic_rays(work, mask, s.variance, psf, keep_crs=True, planes=PLANES)
+    np.testing.assert_array_equal(work, img)
+    assert not res.interpolated
+    assert not (mask & INTRP).any()
+    assert (mask & CR).sum() // CR == res.n_pixels
+    assert not mask[0, 0] & CR
+
+
+def test_psf_kernel_array_is_accepted(crs):
+    s, img, psf = crs
+    m1, m2 = s.mask.copy(), s.mask.copy()
+    r1 = find_cosmic_rays(img.copy(), m1, s.variance, psf, keep_crs=True, planes=PLANES)
+    r2 = find_cosmic_rays(
+        img.copy(), m2, s.variance, psf.kernel_image((0, 0)), keep_crs=True, planes=PLANES
+    )
+    assert r1.n_pixels == r2.n_pixels
+    np.testing.assert_array_equal(m1, m2)
+
+
+def test_too_many_cr_pixels(crs):
+    s, img, psf = crs
+    work, mask = img.copy(), s.mask.copy()
+    with pytest.raises(TooManyCosmicRaysError, match=r"Too many CR pixels \(max 100\)") as err:
+        find_cosmic_rays(
+            work, mask, s.variance, psf, config=CosmicRayConfig(n_cr_pixel_max=100), planes=PLANES
+        )
+    assert isinstance(err.value, LengthError) and isinstance(err.value, RuntimeError)
+    np.testing.assert_array_equal(work, img)
+    assert not (mask & (CR | INTRP)).any()
+
+
+def test_no_crs_on_clean_image():
+    s = make_image((512, 512), n_stars=60, flux_range=(1e5, 5e6), sigma0=1.6, seed=5)
+    img = s.image.copy()
+    subtract_background(img, s.mask, planes=PLANES)
+    mask = s.mask.copy()
+    res = find_cosmic_rays(img, mask, s.variance, GaussianPsf(1.6), planes=PLANES)
+    assert res.n_cosmic_rays == 0

@@ -1,0 +1,138 @@
+"""PipelineTasks for the execution tests (imported by dotted name ``exec_tasks``).
+
+ExecA per (instrument, visit, detector) reads ``raw`` and writes ``ea_out``; ExecB reads
+``ea_out`` and writes ``eb_out``; ExecC gathers a visit's ``eb_out`` into ``ec_out``. All outputs
+are tiny YAML dicts whose bytes depend only on the data. Behaviour is driven by files, so a
+test can change it between runs without touching the graph:
+
+- ``failFile``: if it exists and lists ``visit,detector`` on a line, that quantum raises
+  (``RepeatableQuantumError`` when ``repeatable``);
+- ``killFile``: if it exists, the quantum deletes it and SIGKILLs its own process (once);
+- ``sleep``: seconds to sleep in ``run`` (to kill things mid-run);
+- ``noWorkDetectors``: detectors for which ExecA raises ``NoWorkFound``.
+"""
+
+import os
+import signal
+import time
+
+from pipeline._errors import NoWorkFound, RepeatableQuantumError
+from pipeline.config import Field, ListField
+from pipeline.connections import Input, Output, PipelineTaskConnections
+from pipeline.pipeline_task import PipelineTask, PipelineTaskConfig
+from pipeline.struct import Struct
+
+VISIT_DET = ("instrument", "visit", "detector")
+VISIT = ("instrument", "visit")
+
+
+class BehaviourConfig(PipelineTaskConfig):
+    failFile = Field(str, "file listing 'visit,detector' lines that fail", default="")
+    repeatable = Field(bool, "fail with RepeatableQuantumError", default=False)
+    killFile = Field(str, "if this file exists: delete it and SIGKILL own process", default="")
+    sleep = Field(float, "seconds to sleep per quantum", default=0.0)
+
+
+def _behave(config, data_id, log):
+    if config.sleep:
+        time.sleep(config.sleep)
+    if config.killFile and os.path.exists(config.killFile):
+        os.remove(config.killFile)
+        log.warning("killing my own process %d", os.getpid())
+        os.kill(os.getpid(), signal.SIGKILL)
+    if config.failFile and os.path.exists(config.failFile):
+        with open(config.failFile) as stream:
+            wanted = {line.strip() for line in stream if line.strip()}
+        key = f"{data_id['visit']},{data_id.get('detector', '')}".rstrip(",")
+        if key in wanted:
+            cls = RepeatableQuantumError if config.repeatable else RuntimeError
+            raise cls(f"injected failure for {key}")
+
+
+class AConnections(PipelineTaskConnections, dimensions=VISIT_DET):
+    inp = Input("raw", "StructuredDataDict", VISIT_DET)
+    out = Output("ea_out", "StructuredDataDict", VISIT_DET)
+
+
+class AConfig(BehaviourConfig, pipelineConnections=AConnections):
+    noWorkDetectors = ListField(int, "detectors with nothing to do", default=[])
+
+
+class ExecA(PipelineTask):
+    ConfigClass = AConfig
+    _DefaultName = "execA"
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        self.dataId = butlerQC.dataId
+        if butlerQC.dataId["detector"] in self.config.noWorkDetectors:
+            raise NoWorkFound(f"detector {butlerQC.dataId['detector']} has nothing")
+        super().runQuantum(butlerQC, inputRefs, outputRefs)
+
+    def run(self, inp):
+        _behave(self.config, self.dataId, self.log)
+        self.log.info("A on %s", self.dataId)
+        self.metadata["value"] = inp["value"]
+        return Struct(out={"value": inp["value"] * 2})
+
+
+class BConnections(PipelineTaskConnections, dimensions=VISIT_DET):
+    inp = Input("ea_out", "StructuredDataDict", VISIT_DET)
+    out = Output("eb_out", "StructuredDataDict", VISIT_DET)
+
+
+class BConfig(BehaviourConfig, pipelineConnections=BConnections):
+    offset = Field(int, "added to the value", default=1)
+
+
+class ExecB(PipelineTask):
+    ConfigClass = BConfig
+    _DefaultName = "execB"
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        self.dataId = butlerQC.dataId
+        super().runQuantum(butlerQC, inputRefs, outputRefs)
+
+    def run(self, inp):
+        _behave(self.config, self.dataId, self.log)
+        return Struct(out={"value": inp["value"] + self.config.offset})
+
+
+class CConnections(PipelineTaskConnections, dimensions=VISIT):
+    inp = Input("eb_out", "StructuredDataDict", VISIT_DET, multiple=True)
+    out = Output("ec_out", "StructuredDataDict", VISIT)
+
+
+class CConfig(BehaviourConfig, pipelineConnections=CConnections):
+    pass
+
+
+class ExecC(PipelineTask):
+    ConfigClass = CConfig
+    _DefaultName = "execC"
+
+    def runQuantum(self, butlerQC, inputRefs, outputRefs):
+        self.dataId = butlerQC.dataId
+        super().runQuantum(butlerQC, inputRefs, outputRefs)
+
+    def run(self, inp):
+        _behave(self.config, self.dataId, self.log)
+        return Struct(out={"values": sorted(x["value"] for x in inp), "n": len(inp)})
+
+
+class NoopConnections(PipelineTaskConnections, dimensions=VISIT_DET):
+    inp = Input("raw", "StructuredDataDict", VISIT_DET)
+    out = Output("noop_out", "StructuredDataDict", VISIT_DET)
+
+
+class NoopConfig(PipelineTaskConfig, pipelineConnections=NoopConnections):
+    pass
+
+
+class Noop(PipelineTask):
+    """Trivial quanta for the overhead measurement."""
+
+    ConfigClass = NoopConfig
+    _DefaultName = "noop"
+
+    def run(self, inp):
+        return Struct(out=inp)
