@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ __all__ = ["DATASET_ID_NAMESPACE", "DatasetRef", "make_dataset_id"]
 
 #: Namespace of the UUID5 dataset IDs (fixed forever: changing it breaks resumes).
 DATASET_ID_NAMESPACE = uuid.UUID("7c3e6a52-4d0e-5b6b-9d5a-2f1f0b8c9e11")
+_NAMESPACE_BYTES = DATASET_ID_NAMESPACE.bytes
 
 
 def make_dataset_id(run: str, dataset_type_name: str, data_id: DataCoordinate) -> uuid.UUID:
@@ -23,7 +25,11 @@ def make_dataset_id(run: str, dataset_type_name: str, data_id: DataCoordinate) -
     gives the same ID; re-runs and resumes de-duplicate on it.
     """
     key = f"{run}\x00{dataset_type_name}\x00{data_id.canonical_string()}"
-    return uuid.uuid5(DATASET_ID_NAMESPACE, key)
+    # Same result as uuid.uuid5(DATASET_ID_NAMESPACE, key), without its overhead.
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + key.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    return uuid.UUID(bytes=bytes(digest))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

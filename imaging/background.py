@@ -316,14 +316,17 @@ def _binned_stats(
     by = int(np.max(np.diff(y_edges)))
     bx = int(np.max(np.diff(x_edges)))
     stack = np.full((ny, nx, by, bx), np.nan, dtype=np.float32)
-    data = np.where(good, image, np.float32(np.nan)).astype(np.float32, copy=False)
     ye = y_edges.astype(int)
     xe = x_edges.astype(int)
+    all_good = bool(good.all())
     for j in range(ny):
-        strip = data[ye[j]:ye[j + 1]]
+        strip = image[ye[j]:ye[j + 1]]
+        gstrip = good[ye[j]:ye[j + 1]]
         for i in range(nx):
-            cell = strip[:, xe[i]:xe[i + 1]]
-            stack[j, i, :cell.shape[0], :cell.shape[1]] = cell
+            cell = stack[j, i, :ye[j + 1] - ye[j], :xe[i + 1] - xe[i]]
+            cell[...] = strip[:, xe[i]:xe[i + 1]]
+            if not all_good:
+                cell[~gstrip[:, xe[i]:xe[i + 1]]] = np.nan
     flat = stack.reshape(ny * nx, by * bx)
     sub = np.sort(flat[:, ::4], axis=1)  # NaNs sort last
     nsub = np.isfinite(sub).sum(axis=1)

@@ -106,10 +106,13 @@ class CatalogSchema:
             table[column.name].description = column.description
         return table
 
-    def validate(self, table: Table, *, source: str = "table") -> None:
+    def validate(
+        self, table: Table, *, source: str = "table", allow_missing_units: bool = False
+    ) -> None:
         """Check that ``table`` has every column with a matching dtype kind and unit.
 
         Extra columns are allowed. Integer and float widths may differ (``int32`` for ``int64``).
+        With ``allow_missing_units`` a column without a unit passes (a wrong unit never does).
 
         Raises
         ------
@@ -126,6 +129,8 @@ class CatalogSchema:
                     f"{source}: column {column.name!r} has dtype {have}, expected {want}"
                 )
             unit = table[column.name].unit
+            if unit is None and allow_missing_units:
+                continue
             if column.unit and (unit is None or u.Unit(unit) != u.Unit(column.unit)):
                 raise CatalogSchemaError(
                     f"{source}: column {column.name!r} has unit {unit}, expected {column.unit}"

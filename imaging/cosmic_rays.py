@@ -30,7 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from ._algorithm_errors import TooManyCosmicRaysError
 from ._convolve import bitmask, plane_map
@@ -235,34 +236,38 @@ def find_cosmic_rays(
         return flat // w, flat % w
 
     flagged_count = [0]
+    found_y, found_x = [], []
     new_y, new_x = check(yy, xx, config.min_sigma, config.cond3_fac)
     for _ in range(50):
         if new_y.size == 0:
             break
+        found_y.append(new_y)
+        found_x.append(new_x)
         ny, nx = neighbours(new_y, new_x)
         new_y, new_x = check(ny, nx, config.min_sigma, config.cond3_fac)
+    fy = np.concatenate(found_y) if found_y else np.zeros(0, np.int64)
+    fx = np.concatenate(found_x) if found_x else np.zeros(0, np.int64)
 
     # Condition 1: drop faint groups (restore their values).
     n_cr = 0
-    if flagged.any():
-        labels, n_cr = ndimage.label(flagged, structure=np.ones((3, 3), bool))
-        fy, fx = np.nonzero(flagged)
-        fl = labels[fy, fx]
-        excess = np.bincount(fl, weights=(original[fy, fx] - bkg), minlength=n_cr + 1)
+    if fy.size:
+        n_cr, fl = _components(fy, fx, w)
+        excess = np.bincount(fl, weights=(original[fy, fx] - bkg), minlength=n_cr)
         faint = excess[fl] < config.min_dn
         flagged[fy[faint], fx[faint]] = False
         v[fy[faint], fx[faint]] = original[fy[faint], fx[faint]] - bkg
-        flagged_count[0] = int(flagged.sum())
+        fy, fx = fy[~faint], fx[~faint]
+        flagged_count[0] = int(fy.size)
         # Extend to contaminated neighbours.
         for _ in range(config.niteration):
-            py, px = np.nonzero(flagged)
-            ny, nx = neighbours(py, px)
-            add_y, _ = check(ny, nx, 0.5 * config.min_sigma, 0.0)
+            ny, nx = neighbours(fy, fx)
+            add_y, add_x = check(ny, nx, 0.5 * config.min_sigma, 0.0)
             if add_y.size == 0:
                 break
-        labels, n_cr = ndimage.label(flagged, structure=np.ones((3, 3), bool))
+            fy, fx = np.concatenate([fy, add_y]), np.concatenate([fx, add_x])
+        n_cr = _components(fy, fx, w)[0] if fy.size else 0
 
-    cy, cx = np.nonzero(flagged)
+    cy, cx = fy, fx
     if cr_bit:
         mask[cy, cx] |= np.uint32(cr_bit)
     if not keep_crs and cy.size:
@@ -272,6 +277,26 @@ def find_cosmic_rays(
     _log.info("Identified %d cosmic rays.", n_cr)
     return CosmicRayResult(n_cosmic_rays=int(n_cr), y=cy, x=cx, background=bkg,
                            interpolated=not keep_crs)
+
+
+def _components(y: np.ndarray, x: np.ndarray, width: int) -> tuple[int, np.ndarray]:
+    """8-connected components of a pixel list: (count, component index per pixel)."""
+    flat = y.astype(np.int64) * width + x
+    order = np.argsort(flat)
+    sflat = flat[order]
+    rows, cols = [], []
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
+        target = sflat + dy * width + dx
+        pos = np.clip(np.searchsorted(sflat, target), 0, sflat.size - 1)
+        hit = (sflat[pos] == target) & (x[order] + dx >= 0) & (x[order] + dx < width)
+        rows.append(np.nonzero(hit)[0])
+        cols.append(pos[hit])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(r.size), (r, c)), shape=(sflat.size, sflat.size))
+    n, lab_sorted = connected_components(graph, directed=False)
+    labels = np.empty_like(lab_sorted)
+    labels[order] = lab_sorted
+    return int(n), labels
 
 
 def interpolate_pixels(
@@ -293,9 +318,6 @@ def interpolate_pixels(
     bad_bits = bitmask(planes, bad_planes)
     todo = np.zeros((h, w), bool)
     todo[y, x] = True
-    good = ~todo
-    if bad_bits:
-        good &= (mask & np.uint32(bad_bits)) == 0
     py, px = np.asarray(y), np.asarray(x)
     while py.size:
         num = np.zeros(py.size)
@@ -304,13 +326,16 @@ def interpolate_pixels(
             qy, qx = py + dy, px + dx
             inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
             qy, qx = np.clip(qy, 0, h - 1), np.clip(qx, 0, w - 1)
-            wgt = (0.5 if dy and dx else 1.0) * (inside & good[qy, qx])
+            good = inside & ~todo[qy, qx]
+            if bad_bits:
+                good &= (mask[qy, qx] & np.uint32(bad_bits)) == 0
+            wgt = (0.5 if dy and dx else 1.0) * good
             num += wgt * image[qy, qx]
             den += wgt
         done = den > 0
         if not done.any():
-            image[py, px] = np.median(image[good]) if good.any() else 0.0
+            image[py, px] = np.median(image[::4, ::4])
             break
         image[py[done], px[done]] = num[done] / den[done]
-        good[py[done], px[done]] = True
+        todo[py[done], px[done]] = False
         py, px = py[~done], px[~done]

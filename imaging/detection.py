@@ -195,31 +195,32 @@ def _diamond(radius: int) -> np.ndarray:
     return (d[:, None] + d[None, :]) <= radius
 
 
-def _grow(binary: np.ndarray, n_grow: int) -> np.ndarray:
-    """Dilate by a Manhattan radius, working only around the set pixels."""
-    if n_grow <= 0 or not binary.any():
-        return binary.copy()
-    lab, n = ndimage.label(binary)
-    out = binary.copy()
-    h, w = binary.shape
+def _grow(kept: np.ndarray, lab: np.ndarray, ids: np.ndarray, n_grow: int) -> np.ndarray:
+    """Dilate the kept footprints by a Manhattan radius, working box by box."""
+    out = kept.copy()
+    if n_grow <= 0 or ids.size == 0:
+        return out
+    h, w = kept.shape
     struct = _diamond(n_grow)
-    # Grow each object inside its own padded box; boxes rarely overlap and OR is exact.
-    for sl in ndimage.find_objects(lab):
+    slices = ndimage.find_objects(lab)
+    # Dilate each kept object's padded box; boxes may overlap, and OR-ing is exact.
+    for i in ids:
+        sl = slices[i - 1]
         y0, y1 = max(sl[0].start - n_grow, 0), min(sl[0].stop + n_grow, h)
         x0, x1 = max(sl[1].start - n_grow, 0), min(sl[1].stop + n_grow, w)
-        sub = binary[y0:y1, x0:x1]
-        out[y0:y1, x0:x1] |= ndimage.binary_dilation(sub, structure=struct)
+        out[y0:y1, x0:x1] |= ndimage.binary_dilation(kept[y0:y1, x0:x1], structure=struct)
     return out
 
 
-def _find_footprints(
-    smoothed: np.ndarray, valid: np.ndarray, level: float, include: float, min_pixels: int,
-    n_grow: int, threshold_value: float,
-) -> tuple[list[Footprint], np.ndarray]:
-    above = (smoothed >= level) & valid
+def _threshold(
+    smoothed: np.ndarray, half: int, level: float, include: float, min_pixels: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Label pixels ≥ level (8-connected) and keep the labels whose peak passes."""
+    h, w = smoothed.shape
+    mid = (slice(half, h - half), slice(half, w - half))
+    above = np.zeros(smoothed.shape, bool)
+    above[mid] = smoothed[mid] >= level
     lab, n = ndimage.label(above, structure=np.ones((3, 3), bool))
-    if n == 0:
-        return [], np.zeros(smoothed.shape, np.int32)
     ay, ax = np.nonzero(above)
     al = lab[ay, ax]
     av = smoothed[ay, ax]
@@ -232,6 +233,20 @@ def _find_footprints(
     ay, ax, av = ay[sel], ax[sel], av[sel]
     kept = np.zeros(smoothed.shape, bool)
     kept[ay, ax] = True
+    return lab, np.nonzero(keep)[0], kept, (ay, ax, av)
+
+
+def _find_footprints(
+    smoothed: np.ndarray, half: int, level: float, include: float, min_pixels: int,
+    n_grow: int, threshold_value: float, *, with_peaks: bool = True,
+) -> tuple[list[Footprint], np.ndarray]:
+    lab, ids, kept, (ay, ax, av) = _threshold(smoothed, half, level, include, min_pixels)
+    grown = _grow(kept, lab, ids, n_grow)
+    del lab
+    glab, ng = ndimage.label(grown, structure=np.ones((3, 3), bool))
+    glab = glab.astype(np.int32, copy=False)
+    if not with_peaks or ng == 0:
+        return [], glab
     # Peaks: 3x3 local maxima of the smoothed image inside the kept footprints, with a
     # 1-pixel margin from the image edge.
     h, w = smoothed.shape
@@ -242,24 +257,18 @@ def _find_footprints(
         for dx in (-1, 0, 1):
             if dy or dx:
                 is_peak &= av >= smoothed[ay + dy, ax + dx]
-    peak_mask = np.zeros(smoothed.shape, bool)
-    peak_mask[ay[is_peak], ax[is_peak]] = True
-    grown = _grow(kept, n_grow)
-    glab, ng = ndimage.label(grown, structure=np.ones((3, 3), bool))
-    glab = glab.astype(np.int32)
-    py, px = np.nonzero(peak_mask)
-    pv = smoothed[py, px].astype(np.float64)
+    py, px = ay[is_peak], ax[is_peak]
+    pv = av[is_peak].astype(np.float64)
     pl = glab[py, px]
     # Footprints without a local maximum get their brightest pixel as the peak.
     has_peak = np.zeros(ng + 1, bool)
     has_peak[pl] = True
     missing = np.nonzero(~has_peak[1:])[0] + 1
     if missing.size:
-        gy, gx = np.nonzero(kept)
-        gl, gv = glab[gy, gx], smoothed[gy, gx]
+        gl, gv = glab[ay, ax], av
         o = np.lexsort((-gv, gl))
         first = o[np.searchsorted(gl[o], missing)]
-        my, mx = gy[first], gx[first]
+        my, mx = ay[first], ax[first]
         py, px = np.concatenate([py, my]), np.concatenate([px, mx])
         pv = np.concatenate([pv, smoothed[my, mx]])
         pl = np.concatenate([pl, missing])
@@ -268,7 +277,6 @@ def _find_footprints(
     bounds = np.searchsorted(pl, np.arange(1, ng + 2))
     noise = level / threshold_value
     slices = ndimage.find_objects(glab)
-    areas = np.array([0] + [int((glab[sl] == i + 1).sum()) for i, sl in enumerate(slices)])
     footprints = []
     for i in range(ng):
         a, b = bounds[i], bounds[i + 1]
@@ -276,8 +284,8 @@ def _find_footprints(
             x=px[a:b].astype(np.int64), y=py[a:b].astype(np.int64), value=pv[a:b],
             significance=pv[a:b] / noise,
         )
-        footprints.append(Footprint(id=i + 1, slices=slices[i], area=int(areas[i + 1]),
-                                    peaks=peaks))
+        area = int(np.count_nonzero(glab[slices[i]] == i + 1))
+        footprints.append(Footprint(id=i + 1, slices=slices[i], area=area, peaks=peaks))
     return footprints, glab
 
 
@@ -335,14 +343,20 @@ def detect_sources(
     size = kernel_size_for_sigma(psf_sigma, config.n_sigma_for_kernel)
     half = size // 2
     smoothed = smooth_gaussian(image, psf_sigma, size)
-    valid = np.zeros(image.shape, bool)
-    valid[half:image.shape[0] - half, half:image.shape[1] - half] = True
+    h, w = image.shape
     if edge_bit:
-        mask[~valid] |= np.uint32(edge_bit)
+        e = np.uint32(edge_bit)
+        mask[:half] |= e
+        mask[h - half:] |= e
+        mask[:, :half] |= e
+        mask[:, w - half:] |= e
 
+    # Clipped stdev of the smoothed middle, on every other pixel in each direction.
     stats_bits = bitmask(planes, config.stats_planes)
-    use = valid if not stats_bits else valid & ((mask & np.uint32(stats_bits)) == 0)
-    sample = smoothed[::2, ::2][use[::2, ::2]]
+    mid = (slice(half, h - half, 2), slice(half, w - half, 2))
+    sample = smoothed[mid]
+    if stats_bits:
+        sample = sample[(mask[mid] & np.uint32(stats_bits)) == 0]
     _, stdev, _ = clipped_stats(sample)
     if config.threshold_type == "stdev":
         level = config.threshold_value * stdev
@@ -353,7 +367,7 @@ def detect_sources(
     n_grow = int(config.n_sigma_to_grow * psf_sigma + 0.5)
 
     footprints, labels = _find_footprints(
-        smoothed, valid, level, config.include_threshold_multiplier, config.min_pixels, n_grow,
+        smoothed, half, level, config.include_threshold_multiplier, config.min_pixels, n_grow,
         tvalue,
     )
     if det_bit:
@@ -362,8 +376,8 @@ def detect_sources(
     neg_labels = None
     if config.re_estimate_background or config.polarity in ("negative", "both"):
         neg_fps, neg_labels = _find_footprints(
-            -smoothed, valid, level, config.include_threshold_multiplier, config.min_pixels,
-            n_grow, tvalue,
+            -smoothed, half, level, config.include_threshold_multiplier, config.min_pixels,
+            n_grow, tvalue, with_peaks=config.polarity in ("negative", "both"),
         )
         neg_fps = [Footprint(f.id, f.slices, f.area, f.peaks, True) for f in neg_fps]
         if neg_bit:

@@ -82,6 +82,11 @@ def wcs_to_header(wcs: WCS, *, xy0: tuple[int, int] = (0, 0)) -> fits.Header:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         header = shifted.to_header(relax=True)
+    # wcslib prints 14 significant digits; rewrite the main numbers at full precision (astropy
+    # prints Python's shortest round-trip repr when it fits the card).
+    for i in range(shifted.wcs.naxis):
+        header[f"CRPIX{i + 1}"] = float(shifted.wcs.crpix[i])
+        header[f"CRVAL{i + 1}"] = float(shifted.wcs.crval[i])
     if shifted.wcs.naxis == 2:
         # Write the full CD matrix (wcslib writes PC/CDELT and drops zero terms, which some
         # readers, GalSim's among them, do not accept).
@@ -193,7 +198,8 @@ def write_exposure_fits(exposure: Exposure, path_or_fileobj: PathOrFile) -> None
         image_header.extend(wcs_to_header(exposure.wcs, xy0=exposure.xy0))
     _xy0_cards(image_header, exposure.xy0)
     mask_header = fits.Header()
-    mask_header.update(exposure.mask.to_header())
+    for key, bit in exposure.mask.to_header().items():
+        mask_header[key if len(key) <= 8 else f"HIERARCH {key}"] = bit
     _xy0_cards(mask_header, exposure.xy0)
     var_header = fits.Header()
     _xy0_cards(var_header, exposure.xy0)

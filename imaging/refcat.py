@@ -66,6 +66,8 @@ def propagate_positions(table: Table, epoch: float) -> tuple[np.ndarray, np.ndar
 def write_reference_catalog(table: Table, path: str | os.PathLike[str]) -> Path:
     """Validate ``table`` against `REFCAT_SCHEMA` and write it as a FITS table, atomically.
 
+    Columns without a unit get the schema's unit; a wrong unit is an error.
+
     Returns
     -------
     path : `pathlib.Path`
@@ -77,8 +79,11 @@ def write_reference_catalog(table: Table, path: str | os.PathLike[str]) -> Path:
         If a column is missing or has the wrong type or unit.
     """
     path = Path(path)
-    REFCAT_SCHEMA.validate(table, source=str(path))
+    REFCAT_SCHEMA.validate(table, source=str(path), allow_missing_units=True)
     out = Table(table, copy=True)
+    for column in REFCAT_SCHEMA.columns:
+        if column.unit and out[column.name].unit is None:
+            out[column.name].unit = column.unit
     out.meta["EXTNAME"] = "REFCAT"
     tmp = path.with_name(f".{path.name}.tmp")
     out.write(tmp, format="fits", overwrite=True)
@@ -105,7 +110,7 @@ def read_reference_catalog(
     if not path.exists():
         raise FileNotFoundError(f"Reference catalog {path} does not exist")
     table = Table.read(path, format="fits")
-    REFCAT_SCHEMA.validate(table, source=str(path))
+    REFCAT_SCHEMA.validate(table, source=str(path), allow_missing_units=True)
     if center is not None:
         if radius is None:
             raise CatalogSchemaError(f"{path}: a cone needs both center and radius")

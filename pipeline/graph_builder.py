@@ -36,9 +36,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from butler.dataset_ref import DatasetRef, make_dataset_id
+from butler.dataset_ref import DatasetRef
 from butler.dataset_type import DatasetType
-from butler.dimensions import DataCoordinate, DimensionUniverse
+from butler.dimensions import DimensionUniverse
 from butler.expressions import identifiers
 
 from ._errors import PipelineError
@@ -272,7 +272,7 @@ def build_quantum_graph(
         node = tasks[label]
         task_dims = universe.group(node.dimensions).required
         project = _projector(space_names, task_dims)
-        candidates = sorted({project(values) for values in space}, key=_sort_key)
+        candidates = _sorted({project(values) for values in space})
         skip = done.get(label, set())
         input_edges = [e for e in node.inputs if e.kind in ("inputs", "prerequisiteInputs")]
         lookups = [
@@ -308,20 +308,16 @@ def build_quantum_graph(
             data_ids.append(values)
         first = next_node
         for edge in node.outputs:
-            if edge.kind != "outputs":
-                continue
+            if edge.kind != "outputs" or not pipeline_graph.consumers_of(edge.name):
+                continue  # only outputs some task reads need a ref-table entry
             dtype = dataset_types[edge.name]
             out_project = _projector(task_dims, dtype.dimensions.required)
             table = produced.setdefault(edge.name, {})
-            group = dtype.dimensions
             for offset, values in enumerate(data_ids):
                 out_values = out_project(values)
-                if out_values in table:
-                    continue
-                ref_id = make_dataset_id(output_run, edge.name, DataCoordinate(group, out_values))
-                table[out_values] = add_ref(
-                    edge.name, output_run, out_values, ref_id.bytes, first + offset
-                )
+                if out_values not in table:
+                    # produced refs get their deterministic ID lazily, from the graph
+                    table[out_values] = add_ref(edge.name, output_run, out_values, b"", first + offset)
         blocks[label] = _TaskBlock(data_ids, inputs, first)
         sizes[label] = len(data_ids)
         next_node += len(data_ids)
@@ -369,6 +365,15 @@ def build_quantum_graph(
         input_infos=input_infos,
         metadata=meta,
     )
+
+
+def _sorted(items: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Sort data ID value tuples (natively when every position has one type)."""
+    items = list(items)
+    try:
+        return sorted(items)
+    except TypeError:
+        return sorted(items, key=_sort_key)
 
 
 def _sort_key(values: tuple[Any, ...]) -> tuple[Any, ...]:

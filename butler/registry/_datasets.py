@@ -17,7 +17,6 @@ No state beyond the registry's own (see `sql_registry`).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -36,19 +35,14 @@ from ..dataset_type import DatasetType
 from ..datastore.stored_file_info import StoredFileInfo
 from ..dimensions import DataCoordinate
 from ._queries import QueryBuilder
+from ._schema import DatasetIdType
+from ._util import chunks, insert_ignoring, suggest
 from .collection_type import CollectionType
 
 if TYPE_CHECKING:
     from .sql_registry import SqlRegistry
 
 __all__ = ["DatasetsMixin"]
-
-_CHUNK = 5000
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 _FIXED_HEAD = ("id", "dataset_type_id", "run_id", "data_id")
@@ -61,11 +55,6 @@ class _Batch:
 
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
-
-
-def _suggest_name(name: str, candidates: Iterable[str]) -> str:
-    near = difflib.get_close_matches(name, list(candidates), n=1)
-    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 class DatasetsMixin:
@@ -102,12 +91,19 @@ class DatasetsMixin:
                     f"dataset {ref.dataset_type.name} {ref.data_id} is given twice for run "
                     f"{ref.run!r} (ids {other.id} and {ref.id})"
                 )
-            info = infos.get(ref.id)
+            info = infos.get(ref.id) if infos else None
             if info is None:
                 tail: tuple[Any, ...] = (None, None, None, None)
             else:
                 tail = (info.path, info.formatter, info.storage_class, info.file_size)
             batches[dims].rows.append((ref.id, type_id, run_id, data_id, *values, *tail))
+        if infos:
+            stray = set(infos) - {row[0] for batch in batches.values() for row in batch.rows}
+            if stray:
+                raise DatasetNotFoundError(
+                    "stored file info given for dataset(s) not being inserted: "
+                    f"{sorted(map(str, stray))[:5]}"
+                )
         return batches
 
     def _batch_key(
@@ -117,7 +113,7 @@ class DatasetsMixin:
         if ref.run not in collections:
             raise MissingCollectionError(
                 f"cannot insert dataset {ref.dataset_type.name} {ref.data_id}: "
-                f"run {ref.run!r} does not exist{_suggest_name(ref.run, collections)}"
+                f"run {ref.run!r} does not exist{suggest(ref.run, collections)}"
             )
         run_id, run_type = collections[ref.run]
         if run_type is not CollectionType.RUN:
@@ -172,72 +168,50 @@ class DatasetsMixin:
             raise ValueError(f"on_conflict must be 'raise' or 'ignore', got {on_conflict!r}")
         refs = list(refs)
         info_by_id = {info.dataset_id: info for info in infos or ()}
-        stray = set(info_by_id) - {ref.id for ref in refs} if info_by_id else set()
-        if stray:
-            raise DatasetNotFoundError(
-                "stored file info given for dataset(s) not being inserted: "
-                f"{sorted(map(str, stray))[:5]}"
-            )
-        if not refs:
+        if not refs and not info_by_id:
             return 0
         with self.transaction() as connection:
             batches = self._prepare_rows(connection, refs, info_by_id, on_conflict)
-            if on_conflict == "ignore":
-                batches = self._drop_existing(connection, batches)
             count = 0
             try:
                 with self.transaction():
                     for batch in batches.values():
-                        self._execute_insert(connection, batch)
-                        count += len(batch.rows)
+                        count += self._execute_insert(
+                            connection, batch, ignore=on_conflict == "ignore"
+                        )
             except sa.exc.IntegrityError as err:
                 self._explain_conflict(connection, batches, refs)
                 raise DuplicateDatasetError(f"could not insert datasets: {err.orig}") from err
         return count
 
-    def _execute_insert(self: SqlRegistry, connection: sa.Connection, batch: _Batch) -> None:
-        """Run one executemany of ``batch`` on the driver.
+    def _execute_insert(
+        self: SqlRegistry, connection: sa.Connection, batch: _Batch, *, ignore: bool
+    ) -> int:
+        """Run one executemany of ``batch`` on the driver; return the rows inserted.
 
         The INSERT is compiled once by SQLAlchemy for the connection's dialect;
         rows go to the DBAPI as tuples, skipping SQLAlchemy's per-row parameter
         processing (the slowest part of a bulk insert). Only the UUID column
-        needs a bind conversion, done here with the type's own processor.
+        needs a conversion. With ``ignore``, rows whose ID exists are skipped
+        by the database (``ON CONFLICT (id) DO NOTHING``); a clash on (run,
+        dataset type, data ID) still raises.
         """
         dialect = connection.dialect
         dataset = self.schema.dataset
-        compiled = dataset.insert().compile(dialect=dialect, column_keys=list(batch.columns))
-        convert = dataset.c.id.type.bind_processor(dialect)
+        statement = insert_ignoring(connection, dataset, ["id"]) if ignore else dataset.insert()
+        compiled = statement.compile(dialect=dialect, column_keys=list(batch.columns))
+        convert = DatasetIdType.raw_converter(dialect)
         rows = batch.rows
         if convert is not None:
             rows = [(convert(row[0]), *row[1:]) for row in rows]
         if compiled.positional and tuple(compiled.positiontup or ()) == batch.columns:
-            connection.exec_driver_sql(str(compiled), rows)
+            result = connection.exec_driver_sql(str(compiled), rows)
         else:
             names = [compiled.bind_names[compiled.binds[c]] for c in batch.columns]
-            connection.exec_driver_sql(
+            result = connection.exec_driver_sql(
                 str(compiled), [dict(zip(names, row, strict=True)) for row in rows]
             )
-
-    def _drop_existing(
-        self: SqlRegistry, connection: sa.Connection, batches: dict[tuple[str, ...], _Batch]
-    ) -> dict[tuple[str, ...], _Batch]:
-        dataset = self.schema.dataset
-        ids = [row[0] for batch in batches.values() for row in batch.rows]
-        existing: set[uuid.UUID] = set()
-        for chunk in _chunks(ids):
-            existing.update(
-                connection.execute(sa.select(dataset.c.id).where(dataset.c.id.in_(chunk)))
-                .scalars()
-                .all()
-            )
-        if not existing:
-            return batches
-        result = {}
-        for dims, batch in batches.items():
-            kept = [row for row in batch.rows if row[0] not in existing]
-            if kept:
-                result[dims] = _Batch(batch.columns, kept)
-        return result
+        return len(rows) if not ignore else result.rowcount
 
     def _explain_conflict(
         self: SqlRegistry,
@@ -249,7 +223,7 @@ class DatasetsMixin:
         dataset = self.schema.dataset
         by_id = {ref.id: ref for ref in refs}
         for batch in batches.values():
-            for chunk in _chunks(batch.rows):
+            for chunk in chunks(batch.rows):
                 same = connection.execute(
                     sa.select(dataset.c.id).where(dataset.c.id.in_([row[0] for row in chunk]))
                 ).first()
@@ -292,7 +266,7 @@ class DatasetsMixin:
         with self.transaction() as connection:
             ids = [info.dataset_id for info in infos]
             found: set[uuid.UUID] = set()
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 found.update(
                     connection.execute(sa.select(dataset.c.id).where(dataset.c.id.in_(chunk)))
                     .scalars()
@@ -363,7 +337,7 @@ class DatasetsMixin:
         dataset = self.schema.dataset
         result: dict[uuid.UUID, StoredFileInfo] = {}
         with self._read() as connection:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 for info in self._infos_where(connection, dataset.c.id.in_(chunk)):
                     result[info.dataset_id] = info
         return result
@@ -497,6 +471,9 @@ class DatasetsMixin:
     ) -> list[DataCoordinate]:
         """Return the data IDs of the given dimensions that have records and match.
 
+        Implied dimensions (``physical_filter`` and ``band`` of a visit) are
+        filled in `DataCoordinate.implied` where the records give them.
+
         The record tables of the requested dimensions (and those they require)
         are joined; with the sky pixelization among them, the overlap table of
         the most specific spatial element in the query (e.g.
@@ -545,9 +522,27 @@ class DatasetsMixin:
                 )
             builder.constrain(where, bind, data_id)
             columns = [builder.values[d] for d in group.required]
-            query = builder.select(*columns, distinct=True).order_by(*columns)
-            rows = connection.execute(query).all()
-        return [DataCoordinate(group, tuple(row)) for row in rows]
+            implied = []
+            for dim in group.implied:
+                try:
+                    implied.append((dim, builder.dimension_column(dim)))
+                except KeyError:
+                    continue
+            query = builder.select(*columns, *(c for _, c in implied), distinct=True)
+            rows = connection.execute(query.order_by(*columns)).all()
+        n = len(columns)
+        return [
+            DataCoordinate(
+                group,
+                tuple(row[:n]),
+                {
+                    dim: value
+                    for (dim, _), value in zip(implied, row[n:], strict=True)
+                    if value is not None
+                },
+            )
+            for row in rows
+        ]
 
     # -- removal ----------------------------------------------------------------------------
 
@@ -559,7 +554,20 @@ class DatasetsMixin:
         dataset = self.schema.dataset
         infos: list[StoredFileInfo] = []
         with self.transaction() as connection:
-            for chunk in _chunks(ids):
+            for chunk in chunks(ids):
                 infos.extend(self._infos_where(connection, dataset.c.id.in_(chunk)))
                 connection.execute(dataset.delete().where(dataset.c.id.in_(chunk)))
         return infos
+
+    def _infos_where(
+        self: SqlRegistry, connection: sa.Connection, condition: Any
+    ) -> list[StoredFileInfo]:
+        d = self.schema.dataset
+        rows = connection.execute(
+            sa.select(d.c.id, d.c.path, d.c.formatter, d.c.storage_class, d.c.file_size).where(
+                condition, d.c.path.is_not(None)
+            )
+        ).all()
+        return [
+            StoredFileInfo(r.id, r.path, r.formatter, r.storage_class, r.file_size) for r in rows
+        ]

@@ -54,19 +54,32 @@ class QueryBuilder:
 
     # -- joins --------------------------------------------------------------
 
-    def join(self, table: sa.FromClause, on: Iterable[sa.ColumnElement[bool]] = ()) -> None:
-        """Join ``table`` on the given conditions (a cross join if there are none)."""
+    def join(
+        self,
+        table: sa.FromClause,
+        on: Iterable[sa.ColumnElement[bool]] = (),
+        *,
+        outer: bool = False,
+    ) -> None:
+        """Join ``table`` on the given conditions (a cross join if there are none).
+
+        With ``outer``, a LEFT OUTER JOIN: rows without a match are kept.
+        """
         on = list(on)
         if self.from_clause is None:
             self.from_clause = table
             self.conditions.extend(on)
         else:
             self.from_clause = self.from_clause.join(
-                table, sa.and_(*on) if on else sa.true(), full=False
+                table, sa.and_(*on) if on else sa.true(), isouter=outer
             )
 
-    def join_element(self, element: str) -> sa.FromClause:
-        """Join an element's record table on the known dimension values."""
+    def join_element(self, element: str, *, outer: bool = False) -> sa.FromClause:
+        """Join an element's record table on the known dimension values.
+
+        ``outer`` is for tables joined only to look up implied dimensions:
+        a record whose implied value is NULL must not drop the row.
+        """
         if element in self.joined:
             return self.joined[element]
         columns = self.schema.elements[element]
@@ -83,7 +96,7 @@ class QueryBuilder:
             if dim in self.values:
                 on.append(table.c[dim] == self.values[dim])
             self.implied_values.setdefault(dim, table.c[dim])
-        self.join(table, on)
+        self.join(table, on, outer=outer)
         self.joined[element] = table
         return table
 
@@ -140,7 +153,7 @@ class QueryBuilder:
                 except KeyError:
                     continue
                 if all(d in self.values for d in self.schema.elements[other].required):
-                    self.join_element(other)
+                    self.join_element(other, outer=True)
                     return self.implied_values[name]
         raise KeyError(name)
 
@@ -158,7 +171,7 @@ class QueryBuilder:
         return self.dimension_column(identifier)
 
     def known_names(self) -> list[str]:
-        """Identifiers a ``where`` expression may use (for suggestions)."""
+        """Return the identifiers a ``where`` expression may use (for suggestions)."""
         names = list(self.universe.dimension_names)
         for name, columns in self.schema.elements.items():
             names.extend(f"{name}.{c}" for c in columns.all)

@@ -107,7 +107,7 @@ class Region:
         return _unit_vectors(array[:, 0], array[:, 1])
 
     def _edge_normals(self) -> np.ndarray:
-        """Unit normals of the edges, oriented so the interior is on the positive side."""
+        """Return unit normals of the edges, oriented so the interior is on the positive side."""
         vectors = self._vectors()
         normals = np.cross(vectors, np.roll(vectors, -1, axis=0))
         normals /= np.linalg.norm(normals, axis=-1, keepdims=True)

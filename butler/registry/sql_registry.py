@@ -25,7 +25,6 @@ off so SAVEPOINTs work.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fnmatch
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,41 +34,25 @@ from typing import Any
 import sqlalchemy as sa
 
 from .._errors import (
-    CollectionError,
-    CollectionTypeError,
     ConflictingDefinitionError,
     DataIdError,
     DataIdValueError,
-    MissingCollectionError,
     MissingDatasetTypeError,
     ReadOnlyRegistryError,
     RepositoryNotFoundError,
     RepositoryVersionError,
 )
-from ..dataset_type import DatasetType, validate_name
-from ..datastore.stored_file_info import StoredFileInfo
+from ..dataset_type import DatasetType
 from ..dimensions import DataCoordinate, DimensionUniverse
+from ._collections import CollectionsMixin
 from ._datasets import DatasetsMixin
 from ._dimension_records import normalize_record
 from ._queries import QueryBuilder
 from ._schema import SCHEMA_VERSION, RegistrySchema
-from .collection_type import CollectionType
+from ._util import insert_ignoring, suggest
 from .regions import Region
 
 __all__ = ["SqlRegistry"]
-
-#: Rows per statement for IN-lists (well below SQLite's 32766 parameter limit).
-_CHUNK = 5000
-
-
-def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _suggest(name: str, candidates: Iterable[str]) -> str:
-    near = difflib.get_close_matches(name, list(candidates), n=1)
-    return f"; did you mean {near[0]!r}?" if near else ""
 
 
 def _make_engine(db_url: str) -> sa.Engine:
@@ -99,19 +82,7 @@ def _make_engine(db_url: str) -> sa.Engine:
     return engine
 
 
-def _insert_ignoring(connection: sa.Connection, table: sa.Table, keys: Sequence[str]) -> Any:
-    """Return an INSERT that skips rows whose ``keys`` already exist (SQLite, PostgreSQL)."""
-    name = connection.dialect.name
-    if name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
-        raise NotImplementedError(f"skip-existing inserts are not implemented for {name}")
-    return insert(table).on_conflict_do_nothing(index_elements=list(keys))
-
-
-class SqlRegistry(DatasetsMixin):
+class SqlRegistry(CollectionsMixin, DatasetsMixin):
     """A registry in an SQL database (SQLite or PostgreSQL).
 
     Use `create` or `open`, not the constructor.
@@ -243,7 +214,7 @@ class SqlRegistry(DatasetsMixin):
     def _element(self, element: str) -> str:
         if element not in self.schema.elements:
             raise DataIdError(
-                f"unknown dimension element {element!r}{_suggest(element, self.schema.elements)}"
+                f"unknown dimension element {element!r}{suggest(element, self.schema.elements)}"
             )
         return element
 
@@ -279,18 +250,19 @@ class SqlRegistry(DatasetsMixin):
         try:
             with self.transaction() as connection:
                 if skip_existing:
-                    connection.execute(_insert_ignoring(connection, table, keys), rows)
+                    connection.execute(insert_ignoring(connection, table, keys), rows)
                 else:
                     connection.execute(table.insert(), rows)
         except sa.exc.IntegrityError:
             existing = self._existing_keys(element, rows)
+            columns = self.schema.elements[element]
             if existing:
                 raise ConflictingDefinitionError(
                     f"element {element!r}: record(s) already exist for {sorted(existing)[:5]}"
                 ) from None
             raise DataIdValueError(
                 f"element {element!r}: record(s) refer to missing records of "
-                f"{', '.join(self.schema.elements[element].required + self.schema.elements[element].implied)}"
+                f"{', '.join(columns.required + columns.implied)}"
             ) from None
 
     def _existing_keys(self, element: str, rows: Sequence[Mapping[str, Any]]) -> set[tuple]:
@@ -475,7 +447,7 @@ class SqlRegistry(DatasetsMixin):
                 if row is None:
                     names = connection.execute(sa.select(table.c.name)).scalars().all()
                     raise MissingDatasetTypeError(
-                        f"dataset type {key!r} is not registered{_suggest(key, names)}"
+                        f"dataset type {key!r} is not registered{suggest(key, names)}"
                     )
             entry = (row.id, self._row_to_dataset_type(row))
             self._dataset_types[key] = entry
@@ -505,243 +477,4 @@ class SqlRegistry(DatasetsMixin):
             self._row_to_dataset_type(r)
             for r in rows
             if pattern is None or fnmatch.fnmatchcase(r.name, pattern)
-        ]
-
-    # -- collections -----------------------------------------------------------------
-
-    def register_run(self, name: str) -> bool:
-        """Register a RUN collection; True if new, False if it exists as a RUN."""
-        return self.register_collection(name, CollectionType.RUN)
-
-    def register_collection(self, name: str, type: CollectionType) -> bool:
-        """Register a collection.
-
-        Returns
-        -------
-        inserted : `bool`
-            True if new, False if it exists with the same type.
-
-        Raises
-        ------
-        InvalidNameError
-            If the name is not allowed.
-        CollectionTypeError
-            If it exists with a different type.
-        """
-        validate_name(name, what="collection", collection=True)
-        type = CollectionType(type)
-        table = self.schema.collection
-        with self.transaction() as connection:
-            row = connection.execute(sa.select(table.c.type).where(table.c.name == name)).first()
-            if row is None:
-                connection.execute(table.insert(), [{"name": name, "type": int(type)}])
-                return True
-        if row.type != type:
-            raise CollectionTypeError(
-                f"collection {name!r} exists as {CollectionType(row.type).name}, not {type.name}"
-            )
-        return False
-
-    def _collections(self, connection: sa.Connection) -> dict[str, tuple[int, CollectionType]]:
-        table = self.schema.collection
-        rows = connection.execute(sa.select(table.c.name, table.c.id, table.c.type)).all()
-        return {r.name: (r.id, CollectionType(r.type)) for r in rows}
-
-    def _collection(self, connection: sa.Connection, name: str) -> tuple[int, CollectionType]:
-        table = self.schema.collection
-        row = connection.execute(
-            sa.select(table.c.id, table.c.type).where(table.c.name == name)
-        ).first()
-        if row is None:
-            names = connection.execute(sa.select(table.c.name)).scalars().all()
-            raise MissingCollectionError(
-                f"collection {name!r} does not exist{_suggest(str(name), names)}"
-            )
-        return row.id, CollectionType(row.type)
-
-    def get_collection_type(self, name: str) -> CollectionType:
-        """Return a collection's type (`MissingCollectionError` if it does not exist)."""
-        with self._read() as connection:
-            return self._collection(connection, name)[1]
-
-    def _chains(self, connection: sa.Connection) -> dict[int, list[int]]:
-        chain = self.schema.collection_chain
-        rows = connection.execute(
-            sa.select(chain.c.parent_id, chain.c.child_id).order_by(
-                chain.c.parent_id, chain.c.position
-            )
-        ).all()
-        result: dict[int, list[int]] = {}
-        for parent, child in rows:
-            result.setdefault(parent, []).append(child)
-        return result
-
-    def set_collection_chain(self, parent: str, children: Sequence[str]) -> None:
-        """Set the ordered children of a CHAINED collection.
-
-        Raises
-        ------
-        MissingCollectionError
-            If the parent or a child does not exist.
-        CollectionTypeError
-            If the parent is not CHAINED.
-        CollectionError
-            If the chain would contain itself (a cycle).
-        """
-        if isinstance(children, str):
-            children = [children]
-        chain = self.schema.collection_chain
-        with self.transaction() as connection:
-            parent_id, parent_type = self._collection(connection, parent)
-            if parent_type is not CollectionType.CHAINED:
-                raise CollectionTypeError(
-                    f"collection {parent!r} is a {parent_type.name}, not CHAINED"
-                )
-            child_ids = [self._collection(connection, c)[0] for c in children]
-            chains = self._chains(connection)
-            chains[parent_id] = child_ids
-            names = {i: n for n, (i, _) in self._collections(connection).items()}
-            self._check_acyclic(parent_id, chains, names)
-            connection.execute(chain.delete().where(chain.c.parent_id == parent_id))
-            if child_ids:
-                connection.execute(
-                    chain.insert(),
-                    [
-                        {"parent_id": parent_id, "position": i, "child_id": c}
-                        for i, c in enumerate(child_ids)
-                    ],
-                )
-
-    @staticmethod
-    def _check_acyclic(
-        start: int, chains: Mapping[int, list[int]], names: Mapping[int, str]
-    ) -> None:
-        stack: list[tuple[int, tuple[int, ...]]] = [(start, (start,))]
-        while stack:
-            node, path = stack.pop()
-            for child in chains.get(node, []):
-                if child == start:
-                    cycle = " -> ".join(names[i] for i in path + (child,))
-                    raise CollectionError(f"collection chain would contain a cycle: {cycle}")
-                if child not in path:
-                    stack.append((child, path + (child,)))
-
-    def get_collection_chain(self, parent: str) -> tuple[str, ...]:
-        """Return the children of a CHAINED collection in search order."""
-        with self._read() as connection:
-            parent_id, parent_type = self._collection(connection, parent)
-            if parent_type is not CollectionType.CHAINED:
-                raise CollectionTypeError(
-                    f"collection {parent!r} is a {parent_type.name}, not CHAINED"
-                )
-            names = {i: n for n, (i, _) in self._collections(connection).items()}
-            return tuple(names[c] for c in self._chains(connection).get(parent_id, []))
-
-    def query_collections(
-        self,
-        pattern: str | None = None,
-        *,
-        types: Iterable[CollectionType] | None = None,
-        flatten_chains: bool = False,
-    ) -> list[tuple[str, CollectionType]]:
-        """Return (name, type) of collections matching a glob pattern, sorted by name.
-
-        With ``flatten_chains``, the members of matching chains (recursively)
-        follow each chain.
-        """
-        wanted = None if types is None else {CollectionType(t) for t in types}
-        with self._read() as connection:
-            collections = self._collections(connection)
-            chains = self._chains(connection)
-        names = {i: n for n, (i, _) in collections.items()}
-        result: list[tuple[str, CollectionType]] = []
-        seen: set[str] = set()
-
-        def add(name: str) -> None:
-            if name in seen:
-                return
-            seen.add(name)
-            cid, ctype = collections[name]
-            if wanted is None or ctype in wanted:
-                result.append((name, ctype))
-            if flatten_chains and ctype is CollectionType.CHAINED:
-                for child in chains.get(cid, []):
-                    add(names[child])
-
-        for name in sorted(collections):
-            if pattern is None or fnmatch.fnmatchcase(name, pattern):
-                add(name)
-        return result
-
-    def _resolve_run_ids(
-        self, connection: sa.Connection, collections: Sequence[str] | str
-    ) -> list[tuple[int, str]]:
-        if isinstance(collections, str):
-            collections = [collections]
-        known = self._collections(connection)
-        chains = self._chains(connection)
-        names = {i: n for n, (i, _) in known.items()}
-        result: list[tuple[int, str]] = []
-        seen: set[int] = set()
-
-        def visit(cid: int, ctype: CollectionType) -> None:
-            if cid in seen:
-                return
-            seen.add(cid)
-            if ctype is CollectionType.RUN:
-                result.append((cid, names[cid]))
-            else:
-                for child in chains.get(cid, []):
-                    visit(child, known[names[child]][1])
-
-        for name in collections:
-            if name not in known:
-                raise MissingCollectionError(
-                    f"collection {name!r} does not exist{_suggest(str(name), known)}"
-                )
-            visit(*known[name])
-        return result
-
-    def resolve_collections(self, collections: Sequence[str] | str) -> list[str]:
-        """Return the RUN collections searched, in order (chains flattened depth-first).
-
-        Raises
-        ------
-        MissingCollectionError
-            If a collection does not exist (with a near-miss suggestion).
-        """
-        with self._read() as connection:
-            return [name for _, name in self._resolve_run_ids(connection, collections)]
-
-    def remove_run(self, name: str) -> list[StoredFileInfo]:
-        """Remove a RUN, its datasets, and its membership in chains.
-
-        Returns
-        -------
-        infos : `list` [`StoredFileInfo`]
-            The stored files of the removed datasets, for the datastore to delete.
-        """
-        dataset = self.schema.dataset
-        chain = self.schema.collection_chain
-        with self.transaction() as connection:
-            run_id, run_type = self._collection(connection, name)
-            if run_type is not CollectionType.RUN:
-                raise CollectionTypeError(f"collection {name!r} is a {run_type.name}, not a RUN")
-            infos = self._infos_where(connection, dataset.c.run_id == run_id)
-            connection.execute(dataset.delete().where(dataset.c.run_id == run_id))
-            connection.execute(chain.delete().where(chain.c.child_id == run_id))
-            connection.execute(
-                self.schema.collection.delete().where(self.schema.collection.c.id == run_id)
-            )
-        return infos
-
-    def _infos_where(self, connection: sa.Connection, condition: Any) -> list[StoredFileInfo]:
-        d = self.schema.dataset
-        rows = connection.execute(
-            sa.select(d.c.id, d.c.path, d.c.formatter, d.c.storage_class, d.c.file_size).where(
-                condition, d.c.path.is_not(None)
-            )
-        ).all()
-        return [
-            StoredFileInfo(r.id, r.path, r.formatter, r.storage_class, r.file_size) for r in rows
         ]

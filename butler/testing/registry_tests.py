@@ -83,19 +83,23 @@ class RegistryTests:
 
     @property
     def universe(self) -> DimensionUniverse:
+        """The default universe, for building expected values."""
         return DimensionUniverse.default()
 
     def populated(self) -> SqlRegistry:
+        """Return a registry with `populate` applied."""
         registry = self.make_registry()
         populate(registry)
         return registry
 
     def calexp(self, registry: SqlRegistry, name: str = "calexp") -> DatasetType:
+        """Register and return a (visit, detector) dataset type."""
         dataset_type = DatasetType.make(name, ["visit", "detector"], "Exposure", registry.universe)
         registry.register_dataset_type(dataset_type)
         return dataset_type
 
     def refs(self, dataset_type: DatasetType, run: str, **constraint: Any) -> list[DatasetRef]:
+        """Return refs of ``dataset_type`` in ``run`` for the given visits and detectors."""
         return [
             DatasetRef.make(dataset_type, {"instrument": "Sim", "visit": v, "detector": d}, run)
             for v in constraint.get("visits", VISITS)
@@ -103,16 +107,20 @@ class RegistryTests:
         ]
 
     def count_datasets(self, registry: SqlRegistry) -> int:
+        """Count the rows of the dataset table directly."""
         with registry.engine.connect() as connection:
-            return connection.execute(
-                registry.schema.dataset.select().with_only_columns(
-                    registry.schema.dataset.c.id
+            return (
+                connection.execute(
+                    registry.schema.dataset.select().with_only_columns(registry.schema.dataset.c.id)
                 )
-            ).all().__len__()
+                .all()
+                .__len__()
+            )
 
     # -- repository ------------------------------------------------------------------------
 
     def test_universe_stored_and_reopened(self) -> None:
+        """The universe and records survive closing and reopening."""
         registry = self.populated()
         assert registry.universe == self.universe
         again = self.reopen(registry)
@@ -122,6 +130,7 @@ class RegistryTests:
         assert len(again.query_dimension_records("detector")) == len(DETECTORS)
 
     def test_read_only(self) -> None:
+        """A read-only registry reads but refuses writes."""
         registry = self.populated()
         again = self.reopen(registry, writeable=False)
         if again is None:
@@ -132,6 +141,7 @@ class RegistryTests:
         assert again.query_collections() == []
 
     def test_transaction_rollback_and_savepoint(self) -> None:
+        """Errors roll back a transaction, or only the inner SAVEPOINT."""
         registry = self.populated()
         with pytest.raises(RuntimeError):
             with registry.transaction():
@@ -149,6 +159,7 @@ class RegistryTests:
     # -- dimension records ---------------------------------------------------------------
 
     def test_dimension_records_insert_and_query(self) -> None:
+        """Records are queried with where, bind values and data IDs."""
         registry = self.populated()
         records = registry.query_dimension_records("detector", where="detector >= 2")
         assert [r["id"] for r in records] == [2, 3]
@@ -163,10 +174,13 @@ class RegistryTests:
         assert registry.query_dimension_records("visit", data_id={"visit": 10})[0]["id"] == 10
 
     def test_dimension_record_errors(self) -> None:
+        """Record errors name the element and field; failed batches leave nothing."""
         registry = self.populated()
         with pytest.raises(DataIdError, match=r"'detector'.*missing key field.*'id'"):
             registry.insert_dimension_records("detector", [{"instrument": "Sim"}])
-        with pytest.raises(DataIdError, match=r"unknown field 'ful_name'.*did you mean 'full_name'"):
+        with pytest.raises(
+            DataIdError, match=r"unknown field 'ful_name'.*did you mean 'full_name'"
+        ):
             registry.insert_dimension_records(
                 "detector", [{"instrument": "Sim", "id": 9, "ful_name": "x"}]
             )
@@ -188,9 +202,11 @@ class RegistryTests:
             registry.insert_dimension_records("detectr", [{}])
 
     def test_dimension_records_skip_existing_and_sync(self) -> None:
+        """skip_existing and sync_dimension_record."""
         registry = self.populated()
         registry.insert_dimension_records(
-            "detector", [{"instrument": "Sim", "id": 1}, {"instrument": "Sim", "id": 7}],
+            "detector",
+            [{"instrument": "Sim", "id": 1}, {"instrument": "Sim", "id": 7}],
             skip_existing=True,
         )
         assert len(registry.query_dimension_records("detector")) == len(DETECTORS) + 1
@@ -203,12 +219,15 @@ class RegistryTests:
     # -- dataset types ---------------------------------------------------------------------
 
     def test_dataset_types(self) -> None:
+        """Registration, conflicts, near-miss suggestions and glob queries."""
         registry = self.make_registry()
         calexp = self.calexp(registry)
         assert registry.register_dataset_type(calexp) is False
         assert registry.get_dataset_type("calexp") == calexp
         other = DatasetType.make("calexp", ["visit"], "Exposure", registry.universe)
-        with pytest.raises(ConflictingDefinitionError, match=r"calexp\(instrument, detector, visit\)"):
+        with pytest.raises(
+            ConflictingDefinitionError, match=r"calexp\(instrument, detector, visit\)"
+        ):
             registry.register_dataset_type(other)
         with pytest.raises(MissingDatasetTypeError, match="did you mean 'calexp'"):
             registry.get_dataset_type("calexpp")
@@ -223,6 +242,7 @@ class RegistryTests:
     # -- collections ---------------------------------------------------------------------
 
     def test_collections(self) -> None:
+        """Runs, chains, cycles, search order and collection queries."""
         registry = self.make_registry()
         assert registry.register_run("u/me/run1") is True
         assert registry.register_run("u/me/run1") is False
@@ -261,6 +281,7 @@ class RegistryTests:
     # -- datasets ------------------------------------------------------------------------------
 
     def test_insert_find_and_get(self) -> None:
+        """Datasets inserted with file infos are found by data ID and ID."""
         registry = self.populated()
         calexp = self.calexp(registry)
         registry.register_run("run")
@@ -277,33 +298,44 @@ class RegistryTests:
         assert registry.get_dataset(uuid.uuid4()) is None
         stored = registry.get_stored_info(refs[:3] + [uuid.uuid4()])
         assert stored == {i.dataset_id: i for i in infos[:3]}
-        assert registry.find_dataset(
-            calexp, {"instrument": "Sim", "visit": 99, "detector": 2}, collections=["run"]
-        ) is None
+        assert (
+            registry.find_dataset(
+                calexp, {"instrument": "Sim", "visit": 99, "detector": 2}, collections=["run"]
+            )
+            is None
+        )
         with pytest.raises(DataIdError, match="missing required key.*'detector'"):
             registry.find_dataset("calexp", {"instrument": "Sim", "visit": 11}, collections="run")
 
     def test_insert_conflicts(self) -> None:
+        """Same ID again is ignored or refused; a different ID for a data ID is refused."""
         registry = self.populated()
         calexp = self.calexp(registry)
         registry.register_run("run")
         refs = self.refs(calexp, "run")
         registry.insert_datasets(refs[:4])
         assert registry.insert_datasets(refs, on_conflict="ignore") == len(refs) - 4
-        with pytest.raises(DuplicateDatasetError, match=r"calexp .*already registered in run 'run'"):
+        with pytest.raises(
+            DuplicateDatasetError, match=r"calexp .*already registered in run 'run'"
+        ):
             registry.insert_datasets(refs[:1])
         impostor = DatasetRef(calexp, refs[0].data_id, "run", uuid.uuid4())
-        with pytest.raises(DuplicateDatasetError, match=rf"already holds a dataset calexp.*{impostor.id}"):
+        with pytest.raises(
+            DuplicateDatasetError, match=rf"already holds a dataset calexp.*{impostor.id}"
+        ):
             registry.insert_datasets([impostor], on_conflict="ignore")
 
     def test_failed_bulk_insert_leaves_nothing(self) -> None:
+        """A conflict anywhere in a bulk insert rolls back all of it."""
         registry = self.populated()
         calexp = self.calexp(registry)
         registry.register_run("run")
         registry.register_run("other")
         first = self.refs(calexp, "run", visits=[10])
         registry.insert_datasets(first[:1])
-        batch = self.refs(calexp, "other") + [DatasetRef(calexp, first[0].data_id, "run", uuid.uuid4())]
+        batch = self.refs(calexp, "other") + [
+            DatasetRef(calexp, first[0].data_id, "run", uuid.uuid4())
+        ]
         with pytest.raises(DuplicateDatasetError):
             registry.insert_datasets(batch)
         assert self.count_datasets(registry) == 1
@@ -315,6 +347,7 @@ class RegistryTests:
         assert self.count_datasets(registry) == 1
 
     def test_insert_requires_registration(self) -> None:
+        """Dataset types and RUN collections must exist before inserting."""
         registry = self.populated()
         calexp = DatasetType.make("calexp", ["visit", "detector"], "Exposure", registry.universe)
         registry.register_run("run")
@@ -330,6 +363,7 @@ class RegistryTests:
             registry.insert_datasets([], [StoredFileInfo(uuid.uuid4(), "p", "F", "S")])
 
     def test_chained_search_order(self) -> None:
+        """find_dataset and query_datasets follow the chain's order."""
         registry = self.populated()
         calexp = self.calexp(registry)
         for run in ("old", "new"):
@@ -349,21 +383,32 @@ class RegistryTests:
         assert len(everything) == len(first) + len(DETECTORS)
 
     def test_query_datasets_where(self) -> None:
+        """Where expressions over keys, implied dimensions and record fields."""
         registry = self.populated()
         calexp = self.calexp(registry)
         registry.register_run("run")
         registry.insert_datasets(self.refs(calexp, "run"))
-        refs = registry.query_datasets("calexp", collections="run", where="visit IN (10..11) AND detector < 2")
+        refs = registry.query_datasets(
+            "calexp", collections="run", where="visit IN (10..11) AND detector < 2"
+        )
         # Sorted by data ID in canonical order (instrument, detector, visit).
         assert [(r.data_id["detector"], r.data_id["visit"]) for r in refs] == [
-            (0, 10), (0, 11), (1, 10), (1, 11)
+            (0, 10),
+            (0, 11),
+            (1, 10),
+            (1, 11),
         ]
         refs = registry.query_datasets(
-            "calexp", collections="run", where="band = b AND visit.exposure_time > 20",
-            bind={"b": "r"}, data_id={"detector": 3},
+            "calexp",
+            collections="run",
+            where="band = b AND visit.exposure_time > 20",
+            bind={"b": "r"},
+            data_id={"detector": 3},
         )
         assert sorted(r.data_id["visit"] for r in refs) == [11, 12]
-        refs = registry.query_datasets("calexp", collections="run", where="detector.full_name = 'S01'")
+        refs = registry.query_datasets(
+            "calexp", collections="run", where="detector.full_name = 'S01'"
+        )
         assert {r.data_id["detector"] for r in refs} == {1}
         with pytest.raises(UnknownNameError, match="did you mean 'visit'"):
             registry.query_datasets("calexp", collections="run", where="visits = 3")
@@ -371,22 +416,39 @@ class RegistryTests:
             registry.query_datasets("calexp", collections="run", data_id={"detectr": 3})
 
     def test_sql_injection_is_inert(self) -> None:
+        """Hostile text in where and bind values is data, never SQL."""
         registry = self.populated()
         calexp = self.calexp(registry)
         registry.register_run("run")
         registry.insert_datasets(self.refs(calexp, "run"))
         hostile = "Sim'; DROP TABLE dataset; --"
-        assert registry.query_datasets("calexp", collections="run", where="instrument = x", bind={"x": hostile}) == []
-        assert registry.query_datasets(
-            "calexp", collections="run", where="instrument = 'Sim''; DROP TABLE dataset; --'"
-        ) == []
+        assert (
+            registry.query_datasets(
+                "calexp", collections="run", where="instrument = x", bind={"x": hostile}
+            )
+            == []
+        )
+        assert (
+            registry.query_datasets(
+                "calexp", collections="run", where="instrument = 'Sim''; DROP TABLE dataset; --'"
+            )
+            == []
+        )
         with pytest.raises(Exception):  # noqa: B017 - any parse error; the point is the tables
-            registry.query_datasets("calexp", collections="run", where="visit = 1; DROP TABLE dataset")
-        assert registry.query_dimension_records("detector", where="detector.full_name = x", bind={"x": "' OR 1=1 --"}) == []
+            registry.query_datasets(
+                "calexp", collections="run", where="visit = 1; DROP TABLE dataset"
+            )
+        assert (
+            registry.query_dimension_records(
+                "detector", where="detector.full_name = x", bind={"x": "' OR 1=1 --"}
+            )
+            == []
+        )
         assert self.count_datasets(registry) == len(VISITS) * len(DETECTORS)
         assert len(registry.query_dimension_records("detector")) == len(DETECTORS)
 
     def test_remove(self) -> None:
+        """Removing datasets and runs returns their file infos and updates chains."""
         registry = self.populated()
         calexp = self.calexp(registry)
         registry.register_run("run")
@@ -408,6 +470,7 @@ class RegistryTests:
         assert self.count_datasets(registry) == len(refs)
 
     def test_store_info(self) -> None:
+        """File infos recorded after registration."""
         registry = self.populated()
         calexp = self.calexp(registry)
         registry.register_run("run")
@@ -423,9 +486,15 @@ class RegistryTests:
     # -- data ID queries and spatial joins -----------------------------------------------------
 
     def test_query_data_ids(self) -> None:
+        """Data IDs from record joins, constrained by datasets and data IDs."""
         registry = self.populated()
         ids = registry.query_data_ids(["visit", "detector"], where="band = 'g'")
         assert len(ids) == len(DETECTORS) and {i["visit"] for i in ids} == {10}
+        assert ids[0].implied == {"physical_filter": "g1", "band": "g"}
+        registry.insert_dimension_records("visit", [{"instrument": "Sim", "id": 13}])
+        ids = registry.query_data_ids(["visit"])
+        assert [i["visit"] for i in ids] == [*VISITS, 13]  # no filter: kept, implied unknown
+        assert ids[-1].implied == {}
         calexp = self.calexp(registry)
         registry.register_run("run")
         registry.insert_datasets(self.refs(calexp, "run", visits=[11], detectors=[1, 2]))
@@ -435,21 +504,35 @@ class RegistryTests:
         assert [dict(i.required) for i in ids] == [{"instrument": "Sim", "visit": 12}]
 
     def test_spatial_join(self) -> None:
+        """Regions give sky-pixel overlaps; skypix joins through visit_detector_region."""
         registry = self.populated()
         skypix = registry.universe.skypix.name
         regions = {}
         for v in VISITS:
             for d in DETECTORS:
                 ra, dec = 10.0 + 0.3 * d, -5.0 + 0.01 * (v - 10)
-                region = Region.polygon([(ra, dec), (ra + 0.2, dec), (ra + 0.2, dec + 0.2), (ra, dec + 0.2)])
+                region = Region.polygon(
+                    [(ra, dec), (ra + 0.2, dec), (ra + 0.2, dec + 0.2), (ra, dec + 0.2)]
+                )
                 registry.insert_dimension_records(
                     "visit_detector_region", [{"instrument": "Sim", "visit": v, "detector": d}]
                 )
-                registry.set_region("visit_detector_region", {"instrument": "Sim", "visit": v, "detector": d}, region)
+                registry.set_region(
+                    "visit_detector_region",
+                    {"instrument": "Sim", "visit": v, "detector": d},
+                    region,
+                )
                 regions[v, d] = region
-        assert registry.get_region("visit_detector_region", {"instrument": "Sim", "visit": 10, "detector": 1}) == regions[10, 1]
+        assert (
+            registry.get_region(
+                "visit_detector_region", {"instrument": "Sim", "visit": 10, "detector": 1}
+            )
+            == regions[10, 1]
+        )
         assert registry.get_region("visit", {"instrument": "Sim", "visit": 10}) is None
-        ids = registry.query_data_ids(["visit", "detector", skypix], where="visit = 10 AND detector = 2")
+        ids = registry.query_data_ids(
+            ["visit", "detector", skypix], where="visit = 10 AND detector = 2"
+        )
         assert {i[skypix] for i in ids} == regions[10, 2].skypix_overlaps(registry.universe)
         # A reference catalog sharded by sky pixel: which shards overlap each detector?
         refcat = DatasetType.make("refcat", [skypix], "Catalog", registry.universe)
@@ -458,11 +541,17 @@ class RegistryTests:
         pixels = sorted(regions[10, 0].skypix_overlaps(registry.universe))
         registry.insert_datasets([DatasetRef.make(refcat, {skypix: p}, "refcats") for p in pixels])
         ids = registry.query_data_ids(
-            ["visit", "detector", skypix], datasets=["refcat"], collections="refcats", where="visit = 10"
+            ["visit", "detector", skypix],
+            datasets=["refcat"],
+            collections="refcats",
+            where="visit = 10",
         )
         assert {i[skypix] for i in ids} == set(pixels)
         assert (10, 0) in {(i["visit"], i["detector"]) for i in ids}
-        assert all(regions[i["visit"], i["detector"]].skypix_overlaps(registry.universe) & set(pixels) for i in ids)
+        assert all(
+            regions[i["visit"], i["detector"]].skypix_overlaps(registry.universe) & set(pixels)
+            for i in ids
+        )
         with pytest.raises(DataIdError, match="not spatial"):
             registry.set_region("detector", {"instrument": "Sim", "detector": 1}, regions[10, 0])
         with pytest.raises(DataIdValueError, match="no record"):

@@ -111,22 +111,28 @@ def bleed_saturation(electrons: np.ndarray, full_well: float) -> np.ndarray:
 
 
 def add_bad_columns(
-    shape: tuple[int, int], rng: np.random.Generator, *, n_columns: int
-) -> tuple[np.ndarray, np.ndarray, list[int]]:
-    """Choose bad columns; return their boolean mask, garbage values, and the column numbers.
+    image: np.ndarray, rng: np.random.Generator, *, n_columns: int
+) -> tuple[np.ndarray, list[int]]:
+    """Overwrite ``n_columns`` random columns of ``image`` (ADU) with garbage, in place.
 
-    Each bad column starts at a random row and runs to the top (a charge trap), and holds
-    garbage: either near zero or a large random level, in ADU.
+    Each bad column starts at a random row in the lower half and runs to the top (a charge
+    trap); it holds either near-zero values or a large random level.
+
+    Returns
+    -------
+    mask : `numpy.ndarray`
+        Boolean image of the bad pixels.
+    columns : `list` [`int`]
+        The bad column numbers, sorted.
     """
-    ny, nx = shape
-    mask = np.zeros(shape, dtype=bool)
-    values = np.zeros(shape, dtype=np.float64)
+    ny, nx = image.shape
+    mask = np.zeros(image.shape, dtype=bool)
     cols = sorted(int(c) for c in rng.choice(nx, size=min(n_columns, nx), replace=False))
     for c in cols:
         start = int(rng.integers(0, max(ny // 2, 1)))
         mask[start:, c] = True
         if rng.uniform() < 0.5:
-            values[start:, c] = rng.uniform(0.0, 5.0, ny - start)
+            image[start:, c] = rng.uniform(0.0, 5.0, ny - start)
         else:
-            values[start:, c] = rng.uniform(2e4, 6e4, ny - start)
-    return mask, values, cols
+            image[start:, c] = rng.uniform(2e4, 6e4, ny - start)
+    return mask, cols

@@ -24,6 +24,8 @@ import numpy as np
 
 from ..exposure import DetectorInfo
 from ..psf import Psf, adaptive_moments
+from ..zarr_io import wcs_from_dict, wcs_to_dict
+from .wcs import to_galsim_wcs
 
 __all__ = ["PsfField", "TruthPsf"]
 
@@ -120,8 +122,6 @@ class TruthPsf(Psf, kind="sim_truth"):
         wcs: Any,
         size: int = 41,
     ) -> None:
-        from .wcs import to_galsim_wcs
-
         if size % 2 == 0:
             raise ValueError(f"TruthPsf size must be odd, got {size}")
         self.field = field
@@ -168,8 +168,6 @@ class TruthPsf(Psf, kind="sim_truth"):
         return scale * (1 + e1), scale * (1 - e1), scale * e2
 
     def to_dict(self) -> dict[str, Any]:  # noqa: D102
-        from ..zarr_io import wcs_to_dict
-
         return {
             "kind": self.kind,
             "field": self.field.to_dict(),
@@ -182,8 +180,6 @@ class TruthPsf(Psf, kind="sim_truth"):
 
     @classmethod
     def _from_dict(cls, data: dict[str, Any]) -> TruthPsf:
-        from ..zarr_io import wcs_from_dict
-
         return cls(
             PsfField.from_dict(data["field"]),
             seeing=data["seeing"],

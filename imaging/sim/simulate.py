@@ -172,8 +172,16 @@ def _stamp_radius_core(flux: float, fwhm_pix: float, beta: float) -> int:
     return int(np.clip(math.ceil(r), math.ceil(3 * fwhm_pix), 150))
 
 
-def _add_stamp(target: np.ndarray, stamp: galsim.Image) -> None:
+def _peak_fraction(fwhm_pix: float, beta: float) -> float:
+    """Central-pixel flux fraction of a unit-flux Moffat (no pixel smoothing: an upper bound)."""
+    rd = fwhm_pix / (2.0 * math.sqrt(2 ** (1 / beta) - 1))
+    return (beta - 1) / (math.pi * rd * rd)
+
+
+def _add_stamp(target: np.ndarray, stamp: galsim.Image | None) -> None:
     """Add a GalSim stamp (1-based bounds) into a 0-based numpy image, clipped."""
+    if stamp is None:
+        return
     b = stamp.bounds
     ny, nx = target.shape
     x0, x1 = max(b.xmin - 1, 0), min(b.xmax, nx)
@@ -190,10 +198,15 @@ def _draw(
     x: float,
     y: float,
     radius: int,
+    clip: galsim.BoundsI,
     method: str = "auto",
-) -> galsim.Image:
+) -> galsim.Image | None:
+    """Draw ``profile`` centred at 0-based ``(x, y)`` on the part of its stamp inside ``clip``."""
     ix, iy = int(round(x)), int(round(y))
     bounds = galsim.BoundsI(ix - radius + 1, ix + radius + 1, iy - radius + 1, iy + radius + 1)
+    bounds = bounds & clip
+    if not bounds.isDefined():
+        return None
     stamp = galsim.ImageD(bounds)
     profile.drawImage(image=stamp, wcs=local, center=galsim.PositionD(x + 1, y + 1), method=method)
     return stamp
@@ -274,6 +287,7 @@ def simulate_detector(
                 (int(g["id"]), float(g["ra"]), float(g["dec"]), float(g["mag"]), True, g, 0)
             )
     electrons = np.zeros((ny, nx))
+    clip = galsim.BoundsI(1, nx, 1, ny)
     table_rows = []
     if rows:
         ra = np.array([r[1] for r in rows])
@@ -295,16 +309,20 @@ def simulate_detector(
             shape = shape.shear(e1=float(gal["e1"]), e2=float(gal["e2"]))
             obj = galsim.Convolve(shape.withFlux(flux), profile)
             r = int(min(math.ceil((4 * gal["hlr"] + 2 * fwhm) / camera.pixel_scale) + 4, 96))
-            stamp = _draw(obj, local, x, y, r)
+            stamp = _draw(obj, local, x, y, r, clip)
         else:
             r = _stamp_radius_core(flux, fwhm_pix, camera.psf.beta)
-            stamp = _draw(profile.withFlux(flux), local, x, y, r)
-            if stamp.array.max() > options.halo_threshold * full_well:
+            stamp = _draw(profile.withFlux(flux), local, x, y, r, clip)
+            if (
+                flux * _peak_fraction(fwhm_pix, camera.psf.beta)
+                > options.halo_threshold * full_well
+            ):
                 bright = True
                 frac = camera.psf.halo_fraction
-                stamp *= 1.0 - frac
+                if stamp is not None:
+                    stamp *= 1.0 - frac
                 halo = camera.psf.halo(fwhm).withFlux(flux * frac)
-                _add_stamp(electrons, _draw(halo, local, x, y, 400, method="no_pixel"))
+                _add_stamp(electrons, _draw(halo, local, x, y, 400, clip, method="no_pixel"))
         _add_stamp(electrons, stamp)
         if det.bbox.contains((x, y)):
             ixx, iyy, ixy = truth_psf.moments((x, y))
@@ -348,10 +366,10 @@ def simulate_detector(
     image = charge / det.gain
     saturated |= image >= det.saturation
     np.minimum(image, det.saturation, out=image)
-    bad_mask, bad_values, bad_cols = add_bad_columns(
-        (ny, nx), _rng(seed, visit, detector_id, _STREAM_BAD), n_columns=options.n_bad_columns
+    image[saturated] = det.saturation  # the ADC clips: saturated pixels read the ceiling
+    bad_mask, bad_cols = add_bad_columns(
+        image, _rng(seed, visit, detector_id, _STREAM_BAD), n_columns=options.n_bad_columns
     )
-    image[bad_mask] = bad_values[bad_mask]
     mask = Mask((ny, nx))
     mask.set("SAT", saturated & ~bad_mask)
     mask.set("BAD", bad_mask)

@@ -45,8 +45,8 @@ def _fit_inverse(k_pix: float, crpix0: np.ndarray, det: DetectorInfo) -> tuple[n
     terms = [(i, j) for i in range(_INVERSE_ORDER + 1) for j in range(_INVERSE_ORDER + 1 - i)]
     norm = max(float(np.abs(big_u).max()), float(np.abs(big_v).max()), 1.0)
     design = np.stack([(big_u / norm) ** i * (big_v / norm) ** j for i, j in terms], axis=1)
-    coef_u, *_ = np.linalg.lstsq(design, u - big_u, rcond=None)
-    coef_v, *_ = np.linalg.lstsq(design, v - big_v, rcond=None)
+    coefs, *_ = np.linalg.lstsq(design, np.column_stack([u - big_u, v - big_v]), rcond=None)
+    coef_u, coef_v = coefs[:, 0], coefs[:, 1]
     ap = np.zeros((_INVERSE_ORDER + 1, _INVERSE_ORDER + 1))
     bp = np.zeros_like(ap)
     for (i, j), cu, cv in zip(terms, coef_u, coef_v, strict=True):

@@ -19,12 +19,20 @@ State: the client, and the cluster when this executor started it (closed by `clo
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .base import Executor
 
 __all__ = ["DaskExecutor"]
+
+_LOG = logging.getLogger(__name__)
+
+
+class _Closer:
+    def __init__(self, close: Callable[[], None]) -> None:
+        self.close = close
 
 
 class DaskExecutor(Executor):
@@ -61,10 +69,11 @@ class DaskExecutor(Executor):
         if client is not None:
             self.client = client
         elif address is not None or cluster_config is not None:
-            from cluster import get_client
+            from cluster import close_client, get_client
 
-            self.client = get_client(cluster_config if cluster_config is not None else address)
-            self._owned.append(self.client)
+            client = get_client(cluster_config if cluster_config is not None else address)
+            self.client = client
+            self._owned.append(_Closer(lambda: close_client(client)))
         else:
             cluster = LocalCluster(
                 n_workers=jobs,
@@ -103,6 +112,6 @@ class DaskExecutor(Executor):
         for thing in self._owned:
             try:
                 thing.close()
-            except Exception:  # closing must not hide the run's result
-                pass
+            except Exception as err:  # closing must not hide the run's result
+                _LOG.warning("error while closing %r: %s", thing, err)
         self._owned.clear()

@@ -2,9 +2,10 @@
 
 Design
 ------
-`SyncExecutor.submit` calls the function at once and returns an already-finished
-`concurrent.futures.Future`; `wait` returns every handle. The shared scheduling loop therefore
-runs clusters one after another in dependency order, in this process, which makes it the
+`SyncExecutor.submit` returns a deferred handle; `wait` returns the oldest handle, and its
+``result()`` runs the function (once) in this process. The shared scheduling loop therefore
+runs clusters one after another in dependency order, registering each one's outputs before the
+next starts (so a killed client loses at most one cluster), which makes it the
 executor for tests and debugging: with ``pdb=True`` a failing task drops into
 ``pdb.post_mortem`` at the point of failure, before the executor cleans up. No state besides
 the ``pdb`` flag.
@@ -12,7 +13,6 @@ the ``pdb`` flag.
 
 from __future__ import annotations
 
-import concurrent.futures
 import pdb as _pdb
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -20,6 +20,21 @@ from typing import Any
 from .base import Executor
 
 __all__ = ["SyncExecutor"]
+
+
+class _Deferred:
+    """A call made when its result is first asked for; state: the call, then its result."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._call: tuple[Callable[..., Any], tuple[Any, ...]] | None = (fn, args)
+        self._result: Any = None
+
+    def result(self) -> Any:
+        if self._call is not None:
+            fn, args = self._call
+            self._call = None
+            self._result = fn(*args)
+        return self._result
 
 
 class SyncExecutor(Executor):
@@ -36,18 +51,13 @@ class SyncExecutor(Executor):
 
     def submit(
         self, fn: Callable[..., Any], *args: Any, resources: dict[str, float] | None = None
-    ) -> concurrent.futures.Future:
-        """Run ``fn(*args)`` now; return a finished future holding its result or exception."""
-        future: concurrent.futures.Future = concurrent.futures.Future()
-        try:
-            future.set_result(fn(*args))
-        except Exception as err:
-            future.set_exception(err)
-        return future
+    ) -> _Deferred:
+        """Return a handle whose ``result()`` runs ``fn(*args)`` (once)."""
+        return _Deferred(fn, args)
 
     def wait(self, handles: list[Any]) -> Iterable[Any]:
-        """Return every handle (all are finished)."""
-        return list(handles)
+        """Return the oldest handle (it runs when its result is asked for)."""
+        return handles[:1]
 
     def run_options(self) -> dict[str, Any]:
         """Pass ``pdb.post_mortem`` to the worker function when debugging."""

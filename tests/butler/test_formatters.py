@@ -192,11 +192,11 @@ def test_zarr_bbox_reads_only_needed_chunks(tmp_path, protocol):
     formatter.log.clear()
     cut = formatter.read(fs, path, parameters={"bbox": (70, 10, 60, 40)})  # x 70-130, y 10-50
     np.testing.assert_array_equal(cut, image[10:50, 70:130])
-    chunks = sorted(k for k in formatter.log if k.startswith("c/"))
-    assert chunks == ["c/0/1", "c/0/2"]
+    chunks = sorted(k for k in formatter.log if k.startswith("c."))
+    assert chunks == ["c.0.1", "c.0.2"]
     formatter.log.clear()
     formatter.read(fs, path)
-    assert len([k for k in formatter.log if k.startswith("c/")]) == 20
+    assert len([k for k in formatter.log if k.startswith("c.")]) == 20
     if protocol == "memory":
         fs.rm(path.rsplit("/", 1)[0], recursive=True)
 
@@ -206,10 +206,36 @@ def test_zarr_chunk_shape_of_big_image(tmp_path):
 
     fs = fsspec.filesystem("file")
     path = str(tmp_path / "big.zarr")
-    ZarrArrayFormatter(TestZarr.storage_class).write(np.zeros((1100, 2100), np.float32), fs, path)
+    image = np.random.default_rng(3).standard_normal((1100, 2100)).astype(np.float32)
+    ZarrArrayFormatter(TestZarr.storage_class).write(image, fs, path)
     array = zarr.open_array(path, mode="r")
-    assert array.chunks == (1024, 1024)
+    assert array.chunks == (499, 2100)  # ~4 MiB bands of whole rows, last one padded
     assert array.compressors == ()
+    np.testing.assert_array_equal(array[...], image)  # the raw fast path wrote valid zarr
+
+
+def test_zarr_chunk_policy():
+    formatter = ZarrArrayFormatter(TestZarr.storage_class)
+    assert formatter._chunks((4096, 4096), 4) == (256, 4096)
+    assert formatter._chunks((3, 100, 50), 8) == (1, 100, 50)
+    assert formatter._chunks((10, 2_000_000), 4) == (10, 1024)  # rows too long: tiles
+    assert formatter._chunks((5_000_000,), 4) == (1 << 20,)
+    assert formatter._chunks((), 4) == ()
+
+
+def test_zarr_reads_arrays_written_by_zarr_with_missing_chunks(tmp_path):
+    import zarr
+
+    image = np.zeros((300, 200), dtype=np.int32)
+    image[250:, 150:] = 7  # only one chunk is not all fill value, so zarr skips the others
+    path = str(tmp_path / "z.zarr")
+    zarray = zarr.create_array(
+        path, shape=image.shape, dtype=image.dtype, chunks=(64, 64), compressors=None, fill_value=0
+    )
+    zarray[...] = image
+    assert len(list((tmp_path / "z.zarr" / "c").rglob("*"))) < 10  # "/" keys, dirs too
+    back = ZarrArrayFormatter(TestZarr.storage_class).read(fsspec.filesystem("file"), path)
+    np.testing.assert_array_equal(back, image)
 
 
 def test_fits_section_bbox_on_big_endian_file(tmp_path):

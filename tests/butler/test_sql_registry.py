@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
-import pytest
-
-from butler._errors import ConflictingDefinitionError, RepositoryNotFoundError, RepositoryVersionError
+from butler._errors import (
+    ConflictingDefinitionError,
+    RepositoryNotFoundError,
+    RepositoryVersionError,
+)
 from butler.dimensions import DimensionUniverse
 from butler.registry import SqlRegistry
 from butler.testing.registry_tests import RegistryTests
@@ -52,7 +55,8 @@ def test_schema_version_refusal(tmp_path):
         )
     registry.close()
     with pytest.raises(
-        RepositoryVersionError, match=r"schema version 99 is newer than this software supports \(1\)"
+        RepositoryVersionError,
+        match=r"schema version 99 is newer than this software supports \(1\)",
     ):
         SqlRegistry.open(url)
 

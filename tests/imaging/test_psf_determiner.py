@@ -103,3 +103,14 @@ def test_errors_and_order_reduction(stars):
     assert 25 <= res.metadata["kernelSize"] <= 45 and res.metadata["kernelSize"] % 2 == 1
     with pytest.raises(NotImplementedError):
         PixelPsfDeterminer(PixelPsfDeterminerConfig(sampling=0.5))
+
+
+def test_image_stack_matches_image(stars):
+    s, img, cands = stars
+    psf = PixelPsfDeterminer().determine(img, s.mask, s.variance, cands, planes=PLANES).psf
+    x, y = np.array([100.0, 700.0]), np.array([300.0, 50.0])
+    dx, dy = np.array([0.25, -0.4]), np.array([0.0, 0.3])
+    stack = psf.image_stack(x, y, dx, dy)
+    for i in range(2):
+        np.testing.assert_allclose(stack[i], psf.image((x[i], y[i]), offset=(dx[i], dy[i])),
+                                   atol=1e-12)

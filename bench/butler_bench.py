@@ -1,0 +1,118 @@
+"""Butler benchmark: bulk registration, where-queries, and image put/get against numpy.
+
+Run with ``python -m bench butler``. Prints, for a registry of 10 and 100 visits x
+189 detectors x 5 dataset types, the bulk registration rate and the time of a
+where-query; then put+get of a 4096x4096 float32 image through the zarr and FITS
+formatters against plain `numpy.save`/`numpy.load` of the same array in the same run.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from butler import Butler, DatasetRef, DatasetType
+
+from ._table import best_of, print_table
+
+N_DETECTORS = 189
+DATASET_TYPES = ("raw", "calexp", "src", "bkg", "meta")
+
+
+def _populate(butler: Butler, n_visits: int) -> None:
+    reg = butler.registry
+    reg.insert_dimension_records("instrument", [{"name": "LSSTCam"}])
+    reg.insert_dimension_records("band", [{"name": "r"}])
+    reg.insert_dimension_records("physical_filter", [{"instrument": "LSSTCam", "name": "r_57", "band": "r"}])
+    reg.insert_dimension_records("detector", [{"instrument": "LSSTCam", "id": d} for d in range(N_DETECTORS)])
+    reg.insert_dimension_records(
+        "visit", [{"instrument": "LSSTCam", "id": v, "physical_filter": "r_57"} for v in range(n_visits)]
+    )
+    for name in DATASET_TYPES:
+        reg.register_dataset_type(DatasetType.make(name, ["visit", "detector"], "NumpyArray", butler.universe))
+
+
+def registry_case(n_visits: int) -> list[object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        Butler.create(tmp)
+        butler = Butler(tmp)
+        _populate(butler, n_visits)
+        reg = butler.registry
+        reg.register_run("bench")
+        t0 = time.perf_counter()
+        refs = [
+            DatasetRef.make(reg.get_dataset_type(name), {"instrument": "LSSTCam", "visit": v, "detector": d}, "bench")
+            for name in DATASET_TYPES
+            for v in range(n_visits)
+            for d in range(N_DETECTORS)
+        ]
+        t_refs = time.perf_counter() - t0
+        infos = [butler.datastore.predict(ref) for ref in refs]
+        t1 = time.perf_counter()
+        reg.insert_datasets(refs, infos)
+        t_insert = time.perf_counter() - t1
+        where = "visit IN (2..8) AND detector < 50"
+        t_query = best_of(3, lambda: reg.query_datasets("calexp", collections=["bench"], where=where))
+        n_found = len(reg.query_datasets("calexp", collections=["bench"], where=where))
+        n = len(refs)
+        return [f"{n_visits} x {N_DETECTORS} x {len(DATASET_TYPES)}", n, t_insert, n / t_insert,
+                n / (t_refs + t_insert), t_query, n_found]
+
+
+def image_case(size: int = 4096) -> list[list[object]]:
+    rng = np.random.default_rng(1)
+    image = rng.normal(1000.0, 30.0, (size, size)).astype(np.float32)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "plain.npy"
+
+        def plain() -> None:
+            np.save(path, image)
+            np.load(path)
+
+        t_numpy = best_of(3, plain)
+        rows.append(["numpy.save + numpy.load", t_numpy, image.nbytes / 2**20 / t_numpy, 1.0])
+        Butler.create(Path(tmp) / "repo")
+        for storage_class, label in (("NumpyArray", "zarr"), ("FitsImage", "FITS")):
+            butler = Butler(Path(tmp) / "repo", run=f"run_{label}")
+            if storage_class == "FitsImage":
+                from butler import StorageClass
+
+                butler.storage_classes.register(
+                    StorageClass("FitsImage", "numpy.ndarray", "butler.datastore.formatters.FitsArrayFormatter", ("bbox",))
+                )
+            butler.registry.register_dataset_type(DatasetType.make(f"img_{label}", [], storage_class, butler.universe))
+            counter = iter(range(100))
+
+            def roundtrip() -> None:
+                run = f"r{next(counter)}"
+                ref = butler.put(image, f"img_{label}", {}, run=run)
+                out = butler.get(ref)
+                assert out.shape == image.shape
+
+            t = best_of(3, roundtrip)
+            rows.append([f"butler put + get ({label})", t, image.nbytes / 2**20 / t, t / t_numpy])
+    return rows
+
+
+def main() -> None:
+    rows = [registry_case(10), registry_case(100)]
+    print_table(
+        "Registry: bulk registration and where-query (SQLite)",
+        ["registry", "datasets", "insert s", "inserts/s", "incl. ID making /s", "where-query s", "rows"],
+        rows,
+        notes="Targets: >= 100,000 registrations/s; where-query over 100k datasets < 0.2 s.",
+    )
+    print_table(
+        "4096x4096 float32 image (64 MiB): put + get",
+        ["method", "seconds", "MiB/s", "ratio to numpy"],
+        image_case(),
+        notes="Target: butler put+get within 1.5x of numpy.save/numpy.load.",
+    )
+
+
+if __name__ == "__main__":
+    main()
