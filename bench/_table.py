@@ -37,7 +37,9 @@ def best_of(n: int, func: Callable[[], Any]) -> float:
     return best
 
 
-def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, notes: str = "") -> None:
+def print_table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, notes: str = ""
+) -> None:
     """Print a rich table (and a plain-text fallback-friendly title line)."""
     table = Table(title=title)
     for column in columns:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pipeline import Input, Output, PipelineTask, PipelineTaskConfig, PipelineTaskConnections, Struct
+from pipeline import (
+    Input,
+    Output,
+    PipelineTask,
+    PipelineTaskConfig,
+    PipelineTaskConnections,
+    Struct,
+)
 
 VISIT_DET = ("instrument", "visit", "detector")
 

@@ -26,13 +26,20 @@ def _populate(butler: Butler, n_visits: int) -> None:
     reg = butler.registry
     reg.insert_dimension_records("instrument", [{"name": "LSSTCam"}])
     reg.insert_dimension_records("band", [{"name": "r"}])
-    reg.insert_dimension_records("physical_filter", [{"instrument": "LSSTCam", "name": "r_57", "band": "r"}])
-    reg.insert_dimension_records("detector", [{"instrument": "LSSTCam", "id": d} for d in range(N_DETECTORS)])
     reg.insert_dimension_records(
-        "visit", [{"instrument": "LSSTCam", "id": v, "physical_filter": "r_57"} for v in range(n_visits)]
+        "physical_filter", [{"instrument": "LSSTCam", "name": "r_57", "band": "r"}]
+    )
+    reg.insert_dimension_records(
+        "detector", [{"instrument": "LSSTCam", "id": d} for d in range(N_DETECTORS)]
+    )
+    reg.insert_dimension_records(
+        "visit",
+        [{"instrument": "LSSTCam", "id": v, "physical_filter": "r_57"} for v in range(n_visits)],
     )
     for name in DATASET_TYPES:
-        reg.register_dataset_type(DatasetType.make(name, ["visit", "detector"], "NumpyArray", butler.universe))
+        reg.register_dataset_type(
+            DatasetType.make(name, ["visit", "detector"], "NumpyArray", butler.universe)
+        )
 
 
 def registry_case(n_visits: int) -> list[object]:
@@ -44,7 +51,11 @@ def registry_case(n_visits: int) -> list[object]:
         reg.register_run("bench")
         t0 = time.perf_counter()
         refs = [
-            DatasetRef.make(reg.get_dataset_type(name), {"instrument": "LSSTCam", "visit": v, "detector": d}, "bench")
+            DatasetRef.make(
+                reg.get_dataset_type(name),
+                {"instrument": "LSSTCam", "visit": v, "detector": d},
+                "bench",
+            )
             for name in DATASET_TYPES
             for v in range(n_visits)
             for d in range(N_DETECTORS)
@@ -55,11 +66,20 @@ def registry_case(n_visits: int) -> list[object]:
         reg.insert_datasets(refs, infos)
         t_insert = time.perf_counter() - t1
         where = "visit IN (2..8) AND detector < 50"
-        t_query = best_of(3, lambda: reg.query_datasets("calexp", collections=["bench"], where=where))
+        t_query = best_of(
+            3, lambda: reg.query_datasets("calexp", collections=["bench"], where=where)
+        )
         n_found = len(reg.query_datasets("calexp", collections=["bench"], where=where))
         n = len(refs)
-        return [f"{n_visits} x {N_DETECTORS} x {len(DATASET_TYPES)}", n, t_insert, n / t_insert,
-                n / (t_refs + t_insert), t_query, n_found]
+        return [
+            f"{n_visits} x {N_DETECTORS} x {len(DATASET_TYPES)}",
+            n,
+            t_insert,
+            n / t_insert,
+            n / (t_refs + t_insert),
+            t_query,
+            n_found,
+        ]
 
 
 def image_case(size: int = 4096) -> list[list[object]]:
@@ -82,9 +102,16 @@ def image_case(size: int = 4096) -> list[list[object]]:
                 from butler import StorageClass
 
                 butler.storage_classes.register(
-                    StorageClass("FitsImage", "numpy.ndarray", "butler.datastore.formatters.FitsArrayFormatter", ("bbox",))
+                    StorageClass(
+                        "FitsImage",
+                        "numpy.ndarray",
+                        "butler.datastore.formatters.FitsArrayFormatter",
+                        ("bbox",),
+                    )
                 )
-            butler.registry.register_dataset_type(DatasetType.make(f"img_{label}", [], storage_class, butler.universe))
+            butler.registry.register_dataset_type(
+                DatasetType.make(f"img_{label}", [], storage_class, butler.universe)
+            )
             counter = iter(range(100))
 
             def roundtrip() -> None:
@@ -102,7 +129,15 @@ def main() -> None:
     rows = [registry_case(10), registry_case(100)]
     print_table(
         "Registry: bulk registration and where-query (SQLite)",
-        ["registry", "datasets", "insert s", "inserts/s", "incl. ID making /s", "where-query s", "rows"],
+        [
+            "registry",
+            "datasets",
+            "insert s",
+            "inserts/s",
+            "incl. ID making /s",
+            "where-query s",
+            "rows",
+        ],
         rows,
         notes="Targets: >= 100,000 registrations/s; where-query over 100k datasets < 0.2 s.",
     )

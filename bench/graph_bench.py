@@ -29,10 +29,15 @@ def _make_repo(root: Path, n_visits: int) -> None:
     reg = butler.registry
     reg.insert_dimension_records("instrument", [{"name": "LSSTCam"}])
     reg.insert_dimension_records("band", [{"name": "r"}])
-    reg.insert_dimension_records("physical_filter", [{"instrument": "LSSTCam", "name": "r_57", "band": "r"}])
-    reg.insert_dimension_records("detector", [{"instrument": "LSSTCam", "id": d} for d in range(N_DETECTORS)])
     reg.insert_dimension_records(
-        "visit", [{"instrument": "LSSTCam", "id": v, "physical_filter": "r_57"} for v in range(n_visits)]
+        "physical_filter", [{"instrument": "LSSTCam", "name": "r_57", "band": "r"}]
+    )
+    reg.insert_dimension_records(
+        "detector", [{"instrument": "LSSTCam", "id": d} for d in range(N_DETECTORS)]
+    )
+    reg.insert_dimension_records(
+        "visit",
+        [{"instrument": "LSSTCam", "id": v, "physical_filter": "r_57"} for v in range(n_visits)],
     )
     dtype = DatasetType.make("raw", ["visit", "detector"], "StructuredDataDict", butler.universe)
     reg.register_dataset_type(dtype)
@@ -69,8 +74,15 @@ def _case(root: str, graph_path: str) -> dict[str, float]:
     t2 = time.perf_counter()
     loaded = QuantumGraph.load(graph_path)
     t_load = time.perf_counter() - t2
-    return {"quanta": len(loaded), "build": t_build, "save": t_save, "load": t_load,
-            "rss": rss_build, "rss0": rss0, "size": Path(graph_path).stat().st_size}
+    return {
+        "quanta": len(loaded),
+        "build": t_build,
+        "save": t_save,
+        "load": t_load,
+        "rss": rss_build,
+        "rss0": rss0,
+        "size": Path(graph_path).stat().st_size,
+    }
 
 
 def main() -> None:
@@ -84,22 +96,45 @@ def main() -> None:
                 "import json,sys; from bench.graph_bench import _case; "
                 f"print(json.dumps(_case({str(root)!r}, {str(Path(tmp) / 'g.qgraph')!r})))"
             )
-            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            )
             r = json.loads(out.stdout.strip().splitlines()[-1])
         points.append((r["quanta"], r["build"]))
-        rows.append([f"{n_visits} x {N_DETECTORS}", r["quanta"], r["build"], r["quanta"] / r["build"],
-                     r["rss"], r["save"], r["load"], r["size"] / 2**20])
+        rows.append(
+            [
+                f"{n_visits} x {N_DETECTORS}",
+                r["quanta"],
+                r["build"],
+                r["quanta"] / r["build"],
+                r["rss"],
+                r["save"],
+                r["load"],
+                r["size"] / 2**20,
+            ]
+        )
     q = np.array([p[0] for p in points], float)
     t = np.array([p[1] for p in points], float)
     slope, intercept = np.polyfit(q, t, 1)
     print_table(
         "Quantum graph: build, save, load (3 tasks: A, B per visit+detector, C per visit)",
-        ["data IDs", "quanta", "build s", "quanta/s", "peak RSS MiB", "save s", "load s", "file MiB"],
+        [
+            "data IDs",
+            "quanta",
+            "build s",
+            "quanta/s",
+            "peak RSS MiB",
+            "save s",
+            "load s",
+            "file MiB",
+        ],
         rows,
-        notes=(f"Build time fit: {slope * 1e6:.2f} us/quantum + {intercept:.3f} s (linear). "
-               "Peer (LSST lsst-pipe-base, measured on this machine per the issue): ~425 quanta/s for "
-               "1,020 quanta after 2.2 s of imports. Targets: >= 50,000 quanta/s; a 500,000-quantum "
-               "graph loaded in < 5 s."),
+        notes=(
+            f"Build time fit: {slope * 1e6:.2f} us/quantum + {intercept:.3f} s (linear). "
+            "Peer (LSST lsst-pipe-base, measured on this machine per the issue): ~425 quanta/s for "
+            "1,020 quanta after 2.2 s of imports. Targets: >= 50,000 quanta/s; a 500,000-quantum "
+            "graph loaded in < 5 s."
+        ),
     )
 
 

@@ -124,7 +124,7 @@ class RepoConfig:
         root_str = str(path.absolute())
         registry = data.get("registry") or {}
         datastore = data.get("datastore") or {}
-        url = str(registry.get("db", f"sqlite:///<root>/registry.sqlite3")).replace(
+        url = str(registry.get("db", "sqlite:///<root>/registry.sqlite3")).replace(
             "<root>", root_str
         )
         store = str(datastore.get("root", "<root>")).replace("<root>", root_str)

@@ -17,7 +17,12 @@ from butler.cli import butler_errors
 
 from .ingest import ingest_raws, ingest_refcat, register_instrument
 
-__all__ = ["ingest_raws_command", "ingest_refcat_command", "register_instrument_command", "simulate_command"]
+__all__ = [
+    "ingest_raws_command",
+    "ingest_refcat_command",
+    "register_instrument_command",
+    "simulate_command",
+]
 
 #: Default name of the simulated reference catalog dataset type (LSST's Gaia DR2 refcat name).
 DEFAULT_REFCAT = "gaia_dr2_20200414"
@@ -39,11 +44,17 @@ def register_instrument_command(repo: str, camera_yaml: str) -> None:
 @click.command("ingest-raws")
 @click.argument("repo")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("--transfer", type=click.Choice(["copy", "move", "symlink", "hardlink", "direct"]), default="copy",
-              show_default=True)
+@click.option(
+    "--transfer",
+    type=click.Choice(["copy", "move", "symlink", "hardlink", "direct"]),
+    default="copy",
+    show_default=True,
+)
 @click.option("--output-run", default=None, help="RUN collection (default <instrument>/raw/all).")
 @butler_errors
-def ingest_raws_command(repo: str, files: tuple[str, ...], transfer: str, output_run: str | None) -> None:
+def ingest_raws_command(
+    repo: str, files: tuple[str, ...], transfer: str, output_run: str | None
+) -> None:
     """Ingest raw detector images (FILES or folders of *.fits) as postISRCCD datasets."""
     paths: list[str] = []
     for item in files:
@@ -67,20 +78,65 @@ def ingest_refcat_command(repo: str, name: str, catalog: str, output_run: str) -
 
 @click.command("simulate")
 @click.argument("repo")
-@click.option("--detectors", "n_detectors", type=int, default=9, show_default=True, help="Detectors (3x3 grid).")
-@click.option("--size", "detector_size", type=int, default=1024, show_default=True, help="Detector size (pixels).")
-@click.option("--visits", "n_visits", type=int, default=2, show_default=True, help="Number of visits.")
+@click.option(
+    "--detectors",
+    "n_detectors",
+    type=int,
+    default=9,
+    show_default=True,
+    help="Detectors (3x3 grid).",
+)
+@click.option(
+    "--size",
+    "detector_size",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="Detector size (pixels).",
+)
+@click.option(
+    "--visits", "n_visits", type=int, default=2, show_default=True, help="Number of visits."
+)
 @click.option("--band", default="r", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--ra", type=float, default=150.0, show_default=True, help="Boresight RA of the first visit (deg).")
+@click.option(
+    "--ra",
+    type=float,
+    default=150.0,
+    show_default=True,
+    help="Boresight RA of the first visit (deg).",
+)
 @click.option("--dec", type=float, default=2.0, show_default=True, help="Boresight Dec (deg).")
-@click.option("--png", "png_path", default=None, help="Write a picture of the first detector with its truth here.")
-@click.option("--keep-inputs", default=None, help="Keep the simulated files (and truth) in this folder.")
+@click.option(
+    "--png",
+    "png_path",
+    default=None,
+    help="Write a picture of the first detector with its truth here.",
+)
+@click.option(
+    "--keep-inputs", default=None, help="Keep the simulated files (and truth) in this folder."
+)
 @butler_errors
-def simulate_command(repo: str, n_detectors: int, detector_size: int, n_visits: int, band: str, seed: int,
-                     ra: float, dec: float, png_path: str | None, keep_inputs: str | None) -> None:
+def simulate_command(
+    repo: str,
+    n_detectors: int,
+    detector_size: int,
+    n_visits: int,
+    band: str,
+    seed: int,
+    ra: float,
+    dec: float,
+    png_path: str | None,
+    keep_inputs: str | None,
+) -> None:
     """Simulate a camera's observations with truth and ingest them into REPO (created if needed)."""
-    from .sim import Visit, make_camera, render_detector_png, simulate_detector, write_simulated_observations
+    from .sim import (
+        Visit,
+        make_camera,
+        render_detector_png,
+        simulate_detector,
+        write_simulated_observations,
+    )
     from .sim.camera import Camera
 
     if not (Path(repo) / "butler.yaml").exists():
@@ -89,7 +145,14 @@ def simulate_command(repo: str, n_detectors: int, detector_size: int, n_visits: 
     camera = make_camera(n_detectors, detector_size=detector_size)
     field = camera.field_radius * camera.plate_scale / 3600.0
     visits = [
-        Visit(id=100 + i, band=band, ra=ra + 0.3 * field * i, dec=dec, exposure_time=30.0, mjd=60000.0 + 0.01 * i)
+        Visit(
+            id=100 + i,
+            band=band,
+            ra=ra + 0.3 * field * i,
+            dec=dec,
+            exposure_time=30.0,
+            mjd=60000.0 + 0.01 * i,
+        )
         for i in range(n_visits)
     ]
     staging = Path(keep_inputs) if keep_inputs else Path(tempfile.mkdtemp(prefix="sim-", dir=repo))

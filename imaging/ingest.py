@@ -169,7 +169,15 @@ def read_raw_header(path: str | os.PathLike[str]) -> RawHeaderInfo:
     )
 
 
-_VISIT_FIELDS = ("band", "physical_filter", "exposure_time", "mjd", "boresight_ra", "boresight_dec", "rotation_angle")
+_VISIT_FIELDS = (
+    "band",
+    "physical_filter",
+    "exposure_time",
+    "mjd",
+    "boresight_ra",
+    "boresight_dec",
+    "rotation_angle",
+)
 
 
 def _visit_hull(infos: Sequence[RawHeaderInfo]) -> Region:
@@ -258,9 +266,16 @@ def ingest_raws(
                         f"{other.path}: visit {visit} {field} = {b!r} disagrees with {a!r} in {first.path}"
                     )
     run = run or f"{infos[0].instrument}/raw/all"
-    dtype = DatasetType.make(RAW_DATASET_TYPE, ["instrument", "visit", "detector"], "Exposure", universe)
+    dtype = DatasetType.make(
+        RAW_DATASET_TYPE, ["instrument", "visit", "detector"], "Exposure", universe
+    )
     items = [
-        (DatasetRef.make(dtype, {"instrument": i.instrument, "visit": i.visit, "detector": i.detector}, run), i.path)
+        (
+            DatasetRef.make(
+                dtype, {"instrument": i.instrument, "visit": i.visit, "detector": i.detector}, run
+            ),
+            i.path,
+        )
         for i in infos
     ]
     with registry.transaction():
@@ -269,7 +284,8 @@ def ingest_raws(
             first = members[0]
             registry.sync_dimension_record("band", {"name": first.band})
             registry.sync_dimension_record(
-                "physical_filter", {"instrument": instrument, "name": first.physical_filter, "band": first.band}
+                "physical_filter",
+                {"instrument": instrument, "name": first.physical_filter, "band": first.band},
             )
             registry.sync_dimension_record(
                 "visit",
@@ -291,7 +307,9 @@ def ingest_raws(
                 registry.set_region("visit_detector_region", key, Region.polygon(info.corners))
             existing = registry.get_region("visit", {"instrument": instrument, "visit": visit})
             if existing is None or len(members) > 1:
-                registry.set_region("visit", {"instrument": instrument, "visit": visit}, _visit_hull(members))
+                registry.set_region(
+                    "visit", {"instrument": instrument, "visit": visit}, _visit_hull(members)
+                )
         refs = butler.ingest(items, transfer=transfer)
     _LOG.info("ingested %d raw file(s) into %s", len(refs), run)
     return refs
@@ -322,8 +340,8 @@ def ingest_refcat(
     refs : `list` [`DatasetRef`]
         One per non-empty shard.
     """
-    from astropy_healpix import HEALPix
     import astropy.units as u
+    from astropy_healpix import HEALPix
 
     table = read_reference_catalog(path)
     universe = butler.universe

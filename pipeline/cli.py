@@ -61,9 +61,26 @@ def _split(values: Iterable[str]) -> list[str]:
 
 def _pipeline_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
-        click.option("-p", "--pipeline", "pipeline_path", help="Pipeline YAML, optionally file.yaml#label,subset."),
-        click.option("-c", "--config", "config_overrides", multiple=True, help="Config override label:field=value."),
-        click.option("-C", "--config-file", "config_files", multiple=True, help="Config file label:file.py|.yaml."),
+        click.option(
+            "-p",
+            "--pipeline",
+            "pipeline_path",
+            help="Pipeline YAML, optionally file.yaml#label,subset.",
+        ),
+        click.option(
+            "-c",
+            "--config",
+            "config_overrides",
+            multiple=True,
+            help="Config override label:field=value.",
+        ),
+        click.option(
+            "-C",
+            "--config-file",
+            "config_files",
+            multiple=True,
+            help="Config file label:file.py|.yaml.",
+        ),
         click.option("--instrument", default=None, help="Instrument (recorded in the pipeline)."),
     ]
     for option in reversed(options):
@@ -71,7 +88,9 @@ def _pipeline_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _load_pipeline(pipeline_path: str | None, config_overrides: Iterable[str], config_files: Iterable[str]) -> Pipeline:
+def _load_pipeline(
+    pipeline_path: str | None, config_overrides: Iterable[str], config_files: Iterable[str]
+) -> Pipeline:
     if not pipeline_path:
         raise click.UsageError("a pipeline is needed: -p PIPELINE.yaml")
     pipeline = Pipeline.from_file(pipeline_path)
@@ -107,7 +126,9 @@ def _show(pipeline: Pipeline, show: Iterable[str]) -> None:
 def main(log_level: str) -> None:
     """Build and run pipelines of tasks over a data repository."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("distributed").setLevel(max(logging.WARNING, logging.getLevelName(log_level.upper())))
+    logging.getLogger("distributed").setLevel(
+        max(logging.WARNING, logging.getLevelName(log_level.upper()))
+    )
 
 
 @main.command()
@@ -117,9 +138,16 @@ def main(log_level: str) -> None:
 @click.option("--pipeline-dot", default=None, help="Write a GraphViz DOT file of the pipeline.")
 @click.option("--pipeline-mermaid", default=None, help="Write a Mermaid file of the pipeline.")
 @_user_errors
-def build(pipeline_path: str | None, config_overrides: tuple[str, ...], config_files: tuple[str, ...],
-          instrument: str | None, show: tuple[str, ...], save_pipeline: str | None, pipeline_dot: str | None,
-          pipeline_mermaid: str | None) -> None:
+def build(
+    pipeline_path: str | None,
+    config_overrides: tuple[str, ...],
+    config_files: tuple[str, ...],
+    instrument: str | None,
+    show: tuple[str, ...],
+    save_pipeline: str | None,
+    pipeline_dot: str | None,
+    pipeline_mermaid: str | None,
+) -> None:
     """Load and check a pipeline; show or save it."""
     pipeline = _load_pipeline(pipeline_path, config_overrides, config_files)
     pipeline.graph()  # checks the task graph
@@ -137,18 +165,44 @@ def build(pipeline_path: str | None, config_overrides: tuple[str, ...], config_f
 def _graph_options(func: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("-b", "--butler-config", "repo", required=True, help="Repository root."),
-        click.option("-i", "--input", "inputs", multiple=True, help="Input collections (comma-separated or repeated)."),
+        click.option(
+            "-i",
+            "--input",
+            "inputs",
+            multiple=True,
+            help="Input collections (comma-separated or repeated).",
+        ),
         click.option("-o", "--output", default=None, help="Output CHAINED collection."),
         click.option("--output-run", default=None, help="Output RUN (default OUTPUT/<timestamp>)."),
-        click.option("-d", "--data-query", "where", default="", help="Data ID expression (the --where language)."),
-        click.option("-g", "--qgraph", "qgraph_file", default=None, help="Load this saved quantum graph."),
+        click.option(
+            "-d",
+            "--data-query",
+            "where",
+            default="",
+            help="Data ID expression (the --where language).",
+        ),
+        click.option(
+            "-g", "--qgraph", "qgraph_file", default=None, help="Load this saved quantum graph."
+        ),
         click.option("--save-qgraph", default=None, help="Save the quantum graph here."),
         click.option("--qgraph-dot", default=None, help="Write a DOT file of the quantum graph."),
-        click.option("--qgraph-mermaid", default=None, help="Write a Mermaid file of the quantum graph."),
-        click.option("--skip-existing-in", multiple=True, help="Skip quanta whose metadata exists in these collections."),
-        click.option("--skip-existing", is_flag=True, help="Skip quanta already done in the output run."),
+        click.option(
+            "--qgraph-mermaid", default=None, help="Write a Mermaid file of the quantum graph."
+        ),
+        click.option(
+            "--skip-existing-in",
+            multiple=True,
+            help="Skip quanta whose metadata exists in these collections.",
+        ),
+        click.option(
+            "--skip-existing", is_flag=True, help="Skip quanta already done in the output run."
+        ),
         click.option("--extend-run", is_flag=True, help="Add to the output chain's current run."),
-        click.option("--clobber-outputs", is_flag=True, help="Replace outputs of unfinished quanta and changed configs."),
+        click.option(
+            "--clobber-outputs",
+            is_flag=True,
+            help="Replace outputs of unfinished quanta and changed configs.",
+        ),
         click.option("--show", multiple=True, help="graph | workflow | uri | pipeline | config"),
     ]
     for option in reversed(options):
@@ -156,14 +210,17 @@ def _graph_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _resolve_collections(butler: Butler, inputs: list[str], output: str | None, output_run: str | None,
-                         extend_run: bool) -> tuple[list[str], str]:
+def _resolve_collections(
+    butler: Butler, inputs: list[str], output: str | None, output_run: str | None, extend_run: bool
+) -> tuple[list[str], str]:
     registry = butler.registry
     existing_chain: list[str] = []
     if output is not None:
         try:
             if registry.get_collection_type(output) is not CollectionType.CHAINED:
-                raise MissingCollectionError(f"output collection {output!r} exists and is not CHAINED")
+                raise MissingCollectionError(
+                    f"output collection {output!r} exists and is not CHAINED"
+                )
             existing_chain = list(registry.get_collection_chain(output))
         except LookupError:
             existing_chain = []
@@ -184,8 +241,16 @@ def _resolve_collections(butler: Butler, inputs: list[str], output: str | None, 
     return inputs, output_run
 
 
-def _make_graph(butler: Butler, pipeline: Pipeline | None, *, inputs: list[str], output_run: str, where: str,
-                qgraph_file: str | None, skip_existing_in: list[str]) -> QuantumGraph:
+def _make_graph(
+    butler: Butler,
+    pipeline: Pipeline | None,
+    *,
+    inputs: list[str],
+    output_run: str,
+    where: str,
+    qgraph_file: str | None,
+    skip_existing_in: list[str],
+) -> QuantumGraph:
     if qgraph_file:
         return QuantumGraph.load(qgraph_file)
     if pipeline is None:
@@ -196,14 +261,26 @@ def _make_graph(butler: Butler, pipeline: Pipeline | None, *, inputs: list[str],
     names = {c.name for td in task_defs for c in _connections(td)}
     existing = collect_existing_types(butler, names)
     graph = pipeline.graph(existing_dataset_types=existing)
-    return build_quantum_graph(butler, graph, input_collections=inputs, output_run=output_run, where=where,
-                               skip_existing_in=skip_existing_in,
-                               metadata={"command": " ".join(sys.argv)})
+    return build_quantum_graph(
+        butler,
+        graph,
+        input_collections=inputs,
+        output_run=output_run,
+        where=where,
+        skip_existing_in=skip_existing_in,
+        metadata={"command": " ".join(sys.argv)},
+    )
 
 
 def _connections(task_def: Any) -> list[Any]:
     conns = task_def.connections
-    names = [*conns.inputs, *conns.prerequisiteInputs, *conns.outputs, *conns.initInputs, *conns.initOutputs]
+    names = [
+        *conns.inputs,
+        *conns.prerequisiteInputs,
+        *conns.outputs,
+        *conns.initInputs,
+        *conns.initOutputs,
+    ]
     return [getattr(conns, n) for n in names]
 
 
@@ -223,10 +300,14 @@ def _show_graph(butler: Butler, qgraph: QuantumGraph, show: Iterable[str]) -> No
             store = butler.datastore
             for quantum in qgraph.iter_quanta():
                 for ref in quantum.all_outputs():
-                    click.echo(f"{ref.dataset_type.name} {ref.data_id}: {store.uri(store.predict(ref))}")
+                    click.echo(
+                        f"{ref.dataset_type.name} {ref.data_id}: {store.uri(store.predict(ref))}"
+                    )
 
 
-def _write_graph_files(qgraph: QuantumGraph, save: str | None, dot: str | None, mermaid: str | None) -> None:
+def _write_graph_files(
+    qgraph: QuantumGraph, save: str | None, dot: str | None, mermaid: str | None
+) -> None:
     if save:
         qgraph.save(save)
         click.echo(f"Saved quantum graph ({len(qgraph)} quanta) to {save}")
@@ -253,19 +334,43 @@ def _write_graph_files(qgraph: QuantumGraph, save: str | None, dot: str | None, 
 @_pipeline_options
 @_graph_options
 @_user_errors
-def qgraph(pipeline_path: str | None, config_overrides: tuple[str, ...], config_files: tuple[str, ...],
-           instrument: str | None, repo: str, inputs: tuple[str, ...], output: str | None, output_run: str | None,
-           where: str, qgraph_file: str | None, save_qgraph: str | None, qgraph_dot: str | None,
-           qgraph_mermaid: str | None, skip_existing_in: tuple[str, ...], skip_existing: bool, extend_run: bool,
-           clobber_outputs: bool, show: tuple[str, ...]) -> None:
+def qgraph(
+    pipeline_path: str | None,
+    config_overrides: tuple[str, ...],
+    config_files: tuple[str, ...],
+    instrument: str | None,
+    repo: str,
+    inputs: tuple[str, ...],
+    output: str | None,
+    output_run: str | None,
+    where: str,
+    qgraph_file: str | None,
+    save_qgraph: str | None,
+    qgraph_dot: str | None,
+    qgraph_mermaid: str | None,
+    skip_existing_in: tuple[str, ...],
+    skip_existing: bool,
+    extend_run: bool,
+    clobber_outputs: bool,
+    show: tuple[str, ...],
+) -> None:
     """Build a quantum graph (and save or show it)."""
     butler = Butler(repo, writeable=False)
-    pipeline = _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
+    pipeline = (
+        _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
+    )
     in_colls, run = _resolve_collections(butler, _split(inputs), output, output_run, extend_run)
     skip_in = _split(skip_existing_in) + ([run] if skip_existing else [])
     try:
-        graph = _make_graph(butler, pipeline, inputs=in_colls, output_run=run, where=where,
-                            qgraph_file=qgraph_file, skip_existing_in=skip_in)
+        graph = _make_graph(
+            butler,
+            pipeline,
+            inputs=in_colls,
+            output_run=run,
+            where=where,
+            qgraph_file=qgraph_file,
+            skip_existing_in=skip_in,
+        )
     except EmptyGraphError as err:
         click.echo(str(err))
         sys.exit(EXIT_OK if str(err).startswith("nothing to do") else EXIT_CANNOT_START)
@@ -278,39 +383,92 @@ def qgraph(pipeline_path: str | None, config_overrides: tuple[str, ...], config_
 @main.command()
 @_pipeline_options
 @_graph_options
-@click.option("-j", "--processes", "jobs", type=int, default=1, show_default=True, help="Local worker processes.")
-@click.option("--cluster", "cluster_address", default=None, help="Address of a running dask scheduler.")
+@click.option(
+    "-j",
+    "--processes",
+    "jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Local worker processes.",
+)
+@click.option(
+    "--cluster", "cluster_address", default=None, help="Address of a running dask scheduler."
+)
 @click.option("--cluster-config", default=None, help="Cluster spec YAML (see cluster/).")
 @click.option("--executor", type=click.Choice(["dask", "sync"]), default="dask", show_default=True)
-@click.option("--retries", type=int, default=0, show_default=True, help="Retries of quanta that raise.")
-@click.option("--clustering", type=click.Choice(["off", "chains", "per-task"]), default="chains", show_default=True)
+@click.option(
+    "--retries", type=int, default=0, show_default=True, help="Retries of quanta that raise."
+)
+@click.option(
+    "--clustering",
+    type=click.Choice(["off", "chains", "per-task"]),
+    default="chains",
+    show_default=True,
+)
 @click.option("--resume", is_flag=True, help="Same as --extend-run --skip-existing.")
 @click.option("--pdb", is_flag=True, help="Post-mortem debugger on failure (sync executor).")
 @click.option("--debug", is_flag=True, help="Switch on every task's debug stages (pictures).")
 @click.option("--no-progress", is_flag=True, help="No live progress bar.")
 @_user_errors
-def run(pipeline_path: str | None, config_overrides: tuple[str, ...], config_files: tuple[str, ...],
-        instrument: str | None, repo: str, inputs: tuple[str, ...], output: str | None, output_run: str | None,
-        where: str, qgraph_file: str | None, save_qgraph: str | None, qgraph_dot: str | None,
-        qgraph_mermaid: str | None, skip_existing_in: tuple[str, ...], skip_existing: bool, extend_run: bool,
-        clobber_outputs: bool, show: tuple[str, ...], jobs: int, cluster_address: str | None,
-        cluster_config: str | None, executor: str, retries: int, clustering: str, resume: bool, pdb: bool,
-        debug: bool, no_progress: bool) -> None:
+def run(
+    pipeline_path: str | None,
+    config_overrides: tuple[str, ...],
+    config_files: tuple[str, ...],
+    instrument: str | None,
+    repo: str,
+    inputs: tuple[str, ...],
+    output: str | None,
+    output_run: str | None,
+    where: str,
+    qgraph_file: str | None,
+    save_qgraph: str | None,
+    qgraph_dot: str | None,
+    qgraph_mermaid: str | None,
+    skip_existing_in: tuple[str, ...],
+    skip_existing: bool,
+    extend_run: bool,
+    clobber_outputs: bool,
+    show: tuple[str, ...],
+    jobs: int,
+    cluster_address: str | None,
+    cluster_config: str | None,
+    executor: str,
+    retries: int,
+    clustering: str,
+    resume: bool,
+    pdb: bool,
+    debug: bool,
+    no_progress: bool,
+) -> None:
     """Build (or load) a quantum graph and execute it."""
     from .run import execute_graph
 
     if resume:
         extend_run = skip_existing = True
     butler = Butler(repo)
-    pipeline = _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
+    pipeline = (
+        _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
+    )
     if pipeline is not None and debug:
         for label in pipeline.labels:
-            pipeline.add_config_override(label, "doDebug", "True") if _has_field(pipeline, label, "doDebug") else None
-    in_colls, run_name = _resolve_collections(butler, _split(inputs), output, output_run, extend_run)
+            pipeline.add_config_override(label, "doDebug", "True") if _has_field(
+                pipeline, label, "doDebug"
+            ) else None
+    in_colls, run_name = _resolve_collections(
+        butler, _split(inputs), output, output_run, extend_run
+    )
     skip_in = _split(skip_existing_in) + ([run_name] if skip_existing else [])
     try:
-        graph = _make_graph(butler, pipeline, inputs=in_colls, output_run=run_name, where=where,
-                            qgraph_file=qgraph_file, skip_existing_in=skip_in)
+        graph = _make_graph(
+            butler,
+            pipeline,
+            inputs=in_colls,
+            output_run=run_name,
+            where=where,
+            qgraph_file=qgraph_file,
+            skip_existing_in=skip_in,
+        )
     except EmptyGraphError as err:
         if str(err).startswith("nothing to do"):
             click.echo(f"Nothing to do: {err}")
@@ -325,10 +483,19 @@ def run(pipeline_path: str | None, config_overrides: tuple[str, ...], config_fil
         chain = [run_name] + [c for c in in_colls if c != run_name]
         registry.set_collection_chain(output, chain)
     summary = execute_graph(
-        butler, graph, executor=executor, jobs=jobs, cluster_address=cluster_address,
-        cluster_config=cluster_config, retries=retries, clustering=clustering,
-        skip_existing=skip_existing or extend_run, clobber_outputs=clobber_outputs, extend_run=extend_run,
-        progress=not no_progress, pdb=pdb,
+        butler,
+        graph,
+        executor=executor,
+        jobs=jobs,
+        cluster_address=cluster_address,
+        cluster_config=cluster_config,
+        retries=retries,
+        clustering=clustering,
+        skip_existing=skip_existing or extend_run,
+        clobber_outputs=clobber_outputs,
+        extend_run=extend_run,
+        progress=not no_progress,
+        pdb=pdb,
     )
     sys.exit(summary.exit_code)
 
@@ -347,7 +514,11 @@ def _has_field(pipeline: Pipeline, label: str, field: str) -> bool:
 @main.command()
 @click.option("-b", "--butler-config", "repo", default=None, help="Repository root.")
 @click.argument("args", nargs=-1)
-@click.option("--full-output-filename", default=None, help="Write the full report as YAML or JSON (by extension).")
+@click.option(
+    "--full-output-filename",
+    default=None,
+    help="Write the full report as YAML or JSON (by extension).",
+)
 @_user_errors
 def report(repo: str | None, args: tuple[str, ...], full_output_filename: str | None) -> None:
     """Summarize what a run did: pipetask report [-b] REPO OUTPUT."""

@@ -317,7 +317,9 @@ def build_quantum_graph(
                 out_values = out_project(values)
                 if out_values not in table:
                     # produced refs get their deterministic ID lazily, from the graph
-                    table[out_values] = add_ref(edge.name, output_run, out_values, b"", first + offset)
+                    table[out_values] = add_ref(
+                        edge.name, output_run, out_values, b"", first + offset
+                    )
         blocks[label] = _TaskBlock(data_ids, inputs, first)
         sizes[label] = len(data_ids)
         next_node += len(data_ids)

@@ -383,7 +383,11 @@ class QuantumGraph:
         strings = _StringTable()
         blobs = [_pack(_encode_refs(self._refs, strings))]
         for label in self.tasks:
-            blobs.append(_pack(_encode_block(self._blocks[label], len(self.tasks[label].dimensions), strings)))
+            blobs.append(
+                _pack(
+                    _encode_block(self._blocks[label], len(self.tasks[label].dimensions), strings)
+                )
+            )
         blobs.append(_pack(_encode_infos(self.input_infos, strings)))
         header = {
             "universe": self.universe.to_config(),
@@ -475,11 +479,15 @@ class QuantumGraph:
             start, length, crc = spans[i]
             raw = data[start : start + length]
             if zlib.crc32(raw) != crc:
-                raise QuantumGraphFileError(f"{path}: checksum mismatch in block {i} (corrupt file)")
+                raise QuantumGraphFileError(
+                    f"{path}: checksum mismatch in block {i} (corrupt file)"
+                )
             return _unpack(raw)
 
         strings = header["strings"]
-        dataset_types = {d["name"]: DatasetType.from_dict(d, universe) for d in header["dataset_types"]}
+        dataset_types = {
+            d["name"]: DatasetType.from_dict(d, universe) for d in header["dataset_types"]
+        }
         kinds = _value_kinds(universe, dataset_types.values())
         refs = _decode_refs(blob(0), strings, [kinds[n] for n in dataset_types])
         blocks = {}
@@ -534,7 +542,9 @@ def _unpack(raw: bytes) -> Any:
     return msgpack.unpackb(raw, raw=False, strict_map_key=False)
 
 
-def _encode_values(rows: Sequence[Sequence[Any]], width: int, strings: _StringTable) -> tuple[bytes, list[bool]]:
+def _encode_values(
+    rows: Sequence[Sequence[Any]], width: int, strings: _StringTable
+) -> tuple[bytes, list[bool]]:
     """Encode rows of data ID values as an int64 matrix; return bytes and which columns are strings."""
     matrix = np.zeros((len(rows), width), dtype=np.int64)
     is_string = [False] * width
@@ -549,7 +559,11 @@ def _encode_values(rows: Sequence[Sequence[Any]], width: int, strings: _StringTa
 
 
 def _decode_columns(raw: bytes, n: int, width: int) -> list[list[int]]:
-    matrix = np.frombuffer(raw, dtype=np.int64).reshape(n, width) if n else np.zeros((0, width), np.int64)
+    matrix = (
+        np.frombuffer(raw, dtype=np.int64).reshape(n, width)
+        if n
+        else np.zeros((0, width), np.int64)
+    )
     return [matrix[:, j].tolist() for j in range(width)]
 
 
@@ -568,7 +582,9 @@ def _encode_refs(refs: Sequence[Sequence[Any]], strings: _StringTable) -> dict[s
     }
 
 
-def _value_kinds(universe: DimensionUniverse, dataset_types: Iterable[DatasetType]) -> dict[str, list[bool]]:
+def _value_kinds(
+    universe: DimensionUniverse, dataset_types: Iterable[DatasetType]
+) -> dict[str, list[bool]]:
     return {
         d.name: [universe.dimension(n).key.type == "string" for n in d.dimensions.required]
         for d in dataset_types
@@ -603,12 +619,16 @@ def _encode_block(block: _TaskBlock, width: int, strings: _StringTable) -> dict[
     for attr, per_quantum in block.inputs.items():
         offsets = np.zeros(len(per_quantum) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(x) for x in per_quantum])
-        flat = np.fromiter((i for x in per_quantum for i in x), dtype=np.int64, count=int(offsets[-1]))
+        flat = np.fromiter(
+            (i for x in per_quantum for i in x), dtype=np.int64, count=int(offsets[-1])
+        )
         inputs[attr] = [offsets.tobytes(), flat.tobytes()]
     return {"n": len(block.data_ids), "width": width, "values": values, "inputs": inputs}
 
 
-def _decode_block(data: Mapping[str, Any], kinds: Sequence[bool], strings: Sequence[str], first: int) -> _TaskBlock:
+def _decode_block(
+    data: Mapping[str, Any], kinds: Sequence[bool], strings: Sequence[str], first: int
+) -> _TaskBlock:
     n, width = data["n"], data["width"]
     columns = _decode_columns(data["values"], n, width)
     for j, is_string in enumerate(kinds):
@@ -623,7 +643,9 @@ def _decode_block(data: Mapping[str, Any], kinds: Sequence[bool], strings: Seque
     return _TaskBlock(data_ids, inputs, first)
 
 
-def _encode_infos(infos: Mapping[uuid.UUID, StoredFileInfo], strings: _StringTable) -> dict[str, Any]:
+def _encode_infos(
+    infos: Mapping[uuid.UUID, StoredFileInfo], strings: _StringTable
+) -> dict[str, Any]:
     values = list(infos.values())
     return {
         "ids": b"".join(i.dataset_id.bytes for i in values),
@@ -652,7 +674,10 @@ class _LazyInfos(Mapping[uuid.UUID, StoredFileInfo]):
         k = self._index[key.bytes]
         d = self._data
         return StoredFileInfo(
-            key, d["path"][k], self._strings[d["formatter"][k]], self._strings[d["storage_class"][k]],
+            key,
+            d["path"][k],
+            self._strings[d["formatter"][k]],
+            self._strings[d["storage_class"][k]],
             int(self._sizes[k]),
         )
 

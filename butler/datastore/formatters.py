@@ -14,10 +14,10 @@ Zarr choices (measured on a 4096x4096 float32 image): uncompressed chunks of
 about 4 MiB made of whole rows, because float noise does not compress (any
 codec only costs time) and row bands are contiguous, so whole-array reads
 and writes of local files bypass zarr's codec pipeline and move each chunk
-with one system call and at most one copy. Chunk keys use the ``.``
-separator (``c.0.0``), so the chunk files sit flat in the array directory:
-creating a subdirectory per chunk row measured ~0.7 ms each (zarr-python itself measured 2.4-2.9x slower than
-`numpy.save` + `numpy.load`); partial reads go through zarr.
+with one system call and at most one copy (zarr-python's own path measured
+2.4-2.9x slower than `numpy.save` + `numpy.load`); partial reads go through
+zarr. Chunk keys use the ``.`` separator (``c.0.0``) so chunk files sit flat
+in the array directory: a subdirectory per chunk row measured ~0.7 ms each.
 
 No state is kept between calls; formatters are cheap to construct.
 """

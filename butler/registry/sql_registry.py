@@ -12,9 +12,11 @@ fresh one. Bulk writes are one ``executemany`` per table and batch; on an
 integrity error the registry rolls back and runs a few diagnostic queries to
 say what conflicted.
 
-Mutable state: the connection of the current transaction (so a registry
-must not be shared by threads), and a cache of dataset types by name
-(dataset types are never redefined or removed, so it cannot go stale).
+Mutable state: the connection of the current transaction, per thread
+(each thread's transactions are its own; an in-memory SQLite database has
+a single connection, so use it from one thread), and a cache of dataset
+types by name (dataset types are never redefined or removed, so it cannot
+go stale).
 Read-only mode is checked in one place, `transaction`.
 
 On SQLite: WAL journal (file databases), foreign keys on,
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import json
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -102,7 +105,7 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         self.universe = universe
         self.writeable = writeable
         self.schema = RegistrySchema(universe)
-        self._connection: sa.Connection | None = None
+        self._local = threading.local()  # per thread: the connection of its transaction
         self._dataset_types: dict[str, tuple[int, DatasetType]] = {}
 
     # -- construction -------------------------------------------------------
@@ -178,6 +181,14 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         self.engine.dispose()
 
     # -- transactions ---------------------------------------------------------
+
+    @property
+    def _connection(self) -> sa.Connection | None:
+        return getattr(self._local, "connection", None)
+
+    @_connection.setter
+    def _connection(self, connection: sa.Connection | None) -> None:
+        self._local.connection = connection
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sa.Connection]:

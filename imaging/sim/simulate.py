@@ -349,8 +349,10 @@ def simulate_detector(
             )
 
     # -- noise and detector effects --------------------------------------------------------------
-    expected = electrons + background
-    charge = _rng(seed, visit, detector_id, _STREAM_NOISE).poisson(expected).astype(np.float64)
+    # (in-place arithmetic throughout: a 4096² float64 image is 134 MB)
+    electrons += background  # now the expected charge
+    charge = _rng(seed, visit, detector_id, _STREAM_NOISE).poisson(electrons).astype(np.float64)
+    del electrons
     area_cm2 = nx * ny * (det.pixel_size / 10.0) ** 2
     cr_rng = _rng(seed, visit, detector_id, _STREAM_CR)
     deposit = add_cosmic_rays(
@@ -359,21 +361,29 @@ def simulate_detector(
         n_tracks=int(cr_rng.poisson(options.cr_rate * area_cm2 * t)),
         pixel_size_um=det.pixel_size * 1000.0,
     )
-    cr_mask = deposit > options.cr_threshold * np.sqrt(background + det.read_noise**2)
+    threshold = background + det.read_noise**2
+    np.sqrt(threshold, out=threshold)
+    threshold *= options.cr_threshold
+    cr_mask = deposit > threshold
+    del deposit, threshold
     bleed_saturation(charge, full_well)
     saturated = charge >= full_well
-    charge += _rng(seed, visit, detector_id, _STREAM_READ).normal(0.0, det.read_noise, (ny, nx))
-    image = charge / det.gain
+    read_rng = _rng(seed, visit, detector_id, _STREAM_READ)
+    charge += read_rng.standard_normal((ny, nx), dtype=np.float32) * np.float32(det.read_noise)
+    charge /= det.gain
+    image = charge  # ADU from here on
     saturated |= image >= det.saturation
-    np.minimum(image, det.saturation, out=image)
     image[saturated] = det.saturation  # the ADC clips: saturated pixels read the ceiling
     bad_mask, bad_cols = add_bad_columns(
         image, _rng(seed, visit, detector_id, _STREAM_BAD), n_columns=options.n_bad_columns
     )
+    image = image.astype(np.float32)
     mask = Mask((ny, nx))
     mask.set("SAT", saturated & ~bad_mask)
     mask.set("BAD", bad_mask)
-    variance = np.maximum(image, 0.0) / det.gain + (det.read_noise / det.gain) ** 2
+    variance = np.maximum(image, np.float32(0.0))
+    variance /= np.float32(det.gain)
+    variance += np.float32((det.read_noise / det.gain) ** 2)
 
     sources = TRUTH_SCHEMA.make_table(len(table_rows))
     for name in TRUTH_SCHEMA.names:
@@ -397,9 +407,9 @@ def simulate_detector(
     metadata["SEEING"] = (visit.seeing, "[arcsec] Seeing FWHM at the boresight")
     metadata["SKYMAG"] = (sky_mag, "[mag/arcsec2] Sky brightness")
     exposure = Exposure(
-        image.astype(np.float32),
+        image,
         mask=mask,
-        variance=variance.astype(np.float32),
+        variance=variance,
         wcs=wcs,
         detector=det,
         visit=visit.to_visit_info(camera),
@@ -409,7 +419,7 @@ def simulate_detector(
     truth = DetectorTruth(
         sources=Table(sources),
         cr_mask=cr_mask,
-        background=(background / det.gain).astype(np.float32),
+        background=(background / det.gain).astype(np.float32),  # ADU
         psf=truth_psf,
         zero_point=zero_point,
         bad_columns=bad_cols,

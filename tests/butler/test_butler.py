@@ -12,9 +12,9 @@ import yaml
 from butler import (
     Butler,
     CollectionType,
+    DataIdError,
     DatasetNotFoundError,
     DatasetType,
-    DataIdError,
     DuplicateDatasetError,
     InvalidNameError,
     MissingCollectionError,
@@ -27,13 +27,19 @@ def _populate(butler: Butler) -> None:
     reg = butler.registry
     reg.insert_dimension_records("instrument", [{"name": "Cam"}])
     reg.insert_dimension_records("band", [{"name": "g"}])
-    reg.insert_dimension_records("physical_filter", [{"instrument": "Cam", "name": "g1", "band": "g"}])
+    reg.insert_dimension_records(
+        "physical_filter", [{"instrument": "Cam", "name": "g1", "band": "g"}]
+    )
     reg.insert_dimension_records("detector", [{"instrument": "Cam", "id": d} for d in range(3)])
     reg.insert_dimension_records(
         "visit", [{"instrument": "Cam", "id": v, "physical_filter": "g1"} for v in (10, 11)]
     )
-    reg.register_dataset_type(DatasetType.make("img", ["visit", "detector"], "NumpyArray", butler.universe))
-    reg.register_dataset_type(DatasetType.make("summary", ["visit"], "StructuredDataDict", butler.universe))
+    reg.register_dataset_type(
+        DatasetType.make("img", ["visit", "detector"], "NumpyArray", butler.universe)
+    )
+    reg.register_dataset_type(
+        DatasetType.make("summary", ["visit"], "StructuredDataDict", butler.universe)
+    )
 
 
 @pytest.fixture
@@ -48,7 +54,9 @@ def test_put_get_roundtrip_and_bbox(butler):
     image = np.arange(64 * 48, dtype=np.float32).reshape(48, 64)
     ref = butler.put(image, "img", instrument="Cam", visit=10, detector=1)
     np.testing.assert_array_equal(butler.get("img", instrument="Cam", visit=10, detector=1), image)
-    cut = butler.get("img", {"instrument": "Cam", "visit": 10, "detector": 1}, parameters={"bbox": (8, 4, 10, 6)})
+    cut = butler.get(
+        "img", {"instrument": "Cam", "visit": 10, "detector": 1}, parameters={"bbox": (8, 4, 10, 6)}
+    )
     np.testing.assert_array_equal(cut, image[4:10, 8:18])
     assert butler.get(ref).shape == image.shape
     # the file is where the datastore says, under the repository root
@@ -69,7 +77,9 @@ def test_deterministic_ids_across_runs(butler, tmp_path):
     ref2 = other.put({"a": 1}, "summary", instrument="Cam", visit=11)
     assert ref1.id != ref2.id  # run is part of the identity
     butler.remove_runs(["run2"])
-    again = Butler(butler.config.root, run="run2").put({"a": 1}, "summary", instrument="Cam", visit=11)
+    again = Butler(butler.config.root, run="run2").put(
+        {"a": 1}, "summary", instrument="Cam", visit=11
+    )
     assert again.id == ref2.id
 
 

@@ -29,10 +29,16 @@ def repo(tmp_path):
     butler = Butler(root, run="r1")
     reg = butler.registry
     reg.insert_dimension_records("instrument", [{"name": "Cam"}])
-    reg.insert_dimension_records("detector", [{"instrument": "Cam", "id": d, "full_name": f"S{d}"} for d in range(4)])
+    reg.insert_dimension_records(
+        "detector", [{"instrument": "Cam", "id": d, "full_name": f"S{d}"} for d in range(4)]
+    )
     reg.insert_dimension_records("band", [{"name": "r"}])
-    reg.insert_dimension_records("physical_filter", [{"instrument": "Cam", "name": "r1", "band": "r"}])
-    reg.insert_dimension_records("visit", [{"instrument": "Cam", "id": v, "physical_filter": "r1"} for v in (1, 2)])
+    reg.insert_dimension_records(
+        "physical_filter", [{"instrument": "Cam", "name": "r1", "band": "r"}]
+    )
+    reg.insert_dimension_records(
+        "visit", [{"instrument": "Cam", "id": v, "physical_filter": "r1"} for v in (1, 2)]
+    )
     _run("register-dataset-type", root, "img", "NumpyArray", "visit", "detector")
     for v in (1, 2):
         for d in range(4):
@@ -41,14 +47,31 @@ def repo(tmp_path):
 
 
 def test_query_datasets_json_and_where(repo):
-    result = _run("query-datasets", repo, "img", "--collections", "r1", "--where", "visit = 2 AND detector >= 2",
-                  "--format", "json")
+    result = _run(
+        "query-datasets",
+        repo,
+        "img",
+        "--collections",
+        "r1",
+        "--where",
+        "visit = 2 AND detector >= 2",
+        "--format",
+        "json",
+    )
     rows = json.loads(result.output)
     assert sorted((r["visit"], r["detector"]) for r in rows) == [(2, 2), (2, 3)]
 
 
 def test_query_data_ids_and_records_csv(repo):
-    result = _run("query-data-ids", repo, "detector", "--where", "detector.full_name = 'S3'", "--format", "csv")
+    result = _run(
+        "query-data-ids",
+        repo,
+        "detector",
+        "--where",
+        "detector.full_name = 'S3'",
+        "--format",
+        "csv",
+    )
     rows = list(csv.DictReader(result.output.splitlines()))
     assert rows == [{"instrument": "Cam", "detector": "3"}]
     result = _run("query-dimension-records", repo, "visit", "--format", "json")
@@ -56,14 +79,25 @@ def test_query_data_ids_and_records_csv(repo):
 
 
 def test_where_syntax_error_shows_caret_and_exit_1(repo):
-    result = _run("query-datasets", repo, "img", "--collections", "r1", "--where", "visit = = 2", ok=False)
+    result = _run(
+        "query-datasets", repo, "img", "--collections", "r1", "--where", "visit = = 2", ok=False
+    )
     assert result.exit_code == 1
     assert "^" in result.output and "Traceback" not in result.output
 
 
 def test_injection_through_where_is_data(repo):
-    result = _run("query-datasets", repo, "img", "--collections", "r1", "--where",
-                  "detector.full_name = 'x'' OR 1=1 --'", "--format", "json")
+    result = _run(
+        "query-datasets",
+        repo,
+        "img",
+        "--collections",
+        "r1",
+        "--where",
+        "detector.full_name = 'x'' OR 1=1 --'",
+        "--format",
+        "json",
+    )
     assert json.loads(result.output) == []
     assert len(Butler(repo).query_datasets("img", collections="r1")) == 8
 
@@ -85,9 +119,20 @@ def test_ingest_files_and_retrieve(repo, tmp_path):
     for d in range(2):
         np.save(tmp_path / f"f{d}.npy", np.full((3, 3), d, np.float32))
     table = tmp_path / "files.csv"
-    table.write_text("file,visit,detector\n" + "".join(f"{tmp_path}/f{d}.npy,1,{d}\n" for d in range(2)))
-    _run("ingest-files", repo, "img", "ingested", str(table), "--data-id", "instrument=Cam",
-         "--formatter", "butler.datastore.formatters.NpyFormatter")
+    table.write_text(
+        "file,visit,detector\n" + "".join(f"{tmp_path}/f{d}.npy,1,{d}\n" for d in range(2))
+    )
+    _run(
+        "ingest-files",
+        repo,
+        "img",
+        "ingested",
+        str(table),
+        "--data-id",
+        "instrument=Cam",
+        "--formatter",
+        "butler.datastore.formatters.NpyFormatter",
+    )
     data = Butler(repo).get("img", instrument="Cam", visit=1, detector=1, collections="ingested")
     assert data[0, 0] == 1
     _run("retrieve-artifacts", repo, str(tmp_path / "out"), "--collections", "ingested")
@@ -97,14 +142,28 @@ def test_ingest_files_and_retrieve(repo, tmp_path):
 def test_ingest_files_bad_row_names_line(repo, tmp_path):
     table = tmp_path / "bad.csv"
     table.write_text(f"file,visit\n{tmp_path}/x.npy,1\n")
-    result = _run("ingest-files", repo, "img", "ingested", str(table), "--data-id", "instrument=Cam", ok=False)
+    result = _run(
+        "ingest-files", repo, "img", "ingested", str(table), "--data-id", "instrument=Cam", ok=False
+    )
     assert result.exit_code == 1 and "bad.csv:2" in result.output and "detector" in result.output
 
 
 def test_console_script(tmp_path):
-    exe = shutil.which("butler") or str(__import__("pathlib").Path(__import__("sys").executable).parent / "butler")
-    out = subprocess.run([exe, "create", str(tmp_path / "r")], capture_output=True, text=True, timeout=60)
+    exe = shutil.which("butler") or str(
+        __import__("pathlib").Path(__import__("sys").executable).parent / "butler"
+    )
+    out = subprocess.run(
+        [exe, "create", str(tmp_path / "r")], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
-    out = subprocess.run([exe, "query-collections", str(tmp_path / "missing")], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 1 and "no butler repository" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run(
+        [exe, "query-collections", str(tmp_path / "missing")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        out.returncode == 1
+        and "no butler repository" in out.stderr
+        and "Traceback" not in out.stderr
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import sqlalchemy as sa
 
@@ -69,3 +71,20 @@ def test_open_missing_and_create_twice(tmp_path):
     SqlRegistry.create(url, DimensionUniverse.default()).close()
     with pytest.raises(ConflictingDefinitionError):
         SqlRegistry.create(url, DimensionUniverse.default())
+
+
+def test_transactions_are_per_thread(tmp_path):
+    registry = SqlRegistry.create(f"sqlite:///{tmp_path}/r.sqlite3", DimensionUniverse.default())
+    seen = []
+    with registry.transaction():
+        registry.register_run("pending")
+
+        def read():
+            seen.append([name for name, _ in registry.query_collections()])
+
+        thread = threading.Thread(target=read)
+        thread.start()
+        thread.join()
+        assert [name for name, _ in registry.query_collections()] == ["pending"]
+    assert seen == [[]]  # the other thread did not see the uncommitted run
+    assert [name for name, _ in registry.query_collections()] == ["pending"]

@@ -28,11 +28,16 @@ def repo(tmp_path):
     Butler.create(root)
     butler = Butler(root, run="raw/all")
     reg = butler.registry
-    reg.insert_dimension_records("instrument", [{"name": "Sim", "detector_max": 9, "visit_max": 99}])
-    reg.insert_dimension_records("band", [{"name": "r"}])
-    reg.insert_dimension_records("physical_filter", [{"instrument": "Sim", "name": "r_sim", "band": "r"}])
     reg.insert_dimension_records(
-        "detector", [{"instrument": "Sim", "id": d, "full_name": f"D{d}"} for d in range(N_DETECTORS)]
+        "instrument", [{"name": "Sim", "detector_max": 9, "visit_max": 99}]
+    )
+    reg.insert_dimension_records("band", [{"name": "r"}])
+    reg.insert_dimension_records(
+        "physical_filter", [{"instrument": "Sim", "name": "r_sim", "band": "r"}]
+    )
+    reg.insert_dimension_records(
+        "detector",
+        [{"instrument": "Sim", "id": d, "full_name": f"D{d}"} for d in range(N_DETECTORS)],
     )
     reg.insert_dimension_records(
         "visit",
@@ -48,7 +53,13 @@ def repo(tmp_path):
         for d in range(N_DETECTORS):
             if (v, d) == (2, 3):
                 continue  # one missing raw
-            butler.put(np.full((4, 4), v * 10 + d, dtype=np.float32), "raw", instrument="Sim", visit=v, detector=d)
+            butler.put(
+                np.full((4, 4), v * 10 + d, dtype=np.float32),
+                "raw",
+                instrument="Sim",
+                visit=v,
+                detector=d,
+            )
     return root
 
 
@@ -87,11 +98,17 @@ def test_build_counts_and_edges(repo):
 def test_where_and_empty_graph(repo):
     butler = Butler(repo)
     qg = build_quantum_graph(
-        butler, _graph(), input_collections=["raw/all"], output_run="o", where="visit = 1 AND detector IN (0..2)"
+        butler,
+        _graph(),
+        input_collections=["raw/all"],
+        output_run="o",
+        where="visit = 1 AND detector IN (0..2)",
     )
     assert qg.count("a") == 3 and qg.count("c") == 1
     with pytest.raises(EmptyGraphError, match="selects no data IDs"):
-        build_quantum_graph(butler, _graph(), input_collections=["raw/all"], output_run="o", where="visit = 42")
+        build_quantum_graph(
+            butler, _graph(), input_collections=["raw/all"], output_run="o", where="visit = 42"
+        )
 
 
 def test_save_load_roundtrip_and_partial(repo, tmp_path):
@@ -136,15 +153,25 @@ def test_skip_existing_in(repo):
     )
     qg = build_quantum_graph(butler, _graph(), input_collections=["raw/all"], output_run="out/1")
     # pretend a(visit=0, detector=0) finished: register its output and metadata
-    quantum = next(q for q in qg.iter_quanta("a") if q.data_id["visit"] == 0 and q.data_id["detector"] == 0)
+    quantum = next(
+        q for q in qg.iter_quanta("a") if q.data_id["visit"] == 0 and q.data_id["detector"] == 0
+    )
     for ref in quantum.all_outputs():
         butler.registry.register_dataset_type(ref.dataset_type)
     butler.put(np.zeros((4, 4), np.float32), quantum.outputs["out"][0])
     butler.put(TaskMetadata(), quantum.metadata_ref)
     qg2 = build_quantum_graph(
-        butler, _graph(), input_collections=["raw/all"], output_run="out/1", skip_existing_in=["out/1"]
+        butler,
+        _graph(),
+        input_collections=["raw/all"],
+        output_run="out/1",
+        skip_existing_in=["out/1"],
     )
     assert qg2.count("a") == qg.count("a") - 1
     assert qg2.count("b") == qg.count("b")
-    b_node = next(n for n in qg2.node_ids("b") if qg2.data_id(n)["visit"] == 0 and qg2.data_id(n)["detector"] == 0)
+    b_node = next(
+        n
+        for n in qg2.node_ids("b")
+        if qg2.data_id(n)["visit"] == 0 and qg2.data_id(n)["detector"] == 0
+    )
     assert qg2.predecessors(b_node) == []  # its input now comes from the butler
