@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 from scipy import ndimage
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 #: The LSST default mask planes and their bit numbers, used when no mapping is given.
 DEFAULT_MASK_PLANES: dict[str, int] = {
@@ -172,3 +174,39 @@ def cutout_indices(
     ix = np.asarray(xc, dtype=np.int64)[:, None, None] + d[None, None, :]
     inside = (iy >= 0) & (iy < shape[0]) & (ix >= 0) & (ix < shape[1])
     return np.clip(iy, 0, shape[0] - 1), np.clip(ix, 0, shape[1] - 1), inside
+
+
+def connected_components_8(y: np.ndarray, x: np.ndarray, width: int) -> tuple[int, np.ndarray]:
+    """8-connected components of a list of distinct pixels.
+
+    Cost grows with the number of pixels, not the image size.  Components are numbered
+    0.. in raster order of their first pixel (as ``scipy.ndimage.label`` numbers 1..).
+
+    Returns
+    -------
+    n : int
+        Number of components.
+    labels : ndarray
+        Component index of each input pixel.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    x = np.asarray(x, dtype=np.int64)
+    if y.size == 0:
+        return 0, np.zeros(0, np.int64)
+    flat = y * width + x
+    order = np.argsort(flat, kind="stable")
+    sflat = flat[order]
+    sx = x[order]
+    rows, cols = [], []
+    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
+        target = sflat + dy * width + dx
+        pos = np.clip(np.searchsorted(sflat, target), 0, sflat.size - 1)
+        hit = (sflat[pos] == target) & (sx + dx >= 0) & (sx + dx < width)
+        rows.append(np.nonzero(hit)[0])
+        cols.append(pos[hit])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(sflat.size, sflat.size))
+    n, lab_sorted = connected_components(graph, directed=False)
+    labels = np.empty_like(lab_sorted)
+    labels[order] = lab_sorted
+    return int(n), labels

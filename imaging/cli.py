@@ -108,6 +108,13 @@ def ingest_refcat_command(repo: str, name: str, catalog: str, output_run: str) -
 )
 @click.option("--dec", type=float, default=2.0, show_default=True, help="Boresight Dec (deg).")
 @click.option(
+    "--star-density",
+    type=float,
+    default=20000.0,
+    show_default=True,
+    help="Stars per square degree (rich by default, so small detectors get PSF stars).",
+)
+@click.option(
     "--png",
     "png_path",
     default=None,
@@ -126,11 +133,13 @@ def simulate_command(
     seed: int,
     ra: float,
     dec: float,
+    star_density: float,
     png_path: str | None,
     keep_inputs: str | None,
 ) -> None:
     """Simulate a camera's observations with truth and ingest them into REPO (created if needed)."""
     from .sim import (
+        SkyModel,
         Visit,
         make_camera,
         render_detector_png,
@@ -157,7 +166,8 @@ def simulate_command(
     ]
     staging = Path(keep_inputs) if keep_inputs else Path(tempfile.mkdtemp(prefix="sim-", dir=repo))
     try:
-        raws = write_simulated_observations(staging, camera, visits, seed=seed)
+        sky = SkyModel(star_density=star_density)
+        raws = write_simulated_observations(staging, camera, visits, seed=seed, sky=sky)
         register_instrument(butler, Camera.from_yaml(staging / "camera.yaml"))
         refs = ingest_raws(butler, raws, transfer="copy")
         shards = ingest_refcat(butler, DEFAULT_REFCAT, staging / "refcat.fits")
@@ -175,6 +185,6 @@ def simulate_command(
         f"truth in {truth_dir}"
     )
     if png_path:
-        sim = simulate_detector(camera, visits[0], camera.detectors[0].id, seed=seed)
+        sim = simulate_detector(camera, visits[0], camera.detectors[0].id, seed=seed, sky=sky)
         render_detector_png(sim, png_path)
         click.echo(f"Wrote {png_path}")

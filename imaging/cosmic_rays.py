@@ -30,11 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from ._algorithm_errors import TooManyCosmicRaysError
-from ._convolve import bitmask, plane_map
+from ._convolve import bitmask, connected_components_8, plane_map
 
 __all__ = ["CosmicRayConfig", "CosmicRayResult", "find_cosmic_rays", "interpolate_pixels"]
 
@@ -251,7 +249,7 @@ def find_cosmic_rays(
     # Condition 1: drop faint groups (restore their values).
     n_cr = 0
     if fy.size:
-        n_cr, fl = _components(fy, fx, w)
+        n_cr, fl = connected_components_8(fy, fx, w)
         excess = np.bincount(fl, weights=(original[fy, fx] - bkg), minlength=n_cr)
         faint = excess[fl] < config.min_dn
         flagged[fy[faint], fx[faint]] = False
@@ -265,7 +263,7 @@ def find_cosmic_rays(
             if add_y.size == 0:
                 break
             fy, fx = np.concatenate([fy, add_y]), np.concatenate([fx, add_x])
-        n_cr = _components(fy, fx, w)[0] if fy.size else 0
+        n_cr = connected_components_8(fy, fx, w)[0] if fy.size else 0
 
     cy, cx = fy, fx
     if cr_bit:
@@ -277,26 +275,6 @@ def find_cosmic_rays(
     _log.info("Identified %d cosmic rays.", n_cr)
     return CosmicRayResult(n_cosmic_rays=int(n_cr), y=cy, x=cx, background=bkg,
                            interpolated=not keep_crs)
-
-
-def _components(y: np.ndarray, x: np.ndarray, width: int) -> tuple[int, np.ndarray]:
-    """8-connected components of a pixel list: (count, component index per pixel)."""
-    flat = y.astype(np.int64) * width + x
-    order = np.argsort(flat)
-    sflat = flat[order]
-    rows, cols = [], []
-    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
-        target = sflat + dy * width + dx
-        pos = np.clip(np.searchsorted(sflat, target), 0, sflat.size - 1)
-        hit = (sflat[pos] == target) & (x[order] + dx >= 0) & (x[order] + dx < width)
-        rows.append(np.nonzero(hit)[0])
-        cols.append(pos[hit])
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(r.size), (r, c)), shape=(sflat.size, sflat.size))
-    n, lab_sorted = connected_components(graph, directed=False)
-    labels = np.empty_like(lab_sorted)
-    labels[order] = lab_sorted
-    return int(n), labels
 
 
 def interpolate_pixels(

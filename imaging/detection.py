@@ -31,7 +31,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-from ._convolve import bitmask, clipped_stats, kernel_size_for_sigma, plane_map, smooth_gaussian
+from ._convolve import (
+    bitmask,
+    clipped_stats,
+    connected_components_8,
+    kernel_size_for_sigma,
+    plane_map,
+    smooth_gaussian,
+)
 from .background import BackgroundConfig, BackgroundModel, subtract_background
 
 __all__ = [
@@ -195,88 +202,101 @@ def _diamond(radius: int) -> np.ndarray:
     return (d[:, None] + d[None, :]) <= radius
 
 
-def _grow(kept: np.ndarray, lab: np.ndarray, ids: np.ndarray, n_grow: int) -> np.ndarray:
+def _boxes(y: np.ndarray, x: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
+    """(n, 4) inclusive boxes (y0, y1, x0, x1) of labelled pixel lists."""
+    box = np.empty((n, 4), np.int64)
+    box[:, 0] = box[:, 2] = np.iinfo(np.int64).max
+    box[:, 1] = box[:, 3] = -1
+    np.minimum.at(box[:, 0], lab, y)
+    np.maximum.at(box[:, 1], lab, y)
+    np.minimum.at(box[:, 2], lab, x)
+    np.maximum.at(box[:, 3], lab, x)
+    return box
+
+
+def _grow(kept: np.ndarray, boxes: np.ndarray, n_grow: int) -> np.ndarray:
     """Dilate the kept footprints by a Manhattan radius, working box by box."""
     out = kept.copy()
-    if n_grow <= 0 or ids.size == 0:
+    if n_grow <= 0 or boxes.size == 0:
         return out
     h, w = kept.shape
     struct = _diamond(n_grow)
-    slices = ndimage.find_objects(lab)
     # Dilate each kept object's padded box; boxes may overlap, and OR-ing is exact.
-    for i in ids:
-        sl = slices[i - 1]
-        y0, y1 = max(sl[0].start - n_grow, 0), min(sl[0].stop + n_grow, h)
-        x0, x1 = max(sl[1].start - n_grow, 0), min(sl[1].stop + n_grow, w)
+    for y0, y1, x0, x1 in boxes:
+        y0, y1 = max(y0 - n_grow, 0), min(y1 + 1 + n_grow, h)
+        x0, x1 = max(x0 - n_grow, 0), min(x1 + 1 + n_grow, w)
         out[y0:y1, x0:x1] |= ndimage.binary_dilation(kept[y0:y1, x0:x1], structure=struct)
     return out
 
 
-def _threshold(
-    smoothed: np.ndarray, half: int, level: float, include: float, min_pixels: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Label pixels ≥ level (8-connected) and keep the labels whose peak passes."""
-    h, w = smoothed.shape
-    mid = (slice(half, h - half), slice(half, w - half))
-    above = np.zeros(smoothed.shape, bool)
-    above[mid] = smoothed[mid] >= level
-    lab, n = ndimage.label(above, structure=np.ones((3, 3), bool))
-    ay, ax = np.nonzero(above)
-    al = lab[ay, ax]
-    av = smoothed[ay, ax]
-    maxima = np.full(n + 1, -np.inf)
-    np.maximum.at(maxima, al, av)
-    areas = np.bincount(al, minlength=n + 1)
-    keep = (maxima >= level * include) & (areas >= min_pixels)
-    keep[0] = False
-    sel = keep[al]
-    ay, ax, av = ay[sel], ax[sel], av[sel]
-    kept = np.zeros(smoothed.shape, bool)
-    kept[ay, ax] = True
-    return lab, np.nonzero(keep)[0], kept, (ay, ax, av)
-
-
 def _find_footprints(
     smoothed: np.ndarray, half: int, level: float, include: float, min_pixels: int,
-    n_grow: int, threshold_value: float, *, with_peaks: bool = True,
+    n_grow: int, threshold_value: float, *, with_peaks: bool = True, sign: float = 1.0,
 ) -> tuple[list[Footprint], np.ndarray]:
-    lab, ids, kept, (ay, ax, av) = _threshold(smoothed, half, level, include, min_pixels)
-    grown = _grow(kept, lab, ids, n_grow)
-    del lab
-    glab, ng = ndimage.label(grown, structure=np.ones((3, 3), bool))
-    glab = glab.astype(np.int32, copy=False)
-    if not with_peaks or ng == 0:
-        return [], glab
+    """Threshold, keep, grow and label; works on pixel lists (cost ~ detected pixels).
+
+    ``sign=-1`` finds negative footprints (values are then ``-smoothed``).
+    """
+    h, w = smoothed.shape
+    mid = (slice(half, h - half), slice(half, w - half))
+    above = smoothed[mid] >= level if sign > 0 else smoothed[mid] <= -level
+    ay, ax = np.nonzero(above)
+    del above
+    ay += half
+    ax += half
+    n, al = connected_components_8(ay, ax, w)
+    labels_img = np.zeros(smoothed.shape, np.int32)
+    if n == 0:
+        return [], labels_img
+    av = sign * smoothed[ay, ax]
+    maxima = np.full(n, -np.inf)
+    np.maximum.at(maxima, al, av)
+    areas = np.bincount(al, minlength=n)
+    keep = (maxima >= level * include) & (areas >= min_pixels)
+    sel = keep[al]
+    ay, ax, av, al = ay[sel], ax[sel], av[sel], al[sel]
+    if ay.size == 0:
+        return [], labels_img
+    kept = np.zeros(smoothed.shape, bool)
+    kept[ay, ax] = True
+    remap = np.cumsum(keep) - 1
+    grown = _grow(kept, _boxes(ay, ax, remap[al], int(keep.sum())), n_grow)
+    gy, gx = np.nonzero(grown)
+    del grown
+    ng, gl = connected_components_8(gy, gx, w)
+    labels_img[gy, gx] = gl + 1
+    if not with_peaks:
+        return [], labels_img
     # Peaks: 3x3 local maxima of the smoothed image inside the kept footprints, with a
     # 1-pixel margin from the image edge.
-    h, w = smoothed.shape
     inner = (ay > 0) & (ay < h - 1) & (ax > 0) & (ax < w - 1)
     ay, ax, av = ay[inner], ax[inner], av[inner]
     is_peak = np.ones(ay.size, bool)
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             if dy or dx:
-                is_peak &= av >= smoothed[ay + dy, ax + dx]
+                is_peak &= av >= sign * smoothed[ay + dy, ax + dx]
     py, px = ay[is_peak], ax[is_peak]
     pv = av[is_peak].astype(np.float64)
-    pl = glab[py, px]
+    pl = labels_img[py, px]
     # Footprints without a local maximum get their brightest pixel as the peak.
     has_peak = np.zeros(ng + 1, bool)
     has_peak[pl] = True
     missing = np.nonzero(~has_peak[1:])[0] + 1
     if missing.size:
-        gl, gv = glab[ay, ax], av
-        o = np.lexsort((-gv, gl))
-        first = o[np.searchsorted(gl[o], missing)]
+        kl = labels_img[ay, ax]
+        o = np.lexsort((-av, kl))
+        first = o[np.searchsorted(kl[o], missing)]
         my, mx = ay[first], ax[first]
         py, px = np.concatenate([py, my]), np.concatenate([px, mx])
-        pv = np.concatenate([pv, smoothed[my, mx]])
+        pv = np.concatenate([pv, sign * smoothed[my, mx]])
         pl = np.concatenate([pl, missing])
     order = np.lexsort((-pv, pl))
     py, px, pv, pl = py[order], px[order], pv[order], pl[order]
     bounds = np.searchsorted(pl, np.arange(1, ng + 2))
     noise = level / threshold_value
-    slices = ndimage.find_objects(glab)
+    gbox = _boxes(gy, gx, gl, ng)
+    garea = np.bincount(gl, minlength=ng)
     footprints = []
     for i in range(ng):
         a, b = bounds[i], bounds[i + 1]
@@ -284,9 +304,11 @@ def _find_footprints(
             x=px[a:b].astype(np.int64), y=py[a:b].astype(np.int64), value=pv[a:b],
             significance=pv[a:b] / noise,
         )
-        area = int(np.count_nonzero(glab[slices[i]] == i + 1))
-        footprints.append(Footprint(id=i + 1, slices=slices[i], area=area, peaks=peaks))
-    return footprints, glab
+        y0, y1, x0, x1 = gbox[i]
+        footprints.append(Footprint(id=i + 1, slices=(slice(int(y0), int(y1) + 1),
+                                                      slice(int(x0), int(x1) + 1)),
+                                    area=int(garea[i]), peaks=peaks))
+    return footprints, labels_img
 
 
 def detect_sources(
@@ -376,8 +398,8 @@ def detect_sources(
     neg_labels = None
     if config.re_estimate_background or config.polarity in ("negative", "both"):
         neg_fps, neg_labels = _find_footprints(
-            -smoothed, half, level, config.include_threshold_multiplier, config.min_pixels,
-            n_grow, tvalue, with_peaks=config.polarity in ("negative", "both"),
+            smoothed, half, level, config.include_threshold_multiplier, config.min_pixels,
+            n_grow, tvalue, with_peaks=config.polarity in ("negative", "both"), sign=-1.0,
         )
         neg_fps = [Footprint(f.id, f.slices, f.area, f.peaks, True) for f in neg_fps]
         if neg_bit:

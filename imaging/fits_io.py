@@ -46,6 +46,7 @@ from .psf import Psf
 
 __all__ = [
     "RESERVED_KEYWORDS",
+    "exposure_to_fits_bytes",
     "read_exposure_fits",
     "wcs_from_header",
     "wcs_to_header",

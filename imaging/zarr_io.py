@@ -20,7 +20,10 @@ matrices) next to its header text, so the round trip is exact. `read_exposure_za
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -128,13 +131,23 @@ def write_exposure_zarr(
     overwrite : `bool`
         Replace an existing group.
 
+    Notes
+    -----
+    A local path is written to a temporary sibling directory and renamed into place, so readers
+    never see a half-written group; other stores are written in place.
+
     Returns
     -------
     group : `zarr.Group`
         The written group.
     """
-    if isinstance(store_or_path, os.PathLike):
-        store_or_path = os.fspath(store_or_path)
+    final: Path | None = None
+    if isinstance(store_or_path, str | os.PathLike) and "://" not in os.fspath(store_or_path):
+        # A local directory is written under a temporary name, then renamed into place.
+        final = Path(store_or_path)
+        if final.exists() and not overwrite:
+            raise FileExistsError(f"Exposure zarr group {final} already exists")
+        store_or_path = os.fspath(final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex}"))
     group = zarr.open_group(store_or_path, mode="w" if overwrite else "w-", zarr_format=3)
     shape = exposure.image.shape
     chunk_shape = (max(1, min(chunks[0], shape[0])), max(1, min(chunks[1], shape[1])))
@@ -163,6 +176,11 @@ def write_exposure_zarr(
         "zero_point": exposure.zero_point,
         "metadata": _header_to_list(exposure.metadata),
     }
+    if final is not None:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(store_or_path, final)
+        group = zarr.open_group(os.fspath(final), mode="r")
     return group
 
 

@@ -67,13 +67,11 @@ class DatasetsMixin:
         connection: sa.Connection,
         refs: Sequence[DatasetRef],
         infos: Mapping[uuid.UUID, StoredFileInfo],
-        on_conflict: str,
     ) -> dict[tuple[str, ...], _Batch]:
         """Validate refs and build one batch of row tuples per set of dimensions."""
         collections = self._collections(connection)
         keys: dict[tuple[str, str], tuple[int, int, tuple[str, ...], str]] = {}
         batches: dict[tuple[str, ...], _Batch] = {}
-        seen: dict[tuple[int, int, str], DatasetRef] = {}
         for ref in refs:
             pair = (ref.dataset_type.name, ref.run)
             entry = keys.get(pair)
@@ -85,12 +83,6 @@ class DatasetsMixin:
             type_id, run_id, dims, template = entry
             values = ref.data_id.values_tuple
             data_id = template.format(*values)
-            other = seen.setdefault((type_id, run_id, data_id), ref)
-            if other is not ref and (other.id != ref.id or on_conflict == "raise"):
-                raise DuplicateDatasetError(
-                    f"dataset {ref.dataset_type.name} {ref.data_id} is given twice for run "
-                    f"{ref.run!r} (ids {other.id} and {ref.id})"
-                )
             info = infos.get(ref.id) if infos else None
             if info is None:
                 tail: tuple[Any, ...] = (None, None, None, None)
@@ -171,7 +163,7 @@ class DatasetsMixin:
         if not refs and not info_by_id:
             return 0
         with self.transaction() as connection:
-            batches = self._prepare_rows(connection, refs, info_by_id, on_conflict)
+            batches = self._prepare_rows(connection, refs, info_by_id)
             count = 0
             try:
                 with self.transaction():
@@ -180,6 +172,8 @@ class DatasetsMixin:
                             connection, batch, ignore=on_conflict == "ignore"
                         )
             except sa.exc.IntegrityError as err:
+                # Diagnose only on failure, to keep the common path fast.
+                self._check_batch_duplicates(refs, on_conflict)
                 self._explain_conflict(connection, batches, refs)
                 raise DuplicateDatasetError(f"could not insert datasets: {err.orig}") from err
         return count
@@ -212,6 +206,18 @@ class DatasetsMixin:
                 str(compiled), [dict(zip(names, row, strict=True)) for row in rows]
             )
         return len(rows) if not ignore else result.rowcount
+
+    @staticmethod
+    def _check_batch_duplicates(refs: Sequence[DatasetRef], on_conflict: str) -> None:
+        """Raise a `DuplicateDatasetError` if ``refs`` hold two datasets for one data ID."""
+        seen: dict[tuple[str, str, DataCoordinate], DatasetRef] = {}
+        for ref in refs:
+            other = seen.setdefault((ref.dataset_type.name, ref.run, ref.data_id), ref)
+            if other is not ref and (other.id != ref.id or on_conflict == "raise"):
+                raise DuplicateDatasetError(
+                    f"dataset {ref.dataset_type.name} {ref.data_id} is given twice for run "
+                    f"{ref.run!r} (ids {other.id} and {ref.id})"
+                )
 
     def _explain_conflict(
         self: SqlRegistry,

@@ -76,6 +76,7 @@ def _make_engine(db_url: str) -> sa.Engine:
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache, allocated as used
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")

@@ -121,7 +121,7 @@ class SimOptions:
         Draw galaxies.
     """
 
-    cr_rate: float = 0.05
+    cr_rate: float = 1.0
     cr_threshold: float = 3.0
     n_bad_columns: int = 2
     sky_gradient: float = 0.05

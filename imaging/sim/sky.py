@@ -131,7 +131,7 @@ def _star_tile(
     gmag = _power_law_mags(rng, n, sky.star_mag_range, sky.star_count_slope)
     pos_err = 0.02 * 10 ** (0.2 * (gmag - 15.0))  # mas, Gaia-like
     table = Table()
-    table["id"] = (np.int64(iband) * 10_000 + ira) * _MAX_PER_TILE + np.arange(n, dtype=np.int64)
+    table["id"] = (np.int64(iband) * 100_000 + ira) * _MAX_PER_TILE + np.arange(n, dtype=np.int64)
     table["ra"] = ra
     table["dec"] = dec
     table["ra_err"] = pos_err.astype(np.float32)
@@ -156,7 +156,7 @@ def _galaxy_tile(
     n = ra.size
     mag = _power_law_mags(rng, n, sky.galaxy_mag_range, 0.35)
     table = Table()
-    table["id"] = -((np.int64(iband) * 10_000 + ira) * _MAX_PER_TILE + np.arange(n) + 1)
+    table["id"] = -((np.int64(iband) * 100_000 + ira) * _MAX_PER_TILE + np.arange(n) + 1)
     table["ra"] = ra
     table["dec"] = dec
     table["mag"] = mag

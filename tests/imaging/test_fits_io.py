@@ -110,3 +110,14 @@ def test_bad_headers_name_file_and_keyword(tmp_path):
         read_exposure_fits(tmp_path / "maskbit.fits")
     with pytest.raises(FileNotFoundError):
         read_exposure_fits(tmp_path / "missing.fits")
+
+
+def test_bare_exposure_round_trip(tmp_path):
+    from imaging.exposure import Exposure
+
+    exp = Exposure(np.arange(12, dtype=np.float32).reshape(3, 4), xy0=(-5, 7))
+    write_exposure_fits(exp, tmp_path / "bare.fits")
+    back = read_exposure_fits(tmp_path / "bare.fits")
+    assert back.xy0 == (-5, 7) and np.array_equal(back.image, exp.image)
+    assert back.wcs is None and back.psf is None and back.visit is None and back.detector is None
+    assert back.zero_point is None and back.mask == exp.mask

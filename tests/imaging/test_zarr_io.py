@@ -53,3 +53,18 @@ def test_missing_pieces(tmp_path):
     del group["variance"]
     with pytest.raises(ExposureFormatError, match="variance"):
         read_exposure_zarr(path)
+
+
+def test_overwrite_and_memory_store(tmp_path):
+    exp = make_exposure(shape=(40, 30))
+    path = tmp_path / "e.zarr"
+    write_exposure_zarr(exp, path)
+    exp.image += 1
+    write_exposure_zarr(exp, path)  # replaces atomically
+    assert np.array_equal(read_exposure_zarr(path).image, exp.image)
+    assert [p.name for p in tmp_path.iterdir()] == ["e.zarr"]
+    with pytest.raises(FileExistsError):
+        write_exposure_zarr(exp, path, overwrite=False)
+    store = zarr.storage.MemoryStore()
+    write_exposure_zarr(exp, store)
+    assert_exposures_equal(exp, read_exposure_zarr(store), exact_wcs=True)
