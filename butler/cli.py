@@ -30,6 +30,7 @@ from .butler import Butler
 from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
 from .dimensions import DataCoordinate
+from .expressions import UnknownNameError
 from .registry import CollectionType
 
 __all__ = ["main", "print_rows", "butler_errors"]
@@ -280,11 +281,15 @@ def query_datasets(
     names = list(dataset_type) or [d.name for d in butler.registry.query_dataset_types()]
     refs: list[DatasetRef] = []
     for name in names:
-        refs.extend(
-            butler.query_datasets(
+        try:
+            found = butler.query_datasets(
                 name, collections=colls, where=where, bind=_bind(bind), find_first=find_first
             )
-        )
+        except UnknownNameError:
+            if dataset_type:  # asked for by name: the user must hear why it cannot work
+                raise
+            continue  # listing every type: skip those the expression cannot apply to
+        refs.extend(found)
     columns, rows = _ref_rows(refs, with_uri=butler.get_uri if show_uri else None)
     print_rows(columns, rows, fmt=fmt)
 

@@ -143,6 +143,7 @@ def find_cosmic_rays(
     config: CosmicRayConfig | None = None,
     keep_crs: bool = False,
     planes: Mapping[str, int] | None = None,
+    xy0: tuple[int, int] = (0, 0),
 ) -> CosmicRayResult:
     """Find cosmic rays, set the CR plane and optionally interpolate over them.
 
@@ -163,6 +164,8 @@ def find_cosmic_rays(
         If True, only the mask is set and the pixel values are left alone.
     planes : mapping, optional
         ``{plane name: bit number}``; LSST numbering when None.
+    xy0 : tuple of int
+        Parent coordinates of pixel (0, 0) (where the PSF is evaluated).
 
     Returns
     -------
@@ -183,8 +186,8 @@ def find_cosmic_rays(
     bad_bits = bitmask(planes, config.bad_planes)
     if cr_bit:
         mask &= np.uint32(~cr_bit & 0xFFFFFFFF)
-    kernel = psf if isinstance(psf, np.ndarray) else psf.kernel_image((0.5 * (w - 1),
-                                                                       0.5 * (h - 1)))
+    centre = (xy0[0] + 0.5 * (w - 1), xy0[1] + 0.5 * (h - 1))
+    kernel = psf if isinstance(psf, np.ndarray) else psf.kernel_image(centre)
     thres = _psf_thresholds(kernel, config.cond3_fac2)
 
     finite = np.isfinite(image)

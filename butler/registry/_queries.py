@@ -172,9 +172,13 @@ class QueryBuilder:
 
     def known_names(self) -> list[str]:
         """Return the identifiers a ``where`` expression may use (for suggestions)."""
-        names = list(self.universe.dimension_names)
+        reachable = set(self.values) | set(self.implied_values)
+        for name in list(reachable):
+            reachable.update(self.universe.dimension(name).implies)
+        names = sorted(reachable)
         for name, columns in self.schema.elements.items():
-            names.extend(f"{name}.{c}" for c in columns.all)
+            if all(dim in reachable for dim, _ in columns.dimensions):
+                names.extend(f"{name}.{c}" for c in columns.all)
         return names
 
     def constrain(
