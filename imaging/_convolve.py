@@ -4,7 +4,9 @@
 * mask-plane arithmetic on plain ``uint32`` arrays and a ``{plane: bit}`` mapping;
 * sigma-clipped statistics (afw ``MEANCLIP``/``STDEVCLIP``: start at the median with an
   IQR width, then iterate ``n_iter`` times at ``n_sigma``);
-* batched cutouts (``(N, S, S)`` stacks) and batched Lanczos-3 sub-pixel shifts.
+* batched cutouts (``(N, S, S)`` stacks) and batched Lanczos-3 sub-pixel shifts;
+* 8-connected components of a *list* of pixels (sparse graph), whose cost grows with the
+  number of pixels rather than the image size.
 
 No state is kept between calls.
 """

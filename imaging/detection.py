@@ -373,9 +373,11 @@ def detect_sources(
         mask[:, :half] |= e
         mask[:, w - half:] |= e
 
-    # Clipped stdev of the smoothed middle, on every other pixel in each direction.
+    # Clipped stdev of the smoothed middle, on a regular sample of ~1e6 pixels (the
+    # statistic is then known to ~0.1%, far below the threshold's own uncertainty).
     stats_bits = bitmask(planes, config.stats_planes)
-    mid = (slice(half, h - half, 2), slice(half, w - half, 2))
+    step = max(1, int(np.sqrt(h * w / 1.0e6)))
+    mid = (slice(half, h - half, step), slice(half, w - half, step))
     sample = smoothed[mid]
     if stats_bits:
         sample = sample[(mask[mid] & np.uint32(stats_bits)) == 0]
