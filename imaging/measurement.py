@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Table, vstack
 
 from ._convolve import bitmask, cutout_indices, plane_map
 from .detection import Footprint
@@ -58,6 +58,8 @@ class MeasurementConfig:
         Zero other footprints' pixels in each cutout (LSST ``doReplaceWithNoise``).
     bad_centroid_planes : tuple of str
         Planes excluded from the centroid, shape and PSF-flux fits.
+    chunk_size : int
+        Sources measured together (bounds the memory of the cutout stacks).
     """
 
     aperture_radii: tuple[float, ...] = (3.0, 4.5, 6.0, 9.0, 12.0, 17.0)
@@ -67,6 +69,7 @@ class MeasurementConfig:
     shape_tol: float = 1e-4
     mask_other_sources: bool = True
     bad_centroid_planes: tuple[str, ...] = ("BAD", "SAT", "NO_DATA")
+    chunk_size: int = 2000
 
 
 def aperture_column(radius: float) -> str:
@@ -291,6 +294,17 @@ def measure_sources(
     config = config or MeasurementConfig()
     planes = plane_map(planes)
     n = len(footprints)
+    if n > config.chunk_size:
+        # Bound the memory of the (N, S, S) stacks: measure in chunks and stack the tables.
+        parts = []
+        for start in range(0, n, config.chunk_size):
+            stop = min(start + config.chunk_size, n)
+            parts.append(measure_sources(
+                image, mask, variance, footprints[start:stop], psf, labels=labels,
+                config=config, planes=planes, xy0=xy0,
+                ids=None if ids is None else np.asarray(ids)[start:stop],
+            ))
+        return vstack(parts, join_type="exact")
     h, w = image.shape
     max_r = max(config.aperture_radii)
     half = int(math.ceil(max_r)) + 2

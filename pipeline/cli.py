@@ -26,6 +26,7 @@ from butler.registry import CollectionType
 
 from ._errors import PipelineError
 from .config import parseOverrideString
+from .config_check import ConfigMismatchError, check_run_configs, format_differences
 from .graph_builder import EmptyGraphError, build_quantum_graph, collect_existing_types
 from .pipeline import Pipeline
 from .quantum_graph import QuantumGraph
@@ -459,6 +460,11 @@ def run(
         butler, _split(inputs), output, output_run, extend_run
     )
     skip_in = _split(skip_existing_in) + ([run_name] if skip_existing else [])
+    if pipeline is not None and not clobber_outputs:
+        configs = {td.label: td.config for td in pipeline.task_defs()}
+        differences = check_run_configs(butler, run_name, configs)
+        if differences:
+            raise ConfigMismatchError(format_differences(run_name, differences))
     try:
         graph = _make_graph(
             butler,
@@ -533,7 +539,15 @@ def report(repo: str | None, args: tuple[str, ...], full_output_filename: str | 
         raise click.UsageError("usage: pipetask report -b REPO OUTPUT")
     butler = Butler(repo, writeable=False)
     result = make_report(butler, args_list[0])
-    result.print()
+    from rich.console import Console
+
+    Console(width=200).print(result.table())
+    for label, errors in result.errors.items():
+        for error in errors:
+            ids = ", ".join(str(d) for d in error["data_ids"][:10])
+            more = f" (+{len(error['data_ids']) - 10} more)" if len(error["data_ids"]) > 10 else ""
+            click.echo(f"{label}: {len(error['data_ids'])} failed with: {error['error']}")
+            click.echo(f"    data IDs: {ids}{more}")
     if full_output_filename:
         text = result.to_json() if full_output_filename.endswith(".json") else result.to_yaml()
         with open(full_output_filename, "w") as stream:

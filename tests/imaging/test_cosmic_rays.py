@@ -90,3 +90,19 @@ def test_no_crs_on_clean_image():
     mask = s.mask.copy()
     res = find_cosmic_rays(img, mask, s.variance, GaussianPsf(1.6), planes=PLANES)
     assert res.n_cosmic_rays == 0
+
+
+def test_interpolation_restores_a_smooth_image():
+    from imaging.cosmic_rays import interpolate_pixels
+
+    yy, xx = np.mgrid[0:64, 0:64]
+    smooth = (100 + 2.0 * xx + 1.0 * yy).astype(np.float32)
+    img = smooth.copy()
+    ty = np.array([30, 31, 32, 32, 33, 10])
+    tx = np.array([20, 21, 22, 23, 24, 0])
+    img[ty, tx] = 1e4
+    mask = np.zeros(img.shape, np.uint32)
+    mask[31, 20] = 1 << PLANES["BAD"]  # a bad neighbour is not used
+    img[31, 20] = -1e4
+    interpolate_pixels(img, mask, ty, tx, planes=PLANES)
+    np.testing.assert_allclose(img[ty, tx], smooth[ty, tx], atol=2.0)

@@ -111,3 +111,18 @@ def test_negative_polarity_and_invalid_sigma():
     assert ((mask & (1 << PLANES["DETECTED_NEGATIVE"])) != 0).any()
     with pytest.raises(RuntimeError):
         detect_sources(img, mask, None, float("nan"))
+
+
+def test_sparse_components_match_ndimage_label():
+    from scipy import ndimage
+
+    from imaging._convolve import connected_components_8
+
+    rng = np.random.default_rng(4)
+    binary = rng.random((200, 300)) > 0.7
+    lab, n = ndimage.label(binary, structure=np.ones((3, 3), bool))
+    yy, xx = np.nonzero(binary)
+    m, comp = connected_components_8(yy, xx, binary.shape[1])
+    assert m == n
+    np.testing.assert_array_equal(comp + 1, lab[yy, xx])  # same raster numbering
+    assert connected_components_8(np.zeros(0), np.zeros(0), 10)[0] == 0

@@ -196,3 +196,13 @@ def test_aperture_correction(measured):
     table["calib_psf_used"] = False
     with pytest.raises(ApertureCorrectionError, match="only 0 sources, but require at least 2"):
         measure_ap_corr(table, (0, 0, 767, 767))
+
+
+def test_chunked_measurement_matches(measured):
+    s, img, det, table = measured
+    cfg = MeasurementConfig(chunk_size=17)
+    chunked = measure_sources(img, s.mask, s.variance, det.footprints, GaussianPsf(2.0),
+                              labels=det.labels, planes=PLANES, config=cfg)
+    assert chunked.colnames == table.colnames
+    for col in ("id", "base_SdssCentroid_x", "base_PsfFlux_instFlux", "base_SdssShape_xx"):
+        np.testing.assert_array_equal(chunked[col], table[col])
