@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m butler.demo demo_repo
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh demo_repo
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -1,6 +1,7 @@
 """Low-level pixel helpers shared by the characterisation algorithms.
 
-* separable Gaussian smoothing (``scipy.ndimage.correlate1d`` twice, float32);
+* separable Gaussian smoothing (``scipy.ndimage.correlate1d`` along x, cache-blocked
+  symmetric tap sums along y; float32);
 * mask-plane arithmetic on plain ``uint32`` arrays and a ``{plane: bit}`` mapping;
 * sigma-clipped statistics (afw ``MEANCLIP``/``STDEVCLIP``: start at the median with an
   IQR width, then iterate ``n_iter`` times at ``n_sigma``);
@@ -72,28 +73,51 @@ def gaussian_kernel_1d(sigma: float, size: int) -> np.ndarray:
     return k / k.sum()
 
 
-def smooth_gaussian(image: np.ndarray, sigma: float, size: int) -> np.ndarray:
+def smooth_gaussian(
+    image: np.ndarray, sigma: float, size: int, *, mask: np.ndarray | None = None,
+    zero_bits: int = 0,
+) -> np.ndarray:
     """Convolve with a separable Gaussian; the border of width size//2 is not valid.
 
     Returns a float32 array of the same shape; pixels closer than ``size//2`` to the edge
-    are computed with zero padding and should be treated as EDGE.
+    are computed with zero padding and should be treated as EDGE.  Pixels of ``mask``
+    carrying any of ``zero_bits`` enter the convolution as zeros (the image is not
+    changed).
     """
     k = gaussian_kernel_1d(sigma, size).astype(np.float32)
-    tmp = ndimage.correlate1d(np.asarray(image, dtype=np.float32), k, axis=1, mode="constant")
-    # The pass along axis 0 is done in row blocks that fit in cache (2-3x faster than one
-    # call on a 4k image); each block carries `half` extra rows so the result is exact.
-    out = np.empty_like(tmp)
     half = size // 2
-    n = tmp.shape[0]
+    n, w = image.shape
+    image = np.asarray(image, dtype=np.float32)
+    out = np.empty((n, w), np.float32)
+    # Row blocks that stay in cache: the pass along x (scipy, contiguous rows) fills a
+    # small buffer holding the block plus `half` rows each side (zeros beyond the image);
+    # the pass along y is then a sum of symmetric taps on that buffer, 5x faster than
+    # correlate1d along axis 0, which strides through memory.  No full-size temporary.
+    rows = np.empty((_BLOCK_ROWS + 2 * half, w), np.float32)
+    buf = np.empty((_BLOCK_ROWS, w), np.float32)
     for r0 in range(0, n, _BLOCK_ROWS):
         r1 = min(r0 + _BLOCK_ROWS, n)
+        m = r1 - r0
         lo, hi = max(r0 - half, 0), min(r1 + half, n)
-        block = ndimage.correlate1d(tmp[lo:hi], k, axis=0, mode="constant")
-        out[r0:r1] = block[r0 - lo:r1 - lo]
+        pad = rows[:m + 2 * half]
+        pad[:lo - (r0 - half)] = 0
+        pad[hi - (r0 - half):] = 0
+        src = image[lo:hi]
+        if zero_bits and mask is not None:
+            src = np.where((mask[lo:hi] & np.uint32(zero_bits)) != 0, np.float32(0), src)
+        ndimage.correlate1d(src, k, axis=1, mode="constant",
+                            output=pad[lo - (r0 - half):hi - (r0 - half)])
+        o = out[r0:r1]
+        b = buf[:m]
+        np.multiply(pad[half:half + m], k[half], out=o)
+        for j in range(1, half + 1):
+            np.add(pad[half + j:half + j + m], pad[half - j:half - j + m], out=b)
+            b *= k[half + j]
+            o += b
     return out
 
 
-_BLOCK_ROWS = 256
+_BLOCK_ROWS = 64
 
 
 def clipped_stats(

@@ -305,30 +305,41 @@ def _cell_edges(n: int, bin_size: int) -> np.ndarray:
 
 
 def _binned_stats(
-    image: np.ndarray, good: np.ndarray, x_edges: np.ndarray, y_edges: np.ndarray,
-    config: BackgroundConfig,
+    image: np.ndarray, mask: np.ndarray | None, bits: int, x_edges: np.ndarray,
+    y_edges: np.ndarray, config: BackgroundConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Clipped mean and variance of the mean, per cell, vectorised over cells.
+    """Clipped mean and variance of the mean, per cell, vectorised over a row of cells.
 
-    Cells are padded with NaN to the size of the largest one and stacked into an
-    ``(ny, nx, npix)`` array; the start (median, IQR) uses every 4th pixel of a cell.
+    One row of cells at a time (a few MB, so no full-image temporaries): the cells are
+    padded with NaN (also for ignored and non-finite pixels) to the size of the largest
+    one and stacked into an ``(nx, npix)`` array; the start (median, IQR) and the first
+    clipping passes use every 4th pixel of a cell, the last pass every pixel.
     """
     ny, nx = y_edges.size - 1, x_edges.size - 1
     by = int(np.max(np.diff(y_edges)))
     bx = int(np.max(np.diff(x_edges)))
-    stack = np.full((ny, nx, by, bx), np.nan, dtype=np.float32)
     ye = y_edges.astype(int)
     xe = x_edges.astype(int)
-    all_good = bool(good.all())
+    values = np.full((ny, nx), np.nan)
+    variances = np.full((ny, nx), np.nan)
+    stack = np.empty((nx, by, bx), dtype=np.float32)
+    bits32 = np.uint32(bits)
     for j in range(ny):
         strip = image[ye[j]:ye[j + 1]]
-        gstrip = good[ye[j]:ye[j + 1]]
+        bad = ~np.isfinite(strip)
+        if mask is not None and bits:
+            bad |= (mask[ye[j]:ye[j + 1]] & bits32) != 0
+        if bad.any():
+            strip = np.where(bad, np.float32(np.nan), strip)
+        stack.fill(np.nan)
         for i in range(nx):
-            cell = stack[j, i, :ye[j + 1] - ye[j], :xe[i + 1] - xe[i]]
-            cell[...] = strip[:, xe[i]:xe[i + 1]]
-            if not all_good:
-                cell[~gstrip[:, xe[i]:xe[i + 1]]] = np.nan
-    flat = stack.reshape(ny * nx, by * bx)
+            stack[i, :ye[j + 1] - ye[j], :xe[i + 1] - xe[i]] = strip[:, xe[i]:xe[i + 1]]
+        values[j], variances[j] = _clipped_rows(stack.reshape(nx, by * bx), config)
+    return values, variances
+
+
+def _clipped_rows(flat: np.ndarray, config: BackgroundConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Clipped mean and its variance of each row of a NaN-padded ``(n, npix)`` array."""
     sub = np.sort(flat[:, ::4], axis=1)  # NaNs sort last
     nsub = np.isfinite(sub).sum(axis=1)
     rows = np.arange(flat.shape[0])
@@ -339,23 +350,25 @@ def _binned_stats(
 
     centre = quantile(0.5)
     width = 0.741 * (quantile(0.75) - quantile(0.25))
-    var = np.full(flat.shape[0], np.nan)
-    count = np.isfinite(flat).sum(axis=1).astype(np.float64)
+    count = np.count_nonzero(np.isfinite(flat), axis=1).astype(np.float64)
     if config.statistic == "MEDIAN":
         mean = centre
         var = (width**2) / np.maximum(count, 1) * (np.pi / 2)
     else:
         # Clip on the subsample first (cheap), then one final pass over every pixel.
+        # Rejected pixels (and NaNs, whose comparison is False) are zeroed so that plain
+        # float32 pairwise sums do the work (masked `where=` reductions are much slower).
         mean = centre
         with np.errstate(invalid="ignore", divide="ignore"):
             for it in range(config.n_iter_clip):
                 data_it = flat if it == config.n_iter_clip - 1 else sub
                 d = data_it - mean[:, None].astype(np.float32)
                 sel = np.abs(d) < (config.n_sigma_clip * width)[:, None].astype(np.float32)
-                count = sel.sum(axis=1).astype(np.float64)
-                s1 = np.sum(d, axis=1, where=sel, dtype=np.float64)
+                count = np.count_nonzero(sel, axis=1).astype(np.float64)
+                d = np.where(sel, d, np.float32(0))
+                s1 = d.sum(axis=1, dtype=np.float32).astype(np.float64)
                 np.square(d, out=d)
-                s2 = np.sum(d, axis=1, where=sel, dtype=np.float64)
+                s2 = d.sum(axis=1, dtype=np.float32).astype(np.float64)
                 shift = s1 / count
                 new_var = np.maximum(s2 / count - shift**2, 0.0)
                 ok = count >= 2
@@ -363,9 +376,7 @@ def _binned_stats(
                 width = np.where(ok, np.sqrt(new_var), width)
             var = width**2 / count
     empty = nsub == 0
-    mean = np.where(empty, np.nan, mean)
-    var = np.where(empty, np.nan, var)
-    return mean.reshape(ny, nx), var.reshape(ny, nx)
+    return np.where(empty, np.nan, mean), np.where(empty, np.nan, var)
 
 
 def estimate_background(
@@ -415,16 +426,12 @@ def estimate_background(
     config = config or BackgroundConfig()
     image = np.asarray(image, dtype=np.float32)
     h, w = image.shape
-    good = np.isfinite(image)
+    bits = 0
     if mask is not None:
         bits = bitmask(planes, config.ignored_planes) if ignored_bits is None else ignored_bits
-        if bits:
-            good &= (mask & np.uint32(bits)) == 0
-    if not good.any():
-        raise AllPixelsMaskedError("All pixels masked. Cannot estimate background")
     x_edges = _cell_edges(w, config.bin_size)
     y_edges = _cell_edges(h, config.bin_size)
-    values, variances = _binned_stats(image, good, x_edges, y_edges, config)
+    values, variances = _binned_stats(image, mask, bits, x_edges, y_edges, config)
     if not np.isfinite(values).any():
         raise AllPixelsMaskedError("All pixels masked. Cannot estimate background")
     if config.use_approx:
@@ -484,9 +491,17 @@ def subtract_background(
     model = estimate_background(
         image, mask, variance, config=config, planes=planes, ignored_bits=ignored_bits, xy0=xy0
     )
-    bg = model.evaluate()
-    image -= bg.astype(image.dtype, copy=False)
-    smooth = bg[::4, ::4]  # the background is smooth: a 1/16 sample gives its mean/var
+    h, w = model.shape
+    # Evaluate and subtract by row blocks (no full-size background image); the background
+    # is smooth, so a 1/16 sample gives its mean and variance.
+    block = 256
+    sample = []
+    for r0 in range(0, h, block):
+        r1 = min(r0 + block, h)
+        bg = model.evaluate((r1 - r0, w), (model.xy0[0], model.xy0[1] + r0))
+        image[r0:r1] -= bg.astype(image.dtype, copy=False)
+        sample.append(bg[(-r0) % 4::4, ::4])
+    smooth = np.concatenate(sample)
     stats = {"BGMEAN": float(smooth.mean(dtype=np.float64)),
              "BGVAR": float(smooth.var(dtype=np.float64))}
     return model, stats

@@ -186,5 +186,6 @@ def simulate_command(
     )
     if png_path:
         sim = simulate_detector(camera, visits[0], camera.detectors[0].id, seed=seed, sky=sky)
+        Path(png_path).parent.mkdir(parents=True, exist_ok=True)
         render_detector_png(sim, png_path)
         click.echo(f"Wrote {png_path}")

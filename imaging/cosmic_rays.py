@@ -42,6 +42,7 @@ _log = logging.getLogger(__name__)
 # 2 = diagonal).
 _PAIRS = (((-1, 0), (1, 0), 0), ((0, -1), (0, 1), 1), ((1, -1), (-1, 1), 2),
           ((-1, -1), (1, 1), 2))
+_VOID = np.float32(1e30)
 _NEIGHBOURS = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
 
 
@@ -65,6 +66,10 @@ class CosmicRayConfig:
         Passes that extend CRs to contaminated neighbours (``niteration``).
     bad_planes : tuple of str
         Planes whose pixels are never CRs (condition 4).
+    void_planes : tuple of str
+        Planes whose pixels are never used as neighbours (dead columns, no data).
+    extend_sigma : float
+        Noise threshold of the extension passes (LSST: ``min_sigma / 2``).
     """
 
     n_cr_pixel_max: int = 10000
@@ -74,6 +79,8 @@ class CosmicRayConfig:
     cond3_fac2: float = 0.6
     niteration: int = 3
     bad_planes: tuple[str, ...] = ("BAD", "INTRP", "SAT", "NO_DATA")
+    void_planes: tuple[str, ...] = ("BAD", "NO_DATA")
+    extend_sigma: float = 2.5
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -134,6 +141,48 @@ def _is_cr(v, var, yy, xx, thres, min_sigma, fac):
     return ok, est
 
 
+def _candidates(image, mask, var, bkg, void_bits, min_sigma, block=64):
+    """Working copy ``v`` = image − bkg and the interior pixels passing condition 2.
+
+    Unusable pixels (``void_bits`` such as dead columns, NaN) get a huge value in ``v``:
+    any neighbour pair that contains one then fails both tests, so a dead column cannot
+    make its neighbours look sharp (nor can a replaced neighbour cascade sideways).  Works
+    on row blocks that stay in cache.
+    """
+    h, w = image.shape
+    v = np.empty((h, w), np.float32)
+    void = np.uint32(void_bits)
+    for r0 in range(0, h, block):
+        vb = v[r0:r0 + block]
+        np.subtract(image[r0:r0 + block], np.float32(bkg), out=vb, casting="unsafe")
+        bad = ~np.isfinite(vb)
+        if void_bits:
+            bad |= (mask[r0:r0 + block] & void) != 0
+        vb[bad] = _VOID
+    ys, xs = [], []
+    for r0 in range(1, h - 1, block):
+        r1 = min(r0 + block, h - 1)
+        c = v[r0:r1, 1:-1]
+        # 2·(c − min_sigma·σ) > (a + b) for one of the four neighbour pairs
+        lim = np.sqrt(np.maximum(var[r0:r1, 1:-1], 0))
+        lim *= np.float32(-2.0 * min_sigma)
+        lim += c
+        lim += c
+        up, down = v[r0 - 1:r1 - 1], v[r0 + 1:r1 + 1]
+        mid = v[r0:r1]
+        cand = lim > up[:, 1:-1] + down[:, 1:-1]
+        cand |= lim > mid[:, :-2] + mid[:, 2:]
+        cand |= lim > down[:, :-2] + up[:, 2:]
+        cand |= lim > up[:, :-2] + down[:, 2:]
+        cand &= (c > 0) & (c < _VOID)
+        y, x = np.nonzero(cand)
+        ys.append(y + r0)
+        xs.append(x + 1)
+    if not ys:
+        return v, np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return v, np.concatenate(ys).astype(np.int64), np.concatenate(xs).astype(np.int64)
+
+
 def find_cosmic_rays(
     image: np.ndarray,
     mask: np.ndarray,
@@ -190,26 +239,19 @@ def find_cosmic_rays(
     kernel = psf if isinstance(psf, np.ndarray) else psf.kernel_image(centre)
     thres = _psf_thresholds(kernel, config.cond3_fac2)
 
-    finite = np.isfinite(image)
-    sample = image[::4, ::4][finite[::4, ::4]]
+    sample = image[::4, ::4]
+    sample = sample[np.isfinite(sample)]
     bkg = float(np.median(sample)) if sample.size else 0.0
-    v = np.where(finite, image - np.float32(bkg), np.float32(0)).astype(np.float32)
     var = np.asarray(variance, dtype=np.float32)
-
-    # Condition 2 on the whole interior with slices (cheap), then 3 and 4 on survivors.
-    c = v[1:-1, 1:-1]
-    lim = c - np.float32(config.min_sigma) * np.sqrt(np.maximum(var[1:-1, 1:-1], 0))
-    cand = (lim > 0.5 * (v[:-2, 1:-1] + v[2:, 1:-1])) | (lim > 0.5 * (v[1:-1, :-2] + v[1:-1, 2:]))
-    cand |= (lim > 0.5 * (v[2:, :-2] + v[:-2, 2:])) | (lim > 0.5 * (v[:-2, :-2] + v[2:, 2:]))
-    cand &= c > 0
-    yy, xx = np.nonzero(cand)
-    yy += 1
-    xx += 1
+    v, yy, xx = _candidates(image, mask, var, bkg, bitmask(planes, config.void_planes),
+                            config.min_sigma)
     flagged = np.zeros((h, w), bool)
     original = image
 
     def usable(py, px):
-        ok = (mask[py, px] & np.uint32(bad_bits)) == 0 if bad_bits else np.ones(py.size, bool)
+        ok = v[py, px] < _VOID
+        if bad_bits:
+            ok &= (mask[py, px] & np.uint32(bad_bits)) == 0
         if intrp_bit:
             for dy, dx in _NEIGHBOURS:
                 ok &= (mask[py + dy, px + dx] & np.uint32(intrp_bit)) == 0
@@ -262,7 +304,7 @@ def find_cosmic_rays(
         # Extend to contaminated neighbours.
         for _ in range(config.niteration):
             ny, nx = neighbours(fy, fx)
-            add_y, add_x = check(ny, nx, 0.5 * config.min_sigma, 0.0)
+            add_y, add_x = check(ny, nx, config.extend_sigma, 0.0)
             if add_y.size == 0:
                 break
             fy, fx = np.concatenate([fy, add_y]), np.concatenate([fx, add_x])

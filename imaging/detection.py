@@ -5,6 +5,7 @@ Design (after LSST ``SourceDetectionTask.detectFootprints`` as configured by
 
 1. Smooth with a separable Gaussian of the PSF sigma, kernel size
    ``(int(7σ + 0.5)//2)*2 + 1``; the border of width ``size//2`` is marked EDGE.
+   Pixels of ``ignore_planes`` (CR, BAD, NO_DATA) enter the smoothing as zeros.
 2. level = ``threshold_value`` × clipped stdev (3σ×3) of the smoothed image, ignoring
    the ``stats_planes`` pixels and the border.
 3. Footprints = 8-connected pixels ≥ level (and ≤ −level for the negative polarity);
@@ -74,6 +75,11 @@ class DetectionConfig:
         Smoothing-kernel size in PSF sigmas (``nSigmaForKernel``).
     stats_planes : tuple of str
         Planes ignored when measuring the stdev (``statsMask``).
+    ignore_planes : tuple of str
+        Planes whose pixels enter the smoothing as zeros (the background), so that the
+        cosmic rays flagged (but kept) by the preceding repair and uninterpolated dead
+        columns make no detections.  LSST has no such option: its CRs are detected and
+        then rejected by their flags.  ``()`` restores that behaviour.
     re_estimate_background : bool
         Fit and subtract a new background piece after detection.
     background : BackgroundConfig
@@ -88,6 +94,7 @@ class DetectionConfig:
     n_sigma_to_grow: float = 2.4
     n_sigma_for_kernel: float = 7.0
     stats_planes: tuple[str, ...] = ("BAD", "SAT", "EDGE", "NO_DATA")
+    ignore_planes: tuple[str, ...] = ("BAD", "CR", "NO_DATA")
     re_estimate_background: bool = True
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
 
@@ -202,6 +209,14 @@ def _diamond(radius: int) -> np.ndarray:
     return (d[:, None] + d[None, :]) <= radius
 
 
+def _set_bits(mask: np.ndarray, labels: np.ndarray, bit: int, block: int = 256) -> None:
+    """OR ``bit`` into ``mask`` where ``labels > 0``, by row blocks (no full temporaries)."""
+    b = np.uint32(bit)
+    for r0 in range(0, mask.shape[0], block):
+        sub = mask[r0:r0 + block]
+        sub[labels[r0:r0 + block] > 0] |= b
+
+
 def _boxes(y: np.ndarray, x: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
     """(n, 4) inclusive boxes (y0, y1, x0, x1) of labelled pixel lists."""
     box = np.empty((n, 4), np.int64)
@@ -214,19 +229,52 @@ def _boxes(y: np.ndarray, x: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
     return box
 
 
-def _grow(kept: np.ndarray, boxes: np.ndarray, n_grow: int) -> np.ndarray:
-    """Dilate the kept footprints by a Manhattan radius, working box by box."""
-    out = kept.copy()
-    if n_grow <= 0 or boxes.size == 0:
-        return out
-    h, w = kept.shape
+def _grow(
+    ay: np.ndarray, ax: np.ndarray, lab: np.ndarray, n: int, shape: tuple[int, int],
+    n_grow: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Dilate labelled pixel lists by a Manhattan radius; return the grown (y, x) lists.
+
+    Works object by object on padded bounding boxes (objects may overlap: the union is
+    exact), so no full-image temporary is made.
+    """
+    if n_grow <= 0 or ay.size == 0:
+        return ay, ax
+    h, w = shape
     struct = _diamond(n_grow)
-    # Dilate each kept object's padded box; boxes may overlap, and OR-ing is exact.
-    for y0, y1, x0, x1 in boxes:
+    boxes = _boxes(ay, ax, lab, n)
+    order = np.argsort(lab, kind="stable")
+    bounds = np.searchsorted(lab[order], np.arange(n + 1))
+    gys, gxs = [], []
+    for i, (y0, y1, x0, x1) in enumerate(boxes):
         y0, y1 = max(y0 - n_grow, 0), min(y1 + 1 + n_grow, h)
         x0, x1 = max(x0 - n_grow, 0), min(x1 + 1 + n_grow, w)
-        out[y0:y1, x0:x1] |= ndimage.binary_dilation(kept[y0:y1, x0:x1], structure=struct)
-    return out
+        sel = order[bounds[i]:bounds[i + 1]]
+        patch = np.zeros((y1 - y0, x1 - x0), bool)
+        patch[ay[sel] - y0, ax[sel] - x0] = True
+        py, px = np.nonzero(ndimage.binary_dilation(patch, structure=struct))
+        gys.append(py + y0)
+        gxs.append(px + x0)
+    flat = np.unique(np.concatenate(gys) * w + np.concatenate(gxs))
+    return flat // w, flat % w
+
+
+def _above(
+    smoothed: np.ndarray, half: int, level: float, sign: float, block: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """(y, x) of the pixels at least ``half`` from the edge with sign·value ≥ level."""
+    h, w = smoothed.shape
+    ys, xs = [], []
+    lev = np.float32(level)
+    for r0 in range(half, h - half, block):
+        r1 = min(r0 + block, h - half)
+        part = smoothed[r0:r1, half:w - half]
+        y, x = np.nonzero(part >= lev if sign > 0 else part <= -lev)
+        ys.append(y + r0)
+        xs.append(x + half)
+    if not ys:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(ys).astype(np.int64), np.concatenate(xs).astype(np.int64)
 
 
 def _find_footprints(
@@ -235,16 +283,15 @@ def _find_footprints(
 ) -> tuple[list[Footprint], np.ndarray]:
     """Threshold, keep, grow and label; works on pixel lists (cost ~ detected pixels).
 
-    ``sign=-1`` finds negative footprints (values are then ``-smoothed``).
+    ``sign=-1`` finds negative footprints (values are then ``-smoothed``).  Without
+    ``with_peaks`` no footprints nor label image are made: the second element is then the
+    ``(y, x)`` pixel lists of the grown footprints (enough to set a mask plane).
     """
     h, w = smoothed.shape
-    mid = (slice(half, h - half), slice(half, w - half))
-    above = smoothed[mid] >= level if sign > 0 else smoothed[mid] <= -level
-    ay, ax = np.nonzero(above)
-    del above
-    ay += half
-    ax += half
+    ay, ax = _above(smoothed, half, level, sign)
     n, al = connected_components_8(ay, ax, w)
+    if not with_peaks and n == 0:
+        return [], (ay, ax)
     labels_img = np.zeros(smoothed.shape, np.int32)
     if n == 0:
         return [], labels_img
@@ -256,17 +303,13 @@ def _find_footprints(
     sel = keep[al]
     ay, ax, av, al = ay[sel], ax[sel], av[sel], al[sel]
     if ay.size == 0:
-        return [], labels_img
-    kept = np.zeros(smoothed.shape, bool)
-    kept[ay, ax] = True
+        return [], (ay, ax) if not with_peaks else labels_img
     remap = np.cumsum(keep) - 1
-    grown = _grow(kept, _boxes(ay, ax, remap[al], int(keep.sum())), n_grow)
-    gy, gx = np.nonzero(grown)
-    del grown
+    gy, gx = _grow(ay, ax, remap[al], int(keep.sum()), (h, w), n_grow)
+    if not with_peaks:
+        return [], (gy, gx)
     ng, gl = connected_components_8(gy, gx, w)
     labels_img[gy, gx] = gl + 1
-    if not with_peaks:
-        return [], labels_img
     # Peaks: 3x3 local maxima of the smoothed image inside the kept footprints, with a
     # 1-pixel margin from the image edge.
     inner = (ay > 0) & (ay < h - 1) & (ax > 0) & (ax < w - 1)
@@ -364,7 +407,8 @@ def detect_sources(
 
     size = kernel_size_for_sigma(psf_sigma, config.n_sigma_for_kernel)
     half = size // 2
-    smoothed = smooth_gaussian(image, psf_sigma, size)
+    smoothed = smooth_gaussian(image, psf_sigma, size, mask=mask,
+                               zero_bits=bitmask(planes, config.ignore_planes))
     h, w = image.shape
     if edge_bit:
         e = np.uint32(edge_bit)
@@ -395,17 +439,23 @@ def detect_sources(
         tvalue,
     )
     if det_bit:
-        mask[labels > 0] |= np.uint32(det_bit)
+        _set_bits(mask, labels, det_bit)
     neg_fps: list[Footprint] = []
     neg_labels = None
     if config.re_estimate_background or config.polarity in ("negative", "both"):
-        neg_fps, neg_labels = _find_footprints(
+        want = config.polarity in ("negative", "both")
+        neg_fps, neg = _find_footprints(
             smoothed, half, level, config.include_threshold_multiplier, config.min_pixels,
-            n_grow, tvalue, with_peaks=config.polarity in ("negative", "both"), sign=-1.0,
+            n_grow, tvalue, with_peaks=want, sign=-1.0,
         )
         neg_fps = [Footprint(f.id, f.slices, f.area, f.peaks, True) for f in neg_fps]
+        if want:
+            neg_labels = neg
         if neg_bit:
-            mask[neg_labels > 0] |= np.uint32(neg_bit)
+            if want:
+                _set_bits(mask, neg_labels, neg_bit)
+            else:
+                mask[neg[0], neg[1]] |= np.uint32(neg_bit)
     _log.info("Detected %d positive peaks in %d footprints and %d negative footprints "
               "to %.1f sigma", sum(len(f.peaks) for f in footprints), len(footprints),
               len(neg_fps), tvalue)

@@ -15,6 +15,7 @@ under a ``kind`` that is taken raises `PsfError` rather than silently replacing 
 
 from __future__ import annotations
 
+import importlib
 import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
@@ -22,6 +23,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._errors import PsfError
+
+#: Modules defining the PSF kinds this package knows, imported on first use by `Psf.from_dict`.
+_PSF_MODULES = {
+    "pixel_polynomial": "imaging.psf_determiner",
+    "sim_truth": "imaging.sim.psf_field",
+}
 
 __all__ = ["FWHM_PER_SIGMA", "GaussianPsf", "Psf", "adaptive_moments"]
 
@@ -183,6 +190,8 @@ class Psf(ABC):
             raise PsfError(f"PSF dictionary has no 'kind' key: {sorted(data)}")
         params = dict(data)
         kind = params.pop("kind")
+        if kind not in Psf._registry and kind in _PSF_MODULES:
+            importlib.import_module(_PSF_MODULES[kind])  # registers the class
         try:
             target = Psf._registry[kind]
         except KeyError:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
+import dask.config
 
 from butler import Butler
 from butler._errors import ButlerError, MissingCollectionError
@@ -127,9 +128,11 @@ def _show(pipeline: Pipeline, show: Iterable[str]) -> None:
 def main(log_level: str) -> None:
     """Build and run pipelines of tasks over a data repository."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("distributed").setLevel(
-        max(logging.WARNING, logging.getLevelName(log_level.upper()))
-    )
+    level = logging.getLevelName(log_level.upper())
+    quiet = "warning" if not isinstance(level, int) or level >= logging.INFO else "debug"
+    # distributed configures its loggers from dask's config when it is imported (later)
+    dask.config.set({"logging": {"distributed": quiet, "distributed.client": "warning",
+                                 "bokeh": "error", "tornado": "critical", "tornado.application": "error"}})
 
 
 @main.command()

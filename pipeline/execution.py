@@ -19,8 +19,13 @@ For each quantum, in order:
 4. on failure every output written is removed, the log (with the traceback) is still written,
    and the outcome carries the exception type, message, traceback and the repeatable flag.
 
-Tasks are built once per cluster and label (class by dotted name, config from its YAML). No
-state outlives a call.
+Building a limited butler (it loads the storage-class plug-ins) and a task (import, config
+parsed from YAML) costs milliseconds, more than a trivial quantum. A `WorkerCache` keeps both
+for the life of a worker process: butlers keyed by their spec, tasks keyed by (spec, label,
+class, config YAML, init-input IDs), so a changed config or another repository never reuses a
+stale object. The executor owns the cache (a dask ``WorkerPlugin`` per worker, an attribute of
+the synchronous executor) and passes it in; without one, nothing outlives a call. A cached task
+is reused across quanta: its metadata is emptied before each quantum.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import datetime
 import io
 import logging
 import os
+import pickle
 import resource
 import socket
 import sys
@@ -53,6 +59,7 @@ from .task_metadata import TaskMetadata
 
 __all__ = [
     "TASK_LOGGER",
+    "WorkerCache",
     "ClusterPayload",
     "QuantumOutcome",
     "QuantumStatus",
@@ -178,6 +185,76 @@ def build_task(info: TaskInfo, init_inputs: Mapping[str, Any] | None = None) -> 
     )
 
 
+class WorkerCache:
+    """Limited butlers and built tasks kept for the life of one worker process.
+
+    Parameters
+    ----------
+    max_tasks : `int`
+        Built tasks kept; the cache is emptied when it grows past this (a bound, not an LRU:
+        a pipeline has a few task labels).
+
+    Notes
+    -----
+    State: ``butlers`` (spec key -> `LimitedButler`) and ``tasks`` (task key -> task). Only
+    used from the thread running quanta (dask workers here have one thread).
+    """
+
+    def __init__(self, *, max_tasks: int = 64) -> None:
+        self.max_tasks = max_tasks
+        self.butlers: dict[bytes, LimitedButler] = {}
+        self.tasks: dict[tuple[Any, ...], Any] = {}
+
+    @staticmethod
+    def spec_key(spec: LimitedButlerSpec) -> bytes:
+        """Return a hashable key of a spec (its fields are dicts): its pickle, ~20 us."""
+        return pickle.dumps(spec)
+
+    def butler(self, spec: LimitedButlerSpec) -> LimitedButler:
+        """Return the limited butler of ``spec``, built on first use."""
+        key = self.spec_key(spec)
+        butler = self.butlers.get(key)
+        if butler is None:
+            if len(self.butlers) >= 4:
+                self.butlers.clear()
+            butler = self.butlers[key] = LimitedButler(spec)
+        return butler
+
+    def _task_key(
+        self,
+        spec: LimitedButlerSpec,
+        info: TaskInfo,
+        init_inputs: Mapping[str, tuple[DatasetRef, StoredFileInfo | None]],
+    ) -> tuple[Any, ...]:
+        inits = tuple(sorted((name, ref.id) for name, (ref, _) in init_inputs.items()))
+        return (self.spec_key(spec), info.label, info.task_class, info.config_yaml, inits)
+
+    def discard_task(
+        self,
+        spec: LimitedButlerSpec,
+        info: TaskInfo,
+        init_inputs: Mapping[str, tuple[DatasetRef, StoredFileInfo | None]],
+    ) -> None:
+        """Forget a task (after it failed: its state may be damaged)."""
+        self.tasks.pop(self._task_key(spec, info, init_inputs), None)
+
+    def task(
+        self,
+        spec: LimitedButlerSpec,
+        info: TaskInfo,
+        init_inputs: Mapping[str, tuple[DatasetRef, StoredFileInfo | None]],
+        load: Callable[[], Mapping[str, Any]],
+    ) -> Any:
+        """Return the task of ``info``; ``load()`` reads its init-inputs when it is built."""
+        key = self._task_key(spec, info, init_inputs)
+        task = self.tasks.get(key)
+        if task is None:
+            if len(self.tasks) >= self.max_tasks:
+                self.tasks.clear()
+            task = self.tasks[key] = build_task(info, load())
+        return task
+
+
 def _max_rss_bytes() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)
@@ -219,27 +296,31 @@ class _ClusterRun:
 
     def __init__(
         self,
-        butler: LimitedButler,
+        spec: LimitedButlerSpec,
         payload: ClusterPayload,
         post_mortem: Callable[[Any], None] | None,
+        cache: WorkerCache,
     ) -> None:
-        self.butler = butler
+        self.spec = spec
+        self.cache = cache
+        self.butler = cache.butler(spec)
         self.payload = payload
         self.post_mortem = post_mortem
         self.infos: dict[uuid.UUID, StoredFileInfo] = dict(payload.infos)
         self.unavailable: set[uuid.UUID] = set(payload.missing)
         self.failed_outputs: set[uuid.UUID] = set()
-        self.tasks: dict[str, Any] = {}
         self.host = socket.gethostname()
 
     def task(self, label: str) -> Any:
-        if label not in self.tasks:
-            init_inputs = {
-                name: self.butler.get(ref, info=info)
-                for name, (ref, info) in self.payload.init_inputs.get(label, {}).items()
-            }
-            self.tasks[label] = build_task(self.payload.tasks[label], init_inputs)
-        return self.tasks[label]
+        init_inputs = self.payload.init_inputs.get(label, {})
+        return self.cache.task(
+            self.spec,
+            self.payload.tasks[label],
+            init_inputs,
+            lambda: {
+                name: self.butler.get(ref, info=info) for name, (ref, info) in init_inputs.items()
+            },
+        )
 
     def run(self, quantum: Quantum) -> QuantumOutcome:
         common = {"host": self.host, "pid": os.getpid(), "attempt": self.payload.attempt}
@@ -275,6 +356,11 @@ class _ClusterRun:
                 )
                 if self.post_mortem is not None:
                     self.post_mortem(err.__traceback__)
+                self.cache.discard_task(
+                    self.spec,
+                    self.payload.tasks[quantum.task_label],
+                    self.payload.init_inputs.get(quantum.task_label, {}),
+                )
         if status != QuantumStatus.SUCCEEDED:
             ctx.remove_written()
         try:
@@ -333,6 +419,7 @@ def run_quantum_cluster(
     payload: ClusterPayload,
     *,
     post_mortem: Callable[[Any], None] | None = None,
+    cache: WorkerCache | Callable[[], WorkerCache | None] | None = None,
 ) -> list[QuantumOutcome]:
     """Run every quantum of a cluster, in order, and report what happened to each.
 
@@ -344,6 +431,9 @@ def run_quantum_cluster(
         The quanta and what they need.
     post_mortem : callable, optional
         Called with the traceback of each failure before cleanup (``pdb.post_mortem``).
+    cache : `WorkerCache` or callable, optional
+        Butlers and tasks kept between calls, or a function returning the cache of the
+        current worker (`None` if it has none). `None`: everything is built for this call.
 
     Returns
     -------
@@ -351,6 +441,7 @@ def run_quantum_cluster(
         One per quantum, in payload order. Task exceptions never propagate; only
         infrastructure errors (the butler cannot be built, the worker dies) do.
     """
-    butler = LimitedButler(spec)
-    runner = _ClusterRun(butler, payload, post_mortem)
+    if callable(cache):
+        cache = cache()
+    runner = _ClusterRun(spec, payload, post_mortem, cache if cache is not None else WorkerCache())
     return [runner.run(quantum) for quantum in payload.quanta]

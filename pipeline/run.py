@@ -261,9 +261,16 @@ class _Setup:
 
 
 class _Registrar:
-    """Registers what workers wrote, in batches; each quantum's outputs with metadata last."""
+    """Registers what workers wrote, in batches; each quantum's outputs all or nothing.
 
-    def __init__(self, registry: Any, *, max_quanta: int = 200, max_delay: float = 0.5) -> None:
+    A flush inserts every buffered quantum's outputs with one bulk insert in one transaction
+    (each quantum's refs in order, metadata last). If that fails (e.g. one quantum conflicts
+    with a dataset already registered), it falls back to one transaction per quantum, so a
+    bad quantum cannot take the others' registrations with it; the error is logged.
+    State: the buffer and the time of the last flush.
+    """
+
+    def __init__(self, registry: Any, *, max_quanta: int = 500, max_delay: float = 0.5) -> None:
         self.registry = registry
         self.buffer: list[tuple[list[DatasetRef], list[StoredFileInfo]]] = []
         self.max_quanta = max_quanta
@@ -280,9 +287,24 @@ class _Registrar:
 
     def flush(self) -> None:
         if self.buffer:
-            with self.registry.transaction():
-                for refs, infos in self.buffer:
+            refs = [ref for quantum_refs, _ in self.buffer for ref in quantum_refs]
+            infos = [info for _, quantum_infos in self.buffer for info in quantum_infos]
+            try:
+                with self.registry.transaction():
                     self.registry.insert_datasets(refs, infos, on_conflict="ignore")
+            except Exception as err:
+                _LOG.warning("bulk registration failed (%s); registering quanta one by one", err)
+                for quantum_refs, quantum_infos in self.buffer:
+                    try:
+                        with self.registry.transaction():
+                            self.registry.insert_datasets(
+                                quantum_refs, quantum_infos, on_conflict="ignore"
+                            )
+                    except Exception as one_err:
+                        _LOG.error(
+                            "could not register the outputs of the quantum of %s: %s",
+                            quantum_refs[-1], one_err,
+                        )
             self.buffer.clear()
         self.last = time.monotonic()
 
@@ -547,6 +569,7 @@ def execute_graph(
                 on_outcomes=on_outcomes,
                 on_status=display.state.__setitem__,
                 retries=retries,
+                parallelism=runner.parallelism(),
             )
             registrar.flush()
     finally:

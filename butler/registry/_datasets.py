@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 __all__ = ["DatasetsMixin"]
 
 
+#: Refs of one (dataset type, run) from which `get_stored_info` considers a scan.
+_SCAN_MIN = 1000
+
 _FIXED_HEAD = ("id", "dataset_type_id", "run_id", "data_id")
 _FIXED_TAIL = ("path", "formatter", "storage_class", "file_size")
 
@@ -57,6 +60,43 @@ class _Batch:
     rows: list[tuple[Any, ...]]
 
 
+_UUID_NEW = uuid.UUID.__new__
+_SET = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
+
+
+def _as_uuid(value: Any) -> uuid.UUID:
+    """Return a dataset ID from a driver value (16 bytes on SQLite, UUID or text elsewhere).
+
+    The bytes case builds the `uuid.UUID` without its constructor's argument
+    checks (several times faster; the result is an ordinary UUID): it is
+    called once per row of large reads.
+    """
+    if type(value) is bytes:
+        result = _UUID_NEW(uuid.UUID)
+        _SET(result, "int", int.from_bytes(value, "big"))
+        _SET(result, "is_safe", _UNKNOWN_SAFETY)
+        return result
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        return uuid.UUID(value)
+    return _as_uuid(bytes(value))
+
+
+def _fetch_raw(connection: sa.Connection, query: Any) -> list[Any]:
+    """Run a SELECT and return the driver's rows as they are.
+
+    Skips SQLAlchemy's per-row result processing (`Row` objects, the UUID
+    type's conversion): the caller converts the few columns that need it.
+    """
+    result = connection.execute(query)
+    try:
+        return result.cursor.fetchall()  # type: ignore[attr-defined]
+    finally:
+        result.close()
+
+
 class DatasetsMixin:
     """Dataset methods of `SqlRegistry` (see there for the attributes used)."""
 
@@ -66,36 +106,61 @@ class DatasetsMixin:
         self: SqlRegistry,
         connection: sa.Connection,
         refs: Sequence[DatasetRef],
-        infos: Mapping[uuid.UUID, StoredFileInfo],
+        infos: Sequence[StoredFileInfo],
     ) -> dict[tuple[str, ...], _Batch]:
-        """Validate refs and build one batch of row tuples per set of dimensions."""
+        """Validate refs and build one batch of row tuples per set of dimensions.
+
+        The ID goes into the row already converted for the driver (16 bytes on
+        SQLite), so the rows can be handed to ``executemany`` as they are.
+        When ``infos`` are given in the same order as ``refs`` (the usual case:
+        one info per ref, made from it), they are paired by position; otherwise
+        by dataset ID.
+        """
         collections = self._collections(connection)
+        convert = DatasetIdType.raw_converter(connection.dialect)
         keys: dict[tuple[str, str], tuple[int, int, tuple[str, ...], str]] = {}
         batches: dict[tuple[str, ...], _Batch] = {}
-        for ref in refs:
+        no_file = (None, None, None, None)
+        paired = len(infos) == len(refs) and all(
+            info.dataset_id is ref.id or info.dataset_id == ref.id
+            for info, ref in zip(infos, refs, strict=True)
+        )
+        info_by_id = {} if paired else {info.dataset_id: info for info in infos}
+        last_pair: tuple[str, str] | None = None
+        type_id = run_id = 0
+        dims: tuple[str, ...] = ()
+        template = ""
+        append: Any = None
+        for i, ref in enumerate(refs):
             pair = (ref.dataset_type.name, ref.run)
-            entry = keys.get(pair)
-            if entry is None:
-                entry = keys[pair] = self._batch_key(ref, collections)
-                dims = entry[2]
-                if dims not in batches:
-                    batches[dims] = _Batch(_FIXED_HEAD + dims + _FIXED_TAIL, [])
-            type_id, run_id, dims, template = entry
-            values = ref.data_id.values_tuple
-            data_id = template.format(*values)
-            info = infos.get(ref.id) if infos else None
-            if info is None:
-                tail: tuple[Any, ...] = (None, None, None, None)
-            else:
-                tail = (info.path, info.formatter, info.storage_class, info.file_size)
-            batches[dims].rows.append((ref.id, type_id, run_id, data_id, *values, *tail))
-        if infos:
-            stray = set(infos) - {row[0] for batch in batches.values() for row in batch.rows}
-            if stray:
-                raise DatasetNotFoundError(
-                    "stored file info given for dataset(s) not being inserted: "
-                    f"{sorted(map(str, stray))[:5]}"
-                )
+            if pair != last_pair:
+                entry = keys.get(pair)
+                if entry is None:
+                    entry = keys[pair] = self._batch_key(ref, collections)
+                    if entry[2] not in batches:
+                        batches[entry[2]] = _Batch(_FIXED_HEAD + entry[2] + _FIXED_TAIL, [])
+                type_id, run_id, dims, template = entry
+                append = batches[dims].rows.append
+                last_pair = pair
+            data_id = ref.data_id
+            required = data_id.group.required
+            if required is not dims and required != dims:
+                self._batch_key(ref, collections)  # raises the DataIdError
+            values = data_id.values_tuple
+            info = infos[i] if paired else info_by_id.get(ref.id)
+            tail = (
+                no_file
+                if info is None
+                else (info.path, info.formatter, info.storage_class, info.file_size)
+            )
+            dataset_id = ref.id if convert is None else convert(ref.id)
+            append((dataset_id, type_id, run_id, template.format(*values), *values, *tail))
+        stray = set(info_by_id).difference(ref.id for ref in refs) if info_by_id else ()
+        if stray:
+            raise DatasetNotFoundError(
+                "stored file info given for dataset(s) not being inserted: "
+                f"{sorted(map(str, stray))[:5]}"
+            )
         return batches
 
     def _batch_key(
@@ -159,11 +224,11 @@ class DatasetsMixin:
         if on_conflict not in ("raise", "ignore"):
             raise ValueError(f"on_conflict must be 'raise' or 'ignore', got {on_conflict!r}")
         refs = list(refs)
-        info_by_id = {info.dataset_id: info for info in infos or ()}
-        if not refs and not info_by_id:
+        infos = list(infos or ())
+        if not refs and not infos:
             return 0
         with self.transaction() as connection:
-            batches = self._prepare_rows(connection, refs, info_by_id)
+            batches = self._prepare_rows(connection, refs, infos)
             count = 0
             try:
                 with self.transaction():
@@ -185,19 +250,16 @@ class DatasetsMixin:
 
         The INSERT is compiled once by SQLAlchemy for the connection's dialect;
         rows go to the DBAPI as tuples, skipping SQLAlchemy's per-row parameter
-        processing (the slowest part of a bulk insert). Only the UUID column
-        needs a conversion. With ``ignore``, rows whose ID exists are skipped
-        by the database (``ON CONFLICT (id) DO NOTHING``); a clash on (run,
-        dataset type, data ID) still raises.
+        processing (the slowest part of a bulk insert); `_prepare_rows` has
+        already converted the UUIDs for the driver. With ``ignore``, rows
+        whose ID exists are skipped by the database (``ON CONFLICT (id) DO
+        NOTHING``); a clash on (run, dataset type, data ID) still raises.
         """
         dialect = connection.dialect
         dataset = self.schema.dataset
         statement = insert_ignoring(connection, dataset, ["id"]) if ignore else dataset.insert()
         compiled = statement.compile(dialect=dialect, column_keys=list(batch.columns))
-        convert = DatasetIdType.raw_converter(dialect)
         rows = batch.rows
-        if convert is not None:
-            rows = [(convert(row[0]), *row[1:]) for row in rows]
         if compiled.positional and tuple(compiled.positiontup or ()) == batch.columns:
             result = connection.exec_driver_sql(str(compiled), rows)
         else:
@@ -230,8 +292,9 @@ class DatasetsMixin:
         by_id = {ref.id: ref for ref in refs}
         for batch in batches.values():
             for chunk in chunks(batch.rows):
+                ids = [_as_uuid(row[0]) for row in chunk]
                 same = connection.execute(
-                    sa.select(dataset.c.id).where(dataset.c.id.in_([row[0] for row in chunk]))
+                    sa.select(dataset.c.id).where(dataset.c.id.in_(ids))
                 ).first()
                 if same is not None:
                     ref = by_id[same.id]
@@ -239,7 +302,7 @@ class DatasetsMixin:
                         f"dataset {ref.dataset_type.name} {ref.data_id} (id {ref.id}) is already "
                         f"registered in run {ref.run!r}"
                     )
-                keys = {(row[1], row[2], row[3]): row[0] for row in chunk}
+                keys = {(row[1], row[2], row[3]): i for row, i in zip(chunk, ids, strict=True)}
                 clash = connection.execute(
                     sa.select(
                         dataset.c.id, dataset.c.dataset_type_id, dataset.c.run_id, dataset.c.data_id
@@ -343,9 +406,82 @@ class DatasetsMixin:
         dataset = self.schema.dataset
         result: dict[uuid.UUID, StoredFileInfo] = {}
         with self._read() as connection:
-            for chunk in chunks(ids):
-                for info in self._infos_where(connection, dataset.c.id.in_(chunk)):
-                    result[info.dataset_id] = info
+            if connection.dialect.name != "sqlite":
+                for chunk in chunks(ids):
+                    for info in self._infos_where(connection, dataset.c.id.in_(chunk)):
+                        result[info.dataset_id] = info
+                return result
+            # SQLite: raw 16-byte IDs straight to the driver. Many refs of one
+            # (dataset type, run) are read with one scan of that pair's rows;
+            # the rest by IN-lists of IDs.
+            refs = [r for r in refs_or_ids if isinstance(r, DatasetRef)]
+            by_pair = self._pairs_to_scan(connection, refs)
+            for (type_id, run_id), wanted in by_pair.items():
+                rows = connection.exec_driver_sql(
+                    "SELECT id, path, formatter, storage_class, file_size FROM dataset "
+                    "WHERE run_id = ? AND dataset_type_id = ? AND path IS NOT NULL",
+                    (run_id, type_id),
+                ).cursor.fetchall()
+                self._add_infos(result, rows, wanted)
+            rest = ids
+            scanned = sum(len(wanted) for wanted in by_pair.values())
+            if scanned == len(ids):
+                rest = []
+            elif scanned:
+                done = {i for wanted in by_pair.values() for i in wanted.values()}
+                rest = [i for i in ids if i not in done]
+            for chunk in chunks(rest):
+                wanted = {i.bytes: i for i in chunk}
+                statement = (
+                    "SELECT id, path, formatter, storage_class, file_size FROM dataset "
+                    f"WHERE path IS NOT NULL AND id IN ({','.join('?' * len(wanted))})"
+                )
+                rows = connection.exec_driver_sql(statement, tuple(wanted)).cursor.fetchall()
+                self._add_infos(result, rows, wanted)
+        return result
+
+    @staticmethod
+    def _add_infos(
+        result: dict[uuid.UUID, StoredFileInfo],
+        rows: Iterable[tuple[Any, ...]],
+        wanted: Mapping[bytes, uuid.UUID],
+    ) -> None:
+        """Add the `StoredFileInfo` of the rows whose raw ID is in ``wanted``."""
+        for raw_id, path, formatter, storage_class, file_size in rows:
+            dataset_id = wanted.get(raw_id)
+            if dataset_id is not None:
+                result[dataset_id] = StoredFileInfo(
+                    dataset_id, path, formatter, storage_class, file_size
+                )
+
+    def _pairs_to_scan(
+        self: SqlRegistry, connection: sa.Connection, refs: Sequence[DatasetRef]
+    ) -> dict[tuple[int, int], dict[bytes, uuid.UUID]]:
+        """Group refs by (dataset type ID, run ID) where reading the pair's rows is cheaper.
+
+        That is where the refs are at least a quarter of the pair's datasets
+        (and there are enough of them to matter), so a scan reads little
+        that was not asked for.
+        """
+        groups: dict[tuple[str, str], list[uuid.UUID]] = {}
+        for ref in refs:
+            groups.setdefault((ref.dataset_type.name, ref.run), []).append(ref.id)
+        big = {pair: ids for pair, ids in groups.items() if len(ids) >= _SCAN_MIN}
+        if not big:
+            return {}
+        collections = self._collections(connection)
+        result: dict[tuple[int, int], dict[bytes, uuid.UUID]] = {}
+        for (name, run), ids in big.items():
+            entry = self._dataset_types.get(name)
+            if entry is None or run not in collections:
+                continue
+            key = (entry[0], collections[run][0])
+            total = connection.exec_driver_sql(
+                "SELECT count(*) FROM dataset WHERE run_id = ? AND dataset_type_id = ?",
+                (key[1], key[0]),
+            ).scalar_one()
+            if 4 * len(ids) >= total:
+                result[key] = {i.bytes: i for i in ids}
         return result
 
     def find_dataset(
@@ -445,24 +581,26 @@ class DatasetsMixin:
             query = builder.select(
                 dataset.c.id, dataset.c.run_id, *(dataset.c[d] for d in group.required)
             )
-            rows = connection.execute(query).all()
-        best: dict[tuple[Any, ...], tuple[int, Any]] = {}
-        found = []
-        for row in rows:
-            values = tuple(row[2:])
-            order = rank[row.run_id]
-            if find_first:
+            rows = _fetch_raw(connection, query)
+        if len(runs) == 1 or not find_first:
+            found = rows
+        else:
+            best: dict[tuple[Any, ...], tuple[int, Any]] = {}
+            for row in rows:
+                values = row[2:]
+                order = rank[row[1]]
                 current = best.get(values)
                 if current is None or order < current[0]:
                     best[values] = (order, row)
-            else:
-                found.append((values, order, row))
-        if find_first:
-            found = [(values, order, row) for values, (order, row) in best.items()]
-        found.sort(key=lambda item: (item[0], item[1]))
+            found = [row for _, row in best.values()]
+        # Sorted by data ID, then search order.
+        found.sort(key=lambda row: (row[2:], rank[row[1]]))
+        run_names = {run_id: name for run_id, name in runs}
         return [
-            DatasetRef(dt, DataCoordinate(group, values), runs[order][1], row.id)
-            for values, order, row in found
+            DatasetRef(
+                dt, DataCoordinate(group, tuple(row[2:])), run_names[row[1]], _as_uuid(row[0])
+            )
+            for row in found
         ]
 
     def query_data_ids(
@@ -534,21 +672,27 @@ class DatasetsMixin:
                     implied.append((dim, builder.dimension_column(dim)))
                 except KeyError:
                     continue
-            query = builder.select(*columns, *(c for _, c in implied), distinct=True)
-            rows = connection.execute(query.order_by(*columns)).all()
+            # No DISTINCT: ordering by every selected column puts duplicates next
+            # to each other, and dropping them here is cheaper than the
+            # database's extra temporary B-tree.
+            selected = [*columns, *(c for _, c in implied)]
+            rows = _fetch_raw(connection, builder.select(*selected).order_by(*selected))
         n = len(columns)
-        return [
-            DataCoordinate(
-                group,
-                tuple(row[:n]),
-                {
-                    dim: value
-                    for (dim, _), value in zip(implied, row[n:], strict=True)
-                    if value is not None
-                },
-            )
-            for row in rows
-        ]
+        names = [dim for dim, _ in implied]
+        result = []
+        previous = None
+        for row in rows:
+            if row == previous:
+                continue
+            previous = row
+            if not names:
+                result.append(DataCoordinate(group, tuple(row)))
+                continue
+            known = dict(zip(names, row[n:], strict=True))
+            if None in known.values():
+                known = {dim: value for dim, value in known.items() if value is not None}
+            result.append(DataCoordinate(group, tuple(row[:n]), known))
+        return result
 
     # -- removal ----------------------------------------------------------------------------
 

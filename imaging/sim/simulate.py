@@ -119,6 +119,9 @@ class SimOptions:
         Stars whose noise-free peak exceeds this fraction of the full well get the halo.
     galaxies : `bool`
         Draw galaxies.
+    interpolate_defects : `bool`
+        Interpolate over the bad columns (as ISR does for ``postISRCCD``); they stay BAD and
+        become INTRP in the mask.
     """
 
     cr_rate: float = 1.0
@@ -127,6 +130,7 @@ class SimOptions:
     sky_gradient: float = 0.05
     halo_threshold: float = 0.5
     galaxies: bool = True
+    interpolate_defects: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +214,23 @@ def _draw(
     stamp = galsim.ImageD(bounds)
     profile.drawImage(image=stamp, wcs=local, center=galsim.PositionD(x + 1, y + 1), method=method)
     return stamp
+
+
+def _interpolate_columns(image: np.ndarray, bad: np.ndarray) -> None:
+    """Replace bad pixels by the mean of the nearest good pixels in their row (as ISR does)."""
+    ny, nx = image.shape
+    ys, xs = np.nonzero(bad)
+    values = np.empty(ys.size, dtype=np.float64)
+    for k, (y, x) in enumerate(zip(ys, xs, strict=True)):
+        left = x - 1
+        while left >= 0 and bad[y, left]:
+            left -= 1
+        right = x + 1
+        while right < nx and bad[y, right]:
+            right += 1
+        neighbours = [image[y, c] for c in (left, right) if 0 <= c < nx]
+        values[k] = float(np.mean(neighbours)) if neighbours else float(np.median(image))
+    image[ys, xs] = values
 
 
 def simulate_detector(
@@ -381,6 +402,9 @@ def simulate_detector(
     mask = Mask((ny, nx))
     mask.set("SAT", saturated & ~bad_mask)
     mask.set("BAD", bad_mask)
+    if options.interpolate_defects and bad_mask.any():
+        _interpolate_columns(image, bad_mask)
+        mask.set("INTRP", bad_mask)
     variance = np.maximum(image, np.float32(0.0))
     variance /= np.float32(det.gain)
     variance += np.float32((det.read_noise / det.gain) ** 2)

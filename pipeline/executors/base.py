@@ -15,6 +15,10 @@ Algorithm, on node-level dependencies:
   are submitted at once (the executor's workers bound the concurrency);
 - each finished cluster reports one outcome per node; done nodes are handed to ``on_outcomes``
   (which registers their outputs), then clusters holding their successors are re-checked;
+- with ``parallelism``, the clusters ready at one time are independent of each other, so
+  several are sent as one submission (a batch: their nodes concatenated, each cluster in
+  order); a worker blocks a node only on a failed *input*, so one cluster's failure does not
+  touch another's nodes in the batch;
 - a failed node is retried (its cluster resubmitted with its unfinished nodes) while its
   attempts are at most ``retries + 1``, unless the error is repeatable; an infrastructure
   error counts as a failed attempt of every pending node of the cluster;
@@ -22,7 +26,8 @@ Algorithm, on node-level dependencies:
   keeps running everything else.
 
 Mutable state (all local to one `schedule` call): ``status`` per node, ``pending`` nodes per
-cluster, ``attempts`` per cluster, the ready queue, and the running handles.
+cluster, ``attempts`` per cluster, the ready queue, and the running handles (each -> the
+clusters it runs).
 """
 
 from __future__ import annotations
@@ -85,6 +90,8 @@ def schedule(
     on_outcomes: Callable[[list[QuantumOutcome]], None] = lambda outcomes: None,
     on_status: Callable[[int, str], None] = lambda node, status: None,
     retries: int = 0,
+    parallelism: int = 0,
+    max_batch: int = 64,
 ) -> ExecutionResult:
     """Run clusters in dependency order, retrying and blocking as needed.
 
@@ -95,7 +102,8 @@ def schedule(
     predecessors, successors : mapping of `int` to collection of `int`
         Node dependencies; nodes not in any cluster count as done.
     submit : callable
-        ``submit(nodes, attempt)`` starts running ``nodes`` (in order) and returns a handle
+        ``submit(nodes, attempt)`` starts running ``nodes`` (in order; one cluster or the
+        concatenation of a batch of independent clusters) and returns a handle
         whose ``result()`` gives one `QuantumOutcome` per node or raises.
     wait : callable
         ``wait(handles)`` blocks until at least one handle is finished and returns those.
@@ -107,6 +115,13 @@ def schedule(
         blocked, and ``retry`` when a failed node will be tried again.
     retries : `int`
         How many times a failed node may be retried (repeatable errors never are).
+    parallelism : `int`
+        Workers that run submissions at once; 0 submits every cluster on its own. Otherwise
+        ready clusters (independent of each other, same attempt) are batched into one
+        submission of up to ``max_batch`` quanta, about ``ready quanta / (2 * parallelism)``,
+        so a wide graph pays the executor's per-task overhead once per batch.
+    max_batch : `int`
+        Most quanta in one batched submission.
 
     Returns
     -------
@@ -121,7 +136,7 @@ def schedule(
     attempts = [0] * len(clusters)
     queued = [False] * len(clusters)
     ready: collections.deque[int] = collections.deque()
-    running: dict[Any, int] = {}
+    running: dict[Any, list[int]] = {}
 
     def is_done(node: int) -> bool:
         return node not in cluster_of or status.get(node) in QuantumStatus.DONE
@@ -152,25 +167,41 @@ def schedule(
     for index in range(len(clusters)):
         check(index)
 
-    while ready or running:
-        while ready:
+    def next_submission() -> list[int]:
+        """Pop one cluster, or a batch of independent ready clusters of the same attempt."""
+        first = ready.popleft()
+        batch, size = [first], len(pending[first])
+        while ready and size < target and attempts[ready[0]] == attempts[first]:
             index = ready.popleft()
-            nodes = tuple(pending[index])
-            attempts[index] += 1
+            batch.append(index)
+            size += len(pending[index])
+        return batch
+
+    target = 1
+    while ready or running:
+        if parallelism > 0 and ready:
+            ready_quanta = sum(len(pending[i]) for i in ready)
+            target = max(1, min(max_batch, ready_quanta // (2 * parallelism)))
+        while ready:
+            batch = next_submission()
+            nodes = tuple(n for index in batch for n in pending[index])
+            for index in batch:
+                attempts[index] += 1
             for node in nodes:
-                attempts_of[node] = attempts[index]
+                attempts_of[node] = attempts[cluster_of[node]]
                 status[node] = RUNNING
                 on_status(node, RUNNING)
-            running[submit(nodes, attempts[index])] = index
+            running[submit(nodes, attempts[batch[0]])] = batch
         for handle in wait(list(running)):
-            index = running.pop(handle)
-            nodes = tuple(pending[index])
+            batch = running.pop(handle)
+            nodes = tuple(n for index in batch for n in pending[index])
             try:
                 results = list(handle.result())
             except Exception as err:
-                results = [_infra_outcome(node, err, attempts[index]) for node in nodes]
+                results = [
+                    _infra_outcome(node, err, attempts[cluster_of[node]]) for node in nodes
+                ]
             on_outcomes(results)
-            retry: list[int] = []
             final_failures: list[int] = []
             for outcome in results:
                 node = outcome.node_id
@@ -179,26 +210,26 @@ def schedule(
                     status[node] = outcome.status
                     on_status(node, outcome.status)
                 elif outcome.status == QuantumStatus.FAILED:
-                    if outcome.repeatable or attempts[index] > retries:
+                    if outcome.repeatable or attempts[cluster_of[node]] > retries:
                         status[node] = QuantumStatus.FAILED
                         on_status(node, QuantumStatus.FAILED)
                         final_failures.append(node)
                     else:
-                        retry.append(node)
                         on_status(node, "retry")
-                else:  # blocked inside the cluster by a node that failed before it
-                    retry.append(node)
-            pending[index] = [n for n in nodes if status.get(n) == RUNNING]
+                # else: blocked inside the cluster by a node that failed before it: retried
+            for index in batch:
+                pending[index] = [n for n in pending[index] if status.get(n) == RUNNING]
             for node in final_failures:
                 block_from(node)
-            for node in pending[index]:
-                status[node] = "retry"
-            queued[index] = False
-            check(index)
+            for index in batch:
+                for node in pending[index]:
+                    status[node] = "retry"
+                queued[index] = False
+                check(index)
             touched = {
                 cluster_of[s] for n in nodes for s in successors.get(n, ()) if s in cluster_of
             }
-            for other in sorted(touched - {index}):
+            for other in sorted(touched - set(batch)):
                 check(other)
     for node in cluster_of:  # anything never reached (cannot happen with a valid graph)
         final = (*QuantumStatus.DONE, QuantumStatus.FAILED, QuantumStatus.BLOCKED)
@@ -232,6 +263,10 @@ class Executor:
             Abstract resources the call needs (dask worker resources); `None` for none.
         """
         raise NotImplementedError
+
+    def parallelism(self) -> int:
+        """Return how many submissions run at once (0: do not batch clusters)."""
+        return 0
 
     def run_options(self) -> dict[str, Any]:
         """Return extra keyword arguments for `~pipeline.execution.run_quantum_cluster`."""

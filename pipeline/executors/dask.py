@@ -13,6 +13,11 @@ as a failed attempt. Only specs, payloads (refs and stored-file records) and out
 through the scheduler; datasets are read and written by the workers themselves.
 Task resource hints become dask ``resources=`` (workers must advertise them).
 
+Each worker keeps a `~pipeline.execution.WorkerCache` (limited butlers, built tasks) in a
+`WorkerCachePlugin` that the executor registers on the client; `worker_cache`, passed to the
+worker function, finds it on the worker running the task. `parallelism` (the total worker
+threads) lets the scheduling loop batch independent clusters into one dask task.
+
 State: the client, and the cluster when this executor started it (closed by `close`).
 """
 
@@ -23,11 +28,46 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from ..execution import WorkerCache
 from .base import Executor
 
-__all__ = ["DaskExecutor"]
+__all__ = ["DaskExecutor", "WorkerCachePlugin", "worker_cache"]
 
 _LOG = logging.getLogger(__name__)
+
+
+class WorkerCachePlugin(WorkerPlugin):
+    """Give each dask worker process one `~pipeline.execution.WorkerCache`.
+
+    State: ``cache``, made when the plugin is set up on a worker.
+    """
+
+    name = "skyquanta-worker-cache"
+
+    def __init__(self) -> None:
+        self.cache: WorkerCache | None = None
+
+    def setup(self, worker: Any) -> None:
+        """Make the worker's cache."""
+        self.cache = WorkerCache()
+
+    def teardown(self, worker: Any) -> None:
+        """Drop the cache."""
+        self.cache = None
+
+
+def worker_cache() -> WorkerCache | None:
+    """Return the cache of the dask worker running the caller (`None` outside a worker)."""
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:
+        return None
+    plugin = worker.plugins.get(WorkerCachePlugin.name)
+    return getattr(plugin, "cache", None)
 
 
 class _Closer:
@@ -85,6 +125,22 @@ class DaskExecutor(Executor):
             self.client = Client(cluster)
             self._owned.insert(0, self.client)
         self.dashboard_link = getattr(self.client, "dashboard_link", None)
+        try:
+            self.client.register_plugin(WorkerCachePlugin(), name=WorkerCachePlugin.name)
+        except Exception as err:  # workers still run, building butlers and tasks per call
+            _LOG.warning("could not register the worker cache plugin: %s", err)
+
+    def parallelism(self) -> int:
+        """Return the number of worker threads (at least 1)."""
+        try:
+            threads = self.client.nthreads()
+        except Exception:  # not connected yet: assume one
+            return 1
+        return max(1, sum(threads.values()))
+
+    def run_options(self) -> dict[str, Any]:
+        """Pass `worker_cache`: the worker function finds its worker's cache."""
+        return {"cache": worker_cache}
 
     def submit(
         self, fn: Callable[..., Any], *args: Any, resources: dict[str, float] | None = None

@@ -7,8 +7,8 @@ Design
 runs clusters one after another in dependency order, registering each one's outputs before the
 next starts (so a killed client loses at most one cluster), which makes it the
 executor for tests and debugging: with ``pdb=True`` a failing task drops into
-``pdb.post_mortem`` at the point of failure, before the executor cleans up. No state besides
-the ``pdb`` flag.
+``pdb.post_mortem`` at the point of failure, before the executor cleans up. State: the ``pdb`` flag and a
+`~pipeline.execution.WorkerCache` (butlers and tasks reused across clusters).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pdb as _pdb
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..execution import WorkerCache
 from .base import Executor
 
 __all__ = ["SyncExecutor"]
@@ -48,6 +49,7 @@ class SyncExecutor(Executor):
 
     def __init__(self, *, pdb: bool = False) -> None:
         self.pdb = pdb
+        self.cache = WorkerCache()
 
     def submit(
         self, fn: Callable[..., Any], *args: Any, resources: dict[str, float] | None = None
@@ -60,5 +62,8 @@ class SyncExecutor(Executor):
         return handles[:1]
 
     def run_options(self) -> dict[str, Any]:
-        """Pass ``pdb.post_mortem`` to the worker function when debugging."""
-        return {"post_mortem": _pdb.post_mortem} if self.pdb else {}
+        """Pass the cache, and ``pdb.post_mortem`` when debugging, to the worker function."""
+        options: dict[str, Any] = {"cache": self.cache}
+        if self.pdb:
+            options["post_mortem"] = _pdb.post_mortem
+        return options

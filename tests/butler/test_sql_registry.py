@@ -88,3 +88,61 @@ def test_transactions_are_per_thread(tmp_path):
         assert [name for name, _ in registry.query_collections()] == ["pending"]
     assert seen == [[]]  # the other thread did not see the uncommitted run
     assert [name for name, _ in registry.query_collections()] == ["pending"]
+
+
+def test_bulk_paths_match_small_ones():
+    """Large reads take fast paths (scans, raw rows); results equal the per-ID ones."""
+    import uuid
+
+    from butler import DatasetRef, DatasetType
+    from butler.datastore.stored_file_info import StoredFileInfo
+
+    registry = SqlRegistry.create("sqlite://", DimensionUniverse.default())
+    universe = registry.universe
+    registry.insert_dimension_records("instrument", [{"name": "Cam"}])
+    registry.insert_dimension_records(
+        "detector", [{"instrument": "Cam", "id": d} for d in range(60)]
+    )
+    registry.insert_dimension_records("band", [{"name": "r"}])
+    registry.insert_dimension_records(
+        "physical_filter", [{"instrument": "Cam", "name": "r1", "band": "r"}]
+    )
+    registry.insert_dimension_records(
+        "visit", [{"instrument": "Cam", "id": v, "physical_filter": "r1"} for v in range(30)]
+    )
+    raw = DatasetType.make("raw", ["visit", "detector"], "NumpyArray", universe)
+    registry.register_dataset_type(raw)
+    for run in ("a", "b"):
+        registry.register_run(run)
+    refs = {
+        run: [
+            DatasetRef.make(raw, {"instrument": "Cam", "visit": v, "detector": d}, run)
+            for v in range(30)
+            for d in range(60)
+        ]
+        for run in ("a", "b")
+    }
+    # Every other ref of run "a" has a file; run "b" refs all have one.
+    infos = [StoredFileInfo(r.id, f"p/{i}", "F", "S", i) for i, r in enumerate(refs["a"][::2])]
+    infos += [StoredFileInfo(r.id, f"q/{i}", "F", "S", i) for i, r in enumerate(refs["b"])]
+    # Infos not in ref order: paired by ID.
+    assert registry.insert_datasets(refs["a"] + refs["b"], infos[::-1]) == 3600
+    wanted = refs["a"] + refs["b"][:100] + [uuid.uuid4()]
+    stored = registry.get_stored_info(wanted)
+    assert stored == {info.dataset_id: info for info in infos[:900] + infos[900:1000]}
+    one_by_one = {}
+    for ref in wanted[::97]:
+        one_by_one.update(registry.get_stored_info([ref]))
+    assert all(stored[k] == v for k, v in one_by_one.items())
+    found = registry.query_datasets("raw", collections=["b", "a"])
+    by_data_id = sorted(refs["b"], key=lambda r: r.data_id.values_tuple)
+    assert [r.id for r in found] == [r.id for r in by_data_id]
+    everything = registry.query_datasets("raw", collections=["b", "a"], find_first=False)
+    assert len(everything) == 3600
+    assert [r.run for r in everything[:2]] == ["b", "a"]
+    data_ids = registry.query_data_ids(
+        ["visit", "detector"], datasets=["raw"], collections=["a", "b"]
+    )
+    assert len(data_ids) == 1800
+    assert data_ids[0].implied == {"physical_filter": "r1", "band": "r"}
+    assert data_ids == sorted(data_ids, key=lambda d: d.values_tuple)

@@ -9,7 +9,8 @@ test can change it between runs without touching the graph:
   (``RepeatableQuantumError`` when ``repeatable``);
 - ``killFile``: if it exists, the quantum deletes it and SIGKILLs its own process (once);
 - ``sleep``: seconds to sleep in ``run`` (to kill things mid-run);
-- ``noWorkDetectors``: detectors for which ExecA raises ``NoWorkFound``.
+- ``noWorkDetectors``: detectors for which ExecA raises ``NoWorkFound``;
+- ``failAfterPut``: ExecB writes its output, then raises.
 """
 
 import os
@@ -82,6 +83,7 @@ class BConnections(PipelineTaskConnections, dimensions=VISIT_DET):
 
 class BConfig(BehaviourConfig, pipelineConnections=BConnections):
     offset = Field(int, "added to the value", default=1)
+    failAfterPut = Field(bool, "write the output, then raise", default=False)
 
 
 class ExecB(PipelineTask):
@@ -91,6 +93,8 @@ class ExecB(PipelineTask):
     def runQuantum(self, butlerQC, inputRefs, outputRefs):
         self.dataId = butlerQC.dataId
         super().runQuantum(butlerQC, inputRefs, outputRefs)
+        if self.config.failAfterPut:
+            raise RuntimeError(f"failing after writing the output of {self.dataId}")
 
     def run(self, inp):
         _behave(self.config, self.dataId, self.log)

@@ -1,0 +1,157 @@
+"""Worker side of an execution (outputs, failures, no work, metadata last), clustering, batching.
+
+Executions use the synchronous executor on a small repository (4 visits x 8 detectors, tasks
+a -> b per detector, c per visit); the batching test runs on a real 2-worker LocalCluster.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+from pathlib import Path
+
+import pytest
+from _exec_repo import make_graph, make_repo, registered
+
+from butler import Butler
+from pipeline.clustering import make_clusters
+from pipeline.execution import QuantumOutcome, WorkerCache
+from pipeline.executors import DaskExecutor, schedule
+from pipeline.run import execute_graph
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return make_repo(tmp_path / "repo", n_visits=2, n_detectors=4)
+
+
+def _key(data_id):
+    return tuple(sorted(dict(data_id).items()))
+
+
+def test_failure_after_a_put_leaves_nothing(repo):
+    qg = make_graph(repo, run="out/pf", b_config={"failAfterPut": True}, tasks=("a", "b"))
+    butler = Butler(repo)
+    summary = execute_graph(butler, qg, executor="sync", progress=False)
+    assert summary.exit_code == 1
+    assert summary.counts["b"]["failed"] == 8 and summary.counts["a"]["succeeded"] == 8
+    assert "failing after writing" in summary.failures[0]["message"]
+    got = registered(butler, "out/pf")
+    assert "eb_out" not in got and "b_metadata" not in got
+    assert len(got["b_log"]) == 8  # the log, with the traceback, is kept
+    for node in qg.node_ids("b"):
+        ref = qg.get_quantum(node).outputs["out"][0]
+        assert not Path(butler.datastore.uri(butler.datastore.predict(ref))).exists()
+    log = butler.get(butler.registry.query_datasets("b_log", collections=["out/pf"])[0])
+    assert any("RuntimeError" in (r["exc_text"] or "") for r in log)
+
+
+def test_no_work_found_propagates_as_done_without_outputs(repo):
+    qg = make_graph(repo, run="out/nw", a_config={"noWorkDetectors": [1]})
+    butler = Butler(repo)
+    summary = execute_graph(butler, qg, executor="sync", progress=False)
+    assert summary.exit_code == 0
+    assert summary.counts["a"]["no_work"] == 2 and summary.counts["b"]["no_work"] == 2
+    assert summary.counts["c"]["succeeded"] == 2
+    got = registered(butler, "out/nw")
+    assert all(dict(k)["detector"] != 1 for k in got["ea_out"] | got["eb_out"])
+    assert len(got["a_metadata"]) == 8 and len(got["b_metadata"]) == 8
+    for ref in butler.registry.query_datasets("b_metadata", collections=["out/nw"]):
+        quantum = butler.get(ref)["quantum"]
+        assert quantum["status"] == ("no_work" if ref.data_id["detector"] == 1 else "succeeded")
+    for ref in butler.registry.query_datasets("ec_out", collections=["out/nw"]):
+        assert butler.get(ref)["n"] == 3  # the gather saw only the detectors that had work
+
+
+def test_metadata_is_written_last(repo):
+    qg = make_graph(repo, run="out/ml", tasks=("a", "b"))
+    butler = Butler(repo)
+    summary = execute_graph(butler, qg, executor="sync", clustering="off", progress=False)
+    assert summary.exit_code == 0
+    for node, outcome in summary.result.outcomes.items():
+        quantum = qg.get_quantum(node)
+        ids = [info.dataset_id for info in outcome.written]
+        assert ids[-1] == quantum.metadata_ref.id and len(ids) == 3
+        times = [os.stat(butler.datastore.uri(info)).st_mtime_ns for info in outcome.written]
+        assert times[-1] == max(times)
+
+
+def test_per_task_clustering(repo):
+    qg = make_graph(repo, run="out/pt")
+    clusters = make_clusters(qg, qg.node_ids(), "per_task:3")
+    assert [len(c) for c in clusters] == [3, 3, 2, 3, 3, 2, 2]
+    for cluster in clusters:
+        assert len({qg.task_label_of(n) for n in cluster}) == 1
+    assert sorted(n for c in clusters for n in c) == list(qg.node_ids())
+    with pytest.raises(ValueError, match="positive integer"):
+        make_clusters(qg, qg.node_ids(), "per_task:0")
+    butler = Butler(repo)
+    summary = execute_graph(butler, qg, executor="sync", clustering="per_task:3", progress=False)
+    assert summary.exit_code == 0 and summary.total("succeeded") == len(qg)
+    assert len(registered(butler, "out/pt")["ec_out"]) == 2
+
+
+def test_changed_config_is_refused_unless_clobbered(repo):
+    butler = Butler(repo)
+    first = make_graph(repo, run="out/cfg", b_config={"offset": 1}, tasks=("a", "b"))
+    assert execute_graph(butler, first, executor="sync", progress=False).exit_code == 0
+    changed = make_graph(repo, run="out/cfg", b_config={"offset": 5}, tasks=("a", "b"))
+    refused = execute_graph(butler, changed, executor="sync", progress=False)
+    assert refused.exit_code == 2
+    assert "task 'b'" in refused.error and "offset" in refused.error
+    clobbered = execute_graph(
+        butler, changed, executor="sync", clobber_outputs=True, progress=False
+    )
+    assert clobbered.exit_code == 0
+    ref = butler.registry.query_datasets("b_config", collections=["out/cfg"])[0]
+    assert butler.get(ref).offset == 5
+
+
+def test_worker_cache_keys_on_config(repo):
+    spec = Butler(repo).limited_spec()
+    one = make_graph(repo, run="out/c1", b_config={"offset": 1}, tasks=("a", "b")).tasks["b"]
+    two = make_graph(repo, run="out/c2", b_config={"offset": 2}, tasks=("a", "b")).tasks["b"]
+    cache = WorkerCache()
+    assert cache.butler(spec) is cache.butler(spec)
+    task = cache.task(spec, one, {}, dict)
+    assert cache.task(spec, one, {}, dict) is task
+    other = cache.task(spec, two, {}, dict)
+    assert other is not task and other.config.offset == 2
+    cache.discard_task(spec, one, {})
+    assert cache.task(spec, one, {}, dict) is not task
+
+
+def test_batched_clusters_are_isolated():
+    pred = {0: [], 1: [], 2: [], 3: [], 4: [1], 5: [0]}
+    succ = {0: [5], 1: [4], 2: [], 3: [], 4: [], 5: []}
+    calls = []
+
+    def submit(nodes, attempt):
+        calls.append(nodes)
+        f = concurrent.futures.Future()
+        f.set_result([
+            QuantumOutcome(n, "failed" if n == 1 else "succeeded", repeatable=True)
+            for n in nodes
+        ])
+        return f
+
+    result = schedule(
+        [(0,), (1,), (2,), (3,), (4,), (5,)], pred, succ, submit=submit, wait=list,
+        parallelism=1,
+    )
+    assert calls[:2] == [(0, 1), (2, 3)]  # 4 ready quanta, 1 worker: batches of 2
+    assert result.status == {
+        0: "succeeded", 1: "failed", 2: "succeeded", 3: "succeeded", 4: "blocked", 5: "succeeded"
+    }
+
+
+def test_batches_on_a_local_cluster(repo):
+    qg = make_graph(repo, run="out/dask", tasks=("a", "b"))
+    butler = Butler(repo)
+    with DaskExecutor(jobs=2, dashboard_address=":0") as executor:
+        assert executor.parallelism() == 2
+        summary = execute_graph(butler, qg, executor=executor, clustering="off", progress=False)
+        pids = executor.client.run(os.getpid)
+    assert summary.exit_code == 0 and summary.total("succeeded") == 16
+    assert {o.pid for o in summary.result.outcomes.values()} <= set(pids.values())
+    assert len(registered(butler, "out/dask")["b_metadata"]) == 8
