@@ -41,7 +41,9 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
     with open(candidate) as stream:
         spec = yaml.safe_load(stream) or {}
     if spec.get("kind") not in _KINDS:
-        raise ValueError(f"{candidate}: 'kind' must be one of {sorted(_KINDS)}, got {spec.get('kind')!r}")
+        raise ValueError(
+            f"{candidate}: 'kind' must be one of {sorted(_KINDS)}, got {spec.get('kind')!r}"
+        )
     return spec
 
 

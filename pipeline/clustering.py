@@ -76,7 +76,8 @@ def _chains(qgraph: Any, todo: Sequence[int]) -> list[tuple[int, ...]]:
             pred = preds[0]
             succ = qgraph.successors(pred)
             chain = cluster_of[pred]
-            if len(succ) == 1 and chain[-1] == pred and qgraph.data_id(pred) == qgraph.data_id(node):
+            same_data_id = qgraph.data_id(pred) == qgraph.data_id(node)
+            if len(succ) == 1 and chain[-1] == pred and same_data_id:
                 chain.append(node)
                 cluster_of[node] = chain
                 continue

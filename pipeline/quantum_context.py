@@ -130,7 +130,9 @@ class WorkerQuantumContext:
             for obj, ref in zip(values, dataset, strict=True):
                 self._put_one(obj, ref)
             return
-        raise TypeError(f"cannot put to {dataset!r}: not a DatasetRef, list or quantized connection")
+        raise TypeError(
+            f"cannot put to {dataset!r}: not a DatasetRef, list or quantized connection"
+        )
 
     def remove_written(self) -> None:
         """Delete every artifact written so far (cleanup after a failure)."""

@@ -152,7 +152,8 @@ def make_report(butler: Any, output_run_or_collection: str, qgraph: Any = None) 
         _blocked_from_graph(qgraph, report, done_ids, failed_ids)
     else:
         for label, counts in report.tasks.items():
-            counts["blocked"] = sum(1 for b in status_file.get("blocked", []) if b["label"] == label)
+            blocked = status_file.get("blocked", [])
+            counts["blocked"] = sum(1 for b in blocked if b["label"] == label)
             rest = counts["expected"] - counts["succeeded"] - counts["no_work"] - counts["failed"]
             counts["not_run"] = max(0, rest - counts["blocked"])
     return report

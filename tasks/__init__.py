@@ -1,6 +1,10 @@
 """skyquanta's PipelineTasks: configs, subtasks and wiring around `imaging` algorithms."""
 
-from .characterize_image import CharacterizeImageConfig, CharacterizeImageConnections, CharacterizeImageTask
+from .characterize_image import (
+    CharacterizeImageConfig,
+    CharacterizeImageConnections,
+    CharacterizeImageTask,
+)
 from .detection import SourceDetectionConfig, SourceDetectionTask
 from .install_psf import InstallGaussianPsfConfig, InstallGaussianPsfTask
 from .measure_psf import MeasurePsfConfig, MeasurePsfTask

@@ -9,7 +9,12 @@ import numpy as np
 
 __all__ = ["write_debug_picture"]
 
-_MASK_COLOURS = {"CR": (0.0, 1.0, 1.0), "SAT": (1.0, 0.2, 0.2), "INTRP": (1.0, 0.6, 0.0), "BAD": (1.0, 0.0, 1.0)}
+_MASK_COLOURS = {
+    "CR": (0.0, 1.0, 1.0),
+    "SAT": (1.0, 0.2, 0.2),
+    "INTRP": (1.0, 0.6, 0.0),
+    "BAD": (1.0, 0.0, 1.0),
+}
 
 
 def write_debug_picture(
@@ -44,7 +49,9 @@ def write_debug_picture(
     sky = float(np.nanmedian(shown))
     noise = float(1.4826 * np.nanmedian(np.abs(shown - sky))) or 1.0
     stretched = np.arcsinh((shown - sky) / (3.0 * noise))
-    rgb = np.repeat(((stretched - stretched.min()) / (np.ptp(stretched) or 1.0))[..., None], 3, axis=2)
+    rgb = np.repeat(
+        ((stretched - stretched.min()) / (np.ptp(stretched) or 1.0))[..., None], 3, axis=2
+    )
     planes = exposure.mask.planes
     for name, colour in _MASK_COLOURS.items():
         if name in planes:
@@ -55,12 +62,20 @@ def write_debug_picture(
     ax = fig.add_axes((0.07, 0.05, 0.9, 0.88))
     x0, y0 = exposure.xy0
     height, width = image.shape
-    ax.imshow(rgb, origin="lower", extent=(x0 - 0.5, x0 + width - 0.5, y0 - 0.5, y0 + height - 0.5),
-              interpolation="nearest")
+    ax.imshow(
+        rgb,
+        origin="lower",
+        extent=(x0 - 0.5, x0 + width - 0.5, y0 - 0.5, y0 + height - 0.5),
+        interpolation="nearest",
+    )
     if sources is not None and len(sources):
         x = np.asarray(sources["base_SdssCentroid_x"], float)
         y = np.asarray(sources["base_SdssCentroid_y"], float)
-        used = np.asarray(sources["calib_psf_used"], bool) if "calib_psf_used" in sources.colnames else None
+        used = (
+            np.asarray(sources["calib_psf_used"], bool)
+            if "calib_psf_used" in sources.colnames
+            else None
+        )
         colours = np.where(used, "lime", "yellow") if used is not None else "yellow"
         ax.scatter(x, y, s=60, facecolors="none", edgecolors=colours, linewidths=0.8)
     ax.set_title(title + "  (cyan: CR, red: SAT, orange: INTRP; green: PSF stars)", fontsize=9)

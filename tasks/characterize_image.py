@@ -57,11 +57,17 @@ _DIMENSIONS = ("instrument", "visit", "detector")
 class CharacterizeImageConnections(PipelineTaskConnections, dimensions=_DIMENSIONS):
     """Connections of `CharacterizeImageTask` (LSST's dataset type names)."""
 
-    exposure = Input("postISRCCD", "Exposure", _DIMENSIONS, doc="Input exposure, defects interpolated")
+    exposure = Input(
+        "postISRCCD", "Exposure", _DIMENSIONS, doc="Input exposure, defects interpolated"
+    )
     characterized = Output("icExp", "ExposureF", _DIMENSIONS, doc="Characterized exposure")
     sourceCat = Output("icSrc", "SourceCatalog", _DIMENSIONS, doc="Bright sources used for the PSF")
-    backgroundModel = Output("icExpBackground", "Background", _DIMENSIONS, doc="Subtracted background")
-    outputSchema = InitOutput("icSrc_schema", "SourceCatalog", doc="Schema of icSrc (an empty catalog)")
+    backgroundModel = Output(
+        "icExpBackground", "Background", _DIMENSIONS, doc="Subtracted background"
+    )
+    outputSchema = InitOutput(
+        "icSrc_schema", "SourceCatalog", doc="Schema of icSrc (an empty catalog)"
+    )
 
 
 class CharacterizeImageConfig(PipelineTaskConfig, pipelineConnections=CharacterizeImageConnections):
@@ -69,16 +75,26 @@ class CharacterizeImageConfig(PipelineTaskConfig, pipelineConnections=Characteri
 
     doMeasurePsf = Field(bool, "Measure the PSF (else keep or install a simple one)", default=True)
     psfIterations = RangeField(int, "Detect-measure-PSF iterations", default=2, min=1)
-    useSimplePsf = Field(bool, "Install a Gaussian with the current sigma at each iteration", default=True)
-    requireCrForPsf = Field(bool, "A CR failure inside the PSF loop is an error (else a warning)", default=True)
+    useSimplePsf = Field(
+        bool, "Install a Gaussian with the current sigma at each iteration", default=True
+    )
+    requireCrForPsf = Field(
+        bool, "A CR failure inside the PSF loop is an error (else a warning)", default=True
+    )
     doApCorr = Field(bool, "Measure and apply aperture corrections", default=True)
-    background = ConfigurableField(target=SubtractBackgroundTask, doc="Initial background subtraction")
+    background = ConfigurableField(
+        target=SubtractBackgroundTask, doc="Initial background subtraction"
+    )
     detection = ConfigurableField(target=SourceDetectionTask, doc="Source detection")
     repair = ConfigurableField(target=RepairTask, doc="Cosmic-ray repair")
     measurement = ConfigurableField(target=SingleFrameMeasurementTask, doc="Source measurement")
     measurePsf = ConfigurableField(target=MeasurePsfTask, doc="PSF measurement")
-    installSimplePsf = ConfigurableField(target=InstallGaussianPsfTask, doc="Simple PSF installation")
-    apCorrRefFlux = Field(str, "Reference flux of aperture corrections", default="base_CircularApertureFlux_12_0")
+    installSimplePsf = ConfigurableField(
+        target=InstallGaussianPsfTask, doc="Simple PSF installation"
+    )
+    apCorrRefFlux = Field(
+        str, "Reference flux of aperture corrections", default="base_CircularApertureFlux_12_0"
+    )
     apCorrOrder = RangeField(int, "Order of the aperture-correction fields", default=2, min=0)
     doSplitBlendedPeaks = Field(
         bool,
@@ -87,7 +103,8 @@ class CharacterizeImageConfig(PipelineTaskConfig, pipelineConnections=Characteri
         default=True,
     )
     doRemoveCosmicRaySources = Field(
-        bool, "Drop detections that fall below the inclusion level once their CRs are interpolated",
+        bool,
+        "Drop detections that fall below the inclusion level once their CRs are interpolated",
         default=True,
     )
     debugStages = ListField(
@@ -113,9 +130,11 @@ class CharacterizeImageConfig(PipelineTaskConfig, pipelineConnections=Characteri
         """
         super().validate()
         if self.doApCorr and not self.doMeasurePsf:
-            raise RuntimeError("Must measure PSF to measure aperture correction, because flags determined "
-                               "by PSF measurement are used to identify sources used to measure aperture "
-                               "correction")
+            raise RuntimeError(
+                "Must measure PSF to measure aperture correction, because flags determined "
+                "by PSF measurement are used to identify sources used to measure aperture "
+                "correction"
+            )
 
 
 class CharacterizeImageTask(PipelineTask):
@@ -136,13 +155,30 @@ class CharacterizeImageTask(PipelineTask):
     ConfigClass = CharacterizeImageConfig
     _DefaultName = "characterizeImage"
     canMultiprocess = True
-    debugStages = ("frame", "repair_iter", "background_iter", "measure_iter", "psf", "repair", "measure")
+    debugStages = (
+        "frame",
+        "repair_iter",
+        "background_iter",
+        "measure_iter",
+        "psf",
+        "repair",
+        "measure",
+    )
 
-    def __init__(self, butler: Any = None, refObjLoader: Any = None, schema: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, butler: Any = None, refObjLoader: Any = None, schema: Any = None, **kwargs: Any
+    ) -> None:
         if butler is not None:
             raise TypeError("butler must be None (compatibility parameter)")
         super().__init__(**kwargs)
-        for name in ("background", "installSimplePsf", "repair", "detection", "measurement", "measurePsf"):
+        for name in (
+            "background",
+            "installSimplePsf",
+            "repair",
+            "detection",
+            "measurement",
+            "measurePsf",
+        ):
             self.makeSubtask(name)
         self.outputSchema = _empty_catalog()
         stages = set(self.config.debugStages)
@@ -167,7 +203,9 @@ class CharacterizeImageTask(PipelineTask):
 
     # -- algorithm ------------------------------------------------------------------------
 
-    def run(self, exposure: Any, exposureIdInfo: Any = None, background: BackgroundList | None = None) -> Struct:
+    def run(
+        self, exposure: Any, exposureIdInfo: Any = None, background: BackgroundList | None = None
+    ) -> Struct:
         """Characterize a science image.
 
         Parameters
@@ -204,8 +242,13 @@ class CharacterizeImageTask(PipelineTask):
             sigma = float(exposure.psf.sigma(position))
             size = exposure.psf.kernel_image(position).shape
             median_bg = float(np.median(background.evaluate(exposure.image.shape, exposure.xy0)))
-            self.log.info("iteration %d: PSF sigma=%.3f px, dimensions=%s, median background=%.2f",
-                          iteration + 1, sigma, size, median_bg)
+            self.log.info(
+                "iteration %d: PSF sigma=%.3f px, dimensions=%s, median background=%.2f",
+                iteration + 1,
+                sigma,
+                size,
+                median_bg,
+            )
             if math.isnan(sigma):
                 raise RuntimeError("PSF sigma is NaN, cannot continue PSF determination.")
         assert result is not None
@@ -216,8 +259,12 @@ class CharacterizeImageTask(PipelineTask):
         if self.config.doRemoveCosmicRaySources:
             level = detections.level * self.config.detection.includeThresholdMultiplier
             keep = _not_cosmic_rays(detections, exposure, level)
-            detections = Struct(footprints=[f for f, k in zip(detections.footprints, keep, strict=True) if k],
-                                labels=detections.labels, sigma=detections.sigma, level=detections.level)
+            detections = Struct(
+                footprints=[f for f, k in zip(detections.footprints, keep, strict=True) if k],
+                labels=detections.labels,
+                sigma=detections.sigma,
+                level=detections.level,
+            )
             flags = flags[keep]
             self.metadata["numCosmicRaySourcesRemoved"] = int(np.count_nonzero(~keep))
         source_cat = self._measure(exposure, detections, exp_id, flags_from=flags)
@@ -226,8 +273,11 @@ class CharacterizeImageTask(PipelineTask):
                 height, width = exposure.image.shape
                 x0, y0 = exposure.xy0
                 ap_corr = measure_ap_corr(
-                    source_cat, (x0, y0, x0 + width - 1, y0 + height - 1),
-                    config=ApCorrConfig(ref_flux=self.config.apCorrRefFlux, order=self.config.apCorrOrder),
+                    source_cat,
+                    (x0, y0, x0 + width - 1, y0 + height - 1),
+                    config=ApCorrConfig(
+                        ref_flux=self.config.apCorrRefFlux, order=self.config.apCorrOrder
+                    ),
                 )
                 apply_ap_corr(source_cat, ap_corr)
                 exposure.metadata["APCORR"] = True
@@ -235,11 +285,17 @@ class CharacterizeImageTask(PipelineTask):
         self._display("measure", exposure, source_cat)
         self._record(exposure, source_cat)
         return Struct(
-            exposure=exposure, sourceCat=source_cat, background=background, psfCellSet=result.psfCellSet,
-            characterized=exposure, backgroundModel=background,
+            exposure=exposure,
+            sourceCat=source_cat,
+            background=background,
+            psfCellSet=result.psfCellSet,
+            characterized=exposure,
+            backgroundModel=background,
         )
 
-    def detectMeasureAndEstimatePsf(self, exposure: Any, exposureIdInfo: Any, background: BackgroundList) -> Struct:
+    def detectMeasureAndEstimatePsf(
+        self, exposure: Any, exposureIdInfo: Any, background: BackgroundList
+    ) -> Struct:
         """Perform one iteration of detect, measure, and estimate PSF.
 
         Returns
@@ -277,12 +333,20 @@ class CharacterizeImageTask(PipelineTask):
         if self.config.doMeasurePsf:
             cell_set = self.measurePsf.run(exposure, source_cat, expId=exp_id).cellSet
         self._display("measure_iter", exposure, source_cat)
-        return Struct(exposure=exposure, sourceCat=source_cat, background=background, psfCellSet=cell_set,
-                      detections=detections)
+        return Struct(
+            exposure=exposure,
+            sourceCat=source_cat,
+            background=background,
+            psfCellSet=cell_set,
+            detections=detections,
+        )
 
-    def _measure(self, exposure: Any, detections: Struct, exp_id: int, flags_from: Table | None = None) -> Table:
-        table = self.measurement.run(exposure, detections.footprints, detections.labels,
-                                     id_offset=exp_id << 32).sourceCat
+    def _measure(
+        self, exposure: Any, detections: Struct, exp_id: int, flags_from: Table | None = None
+    ) -> Table:
+        table = self.measurement.run(
+            exposure, detections.footprints, detections.labels, id_offset=exp_id << 32
+        ).sourceCat
         if flags_from is not None:
             for column in ("calib_psf_candidate", "calib_psf_used", "calib_psf_reserved"):
                 table[column] = flags_from[column]
@@ -346,10 +410,17 @@ def split_blended_peaks(footprints: Any, *, min_value: float, min_separation: fl
             result.append(fp)
             continue
         for k in kept:
-            child = Peaks(x=peaks.x[k : k + 1], y=peaks.y[k : k + 1], value=peaks.value[k : k + 1],
-                          significance=peaks.significance[k : k + 1])
-            result.append(Footprint(id=fp.id, slices=fp.slices, area=fp.area, peaks=child,
-                                    negative=fp.negative))
+            child = Peaks(
+                x=peaks.x[k : k + 1],
+                y=peaks.y[k : k + 1],
+                value=peaks.value[k : k + 1],
+                significance=peaks.significance[k : k + 1],
+            )
+            result.append(
+                Footprint(
+                    id=fp.id, slices=fp.slices, area=fp.area, peaks=child, negative=fp.negative
+                )
+            )
     return result
 
 
@@ -377,7 +448,12 @@ def _not_cosmic_rays(detections: Struct, exposure: Any, min_value: float) -> np.
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
                 cy, cx = y + dy, x + dx
-                y0, y1, x0, x1 = cy - size // 2, cy + size // 2 + 1, cx - size // 2, cx + size // 2 + 1
+                y0, y1, x0, x1 = (
+                    cy - size // 2,
+                    cy + size // 2 + 1,
+                    cx - size // 2,
+                    cx + size // 2 + 1,
+                )
                 if y0 < 0 or x0 < 0 or y1 > height or x1 > width:
                     continue
                 best = max(best, float(np.sum(kernel * image[y0:y1, x0:x1])))
@@ -391,8 +467,14 @@ def _empty_catalog() -> Table:
     from imaging.measurement import MeasurementConfig, measure_sources
 
     image = np.zeros((8, 8), np.float32)
-    table = measure_sources(image, np.zeros((8, 8), np.uint32), np.ones((8, 8), np.float32), [], None,
-                            config=MeasurementConfig())
+    table = measure_sources(
+        image,
+        np.zeros((8, 8), np.uint32),
+        np.ones((8, 8), np.float32),
+        [],
+        None,
+        config=MeasurementConfig(),
+    )
     return table[:0]
 
 
@@ -406,4 +488,3 @@ def _default_debug_dir(butlerQC: Any, outputRefs: Any) -> str:
     if root is not None and "://" not in root.datastore_root and run:
         return os.path.join(root.datastore_root, run, "debug")
     return os.path.join(os.getcwd(), "debug")
-

@@ -19,21 +19,34 @@ class SourceDetectionConfig(Config):
 
     thresholdValue = RangeField(float, "Threshold in units of thresholdType", default=5.0, min=0.0)
     thresholdType = ChoiceField(
-        str, "How the threshold is expressed", default="stdev",
-        allowed={"stdev": "multiples of the smoothed image's clipped stdev", "value": "image units"},
+        str,
+        "How the threshold is expressed",
+        default="stdev",
+        allowed={
+            "stdev": "multiples of the smoothed image's clipped stdev",
+            "value": "image units",
+        },
     )
     includeThresholdMultiplier = RangeField(
         float, "Keep a footprint only if its peak is above threshold x this", default=10.0, min=0.0
     )
     thresholdPolarity = ChoiceField(
-        str, "Which footprints to return", default="positive",
+        str,
+        "Which footprints to return",
+        default="positive",
         allowed={"positive": "positive", "negative": "negative", "both": "both"},
     )
     minPixels = RangeField(int, "Minimum footprint area before growing (pixels)", default=1, min=0)
-    nSigmaToGrow = RangeField(float, "Grow footprints by this many PSF sigmas", default=2.4, min=0.0)
+    nSigmaToGrow = RangeField(
+        float, "Grow footprints by this many PSF sigmas", default=2.4, min=0.0
+    )
     nSigmaForKernel = RangeField(float, "Smoothing kernel size in PSF sigmas", default=7.0, min=1.0)
-    statsMask = ListField(str, "Planes ignored when measuring the noise", default=["BAD", "SAT", "EDGE", "NO_DATA"])
-    reEstimateBackground = Field(bool, "Fit and subtract a new background after detection", default=True)
+    statsMask = ListField(
+        str, "Planes ignored when measuring the noise", default=["BAD", "SAT", "EDGE", "NO_DATA"]
+    )
+    reEstimateBackground = Field(
+        bool, "Fit and subtract a new background after detection", default=True
+    )
     background = ConfigField(SubtractBackgroundConfig, "Background re-estimation")
 
     def to_options(self) -> DetectionConfig:
@@ -87,14 +100,25 @@ class SourceDetectionTask(Task):
         sigma = float(exposure.psf.sigma(psf_average_position(exposure)))
         with self.timer("detection"):
             result = detect_sources(
-                exposure.image, exposure.mask.array, exposure.variance, sigma,
-                config=self.config.to_options(), planes=exposure.mask.planes, xy0=exposure.xy0,
+                exposure.image,
+                exposure.mask.array,
+                exposure.variance,
+                sigma,
+                config=self.config.to_options(),
+                planes=exposure.mask.planes,
+                xy0=exposure.xy0,
             )
         for key, value in result.metadata.items():
             self.metadata[key] = value
         self.metadata["numPos"] = len(result.footprints)
-        self.log.info("Detected %d positive footprints (sigma %.2f px)", len(result.footprints), sigma)
+        self.log.info(
+            "Detected %d positive footprints (sigma %.2f px)", len(result.footprints), sigma
+        )
         return Struct(
-            footprints=result.footprints, labels=result.labels, background=result.background,
-            numPos=len(result.footprints), sigma=sigma, level=result.level,
+            footprints=result.footprints,
+            labels=result.labels,
+            background=result.background,
+            numPos=len(result.footprints),
+            sigma=sigma,
+            level=result.level,
         )

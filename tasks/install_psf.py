@@ -24,7 +24,11 @@ def psf_average_position(exposure: Any) -> tuple[float, float]:
 class InstallGaussianPsfConfig(Config):
     """Configuration of `InstallGaussianPsfTask`."""
 
-    fwhm = Field(float, "FWHM of the Gaussian when the exposure has no PSF (pixels)", default=1.5 * _FWHM_PER_SIGMA)
+    fwhm = Field(
+        float,
+        "FWHM of the Gaussian when the exposure has no PSF (pixels)",
+        default=1.5 * _FWHM_PER_SIGMA,
+    )
     width = Field(int, "Width and height of the PSF kernel (pixels, odd)", default=11)
 
     def validate(self) -> None:

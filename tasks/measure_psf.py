@@ -14,7 +14,17 @@ from astropy.table import Table
 
 from imaging.psf_determiner import PixelPsfDeterminer, PixelPsfDeterminerConfig, reserve_sources
 from imaging.star_selector import ObjectSizeStarSelectorConfig, select_stars_object_size
-from pipeline import Config, ConfigField, Field, ListField, RangeField, RegistryField, Struct, Task, makeRegistry
+from pipeline import (
+    Config,
+    ConfigField,
+    Field,
+    ListField,
+    RangeField,
+    RegistryField,
+    Struct,
+    Task,
+    makeRegistry,
+)
 
 from ._convert import options_from_config
 
@@ -36,7 +46,9 @@ psfDeterminerRegistry = makeRegistry("PSF determiners")
 class ObjectSizeStarSelectorTaskConfig(Config):
     """Options of the object-size star selector (LSST names)."""
 
-    sourceFluxField = Field(str, "Flux column used for the flux cut", default="base_GaussianFlux_instFlux")
+    sourceFluxField = Field(
+        str, "Flux column used for the flux cut", default="base_GaussianFlux_instFlux"
+    )
     doFluxLimit = Field(bool, "Apply the flux limits", default=True)
     fluxMin = Field(float, "Minimum flux", default=12500.0)
     fluxMax = Field(float, "Maximum flux (0: none)", default=0.0)
@@ -46,14 +58,19 @@ class ObjectSizeStarSelectorTaskConfig(Config):
     widthMin = Field(float, "Minimum width (pixels)", default=0.0)
     widthMax = Field(float, "Maximum width (pixels)", default=10.0)
     nSigmaClip = Field(float, "Clipping of the stellar locus (sigmas)", default=2.0)
-    widthStdAllowed = Field(float, "Stop refining when the locus scatter is below this x median", default=0.15)
+    widthStdAllowed = Field(
+        float, "Stop refining when the locus scatter is below this x median", default=0.15
+    )
     badFlags = ListField(
         str,
         "Sources with any of these flags are never stars",
         default=[
-            "base_PixelFlags_flag_edge", "base_PixelFlags_flag_interpolatedCenter",
-            "base_PixelFlags_flag_saturatedCenter", "base_PixelFlags_flag_crCenter",
-            "base_PixelFlags_flag_bad", "base_PixelFlags_flag_interpolated",
+            "base_PixelFlags_flag_edge",
+            "base_PixelFlags_flag_interpolatedCenter",
+            "base_PixelFlags_flag_saturatedCenter",
+            "base_PixelFlags_flag_crCenter",
+            "base_PixelFlags_flag_bad",
+            "base_PixelFlags_flag_interpolated",
         ],
     )
 
@@ -70,11 +87,18 @@ class ObjectSizeStarSelectorTask(Task):
             ObjectSizeStarSelectorConfig,
             self.config,
             {
-                "flux_field": "sourceFluxField", "do_flux_limit": "doFluxLimit", "flux_min": "fluxMin",
-                "flux_max": "fluxMax", "do_signal_to_noise_limit": "doSignalToNoiseLimit",
-                "signal_to_noise_min": "signalToNoiseMin", "signal_to_noise_max": "signalToNoiseMax",
-                "width_min": "widthMin", "width_max": "widthMax", "n_sigma_clip": "nSigmaClip",
-                "width_std_allowed": "widthStdAllowed", "bad_flags": "badFlags",
+                "flux_field": "sourceFluxField",
+                "do_flux_limit": "doFluxLimit",
+                "flux_min": "fluxMin",
+                "flux_max": "fluxMax",
+                "do_signal_to_noise_limit": "doSignalToNoiseLimit",
+                "signal_to_noise_min": "signalToNoiseMin",
+                "signal_to_noise_max": "signalToNoiseMax",
+                "width_min": "widthMin",
+                "width_max": "widthMax",
+                "n_sigma_clip": "nSigmaClip",
+                "width_std_allowed": "widthStdAllowed",
+                "bad_flags": "badFlags",
             },
         )
         selected = select_stars_object_size(sourceCat, config=options)
@@ -88,12 +112,16 @@ starSelectorRegistry.register("objectSize", ObjectSizeStarSelectorTask)
 class PixelPsfDeterminerTaskConfig(Config):
     """Options of the PSFEx-like pixel-basis determiner."""
 
-    kernelSize = Field(float, "Kernel size: absolute if >= 15, else in units of sqrt(rms size)", default=25.0)
+    kernelSize = Field(
+        float, "Kernel size: absolute if >= 15, else in units of sqrt(rms size)", default=25.0
+    )
     kernelSizeMin = Field(int, "Smallest kernel (pixels)", default=25)
     kernelSizeMax = Field(int, "Largest kernel (pixels)", default=45)
     spatialOrder = RangeField(int, "Order of the spatial polynomial", default=2, min=0)
     samplingSize = Field(float, "Model pixel size in image pixels", default=1.0)
-    badMaskBits = ListField(str, "Planes ignored in the stamps", default=["INTRP", "SAT", "CR", "BAD", "NO_DATA"])
+    badMaskBits = ListField(
+        str, "Planes ignored in the stamps", default=["INTRP", "SAT", "CR", "BAD", "NO_DATA"]
+    )
     spatialReject = Field(float, "Reject stars with residual chi above this", default=3.0)
     nIterReject = Field(int, "Rejection iterations", default=3)
 
@@ -110,15 +138,24 @@ class PixelPsfDeterminerTask(Task):
             PixelPsfDeterminerConfig,
             self.config,
             {
-                "kernel_size": "kernelSize", "kernel_size_min": "kernelSizeMin",
-                "kernel_size_max": "kernelSizeMax", "spatial_order": "spatialOrder",
-                "sampling": "samplingSize", "bad_planes": "badMaskBits",
-                "spatial_reject": "spatialReject", "n_iter_reject": "nIterReject",
+                "kernel_size": "kernelSize",
+                "kernel_size_min": "kernelSizeMin",
+                "kernel_size_max": "kernelSizeMax",
+                "spatial_order": "spatialOrder",
+                "sampling": "samplingSize",
+                "bad_planes": "badMaskBits",
+                "spatial_reject": "spatialReject",
+                "n_iter_reject": "nIterReject",
             },
         )
         return PixelPsfDeterminer(options).determine(
-            exposure.image, exposure.mask.array, exposure.variance, stars,
-            reserved=reserved, planes=exposure.mask.planes, xy0=exposure.xy0,
+            exposure.image,
+            exposure.mask.array,
+            exposure.variance,
+            stars,
+            reserved=reserved,
+            planes=exposure.mask.planes,
+            xy0=exposure.xy0,
         )
 
 
@@ -135,7 +172,9 @@ class MakePsfCandidatesConfig(Config):
 class ReserveSourcesConfig(Config):
     """Options of reserving PSF candidates for validation."""
 
-    fraction = RangeField(float, "Fraction of candidates reserved", default=0.0, min=0.0, max=1.0, inclusiveMax=True)
+    fraction = RangeField(
+        float, "Fraction of candidates reserved", default=0.0, min=0.0, max=1.0, inclusiveMax=True
+    )
     seed = Field(int, "Random seed (combined with the exposure ID)", default=1)
 
 
@@ -176,7 +215,10 @@ class MeasurePsfTask(Task):
             "No PSF candidates supplied." / "No good PSF candidates to pass to PSFEx".
         """
         selected = self.starSelector.run(sources).selected
-        half = self.config.makePsfCandidates.kernelSize // 2 + self.config.makePsfCandidates.borderWidth
+        half = (
+            self.config.makePsfCandidates.kernelSize // 2
+            + self.config.makePsfCandidates.borderWidth
+        )
         x = np.asarray(sources["base_SdssCentroid_x"], dtype=float) - exposure.xy0[0]
         y = np.asarray(sources["base_SdssCentroid_y"], dtype=float) - exposure.xy0[1]
         height, width = exposure.image.shape
@@ -184,7 +226,10 @@ class MeasurePsfTask(Task):
         inside &= (x < width - half) & (y < height - half)
         candidates = np.flatnonzero(selected & inside)
         reserved = reserve_sources(
-            candidates.size, fraction=self.config.reserve.fraction, seed=self.config.reserve.seed, exp_id=expId
+            candidates.size,
+            fraction=self.config.reserve.fraction,
+            seed=self.config.reserve.seed,
+            exp_id=expId,
         )
         sources["calib_psf_candidate"][:] = False
         sources["calib_psf_used"][:] = False
@@ -199,9 +244,19 @@ class MeasurePsfTask(Task):
         exposure.psf = result.psf
         for key, value in result.metadata.items():
             self.metadata[key] = value
-        self.log.info("PSF from %d of %d candidates (%d reserved)", int(used.sum()), candidates.size,
-                      int(np.count_nonzero(reserved)))
+        self.log.info(
+            "PSF from %d of %d candidates (%d reserved)",
+            int(used.sum()),
+            candidates.size,
+            int(np.count_nonzero(reserved)),
+        )
         status = np.where(used, "used", np.where(reserved, "reserved", "rejected"))
-        cell_set = Table({"id": np.asarray(stars["id"]), "x": stars["base_SdssCentroid_x"],
-                          "y": stars["base_SdssCentroid_y"], "status": status})
+        cell_set = Table(
+            {
+                "id": np.asarray(stars["id"]),
+                "x": stars["base_SdssCentroid_x"],
+                "y": stars["base_SdssCentroid_y"],
+                "status": status,
+            }
+        )
         return Struct(psf=result.psf, cellSet=cell_set)

@@ -16,13 +16,17 @@ class FindCosmicRaysConfig(Config):
     """Cosmic-ray finder options (LSST's ``FindCosmicRaysConfig`` names)."""
 
     nCrPixelMax = RangeField(int, "More CR pixels than this is an error", default=10000, min=0)
-    minSigma = RangeField(float, "CR candidates exceed the background by this many sigma", default=6.0, min=0.0)
+    minSigma = RangeField(
+        float, "CR candidates exceed the background by this many sigma", default=6.0, min=0.0
+    )
     min_DN = RangeField(float, "Minimum summed excess of one CR (counts)", default=150.0, min=0.0)
     cond3_fac = RangeField(float, "Noise allowance in the PSF-sharpness test", default=2.5, min=0.0)
     cond3_fac2 = RangeField(float, "Scale of the PSF neighbour/centre ratio", default=0.6, min=0.0)
     niteration = RangeField(int, "Passes that extend CRs to their neighbours", default=3, min=0)
     keepCRs = Field(bool, "Keep CR pixel values (only flag them)", default=False)
-    badPlanes = ListField(str, "Planes whose pixels are never CRs", default=["BAD", "INTRP", "SAT", "NO_DATA"])
+    badPlanes = ListField(
+        str, "Planes whose pixels are never CRs", default=["BAD", "INTRP", "SAT", "NO_DATA"]
+    )
 
     def to_options(self) -> CosmicRayConfig:
         """Return the `imaging.cosmic_rays.CosmicRayConfig` these fields describe."""
@@ -79,13 +83,22 @@ class RepairTask(Task):
         keep = self.config.cosmicray.keepCRs if keepCRs is None else keepCRs
         with self.timer("cosmicRay"):
             result = find_cosmic_rays(
-                exposure.image, exposure.mask.array, exposure.variance, exposure.psf,
-                config=self.config.cosmicray.to_options(), keep_crs=keep,
-                planes=exposure.mask.planes, xy0=exposure.xy0,
+                exposure.image,
+                exposure.mask.array,
+                exposure.variance,
+                exposure.psf,
+                config=self.config.cosmicray.to_options(),
+                keep_crs=keep,
+                planes=exposure.mask.planes,
+                xy0=exposure.xy0,
             )
         n_pixels = int(result.y.size)
         self.metadata["nCrPixels"] = n_pixels
         self.metadata["nCosmicRays"] = int(result.n_cosmic_rays)
-        self.log.info("Found %d cosmic rays (%d pixels)%s", result.n_cosmic_rays, n_pixels,
-                      "" if keep else ", interpolated")
+        self.log.info(
+            "Found %d cosmic rays (%d pixels)%s",
+            result.n_cosmic_rays,
+            n_pixels,
+            "" if keep else ", interpolated",
+        )
         return Struct(nCrPixels=n_pixels, nCosmicRays=int(result.n_cosmic_rays))

@@ -22,11 +22,17 @@ class SingleFrameMeasurementConfig(Config):
         str,
         "Measurement plugins (informational: all of these are always run)",
         default=[
-            "base_PixelFlags", "base_SdssCentroid", "base_SdssShape", "base_GaussianFlux",
-            "base_PsfFlux", "base_CircularApertureFlux",
+            "base_PixelFlags",
+            "base_SdssCentroid",
+            "base_SdssShape",
+            "base_GaussianFlux",
+            "base_PsfFlux",
+            "base_CircularApertureFlux",
         ],
     )
-    apertureRadii = ListField(float, "Circular aperture radii (pixels)", default=[3.0, 4.5, 6.0, 9.0, 12.0, 17.0])
+    apertureRadii = ListField(
+        float, "Circular aperture radii (pixels)", default=[3.0, 4.5, 6.0, 9.0, 12.0, 17.0]
+    )
     centroidMaxIter = Field(int, "Centroid iterations", default=12)
     centroidMaxShift = Field(float, "Largest centroid shift from the peak (pixels)", default=2.0)
     shapeMaxIter = Field(int, "Adaptive moment iterations", default=100)
@@ -55,7 +61,9 @@ class SingleFrameMeasurementTask(Task):
     ConfigClass = SingleFrameMeasurementConfig
     _DefaultName = "measurement"
 
-    def run(self, exposure: Any, footprints: Any, labels: np.ndarray, *, id_offset: int = 0) -> Struct:
+    def run(
+        self, exposure: Any, footprints: Any, labels: np.ndarray, *, id_offset: int = 0
+    ) -> Struct:
         """Measure sources.
 
         Parameters
@@ -77,9 +85,16 @@ class SingleFrameMeasurementTask(Task):
         ids = np.arange(1, len(footprints) + 1, dtype=np.int64) + id_offset
         with self.timer("measurement"):
             table: Table = measure_sources(
-                exposure.image, exposure.mask.array, exposure.variance, footprints, exposure.psf,
-                labels=labels, config=self.config.to_options(), planes=exposure.mask.planes,
-                ids=ids, xy0=exposure.xy0,
+                exposure.image,
+                exposure.mask.array,
+                exposure.variance,
+                footprints,
+                exposure.psf,
+                labels=labels,
+                config=self.config.to_options(),
+                planes=exposure.mask.planes,
+                ids=ids,
+                xy0=exposure.xy0,
             )
         self.metadata["numSources"] = len(table)
         return Struct(sourceCat=table)

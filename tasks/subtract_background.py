@@ -17,22 +17,32 @@ class SubtractBackgroundConfig(Config):
 
     binSize = RangeField(int, "Background cell size (pixels)", default=128, min=8)
     statisticsProperty = ChoiceField(
-        str, "Statistic of each cell", default="MEANCLIP",
+        str,
+        "Statistic of each cell",
+        default="MEANCLIP",
         allowed={"MEANCLIP": "3-sigma clipped mean", "MEDIAN": "median"},
     )
-    useApprox = Field(bool, "Fit a Chebyshev approximation (else interpolate the cells)", default=True)
+    useApprox = Field(
+        bool, "Fit a Chebyshev approximation (else interpolate the cells)", default=True
+    )
     approxOrderX = RangeField(int, "Chebyshev order", default=6, min=0)
     weighting = Field(bool, "Weight the fit by inverse variance of the cells", default=True)
     algorithm = ChoiceField(
-        str, "Interpolation when useApprox is False", default="AKIMA_SPLINE",
+        str,
+        "Interpolation when useApprox is False",
+        default="AKIMA_SPLINE",
         allowed={"AKIMA_SPLINE": "Akima spline", "LINEAR": "linear", "CONSTANT": "constant"},
     )
     undersampleStyle = ChoiceField(
-        str, "What to do with too few cells for the order", default="REDUCE_INTERP_ORDER",
+        str,
+        "What to do with too few cells for the order",
+        default="REDUCE_INTERP_ORDER",
         allowed={"REDUCE_INTERP_ORDER": "lower the order", "THROW_EXCEPTION": "raise"},
     )
     ignoredPixelMask = ListField(
-        str, "Mask planes ignored", default=["BAD", "EDGE", "DETECTED", "DETECTED_NEGATIVE", "NO_DATA"]
+        str,
+        "Mask planes ignored",
+        default=["BAD", "EDGE", "DETECTED", "DETECTED_NEGATIVE", "NO_DATA"],
     )
 
     def to_options(self) -> BackgroundConfig:
@@ -77,8 +87,12 @@ class SubtractBackgroundTask(Task):
         background = BackgroundList() if background is None else background
         with self.timer("subtractBackground"):
             model, stats = subtract_background(
-                exposure.image, exposure.mask.array, exposure.variance,
-                config=self.config.to_options(), planes=exposure.mask.planes, xy0=exposure.xy0,
+                exposure.image,
+                exposure.mask.array,
+                exposure.variance,
+                config=self.config.to_options(),
+                planes=exposure.mask.planes,
+                xy0=exposure.xy0,
             )
         for key, value in stats.items():
             exposure.metadata[key] = float(value)

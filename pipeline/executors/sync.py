@@ -7,8 +7,8 @@ Design
 runs clusters one after another in dependency order, registering each one's outputs before the
 next starts (so a killed client loses at most one cluster), which makes it the
 executor for tests and debugging: with ``pdb=True`` a failing task drops into
-``pdb.post_mortem`` at the point of failure, before the executor cleans up. State: the ``pdb`` flag and a
-`~pipeline.execution.WorkerCache` (butlers and tasks reused across clusters).
+``pdb.post_mortem`` at the point of failure, before the executor cleans up. State: the ``pdb``
+flag and a `~pipeline.execution.WorkerCache` (butlers and tasks reused across clusters).
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ def scheduler_file(tmp_path):
             time.sleep(0.1)
         for _ in range(2):
             procs.append(subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(sched),
+                [sys.executable, "-m", "distributed.cli.dask_worker",
+                 "--scheduler-file", str(sched),
                  "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
@@ -62,5 +63,6 @@ def test_run_on_external_scheduler(tmp_path, scheduler_file):
     assert summary.exit_code == 0, summary.failures
     got = registered(butler, "out/ext")
     assert len(got["ec_out"]) == 2 and len(got["eb_out"]) == 8
-    pids = {butler.get(r)["quantum"]["pid"] for r in butler.registry.query_datasets("a_metadata", collections=["out/ext"])}
+    refs = butler.registry.query_datasets("a_metadata", collections=["out/ext"])
+    pids = {butler.get(r)["quantum"]["pid"] for r in refs}
     assert os.getpid() not in pids

@@ -16,18 +16,28 @@ def make_repo(root, n_visits=4, n_detectors=8):
     Butler.create(root)
     butler = Butler(root, run="raw/all")
     reg = butler.registry
-    reg.insert_dimension_records("instrument", [{"name": "Sim", "detector_max": 99, "visit_max": 999}])
-    reg.insert_dimension_records("band", [{"name": "r"}])
-    reg.insert_dimension_records("physical_filter", [{"instrument": "Sim", "name": "r_sim", "band": "r"}])
     reg.insert_dimension_records(
-        "detector", [{"instrument": "Sim", "id": d, "full_name": f"D{d}"} for d in range(n_detectors)]
+        "instrument", [{"name": "Sim", "detector_max": 99, "visit_max": 999}]
+    )
+    reg.insert_dimension_records("band", [{"name": "r"}])
+    reg.insert_dimension_records(
+        "physical_filter", [{"instrument": "Sim", "name": "r_sim", "band": "r"}]
+    )
+    reg.insert_dimension_records(
+        "detector",
+        [{"instrument": "Sim", "id": d, "full_name": f"D{d}"} for d in range(n_detectors)],
     )
     reg.insert_dimension_records(
         "visit",
-        [{"instrument": "Sim", "id": v, "physical_filter": "r_sim", "exposure_time": 30.0} for v in range(n_visits)],
+        [
+            {"instrument": "Sim", "id": v, "physical_filter": "r_sim", "exposure_time": 30.0}
+            for v in range(n_visits)
+        ],
     )
     reg.register_dataset_type(
-        DatasetType.make("raw", ["instrument", "visit", "detector"], "StructuredDataDict", butler.universe)
+        DatasetType.make(
+            "raw", ["instrument", "visit", "detector"], "StructuredDataDict", butler.universe
+        )
     )
     for v in range(n_visits):
         for d in range(n_detectors):
@@ -44,14 +54,17 @@ def pipeline_yaml(a_config=None, b_config=None, c_config=None, tasks=("a", "b", 
         lines.append(f"    class: {classes[label]}")
         if configs[label]:
             lines.append("    config:")
-            lines.append("      - " + ", ".join(f"{k}: {v!r}" for k, v in configs[label].items()).join("{}"))
+            items = ", ".join(f"{k}: {v!r}" for k, v in configs[label].items())
+            lines.append("      - {" + items + "}")
     return "\n".join(lines) + "\n"
 
 
 def make_graph(root, run="out/1", where="", **kwargs):
     butler = Butler(root)
     pipeline = Pipeline.from_string(pipeline_yaml(**kwargs))
-    return build_quantum_graph(butler, pipeline.graph(), input_collections=["raw/all"], output_run=run, where=where)
+    return build_quantum_graph(
+        butler, pipeline.graph(), input_collections=["raw/all"], output_run=run, where=where
+    )
 
 
 def registered(butler, run):

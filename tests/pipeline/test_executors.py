@@ -43,7 +43,9 @@ def _run(clusters, fail, retries=0, repeatable=False):
 
 def test_loop_order_and_blocking():
     result, calls = _run([(0,), (1,), (2,), (3,), (4,)], fail={1: 1})
-    assert result.status == {0: "succeeded", 1: "failed", 2: "succeeded", 3: "blocked", 4: "succeeded"}
+    assert result.status == {
+        0: "succeeded", 1: "failed", 2: "succeeded", 3: "blocked", 4: "succeeded"
+    }
     assert result.blocked_by == {3: 1}
     assert (3,) not in [c for c, _ in calls]
     done_before = [c[0][0] for c in calls]
@@ -71,7 +73,8 @@ def test_loop_infrastructure_error_is_retried():
             f.set_result([QuantumOutcome(n, "succeeded", attempt=attempt) for n in nodes])
         return f
 
-    result = schedule([(0,), (1,), (2,), (3,), (4,)], PRED, SUCC, submit=submit, wait=list, retries=1)
+    clusters = [(0,), (1,), (2,), (3,), (4,)]
+    result = schedule(clusters, PRED, SUCC, submit=submit, wait=list, retries=1)
     assert result.attempts[4] == 2 and result.status[4] == "succeeded"
     result = schedule([(4,)], PRED, SUCC, submit=submit, wait=list, retries=0)
     assert result.status[4] == "failed"
@@ -137,7 +140,9 @@ def test_worker_killed_mid_quantum(repo, tmp_path, dask_executor):
     kill.write_text("x")
     qg = make_graph(repo, run="out/k", b_config={"killFile": str(kill)})
     butler = Butler(repo)
-    summary = execute_graph(butler, qg, executor=dask_executor, retries=2, clustering="off", progress=False)
+    summary = execute_graph(
+        butler, qg, executor=dask_executor, retries=2, clustering="off", progress=False
+    )
     assert not kill.exists()  # a worker did die
     assert summary.exit_code == 0, summary.failures
     got = registered(butler, "out/k")

