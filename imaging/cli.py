@@ -108,6 +108,10 @@ def ingest_refcat_command(repo: str, name: str, catalog: str, output_run: str) -
 )
 @click.option("--dec", type=float, default=2.0, show_default=True, help="Boresight Dec (deg).")
 @click.option(
+    "-j", "--jobs", type=int, default=2, show_default=True,
+    help="Detectors simulated in parallel (a local dask cluster of this many processes).",
+)
+@click.option(
     "--star-density",
     type=float,
     default=20000.0,
@@ -134,6 +138,7 @@ def simulate_command(
     ra: float,
     dec: float,
     star_density: float,
+    jobs: int,
     png_path: str | None,
     keep_inputs: str | None,
 ) -> None:
@@ -167,7 +172,7 @@ def simulate_command(
     staging = Path(keep_inputs) if keep_inputs else Path(tempfile.mkdtemp(prefix="sim-", dir=repo))
     try:
         sky = SkyModel(star_density=star_density)
-        raws = write_simulated_observations(staging, camera, visits, seed=seed, sky=sky)
+        raws = _simulate_in_parallel(staging, camera, visits, seed=seed, sky=sky, jobs=jobs)
         register_instrument(butler, Camera.from_yaml(staging / "camera.yaml"))
         refs = ingest_raws(butler, raws, transfer="copy")
         shards = ingest_refcat(butler, DEFAULT_REFCAT, staging / "refcat.fits")
@@ -189,3 +194,22 @@ def simulate_command(
         Path(png_path).parent.mkdir(parents=True, exist_ok=True)
         render_detector_png(sim, png_path)
         click.echo(f"Wrote {png_path}")
+
+
+def _simulate_in_parallel(out: Path, camera, visits, *, seed: int, sky, jobs: int) -> list[Path]:
+    """Write the simulated observations, one dask task per detector-visit when ``jobs > 1``."""
+    from .sim import write_simulated_observations
+
+    if jobs <= 1:
+        return write_simulated_observations(out, camera, visits, seed=seed, sky=sky)
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        return write_simulated_observations(
+            out, camera, visits, seed=seed, sky=sky,
+            map_fn=lambda fn, items: client.gather(client.map(fn, list(items), pure=False)),
+        )

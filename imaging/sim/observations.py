@@ -14,8 +14,9 @@ BAND, FILTER, EXPTIME, DATE-OBS, MJD-OBS, BORE-RA, BORE-DEC, ROTANG, GAIN, RDNOI
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +49,7 @@ def write_simulated_observations(
     detectors: Sequence[int] | None = None,
     sky: SkyModel | None = None,
     options: SimOptions | None = None,
+    map_fn: Callable[[Callable[[Any], Path], Iterable[Any]], Iterable[Path]] | None = None,
 ) -> list[Path]:
     """Simulate every detector of every visit and write raw, truth, refcat and camera files.
 
@@ -70,6 +72,10 @@ def write_simulated_observations(
         Sky model (also used for the refcat).
     options : `~imaging.sim.simulate.SimOptions`, optional
         Detector effects.
+    map_fn : callable, optional
+        ``map``-like function running the per-detector jobs (e.g. a dask client's
+        ``lambda f, jobs: client.gather(client.map(f, list(jobs)))``); the builtin `map` if
+        `None`. Every job is deterministic from (seed, visit, detector), so any order works.
 
     Returns
     -------
@@ -91,13 +97,18 @@ def write_simulated_observations(
     refcat = make_reference_catalog(center, refcat_radius, seed=seed, sky=sky)
     write_reference_catalog(refcat, out / "refcat.fits")
     ids = [d.id for d in camera.detectors] if detectors is None else list(detectors)
-    paths = []
-    for visit in visits:
-        for det_id in ids:
-            sim = simulate_detector(camera, visit, det_id, seed=seed, sky=sky, options=options)
-            stem = f"{camera.name}_{visit.id:06d}_{det_id:03d}"
-            raw = out / "raw" / f"{stem}.fits"
-            write_exposure_fits(sim.exposure, raw)
-            sim.truth.write_fits(out / "truth" / f"{stem}_truth.fits")
-            paths.append(raw)
-    return paths
+    jobs = [
+        (out, camera, visit, det_id, seed, sky, options) for visit in visits for det_id in ids
+    ]
+    return list((map_fn or map)(_simulate_and_write, jobs))
+
+
+def _simulate_and_write(job: tuple) -> Path:
+    """Simulate one detector-visit and write its raw and truth files (one parallel task)."""
+    out, camera, visit, det_id, seed, sky, options = job
+    sim = simulate_detector(camera, visit, det_id, seed=seed, sky=sky, options=options)
+    stem = f"{camera.name}_{visit.id:06d}_{det_id:03d}"
+    raw = Path(out) / "raw" / f"{stem}.fits"
+    write_exposure_fits(sim.exposure, raw)
+    sim.truth.write_fits(Path(out) / "truth" / f"{stem}_truth.fits")
+    return raw

@@ -37,7 +37,8 @@ def test_recall_and_star_cores(crs):
     recall = (flagged & truth).sum() / truth.sum()
     assert recall >= 0.97
     assert not (flagged & _star_cores(s)).any()
-    assert (flagged & ~truth).sum() < 0.08 * truth.sum()
+    # the extension passes (2.5 sigma) also take faint track wings below the truth cut
+    assert (flagged & ~truth).sum() < 0.15 * truth.sum()
     assert res.n_pixels == flagged.sum()
     assert res.n_cosmic_rays >= 60
     # interpolated pixels: INTRP set, values back near the (sky-subtracted) truth
