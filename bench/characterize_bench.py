@@ -129,7 +129,7 @@ def run_ours(exposure: Any) -> dict[str, Any]:
 
 def _select_epsf_stars(objects: np.ndarray, shape: tuple[int, int], saturation: float,
                        noise: float, *, max_stars: int = 150) -> np.ndarray:
-    """Indices of bright, unsaturated, isolated point-like SEP objects for the ePSF."""
+    """Return indices of bright, unsaturated, isolated point-like SEP objects (ePSF stars)."""
     h, w = shape
     half = EPSF_SIZE // 2 + 2
     x, y, peak = objects["x"], objects["y"], objects["peak"]
