@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [butler|graph|execution|characterize ...]`` (all by default)."""
+"""Run the benchmarks: ``python -m bench [butler|graph|execution|characterize]`` (default all)."""
 
 from __future__ import annotations
 

@@ -33,8 +33,17 @@ from imaging.star_selector import select_stars_object_size
 __all__ = ["STEPS", "run_chain", "time_steps"]
 
 #: Step names, in the order `time_steps` reports them.
-STEPS = ("background", "cosmic_rays", "detection", "measurement", "star_selection",
-         "psf", "cr_repair", "final_measurement", "aperture_correction")
+STEPS = (
+    "background",
+    "cosmic_rays",
+    "detection",
+    "measurement",
+    "star_selection",
+    "psf",
+    "cr_repair",
+    "final_measurement",
+    "aperture_correction",
+)
 
 
 def _single_thread():
@@ -73,30 +82,35 @@ def run_chain(image, mask, variance, planes, *, psf_iterations=2, timer=None):
         sigma = 1.5 if psf is None else psf.sigma(psf.average_position)
         simple = GaussianPsf(sigma, size=11 if psf is None else psf.size)
         with timer("cosmic_rays"):
-            find_cosmic_rays(image, mask, variance, simple, keep_crs=True, planes=planes,
-                             config=cr_config)
+            find_cosmic_rays(
+                image, mask, variance, simple, keep_crs=True, planes=planes, config=cr_config
+            )
         with timer("detection"):
             det = detect_sources(image, mask, variance, sigma, planes=planes)
         background.append(det.background)
         with timer("measurement"):
-            cat = measure_sources(image, mask, variance, det.footprints, simple,
-                                  labels=det.labels, planes=planes)
+            cat = measure_sources(
+                image, mask, variance, det.footprints, simple, labels=det.labels, planes=planes
+            )
         with timer("star_selection"):
             stars = select_stars_object_size(cat)
             cat["calib_psf_candidate"] = stars
         with timer("psf"):
-            result = PixelPsfDeterminer().determine(image, mask, variance, cat[stars],
-                                                    planes=planes)
+            result = PixelPsfDeterminer().determine(
+                image, mask, variance, cat[stars], planes=planes
+            )
             psf = result.psf
             used = np.zeros(len(cat), bool)
             used[np.nonzero(stars)[0][result.used]] = True
             cat["calib_psf_used"] = used
     with timer("cr_repair"):
-        find_cosmic_rays(image, mask, variance, psf, keep_crs=False, planes=planes,
-                         config=cr_config)
+        find_cosmic_rays(
+            image, mask, variance, psf, keep_crs=False, planes=planes, config=cr_config
+        )
     with timer("final_measurement"):
-        final = measure_sources(image, mask, variance, det.footprints, psf,
-                                labels=det.labels, planes=planes)
+        final = measure_sources(
+            image, mask, variance, det.footprints, psf, labels=det.labels, planes=planes
+        )
         for col in ("calib_psf_candidate", "calib_psf_used"):
             final[col] = cat[col]
     with timer("aperture_correction"):
@@ -151,8 +165,14 @@ def main(argv: list[str]) -> None:
     size = int(argv[0]) if argv else 4096
     seed = int(argv[1]) if len(argv) > 1 else 1
     camera = make_camera(1, detector_size=size)
-    sim = simulate_detector(camera, Visit(1, "r", 150.0, 2.0, seeing=0.7), 0, seed=seed,
-                            sky=SkyModel(), options=SimOptions())
+    sim = simulate_detector(
+        camera,
+        Visit(1, "r", 150.0, 2.0, seeing=0.7),
+        0,
+        seed=seed,
+        sky=SkyModel(),
+        options=SimOptions(),
+    )
     for name, value in time_steps(sim.exposure).items():
         print(f"{name:20s} {value:7.3f} s")
 

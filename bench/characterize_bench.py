@@ -49,8 +49,13 @@ OUR_STEPS = {
 #: Row names of the table, in order (``other`` = our whole task minus the timed steps).
 STEP_ROWS = (*OUR_STEPS, "other")
 #: Thread-count variables set for the measured child process.
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-               "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+)
 #: Match radius of detections to true stars (pixels).
 MATCH_RADIUS = 2.0
 #: Stamp size and oversampling of the peer's ePSF.
@@ -127,15 +132,26 @@ def run_ours(exposure: Any) -> dict[str, Any]:
 # -- the peer ------------------------------------------------------------------------------------
 
 
-def _select_epsf_stars(objects: np.ndarray, shape: tuple[int, int], saturation: float,
-                       noise: float, *, max_stars: int = 150) -> np.ndarray:
+def _select_epsf_stars(
+    objects: np.ndarray,
+    shape: tuple[int, int],
+    saturation: float,
+    noise: float,
+    *,
+    max_stars: int = 150,
+) -> np.ndarray:
     """Return indices of bright, unsaturated, isolated point-like SEP objects (ePSF stars)."""
     h, w = shape
     half = EPSF_SIZE // 2 + 2
     x, y, peak = objects["x"], objects["y"], objects["peak"]
     ok = (
-        (objects["flag"] == 0) & (peak > 50.0 * noise) & (peak < 0.5 * saturation)
-        & (x > half) & (x < w - 1 - half) & (y > half) & (y < h - 1 - half)
+        (objects["flag"] == 0)
+        & (peak > 50.0 * noise)
+        & (peak < 0.5 * saturation)
+        & (x > half)
+        & (x < w - 1 - half)
+        & (y > half)
+        & (y < h - 1 - half)
     )
     # Isolated: no other object within a stamp's half-width.
     for i in np.nonzero(ok)[0]:
@@ -194,8 +210,16 @@ def run_peer(exposure: Any) -> dict[str, Any]:
 
     t0 = time.process_time()
     crmask, _ = astroscrappy.detect_cosmics(
-        data, inmask=bad, gain=gain, readnoise=read_noise, satlevel=saturation,
-        sigclip=4.5, objlim=5.0, sepmed=True, cleantype="meanmask", fsmode="median",
+        data,
+        inmask=bad,
+        gain=gain,
+        readnoise=read_noise,
+        satlevel=saturation,
+        sigclip=4.5,
+        objlim=5.0,
+        sepmed=True,
+        cleantype="meanmask",
+        fsmode="median",
     )
     times["cosmic rays"] = time.process_time() - t0
 
@@ -208,9 +232,11 @@ def run_peer(exposure: Any) -> dict[str, Any]:
     epsf, fwhm = None, float("nan")
     idx = _select_epsf_stars(objects, data.shape, saturation, bkg.globalrms)
     if len(idx) >= 3:
-        stars = extract_stars(NDData(sub.astype(float)),
-                              Table({"x": objects["x"][idx], "y": objects["y"][idx]}),
-                              size=EPSF_SIZE)
+        stars = extract_stars(
+            NDData(sub.astype(float)),
+            Table({"x": objects["x"][idx], "y": objects["y"][idx]}),
+            size=EPSF_SIZE,
+        )
         builder = EPSFBuilder(oversampling=EPSF_OVERSAMPLING, maxiters=10, progress_bar=False)
         built = builder(stars)
         epsf = built.epsf if hasattr(built, "epsf") else built[0]
@@ -236,7 +262,7 @@ def run_peer(exposure: Any) -> dict[str, Any]:
 
 def _crop(a: np.ndarray, n: int) -> np.ndarray:
     cy, cx = a.shape[0] // 2, a.shape[1] // 2
-    return a[cy - n // 2: cy + n // 2 + 1, cx - n // 2: cx + n // 2 + 1]
+    return a[cy - n // 2 : cy + n // 2 + 1, cx - n // 2 : cx + n // 2 + 1]
 
 
 def _psf_residual(model: np.ndarray, truth: np.ndarray) -> float:
@@ -309,8 +335,9 @@ def score(sim: Any, products: dict[str, Any], *, peer: bool = False) -> dict[str
             if products["psf"] is None:
                 continue
             errs.append(products["psf_fwhm"] / true_fwhm - 1.0)
-            resid.append(_psf_residual(_epsf_kernel(products["psf"], true_kernel.shape[0]),
-                                       true_kernel))
+            resid.append(
+                _psf_residual(_epsf_kernel(products["psf"], true_kernel.shape[0]), true_kernel)
+            )
         else:
             errs.append(products["psf"].fwhm(pos) / true_fwhm - 1.0)
             resid.append(_psf_residual(products["psf"].kernel_image(pos), true_kernel))
@@ -337,7 +364,8 @@ def score(sim: Any, products: dict[str, Any], *, peer: bool = False) -> dict[str
     bright = np.asarray(stars["peak"]) > 50.0 * noise[iy, ix]
     out["n_bright_stars"] = float(np.count_nonzero(bright))
     out["completeness"] = _completeness(
-        products["x"], products["y"],
+        products["x"],
+        products["y"],
         np.asarray(stars["x"])[bright] - exposure.xy0[0],
         np.asarray(stars["y"])[bright] - exposure.xy0[1],
     )
@@ -350,8 +378,11 @@ def compare(sim: Any) -> dict[str, Any]:
     peer = run_peer(sim.exposure)
     return {
         "ours": {"times": ours["times"], "score": score(sim, ours)},
-        "peer": {"times": peer["times"], "score": score(sim, peer, peer=True),
-                 "n_psf_stars": peer["n_psf_stars"]},
+        "peer": {
+            "times": peer["times"],
+            "score": score(sim, peer, peer=True),
+            "n_psf_stars": peer["n_psf_stars"],
+        },
         "metadata_names": ours["metadata_names"],
         "shape": list(sim.exposure.image.shape),
     }
@@ -427,7 +458,7 @@ def measure(size: int = SIZE, seeds: tuple[int, ...] = SEEDS) -> list[dict[str, 
         if out.returncode != 0:
             raise RuntimeError(f"characterize bench child (seed {seed}) failed:\n{out.stderr}")
         line = next(s for s in reversed(out.stdout.splitlines()) if s.startswith("RESULT "))
-        results.append(json.loads(line[len("RESULT "):]))
+        results.append(json.loads(line[len("RESULT ") :]))
     return results
 
 

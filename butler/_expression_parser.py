@@ -278,8 +278,9 @@ class _Parser:
         node = self._or_term()
         token = self._peek()
         if token.kind != "eof":
-            raise ParseError(f"unexpected {_describe(token)} after a complete expression",
-                               token.column)
+            raise ParseError(
+                f"unexpected {_describe(token)} after a complete expression", token.column
+            )
         return node
 
     def _or_term(self) -> Predicate:
@@ -331,8 +332,7 @@ class _Parser:
             self._next()
             if not self._is_keyword("IN"):
                 found = self._peek()
-                raise ParseError(f"expected IN after NOT, found {_describe(found)}",
-                                   found.column)
+                raise ParseError(f"expected IN after NOT, found {_describe(found)}", found.column)
         if self._is_keyword("IN"):
             return self._in_list(left, negated, token.column)
         raise ParseError(
@@ -350,8 +350,9 @@ class _Parser:
             items.append(self._item())
         closing = self._peek()
         if closing.kind != ")":
-            raise ParseError(f"expected ',' or ')' in IN list, found {_describe(closing)}",
-                               closing.column)
+            raise ParseError(
+                f"expected ',' or ')' in IN list, found {_describe(closing)}", closing.column
+            )
         self._next()
         return InList(operand, tuple(items), negated, column=column)
 
@@ -388,8 +389,9 @@ class _Parser:
             return Literal(token.value, column=token.column)
         if token.kind == "-" and self._peek().kind in ("int", "float"):
             return Literal(-self._next().value, column=token.column)
-        raise ParseError(f"expected a name or a literal value, found {_describe(token)}",
-                           token.column)
+        raise ParseError(
+            f"expected a name or a literal value, found {_describe(token)}", token.column
+        )
 
 
 def parse(text: str, bind_names: Collection[str] = ()) -> Predicate | None:

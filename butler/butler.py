@@ -166,7 +166,8 @@ class Butler:
             collections = [collections]
         if not collections:
             raise MissingCollectionError(
-                "no collections to search: pass collections=... (or --collections on the command line)"
+                "no collections to search: pass collections=... "
+                "(or --collections on the command line)"
             )
         return list(collections)
 
@@ -289,7 +290,8 @@ class Butler:
             )
             if found is None:
                 raise DatasetNotFoundError(
-                    f"no {dtype.name!r} dataset with data ID {self._data_id(dtype, data_id, kwargs)} "
+                    f"no {dtype.name!r} dataset with data ID "
+                    f"{self._data_id(dtype, data_id, kwargs)} "
                     f"in collections {searched}"
                 )
             ref = found

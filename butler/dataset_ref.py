@@ -68,7 +68,8 @@ class DatasetRef:
         return hash(self.id)
 
     def __repr__(self) -> str:
-        return f"DatasetRef({self.dataset_type.name}, {self.data_id!r}, run={self.run!r}, id={self.id})"
+        name = self.dataset_type.name
+        return f"DatasetRef({name}, {self.data_id!r}, run={self.run!r}, id={self.id})"
 
     def to_dict(self) -> dict[str, Any]:
         """Return a serializable form (JSON-compatible)."""

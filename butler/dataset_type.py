@@ -79,7 +79,8 @@ class DatasetType:
         validate_name(self.name, what="dataset type")
         if not isinstance(self.storage_class, str) or not self.storage_class:
             raise DatasetTypeError(
-                f"dataset type {self.name!r}: storage class must be a name, got {self.storage_class!r}"
+                f"dataset type {self.name!r}: storage class must be a name, "
+                f"got {self.storage_class!r}"
             )
 
     @classmethod

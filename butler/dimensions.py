@@ -226,7 +226,8 @@ class DimensionUniverse:
             raise DimensionConfigError(f"{where}: a field needs 'name' and 'type', got {spec!r}")
         if spec["type"] not in _TYPES:
             raise DimensionConfigError(
-                f"{where}.{spec['name']}: unknown type {spec['type']!r} (use one of {sorted(_TYPES)})"
+                f"{where}.{spec['name']}: unknown type {spec['type']!r} "
+                f"(use one of {sorted(_TYPES)})"
             )
         return MetadataField(
             str(spec["name"]), str(spec["type"]), spec.get("length"), str(spec.get("doc", ""))
@@ -585,7 +586,7 @@ class DataCoordinate(Mapping[str, Any]):
         )
 
     def canonical_string(self) -> str:
-        """A stable text form, used for deterministic dataset IDs and file names."""
+        """Return a stable text form, used for deterministic dataset IDs and file names."""
         return ",".join(
             f"{k}={v}" for k, v in zip(self.group.required, self.values_tuple, strict=True)
         )
@@ -612,6 +613,7 @@ def _coerce(dimension: Dimension, value: Any) -> Any:
         if isinstance(value, str):
             return value
         raise DataIdValueError(
-            f"data ID key {dimension.name!r}: expected a string, got {type(value).__name__} {value!r}"
+            f"data ID key {dimension.name!r}: expected a string, "
+            f"got {type(value).__name__} {value!r}"
         )
     return pytype(value)

@@ -337,9 +337,7 @@ class _Context:
         return ExpressionTypeError(reason, self.text, column if self.text is not None else None)
 
     def unknown(self, name: str, column: int, known: Iterable[str] = ()) -> UnknownNameError:
-        return UnknownNameError(
-            name, self.text, column if self.text is not None else None, known
-        )
+        return UnknownNameError(name, self.text, column if self.text is not None else None, known)
 
     def operand(self, node: Operand, *, columns_as_sql: bool) -> _Value:
         if isinstance(node, Literal):
@@ -372,8 +370,9 @@ class _Context:
 
     def check(self, left: _Value, right: _Value, column: int, what: str) -> None:
         if left.kind and right.kind and left.kind != right.kind:
-            raise self.type_error(f"cannot compare a {left.kind} with a {right.kind} in {what}",
-                                  column)
+            raise self.type_error(
+                f"cannot compare a {left.kind} with a {right.kind} in {what}", column
+            )
 
 
 def _context(
@@ -479,8 +478,7 @@ def _compile_in(node: InList, context: _Context) -> sqlalchemy.ColumnElement[boo
         value = context.operand(item, columns_as_sql=True)
         if value.is_collection:
             for element in value.value:
-                context.check(operand, _Value(element, _kind_of_value(element)), node.column,
-                              "IN")
+                context.check(operand, _Value(element, _kind_of_value(element)), node.column, "IN")
             values += value.value
         elif value.is_column:
             context.check(operand, value, node.column, "IN")
@@ -559,8 +557,9 @@ def _evaluate(node: Node, context: _Context) -> bool | None:
         try:
             return bool(_COMPARATORS[node.op](left.value, right.value))
         except TypeError as err:
-            raise context.type_error(f"cannot compare with '{node.op}': {err}",
-                                     node.column) from err
+            raise context.type_error(
+                f"cannot compare with '{node.op}': {err}", node.column
+            ) from err
     if isinstance(node, InList):
         result = _evaluate_in(node, context)
         return _not(result) if node.negated else result

@@ -1,4 +1,4 @@
-"""``butler`` subcommands for astronomy data: register-instrument, ingest-raws, ingest-refcat, simulate.
+"""``butler`` subcommands for astronomy: register-instrument, ingest-raws, ingest-refcat, simulate.
 
 They reach the ``butler`` command through the ``skyquanta.butler_commands``
 entry points, so the butler package itself knows no astronomy.
@@ -108,7 +108,11 @@ def ingest_refcat_command(repo: str, name: str, catalog: str, output_run: str) -
 )
 @click.option("--dec", type=float, default=2.0, show_default=True, help="Boresight Dec (deg).")
 @click.option(
-    "-j", "--jobs", type=int, default=2, show_default=True,
+    "-j",
+    "--jobs",
+    type=int,
+    default=2,
+    show_default=True,
     help="Detectors simulated in parallel (a local dask cluster of this many processes).",
 )
 @click.option(
@@ -149,7 +153,6 @@ def simulate_command(
         make_camera,
         render_detector_png,
         simulate_detector,
-        write_simulated_observations,
     )
     from .sim.camera import Camera
 
@@ -185,8 +188,10 @@ def simulate_command(
         if not keep_inputs:
             shutil.rmtree(staging, ignore_errors=True)
     click.echo(
-        f"Simulated and ingested {len(refs)} exposures ({n_visits} visits x {n_detectors} detectors of "
-        f"{detector_size}^2 px) into {refs[0].run}; reference catalog {DEFAULT_REFCAT} in {len(shards)} shards; "
+        f"Simulated and ingested {len(refs)} exposures ({n_visits} visits x {n_detectors} "
+        f"detectors of "
+        f"{detector_size}^2 px) into {refs[0].run}; reference catalog {DEFAULT_REFCAT} in "
+        f"{len(shards)} shards; "
         f"truth in {truth_dir}"
     )
     if png_path:
@@ -207,9 +212,21 @@ def _simulate_in_parallel(out: Path, camera, visits, *, seed: int, sky, jobs: in
     from distributed import Client, LocalCluster
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    with LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=jobs,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         return write_simulated_observations(
-            out, camera, visits, seed=seed, sky=sky,
+            out,
+            camera,
+            visits,
+            seed=seed,
+            sky=sky,
             map_fn=lambda fn, items: client.gather(client.map(fn, list(items), pure=False)),
         )

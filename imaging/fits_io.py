@@ -10,7 +10,8 @@ Layout written by `write_exposure_fits`::
                      LTV1/LTV2 = -xy0 and the PHYSICAL 'A' WCS (CRVAL1A = x0) as LSST writes
     HDU 2  MASK      uint32 (stored int32 + BZERO); MP_<NAME> = bit for each plane
     HDU 3  VARIANCE  float32
-    HDU 4  PSF       binary table, one row, column PSF_JSON = UTF-8 bytes of json.dumps(psf.to_dict())
+    HDU 4  PSF       binary table, one row, column PSF_JSON = UTF-8 bytes of
+                     json.dumps(psf.to_dict())
                      (absent when the exposure has no PSF)
 
 Pixel arrays round-trip bit-identically. WCS parameters go through FITS cards (about 14
@@ -413,7 +414,9 @@ def _read_layout(hdul: fits.HDUList, names: list[str], source: str, bbox: Box | 
     if "PSF" in names:
         try:
             value = hdul["PSF"].data["PSF_JSON"][0]
-            text = value if isinstance(value, str) else np.asarray(value, np.uint8).tobytes().decode()
+            if not isinstance(value, str):
+                value = np.asarray(value, np.uint8).tobytes().decode()
+            text = value
             psf = Psf.from_dict(json.loads(text))
         except (KeyError, ValueError, PsfError) as err:
             raise ExposureFormatError(

@@ -74,7 +74,7 @@ class ExposureFitsFormatter(Formatter):
 
 
 class ExposureZarrFormatter(Formatter):
-    """An `~imaging.exposure.Exposure` as a chunked zarr v3 group; bbox reads touch only needed chunks."""
+    """An `~imaging.exposure.Exposure` as a chunked zarr v3 group (bbox reads touch few chunks)."""
 
     extension: ClassVar[str] = ".zarr"
     is_directory: ClassVar[bool] = True

@@ -251,7 +251,8 @@ def ingest_raws(
     for info in infos:
         if (info.instrument, info.detector) not in known_detectors:
             raise ExposureFormatError(
-                f"{info.path}: DETECTOR {info.detector} is not a detector of instrument {info.instrument!r}"
+                f"{info.path}: DETECTOR {info.detector} is not a detector of instrument "
+                f"{info.instrument!r}"
             )
     visits: dict[tuple[str, int], list[RawHeaderInfo]] = {}
     for info in infos:
@@ -263,7 +264,8 @@ def ingest_raws(
                 a, b = getattr(first, field), getattr(other, field)
                 if a != b and not (isinstance(a, float) and abs(a - b) < 1e-9):
                     raise ExposureFormatError(
-                        f"{other.path}: visit {visit} {field} = {b!r} disagrees with {a!r} in {first.path}"
+                        f"{other.path}: visit {visit} {field} = {b!r} disagrees with {a!r} "
+                        f"in {first.path}"
                     )
     run = run or f"{infos[0].instrument}/raw/all"
     dtype = DatasetType.make(

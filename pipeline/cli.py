@@ -131,8 +131,17 @@ def main(log_level: str) -> None:
     level = logging.getLevelName(log_level.upper())
     quiet = "warning" if not isinstance(level, int) or level >= logging.INFO else "debug"
     # distributed configures its loggers from dask's config when it is imported (later)
-    dask.config.set({"logging": {"distributed": quiet, "distributed.client": "warning",
-                                 "bokeh": "error", "tornado": "critical", "tornado.application": "error"}})
+    dask.config.set(
+        {
+            "logging": {
+                "distributed": quiet,
+                "distributed.client": "warning",
+                "bokeh": "error",
+                "tornado": "critical",
+                "tornado.application": "error",
+            }
+        }
+    )
 
 
 @main.command()

@@ -328,7 +328,8 @@ def build_quantum_graph(
         already = sum(len(v) for v in done.values())
         if already:
             raise EmptyGraphError(
-                f"nothing to do: all {already} quanta already have their metadata in {list(skip_existing_in)}"
+                f"nothing to do: all {already} quanta already have their metadata in "
+                f"{list(skip_existing_in)}"
             )
         detail = ", ".join(f"{n}: {len(existing.get(n, {}))} found" for n in regular_overall)
         raise EmptyGraphError(
@@ -342,7 +343,8 @@ def build_quantum_graph(
                 f"{len(space)} data IDs match, but required inputs are missing ({detail}) "
                 f"in collections {list(input_collections)}"
                 if space
-                else f"no data IDs with all overall inputs ({detail}) in collections {list(input_collections)}"
+                else f"no data IDs with all overall inputs ({detail}) "
+                f"in collections {list(input_collections)}"
             )
         )
     task_infos = [_task_info(label, tasks[label], universe) for label in labels]

@@ -257,7 +257,7 @@ class QuantumGraph:
     # -- size and iteration -----------------------------------------------------
 
     def __len__(self) -> int:
-        """Number of quanta in the whole graph (loaded or not)."""
+        """Return the number of quanta in the whole graph (loaded or not)."""
         return self._total
 
     @property
@@ -266,7 +266,7 @@ class QuantumGraph:
         return [label for label in self.tasks if label in self._blocks]
 
     def count(self, label: str) -> int:
-        """Number of quanta of one task."""
+        """Return the number of quanta of one task."""
         return self._block_sizes[label]
 
     def node_ids(self, label: str | None = None) -> range | list[int]:
@@ -545,7 +545,7 @@ def _unpack(raw: bytes) -> Any:
 def _encode_values(
     rows: Sequence[Sequence[Any]], width: int, strings: _StringTable
 ) -> tuple[bytes, list[bool]]:
-    """Encode rows of data ID values as an int64 matrix; return bytes and which columns are strings."""
+    """Encode data ID rows as an int64 matrix; return its bytes and which columns are strings."""
     matrix = np.zeros((len(rows), width), dtype=np.int64)
     is_string = [False] * width
     for j in range(width):

@@ -109,7 +109,8 @@ class CharacterizeImageConfig(PipelineTaskConfig, pipelineConnections=Characteri
     )
     debugStages = ListField(
         str,
-        "Debug pictures to write: repair_iter, background_iter, measure_iter, psf, repair, measure, or all",
+        "Debug pictures to write: repair_iter, background_iter, measure_iter, psf, repair, "
+        "measure, or all",
         default=[],
     )
     debugDir = Field(str, "Folder of debug pictures (default: <datastore>/<run>/debug)", default="")
@@ -463,7 +464,7 @@ def _not_cosmic_rays(detections: Struct, exposure: Any, min_value: float) -> np.
 
 
 def _empty_catalog() -> Table:
-    """An empty icSrc-like catalog carrying the schema (the ``icSrc_schema`` init-output)."""
+    """Return an empty icSrc-like catalog carrying the schema (``icSrc_schema``)."""
     from imaging.measurement import MeasurementConfig, measure_sources
 
     image = np.zeros((8, 8), np.float32)

@@ -45,7 +45,7 @@ class InstallGaussianPsfConfig(Config):
 
 
 class InstallGaussianPsfTask(Task):
-    """Install a Gaussian PSF: the existing PSF's sigma and size if any, else the configured FWHM."""
+    """Install a Gaussian PSF: the existing PSF's sigma and size, else the configured FWHM."""
 
     ConfigClass = InstallGaussianPsfConfig
     _DefaultName = "installSimplePsf"

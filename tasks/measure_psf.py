@@ -39,8 +39,8 @@ __all__ = [
     "starSelectorRegistry",
 ]
 
-starSelectorRegistry = makeRegistry("Star selectors")
-psfDeterminerRegistry = makeRegistry("PSF determiners")
+starSelectorRegistry = makeRegistry("Star selectors")  # noqa: N816 (LSST name)
+psfDeterminerRegistry = makeRegistry("PSF determiners")  # noqa: N816 (LSST name)
 
 
 class ObjectSizeStarSelectorTaskConfig(Config):

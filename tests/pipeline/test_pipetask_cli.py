@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _exec_repo import make_repo, pipeline_yaml, registered
+
 from butler import Butler
 
 HERE = Path(__file__).parent
@@ -20,7 +20,11 @@ PIPETASK = str(Path(sys.executable).parent / "pipetask")
 def _pipetask(*args: str, timeout: float = 180) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
     return subprocess.run(
-        [PIPETASK, "--log-level", "WARNING", *args], capture_output=True, text=True, timeout=timeout, env=env
+        [PIPETASK, "--log-level", "WARNING", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -50,11 +54,26 @@ def test_build_show_and_bad_pipeline(setup, tmp_path):
 def test_qgraph_save_and_empty_where(setup, tmp_path):
     repo, pipe, _ = setup
     graph = tmp_path / "g.qgraph"
-    out = _pipetask("qgraph", "-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "out",
-                    "--save-qgraph", str(graph), "-d", "visit = 1")
+    out = _pipetask(
+        "qgraph",
+        "-b",
+        str(repo),
+        "-p",
+        str(pipe),
+        "-i",
+        "raw/all",
+        "-o",
+        "out",
+        "--save-qgraph",
+        str(graph),
+        "-d",
+        "visit = 1",
+    )
     assert out.returncode == 0, out.stderr
     assert "7 quanta" in out.stdout and graph.exists()  # 3 a + 3 b + 1 c
-    out = _pipetask("qgraph", "-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "out", "-d", "visit = 9")
+    out = _pipetask(
+        "qgraph", "-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "out", "-d", "visit = 9"
+    )
     assert out.returncode == 2 and "selects no data IDs" in (out.stdout + out.stderr)
 
 
@@ -62,7 +81,9 @@ def test_run_fail_resume_report(setup, tmp_path):
     repo, pipe, fail = setup
     args = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/test", "--no-progress"]
     out = _pipetask("run", *args, "--executor", "sync")
-    assert out.returncode == 1, out.stdout + out.stderr  # one quantum failed, its dependents blocked
+    assert out.returncode == 1, (
+        out.stdout + out.stderr
+    )  # one quantum failed, its dependents blocked
     report_file = tmp_path / "report.json"
     out = _pipetask("report", "-b", str(repo), "u/test", "--full-output-filename", str(report_file))
     assert out.returncode == 0, out.stderr
@@ -72,23 +93,59 @@ def test_run_fail_resume_report(setup, tmp_path):
     assert "visit" in text
     # fix the cause and resume: only the failed and blocked quanta run, then nothing is left
     fail.write_text("")
-    out = _pipetask("run", "-b", str(repo), "-p", str(pipe), "-o", "u/test", "--resume", "--no-progress",
-                    "--executor", "sync")
+    out = _pipetask(
+        "run",
+        "-b",
+        str(repo),
+        "-p",
+        str(pipe),
+        "-o",
+        "u/test",
+        "--resume",
+        "--no-progress",
+        "--executor",
+        "sync",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     butler = Butler(repo)
     run = butler.registry.get_collection_chain("u/test")[0]
     got = registered(butler, run)
-    assert len(got["a_metadata"]) == 6 and len(got["b_metadata"]) == 6 and len(got["c_metadata"]) == 2
-    out = _pipetask("run", "-b", str(repo), "-p", str(pipe), "-o", "u/test", "--resume", "--no-progress",
-                    "--executor", "sync")
+    assert (
+        len(got["a_metadata"]) == 6 and len(got["b_metadata"]) == 6 and len(got["c_metadata"]) == 2
+    )
+    out = _pipetask(
+        "run",
+        "-b",
+        str(repo),
+        "-p",
+        str(pipe),
+        "-o",
+        "u/test",
+        "--resume",
+        "--no-progress",
+        "--executor",
+        "sync",
+    )
     assert out.returncode == 0 and "othing to do" in out.stdout, out.stdout + out.stderr
 
 
 def test_run_on_local_dask_cluster(setup):
     repo, pipe, fail = setup
     fail.write_text("")
-    out = _pipetask("run", "-b", str(repo), "-p", str(pipe), "-i", "raw/all", "--output-run", "dask/run",
-                    "-j", "2", "--no-progress")
+    out = _pipetask(
+        "run",
+        "-b",
+        str(repo),
+        "-p",
+        str(pipe),
+        "-i",
+        "raw/all",
+        "--output-run",
+        "dask/run",
+        "-j",
+        "2",
+        "--no-progress",
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     got = registered(Butler(repo), "dask/run")
     assert len(got["eb_out"]) == 6 and len(got["ec_out"]) == 2
@@ -97,8 +154,19 @@ def test_run_on_local_dask_cluster(setup):
 def test_changed_config_is_refused_with_diff(setup):
     repo, pipe, fail = setup
     fail.write_text("")
-    base = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "--output-run", "cfg/run", "--no-progress",
-            "--executor", "sync"]
+    base = [
+        "-b",
+        str(repo),
+        "-p",
+        str(pipe),
+        "-i",
+        "raw/all",
+        "--output-run",
+        "cfg/run",
+        "--no-progress",
+        "--executor",
+        "sync",
+    ]
     assert _pipetask("run", *base).returncode == 0
     out = _pipetask("run", *base, "--extend-run", "--skip-existing", "-c", "b:offset=5")
     assert out.returncode == 2, out.stdout + out.stderr
