@@ -14,8 +14,12 @@ Design, on a background-subtracted working copy ``v`` (background = image median
 * a flagged pixel is replaced at once by the pair mean, and its neighbours are
   re-examined until nothing changes (the vectorised analogue of CR.cc's raster scan);
 * 8-connected groups whose summed excess is below ``min_dn`` are dropped (condition 1);
-* ``niteration`` passes look at the neighbours of the CRs again with ``min_sigma/2`` and
-  ``cond3_fac = 0`` to catch the fainter wings of the tracks;
+* ``niteration`` passes look at the neighbours of the CRs again with ``extend_sigma``
+  (2.5; LSST uses ``min_sigma/2`` = 3, which misses ~3.5% of the simulator's true CR
+  pixels) and ``cond3_fac = 0`` to catch the fainter wings of the tracks;
+* pixels of ``void_planes`` (BAD, NO_DATA) and non-finite ones never serve as neighbours:
+  a dead column would otherwise make its neighbours look sharp, and each replaced
+  neighbour would make the next column look sharp in turn;
 * more than ``n_cr_pixel_max`` flagged pixels raises `TooManyCosmicRaysError`.
 
 Finally the CR plane is set, and unless ``keep_crs`` the pixels are interpolated from
