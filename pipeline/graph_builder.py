@@ -271,8 +271,11 @@ def build_quantum_graph(
     for label in labels:
         node = tasks[label]
         task_dims = universe.group(node.dimensions).required
-        project = _projector(space_names, task_dims)
-        candidates = _sorted({project(values) for values in space})
+        if task_dims == space_names:
+            candidates = _sorted(space)
+        else:
+            project = _projector(space_names, task_dims)
+            candidates = _sorted({project(values) for values in space})
         skip = done.get(label, set())
         input_edges = [e for e in node.inputs if e.kind in ("inputs", "prerequisiteInputs")]
         lookups = [
@@ -287,25 +290,36 @@ def build_quantum_graph(
             )
             for e in input_edges
         ]
+        required = [e.kind == "inputs" for e in input_edges]
         data_ids: list[tuple[Any, ...]] = []
-        inputs: dict[str, list[list[int]]] = {e.attribute: [] for e in input_edges}
-        for values in candidates:
-            if values in skip:
-                continue
-            resolved = []
-            ok = True
-            for edge, lookup in zip(input_edges, lookups, strict=True):
+        columns: list[list[list[int]]] = [[] for _ in input_edges]
+        n_dropped = 0
+        if len(input_edges) == 1 and not skip:
+            # the common case, kept lean: one input connection, nothing to skip
+            (lookup,), (needed,), (column,) = lookups, required, columns
+            for values in candidates:
                 found = lookup(values)
-                if not found and edge.kind == "inputs":
-                    ok = False
-                    break
-                resolved.append(found)
-            if not ok:
-                dropped[label] = dropped.get(label, 0) + 1
-                continue
-            for edge, found in zip(input_edges, resolved, strict=True):
-                inputs[edge.attribute].append(found)
-            data_ids.append(values)
+                if needed and not found:
+                    n_dropped += 1
+                    continue
+                column.append(found)
+                data_ids.append(values)
+        else:
+            pairs = list(zip(lookups, required, strict=True))
+            for values in candidates:
+                if values in skip:
+                    continue
+                resolved = [lookup(values) for lookup, _ in pairs]
+                missing = (n and not f for (_, n), f in zip(pairs, resolved, strict=True))
+                if any(missing):
+                    n_dropped += 1
+                    continue
+                for column, found in zip(columns, resolved, strict=True):
+                    column.append(found)
+                data_ids.append(values)
+        if n_dropped:
+            dropped[label] = n_dropped
+        inputs = {e.attribute: column for e, column in zip(input_edges, columns, strict=True)}
         first = next_node
         for edge in node.outputs:
             if edge.kind != "outputs" or not pipeline_graph.consumers_of(edge.name):
@@ -436,7 +450,7 @@ def _input_lookup(
                         continue
                     seen.add(dvalues)
                     groups[key_in_dataset(dvalues)].append(index)
-        return sorted(groups.get(key_in_task(values), ()))
+        return list(groups.get(key_in_task(values), ()))  # filled in data ID order
 
     return gather
 
