@@ -464,10 +464,10 @@ def run(
         _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
     )
     if pipeline is not None and debug:
+        # tasks with debug pictures declare a ``debugStages`` list field; "all" switches on each
         for label in pipeline.labels:
-            pipeline.add_config_override(label, "doDebug", "True") if _has_field(
-                pipeline, label, "doDebug"
-            ) else None
+            if _has_field(pipeline, label, "debugStages"):
+                pipeline.add_config_override(label, "debugStages", "[all]")
     in_colls, run_name = _resolve_collections(
         butler, _split(inputs), output, output_run, extend_run
     )

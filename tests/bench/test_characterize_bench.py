@@ -50,8 +50,13 @@ def test_table_rows(result):
     assert columns == ["quantity", "ours", "peer", "ours / peer"]
     labels = [row[0] for row in rows]
     assert labels[: len(STEP_ROWS) + 1] == [f"time: {s} (CPU s)" for s in (*STEP_ROWS, "whole")]
-    for label in ("CR recall", "CR false pixels", "PSF FWHM |rel. error|, mean of 5",
-                  "background residual RMS (sky sigma)", "completeness, stars peak > 50 sigma"):
+    for label in (
+        "CR recall",
+        "CR false pixels",
+        "PSF FWHM |rel. error|, mean of 5",
+        "background residual RMS (sky sigma)",
+        "completeness, stars peak > 50 sigma",
+    ):
         assert label in labels
     whole = rows[labels.index("time: whole (CPU s)")]
     assert math.isfinite(whole[3]) and whole[3] > 0

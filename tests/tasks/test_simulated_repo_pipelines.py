@@ -1,0 +1,141 @@
+"""Pipelines on a simulated, ingested repository: characterizeImage through ``pipetask run``,
+and reference-catalog shards found as spatial prerequisites."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("galsim")
+
+from click.testing import CliRunner  # noqa: E402
+
+from butler import Butler  # noqa: E402
+from butler.cli import main as butler_main  # noqa: E402
+from pipeline import Pipeline  # noqa: E402
+from pipeline.graph_builder import build_quantum_graph  # noqa: E402
+
+BIN = Path(sys.executable).parent
+REFCAT = "gaia_dr2_20200414"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim") / "repo"
+    png = root.parent / "detector0.png"
+    result = CliRunner().invoke(
+        butler_main,
+        [
+            "simulate",
+            str(root),
+            "--detectors",
+            "4",
+            "--size",
+            "512",
+            "--visits",
+            "1",
+            "-j",
+            "1",
+            "--star-density",
+            "40000",
+            "--png",
+            str(png),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert png.stat().st_size > 20_000  # a picture a person can look at
+    return root
+
+
+PREREQ_PIPELINE = """
+description: a task that reads the refcat shards overlapping each detector
+tasks:
+  shards: refcat_tasks.CountShards
+"""
+
+
+def test_refcat_shards_are_spatial_prerequisites(repo, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    butler = Butler(repo)
+    graph = Pipeline.from_string(PREREQ_PIPELINE).graph()
+    qg = build_quantum_graph(
+        butler, graph, input_collections=["SimCam/raw/all", "refcats"], output_run="t"
+    )
+    assert qg.count("shards") == 4
+    for quantum in qg.iter_quanta():
+        shards = quantum.inputs["refcat"]
+        assert shards, f"no refcat shard for {quantum.data_id}"
+        expected = {
+            r["healpix7"]
+            for r in butler.query_data_ids(
+                ["visit", "detector", "healpix7"], data_id=quantum.data_id.required
+            )
+        }
+        assert {ref.data_id["healpix7"] for ref in shards} <= expected
+        # the stars inside the detector's region are in the shards the quantum reads
+        region = butler.registry.get_region("visit_detector_region", quantum.data_id.required)
+        stars = np.concatenate([np.asarray(butler.get(ref)["id"]) for ref in shards])
+        all_stars = [
+            butler.get(ref) for ref in butler.query_datasets(REFCAT, collections="refcats")
+        ]
+        inside = [
+            int(star_id)
+            for table in all_stars
+            for star_id, inside_flag in zip(
+                table["id"],
+                region.contains(np.asarray(table["ra"]), np.asarray(table["dec"])),
+                strict=True,
+            )
+            if inside_flag
+        ]
+        assert set(inside) <= set(stars.tolist())
+
+
+def test_characterize_through_pipetask_run(repo):
+    out = subprocess.run(
+        [
+            str(BIN / "pipetask"),
+            "--log-level",
+            "WARNING",
+            "run",
+            "-b",
+            str(repo),
+            "-p",
+            str(ROOT / "pipelines.yaml"),
+            "-i",
+            "SimCam/raw/all",
+            "-o",
+            "u/test/char",
+            "-j",
+            "2",
+            "--no-progress",
+            "--debug",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    butler = Butler(repo, collections="u/test/char")
+    for name in ("icExp", "icSrc", "icExpBackground", "characterizeImage_metadata"):
+        assert len(butler.query_datasets(name)) == 4, name
+    exposure = butler.get("icExp", instrument="SimCam", visit=100, detector=0)
+    catalog = butler.get("icSrc", instrument="SimCam", visit=100, detector=0)
+    assert exposure.psf is not None and exposure.mask.is_set("DETECTED").any()
+    assert catalog["calib_psf_used"].sum() >= 3
+    metadata = butler.get("characterizeImage_metadata", instrument="SimCam", visit=100, detector=0)
+    assert metadata is not None
+    pictures = list(Path(repo).rglob("debug/*.png"))
+    assert len(pictures) >= 4 * 2  # every quantum wrote its debug stages
+    report = subprocess.run(
+        [str(BIN / "pipetask"), "report", "-b", str(repo), "u/test/char"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert report.returncode == 0 and "characterizeImage" in report.stdout
