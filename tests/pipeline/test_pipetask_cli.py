@@ -171,3 +171,43 @@ def test_changed_config_is_refused_with_diff(setup):
     out = _pipetask("run", *base, "--extend-run", "--skip-existing", "-c", "b:offset=5")
     assert out.returncode == 2, out.stdout + out.stderr
     assert "offset" in (out.stdout + out.stderr)
+
+
+def test_qgraph_show_and_drawings(setup, tmp_path):
+    repo, pipe, _ = setup
+    dot, mermaid = tmp_path / "g.dot", tmp_path / "g.mmd"
+    out = _pipetask(
+        "qgraph",
+        "-b",
+        str(repo),
+        "-p",
+        str(pipe),
+        "-i",
+        "raw/all",
+        "--output-run",
+        "o/1",
+        "-d",
+        "visit = 0 AND detector IN (0, 1)",
+        "--show",
+        "graph",
+        "--show",
+        "workflow",
+        "--show",
+        "uri",
+        "--qgraph-dot",
+        str(dot),
+        "--qgraph-mermaid",
+        str(mermaid),
+    )
+    assert out.returncode == 0, out.stderr
+    # 2 a + 2 b + 1 c; workflow lines are "pred -> node" edges: a->b twice, b->c twice
+    assert "5 quanta" in out.stdout
+    edges = [line for line in out.stdout.splitlines() if "->" in line and "node" not in line]
+    assert len(edges) == 4
+    assert "eb_out" in out.stdout and "o/1" in out.stdout  # predicted output URIs
+    assert dot.read_text().count("->") == 4 and mermaid.read_text().startswith("flowchart")
+    saved = tmp_path / "pipe_saved.yaml"
+    dots = tmp_path / "pipe.dot"
+    out = _pipetask("build", "-p", str(pipe), "-s", str(saved), "--pipeline-dot", str(dots))
+    assert out.returncode == 0, out.stderr
+    assert "exec_tasks.ExecA" in saved.read_text() and "digraph" in dots.read_text()
