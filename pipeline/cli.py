@@ -28,7 +28,7 @@ from butler.registry import CollectionType
 from ._errors import PipelineError
 from .config import parseOverrideString
 from .config_check import ConfigMismatchError, check_run_configs, format_differences
-from .graph_builder import EmptyGraphError, build_quantum_graph, collect_existing_types
+from .graph_builder import NothingToDoError, build_quantum_graph, collect_existing_types
 from .pipeline import Pipeline
 from .quantum_graph import QuantumGraph
 
@@ -285,6 +285,50 @@ def _make_graph(
     )
 
 
+def _resolve_and_build(
+    butler: Butler,
+    pipeline: Pipeline | None,
+    *,
+    inputs: Iterable[str],
+    output: str | None,
+    output_run: str | None,
+    extend_run: bool,
+    skip_existing_in: Iterable[str],
+    skip_existing: bool,
+    where: str,
+    qgraph_file: str | None,
+    check_configs: bool,
+) -> tuple[QuantumGraph, str, list[str]]:
+    """Resolve the collections of a run and build (or load) its quantum graph.
+
+    Raises
+    ------
+    ConfigMismatchError
+        If ``check_configs`` and the output run was made with different task configs.
+    NothingToDoError
+        If every quantum already finished.
+    EmptyGraphError
+        If nothing is selected.
+    """
+    in_colls, run = _resolve_collections(butler, _split(inputs), output, output_run, extend_run)
+    skip_in = _split(skip_existing_in) + ([run] if skip_existing else [])
+    if pipeline is not None and check_configs:
+        configs = {td.label: td.config for td in pipeline.task_defs()}
+        differences = check_run_configs(butler, run, configs)
+        if differences:
+            raise ConfigMismatchError(format_differences(run, differences))
+    graph = _make_graph(
+        butler,
+        pipeline,
+        inputs=in_colls,
+        output_run=run,
+        where=where,
+        qgraph_file=qgraph_file,
+        skip_existing_in=skip_in,
+    )
+    return graph, run, in_colls
+
+
 def _connections(task_def: Any) -> list[Any]:
     conns = task_def.connections
     names = [
@@ -372,21 +416,23 @@ def qgraph(
     pipeline = (
         _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
     )
-    in_colls, run = _resolve_collections(butler, _split(inputs), output, output_run, extend_run)
-    skip_in = _split(skip_existing_in) + ([run] if skip_existing else [])
     try:
-        graph = _make_graph(
+        graph, run, _ = _resolve_and_build(
             butler,
             pipeline,
-            inputs=in_colls,
-            output_run=run,
+            inputs=inputs,
+            output=output,
+            output_run=output_run,
+            extend_run=extend_run,
+            skip_existing_in=skip_existing_in,
+            skip_existing=skip_existing,
             where=where,
             qgraph_file=qgraph_file,
-            skip_existing_in=skip_in,
+            check_configs=False,
         )
-    except EmptyGraphError as err:
-        click.echo(str(err))
-        sys.exit(EXIT_OK if str(err).startswith("nothing to do") else EXIT_CANNOT_START)
+    except NothingToDoError as err:
+        click.echo(f"Nothing to do: {err}")
+        sys.exit(EXIT_OK)
     counts = ", ".join(f"{label}: {graph.count(label)}" for label in graph.tasks)
     click.echo(f"Quantum graph with {len(graph)} quanta ({counts}) for run {run}")
     _show_graph(butler, graph, show)
@@ -468,30 +514,23 @@ def run(
         for label in pipeline.labels:
             if _has_field(pipeline, label, "debugStages"):
                 pipeline.add_config_override(label, "debugStages", "[all]")
-    in_colls, run_name = _resolve_collections(
-        butler, _split(inputs), output, output_run, extend_run
-    )
-    skip_in = _split(skip_existing_in) + ([run_name] if skip_existing else [])
-    if pipeline is not None and not clobber_outputs:
-        configs = {td.label: td.config for td in pipeline.task_defs()}
-        differences = check_run_configs(butler, run_name, configs)
-        if differences:
-            raise ConfigMismatchError(format_differences(run_name, differences))
     try:
-        graph = _make_graph(
+        graph, run_name, in_colls = _resolve_and_build(
             butler,
             pipeline,
-            inputs=in_colls,
-            output_run=run_name,
+            inputs=inputs,
+            output=output,
+            output_run=output_run,
+            extend_run=extend_run,
+            skip_existing_in=skip_existing_in,
+            skip_existing=skip_existing,
             where=where,
             qgraph_file=qgraph_file,
-            skip_existing_in=skip_in,
+            check_configs=not clobber_outputs,
         )
-    except EmptyGraphError as err:
-        if str(err).startswith("nothing to do"):
-            click.echo(f"Nothing to do: {err}")
-            sys.exit(EXIT_OK)
-        raise
+    except NothingToDoError as err:
+        click.echo(f"Nothing to do: {err}")
+        sys.exit(EXIT_OK)
     _show_graph(butler, graph, show)
     _write_graph_files(graph, save_qgraph, qgraph_dot, qgraph_mermaid)
     if output is not None:

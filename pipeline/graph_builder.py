@@ -45,13 +45,17 @@ from ._errors import PipelineError
 from .pipeline_graph import EdgeSpec, PipelineGraph
 from .quantum_graph import ConnectionInfo, QuantumGraph, TaskInfo, _TaskBlock
 
-__all__ = ["EmptyGraphError", "build_quantum_graph"]
+__all__ = ["EmptyGraphError", "NothingToDoError", "build_quantum_graph"]
 
 _LOG = logging.getLogger(__name__)
 
 
 class EmptyGraphError(PipelineError, LookupError):
     """The pipeline selects no quanta; the message says why."""
+
+
+class NothingToDoError(EmptyGraphError):
+    """Every selected quantum already finished (its metadata exists): a success, not a failure."""
 
 
 def _task_info(label: str, node: Any, universe: DimensionUniverse) -> TaskInfo:
@@ -341,7 +345,7 @@ def build_quantum_graph(
     if next_node == 0:
         already = sum(len(v) for v in done.values())
         if already:
-            raise EmptyGraphError(
+            raise NothingToDoError(
                 f"nothing to do: all {already} quanta already have their metadata in "
                 f"{list(skip_existing_in)}"
             )
