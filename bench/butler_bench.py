@@ -49,22 +49,21 @@ def registry_case(n_visits: int) -> list[object]:
         _populate(butler, n_visits)
         reg = butler.registry
         reg.register_run("bench")
+        dataset_types = [reg.get_dataset_type(name) for name in DATASET_TYPES]
         t0 = time.perf_counter()
         refs = [
-            DatasetRef.make(
-                reg.get_dataset_type(name),
-                {"instrument": "LSSTCam", "visit": v, "detector": d},
-                "bench",
-            )
-            for name in DATASET_TYPES
+            DatasetRef.make(dt, {"instrument": "LSSTCam", "visit": v, "detector": d}, "bench")
+            for dt in dataset_types
             for v in range(n_visits)
             for d in range(N_DETECTORS)
         ]
         t_refs = time.perf_counter() - t0
         infos = [butler.datastore.predict(ref) for ref in refs]
         t1 = time.perf_counter()
+        c1 = time.process_time()
         reg.insert_datasets(refs, infos)
         t_insert = time.perf_counter() - t1
+        c_insert = time.process_time() - c1
         where = "visit IN (2..8) AND detector < 50"
         t_query = best_of(
             3, lambda: reg.query_datasets("calexp", collections=["bench"], where=where)
@@ -75,6 +74,7 @@ def registry_case(n_visits: int) -> list[object]:
             f"{n_visits} x {N_DETECTORS} x {len(DATASET_TYPES)}",
             n,
             t_insert,
+            c_insert,
             n / t_insert,
             n / (t_refs + t_insert),
             t_query,
@@ -133,13 +133,17 @@ def main() -> None:
             "registry",
             "datasets",
             "insert s",
+            "insert CPU s",
             "inserts/s",
             "incl. ID making /s",
             "where-query s",
             "rows",
         ],
         rows,
-        notes="Targets: >= 100,000 registrations/s; where-query over 100k datasets < 0.2 s.",
+        notes=(
+            "Targets: >= 100,000 registrations/s; where-query over 100k datasets < 0.2 s. "
+            "Insert CPU s: process time of the insert (wall minus waiting, on a busy machine)."
+        ),
     )
     print_table(
         "4096x4096 float32 image (64 MiB): put + get",

@@ -15,6 +15,12 @@ __all__ = ["DATASET_ID_NAMESPACE", "DatasetRef", "make_dataset_id"]
 #: Namespace of the UUID5 dataset IDs (fixed forever: changing it breaks resumes).
 DATASET_ID_NAMESPACE = uuid.UUID("7c3e6a52-4d0e-5b6b-9d5a-2f1f0b8c9e11")
 _NAMESPACE_BYTES = DATASET_ID_NAMESPACE.bytes
+_UUID_NEW = uuid.UUID.__new__
+_SET = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
+# Version (bits 76-79) and variant (bits 62-63) of a name-based SHA-1 UUID.
+_VERSION_MASK = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_VERSION_5_BITS = (0x5 << 76) | (0x2 << 62)
 
 
 def make_dataset_id(run: str, dataset_type_name: str, data_id: DataCoordinate) -> uuid.UUID:
@@ -25,11 +31,14 @@ def make_dataset_id(run: str, dataset_type_name: str, data_id: DataCoordinate) -
     gives the same ID; re-runs and resumes de-duplicate on it.
     """
     key = f"{run}\x00{dataset_type_name}\x00{data_id.canonical_string()}"
-    # Same result as uuid.uuid5(DATASET_ID_NAMESPACE, key), without its overhead.
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + key.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    return uuid.UUID(bytes=bytes(digest))
+    # Same result as uuid.uuid5(DATASET_ID_NAMESPACE, key), without its overhead:
+    # the version and variant bits are set on the integer, and the UUID is
+    # built without its constructor's argument checks.
+    value = int.from_bytes(hashlib.sha1(_NAMESPACE_BYTES + key.encode()).digest()[:16], "big")
+    result = _UUID_NEW(uuid.UUID)
+    _SET(result, "int", (value & _VERSION_MASK) | _VERSION_5_BITS)
+    _SET(result, "is_safe", _UNKNOWN_SAFETY)
+    return result
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

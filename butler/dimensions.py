@@ -367,7 +367,7 @@ class DimensionGroup:
         Dimensions determined by the required ones (not part of identity).
     """
 
-    __slots__ = ("universe", "required", "implied", "_names")
+    __slots__ = ("universe", "required", "implied", "_names", "_key_types", "_template")
 
     def __init__(self, universe: DimensionUniverse, names: Iterable[str]) -> None:
         self.universe = universe
@@ -392,6 +392,11 @@ class DimensionGroup:
         self.required = universe.sort(closure)
         self.implied = universe.sort(implied - closure)
         self._names = frozenset(self.required)
+        # For the fast paths of `DataCoordinate.standardize` and `canonical_string`.
+        self._key_types = tuple(universe.dimension(n).key.pytype for n in self.required)
+        self._template = ",".join(
+            n.replace("{", "{{").replace("}", "}}") + "={}" for n in self.required
+        )
 
     @property
     def names(self) -> frozenset[str]:
@@ -447,7 +452,7 @@ class DataCoordinate(Mapping[str, Any]):
         Values of implied dimensions, when known (not part of identity).
     """
 
-    __slots__ = ("group", "values_tuple", "implied", "_hash")
+    __slots__ = ("group", "values_tuple", "implied", "_hash", "_string")
 
     def __init__(
         self,
@@ -459,6 +464,7 @@ class DataCoordinate(Mapping[str, Any]):
         self.values_tuple = values
         self.implied = dict(implied or {})
         self._hash = hash((group.required, values))
+        self._string: str | None = None  # canonical_string, made on first use
 
     @classmethod
     def standardize(
@@ -492,6 +498,18 @@ class DataCoordinate(Mapping[str, Any]):
         DataIdValueError
             A value has the wrong type.
         """
+        if type(data_id) is dict and group is not None and not kwargs:
+            # Fast path: exactly the required keys, each value already of its
+            # key's type (what `_coerce` would return unchanged).
+            names = group.required
+            if len(data_id) == len(names):
+                try:
+                    values = tuple([data_id[n] for n in names])
+                except KeyError:
+                    pass
+                else:
+                    if tuple(map(type, values)) == group._key_types:
+                        return cls(group, values)
         if isinstance(data_id, DataCoordinate) and not kwargs:
             if group is None or data_id.group == group:
                 return data_id
@@ -587,9 +605,11 @@ class DataCoordinate(Mapping[str, Any]):
 
     def canonical_string(self) -> str:
         """Return a stable text form, used for deterministic dataset IDs and file names."""
-        return ",".join(
-            f"{k}={v}" for k, v in zip(self.group.required, self.values_tuple, strict=True)
-        )
+        string = self._string
+        if string is None:
+            # "k1=v1,k2=v2", with each value formatted as by f"{v}".
+            string = self._string = self.group._template.format(*self.values_tuple)
+        return string
 
 
 def _coerce(dimension: Dimension, value: Any) -> Any:

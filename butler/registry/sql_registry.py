@@ -19,9 +19,9 @@ types by name (dataset types are never redefined or removed, so it cannot
 go stale).
 Read-only mode is checked in one place, `transaction`.
 
-On SQLite: WAL journal (file databases), foreign keys on,
-``synchronous=NORMAL``; the driver's own transaction handling is switched
-off so SAVEPOINTs work.
+On SQLite: WAL journal (file databases), foreign keys on (the dataset
+table declares none there: see `_schema`), ``synchronous=NORMAL``; the
+driver's own transaction handling is switched off so SAVEPOINTs work.
 """
 
 from __future__ import annotations

@@ -361,6 +361,27 @@ class RegistryTests:
             registry.insert_datasets(self.refs(calexp, "chain"))
         with pytest.raises(DatasetNotFoundError):
             registry.insert_datasets([], [StoredFileInfo(uuid.uuid4(), "p", "F", "S")])
+        # The registry's own checks stand in for foreign keys: a removed run
+        # cannot receive datasets, and removing a run leaves no orphans.
+        registry.register_run("gone")
+        registry.insert_datasets(self.refs(calexp, "gone"))
+        registry.remove_run("gone")
+        assert self.count_datasets(registry) == 0
+        with pytest.raises(MissingCollectionError, match="run 'gone' does not exist"):
+            registry.insert_datasets(self.refs(calexp, "gone"))
+        assert self.count_datasets(registry) == 0
+
+    def test_infos_paired_by_position_or_id(self) -> None:
+        """One info per ref, in ref order or not: each ref gets its own."""
+        registry = self.populated()
+        calexp = self.calexp(registry)
+        registry.register_run("run")
+        refs = self.refs(calexp, "run")
+        infos = [StoredFileInfo(r.id, f"f/{i}", "F", "Exposure", i) for i, r in enumerate(refs)]
+        registry.insert_datasets(refs[:2], infos[:2])  # by position
+        infos[2], infos[-1] = infos[-1], infos[2]  # same length, not in order: by ID
+        registry.insert_datasets(refs[2:], infos[2:])
+        assert registry.get_stored_info(refs) == {i.dataset_id: i for i in infos}
 
     def test_chained_search_order(self) -> None:
         """find_dataset and query_datasets follow the chain's order."""

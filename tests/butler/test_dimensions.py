@@ -162,3 +162,30 @@ def test_standardize_is_canonical(visit, detector, visit_form, detector_form, or
     assert data_id.canonical_string() == reference.canonical_string()
     assert list(data_id) == list(group.required)
     assert all(type(data_id[k]) is int for k in ("visit", "detector"))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    visit=st.one_of(st.integers(-(10**12), 10**12), st.booleans(), st.text(max_size=4)),
+    instrument=st.one_of(st.text(max_size=6), st.integers(0, 9)),
+    extra=st.sampled_from([{}, {"band": "r"}, {"detector": 1}]),
+)
+def test_standardize_fast_path_matches_general_one(visit, instrument, extra):
+    """A plain dict (fast path) and a read-only mapping (general path) agree, errors too."""
+    import types
+
+    group = UNIVERSE.group(["visit"])
+    values = {"instrument": instrument, "visit": visit, **extra}
+    outcomes = []
+    for form in (dict, types.MappingProxyType):
+        try:
+            data_id = DataCoordinate.standardize(form(values), group)
+        except (DataIdError, DataIdValueError) as err:
+            outcomes.append((type(err), str(err)))
+        else:
+            outcomes.append((data_id.values_tuple, data_id.implied, data_id.canonical_string()))
+            assert [type(v) for v in data_id.values_tuple] == [str, int]
+            assert data_id.canonical_string() == ",".join(
+                f"{k}={v}" for k, v in zip(group.required, data_id.values_tuple, strict=True)
+            )
+    assert outcomes[0] == outcomes[1]

@@ -146,3 +146,34 @@ def test_bulk_paths_match_small_ones():
     assert len(data_ids) == 1800
     assert data_ids[0].implied == {"physical_filter": "r1", "band": "r"}
     assert data_ids == sorted(data_ids, key=lambda d: d.values_tuple)
+
+
+def test_dataset_foreign_keys_only_on_postgresql():
+    """On SQLite the registry checks dataset types and runs itself (faster bulk inserts)."""
+    from sqlalchemy.dialects import postgresql
+
+    registry = SqlRegistry.create("sqlite://", DimensionUniverse.default())
+    with registry.engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA foreign_key_list(dataset)").all() == []
+    ddl = str(sa.schema.CreateTable(registry.schema.dataset).compile(dialect=postgresql.dialect()))
+    assert "FOREIGN KEY(dataset_type_id) REFERENCES dataset_type (id)" in ddl
+    assert "FOREIGN KEY(run_id) REFERENCES collection (id)" in ddl
+
+
+def test_make_dataset_id_is_uuid5():
+    import uuid
+
+    from butler.dataset_ref import DATASET_ID_NAMESPACE, make_dataset_id
+    from butler.dimensions import DataCoordinate
+
+    universe = DimensionUniverse.default()
+    data_id = DataCoordinate.standardize(
+        {"instrument": "Cam", "visit": 7, "detector": 3}, universe.group(["visit", "detector"])
+    )
+    made = make_dataset_id("u/me/run", "calexp", data_id)
+    expected = uuid.uuid5(
+        DATASET_ID_NAMESPACE, f"u/me/run\x00calexp\x00{data_id.canonical_string()}"
+    )
+    assert made == expected and made.bytes == expected.bytes and str(made) == str(expected)
+    assert hash(made) == hash(expected) and made.version == 5
+    assert uuid.UUID(str(made)) == made
