@@ -3,9 +3,14 @@
 Design
 ------
 `run_quantum_cluster` is the only function an executor ships to a worker. It receives a
-`LimitedButlerSpec` and a `ClusterPayload` (task definitions, quanta in run order, the
-stored-file records of their inputs), and returns one `QuantumOutcome` per quantum. Only refs,
-records and outcomes travel; datasets are read and written by the worker itself.
+`LimitedButlerSpec` and a `ClusterPayload` (quanta in run order, the stored-file records of
+their inputs), and returns one `QuantumOutcome` per quantum. Only refs, records and outcomes
+travel; datasets are read and written by the worker itself. Refs and records travel as plain
+tuples (`encode_cluster`, `decode_quanta`; outcomes pickle their records the same way): the
+frozen dataclasses pickle several times slower, and on a small machine the client's pickling
+competes with the in-process dask scheduler. What every cluster of an execution shares (task
+definitions, dataset types, init-inputs) is pickled once into `SharedTables` bytes, and each
+worker unpickles it once (`WorkerCache.tables`).
 
 For each quantum, in order:
 
@@ -25,7 +30,8 @@ for the life of a worker process: butlers keyed by their spec, tasks keyed by (s
 class, config YAML, init-input IDs), so a changed config or another repository never reuses a
 stale object. The executor owns the cache (a dask ``WorkerPlugin`` per worker, an attribute of
 the synchronous executor) and passes it in; without one, nothing outlives a call. A cached task
-is reused across quanta: its metadata is emptied before each quantum.
+is reused across quanta: its metadata is emptied before each quantum. The task loggers' level
+is lowered once per cluster, not per quantum (`~pipeline.log_capture.lowered_levels`).
 """
 
 from __future__ import annotations
@@ -42,17 +48,19 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from butler.dataset_ref import DatasetRef
+from butler.dataset_type import DatasetType
 from butler.datastore.stored_file_info import StoredFileInfo
+from butler.dimensions import DataCoordinate, DimensionGroup
 from butler.limited import LimitedButler, LimitedButlerSpec
 
 from ._errors import InvalidQuantumError, NoWorkFound, RepeatableQuantumError
 from ._loader import import_by_name
 from .connections import InputQuantizedConnection, OutputQuantizedConnection
-from .log_capture import capture_logs
+from .log_capture import capture_logs, lowered_levels
 from .quantum_context import WorkerQuantumContext
 from .quantum_graph import Quantum, TaskInfo
 from .task_metadata import TaskMetadata
@@ -63,8 +71,12 @@ __all__ = [
     "ClusterPayload",
     "QuantumOutcome",
     "QuantumStatus",
+    "SharedTables",
     "build_task",
+    "decode_quanta",
+    "encode_cluster",
     "run_quantum_cluster",
+    "share_tables",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -85,39 +97,169 @@ class QuantumStatus:
 
 
 @dataclasses.dataclass(frozen=True)
+class SharedTables:
+    """What every cluster of one execution shares, sent to each worker process once.
+
+    Parameters
+    ----------
+    tasks : `dict` [`str`, `TaskInfo`]
+        Definitions of the tasks.
+    dataset_types : `tuple` [`DatasetType`, ...]
+        Dataset types; compact refs name them by index.
+    groups : `dict` [`str`, `DimensionGroup`]
+        Dimensions of the quanta of each task.
+    init_inputs : `dict` [`str`, `dict` [`str`, `tuple`]]
+        Per label, connection name -> (`DatasetRef`, `StoredFileInfo` or `None`).
+    """
+
+    tasks: dict[str, TaskInfo]
+    dataset_types: tuple[DatasetType, ...]
+    groups: dict[str, DimensionGroup]
+    init_inputs: dict[str, dict[str, tuple[DatasetRef, StoredFileInfo | None]]]
+
+
+@dataclasses.dataclass(frozen=True)
 class ClusterPayload:
-    """What a worker needs to run one cluster of quanta.
+    """What a worker needs to run one cluster of quanta, in a compact wire form.
+
+    Frozen slotted dataclasses (`DatasetRef`, `DataCoordinate`, `StoredFileInfo`) pickle
+    slowly, and a `DimensionGroup` drags its universe along; so a payload holds plain
+    tuples, built by `encode_cluster` and decoded on the worker, plus the pickled
+    `SharedTables` of the execution (the same bytes object in every payload, unpickled
+    once per worker process and kept in its `WorkerCache`).
 
     Parameters
     ----------
     cluster_id : `int`
         Cluster index (for logs).
-    tasks : `dict` [`str`, `TaskInfo`]
-        Definitions of the tasks of these quanta.
-    quanta : `tuple` [`Quantum`, ...]
-        The quanta, in a valid run order.
-    infos : `dict` [`uuid.UUID`, `StoredFileInfo`]
-        Stored-file records of the inputs that exist.
-    missing : `frozenset` [`uuid.UUID`]
-        Inputs known not to exist (not written by a quantum that found no work).
-    init_inputs : `dict` [`str`, `dict` [`str`, `tuple`]]
-        Per label, connection name -> (`DatasetRef`, `StoredFileInfo` or `None`).
+    shared : `bytes`
+        The pickled `SharedTables`.
+    quanta : `tuple`
+        One ``(node_id, label, data ID values, inputs, outputs)`` per quantum, in a valid
+        run order; ``inputs`` and ``outputs`` are ``((attribute, refs), ...)`` and a ref
+        is ``(dataset type index, run, data ID values, UUID bytes)``.
+    infos : `tuple`
+        Stored-file records of the inputs that exist, as
+        ``(UUID bytes, path, formatter, storage class, file size)``.
+    missing : `frozenset` [`bytes`]
+        UUID bytes of inputs known not to exist (not written by a quantum that found no work).
     attempt : `int`
         1 for the first try, 2 for the first retry, ...
     execution_id : `str`
-        Identifies the `~pipeline.run.execute_graph` call (recorded in the metadata).
+        Identifies the `~pipeline.run.execute_graph` call (recorded in the metadata, and the
+        key of the shared tables in a worker's cache).
     """
 
     cluster_id: int
-    tasks: dict[str, TaskInfo]
-    quanta: tuple[Quantum, ...]
-    infos: dict[uuid.UUID, StoredFileInfo]
-    missing: frozenset[uuid.UUID] = frozenset()
-    init_inputs: dict[str, dict[str, tuple[DatasetRef, StoredFileInfo | None]]] = dataclasses.field(
-        default_factory=dict
-    )
+    shared: bytes
+    quanta: tuple[tuple[Any, ...], ...]
+    infos: tuple[tuple[bytes, str, str, str, int], ...] = ()
+    missing: frozenset[bytes] = frozenset()
     attempt: int = 1
     execution_id: str = ""
+
+
+def share_tables(
+    tasks: Mapping[str, TaskInfo],
+    dataset_types: Iterable[DatasetType],
+    groups: Mapping[str, DimensionGroup],
+    init_inputs: Mapping[str, dict[str, tuple[DatasetRef, StoredFileInfo | None]]],
+) -> tuple[bytes, dict[str, int]]:
+    """Pickle the `SharedTables` of an execution.
+
+    Returns
+    -------
+    shared : `bytes`
+        For `ClusterPayload.shared`.
+    type_index : `dict` [`str`, `int`]
+        Dataset type name -> index, for `encode_cluster`.
+    """
+    types = tuple(dataset_types)
+    tables = SharedTables(dict(tasks), types, dict(groups), dict(init_inputs))
+    return pickle.dumps(tables, protocol=pickle.HIGHEST_PROTOCOL), {
+        t.name: i for i, t in enumerate(types)
+    }
+
+
+def _encode_refs(
+    refs_by_attr: Mapping[str, tuple[DatasetRef, ...]], type_index: Mapping[str, int]
+) -> tuple[Any, ...]:
+    return tuple(
+        (
+            attr,
+            tuple(
+                (type_index[r.dataset_type.name], r.run, r.data_id.values_tuple, r.id.bytes)
+                for r in refs
+            ),
+        )
+        for attr, refs in refs_by_attr.items()
+    )
+
+
+def encode_cluster(
+    quanta: Iterable[Quantum],
+    infos: Iterable[StoredFileInfo],
+    missing: Iterable[uuid.UUID],
+    *,
+    shared: bytes,
+    type_index: Mapping[str, int],
+    attempt: int,
+    execution_id: str,
+) -> ClusterPayload:
+    """Build the compact `ClusterPayload` of some quanta (see its notes)."""
+    encoded = tuple(
+        (
+            q.node_id,
+            q.task_label,
+            q.data_id.values_tuple,
+            _encode_refs(q.inputs, type_index),
+            _encode_refs(q.outputs, type_index),
+        )
+        for q in quanta
+    )
+    return ClusterPayload(
+        cluster_id=encoded[0][0] if encoded else -1,
+        shared=shared,
+        quanta=encoded,
+        infos=tuple(
+            (i.dataset_id.bytes, i.path, i.formatter, i.storage_class, i.file_size) for i in infos
+        ),
+        missing=frozenset(m.bytes for m in missing),
+        attempt=attempt,
+        execution_id=execution_id,
+    )
+
+
+def _decode_refs(
+    encoded: tuple[Any, ...], types: tuple[DatasetType, ...]
+) -> dict[str, tuple[DatasetRef, ...]]:
+    out = {}
+    for attr, refs in encoded:
+        out[attr] = tuple(
+            DatasetRef(
+                types[t],
+                DataCoordinate(types[t].dimensions, values),
+                run,
+                uuid.UUID(bytes=id_bytes),
+            )
+            for t, run, values, id_bytes in refs
+        )
+    return out
+
+
+def decode_quanta(payload: ClusterPayload, tables: SharedTables) -> list[Quantum]:
+    """Rebuild the `Quantum` objects of a payload."""
+    types = tables.dataset_types
+    return [
+        Quantum(
+            node,
+            label,
+            DataCoordinate(tables.groups[label], values),
+            _decode_refs(inputs, types),
+            _decode_refs(outputs, types),
+        )
+        for node, label, values, inputs, outputs in payload.quanta
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +298,40 @@ class QuantumOutcome:
     attempt: int = 1
     wall_time: float = 0.0
     cpu_time: float = 0.0
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as plain tuples (a `StoredFileInfo` pickles slowly; outcomes travel back)."""
+        written = tuple(
+            (i.dataset_id.bytes, i.path, i.formatter, i.storage_class, i.file_size)
+            for i in self.written
+        )
+        return (
+            _rebuild_outcome,
+            (
+                self.node_id,
+                self.status,
+                written,
+                self.error_type,
+                self.message,
+                self.traceback,
+                self.repeatable,
+                self.host,
+                self.pid,
+                self.attempt,
+                self.wall_time,
+                self.cpu_time,
+            ),
+        )
+
+
+def _rebuild_outcome(
+    node_id: int, status: str, written: tuple[tuple[bytes, str, str, str, int], ...], *rest: Any
+) -> QuantumOutcome:
+    infos = tuple(
+        StoredFileInfo(uuid.UUID(bytes=b), path, formatter, storage_class, size)
+        for b, path, formatter, storage_class, size in written
+    )
+    return QuantumOutcome(node_id, status, infos, *rest)
 
 
 def build_task(info: TaskInfo, init_inputs: Mapping[str, Any] | None = None) -> Any:
@@ -196,14 +372,27 @@ class WorkerCache:
 
     Notes
     -----
-    State: ``butlers`` (spec key -> `LimitedButler`) and ``tasks`` (task key -> task). Only
-    used from the thread running quanta (dask workers here have one thread).
+    State: ``butlers`` (spec key -> `LimitedButler`), ``tasks`` (task key -> task) and
+    ``shared`` (execution ID -> `SharedTables`). Only used from the thread running quanta
+    (dask workers here have one thread).
     """
 
     def __init__(self, *, max_tasks: int = 64) -> None:
         self.max_tasks = max_tasks
         self.butlers: dict[bytes, LimitedButler] = {}
         self.tasks: dict[tuple[Any, ...], Any] = {}
+        self.shared: dict[str, SharedTables] = {}
+
+    def tables(self, key: str, blob: bytes) -> SharedTables:
+        """Return the unpickled `SharedTables` ``blob`` of execution ``key`` (kept)."""
+        tables = self.shared.get(key)
+        if tables is None:
+            if len(self.shared) >= 4:
+                self.shared.clear()
+            tables = pickle.loads(blob)
+            if key:  # an anonymous execution is not kept
+                self.shared[key] = tables
+        return tables
 
     @staticmethod
     def spec_key(spec: LimitedButlerSpec) -> bytes:
@@ -307,17 +496,23 @@ class _ClusterRun:
         self.cache = cache
         self.butler = cache.butler(spec)
         self.payload = payload
+        self.tables = cache.tables(payload.execution_id, payload.shared)
         self.post_mortem = post_mortem
-        self.infos: dict[uuid.UUID, StoredFileInfo] = dict(payload.infos)
-        self.unavailable: set[uuid.UUID] = set(payload.missing)
+        self.infos: dict[uuid.UUID, StoredFileInfo] = {}
+        for id_bytes, path, formatter, storage_class, size in payload.infos:
+            dataset_id = uuid.UUID(bytes=id_bytes)
+            self.infos[dataset_id] = StoredFileInfo(
+                dataset_id, path, formatter, storage_class, size
+            )
+        self.unavailable: set[uuid.UUID] = {uuid.UUID(bytes=b) for b in payload.missing}
         self.failed_outputs: set[uuid.UUID] = set()
         self.host = socket.gethostname()
 
     def task(self, label: str) -> Any:
-        init_inputs = self.payload.init_inputs.get(label, {})
+        init_inputs = self.tables.init_inputs.get(label, {})
         return self.cache.task(
             self.spec,
-            self.payload.tasks[label],
+            self.tables.tasks[label],
             init_inputs,
             lambda: {
                 name: self.butler.get(ref, info=info) for name, (ref, info) in init_inputs.items()
@@ -337,11 +532,11 @@ class _ClusterRun:
         )
         status, error, message = QuantumStatus.SUCCEEDED, None, ""
         task = None
-        with capture_logs([TASK_LOGGER]) as records:
+        with capture_logs() as records:  # run_quantum_cluster lowered the task loggers' level
             try:
                 task = self.task(quantum.task_label)
                 task.emptyMetadata()
-                info = self.payload.tasks[quantum.task_label]
+                info = self.tables.tasks[quantum.task_label]
                 input_refs, output_refs = _quantized(quantum, info, self.unavailable)
                 task.runQuantum(ctx, input_refs, output_refs)
             except NoWorkFound as err:
@@ -353,15 +548,19 @@ class _ClusterRun:
                 status, error, message = QuantumStatus.FAILED, err, str(err)
                 logging.getLogger(f"{TASK_LOGGER}.{quantum.task_label}").error(
                     "quantum %s (node %d, attempt %d) failed: %s: %s",
-                    quantum.data_id, quantum.node_id, self.payload.attempt,
-                    _qualified(err), err, exc_info=True,
+                    quantum.data_id,
+                    quantum.node_id,
+                    self.payload.attempt,
+                    _qualified(err),
+                    err,
+                    exc_info=True,
                 )
                 if self.post_mortem is not None:
                     self.post_mortem(err.__traceback__)
                 self.cache.discard_task(
                     self.spec,
-                    self.payload.tasks[quantum.task_label],
-                    self.payload.init_inputs.get(quantum.task_label, {}),
+                    self.tables.tasks[quantum.task_label],
+                    self.tables.init_inputs.get(quantum.task_label, {}),
                 )
         if status != QuantumStatus.SUCCEEDED:
             ctx.remove_written()
@@ -446,4 +645,6 @@ def run_quantum_cluster(
     if callable(cache):
         cache = cache()
     runner = _ClusterRun(spec, payload, post_mortem, cache if cache is not None else WorkerCache())
-    return [runner.run(quantum) for quantum in payload.quanta]
+    quanta = decode_quanta(payload, runner.tables)
+    with lowered_levels([TASK_LOGGER]):  # once per cluster: setLevel walks every logger
+        return [runner.run(quantum) for quantum in quanta]

@@ -34,7 +34,7 @@ import io
 import logging
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import fsspec
@@ -50,7 +50,9 @@ from .execution import (
     QuantumOutcome,
     QuantumStatus,
     build_task,
+    encode_cluster,
     run_quantum_cluster,
+    share_tables,
 )
 from .executors.base import ExecutionResult, Executor, schedule
 from .quantum_graph import Quantum, QuantumGraph
@@ -233,7 +235,8 @@ class _Setup:
                 if not self.clobber:
                     raise RuntimeError(
                         f"run {self.qgraph.output_run!r} already holds a different config for "
-                        f"task {label!r}:\n  " + "\n  ".join(diffs)
+                        f"task {label!r}:\n  "
+                        + "\n  ".join(diffs)
                         + "\n(use another output run, or clobber the outputs)"
                     )
                 self._remove([ref])
@@ -303,20 +306,45 @@ class _Registrar:
                     except Exception as one_err:
                         _LOG.error(
                             "could not register the outputs of the quantum of %s: %s",
-                            quantum_refs[-1], one_err,
+                            quantum_refs[-1],
+                            one_err,
                         )
             self.buffer.clear()
         self.last = time.monotonic()
 
 
 class _Progress:
-    """Counts per task label for the live display; state: the counts and a rich Live."""
+    """Counts per task label for the live display, kept up to date on every status change.
 
-    def __init__(self, qgraph: QuantumGraph, enabled: bool, dashboard: str | None) -> None:
-        self.qgraph = qgraph
+    State: the column of each node, the counts per label and column, and a rich Live (which
+    renders the counts 4 times a second from its own thread, never walking the nodes).
+    """
+
+    _COLUMN_OF: Mapping[str, str] = {
+        "skipped": "done",
+        "succeeded": "done",
+        "no_work": "done",
+        "running": "running",
+        "retry": "running",
+        "failed": "failed",
+        "blocked": "blocked",
+    }
+
+    def __init__(
+        self,
+        qgraph: QuantumGraph,
+        enabled: bool,
+        dashboard: str | None,
+        label_of: Callable[[int], str],
+    ) -> None:
         self.dashboard = dashboard
-        self.state: dict[int, str] = {}
+        self.label_of = label_of
+        self.column: dict[int, str] = {}
         self.total = {label: qgraph.count(label) for label in qgraph.tasks}
+        self.counts = {
+            label: dict.fromkeys(("done", "running", "failed", "blocked"), 0)
+            for label in self.total
+        }
         self.live = None
         if enabled:
             from rich.console import Console
@@ -326,16 +354,24 @@ class _Progress:
                 get_renderable=self.render, console=Console(stderr=True), refresh_per_second=4
             )
 
+    def set(self, node: int, status: str) -> None:
+        """Record a node's new status (``on_status`` of the scheduling loop)."""
+        column = self._COLUMN_OF.get(status)
+        old = self.column.get(node)
+        if column == old:
+            return
+        counts = self.counts[self.label_of(node)]
+        if old is not None:
+            counts[old] -= 1
+            del self.column[node]
+        if column is not None:
+            counts[column] += 1
+            self.column[node] = column
+
     def render(self) -> Any:
         from rich.table import Table
 
-        counts = {label: dict.fromkeys(("done", "running", "failed", "blocked"), 0)
-                  for label in self.total}
-        for node, status in list(self.state.items()):
-            key = {"skipped": "done", "succeeded": "done", "no_work": "done",
-                   "running": "running", "retry": "running"}.get(status, status)
-            if key in counts[self.qgraph.task_label_of(node)]:
-                counts[self.qgraph.task_label_of(node)][key] += 1
+        counts = {label: dict(row) for label, row in self.counts.items()}
         title = "quanta" + (f"  (dashboard: {self.dashboard})" if self.dashboard else "")
         table = Table(title=title)
         for column in ("task", "done", "running", "failed", "blocked", "total"):
@@ -355,8 +391,11 @@ class _Progress:
 
 
 def _make_executor(
-    executor: str | Executor, jobs: int, cluster_address: str | None,
-    cluster_config: str | None, pdb: bool,
+    executor: str | Executor,
+    jobs: int,
+    cluster_address: str | None,
+    cluster_config: str | None,
+    pdb: bool,
 ) -> Executor:
     if isinstance(executor, Executor):
         return executor
@@ -372,7 +411,10 @@ def _make_executor(
 
 
 def _resume_state(
-    setup: _Setup, qgraph: QuantumGraph, quanta: dict[int, Quantum], skip_existing: bool,
+    setup: _Setup,
+    qgraph: QuantumGraph,
+    quanta: dict[int, Quantum],
+    skip_existing: bool,
     clobber: bool,
 ) -> tuple[set[int], dict[uuid.UUID, StoredFileInfo]]:
     """Return the complete nodes and the records of registered outputs; clean stale ones."""
@@ -512,17 +554,22 @@ def execute_graph(
     for node in complete:
         summary.counts[quanta[node].task_label]["skipped"] += 1
 
+    shared, type_index = share_tables(
+        qgraph.tasks,
+        qgraph.dataset_types.values(),
+        {label: qgraph.universe.group(info.dimensions) for label, info in qgraph.tasks.items()},
+        init_inputs,
+    )
+
     def make_payload(nodes: tuple[int, ...], attempt: int) -> ClusterPayload:
         members = [quanta[n] for n in nodes]
         ids = {r.id for q in members for r in q.all_inputs()}
-        labels = {q.task_label for q in members}
-        return ClusterPayload(
-            cluster_id=nodes[0],
-            tasks={label: qgraph.tasks[label] for label in labels},
-            quanta=tuple(members),
-            infos={i: known[i] for i in ids if i in known},
-            missing=frozenset(ids & missing),
-            init_inputs={label: init_inputs[label] for label in labels},
+        return encode_cluster(
+            members,
+            [known[i] for i in ids if i in known],
+            ids & missing,
+            shared=shared,
+            type_index=type_index,
             attempt=attempt,
             execution_id=summary.execution_id,
         )
@@ -556,8 +603,9 @@ def execute_graph(
                 hints[key] = max(hints.get(key, 0.0), value)
         return runner.submit(fn, spec, make_payload(nodes, attempt), resources=hints or None)
 
-    display = _Progress(qgraph, progress, runner.dashboard_link)
-    display.state.update(dict.fromkeys(complete, "skipped"))
+    display = _Progress(qgraph, progress, runner.dashboard_link, lambda n: quanta[n].task_label)
+    for node in complete:
+        display.set(node, QuantumStatus.SKIPPED)
     try:
         with display:
             result = schedule(
@@ -567,7 +615,7 @@ def execute_graph(
                 submit=submit,
                 wait=runner.wait,
                 on_outcomes=on_outcomes,
-                on_status=display.state.__setitem__,
+                on_status=display.set,
                 retries=retries,
                 parallelism=runner.parallelism(),
             )
@@ -581,23 +629,29 @@ def execute_graph(
         quantum = quanta[node]
         if status == QuantumStatus.FAILED:
             outcome = result.outcomes[node]
-            summary.failures.append({
-                "label": quantum.task_label,
-                "data_id": dict(quantum.data_id.required),
-                "error_type": outcome.error_type,
-                "message": outcome.message,
-                "attempts": result.attempts.get(node, 0),
-            })
+            summary.failures.append(
+                {
+                    "label": quantum.task_label,
+                    "data_id": dict(quantum.data_id.required),
+                    "error_type": outcome.error_type,
+                    "message": outcome.message,
+                    "attempts": result.attempts.get(node, 0),
+                }
+            )
         elif status == QuantumStatus.BLOCKED:
             cause = result.blocked_by.get(node)
-            summary.blocked.append({
-                "label": quantum.task_label,
-                "data_id": dict(quantum.data_id.required),
-                "blocked_by": None if cause is None else {
-                    "label": quanta[cause].task_label,
-                    "data_id": dict(quanta[cause].data_id.required),
-                },
-            })
+            summary.blocked.append(
+                {
+                    "label": quantum.task_label,
+                    "data_id": dict(quantum.data_id.required),
+                    "blocked_by": None
+                    if cause is None
+                    else {
+                        "label": quanta[cause].task_label,
+                        "data_id": dict(quanta[cause].data_id.required),
+                    },
+                }
+            )
     summary.wall_time = time.perf_counter() - start
     _write_status(setup, qgraph, summary)
     if progress:

@@ -198,9 +198,7 @@ def schedule(
             try:
                 results = list(handle.result())
             except Exception as err:
-                results = [
-                    _infra_outcome(node, err, attempts[cluster_of[node]]) for node in nodes
-                ]
+                results = [_infra_outcome(node, err, attempts[cluster_of[node]]) for node in nodes]
             on_outcomes(results)
             final_failures: list[int] = []
             for outcome in results:

@@ -129,19 +129,27 @@ def test_batched_clusters_are_isolated():
     def submit(nodes, attempt):
         calls.append(nodes)
         f = concurrent.futures.Future()
-        f.set_result([
-            QuantumOutcome(n, "failed" if n == 1 else "succeeded", repeatable=True)
-            for n in nodes
-        ])
+        f.set_result(
+            [QuantumOutcome(n, "failed" if n == 1 else "succeeded", repeatable=True) for n in nodes]
+        )
         return f
 
     result = schedule(
-        [(0,), (1,), (2,), (3,), (4,), (5,)], pred, succ, submit=submit, wait=list,
+        [(0,), (1,), (2,), (3,), (4,), (5,)],
+        pred,
+        succ,
+        submit=submit,
+        wait=list,
         parallelism=1,
     )
     assert calls[:2] == [(0, 1), (2, 3)]  # 4 ready quanta, 1 worker: batches of 2
     assert result.status == {
-        0: "succeeded", 1: "failed", 2: "succeeded", 3: "succeeded", 4: "blocked", 5: "succeeded"
+        0: "succeeded",
+        1: "failed",
+        2: "succeeded",
+        3: "succeeded",
+        4: "blocked",
+        5: "succeeded",
     }
 
 
@@ -155,3 +163,40 @@ def test_batches_on_a_local_cluster(repo):
     assert summary.exit_code == 0 and summary.total("succeeded") == 16
     assert {o.pid for o in summary.result.outcomes.values()} <= set(pids.values())
     assert len(registered(butler, "out/dask")["b_metadata"]) == 8
+
+
+def test_payload_and_outcome_wire_forms_round_trip(repo):
+    import pickle
+    import uuid
+
+    from butler.datastore.stored_file_info import StoredFileInfo
+    from pipeline.execution import decode_quanta, encode_cluster, share_tables
+
+    qg = make_graph(repo, run="out/wire")
+    shared, type_index = share_tables(
+        qg.tasks,
+        qg.dataset_types.values(),
+        {label: qg.universe.group(info.dimensions) for label, info in qg.tasks.items()},
+        {},
+    )
+    quanta = [qg.get_quantum(n) for n in qg.node_ids()]
+    info = StoredFileInfo(uuid.uuid4(), "a/b.yaml", "f.F", "StructuredDataDict", 12)
+    payload = pickle.loads(
+        pickle.dumps(
+            encode_cluster(
+                quanta,
+                [info],
+                {info.dataset_id},
+                shared=shared,
+                type_index=type_index,
+                attempt=2,
+                execution_id="e",
+            )
+        )
+    )
+    tables = WorkerCache().tables(payload.execution_id, payload.shared)
+    assert set(tables.tasks) == set(qg.tasks)
+    assert decode_quanta(payload, tables) == quanta
+    assert payload.missing == {info.dataset_id.bytes} and payload.attempt == 2
+    outcome = QuantumOutcome(3, "succeeded", (info,), message="m", attempt=2, wall_time=0.5)
+    assert pickle.loads(pickle.dumps(outcome)) == outcome
