@@ -11,7 +11,8 @@ scheduling loop, so every attempt is seen and recorded. A worker that dies mid-q
 dask reschedule the task on another worker, or raise ``KilledWorker``, which the loop treats
 as a failed attempt. Only specs, payloads (refs and stored-file records) and outcomes travel
 through the scheduler; datasets are read and written by the workers themselves.
-Task resource hints become dask ``resources=`` (workers must advertise them).
+Task resource hints become dask ``resources=``; the local cluster advertises ``cpus`` and
+``memory_mb`` per worker, and hints no worker can meet are dropped or capped (never a hang).
 
 Each worker keeps a `~pipeline.execution.WorkerCache` (limited butlers, built tasks) in a
 `WorkerCachePlugin` that the executor registers on the client; `worker_cache`, passed to the
@@ -115,16 +116,23 @@ class DaskExecutor(Executor):
             self.client = client
             self._owned.append(_Closer(lambda: close_client(client)))
         else:
+            import psutil
+
+            memory_mb = psutil.virtual_memory().total / 2**20 / max(jobs, 1)
             cluster = LocalCluster(
                 n_workers=jobs,
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=dashboard_address,
+                # advertised so that task resource hints (getResourceConfig) can be honoured
+                resources={"cpus": 1.0, "memory_mb": float(int(memory_mb))},
             )
             self._owned.extend([cluster])
             self.client = Client(cluster)
             self._owned.insert(0, self.client)
         self.dashboard_link = getattr(self.client, "dashboard_link", None)
+        self._capacity: dict[str, float] | None = None
+        self._warned: set[str] = set()
         try:
             self.client.register_plugin(WorkerCachePlugin(), name=WorkerCachePlugin.name)
         except Exception as err:  # workers still run, building butlers and tasks per call
@@ -147,6 +155,7 @@ class DaskExecutor(Executor):
     ) -> Any:
         """Submit ``fn(*args)`` as one dask task (``pure=False``, no dask retries)."""
         name = getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "fn")
+        resources = self._feasible(resources) if resources else None
         return self.client.submit(
             fn,
             *args,
@@ -155,6 +164,40 @@ class DaskExecutor(Executor):
             retries=0,
             resources=resources or None,
         )
+
+    def _feasible(self, resources: dict[str, float]) -> dict[str, float] | None:
+        """Keep the resource hints some worker can satisfy (a hint nobody meets would hang).
+
+        A resource no worker advertises is dropped, and a request above the largest worker's
+        capacity is capped to it; each is logged once.
+        """
+        if self._capacity is None:
+            capacity: dict[str, float] = {}
+            try:
+                workers = self.client.scheduler_info().get("workers", {})
+            except Exception:  # not connected: submit without hints
+                workers = {}
+            for info in workers.values():
+                for key, value in (info.get("resources") or {}).items():
+                    capacity[key] = max(capacity.get(key, 0.0), float(value))
+            self._capacity = capacity
+        feasible = {}
+        for key, value in resources.items():
+            available = self._capacity.get(key)
+            if available is None:
+                if key not in self._warned:
+                    _LOG.warning("no dask worker advertises resource %r; the hint is ignored", key)
+                    self._warned.add(key)
+                continue
+            if value > available:
+                if key not in self._warned:
+                    _LOG.warning(
+                        "resource %r=%s exceeds every worker (%s); capped", key, value, available
+                    )
+                    self._warned.add(key)
+                value = available
+            feasible[key] = value
+        return feasible or None
 
     def wait(self, handles: list[Any]) -> Iterable[Any]:
         """Block until at least one future is finished; return the finished ones."""
