@@ -24,7 +24,9 @@ def test_resource_hints_run_and_are_capped(tmp_path, caplog):
         "      resources.minMemoryMB: 64\n"
     )
     butler = Butler(repo)
-    qg = build_quantum_graph(butler, pipeline.graph(), input_collections=["raw/all"], output_run="res")
+    qg = build_quantum_graph(
+        butler, pipeline.graph(), input_collections=["raw/all"], output_run="res"
+    )
     executor = DaskExecutor(jobs=2, dashboard_address=None)
     try:
         advertised = [w["resources"] for w in executor.client.scheduler_info()["workers"].values()]
