@@ -9,7 +9,6 @@ only the pixels needed. Background lists go to FITS, four image HDUs per piece.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -48,14 +47,7 @@ class ExposureFitsFormatter(Formatter):
 
     def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
         """Write the exposure."""
-        if _local(fs):
-            with open(path, "wb") as stream:
-                write_exposure_fits(obj, stream)
-            return
-        buffer = io.BytesIO()
-        write_exposure_fits(obj, buffer)
-        with fs.open(path, "wb") as stream:
-            stream.write(buffer.getbuffer())
+        self.write_through(fs, path, lambda stream: write_exposure_fits(obj, stream))
 
     def read(
         self,
@@ -67,10 +59,7 @@ class ExposureFitsFormatter(Formatter):
         """Read the exposure, or the part of it inside ``parameters["bbox"]``."""
         self.check_parameters(parameters)
         bbox = as_box((parameters or {}).get("bbox"))
-        if _local(fs):
-            return read_exposure_fits(path, bbox=bbox)
-        with fs.open(path, "rb") as stream:
-            return read_exposure_fits(io.BytesIO(stream.read()), bbox=bbox)
+        return self.read_through(fs, path, lambda source: read_exposure_fits(source, bbox=bbox))
 
 
 class ExposureZarrFormatter(Formatter):
@@ -134,10 +123,7 @@ class BackgroundFitsFormatter(Formatter):
             header["ORDER"] = data["order"]
             header["WEIGHT"] = data["weighting"]
             header["UNDERSMP"] = data["undersample_style"]
-        buffer = io.BytesIO()
-        fits.HDUList(hdus).writeto(buffer)
-        with fs.open(path, "wb") as stream:
-            stream.write(buffer.getbuffer())
+        self.write_through(fs, path, fits.HDUList(hdus).writeto)
 
     def read(
         self,
@@ -148,7 +134,7 @@ class BackgroundFitsFormatter(Formatter):
     ) -> Any:
         """Read the background list."""
         self.check_parameters(parameters)
-        with fs.open(path, "rb") as stream, fits.open(io.BytesIO(stream.read())) as hdul:
+        with self.read_through(fs, path, fits.open) as hdul:
             pieces = []
             for i in range(int(hdul[0].header["NPIECES"])):
                 hdus = [hdul[1 + 4 * i + k] for k in range(4)]

@@ -8,16 +8,20 @@ place afterwards, so a formatter that fails half-way leaves nothing visible.
 
 from __future__ import annotations
 
+import io
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Mapping
+from typing import Any, BinaryIO, ClassVar, TypeVar
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 from .._errors import FormatterError
 from ..storage_class import StorageClass
 
 __all__ = ["Formatter"]
+
+T = TypeVar("T")
 
 
 class Formatter(ABC):
@@ -61,6 +65,32 @@ class Formatter(ABC):
         parameters: Mapping[str, Any] | None = None,
     ) -> Any:
         """Read the object at ``path``, applying read ``parameters`` if given."""
+
+    @staticmethod
+    def write_through(
+        fs: fsspec.AbstractFileSystem, path: str, write: Callable[[BinaryIO], None]
+    ) -> None:
+        """Call ``write(stream)`` with a binary stream whose bytes end up at ``path``.
+
+        Local files are written directly; on other filesystems the bytes are
+        collected in memory and stored with one write (one object-store put).
+        """
+        if isinstance(fs, LocalFileSystem):
+            with open(path, "wb") as stream:
+                write(stream)
+            return
+        buffer = io.BytesIO()
+        write(buffer)
+        with fs.open(path, "wb") as stream:
+            stream.write(buffer.getbuffer())
+
+    @staticmethod
+    def read_through(fs: fsspec.AbstractFileSystem, path: str, read: Callable[[Any], T]) -> T:
+        """Return ``read(source)``: the local path itself, or the remote bytes in memory."""
+        if isinstance(fs, LocalFileSystem):
+            return read(path)
+        with fs.open(path, "rb") as stream:
+            return read(io.BytesIO(stream.read()))
 
     def check_parameters(self, parameters: Mapping[str, Any] | None) -> None:
         """Raise if a read parameter is not supported.

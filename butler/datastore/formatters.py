@@ -25,7 +25,6 @@ No state is kept between calls; formatters are cheap to construct.
 from __future__ import annotations
 
 import builtins
-import io
 import itertools
 import json
 import os
@@ -434,13 +433,7 @@ class FitsTableFormatter(Formatter):
 
     def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
         """Write the table as a BinTable HDU."""
-        if _is_local(fs):
-            obj.write(path, format="fits")
-            return
-        buffer = io.BytesIO()
-        obj.write(buffer, format="fits")
-        with fs.open(path, "wb") as stream:
-            stream.write(buffer.getbuffer())
+        self.write_through(fs, path, lambda stream: obj.write(stream, format="fits"))
 
     def read(
         self,
@@ -452,13 +445,9 @@ class FitsTableFormatter(Formatter):
         """Read the table, as the storage class type (`~astropy.table.Table` or a subclass)."""
         self.check_parameters(parameters)
         pytype = self.storage_class.import_pytype()
-        if _is_local(fs):
-            table = pytype.read(path, format="fits", character_as_bytes=False)
-        else:
-            with fs.open(path, "rb") as stream:
-                table = pytype.read(
-                    io.BytesIO(stream.read()), format="fits", character_as_bytes=False
-                )
+        table = self.read_through(
+            fs, path, lambda source: pytype.read(source, format="fits", character_as_bytes=False)
+        )
         for name in table.colnames:  # FITS is big-endian; hand back native columns
             column = table[name]
             if column.dtype.kind not in "OSUb" and not column.dtype.isnative:
