@@ -234,9 +234,9 @@ def main() -> None:
         notes=(
             "ms/quantum = wall / quanta (for plain dask: per no-op task, same dependencies, "
             "one client.get). Ratio: ours / plain dask per quantum. Efficiency = T1 / (2 T2). "
-            f"Machine: {os.cpu_count()} CPUs (virtual). 'plain processes' is the same CPU work on a "
-            "warm ProcessPoolExecutor: the machine's own 1 -> 2 scaling ceiling. Targets (issue 4): "
-            "<= 5 ms/quantum clustering off, <= 2 ms chained, efficiency >= 0.90."
+            f"Machine: {os.cpu_count()} CPUs (virtual). 'plain processes' is the same CPU work "
+            "on a warm ProcessPoolExecutor: the machine's own 1 -> 2 scaling ceiling. Targets "
+            "(issue 4): <= 5 ms/quantum clustering off, <= 2 ms chained, efficiency >= 0.90."
         ),
     )
 
