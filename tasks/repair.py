@@ -23,6 +23,9 @@ class FindCosmicRaysConfig(Config):
     cond3_fac = RangeField(float, "Noise allowance in the PSF-sharpness test", default=2.5, min=0.0)
     cond3_fac2 = RangeField(float, "Scale of the PSF neighbour/centre ratio", default=0.6, min=0.0)
     niteration = RangeField(int, "Passes that extend CRs to their neighbours", default=3, min=0)
+    extendSigma = RangeField(
+        float, "A neighbour joins a CR if its excess is above this many sigma", default=2.5, min=0.0
+    )
     keepCRs = Field(bool, "Keep CR pixel values (only flag them)", default=False)
     badPlanes = ListField(
         str, "Planes whose pixels are never CRs", default=["BAD", "INTRP", "SAT", "NO_DATA"]
@@ -40,6 +43,7 @@ class FindCosmicRaysConfig(Config):
                 "cond3_fac": "cond3_fac",
                 "cond3_fac2": "cond3_fac2",
                 "niteration": "niteration",
+                "extend_sigma": "extendSigma",
                 "bad_planes": "badPlanes",
             },
         )
