@@ -42,6 +42,7 @@ from butler.dimensions import DimensionUniverse
 from butler.expressions import identifiers
 
 from ._errors import PipelineError
+from ._gc import gc_paused
 from .pipeline_graph import EdgeSpec, PipelineGraph
 from .quantum_graph import ConnectionInfo, QuantumGraph, TaskInfo, _TaskBlock
 
@@ -140,6 +141,30 @@ def build_quantum_graph(
     EmptyGraphError
         If no quantum is selected; the message counts what was found.
     """
+    with gc_paused():
+        return _build(
+            butler,
+            pipeline_graph,
+            input_collections=input_collections,
+            output_run=output_run,
+            where=where,
+            bind=bind,
+            skip_existing_in=skip_existing_in,
+            metadata=metadata,
+        )
+
+
+def _build(
+    butler: Any,
+    pipeline_graph: PipelineGraph,
+    *,
+    input_collections: Sequence[str],
+    output_run: str,
+    where: str,
+    bind: Mapping[str, Any] | None,
+    skip_existing_in: Sequence[str],
+    metadata: Mapping[str, Any] | None,
+) -> QuantumGraph:
     t0 = time.perf_counter()
     registry = butler.registry
     universe: DimensionUniverse = registry.universe

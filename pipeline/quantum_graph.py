@@ -50,6 +50,7 @@ from butler.datastore.stored_file_info import StoredFileInfo
 from butler.dimensions import DataCoordinate, DimensionUniverse
 
 from ._errors import PipelineError
+from ._gc import gc_paused
 
 __all__ = [
     "QGRAPH_FORMAT_VERSION",
@@ -416,6 +417,14 @@ class QuantumGraph:
 
     @classmethod
     def load(
+        cls, path: str | os.PathLike[str], *, nodes: Iterable[int] | None = None
+    ) -> QuantumGraph:
+        """Read a graph file (see `_load`; the garbage collector is paused meanwhile)."""
+        with gc_paused():
+            return cls._load(path, nodes=nodes)
+
+    @classmethod
+    def _load(
         cls, path: str | os.PathLike[str], *, nodes: Iterable[int] | None = None
     ) -> QuantumGraph:
         """Read a graph file.
