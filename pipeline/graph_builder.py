@@ -205,14 +205,17 @@ def _build(
     refs: list[tuple[int, int, tuple[Any, ...], bytes, int]] = []
     existing: dict[str, dict[tuple[Any, ...], int]] = {}
 
-    def add_ref(
-        dtype_name: str, run: str, values: tuple[Any, ...], id_bytes: bytes, producer: int
-    ) -> int:
+    def run_index_of(run: str) -> int:
         ri = run_index.get(run)
         if ri is None:
             ri = run_index[run] = len(runs)
             runs.append(run)
-        refs.append((type_index[dtype_name], ri, values, id_bytes, producer))
+        return ri
+
+    def add_ref(
+        dtype_name: str, run: str, values: tuple[Any, ...], id_bytes: bytes, producer: int
+    ) -> int:
+        refs.append((type_index[dtype_name], run_index_of(run), values, id_bytes, producer))
         return len(refs) - 1
 
     found_refs: list[DatasetRef] = []
@@ -293,6 +296,7 @@ def _build(
 
     # 5. quanta, task by task
     produced: dict[str, dict[tuple[Any, ...], int]] = {}  # dataset type -> values -> ref index
+    sorted_by_dims: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     blocks: dict[str, _TaskBlock] = {}
     sizes: dict[str, int] = {}
     next_node = 0
@@ -300,11 +304,14 @@ def _build(
     for label in labels:
         node = tasks[label]
         task_dims = universe.group(node.dimensions).required
-        if task_dims == space_names:
-            candidates = _sorted(space)
-        else:
-            project = _projector(space_names, task_dims)
-            candidates = _sorted({project(values) for values in space})
+        candidates = sorted_by_dims.get(task_dims)
+        if candidates is None:  # tasks with the same dimensions share one sorted list
+            if task_dims == space_names:
+                candidates = _sorted(space)
+            else:
+                project = _projector(space_names, task_dims)
+                candidates = _sorted({project(values) for values in space})
+            sorted_by_dims[task_dims] = candidates
         skip = done.get(label, set())
         input_edges = [e for e in node.inputs if e.kind in ("inputs", "prerequisiteInputs")]
         lookups = [
@@ -356,13 +363,13 @@ def _build(
             dtype = dataset_types[edge.name]
             out_project = _projector(task_dims, dtype.dimensions.required)
             table = produced.setdefault(edge.name, {})
+            head = (type_index[edge.name], run_index_of(output_run))
             for offset, values in enumerate(data_ids):
                 out_values = out_project(values)
                 if out_values not in table:
                     # produced refs get their deterministic ID lazily, from the graph
-                    table[out_values] = add_ref(
-                        edge.name, output_run, out_values, b"", first + offset
-                    )
+                    table[out_values] = len(refs)
+                    refs.append((*head, out_values, b"", first + offset))
         blocks[label] = _TaskBlock(data_ids, inputs, first)
         sizes[label] = len(data_ids)
         next_node += len(data_ids)
