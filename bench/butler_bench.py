@@ -16,26 +16,15 @@ import numpy as np
 
 from butler import Butler, DatasetRef, DatasetType
 
+from ._repo import N_DETECTORS, add_dimension_records
 from ._table import best_of, print_table
 
-N_DETECTORS = 189
 DATASET_TYPES = ("raw", "calexp", "src", "bkg", "meta")
 
 
 def _populate(butler: Butler, n_visits: int) -> None:
+    add_dimension_records(butler, instrument="LSSTCam", n_visits=n_visits)
     reg = butler.registry
-    reg.insert_dimension_records("instrument", [{"name": "LSSTCam"}])
-    reg.insert_dimension_records("band", [{"name": "r"}])
-    reg.insert_dimension_records(
-        "physical_filter", [{"instrument": "LSSTCam", "name": "r_57", "band": "r"}]
-    )
-    reg.insert_dimension_records(
-        "detector", [{"instrument": "LSSTCam", "id": d} for d in range(N_DETECTORS)]
-    )
-    reg.insert_dimension_records(
-        "visit",
-        [{"instrument": "LSSTCam", "id": v, "physical_filter": "r_57"} for v in range(n_visits)],
-    )
     for name in DATASET_TYPES:
         reg.register_dataset_type(
             DatasetType.make(name, ["visit", "detector"], "NumpyArray", butler.universe)

@@ -30,6 +30,7 @@ from pipeline import (
     Struct,
 )
 
+from ._repo import add_dimension_records
 from ._table import print_table
 
 N_DETECTORS = 100
@@ -98,19 +99,7 @@ def _make_repo(root: Path, n_data_ids: int) -> None:
     Butler.create(root)
     butler = Butler(root)
     reg = butler.registry
-    n_visits = -(-n_data_ids // N_DETECTORS)
-    reg.insert_dimension_records("instrument", [{"name": "Sim"}])
-    reg.insert_dimension_records("band", [{"name": "r"}])
-    reg.insert_dimension_records(
-        "physical_filter", [{"instrument": "Sim", "name": "r_sim", "band": "r"}]
-    )
-    reg.insert_dimension_records(
-        "detector", [{"instrument": "Sim", "id": d} for d in range(N_DETECTORS)]
-    )
-    reg.insert_dimension_records(
-        "visit",
-        [{"instrument": "Sim", "id": v, "physical_filter": "r_sim"} for v in range(n_visits)],
-    )
+    add_dimension_records(butler, instrument="Sim", n_visits=-(-n_data_ids // N_DETECTORS))
     dtype = DatasetType.make("raw", ["visit", "detector"], "StructuredDataDict", butler.universe)
     reg.register_dataset_type(dtype)
     reg.register_run("raw")

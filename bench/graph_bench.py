@@ -17,9 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._repo import N_DETECTORS, add_dimension_records
 from ._table import print_table
-
-N_DETECTORS = 189
 
 
 def _make_repo(root: Path, n_visits: int) -> None:
@@ -27,19 +26,8 @@ def _make_repo(root: Path, n_visits: int) -> None:
 
     Butler.create(root)
     butler = Butler(root)
+    add_dimension_records(butler, instrument="LSSTCam", n_visits=n_visits)
     reg = butler.registry
-    reg.insert_dimension_records("instrument", [{"name": "LSSTCam"}])
-    reg.insert_dimension_records("band", [{"name": "r"}])
-    reg.insert_dimension_records(
-        "physical_filter", [{"instrument": "LSSTCam", "name": "r_57", "band": "r"}]
-    )
-    reg.insert_dimension_records(
-        "detector", [{"instrument": "LSSTCam", "id": d} for d in range(N_DETECTORS)]
-    )
-    reg.insert_dimension_records(
-        "visit",
-        [{"instrument": "LSSTCam", "id": v, "physical_filter": "r_57"} for v in range(n_visits)],
-    )
     dtype = DatasetType.make("raw", ["visit", "detector"], "StructuredDataDict", butler.universe)
     reg.register_dataset_type(dtype)
     reg.register_run("raw")
