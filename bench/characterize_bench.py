@@ -63,6 +63,8 @@ N_CR_PIXEL_MAX = 100_000
 #: Match radius of detections to true stars (pixels).
 MATCH_RADIUS = 2.0
 #: Stamp size and oversampling of the peer's ePSF.
+#: astroscrappy ``sigclip`` that reaches recall >= 0.97 on the simulator's detectors.
+MATCHED_SIGCLIP = 3.5
 EPSF_SIZE = 25
 EPSF_OVERSAMPLING = 4
 
@@ -219,6 +221,20 @@ def run_peer(exposure: Any) -> dict[str, Any]:
     )
     cleaned = np.ascontiguousarray(cleaned, dtype=np.float32)
     times["cosmic rays"] = time.process_time() - t0
+    # The issue quotes astroscrappy at recall 0.97: a second, untimed run with a lower
+    # sigclip reaches that recall, for a comparison of false pixels at matched recall.
+    crmask_matched, _ = astroscrappy.detect_cosmics(
+        data,
+        inmask=bad,
+        gain=gain,
+        readnoise=read_noise,
+        satlevel=saturation,
+        sigclip=MATCHED_SIGCLIP,
+        objlim=5.0,
+        sepmed=True,
+        cleantype="meanmask",
+        fsmode="median",
+    )
 
     t0 = time.process_time()
     bkg = sep.Background(cleaned, mask=bad, bw=64, bh=64, fw=3, fh=3)
@@ -260,6 +276,7 @@ def run_peer(exposure: Any) -> dict[str, Any]:
         "psf_fwhm": fwhm,
         "n_psf_stars": int(len(idx)),
         "cr_mask": crmask.astype(bool),
+        "cr_mask_matched": crmask_matched.astype(bool),
         "background": back,
         "x": np.asarray(objects["x"], float),
         "y": np.asarray(objects["y"], float),
@@ -360,6 +377,16 @@ def score(sim: Any, products: dict[str, Any], *, peer: bool = False) -> dict[str
     out["cr_true"] = float(np.count_nonzero(true_cr))
     out["cr_recall"] = float(np.count_nonzero(found & true_cr) / max(out["cr_true"], 1.0))
     out["cr_false"] = float(np.count_nonzero(found & ~true_cr))
+    matched = products.get("cr_mask_matched")
+    if matched is not None:  # the peer's recall-matched run
+        found = matched & valid
+        out["cr_recall_matched"] = float(
+            np.count_nonzero(found & true_cr) / max(out["cr_true"], 1.0)
+        )
+        out["cr_false_matched"] = float(np.count_nonzero(found & ~true_cr))
+    else:  # ours has one setting: compare it to both peer runs
+        out["cr_recall_matched"] = out["cr_recall"]
+        out["cr_false_matched"] = out["cr_false"]
 
     sky_var = np.maximum(truth.background, 0.0) / det.gain + (det.read_noise / det.gain) ** 2
     noise = np.sqrt(sky_var)
@@ -422,6 +449,8 @@ def table_rows(results: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]
         ("psf_residual", "PSF image L2 residual, mean of 5"),
         ("cr_recall", "CR recall"),
         ("cr_false", "CR false pixels"),
+        ("cr_recall_matched", f"CR recall (peer sigclip {MATCHED_SIGCLIP})"),
+        ("cr_false_matched", f"CR false pixels (peer sigclip {MATCHED_SIGCLIP})"),
         ("bg_rms", "background residual RMS (sky sigma)"),
         ("completeness", "completeness, stars peak > 50 sigma"),
     ):
@@ -492,7 +521,14 @@ def main() -> None:
         "PSF FWHM error <= peer's": mean("ours", "psf_fwhm_err") <= mean("peer", "psf_fwhm_err"),
         "PSF residual <= peer's": mean("ours", "psf_residual") <= mean("peer", "psf_residual"),
         "CR recall >= 0.97": mean("ours", "cr_recall") >= 0.97,
-        "CR false < astroscrappy's": mean("ours", "cr_false") < mean("peer", "cr_false"),
+        "CR false < astroscrappy's (its default sigclip 4.5, lower recall)": mean(
+            "ours", "cr_false"
+        )
+        < mean("peer", "cr_false"),
+        "CR false < astroscrappy's at recall >= 0.97": (
+            mean("peer", "cr_recall_matched") >= 0.97
+            and mean("ours", "cr_false") < mean("peer", "cr_false_matched")
+        ),
     }
     verdict = "; ".join(f"{k}: {'met' if v else 'NOT met'}" for k, v in met.items())
     print_table(
