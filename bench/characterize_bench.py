@@ -64,7 +64,7 @@ N_CR_PIXEL_MAX = 100_000
 MATCH_RADIUS = 2.0
 #: Stamp size and oversampling of the peer's ePSF.
 #: astroscrappy ``sigclip`` that reaches recall >= 0.97 on the simulator's detectors.
-MATCHED_SIGCLIP = 3.5
+MATCHED_SIGCLIP = 3.0
 EPSF_SIZE = 25
 EPSF_OVERSAMPLING = 4
 
