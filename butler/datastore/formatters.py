@@ -371,14 +371,11 @@ def _read_raw_chunks(
             target[...] = fill_value
             continue
         with stream:
-            if target.shape == scratch.shape and target.flags.c_contiguous:
-                buffer = memoryview(target).cast("B")  # whole-row chunk: read in place
-            else:
-                buffer = memoryview(scratch).cast("B")
-            if stream.readinto(buffer) != buffer.nbytes:
+            # Into a reused scratch buffer, then copied: reading straight into the
+            # fresh output array measured 2-3x slower here (page faults inside read(2)).
+            if stream.readinto(memoryview(scratch).cast("B")) != scratch.nbytes:
                 raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
-        if buffer.obj is scratch:
-            target[...] = scratch[tuple(slice(0, n) for n in target.shape)]
+        target[...] = scratch[tuple(slice(0, n) for n in target.shape)]
     return out
 
 
