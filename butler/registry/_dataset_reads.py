@@ -1,0 +1,419 @@
+"""Dataset lookups and queries for `SqlRegistry`.
+
+Design
+------
+`DatasetReadsMixin` reads the one wide ``dataset`` table (see `_schema`).
+Lookups in several collections resolve them to RUNs in search order and
+keep, per data ID, the dataset of the first RUN that has one ("find
+first"). Large reads skip SQLAlchemy's per-row result processing
+(`_fetch_raw`) and convert IDs with `as_uuid`; on SQLite, `get_stored_info`
+reads many refs of one (dataset type, run) with one scan of that pair's
+rows.
+
+No state beyond the registry's own (see `sql_registry`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from .._errors import DataIdError, MissingCollectionError
+from ..dataset_ref import DatasetRef
+from ..dataset_type import DatasetType
+from ..datastore.stored_file_info import StoredFileInfo
+from ..dimensions import DataCoordinate
+from ._queries import QueryBuilder
+from ._util import chunks
+
+if TYPE_CHECKING:
+    from .sql_registry import SqlRegistry
+
+__all__ = ["DatasetReadsMixin", "as_uuid"]
+
+
+#: Refs of one (dataset type, run) from which `get_stored_info` considers a scan.
+_SCAN_MIN = 1000
+
+_UUID_NEW = uuid.UUID.__new__
+_SET = object.__setattr__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
+
+
+def as_uuid(value: Any) -> uuid.UUID:
+    """Return a dataset ID from a driver value (16 bytes on SQLite, UUID or text elsewhere).
+
+    The bytes case builds the `uuid.UUID` without its constructor's argument
+    checks (several times faster; the result is an ordinary UUID): it is
+    called once per row of large reads.
+    """
+    if type(value) is bytes:
+        result = _UUID_NEW(uuid.UUID)
+        _SET(result, "int", int.from_bytes(value, "big"))
+        _SET(result, "is_safe", _UNKNOWN_SAFETY)
+        return result
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        return uuid.UUID(value)
+    return as_uuid(bytes(value))
+
+
+def _fetch_raw(connection: sa.Connection, query: Any) -> list[Any]:
+    """Run a SELECT and return the driver's rows as they are.
+
+    Skips SQLAlchemy's per-row result processing (`Row` objects, the UUID
+    type's conversion): the caller converts the few columns that need it.
+    """
+    result = connection.execute(query)
+    try:
+        return result.cursor.fetchall()  # type: ignore[attr-defined]
+    finally:
+        result.close()
+
+
+class DatasetReadsMixin:
+    """Dataset lookup and query methods of `SqlRegistry` (see there for the attributes used)."""
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def _dataset_type_by_id(self: SqlRegistry, type_id: int) -> DatasetType:
+        for entry_id, dataset_type in self._dataset_types.values():
+            if entry_id == type_id:
+                return dataset_type
+        table = self.schema.dataset_type
+        with self._read() as connection:
+            name = connection.execute(
+                sa.select(table.c.name).where(table.c.id == type_id)
+            ).scalar_one()
+        return self._dataset_type_entry(name)[1]
+
+    def get_dataset(self: SqlRegistry, id: uuid.UUID) -> DatasetRef | None:
+        """Return the dataset with this ID, or `None`."""
+        dataset = self.schema.dataset
+        collection = self.schema.collection
+        with self._read() as connection:
+            row = connection.execute(
+                sa.select(dataset, collection.c.name.label("run_name"))
+                .join(collection, collection.c.id == dataset.c.run_id)
+                .where(dataset.c.id == id)
+            ).first()
+        if row is None:
+            return None
+        dataset_type = self._dataset_type_by_id(row.dataset_type_id)
+        group = dataset_type.dimensions
+        data_id = DataCoordinate(group, tuple(getattr(row, d) for d in group.required))
+        return DatasetRef(dataset_type, data_id, row.run_name, row.id)
+
+    def get_stored_info(
+        self: SqlRegistry, refs_or_ids: Iterable[DatasetRef | uuid.UUID]
+    ) -> dict[uuid.UUID, StoredFileInfo]:
+        """Return the stored files of the given datasets that have one, by dataset ID."""
+        ids = [r.id if isinstance(r, DatasetRef) else r for r in refs_or_ids]
+        dataset = self.schema.dataset
+        result: dict[uuid.UUID, StoredFileInfo] = {}
+        with self._read() as connection:
+            if connection.dialect.name != "sqlite":
+                for chunk in chunks(ids):
+                    for info in self._infos_where(connection, dataset.c.id.in_(chunk)):
+                        result[info.dataset_id] = info
+                return result
+            # SQLite: raw 16-byte IDs straight to the driver. Many refs of one
+            # (dataset type, run) are read with one scan of that pair's rows;
+            # the rest by IN-lists of IDs.
+            refs = [r for r in refs_or_ids if isinstance(r, DatasetRef)]
+            by_pair = self._pairs_to_scan(connection, refs)
+            for (type_id, run_id), wanted in by_pair.items():
+                rows = connection.exec_driver_sql(
+                    "SELECT id, path, formatter, storage_class, file_size FROM dataset "
+                    "WHERE run_id = ? AND dataset_type_id = ? AND path IS NOT NULL",
+                    (run_id, type_id),
+                ).cursor.fetchall()
+                self._add_infos(result, rows, wanted)
+            rest = ids
+            scanned = sum(len(wanted) for wanted in by_pair.values())
+            if scanned == len(ids):
+                rest = []
+            elif scanned:
+                done = {i for wanted in by_pair.values() for i in wanted.values()}
+                rest = [i for i in ids if i not in done]
+            for chunk in chunks(rest):
+                wanted = {i.bytes: i for i in chunk}
+                statement = (
+                    "SELECT id, path, formatter, storage_class, file_size FROM dataset "
+                    f"WHERE path IS NOT NULL AND id IN ({','.join('?' * len(wanted))})"
+                )
+                rows = connection.exec_driver_sql(statement, tuple(wanted)).cursor.fetchall()
+                self._add_infos(result, rows, wanted)
+        return result
+
+    @staticmethod
+    def _add_infos(
+        result: dict[uuid.UUID, StoredFileInfo],
+        rows: Iterable[tuple[Any, ...]],
+        wanted: Mapping[bytes, uuid.UUID],
+    ) -> None:
+        """Add the `StoredFileInfo` of the rows whose raw ID is in ``wanted``."""
+        for raw_id, path, formatter, storage_class, file_size in rows:
+            dataset_id = wanted.get(raw_id)
+            if dataset_id is not None:
+                result[dataset_id] = StoredFileInfo(
+                    dataset_id, path, formatter, storage_class, file_size
+                )
+
+    def _pairs_to_scan(
+        self: SqlRegistry, connection: sa.Connection, refs: Sequence[DatasetRef]
+    ) -> dict[tuple[int, int], dict[bytes, uuid.UUID]]:
+        """Group refs by (dataset type ID, run ID) where reading the pair's rows is cheaper.
+
+        That is where the refs are at least a quarter of the pair's datasets
+        (and there are enough of them to matter), so a scan reads little
+        that was not asked for.
+        """
+        groups: dict[tuple[str, str], list[uuid.UUID]] = {}
+        for ref in refs:
+            groups.setdefault((ref.dataset_type.name, ref.run), []).append(ref.id)
+        big = {pair: ids for pair, ids in groups.items() if len(ids) >= _SCAN_MIN}
+        if not big:
+            return {}
+        collections = self._collections(connection)
+        result: dict[tuple[int, int], dict[bytes, uuid.UUID]] = {}
+        for (name, run), ids in big.items():
+            entry = self._dataset_types.get(name)
+            if entry is None or run not in collections:
+                continue
+            key = (entry[0], collections[run][0])
+            total = connection.exec_driver_sql(
+                "SELECT count(*) FROM dataset WHERE run_id = ? AND dataset_type_id = ?",
+                (key[1], key[0]),
+            ).scalar_one()
+            if 4 * len(ids) >= total:
+                result[key] = {i.bytes: i for i in ids}
+        return result
+
+    def find_dataset(
+        self: SqlRegistry,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, Any],
+        *,
+        collections: Sequence[str] | str,
+    ) -> DatasetRef | None:
+        """Return the dataset of this type and data ID in the first collection that has one.
+
+        Keys of ``data_id`` that are dimensions of the universe but not of the
+        dataset type are ignored.
+
+        Raises
+        ------
+        MissingDatasetTypeError, MissingCollectionError
+            If the dataset type or a collection does not exist.
+        DataIdError
+            If the data ID lacks a key of the dataset type.
+        """
+        type_id, dt = self._dataset_type_entry(dataset_type)
+        group = dt.dimensions
+        names = set(group.required) | set(group.implied)
+        data_id = {k: v for k, v in dict(data_id).items() if k in names or k not in self.universe}
+        coordinate = DataCoordinate.standardize(data_id, group)
+        dataset = self.schema.dataset
+        with self._read() as connection:
+            runs = self._resolve_run_ids(connection, collections)
+            if not runs:
+                return None
+            rank = {run_id: i for i, (run_id, _) in enumerate(runs)}
+            rows = connection.execute(
+                sa.select(dataset.c.id, dataset.c.run_id).where(
+                    dataset.c.dataset_type_id == type_id,
+                    dataset.c.data_id == coordinate.canonical_string(),
+                    dataset.c.run_id.in_(list(rank)),
+                )
+            ).all()
+        if not rows:
+            return None
+        best = min(rows, key=lambda r: rank[r.run_id])
+        return DatasetRef(dt, coordinate, runs[rank[best.run_id]][1], best.id)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def query_datasets(
+        self: SqlRegistry,
+        dataset_type: str | DatasetType,
+        *,
+        collections: Sequence[str] | str,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | None = None,
+        find_first: bool = True,
+    ) -> list[DatasetRef]:
+        """Return datasets of a type in collections, constrained by ``where`` and ``data_id``.
+
+        Parameters
+        ----------
+        dataset_type : `str` or `DatasetType`
+            The dataset type.
+        collections : `str` or `~collections.abc.Sequence` [`str`]
+            Collections to search, in order.
+        where : `str`
+            Expression over dimension names (``visit``) and record fields
+            (``visit.exposure_time``).
+        bind : `~collections.abc.Mapping`, optional
+            Values for names in ``where``.
+        data_id : `~collections.abc.Mapping`, optional
+            Required dimension values.
+        find_first : `bool`
+            Return only the dataset of the first collection that has one for
+            each data ID (otherwise all, from every run).
+
+        Returns
+        -------
+        refs : `list` [`DatasetRef`]
+            Sorted by data ID, then search order.
+        """
+        type_id, dt = self._dataset_type_entry(dataset_type)
+        dataset = self.schema.dataset
+        group = dt.dimensions
+        with self._read() as connection:
+            runs = self._resolve_run_ids(connection, collections)
+            if not runs:
+                return []
+            rank = {run_id: i for i, (run_id, _) in enumerate(runs)}
+            builder = QueryBuilder(self.schema)
+            builder.join(
+                dataset,
+                [dataset.c.dataset_type_id == type_id, dataset.c.run_id.in_(list(rank))],
+            )
+            for dim in group.required:
+                builder.values[dim] = dataset.c[dim]
+            builder.constrain(where, bind, data_id)
+            query = builder.select(
+                dataset.c.id, dataset.c.run_id, *(dataset.c[d] for d in group.required)
+            )
+            rows = _fetch_raw(connection, query)
+        if len(runs) == 1 or not find_first:
+            found = rows
+        else:
+            best: dict[tuple[Any, ...], tuple[int, Any]] = {}
+            for row in rows:
+                values = row[2:]
+                order = rank[row[1]]
+                current = best.get(values)
+                if current is None or order < current[0]:
+                    best[values] = (order, row)
+            found = [row for _, row in best.values()]
+        # Sorted by data ID, then search order.
+        found.sort(key=lambda row: (row[2:], rank[row[1]]))
+        run_names = {run_id: name for run_id, name in runs}
+        return [
+            DatasetRef(
+                dt, DataCoordinate(group, tuple(row[2:])), run_names[row[1]], as_uuid(row[0])
+            )
+            for row in found
+        ]
+
+    def query_data_ids(
+        self: SqlRegistry,
+        dimensions: Iterable[str],
+        *,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | None = None,
+        datasets: Iterable[str] = (),
+        collections: Sequence[str] | str | None = None,
+    ) -> list[DataCoordinate]:
+        """Return the data IDs of the given dimensions that have records and match.
+
+        Implied dimensions (``physical_filter`` and ``band`` of a visit) are
+        filled in `DataCoordinate.implied` where the records give them.
+
+        The record tables of the requested dimensions (and those they require)
+        are joined; with the sky pixelization among them, the overlap table of
+        the most specific spatial element in the query (e.g.
+        ``visit_detector_region`` for visit + detector) gives its values;
+        ``datasets`` restricts to data IDs for which datasets of those types
+        exist in ``collections``.
+
+        Raises
+        ------
+        DataIdError
+            If the sky pixelization is requested with neither a spatial
+            element nor a dataset type to take it from.
+        MissingCollectionError
+            If ``datasets`` are given without ``collections``.
+        """
+        group = self.universe.group(dimensions)
+        skypix = self.universe.skypix.name
+        datasets = list(datasets)
+        builder = QueryBuilder(self.schema)
+        with self._read() as connection:
+            for dim in group.required:
+                if dim != skypix:
+                    builder.join_element(dim)
+            if skypix in group.required:
+                builder.join_overlaps(skypix)
+            if datasets:
+                if collections is None:
+                    raise MissingCollectionError(
+                        "querying data IDs with datasets needs collections"
+                    )
+                run_ids = [i for i, _ in self._resolve_run_ids(connection, collections)]
+                for name in datasets:
+                    type_id, dt = self._dataset_type_entry(name)
+                    alias = self.schema.dataset.alias(f"ds_{name}")
+                    on = [alias.c.dataset_type_id == type_id, alias.c.run_id.in_(run_ids)]
+                    for dim in dt.dimensions.required:
+                        if dim in builder.values:
+                            on.append(alias.c[dim] == builder.values[dim])
+                        elif dim in group.required:
+                            builder.values[dim] = alias.c[dim]
+                    builder.join(alias, on)
+            if skypix in group.required and skypix not in builder.values:
+                raise DataIdError(
+                    f"cannot enumerate {skypix} values: the query has no spatial element "
+                    f"(e.g. visit) and no dataset type with {skypix}"
+                )
+            builder.constrain(where, bind, data_id)
+            columns = [builder.values[d] for d in group.required]
+            implied = []
+            for dim in group.implied:
+                try:
+                    implied.append((dim, builder.dimension_column(dim)))
+                except KeyError:
+                    continue
+            # No DISTINCT: ordering by every selected column puts duplicates next
+            # to each other, and dropping them here is cheaper than the
+            # database's extra temporary B-tree.
+            selected = [*columns, *(c for _, c in implied)]
+            rows = _fetch_raw(connection, builder.select(*selected).order_by(*selected))
+        n = len(columns)
+        names = [dim for dim, _ in implied]
+        result = []
+        previous = None
+        for row in rows:
+            if row == previous:
+                continue
+            previous = row
+            if not names:
+                result.append(DataCoordinate(group, tuple(row)))
+                continue
+            known = dict(zip(names, row[n:], strict=True))
+            if None in known.values():
+                known = {dim: value for dim, value in known.items() if value is not None}
+            result.append(DataCoordinate(group, tuple(row[:n]), known))
+        return result
+
+    def _infos_where(
+        self: SqlRegistry, connection: sa.Connection, condition: Any
+    ) -> list[StoredFileInfo]:
+        """Return the stored files of the datasets matching ``condition`` (also for removal)."""
+        d = self.schema.dataset
+        rows = connection.execute(
+            sa.select(d.c.id, d.c.path, d.c.formatter, d.c.storage_class, d.c.file_size).where(
+                condition, d.c.path.is_not(None)
+            )
+        ).all()
+        return [
+            StoredFileInfo(r.id, r.path, r.formatter, r.storage_class, r.file_size) for r in rows
+        ]
