@@ -32,33 +32,32 @@ stale object. The executor owns the cache (a dask ``WorkerPlugin`` per worker, a
 the synchronous executor) and passes it in; without one, nothing outlives a call. A cached task
 is reused across quanta: its metadata is emptied before each quantum. The task loggers' level
 is lowered once per cluster, not per quantum (`~pipeline.log_capture.lowered_levels`).
+
+The wire form lives in `pipeline._payload`, the cache and `build_task` in
+`pipeline._worker_cache`; their public names are re-exported here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
-import io
 import logging
 import os
-import pickle
 import resource
 import socket
 import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from butler.dataset_ref import DatasetRef
-from butler.dataset_type import DatasetType
 from butler.datastore.stored_file_info import StoredFileInfo
-from butler.dimensions import DataCoordinate, DimensionGroup
-from butler.limited import LimitedButler, LimitedButlerSpec
+from butler.limited import LimitedButlerSpec
 
 from ._errors import InvalidQuantumError, NoWorkFound, RepeatableQuantumError
-from ._loader import import_by_name
+from ._payload import ClusterPayload, SharedTables, decode_quanta, encode_cluster, share_tables
+from ._worker_cache import TASK_LOGGER, WorkerCache, build_task
 from .connections import InputQuantizedConnection, OutputQuantizedConnection
 from .log_capture import capture_logs, lowered_levels
 from .quantum_context import WorkerQuantumContext
@@ -81,9 +80,6 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
-#: Parent logger of every task run by an executor (``task.<label>``).
-TASK_LOGGER = "task"
-
 
 class QuantumStatus:
     """The status strings of a quantum in outcomes, reports and progress."""
@@ -94,172 +90,6 @@ class QuantumStatus:
     BLOCKED = "blocked"
     SKIPPED = "skipped"  # already complete before this execution
     DONE = frozenset({SUCCEEDED, NO_WORK, SKIPPED})
-
-
-@dataclasses.dataclass(frozen=True)
-class SharedTables:
-    """What every cluster of one execution shares, sent to each worker process once.
-
-    Parameters
-    ----------
-    tasks : `dict` [`str`, `TaskInfo`]
-        Definitions of the tasks.
-    dataset_types : `tuple` [`DatasetType`, ...]
-        Dataset types; compact refs name them by index.
-    groups : `dict` [`str`, `DimensionGroup`]
-        Dimensions of the quanta of each task.
-    init_inputs : `dict` [`str`, `dict` [`str`, `tuple`]]
-        Per label, connection name -> (`DatasetRef`, `StoredFileInfo` or `None`).
-    """
-
-    tasks: dict[str, TaskInfo]
-    dataset_types: tuple[DatasetType, ...]
-    groups: dict[str, DimensionGroup]
-    init_inputs: dict[str, dict[str, tuple[DatasetRef, StoredFileInfo | None]]]
-
-
-@dataclasses.dataclass(frozen=True)
-class ClusterPayload:
-    """What a worker needs to run one cluster of quanta, in a compact wire form.
-
-    Frozen slotted dataclasses (`DatasetRef`, `DataCoordinate`, `StoredFileInfo`) pickle
-    slowly, and a `DimensionGroup` drags its universe along; so a payload holds plain
-    tuples, built by `encode_cluster` and decoded on the worker, plus the pickled
-    `SharedTables` of the execution (the same bytes object in every payload, unpickled
-    once per worker process and kept in its `WorkerCache`).
-
-    Parameters
-    ----------
-    cluster_id : `int`
-        Cluster index (for logs).
-    shared : `bytes`
-        The pickled `SharedTables`.
-    quanta : `tuple`
-        One ``(node_id, label, data ID values, inputs, outputs)`` per quantum, in a valid
-        run order; ``inputs`` and ``outputs`` are ``((attribute, refs), ...)`` and a ref
-        is ``(dataset type index, run, data ID values, UUID bytes)``.
-    infos : `tuple`
-        Stored-file records of the inputs that exist, as
-        ``(UUID bytes, path, formatter, storage class, file size)``.
-    missing : `frozenset` [`bytes`]
-        UUID bytes of inputs known not to exist (not written by a quantum that found no work).
-    attempt : `int`
-        1 for the first try, 2 for the first retry, ...
-    execution_id : `str`
-        Identifies the `~pipeline.run.execute_graph` call (recorded in the metadata, and the
-        key of the shared tables in a worker's cache).
-    """
-
-    cluster_id: int
-    shared: bytes
-    quanta: tuple[tuple[Any, ...], ...]
-    infos: tuple[tuple[bytes, str, str, str, int], ...] = ()
-    missing: frozenset[bytes] = frozenset()
-    attempt: int = 1
-    execution_id: str = ""
-
-
-def share_tables(
-    tasks: Mapping[str, TaskInfo],
-    dataset_types: Iterable[DatasetType],
-    groups: Mapping[str, DimensionGroup],
-    init_inputs: Mapping[str, dict[str, tuple[DatasetRef, StoredFileInfo | None]]],
-) -> tuple[bytes, dict[str, int]]:
-    """Pickle the `SharedTables` of an execution.
-
-    Returns
-    -------
-    shared : `bytes`
-        For `ClusterPayload.shared`.
-    type_index : `dict` [`str`, `int`]
-        Dataset type name -> index, for `encode_cluster`.
-    """
-    types = tuple(dataset_types)
-    tables = SharedTables(dict(tasks), types, dict(groups), dict(init_inputs))
-    return pickle.dumps(tables, protocol=pickle.HIGHEST_PROTOCOL), {
-        t.name: i for i, t in enumerate(types)
-    }
-
-
-def _encode_refs(
-    refs_by_attr: Mapping[str, tuple[DatasetRef, ...]], type_index: Mapping[str, int]
-) -> tuple[Any, ...]:
-    return tuple(
-        (
-            attr,
-            tuple(
-                (type_index[r.dataset_type.name], r.run, r.data_id.values_tuple, r.id.bytes)
-                for r in refs
-            ),
-        )
-        for attr, refs in refs_by_attr.items()
-    )
-
-
-def encode_cluster(
-    quanta: Iterable[Quantum],
-    infos: Iterable[StoredFileInfo],
-    missing: Iterable[uuid.UUID],
-    *,
-    shared: bytes,
-    type_index: Mapping[str, int],
-    attempt: int,
-    execution_id: str,
-) -> ClusterPayload:
-    """Build the compact `ClusterPayload` of some quanta (see its notes)."""
-    encoded = tuple(
-        (
-            q.node_id,
-            q.task_label,
-            q.data_id.values_tuple,
-            _encode_refs(q.inputs, type_index),
-            _encode_refs(q.outputs, type_index),
-        )
-        for q in quanta
-    )
-    return ClusterPayload(
-        cluster_id=encoded[0][0] if encoded else -1,
-        shared=shared,
-        quanta=encoded,
-        infos=tuple(
-            (i.dataset_id.bytes, i.path, i.formatter, i.storage_class, i.file_size) for i in infos
-        ),
-        missing=frozenset(m.bytes for m in missing),
-        attempt=attempt,
-        execution_id=execution_id,
-    )
-
-
-def _decode_refs(
-    encoded: tuple[Any, ...], types: tuple[DatasetType, ...]
-) -> dict[str, tuple[DatasetRef, ...]]:
-    out = {}
-    for attr, refs in encoded:
-        out[attr] = tuple(
-            DatasetRef(
-                types[t],
-                DataCoordinate(types[t].dimensions, values),
-                run,
-                uuid.UUID(bytes=id_bytes),
-            )
-            for t, run, values, id_bytes in refs
-        )
-    return out
-
-
-def decode_quanta(payload: ClusterPayload, tables: SharedTables) -> list[Quantum]:
-    """Rebuild the `Quantum` objects of a payload."""
-    types = tables.dataset_types
-    return [
-        Quantum(
-            node,
-            label,
-            DataCoordinate(tables.groups[label], values),
-            _decode_refs(inputs, types),
-            _decode_refs(outputs, types),
-        )
-        for node, label, values, inputs, outputs in payload.quanta
-    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -332,116 +162,6 @@ def _rebuild_outcome(
         for b, path, formatter, storage_class, size in written
     )
     return QuantumOutcome(node_id, status, infos, *rest)
-
-
-def build_task(info: TaskInfo, init_inputs: Mapping[str, Any] | None = None) -> Any:
-    """Construct the `PipelineTask` of ``info`` (class by dotted name, config from its YAML).
-
-    Parameters
-    ----------
-    info : `TaskInfo`
-        Task definition from the graph.
-    init_inputs : mapping, optional
-        Connection name -> object of each ``InitInput``.
-
-    Returns
-    -------
-    task : `~pipeline.pipeline_task.PipelineTask`
-        The task, named after its label, logging to ``task.<label>``.
-    """
-    task_class = import_by_name(info.task_class, where=f"task {info.label!r}")
-    config = task_class.ConfigClass()
-    config.loadFromYaml(io.StringIO(info.config_yaml), where=f"graph task {info.label!r}")
-    config.freeze()
-    return task_class(
-        config=config,
-        name=info.label,
-        initInputs=dict(init_inputs or {}),
-        log=logging.getLogger(TASK_LOGGER),
-    )
-
-
-class WorkerCache:
-    """Limited butlers and built tasks kept for the life of one worker process.
-
-    Parameters
-    ----------
-    max_tasks : `int`
-        Built tasks kept; the cache is emptied when it grows past this (a bound, not an LRU:
-        a pipeline has a few task labels).
-
-    Notes
-    -----
-    State: ``butlers`` (spec key -> `LimitedButler`), ``tasks`` (task key -> task) and
-    ``shared`` (execution ID -> `SharedTables`). Only used from the thread running quanta
-    (dask workers here have one thread).
-    """
-
-    def __init__(self, *, max_tasks: int = 64) -> None:
-        self.max_tasks = max_tasks
-        self.butlers: dict[bytes, LimitedButler] = {}
-        self.tasks: dict[tuple[Any, ...], Any] = {}
-        self.shared: dict[str, SharedTables] = {}
-
-    def tables(self, key: str, blob: bytes) -> SharedTables:
-        """Return the unpickled `SharedTables` ``blob`` of execution ``key`` (kept)."""
-        tables = self.shared.get(key)
-        if tables is None:
-            if len(self.shared) >= 4:
-                self.shared.clear()
-            tables = pickle.loads(blob)
-            if key:  # an anonymous execution is not kept
-                self.shared[key] = tables
-        return tables
-
-    @staticmethod
-    def spec_key(spec: LimitedButlerSpec) -> bytes:
-        """Return a hashable key of a spec (its fields are dicts): its pickle, ~20 us."""
-        return pickle.dumps(spec)
-
-    def butler(self, spec: LimitedButlerSpec) -> LimitedButler:
-        """Return the limited butler of ``spec``, built on first use."""
-        key = self.spec_key(spec)
-        butler = self.butlers.get(key)
-        if butler is None:
-            if len(self.butlers) >= 4:
-                self.butlers.clear()
-            butler = self.butlers[key] = LimitedButler(spec)
-        return butler
-
-    def _task_key(
-        self,
-        spec: LimitedButlerSpec,
-        info: TaskInfo,
-        init_inputs: Mapping[str, tuple[DatasetRef, StoredFileInfo | None]],
-    ) -> tuple[Any, ...]:
-        inits = tuple(sorted((name, ref.id) for name, (ref, _) in init_inputs.items()))
-        return (self.spec_key(spec), info.label, info.task_class, info.config_yaml, inits)
-
-    def discard_task(
-        self,
-        spec: LimitedButlerSpec,
-        info: TaskInfo,
-        init_inputs: Mapping[str, tuple[DatasetRef, StoredFileInfo | None]],
-    ) -> None:
-        """Forget a task (after it failed: its state may be damaged)."""
-        self.tasks.pop(self._task_key(spec, info, init_inputs), None)
-
-    def task(
-        self,
-        spec: LimitedButlerSpec,
-        info: TaskInfo,
-        init_inputs: Mapping[str, tuple[DatasetRef, StoredFileInfo | None]],
-        load: Callable[[], Mapping[str, Any]],
-    ) -> Any:
-        """Return the task of ``info``; ``load()`` reads its init-inputs when it is built."""
-        key = self._task_key(spec, info, init_inputs)
-        task = self.tasks.get(key)
-        if task is None:
-            if len(self.tasks) >= self.max_tasks:
-                self.tasks.clear()
-            task = self.tasks[key] = build_task(info, load())
-        return task
 
 
 def _max_rss_bytes() -> int:
