@@ -215,22 +215,24 @@ class Butler:
         """
         if isinstance(dataset_type, DatasetRef):
             ref = dataset_type
-            self.registry.register_run(ref.run)
         else:
             run = run or self.run
             if run is None:
                 raise MissingCollectionError(
                     "put needs a run: Butler(..., run=...) or put(..., run=...)"
                 )
-            self.registry.register_run(run)
             dtype = self._dataset_type(dataset_type)
             ref = DatasetRef.make(dtype, self._data_id(dtype, data_id, kwargs), run)
-        existing = self.registry.find_dataset(ref.dataset_type, ref.data_id, collections=[ref.run])
+        # Checked before writing: the file of a dataset already in the run has the
+        # same path, and must not be replaced.
+        run_exists, existing = self.registry.find_in_run(ref)
         if existing is not None:
             raise DuplicateDatasetError(
                 f"run {ref.run!r} already has a {ref.dataset_type.name!r} dataset with data ID "
-                f"{ref.data_id} (id {existing.id}); remove it or put into another run"
+                f"{ref.data_id} (id {existing}); remove it or put into another run"
             )
+        if not run_exists:
+            self.registry.register_run(ref.run)
         info = self.datastore.put(obj, ref)
         try:
             self.registry.insert_datasets([ref], [info])

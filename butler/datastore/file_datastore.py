@@ -157,10 +157,9 @@ class FileDatastore:
         return path if is_local(fs) else fs.unstrip_protocol(path)
 
     def _size(self, fs: fsspec.AbstractFileSystem, path: str) -> int:
-        if is_local(fs):  # fast path: one stat, no fsspec path handling
+        if is_local(fs):  # fast path: one stat (a scan for a directory), no fsspec path handling
             st = os.stat(path)
-            if not stat.S_ISDIR(st.st_mode):
-                return st.st_size
+            return _tree_size(path) if stat.S_ISDIR(st.st_mode) else st.st_size
         if fs.isdir(path):
             return int(fs.du(path, total=True))
         return int(fs.size(path))
@@ -529,3 +528,15 @@ class FileDatastore:
                     removed.append(posixpath.relpath(posixpath.join(dirpath, name), root))
             dirnames[:] = [d for d in dirnames if not is_temporary(d)]
         return sorted(removed)
+
+
+def _tree_size(path: str) -> int:
+    """Return the total size of the regular files under a local directory."""
+    total = 0
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                total += _tree_size(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
+    return total

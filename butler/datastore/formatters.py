@@ -7,17 +7,18 @@ and reads it back exactly: same type, dtype, shape, values, units and meta.
 Array formatters understand the read parameter ``bbox``: either
 ``(x0, y0, width, height)`` in pixels (x is the last axis, y the one before)
 or a tuple of `slice` objects applied as ``array[bbox]``. Only the needed
-part of the file is read: the chunks a zarr array needs, the rows a FITS
-``section`` needs, the pages of a memory-mapped local npy file.
+part of the file is read: the chunks a zarr array needs, the rows of a FITS
+image a region needs, the pages of a memory-mapped local npy file.
 
 Zarr choices (measured on a 4096x4096 float32 image): uncompressed chunks of
 about 4 MiB made of whole rows, because float noise does not compress (any
-codec only costs time) and row bands are contiguous, so whole-array reads
-and writes of local files bypass zarr's codec pipeline and move each chunk
-with one system call and at most one copy (zarr-python's own path measured
-2.4-2.9x slower than `numpy.save` + `numpy.load`); partial reads go through
-zarr. Chunk keys use the ``.`` separator (``c.0.0``) so chunk files sit flat
-in the array directory: a subdirectory per chunk row measured ~0.7 ms each.
+codec only costs time) and row bands are contiguous, so whole-array writes
+and reads of local files move each chunk with one system call and at most
+one copy, without zarr-python (`~butler.datastore.zarr_raw`; zarr-python's
+own path measured 2.4-2.9x slower than `numpy.save` + `numpy.load`, plus
+2-3 ms per call); compressed or remote arrays go through zarr-python. Chunk
+keys use the ``.`` separator (``c.0.0``) so chunk files sit flat in the
+array directory: a subdirectory per chunk row measured ~0.7 ms each.
 
 No state is kept between calls; formatters are cheap to construct.
 """
@@ -25,11 +26,8 @@ No state is kept between calls; formatters are cheap to construct.
 from __future__ import annotations
 
 import builtins
-import itertools
 import json
-import os
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import fsspec
@@ -38,7 +36,9 @@ import yaml
 from fsspec.implementations.local import LocalFileSystem
 
 from .._errors import FormatterError
+from .fits_image import bitpix_for, plain_image_layout, read_data_unit, write_primary_image
 from .formatter import Formatter
+from .zarr_raw import METADATA_KEY, RawLayout, read_metadata, read_raw_array, write_raw_array
 
 # libyaml's C loader and dumper when available (same safe subset, several times faster).
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -238,58 +238,33 @@ class ZarrArrayFormatter(Formatter):
 
     def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
         """Write a numpy array as an uncompressed, chunked zarr v3 array."""
-        import zarr
-
         array = np.asarray(obj)
         if array.dtype.hasobject or array.dtype.names is not None:
             raise FormatterError(f"zarr formatter cannot store dtype {array.dtype}")
-        store = self._store(fs, path, read_only=False)
+        chunks = self._chunks(array.shape, array.dtype.itemsize)
+        if self._raw_ok(fs) and array.ndim and RawLayout.supports(array.dtype):
+            write_raw_array(array, path, RawLayout(array.shape, array.dtype, chunks))
+            return
+        import zarr
+
         zarray = zarr.create_array(
-            store,
+            self._store(fs, path, read_only=False),
             shape=array.shape,
             dtype=array.dtype,
-            chunks=self._chunks(array.shape, array.dtype.itemsize),
+            chunks=chunks,
             compressors=None,
             fill_value=0,
             chunk_key_encoding={"name": "default", "separator": "."},
             config={"write_empty_chunks": True},
         )
-        layout = self._raw_layout(fs, zarray, array.dtype)
-        if layout is not None:
-            _write_raw_chunks(array, path, *layout)
-        else:
-            zarray[...] = array
+        zarray[...] = array
 
-    def _raw_layout(self, fs: fsspec.AbstractFileSystem, zarray: Any, dtype: np.dtype) -> Any:
-        """Return (chunk shape, key separator) if chunks are raw native bytes in local files.
+    def _raw_ok(self, fs: fsspec.AbstractFileSystem) -> bool:
+        """Return whether `~butler.datastore.zarr_raw` may move the files itself.
 
-        Then whole-array reads and writes move each chunk file with one system
-        call, as `numpy.save`/`numpy.load` do, instead of going through zarr's
-        codec pipeline (2-3x slower for 64 MB images, measured); partial reads
-        always go through zarr. Return `None` for any other layout.
+        That is for local files, unless a subclass routes the store elsewhere.
         """
-        from zarr.codecs import BytesCodec
-        from zarr.core.chunk_grids import RegularChunkGrid
-        from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
-
-        meta = zarray.metadata
-        if not _is_local(fs) or type(self)._store is not ZarrArrayFormatter._store:
-            return None
-        if zarray.ndim == 0 or zarray.size == 0 or dtype.kind not in "biuf":
-            return None
-        if sys.byteorder != "little" or not dtype.isnative:
-            return None
-        codecs = getattr(meta, "codecs", ())
-        if len(codecs) != 1 or not isinstance(codecs[0], BytesCodec):
-            return None
-        if codecs[0].endian is not None and codecs[0].endian.value != "little":
-            return None
-        encoding = meta.chunk_key_encoding
-        if not isinstance(encoding, DefaultChunkKeyEncoding):
-            return None
-        if not isinstance(meta.chunk_grid, RegularChunkGrid):
-            return None
-        return meta.chunk_grid.chunk_shape, encoding.separator
+        return _is_local(fs) and type(self)._store is ZarrArrayFormatter._store
 
     def read(
         self,
@@ -299,103 +274,45 @@ class ZarrArrayFormatter(Formatter):
         parameters: Mapping[str, Any] | None = None,
     ) -> Any:
         """Read the array, or only ``bbox`` of it."""
+        self.check_parameters(parameters)
+        bbox = (parameters or {}).get("bbox")
+        if not fs.exists(f"{path}/{METADATA_KEY}"):
+            raise FileNotFoundError(f"no zarr array at {path!r}")
+        if self._raw_ok(fs):
+            layout = RawLayout.from_metadata(read_metadata(path))
+            if layout is not None:
+                region = None if bbox is None else bbox_slices(bbox, layout.shape)
+                return read_raw_array(path, layout, region)
         import zarr
 
-        self.check_parameters(parameters)
-        if not fs.exists(f"{path}/zarr.json"):
-            raise FileNotFoundError(f"no zarr array at {path!r}")
         zarray = zarr.open_array(self._store(fs, path, read_only=True), mode="r")
-        bbox = (parameters or {}).get("bbox")
         if bbox is not None:
             return np.asarray(zarray[bbox_slices(bbox, zarray.shape)])
-        dtype = zarray.dtype if isinstance(zarray.dtype, np.dtype) else None
-        layout = self._raw_layout(fs, zarray, dtype) if dtype is not None else None
-        if layout is not None:
-            return _read_raw_chunks(path, zarray.shape, dtype, *layout, zarray.fill_value)
         return np.asarray(zarray[...])
 
 
-def _chunk_grid(
-    shape: tuple[int, ...], chunk_shape: tuple[int, ...], separator: str
-) -> Iterator[tuple[str, tuple[slice, ...]]]:
-    """Yield (chunk key, array slices) for every chunk of a regular grid.
-
-    Keys follow zarr v3's default chunk key encoding: ``c/0/1`` or ``c.0.1``.
-    """
-    counts = [-(-n // c) for n, c in zip(shape, chunk_shape, strict=True)]
-    for index in itertools.product(*(range(n) for n in counts)):
-        key = separator.join(["c", *(str(i) for i in index)])
-        slices = tuple(
-            slice(i * c, min((i + 1) * c, n))
-            for i, c, n in zip(index, chunk_shape, shape, strict=True)
-        )
-        yield key, slices
-
-
-def _write_raw_chunks(
-    array: np.ndarray, path: str, chunk_shape: tuple[int, ...], separator: str
-) -> None:
-    """Write ``array`` as zarr v3 chunk files of raw little-endian bytes (edge chunks padded)."""
-    made: set[str] = {path}
-    for key, slices in _chunk_grid(array.shape, chunk_shape, separator):
-        block = array[slices]
-        if block.shape != tuple(chunk_shape):
-            padded = np.zeros(chunk_shape, dtype=array.dtype)
-            padded[tuple(slice(0, n) for n in block.shape)] = block
-            block = padded
-        target = os.path.join(path, key)
-        parent = os.path.dirname(target)
-        if parent not in made:
-            os.makedirs(parent, exist_ok=True)
-            made.add(parent)
-        with open(target, "wb") as stream:
-            stream.write(memoryview(np.ascontiguousarray(block)).cast("B"))
-
-
-def _read_raw_chunks(
-    path: str,
-    shape: tuple[int, ...],
-    dtype: np.dtype,
-    chunk_shape: tuple[int, ...],
-    separator: str,
-    fill_value: Any,
-) -> np.ndarray:
-    """Read every chunk file written by `_write_raw_chunks` (or zarr) into one array."""
-    out = np.empty(shape, dtype=dtype)
-    scratch = np.empty(chunk_shape, dtype=dtype)
-    for key, slices in _chunk_grid(shape, chunk_shape, separator):
-        target = out[slices]
-        try:
-            stream = open(os.path.join(path, key), "rb")
-        except FileNotFoundError:
-            target[...] = fill_value
-            continue
-        with stream:
-            # Into a reused scratch buffer, then copied: reading straight into the
-            # fresh output array measured 2-3x slower here (page faults inside read(2)).
-            if stream.readinto(memoryview(scratch).cast("B")) != scratch.nbytes:
-                raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
-        target[...] = scratch[tuple(slice(0, n) for n in target.shape)]
-    return out
-
-
 class FitsArrayFormatter(Formatter):
-    """A numpy array in the primary HDU of a FITS file."""
+    """A numpy array in the primary HDU of a FITS file.
+
+    Unscaled types (uint8, int16/32/64, float32/64) are written and read by
+    `~butler.datastore.fits_image`, which swaps bytes through a small cached
+    buffer instead of whole-array copies; other types (e.g. uint16, stored
+    with ``BZERO``) and files that need scaling go through astropy.
+    """
 
     extension: ClassVar[str] = ".fits"
     supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
 
     def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
         """Write the array as the primary HDU."""
+        array = np.asarray(obj)
+        if array.ndim and bitpix_for(array.dtype) is not None:
+            self.write_through(fs, path, lambda stream: write_primary_image(stream, array))
+            return
         from astropy.io import fits
 
-        array = np.asarray(obj)
         hdu = fits.PrimaryHDU(array)
-        if _is_local(fs):
-            hdu.writeto(path)
-            return
-        with fs.open(path, "wb") as stream:
-            hdu.writeto(stream)
+        self.write_through(fs, path, hdu.writeto)
 
     def read(
         self,
@@ -404,14 +321,21 @@ class FitsArrayFormatter(Formatter):
         *,
         parameters: Mapping[str, Any] | None = None,
     ) -> Any:
-        """Read the primary HDU, or only ``bbox`` of it through ``section``."""
+        """Read the primary HDU, or only the rows of ``bbox`` and then its columns."""
         from astropy.io import fits
 
         self.check_parameters(parameters)
         bbox = (parameters or {}).get("bbox")
-        source: Any = path if _is_local(fs) else fs.open(path, "rb")
-        try:
-            with fits.open(source, memmap=False, lazy_load_hdus=True) as hdul:
+        with open(path, "rb") if _is_local(fs) else fs.open(path, "rb") as stream:
+            layout = plain_image_layout(fits.Header.fromfile(stream))
+            if layout is not None:
+                if bbox is None:
+                    return read_data_unit(stream, layout)
+                slices = bbox_slices(bbox, layout.shape)
+                rows = read_data_unit(stream, layout, slices[0])
+                return np.ascontiguousarray(rows[(slice(None), *slices[1:])])
+            stream.seek(0)
+            with fits.open(stream, memmap=False, lazy_load_hdus=True) as hdul:
                 hdu = hdul[0]
                 if bbox is None:
                     data = hdu.data
@@ -421,9 +345,6 @@ class FitsArrayFormatter(Formatter):
                     return None
                 native = _native(data)  # a new array when it had to swap bytes
                 return native if native is not data else np.array(data, copy=True)
-        finally:
-            if not isinstance(source, str):
-                source.close()
 
 
 class FitsTableFormatter(Formatter):

@@ -5,8 +5,10 @@ Design
 `CollectionsMixin` holds the collection half of `SqlRegistry`'s API. A
 collection is a row of the ``collection`` table (unique name, type); a
 chain's members are rows of ``collection_chain`` ordered by position.
-Chains are small, so flattening and cycle checks load all chain rows and
-walk them in memory (depth-first, first occurrence wins).
+Lookups read only the collections they name (a repository may hold many
+thousands of runs); flattening a chain reads its children level by level,
+depth-first, first occurrence wins. Cycle checks load all chain rows (chains
+are few and small).
 
 No state beyond the registry's own (see `sql_registry`).
 """
@@ -22,7 +24,7 @@ import sqlalchemy as sa
 from .._errors import CollectionError, CollectionTypeError, MissingCollectionError
 from ..dataset_type import validate_name
 from ..datastore.stored_file_info import StoredFileInfo
-from ._util import suggest
+from ._util import chunks, suggest
 from .collection_type import CollectionType
 
 if TYPE_CHECKING:
@@ -58,6 +60,10 @@ class CollectionsMixin:
         validate_name(name, what="collection", collection=True)
         type = CollectionType(type)
         table = self.schema.collection
+        with self._read() as connection:  # the common case, without a write transaction
+            found = connection.execute(sa.select(table.c.type).where(table.c.name == name)).first()
+        if found is not None and found.type == type:
+            return False
         with self.transaction() as connection:
             row = connection.execute(sa.select(table.c.type).where(table.c.name == name)).first()
             if row is None:
@@ -204,33 +210,62 @@ class CollectionsMixin:
                 add(name)
         return result
 
+    def _collections_named(
+        self: SqlRegistry, connection: sa.Connection, names: Iterable[str]
+    ) -> dict[str, tuple[int, CollectionType]]:
+        """Return (ID, type) of those of ``names`` that exist, reading only their rows."""
+        table = self.schema.collection
+        result: dict[str, tuple[int, CollectionType]] = {}
+        for chunk in chunks(list(dict.fromkeys(names))):
+            rows = connection.execute(
+                sa.select(table.c.name, table.c.id, table.c.type).where(table.c.name.in_(chunk))
+            ).all()
+            result.update((r.name, (r.id, CollectionType(r.type))) for r in rows)
+        return result
+
+    def _chain_children(
+        self: SqlRegistry, connection: sa.Connection, parent_id: int
+    ) -> list[tuple[int, str, CollectionType]]:
+        """Return (ID, name, type) of a chain's children, in search order."""
+        chain = self.schema.collection_chain
+        table = self.schema.collection
+        rows = connection.execute(
+            sa.select(table.c.id, table.c.name, table.c.type)
+            .join(chain, chain.c.child_id == table.c.id)
+            .where(chain.c.parent_id == parent_id)
+            .order_by(chain.c.position)
+        ).all()
+        return [(r.id, r.name, CollectionType(r.type)) for r in rows]
+
     def _resolve_run_ids(
         self, connection: sa.Connection, collections: Sequence[str] | str
     ) -> list[tuple[int, str]]:
         if isinstance(collections, str):
             collections = [collections]
-        known = self._collections(connection)
-        chains = self._chains(connection)
-        names = {i: n for n, (i, _) in known.items()}
+        known = self._collections_named(connection, collections)
+        for name in collections:
+            if name not in known:
+                all_names = connection.execute(sa.select(self.schema.collection.c.name))
+                raise MissingCollectionError(
+                    f"collection {name!r} does not exist"
+                    f"{suggest(str(name), all_names.scalars().all())}"
+                )
         result: list[tuple[int, str]] = []
         seen: set[int] = set()
 
-        def visit(cid: int, ctype: CollectionType) -> None:
+        def visit(cid: int, name: str, ctype: CollectionType) -> None:
             if cid in seen:
                 return
             seen.add(cid)
             if ctype is CollectionType.RUN:
-                result.append((cid, names[cid]))
+                result.append((cid, name))
             else:
-                for child in chains.get(cid, []):
-                    visit(child, known[names[child]][1])
+                for child in self._chain_children(connection, cid):
+                    visit(*child)
 
         for name in collections:
-            if name not in known:
-                raise MissingCollectionError(
-                    f"collection {name!r} does not exist{suggest(str(name), known)}"
-                )
-            visit(*known[name])
+            cid, ctype = known[name]
+            visit(cid, name, ctype)
         return result
 
     def resolve_collections(self: SqlRegistry, collections: Sequence[str] | str) -> list[str]:

@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from .._errors import DataIdError, MissingCollectionError
+from .._errors import CollectionTypeError, DataIdError, MissingCollectionError
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
 from ..datastore.stored_file_info import StoredFileInfo
 from ..dimensions import DataCoordinate
 from ._queries import QueryBuilder
 from ._util import chunks
+from .collection_type import CollectionType
 
 if TYPE_CHECKING:
     from .sql_registry import SqlRegistry
@@ -179,7 +180,7 @@ class DatasetReadsMixin:
         big = {pair: ids for pair, ids in groups.items() if len(ids) >= _SCAN_MIN}
         if not big:
             return {}
-        collections = self._collections(connection)
+        collections = self._collections_named(connection, {run for _, run in big})
         result: dict[tuple[int, int], dict[bytes, uuid.UUID]] = {}
         for (name, run), ids in big.items():
             entry = self._dataset_types.get(name)
@@ -193,6 +194,51 @@ class DatasetReadsMixin:
             if 4 * len(ids) >= total:
                 result[key] = {i.bytes: i for i in ids}
         return result
+
+    def find_in_run(self: SqlRegistry, ref: DatasetRef) -> tuple[bool, uuid.UUID | None]:
+        """Look up a run and what it holds for a ref's dataset type and data ID, in one query.
+
+        Parameters
+        ----------
+        ref : `DatasetRef`
+            The dataset about to be stored (its type must be registered).
+
+        Returns
+        -------
+        run_exists : `bool`
+            Whether ``ref.run`` exists as a RUN collection.
+        existing : `uuid.UUID` or `None`
+            ID of the dataset of the same type and data ID already in the run.
+
+        Raises
+        ------
+        CollectionTypeError
+            If ``ref.run`` exists but is not a RUN.
+        """
+        type_id, _ = self._dataset_type_entry(ref.dataset_type)
+        collection, dataset = self.schema.collection, self.schema.dataset
+        joined = collection.outerjoin(
+            dataset,
+            sa.and_(
+                dataset.c.run_id == collection.c.id,
+                dataset.c.dataset_type_id == type_id,
+                dataset.c.data_id == ref.data_id.canonical_string(),
+            ),
+        )
+        with self._read() as connection:
+            row = connection.execute(
+                sa.select(collection.c.type, dataset.c.id)
+                .select_from(joined)
+                .where(collection.c.name == ref.run)
+            ).first()
+        if row is None:
+            return False, None
+        if row.type != CollectionType.RUN:
+            raise CollectionTypeError(
+                f"cannot put into {ref.run!r}: it is a {CollectionType(row.type).name} "
+                "collection, not a RUN"
+            )
+        return True, row.id
 
     def find_dataset(
         self: SqlRegistry,

@@ -19,6 +19,7 @@ No state beyond the registry's own (see `sql_registry`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -78,7 +79,7 @@ class DatasetWritesMixin:
         one info per ref, made from it), they are paired by position; otherwise
         by dataset ID.
         """
-        collections = self._collections(connection)
+        collections = self._collections_named(connection, {ref.run for ref in refs})
         raw_ids = DatasetIdType.stores_bytes(connection.dialect)
         if len(infos) == len(refs):
             batches = self._build_rows(refs, infos, None, collections, raw_ids)
@@ -218,11 +219,22 @@ class DatasetWritesMixin:
         infos = list(infos or ())
         if not refs and not infos:
             return 0
+        outermost = self._connection is None
         with self.transaction() as connection:
             batches = self._prepare_rows(connection, refs, infos)
             count = 0
+            # A failed INSERT must leave the transaction usable for the diagnosis
+            # below, and undo its own rows when the caller's transaction goes on: a
+            # SAVEPOINT does both. SQLite keeps a transaction usable after an error,
+            # and the outermost transaction is rolled back whole, so there it is
+            # left out (two statements less per call).
+            savepoint = (
+                self.transaction()
+                if not outermost or connection.dialect.name != "sqlite"
+                else contextlib.nullcontext()
+            )
             try:
-                with self.transaction():
+                with savepoint:
                     for batch in batches.values():
                         count += self._execute_insert(
                             connection, batch, ignore=on_conflict == "ignore"
@@ -246,19 +258,35 @@ class DatasetWritesMixin:
         whose ID exists are skipped by the database (``ON CONFLICT (id) DO
         NOTHING``); a clash on (run, dataset type, data ID) still raises.
         """
-        dialect = connection.dialect
-        dataset = self.schema.dataset
-        statement = insert_ignoring(connection, dataset, ["id"]) if ignore else dataset.insert()
-        compiled = statement.compile(dialect=dialect, column_keys=list(batch.columns))
+        sql, names = self._insert_sql(connection, batch.columns, ignore)
         rows = batch.rows
-        if compiled.positional and tuple(compiled.positiontup or ()) == batch.columns:
-            result = connection.exec_driver_sql(str(compiled), rows)
+        if names is None:
+            result = connection.exec_driver_sql(sql, rows)
         else:
-            names = [compiled.bind_names[compiled.binds[c]] for c in batch.columns]
             result = connection.exec_driver_sql(
-                str(compiled), [dict(zip(names, row, strict=True)) for row in rows]
+                sql, [dict(zip(names, row, strict=True)) for row in rows]
             )
         return len(rows) if not ignore else result.rowcount
+
+    def _insert_sql(
+        self: SqlRegistry, connection: sa.Connection, columns: tuple[str, ...], ignore: bool
+    ) -> tuple[str, list[str] | None]:
+        """Return the dataset INSERT for ``columns`` as SQL text, compiled once per registry.
+
+        Also return the bind names when the dialect takes named parameters
+        (`None` when rows can be passed as positional tuples).
+        """
+        key = (connection.dialect.name, columns, ignore)
+        cached = self._insert_cache.get(key)
+        if cached is None:
+            dataset = self.schema.dataset
+            statement = insert_ignoring(connection, dataset, ["id"]) if ignore else dataset.insert()
+            compiled = statement.compile(dialect=connection.dialect, column_keys=list(columns))
+            names: list[str] | None = None
+            if not (compiled.positional and tuple(compiled.positiontup or ()) == columns):
+                names = [compiled.bind_names[compiled.binds[c]] for c in columns]
+            cached = self._insert_cache[key] = (str(compiled), names)
+        return cached
 
     @staticmethod
     def _check_batch_duplicates(refs: Sequence[DatasetRef], on_conflict: str) -> None:

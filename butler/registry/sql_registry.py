@@ -108,6 +108,9 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         self.schema = RegistrySchema(universe)
         self._local = threading.local()  # per thread: the connection of its transaction
         self._dataset_types: dict[str, tuple[int, DatasetType]] = {}
+        # Compiled dataset INSERTs by (dialect, columns, ignore): see `_insert_sql`.
+        self._insert_cache: dict[tuple[str, tuple[str, ...], bool], tuple[str, list[str] | None]]
+        self._insert_cache = {}
 
     # -- construction -------------------------------------------------------
 
