@@ -95,18 +95,19 @@ class RawLayout:
             endian = codecs[0].get("configuration", {}).get("endian", "little")
             if (endian != "little" and dtype.itemsize > 1) or not cls.supports(dtype):
                 return None
-            shape = tuple(int(n) for n in doc["shape"])
-            chunk_shape = tuple(int(n) for n in grid["configuration"]["chunk_shape"])
+            shape = _lengths(doc["shape"], minimum=0)
+            chunk_shape = _lengths(grid["configuration"]["chunk_shape"], minimum=1)
             separator = encoding.get("configuration", {}).get("separator", "/")
             fill = doc["fill_value"]
             fill = _SPECIAL_FLOATS.get(fill, fill) if isinstance(fill, str) else fill
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             return None
         if (
-            len(chunk_shape) != len(shape)
+            shape is None
+            or chunk_shape is None
+            or len(chunk_shape) != len(shape)
             or not shape
-            or min(chunk_shape) < 1
-            or separator not in "./"
+            or separator not in (".", "/")
             or not isinstance(fill, int | float)
         ):
             return None
@@ -115,6 +116,8 @@ class RawLayout:
     def to_metadata(self) -> dict[str, Any]:
         """Return the ``zarr.json`` document of this layout (as zarr-python writes it)."""
         fill: Any = self.fill_value
+        if isinstance(fill, np.generic):  # numpy scalars: as Python numbers for JSON
+            fill = fill.item()
         if isinstance(fill, float) and math.isnan(fill):
             fill = "NaN"
         elif isinstance(fill, float) and math.isinf(fill):
@@ -168,6 +171,15 @@ class RawLayout:
                 for i, c, n in zip(index, self.chunk_shape, self.shape, strict=True)
             )
             yield key, slices
+
+
+def _lengths(values: Any, *, minimum: int) -> tuple[int, ...] | None:
+    """Return ``values`` as a tuple of JSON integers >= ``minimum``, or `None` if they are not."""
+    if not isinstance(values, list):
+        return None
+    if not all(type(n) is int and n >= minimum for n in values):
+        return None
+    return tuple(values)
 
 
 def read_metadata(path: str) -> dict[str, Any]:

@@ -90,3 +90,47 @@ def test_template_override_is_used(tmp_path):
     info = store.put({"x": 1}, ref)
     assert info.path == f"a/b/Cam/7/1/{ref.id.hex}.yaml"
     assert (tmp_path / info.path).is_file()
+
+
+@pytest.mark.parametrize("how", ["put-local", "put-memory", "ingest-nested"])
+def test_file_size_of_zarr_directory_is_total_of_its_files(tmp_path, how):
+    import numpy as np
+    import zarr
+
+    if how == "put-memory":
+        root = f"memory://repo-{uuid.uuid4().hex}"
+    else:
+        root = str(tmp_path / "repo")
+    store = FileDatastore(root, storage_classes=StorageClassRegistry(load_entry_points=False))
+    ref = _ref("image", run="r", storage_class="NumpyArray", instrument="Cam")
+    try:
+        if how == "ingest-nested":
+            # zarr-python's default "/" chunk keys: files in subdirectories c/<i>/<j>.
+            array = np.arange(30 * 40, dtype=np.int32).reshape(30, 40) + 1
+            source = str(tmp_path / "src.zarr")
+            zarray = zarr.create_array(
+                source, shape=array.shape, dtype=array.dtype, chunks=(16, 16), compressors=None
+            )
+            zarray[...] = array
+            info = store.ingest(source, ref, transfer="copy")
+            names = {"zarr.json"} | {f"{i}/{j}" for i in range(2) for j in range(3)}
+        else:
+            # Two ~4 MiB row bands, the second one padded: the files hold more than nbytes.
+            array = np.arange(600 * 2000, dtype=np.float32).reshape(600, 2000)
+            info = store.put(array, ref)
+            names = {"zarr.json", "c.0.0", "c.1.0"}
+        assert info.path.endswith(".zarr")
+        fs, path = fsspec.core.url_to_fs(store.uri(info))
+        assert fs.isdir(path)
+        sizes = fs.find(path, detail=True)
+        found = {name[len(path) :].strip("/").removeprefix("c/") for name in sizes}
+        assert found == names
+        expected = sum(entry["size"] for entry in sizes.values())
+        assert expected > array.nbytes  # padding and zarr.json are counted
+        assert info.file_size == expected
+        np.testing.assert_array_equal(store.get(info), array)
+    finally:
+        if how == "put-memory":
+            fs = fsspec.filesystem("memory")
+            if fs.exists(root.removeprefix("memory://")):
+                fs.rm(root.removeprefix("memory://"), recursive=True)
