@@ -209,11 +209,13 @@ def _simulate_in_parallel(out: Path, camera, visits, *, seed: int, sky, jobs: in
         return write_simulated_observations(out, camera, visits, seed=seed, sky=sky)
     import logging
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
+
+    from cluster import local_cluster
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
     with (
-        LocalCluster(
+        local_cluster(
             n_workers=jobs,
             threads_per_worker=1,
             processes=True,

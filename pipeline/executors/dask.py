@@ -103,7 +103,9 @@ class DaskExecutor(Executor):
         client: Any = None,
         dashboard_address: str | None = ":0",
     ) -> None:
-        from distributed import Client, LocalCluster
+        from distributed import Client
+
+        from cluster import local_cluster
 
         self._owned: list[Any] = []
         self._keys = itertools.count()
@@ -119,7 +121,7 @@ class DaskExecutor(Executor):
             import psutil
 
             memory_mb = psutil.virtual_memory().total / 2**20 / max(jobs, 1)
-            cluster = LocalCluster(
+            cluster = local_cluster(
                 n_workers=jobs,
                 threads_per_worker=1,
                 processes=True,

@@ -35,3 +35,41 @@ def test_missing_plugin_and_bad_spec(tmp_path):
         assert client.submit(sum, [1, 2]).result() == 3
     finally:
         close_client(client)
+
+
+def _worker_settings():
+    import os
+
+    import dask
+
+    return (
+        dask.config.get("distributed.worker.profile.enabled"),
+        os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+        dask.config.get("distributed.admin.tick.interval"),
+    )
+
+
+@pytest.mark.timeout(120)
+def test_local_workers_skip_profiler_heap_trimming_and_fast_ticks(tmp_path):
+    import os
+
+    # dask's own default would hand workers MALLOC_TRIM_THRESHOLD_=65536; ours leaves what
+    # this process has (normally nothing) to glibc.
+    inherited = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    client = get_client("local")
+    try:
+        settings = set(client.run(_worker_settings).values())
+        assert settings == {(False, inherited, "1s")}
+    finally:
+        close_client(client)
+    spec = tmp_path / "profiled.yaml"
+    spec.write_text(
+        "kind: local\n"
+        "options: {n_workers: 1, threads_per_worker: 1, dashboard_address: null}\n"
+        "dask_config: {distributed.worker.profile.enabled: true}\n"
+    )
+    client = get_client(spec)
+    try:
+        assert {v[0] for v in client.run(_worker_settings).values()} == {True}
+    finally:
+        close_client(client)
