@@ -195,6 +195,17 @@ class DataCoordinate(Mapping[str, Any]):
         return string
 
 
+def int_from_text(text: str) -> int | None:
+    """Return the integer an ASCII decimal string spells (``" -12 "``), or `None`.
+
+    `str.isdigit` alone accepts characters `int` refuses (``"¹"``) and `int` accepts
+    other scripts' digits (``"٣"``); data IDs take plain ASCII only.
+    """
+    stripped = text.strip()
+    digits = stripped[1:] if stripped.startswith("-") else stripped
+    return int(stripped) if digits.isascii() and digits.isdigit() else None
+
+
 def _coerce(dimension: Dimension, value: Any) -> Any:
     """Check and normalize one data ID value against its dimension's key type."""
     pytype = dimension.key.pytype
@@ -207,8 +218,8 @@ def _coerce(dimension: Dimension, value: Any) -> Any:
             return int(value)
         if hasattr(value, "dtype") and getattr(value.dtype, "kind", "") in "iu":  # numpy ints
             return int(value)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
+        if isinstance(value, str) and (number := int_from_text(value)) is not None:
+            return number
         raise DataIdValueError(
             f"data ID key {dimension.name!r}: expected an int, got {type(value).__name__} {value!r}"
         )

@@ -6,9 +6,11 @@ big-endian array that a caller must copy to native order: three or four passes
 over the pixels besides the file I/O (measured 13-20x the time of `numpy.save`
 + `numpy.load` for a 64 MiB image). Here the data unit goes through a buffer
 of `CHUNK_BYTES` that stays in the CPU cache: each block is swapped as it is
-copied into the buffer and written, or read into the output array and swapped
-there while still cached, so a put or get costs about one more memory pass
-than numpy's (measured 1.1-1.3x).
+copied into the buffer and written, or read into the buffer and swapped as it
+is copied out, so a put or get costs one more pass over cached memory than
+numpy's. Measured for 64 MiB (medians of 11): write 16.2 ms, read 16.0 ms,
+against `numpy.save` 12.3 ms and `numpy.load` 14.2 ms; with 256 KiB / 1 MiB /
+16 MiB buffers 24.9 / 18.8 / 18.2 ms to write and 19.9 / 16.7 / 20.2 ms to read.
 
 Headers are still made and parsed by astropy, and anything outside the plain
 case (scaled integers with ``BZERO``/``BSCALE``, random groups, types FITS
@@ -38,8 +40,8 @@ __all__ = [
 
 #: FITS files are made of 2880-byte blocks.
 BLOCK_BYTES = 2880
-#: Size of the swap buffer: a few MiB, small enough to stay in cache.
-CHUNK_BYTES = 1 << 20
+#: Size of the swap buffer: a few MiB, small enough to stay in the (L3) cache.
+CHUNK_BYTES = 4 << 20
 
 _BITPIX: dict[tuple[str, int], int] = {
     ("u", 1): 8,
@@ -197,7 +199,7 @@ def read_data_unit(
         block = scratch[: min(step, flat.size - offset)]
         _read_exactly(stream, memoryview(block.view(np.uint8)))
         # Read into a reused buffer, then swapped while copied out: reading straight
-        # into the fresh output array measured slower (page faults inside read(2)).
+        # into the output and swapping there measured 23 ms instead of 16.5 for 64 MiB.
         flat[offset : offset + block.size] = block
     return out
 

@@ -40,6 +40,7 @@ _DATA_TYPES = frozenset(
     {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
     | {"float16", "float32", "float64"}
 )
+_PAGE = 4096
 _SPECIAL_FLOATS = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -261,9 +262,8 @@ def read_raw_array(
     if region is not None:
         region = tuple(slice(*s.indices(n)[:2]) for s, n in zip(region, layout.shape, strict=True))
     shape = layout.shape if region is None else tuple(max(s.stop - s.start, 0) for s in region)
-    out = np.empty(shape, dtype=layout.dtype)
-    scratch = np.empty(layout.chunk_shape, dtype=layout.dtype)
-    buffer = memoryview(scratch).cast("B")
+    out = page_aligned_empty(shape, layout.dtype)
+    scratch: np.ndarray | None = None
     for key, slices in layout.chunks(region):
         if region is None:
             wanted, inside = slices, tuple(slice(0, s.stop - s.start) for s in slices)
@@ -285,10 +285,34 @@ def read_raw_array(
         except FileNotFoundError:
             out[wanted] = layout.fill_value
             continue
+        target = out[wanted]
         with stream:
-            # Into a reused scratch buffer, then copied: reading straight into the
-            # fresh output array measured 2-3x slower here (page faults inside read(2)).
-            if stream.readinto(buffer) != scratch.nbytes:
+            if target.shape == layout.chunk_shape and target.flags.c_contiguous:
+                # A whole chunk that is one contiguous block of the output: straight in.
+                if stream.readinto(memoryview(target).cast("B")) != target.nbytes:
+                    raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
+                continue
+            if scratch is None:
+                scratch = np.empty(layout.chunk_shape, dtype=layout.dtype)
+            if stream.readinto(memoryview(scratch).cast("B")) != scratch.nbytes:
                 raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
-        out[wanted] = scratch[inside]
+        target[...] = scratch[inside]
     return out
+
+
+def page_aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """Return an uninitialised C-contiguous array whose data starts on a 4 KiB page boundary.
+
+    Large numpy arrays start 16 bytes past a page boundary (the C library's block
+    header), while a chunk file's bytes start at a page boundary in the page cache.
+    Copying between addresses 16 bytes apart modulo 4 KiB makes the CPU mistake each
+    load for one depending on the store just before it ("4K aliasing"): reading 64 MiB
+    from a chunk file into such an array measured 41 ms, and 16-18 ms at any other
+    offset, page-aligned included. (`numpy.load` escapes it by luck: its header moves
+    the data 128 bytes into the file.) The array is a view of a buffer 4 KiB larger.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    buffer = np.empty(nbytes + _PAGE, dtype=np.uint8)
+    start = -buffer.ctypes.data % _PAGE
+    return buffer[start : start + nbytes].view(dtype).reshape(shape)

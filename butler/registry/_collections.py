@@ -215,8 +215,19 @@ class CollectionsMixin:
     ) -> dict[str, tuple[int, CollectionType]]:
         """Return (ID, type) of those of ``names`` that exist, reading only their rows."""
         table = self.schema.collection
+        wanted = list(dict.fromkeys(names))
+        if len(wanted) == 1:  # the common case (one run), on the driver: see `_execute_cached`
+            row = self._execute_cached(
+                connection,
+                "collection_by_name",
+                lambda: sa.select(table.c.id, table.c.type).where(
+                    table.c.name == sa.bindparam("name")
+                ),
+                {"name": wanted[0]},
+            ).first()
+            return {} if row is None else {wanted[0]: (row[0], CollectionType(row[1]))}
         result: dict[str, tuple[int, CollectionType]] = {}
-        for chunk in chunks(list(dict.fromkeys(names))):
+        for chunk in chunks(wanted):
             rows = connection.execute(
                 sa.select(table.c.name, table.c.id, table.c.type).where(table.c.name.in_(chunk))
             ).all()

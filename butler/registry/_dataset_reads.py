@@ -217,28 +217,33 @@ class DatasetReadsMixin:
         """
         type_id, _ = self._dataset_type_entry(ref.dataset_type)
         collection, dataset = self.schema.collection, self.schema.dataset
-        joined = collection.outerjoin(
-            dataset,
-            sa.and_(
-                dataset.c.run_id == collection.c.id,
-                dataset.c.dataset_type_id == type_id,
-                dataset.c.data_id == ref.data_id.canonical_string(),
-            ),
-        )
-        with self._read() as connection:
-            row = connection.execute(
+
+        def build() -> Any:
+            joined = collection.outerjoin(
+                dataset,
+                sa.and_(
+                    dataset.c.run_id == collection.c.id,
+                    dataset.c.dataset_type_id == sa.bindparam("type_id"),
+                    dataset.c.data_id == sa.bindparam("data_id"),
+                ),
+            )
+            return (
                 sa.select(collection.c.type, dataset.c.id)
                 .select_from(joined)
-                .where(collection.c.name == ref.run)
-            ).first()
+                .where(collection.c.name == sa.bindparam("run"))
+            )
+
+        params = {"type_id": type_id, "data_id": ref.data_id.canonical_string(), "run": ref.run}
+        with self._read() as connection:
+            row = self._execute_cached(connection, "find_in_run", build, params).first()
         if row is None:
             return False, None
-        if row.type != CollectionType.RUN:
+        if row[0] != CollectionType.RUN:
             raise CollectionTypeError(
-                f"cannot put into {ref.run!r}: it is a {CollectionType(row.type).name} "
+                f"cannot put into {ref.run!r}: it is a {CollectionType(row[0]).name} "
                 "collection, not a RUN"
             )
-        return True, row.id
+        return True, None if row[1] is None else as_uuid(row[1])
 
     def find_dataset(
         self: SqlRegistry,

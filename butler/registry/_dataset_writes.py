@@ -276,8 +276,8 @@ class DatasetWritesMixin:
         Also return the bind names when the dialect takes named parameters
         (`None` when rows can be passed as positional tuples).
         """
-        key = (connection.dialect.name, columns, ignore)
-        cached = self._insert_cache.get(key)
+        key = (connection.dialect.name, ("insert", columns, ignore))
+        cached = self._sql_cache.get(key)
         if cached is None:
             dataset = self.schema.dataset
             statement = insert_ignoring(connection, dataset, ["id"]) if ignore else dataset.insert()
@@ -285,7 +285,7 @@ class DatasetWritesMixin:
             names: list[str] | None = None
             if not (compiled.positional and tuple(compiled.positiontup or ()) == columns):
                 names = [compiled.bind_names[compiled.binds[c]] for c in columns]
-            cached = self._insert_cache[key] = (str(compiled), names)
+            cached = self._sql_cache[key] = (str(compiled), names)
         return cached
 
     @staticmethod

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._errors import DataIdError, DataIdValueError
+from ..data_coordinate import int_from_text
 from ..dimensions import DimensionUniverse, MetadataField
 from ._schema import ElementColumns, RegistrySchema
 
@@ -34,8 +35,8 @@ def _coerce(value: Any, field: MetadataField, where: str) -> Any:
             raise DataIdValueError(f"{where}: expected an int, got {value!r}")
         if isinstance(value, numbers.Integral):
             return int(value)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
+        if isinstance(value, str) and (number := int_from_text(value)) is not None:
+            return number
     elif kind == "float":
         if isinstance(value, numbers.Real) and not isinstance(value, bool):
             return float(value)

@@ -30,7 +30,7 @@ import contextlib
 import fnmatch
 import json
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,8 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         self.schema = RegistrySchema(universe)
         self._local = threading.local()  # per thread: the connection of its transaction
         self._dataset_types: dict[str, tuple[int, DatasetType]] = {}
-        # Compiled dataset INSERTs by (dialect, columns, ignore): see `_insert_sql`.
-        self._insert_cache: dict[tuple[str, tuple[str, ...], bool], tuple[str, list[str] | None]]
-        self._insert_cache = {}
+        # SQL text of hot statements, compiled once per (dialect, key): see `_execute_cached`.
+        self._sql_cache: dict[tuple[str, Any], tuple[str, list[str] | None]] = {}
 
     # -- construction -------------------------------------------------------
 
@@ -223,6 +222,41 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         else:
             with self.engine.connect() as connection:
                 yield connection
+
+    def _cached_sql(
+        self, connection: sa.Connection, key: Any, build: Callable[[], Any]
+    ) -> tuple[str, list[str] | None]:
+        """Return the SQL text of ``build()`` for this connection's dialect, compiled once.
+
+        Also return the order of the bind parameter names when the driver takes
+        positional parameters (`None` when it takes them by name).
+        """
+        cache_key = (connection.dialect.name, key)
+        cached = self._sql_cache.get(cache_key)
+        if cached is None:
+            compiled = build().compile(dialect=connection.dialect)
+            order = list(compiled.positiontup or ()) if compiled.positional else None
+            cached = self._sql_cache[cache_key] = (str(compiled), order)
+        return cached
+
+    def _execute_cached(
+        self,
+        connection: sa.Connection,
+        key: Any,
+        build: Callable[[], Any],
+        params: Mapping[str, Any],
+    ) -> Any:
+        """Execute a hot statement straight on the driver, skipping SQLAlchemy's per-call work.
+
+        ``build`` makes the statement (with named `sqlalchemy.bindparam` s) the first time
+        for each dialect; ``params`` must already be in the driver's types (e.g. dataset
+        IDs as 16 bytes on SQLite), and rows come back as the driver returns them. Measured
+        on SQLite: 0.13 ms per lookup instead of 0.43 ms (0.48 vs 1.06 ms right after a
+        64 MiB copy has flushed the CPU caches).
+        """
+        sql, order = self._cached_sql(connection, key, build)
+        args: Any = tuple(params[name] for name in order) if order is not None else dict(params)
+        return connection.exec_driver_sql(sql, args)
 
     # -- dimension records -------------------------------------------------------
 

@@ -189,3 +189,17 @@ def test_standardize_fast_path_matches_general_one(visit, instrument, extra):
                 f"{k}={v}" for k, v in zip(group.required, data_id.values_tuple, strict=True)
             )
     assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize("text", ["¹", "٣", "1_000", "--1", "-", "", " "])
+def test_non_ascii_or_malformed_digit_strings_are_data_id_errors(text):
+    # "¹".isdigit() is True but int("¹") fails; int("٣") is 3, but data IDs are ASCII.
+    with pytest.raises(DataIdValueError, match="expected an int"):
+        DataCoordinate.standardize({"instrument": "Cam", "visit": text}, UNIVERSE.group(["visit"]))
+
+
+def test_padded_and_negative_digit_strings_are_ints():
+    group = UNIVERSE.group(["visit"])
+    assert (
+        DataCoordinate.standardize({"instrument": "Cam", "visit": " -12 "}, group)["visit"] == -12
+    )

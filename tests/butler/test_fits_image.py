@@ -105,7 +105,9 @@ def test_round_trip_any_chunk_size(tmp_path, monkeypatch, chunk_bytes):
 
 
 def test_round_trip_larger_than_default_chunk(tmp_path):
-    array = _random("float32", (3, 300_001 // 3))  # ~1.14 MiB: two chunks of 1 MiB
+    # just over one default chunk, and not a whole number of chunks
+    n = fits_image.CHUNK_BYTES // 4 + 1001
+    array = _random("float32", (n // 7, 7))
     assert array.nbytes > fits_image.CHUNK_BYTES and array.nbytes % fits_image.CHUNK_BYTES
     _write(tmp_path / "a.fits", array)
     _assert_bit_exact(_read(tmp_path / "a.fits"), array)
