@@ -28,8 +28,8 @@ from butler.dimensions import DataCoordinate
 
 from ._loader import import_by_name
 from .execution import build_task
+from .packages import package_versions
 from .quantum_graph import Quantum, QuantumGraph
-from .storage_classes import package_versions
 
 __all__ = [
     "PACKAGES_DATASET",

@@ -8,9 +8,7 @@ adds ``TaskMetadata`` (JSON), ``ButlerLogRecords`` (JSON), ``Config`` (YAML, via
 
 from __future__ import annotations
 
-import importlib.metadata
 import io
-import sys
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -19,7 +17,7 @@ import fsspec
 from butler.datastore.formatter import Formatter
 from butler.storage_class import StorageClass, StorageClassRegistry, import_object
 
-__all__ = ["STORAGE_CLASSES", "ConfigFormatter", "package_versions", "register"]
+__all__ = ["STORAGE_CLASSES", "ConfigFormatter", "register"]
 
 _JSON = "butler.datastore.formatters.JsonFormatter"
 _YAML = "butler.datastore.formatters.YamlFormatter"
@@ -77,16 +75,6 @@ def config_from_yaml(text: str, class_name: str | None = None) -> Any:
     config = import_object(class_name)()
     config.loadFromYaml(io.StringIO(text), where="butler")
     return config
-
-
-def package_versions() -> dict[str, str]:
-    """Return the versions of the installed distributions and of Python."""
-    versions = {"python": sys.version.split()[0]}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata.get("Name")
-        if name:
-            versions[name.lower()] = dist.version
-    return dict(sorted(versions.items()))
 
 
 STORAGE_CLASSES = (
