@@ -8,6 +8,7 @@ formatters against plain `numpy.save`/`numpy.load` of the same array in the same
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -71,43 +72,36 @@ def registry_case(n_visits: int) -> list[object]:
         ]
 
 
-def _numpy_round(
-    butler: Butler,
-    image: np.ndarray,
-    label: str,
-    k: int,
-    tmp: Path,
-    times: dict[str, list[float]],
-    kept: dict[str, np.ndarray],
-) -> None:
-    """Time `numpy.save` + `numpy.load` of ``image``, then delete the file."""
-    path = tmp / f"plain{label}{k}.npy"
-    start = time.perf_counter()
-    np.save(path, image)
-    kept["numpy"] = np.load(path)  # held, like the butler's result
-    times[f"np{label}"].append(time.perf_counter() - start)
-    path.unlink()
+@dataclasses.dataclass
+class _ImageRounds:
+    """What the put+get rounds share: the butler, the image, and where times and results go."""
 
+    butler: Butler
+    image: np.ndarray
+    tmp: Path
+    times: dict[str, list[float]]
+    kept: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
-def _butler_round(
-    butler: Butler,
-    image: np.ndarray,
-    label: str,
-    k: int,
-    tmp: Path,
-    times: dict[str, list[float]],
-    kept: dict[str, np.ndarray],
-) -> None:
-    """Time a butler put + get of ``image`` in a fresh run, check it, then remove the run."""
-    run = f"r{label}{k}"
-    butler.registry.register_run(run)  # once per run, not per put
-    start = time.perf_counter()
-    ref = butler.put(image, f"img_{label}", {}, run=run)
-    kept[label] = butler.get(ref)
-    times[label].append(time.perf_counter() - start)
-    butler.remove_runs([run])
-    if not np.array_equal(kept[label], image):
-        raise RuntimeError(f"{label} put+get did not give the image back")
+    def numpy_round(self, label: str, k: int) -> None:
+        """Time `numpy.save` + `numpy.load` of the image, then delete the file."""
+        path = self.tmp / f"plain{label}{k}.npy"
+        start = time.perf_counter()
+        np.save(path, self.image)
+        self.kept["numpy"] = np.load(path)  # held, like the butler's result
+        self.times[f"np{label}"].append(time.perf_counter() - start)
+        path.unlink()
+
+    def butler_round(self, label: str, k: int) -> None:
+        """Time a butler put + get of the image in a fresh run, check it, remove the run."""
+        run = f"r{label}{k}"
+        self.butler.registry.register_run(run)  # once per run, not per put
+        start = time.perf_counter()
+        ref = self.butler.put(self.image, f"img_{label}", {}, run=run)
+        self.kept[label] = self.butler.get(ref)
+        self.times[label].append(time.perf_counter() - start)
+        self.butler.remove_runs([run])
+        if not np.array_equal(self.kept[label], self.image):
+            raise RuntimeError(f"{label} put+get did not give the image back")
 
 
 def image_case(size: int = 4096, rounds: int = 15) -> list[list[object]]:
@@ -128,7 +122,6 @@ def image_case(size: int = 4096, rounds: int = 15) -> list[list[object]]:
     image = rng.normal(1000.0, 30.0, (size, size)).astype(np.float32)
     labels = ("zarr", "FITS")
     times: dict[str, list[float]] = {name: [] for label in labels for name in (label, f"np{label}")}
-    kept: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
         Butler.create(Path(tmp) / "repo")
         butler = Butler(Path(tmp) / "repo")
@@ -144,12 +137,13 @@ def image_case(size: int = 4096, rounds: int = 15) -> list[list[object]]:
             butler.registry.register_dataset_type(
                 DatasetType.make(f"img_{label}", [], storage_class, butler.universe)
             )
+        rounds_of = _ImageRounds(butler, image, Path(tmp), times)
         for label in labels:  # each format interleaved with its own numpy rounds
             for k in range(rounds):
                 # Alternate who goes first, so neither always follows the other's cleanup.
-                order = (_numpy_round, _butler_round) if k % 2 else (_butler_round, _numpy_round)
-                for one_round in order:
-                    one_round(butler, image, label, k, Path(tmp), times, kept)
+                first, second = rounds_of.numpy_round, rounds_of.butler_round
+                for one_round in (first, second) if k % 2 else (second, first):
+                    one_round(label, k)
     rows = []
     for label in labels:
         t_numpy = float(np.median(times[f"np{label}"]))

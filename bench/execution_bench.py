@@ -15,6 +15,7 @@ calls on bare processes. Set ``BENCH_EXEC_SIZES=2000`` to skip the 20,000-quantu
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 import time
@@ -25,6 +26,7 @@ import numpy as np
 
 from pipeline import (
     ChoiceField,
+    Field,
     Input,
     Output,
     PipelineTask,
@@ -53,6 +55,7 @@ tasks:
     class: bench.execution_bench.BenchCpu
     config:
       workload: {workload}
+      scale: {scale}
 """
 
 
@@ -68,6 +71,7 @@ class CpuConfig(PipelineTaskConfig, pipelineConnections=CpuConnections):
         default="compute",
         allowed={"compute": "arithmetic in registers", "fft": "cache-resident FFTs"},
     )
+    scale = Field(float, "Multiplies the amount of work (1.0: about 0.5 s).", default=1.0)
 
 
 class BenchCpu(PipelineTask):
@@ -78,10 +82,10 @@ class BenchCpu(PipelineTask):
 
     def run(self, raw: dict[str, Any]) -> Struct:
         work = WORKLOADS[self.config.workload]
-        return Struct(out={"v": work(raw.get("v", 0))})
+        return Struct(out={"v": work(raw.get("v", 0), self.config.scale)})
 
 
-def _compute_work(seed: int) -> float:
+def _compute_work(seed: int, scale: float = 1.0) -> float:
     """About 0.5 s of pure arithmetic: no memory traffic beyond a few cache lines.
 
     This is what "CPU-bound" measures without the machine's memory system in the way:
@@ -89,20 +93,20 @@ def _compute_work(seed: int) -> float:
     """
     x = float(seed % 7) + 0.5
     total = 0.0
-    for i in range(4_000_000):
+    for i in range(int(4_000_000 * scale)):
         x = x * 1.0000001 + 1e-9 * i
         total += x
     return total
 
 
-def _fft_work(seed: int) -> float:
+def _fft_work(seed: int, scale: float = 1.0) -> float:
     """FFT round trips of 8,192 values: CPU-bound, its arrays stay in the L2 cache.
 
     Numerical code of this kind shares the L3 cache and the memory bus between the two
     cores: bare processes on this VM scale it to only ~0.8 (with 2**20 values, ~0.87).
     """
     x = np.random.default_rng(seed).standard_normal(1 << 13)
-    for _ in range(3000):
+    for _ in range(int(3000 * scale)):
         x = np.fft.irfft(np.fft.rfft(x), n=x.size)
     return float(x[0])
 
@@ -207,7 +211,7 @@ def _overhead_rows(sizes: list[int]) -> list[list[Any]]:
     return rows
 
 
-def _scaling_rows(n_quanta: int = 12, rounds: int = 7) -> list[list[Any]]:
+def _scaling_rows(n_quanta: int = 12, rounds: int = 7, scale: float = 1.0) -> list[list[Any]]:
     """1 -> 2 worker efficiency of each workload, ours and bare processes, medians of ``rounds``.
 
     The speed of this shared VM drifts by +-20% from one minute to the next, more than
@@ -229,8 +233,9 @@ def _scaling_rows(n_quanta: int = 12, rounds: int = 7) -> list[list[Any]]:
             for jobs in (1, 2)
         }
         pools = {jobs: stack.enter_context(ProcessPoolExecutor(jobs)) for jobs in (1, 2)}
-        for workload, work in WORKLOADS.items():
-            yaml = PIPELINE_CPU.format(workload=workload)
+        for workload, function in WORKLOADS.items():
+            yaml = PIPELINE_CPU.format(workload=workload, scale=scale)
+            work = functools.partial(function, scale=scale)
             for jobs in (1, 2):  # warm every worker (imports, task construction, caches)
                 _ours(root, executors[jobs], "off", yaml, where=f"detector < {2 * jobs}")
                 list(pools[jobs].map(work, range(jobs)))
