@@ -79,7 +79,15 @@ class DatasetWritesMixin:
         one info per ref, made from it), they are paired by position; otherwise
         by dataset ID.
         """
-        collections = self._collections_named(connection, {ref.run for ref in refs})
+        runs = {ref.run for ref in refs}
+        collections = self._collections_named(connection, runs)
+        if len(collections) < len(runs):
+            ref = next(ref for ref in refs if ref.run not in collections)
+            names = connection.execute(sa.select(self.schema.collection.c.name)).scalars().all()
+            raise MissingCollectionError(
+                f"cannot insert dataset {ref.dataset_type.name} {ref.data_id}: "
+                f"run {ref.run!r} does not exist{suggest(ref.run, names)}"
+            )
         raw_ids = DatasetIdType.stores_bytes(connection.dialect)
         if len(infos) == len(refs):
             batches = self._build_rows(refs, infos, None, collections, raw_ids)
