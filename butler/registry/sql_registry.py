@@ -19,9 +19,10 @@ types by name (dataset types are never redefined or removed, so it cannot
 go stale).
 Read-only mode is checked in one place, `transaction`.
 
-On SQLite: WAL journal (file databases), foreign keys on (the dataset
-table declares none there: see `_schema`), ``synchronous=NORMAL``; the
-driver's own transaction handling is switched off so SAVEPOINTs work.
+On SQLite: WAL journal (file databases), 32 KiB pages (new databases),
+foreign keys on (the dataset table declares none there: see `_schema`),
+``synchronous=NORMAL``; the driver's own transaction handling is switched
+off so SAVEPOINTs work.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ def _make_engine(db_url: str) -> sa.Engine:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN; SAVEPOINTs work
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
+        # For a new database only (before WAL and the first table; a no-op later): 32 KiB
+        # pages instead of 4 KiB. Bulk registration of 94,500 datasets measured 121,000/s
+        # instead of 83,000/s (medians of 5, same minutes); 64 KiB gave no more.
+        cursor.execute("PRAGMA page_size=32768")
         if not memory:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")

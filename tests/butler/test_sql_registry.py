@@ -46,6 +46,7 @@ def test_sqlite_pragmas(tmp_path):
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        assert connection.exec_driver_sql("PRAGMA page_size").scalar() == 32768
 
 
 def test_schema_version_refusal(tmp_path):
