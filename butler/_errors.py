@@ -7,6 +7,7 @@ exception that says what happened, so callers can catch either.
 from __future__ import annotations
 
 __all__ = [
+    "ArtifactExistsError",
     "ButlerError",
     "CollectionError",
     "CollectionTypeError",
@@ -96,6 +97,10 @@ class StorageClassError(ButlerError, LookupError):
 
 class FormatterError(ButlerError, OSError):
     """A formatter failed to read or write a file."""
+
+
+class ArtifactExistsError(DuplicateDatasetError, FileExistsError):
+    """An artifact is already where a new dataset's file must go, and may not be replaced."""
 
 
 class ArtifactNotFoundError(DatasetNotFoundError, FileNotFoundError):

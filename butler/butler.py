@@ -6,9 +6,11 @@ touches the registry.
 
 Ordering rules that keep the repository consistent whatever fails:
 
-- ``put`` writes the file first (atomically, under its final name) and then
-  registers it in one transaction; if registration fails the file is removed.
-  The registry therefore never points at a missing or partial file.
+- ``put`` writes the file first (atomically, under its final name, which it
+  never takes from another file: two processes putting the same dataset
+  cannot overwrite each other) and then registers it in one transaction; if
+  registration fails the file is removed. The registry therefore never points
+  at a missing or partial file.
 - ``remove_runs`` deletes the registry records in one transaction first and
   the files afterwards; a crash in between leaves only unregistered files,
   which `Butler.find_orphans` lists and a later removal cleans.
@@ -233,7 +235,7 @@ class Butler:
             )
         if not run_exists:
             self.registry.register_run(ref.run)
-        info = self.datastore.put(obj, ref)
+        info = self.datastore.put(obj, ref, replace=False)  # never over another's file
         try:
             self.registry.insert_datasets([ref], [info])
         except BaseException:

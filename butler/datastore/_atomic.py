@@ -9,13 +9,18 @@ rename never crosses a filesystem) and then renamed into place:
   renamed aside (to another temporary name), the new one renamed in, and the
   old one deleted. A reader sees either the old or the new artifact, never a
   mix; a crash in between leaves at most a temporary that
-  `is_temporary` recognizes and the datastore's cleanup removes.
+  `is_temporary` recognizes and the datastore's cleanup removes;
+- with ``replace=False`` (a new dataset's file, `Butler.put`) nothing is
+  replaced: a file is hard-linked into place, which fails atomically if
+  another writer got there first, so two processes putting the same dataset
+  cannot overwrite each other's file.
 
 No state is kept here.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import posixpath
 import re
@@ -60,9 +65,14 @@ def discard(fs: fsspec.AbstractFileSystem, path: str) -> None:
 
 
 def commit(
-    fs: fsspec.AbstractFileSystem, temporary: str, final: str, *, is_directory: bool
+    fs: fsspec.AbstractFileSystem,
+    temporary: str,
+    final: str,
+    *,
+    is_directory: bool,
+    replace: bool = True,
 ) -> None:
-    """Rename ``temporary`` to ``final``, replacing whatever is there.
+    """Rename ``temporary`` to ``final``, replacing whatever is there unless told not to.
 
     Parameters
     ----------
@@ -74,8 +84,21 @@ def commit(
         Where it goes.
     is_directory : `bool`
         Whether the artifact is a directory.
+    replace : `bool`
+        Whether an artifact already at ``final`` is replaced. If not, a local file
+        is hard-linked into place, which fails if another process got there first;
+        a directory (or a remote file) is checked for and then renamed.
+
+    Raises
+    ------
+    FileExistsError
+        If ``replace`` is false and something is at ``final``; ``temporary`` is left
+        for the caller to discard.
     """
     local = is_local(fs)
+    if not replace:
+        _commit_new(fs, temporary, final, is_directory=is_directory)
+        return
     exists = os.path.lexists(final) if local else fs.exists(final)
     if not is_directory or not exists:
         if local:
@@ -93,3 +116,27 @@ def commit(
         fs.mv(final, aside, recursive=True)
         fs.mv(temporary, final, recursive=True)
     discard(fs, aside)
+
+
+def _commit_new(
+    fs: fsspec.AbstractFileSystem, temporary: str, final: str, *, is_directory: bool
+) -> None:
+    """Move ``temporary`` to ``final`` only if nothing is there (see `commit`)."""
+    if is_local(fs) and not is_directory:
+        try:
+            os.link(temporary, final)  # atomic: fails if ``final`` exists
+        except FileExistsError:
+            raise
+        except OSError:  # no hard links on this filesystem: check, then rename
+            if os.path.lexists(final):
+                raise FileExistsError(errno.EEXIST, "artifact exists", final) from None
+            os.replace(temporary, final)
+            return
+        os.unlink(temporary)
+        return
+    if os.path.lexists(final) if is_local(fs) else fs.exists(final):
+        raise FileExistsError(errno.EEXIST, "artifact exists", final)
+    if is_local(fs):
+        os.rename(temporary, final)  # fails on a non-empty directory that appeared meanwhile
+    else:
+        fs.mv(temporary, final, recursive=is_directory)

@@ -38,7 +38,13 @@ from typing import Any
 import fsspec
 import fsspec.core
 
-from .._errors import ArtifactNotFoundError, FormatterError, InvalidNameError, StorageClassError
+from .._errors import (
+    ArtifactExistsError,
+    ArtifactNotFoundError,
+    FormatterError,
+    InvalidNameError,
+    StorageClassError,
+)
 from ..dataset_ref import DatasetRef
 from ..storage_class import StorageClass, StorageClassRegistry, import_object
 from ._atomic import commit, discard, is_local, is_temporary, temporary_sibling
@@ -167,7 +173,12 @@ class FileDatastore:
     # -- put / get ------------------------------------------------------------
 
     def put(
-        self, obj: Any, ref: DatasetRef, *, info: StoredFileInfo | None = None
+        self,
+        obj: Any,
+        ref: DatasetRef,
+        *,
+        info: StoredFileInfo | None = None,
+        replace: bool = True,
     ) -> StoredFileInfo:
         """Write ``obj`` as dataset ``ref``, atomically.
 
@@ -179,6 +190,9 @@ class FileDatastore:
             The dataset.
         info : `StoredFileInfo`, optional
             Where to write (e.g. from an earlier `predict`); predicted if `None`.
+        replace : `bool`
+            Whether an artifact already at the final path is replaced (a worker
+            rewriting an output it never registered) or is an error (a new dataset).
 
         Returns
         -------
@@ -193,6 +207,9 @@ class FileDatastore:
             If writing fails for any reason (the formatter raised, the disk is
             full, permission denied...); nothing is left under the final or
             a temporary name.
+        ArtifactExistsError
+            If ``replace`` is false and an artifact is already at the final path;
+            it is left as it was.
         """
         if info is None:
             info = self.predict(ref)
@@ -211,15 +228,23 @@ class FileDatastore:
         formatter = self._formatter(info.formatter, storage_class, _describe(ref))
         fs, final = self._full_path(info.path)
         temporary = temporary_sibling(final)
+        committing = False
         try:
             if is_local(fs):
                 os.makedirs(posixpath.dirname(final), exist_ok=True)
             else:
                 fs.makedirs(posixpath.dirname(final), exist_ok=True)
             formatter.write(obj, fs, temporary)
-            commit(fs, temporary, final, is_directory=formatter.is_directory)
+            committing = True
+            commit(fs, temporary, final, is_directory=formatter.is_directory, replace=replace)
         except BaseException as err:
             discard(fs, temporary)
+            if committing and not replace and isinstance(err, FileExistsError):
+                raise ArtifactExistsError(
+                    f"cannot put {_describe(ref)}: {self.uri(info)!r} already exists but is "
+                    "not registered (left by an interrupted put, or another process is "
+                    "writing the same dataset right now); remove it, or put into another run"
+                ) from err
             if isinstance(err, Exception):
                 raise FormatterError(
                     f"failed to write {_describe(ref)} to {self.uri(info)!r} with "

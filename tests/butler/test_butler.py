@@ -183,3 +183,34 @@ def test_retrieve_artifacts(butler, tmp_path):
     ref = butler.put({"k": "v"}, "summary", instrument="Cam", visit=10)
     paths = butler.retrieve_artifacts([ref], tmp_path / "out")
     assert len(paths) == 1 and yaml.safe_load(Path(paths[0]).read_text()) == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("dataset_type", "data_id", "obj"),
+    [
+        ("summary", {"instrument": "Cam", "visit": 10}, {"n": 2}),  # a file
+        ("img", {"instrument": "Cam", "visit": 10, "detector": 0}, np.ones((4, 5))),  # zarr dir
+    ],
+)
+def test_put_never_replaces_an_unregistered_artifact(butler, dataset_type, data_id, obj):
+    # What a concurrent put of the same dataset (or an interrupted one) leaves at the path.
+    from butler import ArtifactExistsError, DatasetRef
+
+    ref = DatasetRef.make(butler.registry.get_dataset_type(dataset_type), data_id, "run1")
+    butler.registry.register_run("run1")
+    theirs = butler.datastore.put({"n": 1} if dataset_type == "summary" else np.zeros((4, 5)), ref)
+    path = Path(butler.datastore.uri(theirs))
+    before = sorted((p.relative_to(path.parent), p.read_bytes()) for p in _files(path))
+    with pytest.raises(ArtifactExistsError, match="already exists but is not registered"):
+        butler.put(obj, dataset_type, data_id)
+    after = sorted((p.relative_to(path.parent), p.read_bytes()) for p in _files(path))
+    assert after == before  # their bytes untouched
+    assert butler.registry.find_dataset(dataset_type, data_id, collections="run1") is None
+    assert [p for p in path.parent.iterdir() if ".tmp-" in p.name] == []
+    butler.datastore.remove(theirs)  # once it is gone, the put goes through
+    butler.put(obj, dataset_type, data_id)
+    np.testing.assert_equal(butler.get(dataset_type, data_id), obj)
+
+
+def _files(path: Path) -> list[Path]:
+    return [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
