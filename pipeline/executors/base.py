@@ -18,7 +18,12 @@ Algorithm, on node-level dependencies:
 - with ``parallelism``, the clusters ready at one time are independent of each other, so
   several are sent as one submission (a batch: their nodes concatenated, each cluster in
   order); a worker blocks a node only on a failed *input*, so one cluster's failure does not
-  touch another's nodes in the batch;
+  touch another's nodes in the batch. A batch is one worker's until it ends, so batches are
+  kept to about `BATCH_SECONDS` of work (from the wall times of the quanta seen so far) and,
+  until a quantum has finished, to an eighth of a worker's share of the ready quanta: 12
+  quanta of 0.45 s on 2 workers went out as 4 batches of 3 and left a worker idle for up to
+  a quantum at the end (0.87 of the 1 -> 2 worker scaling of bare processes), while trivial
+  quanta still travel 64 to a submission;
 - a failed node is retried (its cluster resubmitted with its unfinished nodes) while its
   attempts are at most ``retries + 1``, unless the error is repeatable; an infrastructure
   error counts as a failed attempt of every pending node of the cluster;
@@ -178,10 +183,15 @@ def schedule(
         return batch
 
     target = 1
+    seen_quanta, seen_seconds = 0, 0.0  # wall times of the finished quanta
     while ready or running:
         if parallelism > 0 and ready:
-            ready_quanta = sum(len(pending[i]) for i in ready)
-            target = max(1, min(max_batch, ready_quanta // (2 * parallelism)))
+            target = _batch_target(
+                sum(len(pending[i]) for i in ready),
+                parallelism,
+                max_batch,
+                seen_seconds / seen_quanta if seen_quanta else None,
+            )
         while ready:
             batch = next_submission()
             nodes = tuple(n for index in batch for n in pending[index])
@@ -200,6 +210,8 @@ def schedule(
             except Exception as err:
                 results = [_infra_outcome(node, err, attempts[cluster_of[node]]) for node in nodes]
             on_outcomes(results)
+            seen_quanta += len(results)
+            seen_seconds += sum(outcome.wall_time for outcome in results)
             final_failures: list[int] = []
             for outcome in results:
                 node = outcome.node_id
@@ -234,6 +246,24 @@ def schedule(
         if status.get(node) not in final:
             status[node] = QuantumStatus.BLOCKED
     return ExecutionResult(status, outcomes, attempts_of, blocked_by)
+
+
+#: Work (seconds of quanta, by their mean wall time so far) that one batch is kept to.
+BATCH_SECONDS = 0.2
+
+
+def _batch_target(
+    ready_quanta: int, parallelism: int, max_batch: int, mean_seconds: float | None
+) -> int:
+    """Return how many quanta to put in one submission (see the module notes).
+
+    With no quantum finished yet (``mean_seconds`` `None`), aim at eight submissions per
+    worker; once quanta have finished, at two, each of at most `BATCH_SECONDS` of work.
+    """
+    if mean_seconds is None:
+        return max(1, min(max_batch, ready_quanta // (8 * parallelism)))
+    by_time = int(BATCH_SECONDS / mean_seconds) if mean_seconds > 0 else max_batch
+    return max(1, min(max_batch, ready_quanta // (2 * parallelism), by_time))
 
 
 class Executor:

@@ -122,8 +122,9 @@ def test_worker_cache_keys_on_config(repo):
 
 
 def test_batched_clusters_are_isolated():
-    pred = {0: [], 1: [], 2: [], 3: [], 4: [1], 5: [0]}
-    succ = {0: [5], 1: [4], 2: [], 3: [], 4: [], 5: []}
+    # 16 independent quanta, then 16 depends on 1 (which fails) and 17 on 0
+    pred = {n: [] for n in range(16)} | {16: [1], 17: [0]}
+    succ = {n: [] for n in range(16)} | {0: [17], 1: [16], 16: [], 17: []}
     calls = []
 
     def submit(nodes, attempt):
@@ -135,22 +136,28 @@ def test_batched_clusters_are_isolated():
         return f
 
     result = schedule(
-        [(0,), (1,), (2,), (3,), (4,), (5,)],
-        pred,
-        succ,
-        submit=submit,
-        wait=list,
-        parallelism=1,
+        [(n,) for n in range(18)], pred, succ, submit=submit, wait=list, parallelism=1
     )
-    assert calls[:2] == [(0, 1), (2, 3)]  # 4 ready quanta, 1 worker: batches of 2
-    assert result.status == {
-        0: "succeeded",
+    # 16 ready quanta, 1 worker, no duration known yet: 8 submissions of 2
+    assert calls[:8] == [(2 * i, 2 * i + 1) for i in range(8)]
+    assert result.status == {n: "succeeded" for n in range(18) if n not in (1, 16)} | {
         1: "failed",
-        2: "succeeded",
-        3: "succeeded",
-        4: "blocked",
-        5: "succeeded",
+        16: "blocked",
     }
+
+
+def test_batch_size_follows_quantum_durations():
+    from pipeline.executors.base import BATCH_SECONDS, _batch_target
+
+    # before any quantum has finished: eight submissions per worker
+    assert _batch_target(12, 2, 64, None) == 1
+    assert _batch_target(1000, 2, 64, None) == 62
+    # long quanta are never batched; trivial ones up to max_batch, two batches per worker
+    assert _batch_target(1000, 2, 64, 0.45) == 1
+    assert _batch_target(1000, 2, 64, 0.001) == 64
+    assert _batch_target(100, 2, 64, 0.001) == 25
+    assert _batch_target(1000, 2, 64, BATCH_SECONDS / 10) == 10
+    assert _batch_target(1000, 2, 64, 0.0) == 64
 
 
 def test_batches_on_a_local_cluster(repo):
