@@ -284,17 +284,14 @@ class DatasetWritesMixin:
         Also return the bind names when the dialect takes named parameters
         (`None` when rows can be passed as positional tuples).
         """
-        key = (connection.dialect.name, ("insert", columns, ignore))
-        cached = self._sql_cache.get(key)
-        if cached is None:
-            dataset = self.schema.dataset
-            statement = insert_ignoring(connection, dataset, ["id"]) if ignore else dataset.insert()
-            compiled = statement.compile(dialect=connection.dialect, column_keys=list(columns))
-            names: list[str] | None = None
-            if not (compiled.positional and tuple(compiled.positiontup or ()) == columns):
-                names = [compiled.bind_names[compiled.binds[c]] for c in columns]
-            cached = self._sql_cache[key] = (str(compiled), names)
-        return cached
+        dataset = self.schema.dataset
+        sql, order = self._cached_sql(
+            connection,
+            ("insert", columns, ignore),
+            lambda: insert_ignoring(connection, dataset, ["id"]) if ignore else dataset.insert(),
+            column_keys=list(columns),
+        )
+        return sql, None if order == list(columns) else list(columns)
 
     @staticmethod
     def _check_batch_duplicates(refs: Sequence[DatasetRef], on_conflict: str) -> None:

@@ -229,17 +229,22 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
                 yield connection
 
     def _cached_sql(
-        self, connection: sa.Connection, key: Any, build: Callable[[], Any]
+        self,
+        connection: sa.Connection,
+        key: Any,
+        build: Callable[[], Any],
+        column_keys: list[str] | None = None,
     ) -> tuple[str, list[str] | None]:
         """Return the SQL text of ``build()`` for this connection's dialect, compiled once.
 
         Also return the order of the bind parameter names when the driver takes
-        positional parameters (`None` when it takes them by name).
+        positional parameters (`None` when it takes them by name). ``column_keys``
+        limits an INSERT to those columns (their names are the bind names).
         """
         cache_key = (connection.dialect.name, key)
         cached = self._sql_cache.get(cache_key)
         if cached is None:
-            compiled = build().compile(dialect=connection.dialect)
+            compiled = build().compile(dialect=connection.dialect, column_keys=column_keys)
             order = list(compiled.positiontup or ()) if compiled.positional else None
             cached = self._sql_cache[cache_key] = (str(compiled), order)
         return cached

@@ -30,13 +30,20 @@ def _read(fs, path, directory):
     return fs.cat_file(f"{path}/chunk" if directory else path)
 
 
+def _prepare(fs, final, existing, new, directory):
+    """Put ``existing`` at ``final`` (unless None) and ``new`` under a temporary name."""
+    if existing is not None:
+        _write(fs, final, existing, directory)
+    temporary = temporary_sibling(final)
+    _write(fs, temporary, new, directory)
+    return temporary
+
+
 @pytest.mark.parametrize("directory", [False, True], ids=["file", "directory"])
 def test_commit_without_replace_refuses_and_keeps_both(fs_root, directory):
     fs, root = fs_root
     final = f"{root}/a.dat"
-    _write(fs, final, b"theirs", directory)
-    temporary = temporary_sibling(final)
-    _write(fs, temporary, b"ours", directory)
+    temporary = _prepare(fs, final, b"theirs", b"ours", directory)
     with pytest.raises(FileExistsError):
         commit(fs, temporary, final, is_directory=directory, replace=False)
     assert _read(fs, final, directory) == b"theirs"
@@ -49,8 +56,7 @@ def test_commit_without_replace_refuses_and_keeps_both(fs_root, directory):
 def test_commit_without_replace_into_a_free_path(fs_root, directory):
     fs, root = fs_root
     final = f"{root}/b.dat"
-    temporary = temporary_sibling(final)
-    _write(fs, temporary, b"ours", directory)
+    temporary = _prepare(fs, final, None, b"ours", directory)
     commit(fs, temporary, final, is_directory=directory, replace=False)
     assert _read(fs, final, directory) == b"ours"
     assert not fs.exists(temporary)
@@ -60,9 +66,7 @@ def test_commit_without_replace_into_a_free_path(fs_root, directory):
 def test_commit_with_replace_replaces(fs_root, directory):
     fs, root = fs_root
     final = f"{root}/c.dat"
-    _write(fs, final, b"old", directory)
-    temporary = temporary_sibling(final)
-    _write(fs, temporary, b"new", directory)
+    temporary = _prepare(fs, final, b"old", b"new", directory)
     commit(fs, temporary, final, is_directory=directory)
     assert _read(fs, final, directory) == b"new"
     assert not fs.exists(temporary)
