@@ -6,6 +6,10 @@
   every visit+detector come from the headers. A batch is all or nothing: headers are
   read and checked first, then the files are transferred and every record and dataset
   is registered in one transaction; on any failure the transferred files are removed.
+  Raws that carry no SAT plane (plain single-HDU images, or a MASK HDU without ``MP_SAT``)
+  but a ``SATURATE`` keyword are stored in the Exposure layout with SAT set on every pixel
+  at or above ``SATURATE`` (what ISR does for LSST), so that a saturated core or bleed
+  trail is never taken for a cosmic ray downstream; such raws need ``copy`` or ``move``.
 - `ingest_refcat`: a reference catalog FITS table is sharded by the repository's
   HEALPix sky pixelization, one ``SimpleCatalog`` dataset per pixel, so the graph
   builder finds the shards overlapping a detector.
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,7 @@ from butler import Butler, DatasetRef, DatasetType, Region
 from butler.dimensions import DataCoordinate
 
 from ._errors import ExposureFormatError
+from .fits_io import read_exposure_fits, write_exposure_fits
 from .refcat import read_reference_catalog
 
 __all__ = [
@@ -36,6 +43,7 @@ __all__ = [
     "RawHeaderInfo",
     "ingest_raws",
     "ingest_refcat",
+    "mask_saturated_pixels",
     "read_raw_header",
     "register_instrument",
 ]
@@ -106,6 +114,17 @@ class RawHeaderInfo:
     boresight_dec: float
     rotation_angle: float
     corners: tuple[tuple[float, float], ...]
+    #: ``SATURATE`` (ADU), or `None` when the header has none.
+    saturation: float | None = None
+    #: True for a plain single-HDU image (no IMAGE/MASK/VARIANCE HDUs).
+    single_hdu: bool = False
+    #: True if the file carries no SAT plane (single-HDU, or a MASK HDU without ``MP_SAT``).
+    lacks_sat_plane: bool = False
+
+    @property
+    def needs_sat_plane(self) -> bool:
+        """Whether ingest must write the SAT plane from ``SATURATE`` (see `ingest_raws`)."""
+        return self.lacks_sat_plane and self.saturation is not None
 
 
 def _card(header: fits.Header, keys: Sequence[str], kind: type, path: str) -> Any:
@@ -135,6 +154,8 @@ def read_raw_header(path: str | os.PathLike[str]) -> RawHeaderInfo:
             names = [h.name for h in hdul]
             image_hdu = hdul["IMAGE"] if "IMAGE" in names else hdul[0]
             image_header = image_hdu.header
+            single_hdu = "IMAGE" not in names
+            lacks_sat_plane = "MASK" not in names or "MP_SAT" not in hdul["MASK"].header
             shape = (int(image_header.get("NAXIS2", 0)), int(image_header.get("NAXIS1", 0)))
     except OSError as err:
         raise ExposureFormatError(f"{path}: not a readable FITS file ({err})") from err
@@ -143,6 +164,9 @@ def read_raw_header(path: str | os.PathLike[str]) -> RawHeaderInfo:
     merged = fits.Header(primary)
     merged.extend(image_header, unique=True)
     band = _card(merged, ["BAND", "FILTER"], str, path)
+    saturation = _card(merged, ["SATURATE"], float, path) if "SATURATE" in merged else None
+    if saturation is not None and not math.isfinite(saturation):
+        saturation = None  # "no saturation level", as the reader treats a missing keyword
     try:
         wcs = WCS(image_header)
     except Exception as err:
@@ -166,7 +190,32 @@ def read_raw_header(path: str | os.PathLike[str]) -> RawHeaderInfo:
         boresight_dec=_card(merged, ["BORE-DEC", "DEC"], float, path),
         rotation_angle=float(merged.get("ROTANG", 0.0)),
         corners=tuple((float(r), float(d)) for r, d in zip(ra, dec, strict=True)),
+        saturation=saturation,
+        single_hdu=single_hdu,
+        lacks_sat_plane=lacks_sat_plane,
     )
+
+
+def mask_saturated_pixels(exposure: Any, level: float) -> int:
+    """Set the SAT plane on every pixel of ``exposure`` at or above ``level``; return the count.
+
+    The plane is added to the mask if it has none. Pixels already SAT stay SAT.
+    """
+    saturated = np.asarray(exposure.image) >= np.float32(level)
+    if "SAT" not in exposure.mask.planes:
+        exposure.mask.add_plane("SAT")
+    exposure.mask.set("SAT", saturated)
+    return int(np.count_nonzero(saturated))
+
+
+def _stage_with_sat_plane(info: RawHeaderInfo, folder: str) -> str:
+    """Write ``info.path`` in the Exposure layout with SAT from ``SATURATE``; return the copy."""
+    exposure = read_exposure_fits(info.path)
+    n = mask_saturated_pixels(exposure, float(info.saturation))  # type: ignore[arg-type]
+    staged = os.path.join(folder, f"{len(os.listdir(folder))}_{Path(info.path).name}")
+    write_exposure_fits(exposure, staged)
+    _LOG.info("%s: %d pixel(s) at or above SATURATE=%g set SAT", info.path, n, info.saturation)
+    return staged
 
 
 _VISIT_FIELDS = (
@@ -223,11 +272,27 @@ def ingest_raws(
     Raises
     ------
     ExposureFormatError
-        A header is missing or inconsistent (names the file and keyword); nothing is ingested.
+        A header is missing or inconsistent (names the file and keyword), or a raw needs its
+        SAT plane written (see below) with a transfer that keeps the original file; nothing is
+        ingested.
+
+    Notes
+    -----
+    A raw without a SAT plane (plain single-HDU image, or a MASK HDU without ``MP_SAT``) whose
+    header has ``SATURATE`` is stored in the Exposure layout with SAT set where the image is at
+    or above ``SATURATE``. That rewrites the file, so it needs ``transfer`` ``copy`` or
+    ``move``; with ``move`` the original is removed once the batch is registered.
     """
     infos = [read_raw_header(p) for p in paths]
     if not infos:
         return []
+    for info in infos:
+        if info.needs_sat_plane and transfer not in ("copy", "move"):
+            kind = "single-HDU raw" if info.single_hdu else "raw whose MASK has no SAT plane"
+            raise ExposureFormatError(
+                f"{info.path}: {kind} with SATURATE needs its SAT plane written on ingest, "
+                f"which transfer={transfer!r} cannot do; use transfer copy or move"
+            )
     registry = butler.registry
     universe = butler.universe
     seen: dict[tuple[str, int, int], str] = {}
@@ -271,15 +336,36 @@ def ingest_raws(
     dtype = DatasetType.make(
         RAW_DATASET_TYPE, ["instrument", "visit", "detector"], "Exposure", universe
     )
-    items = [
-        (
-            DatasetRef.make(
-                dtype, {"instrument": i.instrument, "visit": i.visit, "detector": i.detector}, run
-            ),
-            i.path,
-        )
-        for i in infos
-    ]
+    with tempfile.TemporaryDirectory(prefix="ingest_raws_") as staging:
+        items = [
+            (
+                DatasetRef.make(
+                    dtype,
+                    {"instrument": i.instrument, "visit": i.visit, "detector": i.detector},
+                    run,
+                ),
+                _stage_with_sat_plane(i, staging) if i.needs_sat_plane else i.path,
+            )
+            for i in infos
+        ]
+        refs = _register_raws(butler, dtype, visits, items, transfer)
+    if transfer == "move":  # the rewritten files were moved; their originals go now
+        for info in infos:
+            if info.needs_sat_plane and os.path.exists(info.path):
+                os.remove(info.path)
+    _LOG.info("ingested %d raw file(s) into %s", len(refs), run)
+    return refs
+
+
+def _register_raws(
+    butler: Butler,
+    dtype: DatasetType,
+    visits: dict[tuple[str, int], list[RawHeaderInfo]],
+    items: list[tuple[DatasetRef, str]],
+    transfer: str | None,
+) -> list[DatasetRef]:
+    """Sync the visit records and regions and ingest ``items``, in one transaction."""
+    registry = butler.registry
     with registry.transaction():
         registry.register_dataset_type(dtype)
         for (instrument, visit), members in visits.items():
@@ -312,9 +398,7 @@ def ingest_raws(
                 registry.set_region(
                     "visit", {"instrument": instrument, "visit": visit}, _visit_hull(members)
                 )
-        refs = butler.ingest(items, transfer=transfer)
-    _LOG.info("ingested %d raw file(s) into %s", len(refs), run)
-    return refs
+        return butler.ingest(items, transfer=transfer)
 
 
 def ingest_refcat(

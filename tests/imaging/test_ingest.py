@@ -11,6 +11,8 @@ from click.testing import CliRunner
 
 pytest.importorskip("galsim")
 
+from _raws import saturated_star_image, write_plain_raw  # noqa: E402
+
 from butler import Butler  # noqa: E402
 from butler.cli import main as butler_main  # noqa: E402
 from imaging._errors import ExposureFormatError  # noqa: E402
@@ -179,3 +181,77 @@ def test_cli_register_and_ingest(tmp_path, observations):
         and "camera.yaml" in result.output
         and "Traceback" not in result.output
     )
+
+
+# -- SATURATE -> SAT -------------------------------------------------------------------------
+
+
+def _no_cr_on_saturated(exposure) -> tuple[int, int]:
+    """(CR pixels, CR pixels at or above saturation) found by the CR finder on ``exposure``."""
+    from imaging.cosmic_rays import find_cosmic_rays
+    from imaging.psf import GaussianPsf
+
+    mask = exposure.mask.array.copy()
+    result = find_cosmic_rays(
+        exposure.image.copy(), mask, exposure.variance, GaussianPsf(2.0), keep_crs=True,
+        planes=exposure.mask.planes,
+    )
+    saturated = exposure.image >= exposure.detector.saturation
+    return result.n_pixels, int(np.count_nonzero(saturated[result.y, result.x]))
+
+
+def test_single_hdu_raw_saturate_sets_sat_and_no_cr(repo, tmp_path):
+    image, _ = saturated_star_image(saturation=60000.0)
+    raw = write_plain_raw(tmp_path / "plain.fits", image, saturation=60000.0)
+    butler = Butler(repo)
+    ingest_raws(butler, [raw], transfer="copy")
+    exposure = butler.get(
+        RAW_DATASET_TYPE, instrument="SimCam", visit=7, detector=0, collections="SimCam/raw/all"
+    )
+    saturated = image >= 60000.0
+    assert np.count_nonzero(saturated) > 80  # core and the 81-pixel trail
+    np.testing.assert_array_equal(exposure.mask.is_set("SAT"), saturated)
+    np.testing.assert_array_equal(exposure.image, image.astype(np.float32))
+    n_cr, n_cr_saturated = _no_cr_on_saturated(exposure)
+    assert n_cr_saturated == 0, f"{n_cr_saturated} of {n_cr} CR pixels are saturated"
+    assert raw.exists()  # copy keeps the user's file
+
+
+def test_multi_hdu_raw_whose_mask_lacks_sat(repo, observations, tmp_path):
+    _, raws = observations
+    edited = tmp_path / "nosat.fits"
+    shutil.copy(raws[0], edited)
+    with fits.open(edited, mode="update") as hdul:
+        sat_bit = int(hdul["MASK"].header["MP_SAT"])
+        del hdul["MASK"].header["MP_SAT"]
+        hdul["MASK"].data = (hdul["MASK"].data & ~np.int32(1 << sat_bit)).astype(np.int32)
+        level = float(hdul[0].header["SATURATE"])
+        image = np.array(hdul["IMAGE"].data)
+        image[100:140, 50] = level  # a bleed trail the writer did not mask
+        hdul["IMAGE"].data = image
+    ingest_raws(Butler(repo), [edited], transfer="move")
+    assert not edited.exists()  # moved: the rewritten copy replaced it in the repository
+    exposure = Butler(repo).get(
+        RAW_DATASET_TYPE, instrument="SimCam", visit=1, detector=0, collections="SimCam/raw/all"
+    )
+    np.testing.assert_array_equal(exposure.mask.is_set("SAT"), image >= level)
+    assert _no_cr_on_saturated(exposure)[1] == 0
+
+
+@pytest.mark.parametrize("transfer", ["symlink", "direct"])
+def test_raw_needing_sat_plane_refuses_linking_transfers(repo, tmp_path, transfer):
+    image, _ = saturated_star_image(shape=(64, 64), trail=5)
+    raw = write_plain_raw(tmp_path / "plain.fits", image, saturation=60000.0)
+    with pytest.raises(ExposureFormatError, match=r"plain\.fits: single-HDU raw with SATURATE"):
+        ingest_raws(Butler(repo), [raw], transfer=transfer)
+    assert _ingested(Butler(repo)) == set()
+
+
+def test_single_hdu_raw_without_saturate_links_unchanged(repo, tmp_path):
+    image, _ = saturated_star_image(shape=(64, 64), trail=5)
+    raw = write_plain_raw(tmp_path / "plain.fits", image, saturation=None)
+    ingest_raws(Butler(repo), [raw], transfer="symlink")
+    exposure = Butler(repo).get(
+        RAW_DATASET_TYPE, instrument="SimCam", visit=7, detector=0, collections="SimCam/raw/all"
+    )
+    assert not exposure.mask.array.any()

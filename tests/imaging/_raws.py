@@ -1,0 +1,92 @@
+"""Plain single-HDU raw files for the ingest and characterization tests.
+
+`write_plain_raw` writes an image with the primary keywords the README requires of a plain raw
+(``INSTRUME DETECTOR VISIT FILTER BAND EXPTIME MJD-OBS BORE-RA BORE-DEC GAIN RDNOISE SATURATE``)
+and a TAN WCS. `saturated_star_image` makes a small frame with one saturated star and a
+one-column bleed trail, clipped at the saturation level as an ADC does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+__all__ = ["RAW_KEYWORDS", "saturated_star_image", "write_plain_raw"]
+
+#: Header values of the plain raws written here (SimCam detector 0, visit 7).
+RAW_KEYWORDS: dict[str, object] = {
+    "INSTRUME": "SimCam",
+    "DETECTOR": 0,
+    "VISIT": 7,
+    "FILTER": "r",
+    "BAND": "r",
+    "EXPTIME": 30.0,
+    "MJD-OBS": 60000.2,
+    "BORE-RA": 150.0,
+    "BORE-DEC": 2.0,
+    "GAIN": 1.5,
+    "RDNOISE": 5.0,
+}
+
+
+def write_plain_raw(
+    path: str | Path,
+    image: np.ndarray,
+    *,
+    saturation: float | None,
+    keywords: dict[str, object] | None = None,
+    pixel_scale: float = 0.2,
+) -> Path:
+    """Write ``image`` as a plain single-HDU FITS raw with a TAN WCS at the boresight.
+
+    ``saturation`` becomes ``SATURATE`` (no keyword when `None`); ``keywords`` override
+    `RAW_KEYWORDS`.
+    """
+    header = fits.Header()
+    cards = dict(RAW_KEYWORDS, **(keywords or {}))
+    for key, value in cards.items():
+        header[key] = value
+    if saturation is not None:
+        header["SATURATE"] = float(saturation)
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [float(cards["BORE-RA"]), float(cards["BORE-DEC"])]
+    wcs.wcs.crpix = [image.shape[1] / 2.0, image.shape[0] / 2.0]
+    wcs.wcs.cdelt = [-pixel_scale / 3600.0, pixel_scale / 3600.0]
+    header.update(wcs.to_header())
+    path = Path(path)
+    fits.PrimaryHDU(np.asarray(image, np.float32), header=header).writeto(path)
+    return path
+
+
+def saturated_star_image(
+    shape: tuple[int, int] = (200, 200),
+    *,
+    saturation: float = 60000.0,
+    sky: float = 1000.0,
+    noise: float = 25.0,
+    star_flux: float = 3.0e6,
+    sigma: float = 2.0,
+    trail: int = 40,
+    seed: int = 3,
+) -> tuple[np.ndarray, tuple[float, float]]:
+    """An image with one saturated Gaussian star and a bleed trail along its column.
+
+    Returns the image (clipped at ``saturation``) and the star's ``(x, y)``; the trail runs
+    ``trail`` pixels up and down from the star's row.
+    """
+    rng = np.random.default_rng(seed)
+    ny, nx = shape
+    x0, y0 = nx / 2 + 0.3, ny / 2 - 0.4
+    y, x = np.mgrid[0:ny, 0:nx]
+    image = sky + rng.normal(0.0, noise, shape)
+    image += star_flux / (2 * np.pi * sigma**2) * np.exp(
+        -((x - x0) ** 2 + (y - y0) ** 2) / (2 * sigma**2)
+    )
+    column = int(round(x0))
+    row = int(round(y0))
+    image[row - trail : row + trail + 1, column] = saturation + 100.0
+    return np.minimum(image, saturation), (x0, y0)
