@@ -1,7 +1,7 @@
 """Execution benchmark: per-quantum overhead of trivial quanta, and scaling of CPU-bound ones.
 
 Run with ``python -m bench execution``. On a `LocalCluster` of 2 single-thread worker
-processes (``-j 2``) it times `~pipeline.run.execute_graph` on A -> B chains of trivial
+processes (``-j 2``) it times `~pipeline.execution.run.execute_graph` on A -> B chains of trivial
 quanta (tiny YAML datasets), 2,000 and 20,000 quanta, clustering ``off`` and ``chains``, and
 plain dask running no-op tasks of the same dependency structure (one ``client.get`` of a dict
 graph) on the same cluster, in the same run. Wall times include everything a user waits for
@@ -148,7 +148,7 @@ def _make_repo(root: Path, n_data_ids: int) -> None:
 def _build_graph(root: Path, run: str, yaml: str = PIPELINE_AB, where: str = "") -> Any:
     from butler import Butler
     from pipeline import Pipeline
-    from pipeline.graph_builder import build_quantum_graph
+    from pipeline.graph.builder import build_quantum_graph
 
     graph = Pipeline.from_string(yaml).graph()
     return build_quantum_graph(
@@ -176,7 +176,7 @@ def _ours(
 ) -> float:
     """Wall time of `execute_graph` into a fresh run (seconds); raises if a quantum failed."""
     from butler import Butler
-    from pipeline.run import execute_graph
+    from pipeline.execution.run import execute_graph
 
     qgraph = _build_graph(root, f"out/{clustering}/{time.monotonic_ns()}", yaml, where)
     start = time.perf_counter()
@@ -190,7 +190,7 @@ def _ours(
 
 
 def _overhead_rows(sizes: list[int]) -> list[list[Any]]:
-    from pipeline.executors.dask import DaskExecutor
+    from pipeline.execution.executors.dask import DaskExecutor
 
     rows = []
     with DaskExecutor(jobs=2, dashboard_address=":0") as executor:
@@ -221,7 +221,7 @@ def _scaling_rows(n_quanta: int = 12, rounds: int = 7, scale: float = 1.0) -> li
     """
     from concurrent.futures import ProcessPoolExecutor
 
-    from pipeline.executors.dask import DaskExecutor
+    from pipeline.execution.executors.dask import DaskExecutor
 
     rows = []
     with contextlib.ExitStack() as stack:

@@ -44,8 +44,8 @@ def _case(root: str, graph_path: str) -> dict[str, float]:
     from bench._table import peak_rss_mb
     from butler import Butler
     from pipeline import Pipeline
-    from pipeline.graph_builder import build_quantum_graph
-    from pipeline.quantum_graph import QuantumGraph
+    from pipeline.graph.builder import build_quantum_graph
+    from pipeline.graph.quantum_graph import QuantumGraph
 
     butler = Butler(root, writeable=False)
     rss0 = peak_rss_mb()

@@ -30,12 +30,13 @@ from ._errors import (
     DuplicateDatasetError,
     MissingCollectionError,
 )
+from .data_coordinate import DataCoordinate
 from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
 from .datastore.file_datastore import FileDatastore
 from .datastore.stored_file_info import StoredFileInfo
 from .datastore.templates import FileTemplates
-from .dimensions import DataCoordinate, DimensionUniverse
+from .dimensions import DimensionUniverse
 from .limited import LimitedButler, LimitedButlerSpec
 from .registry import CollectionType, SqlRegistry
 from .repo_config import RepoConfig

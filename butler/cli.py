@@ -27,9 +27,9 @@ from rich.table import Table
 
 from ._errors import ButlerError
 from .butler import Butler
+from .data_coordinate import DataCoordinate
 from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
-from .dimensions import DataCoordinate
 from .expressions import UnknownNameError
 from .registry import CollectionType
 

@@ -7,8 +7,9 @@ import hashlib
 import uuid
 from typing import Any
 
+from .data_coordinate import DataCoordinate
 from .dataset_type import DatasetType
-from .dimensions import DataCoordinate, DimensionUniverse
+from .dimensions import DimensionUniverse
 
 __all__ = ["DATASET_ID_NAMESPACE", "DatasetRef", "make_dataset_id"]
 

@@ -32,7 +32,6 @@ import yaml
 from ._errors import DataIdError, DimensionConfigError
 
 __all__ = [
-    "DataCoordinate",
     "Dimension",
     "DimensionElement",
     "DimensionGroup",
@@ -434,6 +433,3 @@ class DimensionGroup:
     def __repr__(self) -> str:
         return "{" + ", ".join(self.required) + "}"
 
-
-# DataCoordinate lives in its own module; imported last, it finds this module complete.
-from .data_coordinate import DataCoordinate  # noqa: E402

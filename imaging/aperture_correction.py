@@ -25,7 +25,7 @@ import numpy as np
 from astropy.table import Table
 from numpy.polynomial import chebyshev as cheb
 
-from ._algorithm_errors import ApertureCorrectionError
+from ._errors import ApertureCorrectionError
 
 __all__ = [
     "ApCorrConfig",

@@ -23,8 +23,8 @@ import numpy as np
 from numpy.polynomial import chebyshev as cheb
 from scipy.interpolate import Akima1DInterpolator
 
-from ._algorithm_errors import AllPixelsMaskedError
 from ._convolve import bitmask
+from ._errors import AllPixelsMaskedError
 
 __all__ = [
     "BackgroundConfig",

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._algorithm_errors import TooManyCosmicRaysError
 from ._convolve import bitmask, connected_components_8, plane_map
+from ._errors import TooManyCosmicRaysError
 
 __all__ = ["CosmicRayConfig", "CosmicRayResult", "find_cosmic_rays", "interpolate_pixels"]
 

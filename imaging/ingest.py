@@ -32,7 +32,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from butler import Butler, DatasetRef, DatasetType, Region
-from butler.dimensions import DataCoordinate
+from butler.data_coordinate import DataCoordinate
 
 from ._errors import ExposureFormatError
 from .fits_io import read_exposure_fits, write_exposure_fits

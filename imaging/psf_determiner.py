@@ -33,8 +33,8 @@ from typing import Any, NamedTuple
 import numpy as np
 from astropy.table import Table
 
-from ._algorithm_errors import NoPsfCandidatesError
 from ._convolve import LANCZOS_ORDER, bitmask, cutout_indices, shift_stack
+from ._errors import NoPsfCandidatesError
 from .psf import Psf
 
 __all__ = [

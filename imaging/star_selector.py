@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table
 
-from ._algorithm_errors import NoStarsSelectedError
+from ._errors import NoStarsSelectedError
 
 __all__ = ["ObjectSizeStarSelectorConfig", "select_stars_object_size"]
 

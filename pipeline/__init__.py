@@ -29,9 +29,9 @@ from .connections import (
     PrerequisiteInput,
     connections_for,
 )
-from .pipeline import Pipeline, TaskDef
+from .definition.pipeline import Pipeline, TaskDef
+from .graph.quantum_graph import Quantum, QuantumGraph
 from .pipeline_task import PipelineTask, PipelineTaskConfig, QuantumContext
-from .quantum_graph import Quantum, QuantumGraph
 from .struct import Struct
 from .task import ResourceConfig, Task, timeMethod
 from .task_metadata import TaskMetadata

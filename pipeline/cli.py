@@ -27,10 +27,10 @@ from butler.registry import CollectionType
 
 from ._errors import PipelineError
 from .config import parseOverrideString
-from .config_check import ConfigMismatchError, check_run_configs, format_differences
-from .graph_builder import NothingToDoError, build_quantum_graph, collect_existing_types
-from .pipeline import Pipeline
-from .quantum_graph import QuantumGraph
+from .definition.pipeline import Pipeline
+from .execution.config_check import ConfigMismatchError, check_run_configs, format_differences
+from .graph.builder import NothingToDoError, build_quantum_graph, collect_existing_types
+from .graph.quantum_graph import QuantumGraph
 
 __all__ = ["main"]
 
@@ -501,7 +501,7 @@ def run(
     no_progress: bool,
 ) -> None:
     """Build (or load) a quantum graph and execute it."""
-    from .run import execute_graph
+    from .execution.run import execute_graph
 
     if resume:
         extend_run = skip_existing = True
@@ -579,7 +579,7 @@ def _has_field(pipeline: Pipeline, label: str, field: str) -> bool:
 @_user_errors
 def report(repo: str | None, args: tuple[str, ...], full_output_filename: str | None) -> None:
     """Summarize what a run did: pipetask report [-b] REPO OUTPUT."""
-    from .report import make_report
+    from .execution.report import make_report
 
     args_list = list(args)
     if repo is None:

@@ -79,7 +79,7 @@ def config_from_yaml(text: str, class_name: str | None = None) -> Any:
 
 STORAGE_CLASSES = (
     StorageClass("TaskMetadata", "pipeline.task_metadata.TaskMetadata", _JSON),
-    StorageClass("ButlerLogRecords", "pipeline.log_capture.ButlerLogRecords", _JSON),
+    StorageClass("ButlerLogRecords", "pipeline.execution.log_capture.ButlerLogRecords", _JSON),
     StorageClass("Config", "pipeline.config.Config", "pipeline.storage_classes.ConfigFormatter"),
     StorageClass("Packages", "builtins.dict", _YAML),
 )

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from imaging._algorithm_errors import LengthError
+from imaging._errors import LengthError
 from imaging.aperture_correction import ApCorrConfig, apply_ap_corr, measure_ap_corr
 from imaging.background import BackgroundList
 from pipeline import (
@@ -306,7 +306,7 @@ class CharacterizeImageTask(PipelineTask):
 
         Raises
         ------
-        imaging._algorithm_errors.LengthError
+        imaging._errors.LengthError
             If there are too many CR pixels (and ``requireCrForPsf``).
         """
         exp_id = int(exposureIdInfo or 0)

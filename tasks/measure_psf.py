@@ -209,9 +209,9 @@ class MeasurePsfTask(Task):
 
         Raises
         ------
-        imaging._algorithm_errors.NoStarsSelectedError
+        imaging._errors.NoStarsSelectedError
             "No objects passed our cuts for consideration as psf stars".
-        imaging._algorithm_errors.NoPsfCandidatesError
+        imaging._errors.NoPsfCandidatesError
             "No PSF candidates supplied." / "No good PSF candidates to pass to PSFEx".
         """
         selected = self.starSelector.run(sources).selected

@@ -79,7 +79,7 @@ class RepairTask(Task):
 
         Raises
         ------
-        imaging._algorithm_errors.TooManyCosmicRaysError
+        imaging._errors.TooManyCosmicRaysError
             "Too many CR pixels (max N)", a `LengthError`.
         """
         if not self.config.doCosmicRay:

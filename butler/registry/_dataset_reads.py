@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from .._errors import CollectionTypeError, DataIdError, MissingCollectionError
+from ..data_coordinate import DataCoordinate
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
 from ..datastore.stored_file_info import StoredFileInfo
-from ..dimensions import DataCoordinate
 from ._queries import QueryBuilder
 from ._util import chunks
 from .collection_type import CollectionType

@@ -34,9 +34,9 @@ from .._errors import (
     DuplicateDatasetError,
     MissingCollectionError,
 )
+from ..data_coordinate import DataCoordinate
 from ..dataset_ref import DatasetRef
 from ..datastore.stored_file_info import StoredFileInfo
-from ..dimensions import DataCoordinate
 from ._dataset_reads import as_uuid
 from ._schema import DatasetIdType
 from ._util import chunks, insert_ignoring, suggest

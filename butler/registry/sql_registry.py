@@ -46,8 +46,9 @@ from .._errors import (
     RepositoryNotFoundError,
     RepositoryVersionError,
 )
+from ..data_coordinate import DataCoordinate
 from ..dataset_type import DatasetType
-from ..dimensions import DataCoordinate, DimensionUniverse
+from ..dimensions import DimensionUniverse
 from ._collections import CollectionsMixin
 from ._datasets import DatasetsMixin
 from ._dimension_records import normalize_record

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from butler._errors import DataIdError, DataIdValueError, DimensionConfigError
-from butler.dimensions import DataCoordinate, DimensionUniverse
+from butler.data_coordinate import DataCoordinate
+from butler.dimensions import DimensionUniverse
 
 UNIVERSE = DimensionUniverse.default()
 BASE = yaml.safe_load(

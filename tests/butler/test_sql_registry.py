@@ -164,8 +164,8 @@ def test_dataset_foreign_keys_only_on_postgresql():
 def test_make_dataset_id_is_uuid5():
     import uuid
 
+    from butler.data_coordinate import DataCoordinate
     from butler.dataset_ref import DATASET_ID_NAMESPACE, make_dataset_id
-    from butler.dimensions import DataCoordinate
 
     universe = DimensionUniverse.default()
     data_id = DataCoordinate.standardize(

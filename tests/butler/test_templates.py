@@ -7,10 +7,11 @@ import itertools
 import pytest
 
 from butler._errors import InvalidNameError
+from butler.data_coordinate import DataCoordinate
 from butler.dataset_ref import DatasetRef
 from butler.dataset_type import DatasetType
 from butler.datastore.templates import DEFAULT_TEMPLATE, FileTemplate, FileTemplates
-from butler.dimensions import DataCoordinate, DimensionUniverse
+from butler.dimensions import DimensionUniverse
 
 UNIVERSE = DimensionUniverse.default()
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "pipeline"))
 from _exec_repo import HERE, make_graph, make_repo, registered  # noqa: E402
 
 from butler import Butler  # noqa: E402
-from pipeline.run import execute_graph  # noqa: E402
+from pipeline.execution.run import execute_graph  # noqa: E402
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from _exec_repo import make_graph, make_repo, registered  # noqa: E402
 
 from butler import Butler  # noqa: E402
 from cluster import close_client, get_client, load_spec  # noqa: E402
-from pipeline.run import execute_graph  # noqa: E402
+from pipeline.execution.run import execute_graph  # noqa: E402
 
 
 def test_local_spec_runs_a_graph(tmp_path):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from _synthetic import PLANES, make_image
 
-from imaging._algorithm_errors import AllPixelsMaskedError
+from imaging._errors import AllPixelsMaskedError
 from imaging.background import (
     BackgroundConfig,
     BackgroundList,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from _synthetic import PLANES, make_image
 
-from imaging._algorithm_errors import LengthError, TooManyCosmicRaysError
+from imaging._errors import LengthError, TooManyCosmicRaysError
 from imaging.background import subtract_background
 from imaging.cosmic_rays import CosmicRayConfig, find_cosmic_rays
 from imaging.psf import GaussianPsf

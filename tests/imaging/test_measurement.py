@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from _synthetic import PLANES, make_image
 
-from imaging._algorithm_errors import ApertureCorrectionError
+from imaging._errors import ApertureCorrectionError
 from imaging.aperture_correction import ApCorrMap, apply_ap_corr, measure_ap_corr
 from imaging.background import subtract_background
 from imaging.detection import detect_sources

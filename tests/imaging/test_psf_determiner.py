@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from _synthetic import PLANES, make_image, psf_sigma_at
 
-from imaging._algorithm_errors import NoPsfCandidatesError
+from imaging._errors import NoPsfCandidatesError
 from imaging.background import subtract_background
 from imaging.detection import detect_sources
 from imaging.measurement import measure_sources

@@ -3,7 +3,7 @@ import pytest
 from _synthetic import PLANES, make_image
 from astropy.table import Table
 
-from imaging._algorithm_errors import NoStarsSelectedError
+from imaging._errors import NoStarsSelectedError
 from imaging.background import subtract_background
 from imaging.detection import detect_sources
 from imaging.measurement import measure_sources

@@ -3,8 +3,8 @@
 import sys
 
 from butler import Butler
-from pipeline.quantum_graph import QuantumGraph
-from pipeline.run import execute_graph
+from pipeline.execution.run import execute_graph
+from pipeline.graph.quantum_graph import QuantumGraph
 
 repo, graph = sys.argv[1], sys.argv[2]
 summary = execute_graph(Butler(repo), QuantumGraph.load(graph), executor="sync", progress=False)

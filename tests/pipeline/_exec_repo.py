@@ -7,7 +7,7 @@ from pathlib import Path
 
 from butler import Butler, DatasetType
 from pipeline import Pipeline
-from pipeline.graph_builder import build_quantum_graph
+from pipeline.graph.builder import build_quantum_graph
 
 HERE = Path(__file__).parent
 

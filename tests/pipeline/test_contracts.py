@@ -3,7 +3,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline._errors import ContractError
-from pipeline.contracts import check_contract, contract_labels, evaluate_contract
+from pipeline.definition.contracts import check_contract, contract_labels, evaluate_contract
 
 CONFIGS = {
     "calibrate": SimpleNamespace(doAstrometry=False, nStars=10, bands=["g", "r"]),

@@ -7,9 +7,9 @@ from _exec_repo import make_repo, registered
 
 from butler import Butler
 from pipeline import Pipeline
-from pipeline.executors.dask import DaskExecutor
-from pipeline.graph_builder import build_quantum_graph
-from pipeline.run import execute_graph
+from pipeline.execution.executors.dask import DaskExecutor
+from pipeline.execution.run import execute_graph
+from pipeline.graph.builder import build_quantum_graph
 
 
 @pytest.mark.timeout(120)
@@ -31,7 +31,7 @@ def test_resource_hints_run_and_are_capped(tmp_path, caplog):
     try:
         advertised = [w["resources"] for w in executor.client.scheduler_info()["workers"].values()]
         assert all(r["cpus"] == 1.0 and r["memory_mb"] > 64 for r in advertised)
-        with caplog.at_level("WARNING", logger="pipeline.executors.dask"):
+        with caplog.at_level("WARNING", logger="pipeline.execution.executors.dask"):
             summary = execute_graph(butler, qg, executor=executor, progress=False)
     finally:
         executor.close()

@@ -14,10 +14,10 @@ import pytest
 from _exec_repo import make_graph, make_repo, registered
 
 from butler import Butler
-from pipeline.clustering import make_clusters
-from pipeline.execution import QuantumOutcome, WorkerCache
-from pipeline.executors import DaskExecutor, schedule
-from pipeline.run import execute_graph
+from pipeline.execution.executors import DaskExecutor, schedule
+from pipeline.execution.run import execute_graph
+from pipeline.execution.worker import QuantumOutcome, WorkerCache
+from pipeline.graph.clustering import make_clusters
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_batched_clusters_are_isolated():
 
 
 def test_batch_size_follows_quantum_durations():
-    from pipeline.executors.base import BATCH_SECONDS, _batch_target
+    from pipeline.execution.executors.base import BATCH_SECONDS, _batch_target
 
     # before any quantum has finished: eight submissions per worker
     assert _batch_target(12, 2, 64, None) == 1
@@ -177,7 +177,7 @@ def test_payload_and_outcome_wire_forms_round_trip(repo):
     import uuid
 
     from butler.datastore.stored_file_info import StoredFileInfo
-    from pipeline.execution import decode_quanta, encode_cluster, share_tables
+    from pipeline.execution.worker import decode_quanta, encode_cluster, share_tables
 
     qg = make_graph(repo, run="out/wire")
     shared, type_index = share_tables(

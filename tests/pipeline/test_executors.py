@@ -8,10 +8,10 @@ import pytest
 from _exec_repo import make_graph, make_repo, registered
 
 from butler import Butler
-from pipeline.execution import QuantumOutcome
-from pipeline.executors import DaskExecutor, schedule
-from pipeline.report import make_report
-from pipeline.run import execute_graph
+from pipeline.execution.executors import DaskExecutor, schedule
+from pipeline.execution.report import make_report
+from pipeline.execution.run import execute_graph
+from pipeline.execution.worker import QuantumOutcome
 
 # -- the loop on a literal graph: 0 -> 1 -> 3, 0 -> 2 -> 3, 4 alone -----------------------------
 

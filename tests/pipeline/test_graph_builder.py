@@ -7,8 +7,8 @@ import pytest
 
 from butler import Butler, DatasetType, StorageClass
 from pipeline import Pipeline, TaskMetadata
-from pipeline.graph_builder import EmptyGraphError, build_quantum_graph
-from pipeline.quantum_graph import QuantumGraph, QuantumGraphFileError
+from pipeline.graph.builder import EmptyGraphError, build_quantum_graph
+from pipeline.graph.quantum_graph import QuantumGraph, QuantumGraphFileError
 
 PIPELINE = """
 description: three trivial tasks

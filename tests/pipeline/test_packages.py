@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 
-from pipeline.packages import normalize_name, package_versions
+from pipeline.execution.packages import normalize_name, package_versions
 
 
 def test_versions_match_importlib_metadata():

@@ -9,8 +9,8 @@ from pipeline._errors import (
     UnknownConfigFieldError,
 )
 from pipeline.config import FrozenConfigError
-from pipeline.pipeline import Pipeline, TaskDef
-from pipeline.pipeline_graph import ConnectionMismatchError, MissingInputError
+from pipeline.definition.pipeline import Pipeline, TaskDef
+from pipeline.definition.pipeline_graph import ConnectionMismatchError, MissingInputError
 
 ABC = """
 description: three trivial tasks

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.pipeline_graph import (
+from pipeline.definition.pipeline_graph import (
     ConnectionMismatchError,
     DuplicateProducerError,
     EdgeSpec,

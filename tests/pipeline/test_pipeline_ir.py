@@ -3,7 +3,7 @@ import textwrap
 import pytest
 
 from pipeline._errors import ContractError, PipelineDefinitionError
-from pipeline.pipeline_ir import (
+from pipeline.definition.pipeline_ir import (
     ConfigIR,
     ContractIR,
     PipelineIR,

@@ -9,8 +9,8 @@ import yaml
 from _exec_repo import make_graph, make_repo
 
 from butler import Butler
-from pipeline.report import make_report
-from pipeline.run import execute_graph
+from pipeline.execution.report import make_report
+from pipeline.execution.run import execute_graph
 
 
 @pytest.fixture(scope="module")

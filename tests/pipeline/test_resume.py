@@ -11,7 +11,7 @@ import time
 from _exec_repo import HERE, make_graph, make_repo, output_digests, registered
 
 from butler import Butler
-from pipeline.run import execute_graph
+from pipeline.execution.run import execute_graph
 
 
 def test_client_killed_then_resumed_matches_uninterrupted_run(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("galsim")
 
-from imaging._algorithm_errors import LengthError  # noqa: E402
+from imaging._errors import LengthError  # noqa: E402
 from imaging.psf import Psf  # noqa: E402
 from imaging.sim import SkyModel, Visit, make_camera, simulate_detector  # noqa: E402
 from tasks import CharacterizeImageConfig, CharacterizeImageTask  # noqa: E402

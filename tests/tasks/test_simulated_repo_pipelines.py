@@ -17,7 +17,7 @@ from click.testing import CliRunner  # noqa: E402
 from butler import Butler  # noqa: E402
 from butler.cli import main as butler_main  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
-from pipeline.graph_builder import build_quantum_graph  # noqa: E402
+from pipeline.graph.builder import build_quantum_graph  # noqa: E402
 
 BIN = Path(sys.executable).parent
 REFCAT = "gaia_dr2_20200414"

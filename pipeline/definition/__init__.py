@@ -1,0 +1,15 @@
+"""What a pipeline is, before any data: its YAML, contracts, tasks and their graph.
+
+What lives here
+---------------
+- `yaml_reader`: YAML loading that remembers the line of every key (for located errors);
+- `pipeline_ir`: the pipeline file as dataclasses (tasks, subsets, contracts, imports,
+  parameters), with imports resolved;
+- `contracts`: the contract expression language (parsed, never eval'd);
+- `loader`: task classes and other objects loaded by dotted name;
+- `pipeline`: `Pipeline` and `TaskDef`: configured tasks, overrides applied, contracts checked;
+- `pipeline_graph`: the bipartite graph of tasks and dataset types.
+
+May import: the task API at the top of `pipeline`, `pipeline.config`, `pipeline._errors` and
+`butler`. Never `graph`, `execution` or `cli`.
+"""

@@ -1,0 +1,141 @@
+"""The butler view a `PipelineTask` gets for one quantum on a worker (``butlerQC``).
+
+Design
+------
+`WorkerQuantumContext` implements the `~pipeline.pipeline_task.QuantumContext` protocol over a
+`~butler.limited.LimitedButler`. Reads go through the stored-file records the client resolved
+(``infos``: dataset ID -> `StoredFileInfo`); a ref without a record is read from its predicted
+location. Writes go to predicted locations and are recorded in ``written`` (dataset ID ->
+`StoredFileInfo`), which the executor returns to the client for registration and uses to clean
+up after a failure. Only refs that belong to the quantum may be read or written.
+
+Mutable state: ``written`` (filled by `put`) and ``infos`` (extended by the executor with the
+outputs of earlier quanta of the same cluster).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from butler.dataset_ref import DatasetRef
+from butler.datastore.stored_file_info import StoredFileInfo
+from butler.limited import LimitedButler
+
+from ..connections import InputQuantizedConnection, OutputQuantizedConnection
+from ..struct import Struct
+
+__all__ = ["WorkerQuantumContext"]
+
+
+class WorkerQuantumContext:
+    """Read the inputs and write the outputs of one quantum through a limited butler.
+
+    Parameters
+    ----------
+    butler : `LimitedButler`
+        The worker's limited butler.
+    data_id : `~butler.dimensions.DataCoordinate`
+        The quantum's data ID.
+    inputs : iterable of `DatasetRef`
+        Refs the quantum may read.
+    outputs : iterable of `DatasetRef`
+        Refs the quantum may write.
+    infos : mapping of `uuid.UUID` to `StoredFileInfo`
+        Stored-file records of inputs (missing ones are read from their predicted location).
+    """
+
+    def __init__(
+        self,
+        butler: LimitedButler,
+        data_id: Any,
+        inputs: Iterable[DatasetRef],
+        outputs: Iterable[DatasetRef],
+        infos: Mapping[uuid.UUID, StoredFileInfo],
+    ) -> None:
+        self.butler = butler
+        self._data_id = data_id
+        self._inputs = {ref.id for ref in inputs}
+        self._outputs = {ref.id for ref in outputs}
+        self.infos = infos
+        self.written: dict[uuid.UUID, StoredFileInfo] = {}
+
+    @property
+    def dataId(self) -> Any:
+        """Data ID of the quantum."""
+        return self._data_id
+
+    data_id = dataId
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _get_one(self, ref: DatasetRef) -> Any:
+        if ref.id not in self._inputs:
+            raise KeyError(f"{ref} is not an input of the quantum with data ID {self._data_id}")
+        return self.butler.get(ref, info=self.infos.get(ref.id))
+
+    def get(self, dataset: Any) -> Any:
+        """Read datasets (see `~pipeline.pipeline_task.QuantumContext.get`).
+
+        Raises
+        ------
+        KeyError
+            If a ref is not an input of this quantum.
+        """
+        if isinstance(dataset, InputQuantizedConnection):
+            return {name: self.get(refs) for name, refs in dataset}
+        if isinstance(dataset, DatasetRef):
+            return self._get_one(dataset)
+        if isinstance(dataset, (list, tuple)):
+            return [self._get_one(ref) for ref in dataset]
+        raise TypeError(f"cannot get {dataset!r}: not a DatasetRef, list or quantized connection")
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def _put_one(self, obj: Any, ref: DatasetRef) -> None:
+        if ref.id not in self._outputs:
+            raise KeyError(f"{ref} is not an output of the quantum with data ID {self._data_id}")
+        self.written[ref.id] = self.butler.put(obj, ref)
+
+    def put(self, values: Any, dataset: Any) -> None:
+        """Write datasets (see `~pipeline.pipeline_task.QuantumContext.put`).
+
+        Raises
+        ------
+        AttributeError
+            If the `Struct` lacks an attribute for an output connection.
+        KeyError
+            If a ref is not an output of this quantum.
+        """
+        if isinstance(dataset, OutputQuantizedConnection):
+            if not isinstance(values, Struct):
+                raise TypeError(f"put to {dataset!r} needs a Struct, not {type(values).__name__}")
+            for name, refs in dataset:
+                if not hasattr(values, name):
+                    raise AttributeError(
+                        f"the Struct returned for data ID {self._data_id} has no attribute "
+                        f"{name!r} for output connection {name!r}"
+                    )
+                self.put(getattr(values, name), refs)
+            return
+        if isinstance(dataset, DatasetRef):
+            self._put_one(values, dataset)
+            return
+        if isinstance(dataset, (list, tuple)):
+            if len(values) != len(dataset):
+                raise ValueError(
+                    f"{len(values)} objects for {len(dataset)} refs (data ID {self._data_id})"
+                )
+            for obj, ref in zip(values, dataset, strict=True):
+                self._put_one(obj, ref)
+            return
+        raise TypeError(
+            f"cannot put to {dataset!r}: not a DatasetRef, list or quantized connection"
+        )
+
+    def remove_written(self) -> None:
+        """Delete every artifact written so far (cleanup after a failure)."""
+        for info in self.written.values():
+            self.butler.remove(info)
+        self.written.clear()

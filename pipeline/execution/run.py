@@ -1,0 +1,298 @@
+"""Run a quantum graph against a butler: the client side of an execution.
+
+Design
+------
+`execute_graph` prepares the output run, decides what is left to do, runs it through an
+executor (all executors share `pipeline.execution.executors.schedule`), registers what
+workers wrote and summarizes. In order:
+
+1. register the graph's dataset types and the output run (any error: exit code 2);
+2. write the init-outputs once per run (``<label>_config`` and the task's own, plus a
+   ``packages`` dataset); a run already holding a different config is refused with a
+   field-by-field diff (`Config.compare`) unless ``clobber_outputs``;
+3. resume: a quantum is complete when its ``<label>_metadata`` dataset is registered
+   (``skip_existing``). For every other quantum, registered outputs are stale (e.g. the log
+   of a failed attempt): they are unregistered and deleted. A quantum whose metadata
+   *file* exists but was never registered (the client died after the worker finished) is
+   adopted: its existing output files are registered. Everything else is re-run, and
+   re-written files simply replace leftovers (dataset IDs and paths are deterministic);
+4. cluster the remaining quanta and run them; outcomes are registered in batches, each
+   quantum's outputs inside one transaction with its metadata last;
+5. write a ``run_status`` dataset (what happened to each unfinished quantum) for the report,
+   print the summary table, and return a `RunSummary` whose ``exit_code`` is 0 (all done,
+   including nothing to do), 1 (some failed or blocked) or 2 (could not start).
+
+State: local to one call (known stored-file records, the registration buffer, counts for the
+progress display); nothing at module level.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+import uuid
+from typing import Any
+
+from ..graph.quantum_graph import QuantumGraph
+from .executors.base import Executor, schedule
+from .progress import _COLUMNS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, Progress, RunSummary
+from .registration import Registrar
+from .setup import (
+    PACKAGES_DATASET,  # noqa: F401  (re-exported: importable from here as before)
+    RUN_STATUS_DATASET,  # noqa: F401
+    RunSetup,
+    empty_ref,
+    resume_state,
+    task_resources,
+)
+from .worker import (
+    ClusterPayload,
+    QuantumOutcome,
+    QuantumStatus,
+    encode_cluster,
+    run_quantum_cluster,
+    share_tables,
+)
+
+__all__ = ["EXIT_FAILED", "EXIT_NOT_STARTED", "EXIT_OK", "RunSummary", "execute_graph"]
+
+_LOG = logging.getLogger(__name__)
+
+
+def _make_executor(
+    executor: str | Executor,
+    jobs: int,
+    cluster_address: str | None,
+    cluster_config: str | None,
+    pdb: bool,
+) -> Executor:
+    if isinstance(executor, Executor):
+        return executor
+    if executor == "sync" or pdb:
+        from .executors.sync import SyncExecutor
+
+        return SyncExecutor(pdb=pdb)
+    if executor == "dask":
+        from .executors.dask import DaskExecutor
+
+        return DaskExecutor(jobs=jobs, address=cluster_address, cluster_config=cluster_config)
+    raise ValueError(f"unknown executor {executor!r}; use 'dask' or 'sync'")
+
+
+def execute_graph(
+    butler: Any,
+    qgraph: QuantumGraph,
+    *,
+    executor: str | Executor = "dask",
+    jobs: int = 1,
+    cluster_address: str | None = None,
+    cluster_config: str | None = None,
+    retries: int = 0,
+    clustering: str = "chains",
+    skip_existing: bool = True,
+    clobber_outputs: bool = False,
+    extend_run: bool = False,
+    progress: bool = True,
+    pdb: bool = False,
+) -> RunSummary:
+    """Execute a quantum graph, resuming where an earlier execution stopped.
+
+    Parameters
+    ----------
+    butler : `~butler.butler.Butler`
+        The full butler (client side only; workers get a limited one).
+    qgraph : `QuantumGraph`
+        The graph to run.
+    executor : `str` or `Executor`
+        ``"dask"`` (default), ``"sync"`` (in-process), or an executor instance (not closed).
+    jobs : `int`
+        Worker processes of the local dask cluster.
+    cluster_address : `str`, optional
+        External dask scheduler address or scheduler file.
+    cluster_config : `str`, optional
+        Cluster YAML spec (see ``cluster/``).
+    retries : `int`
+        Retries of a failed quantum (never for `RepeatableQuantumError`).
+    clustering : `str`
+        ``"chains"`` (default), ``"off"`` or ``"per_task:N"`` (see `pipeline.graph.clustering`).
+    skip_existing : `bool`
+        Skip quanta whose ``<label>_metadata`` is registered (resume).
+    clobber_outputs : `bool`
+        Replace a different stored config, and re-run complete quanta when
+        ``skip_existing`` is False.
+    extend_run : `bool`
+        Allow running into a run that already holds outputs of this graph without
+        skipping or clobbering them (treated as ``skip_existing``).
+    progress : `bool`
+        Show the live progress table and the end-of-run summary (on stderr).
+    pdb : `bool`
+        Run in-process and enter the post-mortem debugger on a failure.
+
+    Returns
+    -------
+    summary : `RunSummary`
+        Counts per task label, failures, and ``exit_code``.
+    """
+    from ..graph.clustering import make_clusters
+
+    start = time.perf_counter()
+    summary = RunSummary(execution_id=uuid.uuid4().hex)
+    quanta = {node: qgraph.get_quantum(node) for node in qgraph.node_ids()}
+    skip = skip_existing or extend_run
+    setup = RunSetup(butler, qgraph, clobber=clobber_outputs)
+    try:
+        setup.register()
+        init_inputs = setup.init_inputs()
+        setup.write_init_outputs(init_inputs)
+        complete, known = resume_state(setup, qgraph, quanta, skip, clobber_outputs)
+        clusters = make_clusters(qgraph, [n for n in quanta if n not in complete], clustering)
+        resources = task_resources(qgraph)
+    except Exception as err:
+        summary.error = f"{type(err).__name__}: {err}"
+        _LOG.error("cannot start the execution: %s", summary.error)
+        return summary
+    known.update(qgraph.input_infos)
+    missing: set[uuid.UUID] = {
+        ref.id for n in complete for ref in quanta[n].all_outputs() if ref.id not in known
+    }
+    spec = butler.limited_spec()
+    todo = [n for c in clusters for n in c]
+    predecessors = {n: qgraph.predecessors(n) for n in todo}
+    successors = {n: [s for s in qgraph.successors(n) if s not in complete] for n in todo}
+    registrar = Registrar(butler.registry)
+    summary.counts = {
+        label: dict.fromkeys(_COLUMNS, 0) | {"expected": qgraph.count(label)}
+        for label in qgraph.tasks
+    }
+    for node in complete:
+        summary.counts[quanta[node].task_label]["skipped"] += 1
+
+    shared, type_index = share_tables(
+        qgraph.tasks,
+        qgraph.dataset_types.values(),
+        {label: qgraph.universe.group(info.dimensions) for label, info in qgraph.tasks.items()},
+        init_inputs,
+    )
+
+    def make_payload(nodes: tuple[int, ...], attempt: int) -> ClusterPayload:
+        members = [quanta[n] for n in nodes]
+        ids = {r.id for q in members for r in q.all_inputs()}
+        return encode_cluster(
+            members,
+            [known[i] for i in ids if i in known],
+            ids & missing,
+            shared=shared,
+            type_index=type_index,
+            attempt=attempt,
+            execution_id=summary.execution_id,
+        )
+
+    def on_outcomes(outcomes: list[QuantumOutcome]) -> None:
+        for outcome in outcomes:
+            quantum = quanta[outcome.node_id]
+            if outcome.status in QuantumStatus.DONE:
+                written = {i.dataset_id: i for i in outcome.written}
+                known.update(written)
+                missing.update(r.id for r in quantum.all_outputs() if r.id not in written)
+                registrar.add(quantum, outcome)
+            elif outcome.status == QuantumStatus.FAILED and (
+                outcome.repeatable or outcome.attempt > retries
+            ):
+                registrar.add(quantum, outcome)  # the log, with the traceback
+
+    try:
+        runner = _make_executor(executor, jobs, cluster_address, cluster_config, pdb)
+    except Exception as err:
+        summary.error = f"cannot start the executor: {type(err).__name__}: {err}"
+        _LOG.error("%s", summary.error)
+        return summary
+    summary.dashboard_link = runner.dashboard_link
+    fn = functools.partial(run_quantum_cluster, **runner.run_options())
+
+    def submit(nodes: tuple[int, ...], attempt: int) -> Any:
+        hints: dict[str, float] = {}
+        for label in {quanta[n].task_label for n in nodes}:
+            for key, value in resources[label].items():
+                hints[key] = max(hints.get(key, 0.0), value)
+        return runner.submit(fn, spec, make_payload(nodes, attempt), resources=hints or None)
+
+    display = Progress(qgraph, progress, runner.dashboard_link, lambda n: quanta[n].task_label)
+    for node in complete:
+        display.set(node, QuantumStatus.SKIPPED)
+    try:
+        with display:
+            result = schedule(
+                clusters,
+                predecessors,
+                successors,
+                submit=submit,
+                wait=runner.wait,
+                on_outcomes=on_outcomes,
+                on_status=display.set,
+                retries=retries,
+                parallelism=runner.parallelism(),
+            )
+            registrar.flush()
+    finally:
+        if not isinstance(executor, Executor):
+            runner.close()
+    summary.result = result
+    for node, status in result.status.items():
+        summary.counts[quanta[node].task_label][status] += 1
+        quantum = quanta[node]
+        if status == QuantumStatus.FAILED:
+            outcome = result.outcomes[node]
+            summary.failures.append(
+                {
+                    "label": quantum.task_label,
+                    "data_id": dict(quantum.data_id.required),
+                    "error_type": outcome.error_type,
+                    "message": outcome.message,
+                    "attempts": result.attempts.get(node, 0),
+                }
+            )
+        elif status == QuantumStatus.BLOCKED:
+            cause = result.blocked_by.get(node)
+            summary.blocked.append(
+                {
+                    "label": quantum.task_label,
+                    "data_id": dict(quantum.data_id.required),
+                    "blocked_by": None
+                    if cause is None
+                    else {
+                        "label": quanta[cause].task_label,
+                        "data_id": dict(quanta[cause].data_id.required),
+                    },
+                }
+            )
+    summary.wall_time = time.perf_counter() - start
+    _write_status(setup, qgraph, summary)
+    if progress:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+        console.print(summary.table())
+        for failure in summary.failures:
+            console.print(
+                f"[red]failed[/red] {failure['label']} {failure['data_id']}: "
+                f"{failure['error_type']}: {failure['message']}"
+            )
+    return summary
+
+
+def _write_status(setup: RunSetup, qgraph: QuantumGraph, summary: RunSummary) -> None:
+    """Replace the run's ``run_status`` dataset with this execution's summary."""
+    ref = empty_ref(qgraph, setup.status_type)
+    data = {
+        "execution_id": summary.execution_id,
+        "counts": summary.counts,
+        "failures": summary.failures,
+        "blocked": summary.blocked,
+        "wall_time": summary.wall_time,
+    }
+    try:
+        setup._remove([ref])
+        setup._put(data, ref)
+    except Exception as err:  # the status file is a convenience; never fail the run for it
+        _LOG.warning("could not write the run status dataset: %s", err)

@@ -1,0 +1,240 @@
+"""Preparing an execution's output run, and deciding what is left to do (resume).
+
+Design
+------
+`RunSetup` registers the graph's dataset types and the output run, finds the init-inputs and
+writes the init-outputs once per run (configs first, checked against what the run holds).
+`resume_state` finds the complete quanta, removes stale outputs of unfinished ones and adopts
+quanta whose outputs were written but never registered (see `pipeline.execution.run` for the rules).
+
+State: only inside `RunSetup` instances (the butler, graph and dataset types of one call).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import fsspec
+
+from butler.data_coordinate import DataCoordinate
+from butler.dataset_ref import DatasetRef
+from butler.dataset_type import DatasetType
+from butler.datastore.stored_file_info import StoredFileInfo
+
+from ..definition.loader import import_by_name
+from ..graph.quantum_graph import Quantum, QuantumGraph
+from .packages import package_versions
+from .worker import build_task
+
+__all__ = [
+    "PACKAGES_DATASET",
+    "RUN_STATUS_DATASET",
+    "RunSetup",
+    "empty_ref",
+    "resume_state",
+    "task_resources",
+]
+
+# Log under the run driver's name: this code is part of a run (`pipeline.execution.run`).
+_LOG = logging.getLogger("pipeline.execution.run")
+
+#: Name of the dataset holding the status of the last execution of a run.
+RUN_STATUS_DATASET = "run_status"
+PACKAGES_DATASET = "packages"
+
+
+def empty_ref(qgraph: QuantumGraph, dtype: DatasetType) -> DatasetRef:
+    """Return the ref of a run-level dataset (empty data ID) in the graph's output run."""
+    return DatasetRef.make(dtype, DataCoordinate(qgraph.universe.group(()), ()), qgraph.output_run)
+
+
+def _artifact_size(butler: Any, info: StoredFileInfo) -> int:
+    fs, path = fsspec.core.url_to_fs(butler.datastore.uri(info))
+    return int(fs.du(path, total=True)) if fs.isdir(path) else int(fs.size(path))
+
+
+def _config_of(info: Any) -> Any:
+    task_class = import_by_name(info.task_class, where=f"task {info.label!r}")
+    config = task_class.ConfigClass()
+    config.loadFromYaml(io.StringIO(info.config_yaml), where=f"graph task {info.label!r}")
+    return config
+
+
+def task_resources(qgraph: QuantumGraph) -> dict[str, dict[str, float]]:
+    """Return the dask resource hints of each task label, from its config."""
+    out: dict[str, dict[str, float]] = {}
+    for label, info in qgraph.tasks.items():
+        resources = getattr(_config_of(info), "resources", None)
+        hints: dict[str, float] = {}
+        if resources is not None and hasattr(resources, "numberOfCores"):
+            if resources.numberOfCores and resources.numberOfCores > 1:
+                hints["cpus"] = float(resources.numberOfCores)
+            if getattr(resources, "minMemoryMB", None):
+                hints["memory_mb"] = float(resources.minMemoryMB)
+        out[label] = hints
+    return out
+
+
+class RunSetup:
+    """Prepares the run; raises `RuntimeError` with a message when it cannot start."""
+
+    def __init__(self, butler: Any, qgraph: QuantumGraph, *, clobber: bool) -> None:
+        self.butler = butler
+        self.qgraph = qgraph
+        self.clobber = clobber
+        self.registry = butler.registry
+        empty = qgraph.universe.group(())
+        self.status_type = DatasetType(RUN_STATUS_DATASET, empty, "JsonDict")
+        self.packages_type = DatasetType(PACKAGES_DATASET, empty, "Packages")
+
+    def register(self) -> None:
+        """Register the graph's dataset types, the run-level ones and the output run."""
+        for dtype in [*self.qgraph.dataset_types.values(), self.status_type, self.packages_type]:
+            self.registry.register_dataset_type(dtype)
+        self.registry.register_run(self.qgraph.output_run)
+
+    def init_inputs(self) -> dict[str, dict[str, tuple[DatasetRef, StoredFileInfo | None]]]:
+        """Return, per task label, its init-input refs with their stored-file records."""
+        produced = {
+            conn.dataset_type
+            for info in self.qgraph.tasks.values()
+            for conn in info.connections_of("initOutputs")
+        }
+        result: dict[str, dict[str, tuple[DatasetRef, StoredFileInfo | None]]] = {}
+        for label, info in self.qgraph.tasks.items():
+            result[label] = {}
+            for conn in info.connections_of("initInputs"):
+                dtype = self.qgraph.dataset_types[conn.dataset_type]
+                if conn.dataset_type in produced:
+                    ref = empty_ref(self.qgraph, dtype)
+                    result[label][conn.attribute] = (ref, None)
+                    continue
+                ref = self.registry.find_dataset(
+                    dtype, {}, collections=self.qgraph.input_collections
+                )
+                if ref is None:
+                    raise RuntimeError(
+                        f"init-input {conn.dataset_type!r} of task {label!r} not found in "
+                        f"{self.qgraph.input_collections}"
+                    )
+                stored = self.registry.get_stored_info([ref]).get(ref.id)
+                result[label][conn.attribute] = (ref, stored)
+        return result
+
+    def _existing(self, ref: DatasetRef) -> StoredFileInfo | None:
+        return self.registry.get_stored_info([ref]).get(ref.id)
+
+    def _put(self, obj: Any, ref: DatasetRef) -> None:
+        info = self.butler.datastore.put(obj, ref)
+        self.registry.insert_datasets([ref], [info])
+
+    def _remove(self, refs: Iterable[DatasetRef]) -> None:
+        for info in self.registry.remove_datasets(list(refs)):
+            self.butler.datastore.remove(info)
+
+    def write_init_outputs(
+        self, init_inputs: dict[str, dict[str, tuple[DatasetRef, StoredFileInfo | None]]]
+    ) -> None:
+        """Write configs first (checking them), then the tasks' own init-outputs."""
+        refs_by_label = {label: self.qgraph.init_output_refs(label) for label in self.qgraph.tasks}
+        for label, info in self.qgraph.tasks.items():
+            ref = refs_by_label[label].get("_config")
+            if ref is None:
+                continue
+            config = _config_of(info)
+            stored = self._existing(ref)
+            if stored is not None:
+                old = self.butler.datastore.get(stored)
+                diffs = old.compare(config) if type(old) is type(config) else ["<config class>"]
+                if not diffs:
+                    continue
+                if not self.clobber:
+                    raise RuntimeError(
+                        f"run {self.qgraph.output_run!r} already holds a different config for "
+                        f"task {label!r}:\n  "
+                        + "\n  ".join(diffs)
+                        + "\n(use another output run, or clobber the outputs)"
+                    )
+                self._remove([ref])
+            self._put(config, ref)
+        for label, info in self.qgraph.tasks.items():
+            wanted = {k: r for k, r in refs_by_label[label].items() if k != "_config"}
+            missing = {k: r for k, r in wanted.items() if self._existing(r) is None}
+            if not missing:
+                continue
+            task = build_task(
+                info,
+                {
+                    name: self.butler.datastore.get(
+                        stored if stored is not None else self.butler.datastore.predict(ref)
+                    )
+                    for name, (ref, stored) in init_inputs[label].items()
+                },
+            )
+            objects = task.getInitOutputDatasets()
+            for name, ref in missing.items():
+                self._put(objects[name], ref)
+        packages_ref = empty_ref(self.qgraph, self.packages_type)
+        if self._existing(packages_ref) is None:
+            self._put(package_versions(), packages_ref)
+
+
+def resume_state(
+    setup: RunSetup,
+    qgraph: QuantumGraph,
+    quanta: dict[int, Quantum],
+    skip_existing: bool,
+    clobber: bool,
+) -> tuple[set[int], dict[uuid.UUID, StoredFileInfo]]:
+    """Return the complete nodes and the records of registered outputs; clean stale ones."""
+    butler, registry = setup.butler, setup.registry
+    all_refs = [ref for q in quanta.values() for ref in q.all_outputs()]
+    registered = registry.get_stored_info(all_refs)
+    complete: set[int] = set()
+    stale: list[DatasetRef] = []
+    for node, quantum in quanta.items():
+        outputs = quantum.all_outputs()
+        if skip_existing and quantum.metadata_ref.id in registered:
+            complete.add(node)
+            continue
+        here = [r for r in outputs if r.id in registered]
+        if here and not (clobber or not skip_existing or quantum.metadata_ref.id not in registered):
+            raise RuntimeError("unreachable")
+        if here and quantum.metadata_ref.id in registered and not clobber:
+            raise RuntimeError(
+                f"quantum {quantum.task_label} {quantum.data_id} already has outputs in run "
+                f"{qgraph.output_run!r}; resume with skip_existing or clobber the outputs"
+            )
+        stale.extend(here)
+    if stale:
+        _LOG.info("removing %d stale outputs of unfinished quanta", len(stale))
+        setup._remove(stale)
+        for ref in stale:
+            registered.pop(ref.id, None)
+    adopted = 0
+    for node, quantum in quanta.items():
+        if node in complete or not skip_existing:
+            continue
+        meta = butler.datastore.predict(quantum.metadata_ref)
+        if not butler.datastore.exists(meta):
+            continue
+        refs, infos = [], []
+        for ref in quantum.all_outputs():
+            predicted = butler.datastore.predict(ref)
+            if butler.datastore.exists(predicted):
+                info = dataclasses.replace(predicted, file_size=_artifact_size(butler, predicted))
+                refs.append(ref)
+                infos.append(info)
+        with registry.transaction():
+            registry.insert_datasets(refs, infos, on_conflict="ignore")
+        registered.update({i.dataset_id: i for i in infos})
+        complete.add(node)
+        adopted += 1
+    if adopted:
+        _LOG.info("adopted %d quanta whose outputs were written but never registered", adopted)
+    return complete, registered
