@@ -3,8 +3,9 @@
 What lives here
 ---------------
 - `yaml_reader`: YAML loading that remembers the line of every key (for located errors);
-- `pipeline_ir`: the pipeline file as dataclasses (tasks, subsets, contracts, imports,
-  parameters), with imports resolved;
+- `task_ir`, `subset_ir`, `contract_ir`, `import_ir`, `parameters_ir`: one YAML section each,
+  its dataclass and its reader;
+- `pipeline_ir`: the whole pipeline file, composed of those sections, with imports resolved;
 - `contracts`: the contract expression language (parsed, never eval'd);
 - `loader`: task classes and other objects loaded by dotted name;
 - `pipeline`: `Pipeline` and `TaskDef`: configured tasks, overrides applied, contracts checked;

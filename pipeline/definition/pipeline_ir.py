@@ -1,4 +1,4 @@
-"""The pipeline YAML, read into frozen dataclasses: one per YAML section.
+"""The pipeline YAML, read into frozen dataclasses, with its imports merged.
 
 Design
 ------
@@ -25,6 +25,11 @@ A pipeline file follows LSST's schema::
       - contract: "calibrate.doAstrometry == False"
         msg: "..."
 
+Each section has its module, holding its dataclass and its reader: ``task_ir`` (tasks and
+config blocks), ``subset_ir``, ``contract_ir``, ``import_ir`` and ``parameters_ir``. This module
+composes them: it reads a file's sections, reads and merges what it imports, and checks what
+needs the merged whole (subsets naming known tasks).
+
 The YAML is read with `_LineLoader` (in `pipeline.definition.yaml_reader`), a SafeLoader whose
 mappings and sequences remember the line of each key and item, so that every error can say
 ``file.yaml:12: unknown key 'taks'``. Imports are resolved while reading: `PipelineIR` holds the
@@ -33,16 +38,14 @@ flattened pipeline (imported tasks, subsets, contracts and parameters merged in)
 writes a self-contained pipeline with no imports. Config file paths are made absolute while
 reading, so a saved pipeline works from anywhere.
 
-There is no mutable state: every object here is a frozen value; `subset` and `merged_with` return
-new ones.
+There is no mutable state: every object here is a frozen value; `subset` returns a new one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,17 +53,13 @@ from typing import Any
 import yaml
 
 from .._errors import PipelineDefinitionError
+from .contract_ir import ContractIR, read_contracts
 from .contracts import contract_labels
-from .yaml_reader import (
-    _item_line,
-    _key_line,
-    _LineDict,
-    _LineList,
-    _load_yaml,
-    _plain,
-    _suggest,
-    _where,
-)
+from .import_ir import ImportIR, read_imports
+from .parameters_ir import read_parameters
+from .subset_ir import SubsetIR, check_subsets, read_subsets
+from .task_ir import ConfigIR, TaskIR, read_tasks
+from .yaml_reader import _key_line, _load_yaml, _plain, _suggest, _where
 
 __all__ = [
     "ConfigIR",
@@ -81,142 +80,6 @@ _TOP_LEVEL_KEYS = (
     "subsets",
     "contracts",
 )
-_PARAMETER_RE = re.compile(r"parameters\.(\w+)")
-
-
-# --------------------------------------------------------------------------------------------
-# One dataclass per section
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigIR:
-    """One config block of a task.
-
-    Parameters
-    ----------
-    fields : `dict` [`str`, `object`]
-        Field overrides by dotted path (``connections.exposure: icExp``), in file order.
-    files : `tuple` [`str`, ...]
-        Override files (``.py`` or ``.yaml``), absolute when read from a file.
-    python : `str` or `None`
-        Inline python overrides; only present when the reader allowed python.
-    where : `str`
-        ``file:line`` of the block, for config history and errors.
-    field_where : `dict` [`str`, `str`]
-        ``file:line`` of each field override.
-    """
-
-    fields: dict[str, Any] = field(default_factory=dict)
-    files: tuple[str, ...] = ()
-    python: str | None = None
-    where: str = field(default="<unknown>", compare=False)
-    field_where: dict[str, str] = field(default_factory=dict, compare=False)
-
-    def formatted(self, parameters: Mapping[str, Any]) -> ConfigIR:
-        """Return a copy with ``parameters.name`` values substituted.
-
-        A value that is exactly ``parameters.name`` takes the parameter's value and type; a
-        value containing it elsewhere has it replaced by the parameter's text.
-
-        Raises
-        ------
-        PipelineDefinitionError
-            If a value names a parameter that is not defined.
-        """
-        new_fields = {}
-        for key, value in self.fields.items():
-            new_fields[key] = _substitute(value, parameters, self.field_where.get(key, self.where))
-        return dataclasses.replace(self, fields=new_fields)
-
-    def to_primitive(self) -> dict[str, Any]:
-        """Return the block as it is written in YAML."""
-        result: dict[str, Any] = {}
-        if len(self.files) == 1:
-            result["file"] = self.files[0]
-        elif self.files:
-            result["file"] = list(self.files)
-        if self.python is not None:
-            result["python"] = self.python
-        result.update(_plain(self.fields))
-        return result
-
-
-def _substitute(value: Any, parameters: Mapping[str, Any], where: str) -> Any:
-    if isinstance(value, list):
-        return [_substitute(v, parameters, where) for v in value]
-    if isinstance(value, dict):
-        return {k: _substitute(v, parameters, where) for k, v in value.items()}
-    if not isinstance(value, str) or "parameters." not in value:
-        return value
-    for name in _PARAMETER_RE.findall(value):
-        if name not in parameters:
-            raise PipelineDefinitionError(
-                f"{where}: unknown parameter {name!r} in {value!r}; "
-                f"defined parameters: {sorted(parameters)}{_suggest(name, parameters)}"
-            )
-    whole = _PARAMETER_RE.fullmatch(value)
-    if whole:
-        return parameters[whole.group(1)]
-    return _PARAMETER_RE.sub(lambda m: str(parameters[m.group(1)]), value)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskIR:
-    """A task entry: a label, a class given by dotted name, and its config blocks."""
-
-    label: str
-    klass: str
-    config: tuple[ConfigIR, ...] = ()
-    where: str = field(default="<unknown>", compare=False)
-
-    def to_primitive(self) -> str | dict[str, Any]:
-        """Return the entry as it is written in YAML."""
-        if not self.config:
-            return self.klass
-        return {"class": self.klass, "config": [c.to_primitive() for c in self.config]}
-
-
-@dataclass(frozen=True, slots=True)
-class ImportIR:
-    """An ``imports`` entry: another pipeline file, possibly restricted."""
-
-    location: str
-    include: tuple[str, ...] | None = None
-    exclude: tuple[str, ...] = ()
-    importContracts: bool = True
-    where: str = field(default="<unknown>", compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class SubsetIR:
-    """A labeled subset: a named group of task labels."""
-
-    label: str
-    subset: tuple[str, ...]
-    description: str | None = None
-    where: str = field(default="<unknown>", compare=False)
-
-    def to_primitive(self) -> list[str] | dict[str, Any]:
-        """Return the entry as it is written in YAML."""
-        if self.description is None:
-            return list(self.subset)
-        return {"subset": list(self.subset), "description": self.description}
-
-
-@dataclass(frozen=True, slots=True)
-class ContractIR:
-    """A contract: a boolean expression over task configs, and a message for when it fails."""
-
-    contract: str
-    msg: str | None = None
-    where: str = field(default="<unknown>", compare=False)
-
-    def to_primitive(self) -> str | dict[str, Any]:
-        """Return the entry as it is written in YAML."""
-        if self.msg is None:
-            return self.contract
-        return {"contract": self.contract, "msg": self.msg}
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,15 +287,15 @@ class _Reader:
                 )
         description = doc.get("description") or ""
         instrument = doc.get("instrument")
-        parameters = self._mapping(doc, "parameters", source)
-        imports = self._imports(doc, source, base)
-        tasks = self._tasks(doc, source, base)
-        subsets = self._subsets(doc, source)
-        contracts = self._contracts(doc, source)
+        parameters = read_parameters(doc, source)
+        imports = read_imports(doc, source, base)
+        tasks = read_tasks(doc, source, base, allow_python=self.allow_python)
+        subsets = read_subsets(doc, source)
+        contracts = read_contracts(doc, source)
         own = PipelineIR(
             description=str(description),
             instrument=instrument,
-            parameters=_plain(parameters),
+            parameters=parameters,
             tasks=tasks,
             subsets=subsets,
             contracts=contracts,
@@ -440,190 +303,8 @@ class _Reader:
             source=source,
         )
         merged = self._merge_imports(own, imports, stack)
-        _check_subsets(merged)
+        check_subsets(merged.subsets, merged.tasks)
         return merged
-
-    # -- sections -----------------------------------------------------------------------------
-
-    @staticmethod
-    def _mapping(doc: dict, key: str, source: str) -> dict:
-        value = doc.get(key)
-        if value is None:
-            return _LineDict()
-        if not isinstance(value, dict):
-            raise PipelineDefinitionError(
-                f"{_where(source, _key_line(doc, key))}: {key!r} must be a mapping, "
-                f"not {type(value).__name__}"
-            )
-        return value
-
-    @staticmethod
-    def _sequence(doc: dict, key: str, source: str) -> list:
-        value = doc.get(key)
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            raise PipelineDefinitionError(
-                f"{_where(source, _key_line(doc, key))}: {key!r} must be a list, "
-                f"not {type(value).__name__}"
-            )
-        return value
-
-    def _imports(self, doc: dict, source: str, base: Path) -> tuple[ImportIR, ...]:
-        result = []
-        entries = self._sequence(doc, "imports", source)
-        for i, entry in enumerate(entries):
-            where = _where(source, _item_line(entries, i))
-            if isinstance(entry, str):
-                entry = {"location": entry}
-            if not isinstance(entry, dict) or "location" not in entry:
-                raise PipelineDefinitionError(
-                    f"{where}: an import must be a file name or a mapping with 'location'"
-                )
-            allowed = ("location", "include", "exclude", "importContracts")
-            for key in entry:
-                if key not in allowed:
-                    raise PipelineDefinitionError(
-                        f"{_where(source, _key_line(entry, key))}: unknown import key {key!r}"
-                        f"{_suggest(key, allowed)}; allowed: {', '.join(allowed)}"
-                    )
-            if "include" in entry and "exclude" in entry:
-                raise PipelineDefinitionError(
-                    f"{where}: an import may have 'include' or 'exclude', not both"
-                )
-            location = os.path.expandvars(str(entry["location"]))
-            if not os.path.isabs(location):
-                location = str((base / location).resolve())
-            include = entry.get("include")
-            result.append(
-                ImportIR(
-                    location=location,
-                    include=tuple(include) if include is not None else None,
-                    exclude=tuple(entry.get("exclude") or ()),
-                    importContracts=bool(entry.get("importContracts", True)),
-                    where=where,
-                )
-            )
-        return tuple(result)
-
-    def _tasks(self, doc: dict, source: str, base: Path) -> dict[str, TaskIR]:
-        tasks = self._mapping(doc, "tasks", source)
-        result = {}
-        for label, entry in tasks.items():
-            where = _where(source, _key_line(tasks, label))
-            if isinstance(entry, str):
-                result[label] = TaskIR(label=str(label), klass=entry, where=where)
-                continue
-            if not isinstance(entry, dict):
-                raise PipelineDefinitionError(
-                    f"{where}: task {label!r} must be a class name or a mapping with 'class'"
-                )
-            for key in entry:
-                if key not in ("class", "config"):
-                    raise PipelineDefinitionError(
-                        f"{_where(source, _key_line(entry, key))}: unknown key {key!r} in task "
-                        f"{label!r}{_suggest(key, ('class', 'config'))}; allowed: class, config"
-                    )
-            blocks = entry.get("config") or []
-            if isinstance(blocks, dict):
-                blocks = _LineList([blocks])
-                blocks.item_lines = [_key_line(entry, "config") or 0]
-            configs = tuple(
-                self._config_block(block, label, source, base, _item_line(blocks, i))
-                for i, block in enumerate(blocks)
-            )
-            # A missing class is allowed when the label comes from an import; checked on merge.
-            result[label] = TaskIR(
-                label=str(label), klass=entry.get("class") or "", config=configs, where=where
-            )
-        return result
-
-    def _config_block(
-        self, block: Any, label: str, source: str, base: Path, line: int | None
-    ) -> ConfigIR:
-        where = _where(source, line)
-        if not isinstance(block, dict):
-            raise PipelineDefinitionError(
-                f"{where}: config block of task {label!r} must be a mapping"
-            )
-        files: list[str] = []
-        python = None
-        fields = {}
-        field_where = {}
-        for key, value in block.items():
-            key_where = _where(source, _key_line(block, key))
-            if key == "file":
-                names = value if isinstance(value, list) else [value]
-                for name in names:
-                    name = os.path.expandvars(str(name))
-                    files.append(name if os.path.isabs(name) else str((base / name).resolve()))
-            elif key == "python":
-                if not self.allow_python:
-                    raise PipelineDefinitionError(
-                        f"{key_where}: task {label!r} has an inline 'python:' config block; "
-                        "python in pipeline files is refused unless explicitly allowed "
-                        "(allow_python=True); use 'file: overrides.py' or field values instead"
-                    )
-                python = str(value)
-            else:
-                fields[str(key)] = _plain(value)
-                field_where[str(key)] = key_where
-        return ConfigIR(
-            fields=fields, files=tuple(files), python=python, where=where, field_where=field_where
-        )
-
-    def _subsets(self, doc: dict, source: str) -> dict[str, SubsetIR]:
-        subsets = self._mapping(doc, "subsets", source)
-        result = {}
-        for label, entry in subsets.items():
-            where = _where(source, _key_line(subsets, label))
-            description = None
-            if isinstance(entry, dict):
-                unknown = set(entry) - {"subset", "description"}
-                if unknown or "subset" not in entry:
-                    raise PipelineDefinitionError(
-                        f"{where}: subset {label!r} must be a list or a mapping with 'subset' "
-                        f"and optional 'description'"
-                    )
-                description = entry.get("description")
-                entry = entry["subset"]
-            if not isinstance(entry, list) or not all(isinstance(x, str) for x in entry):
-                raise PipelineDefinitionError(f"{where}: subset {label!r} must list task labels")
-            result[str(label)] = SubsetIR(
-                label=str(label), subset=tuple(entry), description=description, where=where
-            )
-        return result
-
-    def _contracts(self, doc: dict, source: str) -> tuple[ContractIR, ...]:
-        entries = self._sequence(doc, "contracts", source)
-        result = []
-        for i, entry in enumerate(entries):
-            where = _where(source, _item_line(entries, i))
-            if isinstance(entry, str):
-                result.append(ContractIR(contract=entry, where=where))
-            elif (
-                isinstance(entry, dict)
-                and "contract" in entry
-                and set(entry)
-                <= {
-                    "contract",
-                    "msg",
-                }
-            ):
-                msg = entry.get("msg")
-                result.append(
-                    ContractIR(
-                        contract=str(entry["contract"]),
-                        msg=None if msg is None else str(msg),
-                        where=where,
-                    )
-                )
-            else:
-                raise PipelineDefinitionError(
-                    f"{where}: a contract must be a string or a mapping with 'contract' and "
-                    "optional 'msg'"
-                )
-        return tuple(result)
 
     # -- imports ------------------------------------------------------------------------------
 
@@ -701,17 +382,3 @@ def _format(ir: PipelineIR) -> PipelineIR:
             for label, t in ir.tasks.items()
         },
     )
-
-
-def _check_subsets(ir: PipelineIR) -> None:
-    for subset in ir.subsets.values():
-        if subset.label in ir.tasks:
-            raise PipelineDefinitionError(
-                f"{subset.where}: subset label {subset.label!r} is also a task label"
-            )
-        for label in subset.subset:
-            if label not in ir.tasks:
-                raise PipelineDefinitionError(
-                    f"{subset.where}: subset {subset.label!r} names unknown task {label!r}"
-                    f"{_suggest(label, ir.tasks)}; known tasks: {sorted(ir.tasks)}"
-                )

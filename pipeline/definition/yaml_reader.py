@@ -3,8 +3,8 @@
 `_LineLoader` is a SafeLoader whose mappings (`_LineDict`) and sequences (`_LineList`) remember
 the line of each key and item, so that every error in `pipeline.definition.pipeline_ir` can say
 ``file.yaml:12: unknown key 'taks'`` (`_where`, `_key_line`, `_item_line`). `_load_yaml` turns
-YAML errors into `PipelineDefinitionError`; `_plain` strips the line-recording containers.
-No mutable state.
+YAML errors into `PipelineDefinitionError`; `_plain` strips the line-recording containers;
+`_mapping` and `_sequence` fetch a section checking its YAML type. No mutable state.
 """
 
 from __future__ import annotations
@@ -103,3 +103,29 @@ def _load_yaml(text: str, source: str) -> Any:
         ) from err
     except yaml.YAMLError as err:
         raise PipelineDefinitionError(f"{source}: YAML error: {err}") from err
+
+
+def _mapping(doc: dict, key: str, source: str) -> dict:
+    """Return ``doc[key]`` (a mapping; empty when absent), or raise naming file and line."""
+    value = doc.get(key)
+    if value is None:
+        return _LineDict()
+    if not isinstance(value, dict):
+        raise PipelineDefinitionError(
+            f"{_where(source, _key_line(doc, key))}: {key!r} must be a mapping, "
+            f"not {type(value).__name__}"
+        )
+    return value
+
+
+def _sequence(doc: dict, key: str, source: str) -> list:
+    """Return ``doc[key]`` (a list; empty when absent), or raise naming file and line."""
+    value = doc.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise PipelineDefinitionError(
+            f"{_where(source, _key_line(doc, key))}: {key!r} must be a list, "
+            f"not {type(value).__name__}"
+        )
+    return value
