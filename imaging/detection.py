@@ -17,7 +17,10 @@ Design (after LSST ``SourceDetectionTask.detectFootprints`` as configured by
 5. Grow all kept footprints together by ``int(2.4σ + 0.5)`` pixels with a diamond
    (Manhattan) element, so touching ones merge, and relabel; write DETECTED and
    DETECTED_NEGATIVE.
-6. Optionally re-estimate and subtract the background (DETECTED pixels now excluded).
+6. Saturated stars: the peaks inside one group of SAT pixels (grown by ``saturated_grow``)
+   become one peak at the star's wing centroid, and footprints sharing such a group merge
+   (`imaging.saturation`); otherwise a bleed trail's flat ridge gives a peak every few pixels.
+7. Optionally re-estimate and subtract the background (DETECTED pixels now excluded).
 
 The result holds one label image plus per-footprint `Footprint` records (label, bounding
 slices, peaks); no state is kept between calls.
@@ -41,6 +44,7 @@ from ._convolve import (
     smooth_gaussian,
 )
 from .background import BackgroundConfig, BackgroundModel, subtract_background
+from .saturation import merge_saturated_peaks, saturated_regions
 
 __all__ = [
     "DetectionConfig",
@@ -80,6 +84,12 @@ class DetectionConfig:
         cosmic rays flagged (but kept) by the preceding repair and uninterpolated dead
         columns make no detections.  LSST has no such option: its CRs are detected and
         then rejected by their flags.  ``()`` restores that behaviour.
+    saturated_planes : tuple of str
+        Planes of saturated pixels; ``()`` turns the saturated-star merging off.
+    saturated_grow : int
+        Grow radius of the SAT groups (pixels): peaks within it belong to the star.
+    saturated_wing_radius : float
+        Wing-centroid window beyond a SAT group's half-size, in PSF sigmas.
     re_estimate_background : bool
         Fit and subtract a new background piece after detection.
     background : BackgroundConfig
@@ -95,6 +105,9 @@ class DetectionConfig:
     n_sigma_for_kernel: float = 7.0
     stats_planes: tuple[str, ...] = ("BAD", "SAT", "EDGE", "NO_DATA")
     ignore_planes: tuple[str, ...] = ("BAD", "CR", "NO_DATA")
+    saturated_planes: tuple[str, ...] = ("SAT",)
+    saturated_grow: int = 5
+    saturated_wing_radius: float = 6.0
     re_estimate_background: bool = True
     background: BackgroundConfig = field(default_factory=BackgroundConfig)
 
@@ -180,6 +193,9 @@ class DetectionResult:
         The re-estimated background piece, already subtracted from the image.
     smoothed : ndarray
         The smoothed image.
+    saturated_centres : dict
+        ``{(peak x, peak y): (x, y)}`` pixel indices: peaks that stand for a saturated star and
+        the star's sub-pixel wing centroid (`imaging.saturation.wing_centroid`).
     """
 
     footprints: list[Footprint]
@@ -193,6 +209,7 @@ class DetectionResult:
     n_grow: int
     background: BackgroundModel | None
     smoothed: np.ndarray
+    saturated_centres: dict[tuple[int, int], tuple[float, float]] = field(default_factory=dict)
 
     @property
     def metadata(self) -> dict[str, float | int | bool]:
@@ -377,7 +394,7 @@ def detect_sources(
         (H, W) uint32 mask, updated in place: EDGE border, DETECTED, DETECTED_NEGATIVE
         (cleared unless the negative polarity is requested).
     variance : ndarray or None
-        Variance plane (unused by the "stdev" threshold; kept for the signature).
+        Variance plane (weights of the saturated stars' wing centroids only).
     psf_sigma : float
         PSF determinant radius at the average position, pixels.
     config : DetectionConfig, optional
@@ -397,7 +414,6 @@ def detect_sources(
     RuntimeError
         If ``psf_sigma`` is not a positive finite number.
     """
-    del variance
     config = config or DetectionConfig()
     planes = plane_map(planes)
     if not np.isfinite(psf_sigma) or psf_sigma <= 0:
@@ -440,6 +456,18 @@ def detect_sources(
         smoothed, half, level, config.include_threshold_multiplier, config.min_pixels, n_grow,
         tvalue,
     )
+    saturated_centres: dict[tuple[int, int], tuple[float, float]] = {}
+    if config.saturated_planes and footprints:
+        regions = saturated_regions(
+            mask, planes, grow=config.saturated_grow, sat_planes=config.saturated_planes
+        )
+        if regions.n:
+            footprints, saturated_centres = merge_saturated_peaks(
+                footprints, labels, regions, image, mask,
+                bad_bits=bitmask(planes, config.ignore_planes),
+                sat_bits=bitmask(planes, config.saturated_planes),
+                wing_radius=config.saturated_wing_radius * psf_sigma, variance=variance,
+            )
     if det_bit:
         _set_bits(mask, labels, det_bit)
     neg_fps: list[Footprint] = []
@@ -479,5 +507,5 @@ def detect_sources(
         footprints=footprints, labels=labels, negative_footprints=neg_fps,
         negative_labels=neg_labels, level=float(level), stdev=float(stdev),
         sigma=float(psf_sigma), kernel_width=size, n_grow=n_grow, background=background,
-        smoothed=smoothed,
+        smoothed=smoothed, saturated_centres=saturated_centres,
     )

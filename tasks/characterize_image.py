@@ -265,6 +265,7 @@ class CharacterizeImageTask(PipelineTask):
                 labels=detections.labels,
                 sigma=detections.sigma,
                 level=detections.level,
+                saturatedCentres=getattr(detections, "saturatedCentres", None),
             )
             flags = flags[keep]
             self.metadata["numCosmicRaySourcesRemoved"] = int(np.count_nonzero(~keep))
@@ -346,7 +347,11 @@ class CharacterizeImageTask(PipelineTask):
         self, exposure: Any, detections: Struct, exp_id: int, flags_from: Table | None = None
     ) -> Table:
         table = self.measurement.run(
-            exposure, detections.footprints, detections.labels, id_offset=exp_id << 32
+            exposure,
+            detections.footprints,
+            detections.labels,
+            id_offset=exp_id << 32,
+            saturatedCentres=getattr(detections, "saturatedCentres", None),
         ).sourceCat
         if flags_from is not None:
             for column in ("calib_psf_candidate", "calib_psf_used", "calib_psf_reserved"):

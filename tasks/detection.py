@@ -44,6 +44,16 @@ class SourceDetectionConfig(Config):
     statsMask = ListField(
         str, "Planes ignored when measuring the noise", default=["BAD", "SAT", "EDGE", "NO_DATA"]
     )
+    saturatedGrow = RangeField(
+        int,
+        "Peaks within this many pixels of one group of SAT pixels (a saturated star and its "
+        "bleed trail) become one peak at the star's wing centroid",
+        default=5,
+        min=0,
+    )
+    doMergeSaturated = Field(
+        bool, "Merge the peaks and footprints of each saturated star into one", default=True
+    )
     reEstimateBackground = Field(
         bool, "Fit and subtract a new background after detection", default=True
     )
@@ -64,8 +74,10 @@ class SourceDetectionConfig(Config):
                 "n_sigma_for_kernel": "nSigmaForKernel",
                 "stats_planes": "statsMask",
                 "re_estimate_background": "reEstimateBackground",
+                "saturated_grow": "saturatedGrow",
             },
             background=self.background.to_options(),
+            **({} if self.doMergeSaturated else {"saturated_planes": ()}),
         )
 
 
@@ -88,7 +100,9 @@ class SourceDetectionTask(Task):
         -------
         result : `Struct`
             ``footprints``, ``labels`` (label image), ``background`` (the re-estimated
-            piece or `None`), ``numPos``, ``sigma`` (PSF sigma used).
+            piece or `None`), ``numPos``, ``sigma`` (PSF sigma used), ``level`` and
+            ``saturatedCentres`` (``{(peak x, peak y): (x, y)}`` array indices: the wing
+            centroids of saturated stars, see `imaging.saturation`).
 
         Raises
         ------
@@ -121,4 +135,5 @@ class SourceDetectionTask(Task):
             numPos=len(result.footprints),
             sigma=sigma,
             level=result.level,
+            saturatedCentres=result.saturated_centres,
         )

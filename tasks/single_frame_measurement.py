@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -62,7 +63,13 @@ class SingleFrameMeasurementTask(Task):
     _DefaultName = "measurement"
 
     def run(
-        self, exposure: Any, footprints: Any, labels: np.ndarray, *, id_offset: int = 0
+        self,
+        exposure: Any,
+        footprints: Any,
+        labels: np.ndarray,
+        *,
+        id_offset: int = 0,
+        saturatedCentres: Mapping[tuple[int, int], tuple[float, float]] | None = None,  # noqa: N803
     ) -> Struct:
         """Measure sources.
 
@@ -76,6 +83,10 @@ class SingleFrameMeasurementTask(Task):
             Label image of the footprints.
         id_offset : `int`
             Added to 1..N to make source IDs (unique per exposure when built from its ID).
+        saturatedCentres : mapping, optional
+            ``{(peak x, peak y): (x, y)}`` in array indices (detection's ``saturatedCentres``):
+            a source whose brightest peak is a key is a saturated star, and its centroid is the
+            wing centroid given (its core has no usable pixel for the PSF-weighted centroid).
 
         Returns
         -------
@@ -96,5 +107,31 @@ class SingleFrameMeasurementTask(Task):
                 ids=ids,
                 xy0=exposure.xy0,
             )
+            if saturatedCentres:
+                n = _use_wing_centroids(table, footprints, saturatedCentres, exposure.xy0)
+                self.metadata["numSaturatedCentroids"] = n
         self.metadata["numSources"] = len(table)
         return Struct(sourceCat=table)
+
+
+def _use_wing_centroids(
+    table: Table,
+    footprints: Any,
+    centres: Mapping[tuple[int, int], tuple[float, float]],
+    xy0: tuple[int, int],
+) -> int:
+    """Set the centroid of saturated stars to their wing centroid; return how many."""
+    rows, xs, ys = [], [], []
+    for i, fp in enumerate(footprints):
+        centre = centres.get((int(fp.peaks.x[0]), int(fp.peaks.y[0])))
+        if centre is not None:
+            rows.append(i)
+            xs.append(centre[0] + xy0[0])
+            ys.append(centre[1] + xy0[1])
+    if rows:
+        for stem in ("base_SdssCentroid", "base_SdssShape"):
+            table[f"{stem}_x"][rows] = xs
+            table[f"{stem}_y"][rows] = ys
+        table["base_SdssCentroid_flag"][rows] = False
+        table["base_SdssCentroid_flag_resetToPeak"][rows] = False
+    return len(rows)
