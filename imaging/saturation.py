@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._convolve import bitmask, connected_components_8
+from .footprint import Footprint, Peaks
 
 __all__ = ["SaturatedRegions", "merge_saturated_peaks", "saturated_regions", "wing_centroid"]
 
@@ -276,8 +277,6 @@ def merge_saturated_peaks(
         ``{(peak x, peak y): (x, y)}``: for each peak that stands for a saturated star, the
         sub-pixel wing centroid (pixel indices; the peak is its rounding).
     """
-    from .detection import Footprint, Peaks
-
     if regions.n == 0 or not footprints:
         return footprints, {}
     by_id = {fp.id: fp for fp in footprints}
