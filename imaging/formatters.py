@@ -22,9 +22,17 @@ from butler.datastore.formatter import Formatter
 from .background import BackgroundList, BackgroundModel
 from .fits_io import read_exposure_fits, write_exposure_fits
 from .geometry import Box
+from .stamps_io import read_stamps_fits, read_stamps_zarr, write_stamps_fits, write_stamps_zarr
 from .zarr_io import read_exposure_zarr, write_exposure_zarr
 
-__all__ = ["BackgroundFitsFormatter", "ExposureFitsFormatter", "ExposureZarrFormatter", "as_box"]
+__all__ = [
+    "BackgroundFitsFormatter",
+    "BrightStarStampsFitsFormatter",
+    "BrightStarStampsZarrFormatter",
+    "ExposureFitsFormatter",
+    "ExposureZarrFormatter",
+    "as_box",
+]
 
 
 def as_box(value: Any) -> Box | None:
@@ -153,3 +161,81 @@ class BackgroundFitsFormatter(Formatter):
                 )
                 pieces.append(BackgroundModel.from_dict(data))
         return BackgroundList(pieces)
+
+
+def _stamps_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    params = dict(parameters or {})
+    indices = params.get("indices")
+    if isinstance(indices, int):
+        indices = [indices]
+    return {"bbox": as_box(params.get("bbox")), "indices": indices}
+
+
+class BrightStarStampsFitsFormatter(Formatter):
+    """`~imaging.stamps.BrightStarStamps` as LSST's multi-extension FITS (`imaging.stamps_io`).
+
+    Read parameters: ``bbox`` (a sub-box of every stamp, only those pixels are read) and
+    ``indices`` (which stamps to read).
+    """
+
+    extension: ClassVar[str] = ".fits"
+    supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox", "indices"})
+
+    def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        """Write the stamps."""
+        self.write_through(fs, path, lambda stream: write_stamps_fits(obj, stream))
+
+    def read(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Read the stamps, or the part given by ``bbox`` and ``indices``."""
+        self.check_parameters(parameters)
+        params = _stamps_parameters(parameters)
+        if _local(fs):
+            return read_stamps_fits(path, **params)
+        # Remote: read through a file object so that only the needed byte ranges are fetched.
+        if not fs.exists(path):
+            raise FileNotFoundError(f"Stamps file {path} does not exist")
+        with fs.open(path, "rb") as stream:
+            return read_stamps_fits(stream, **params)
+
+
+class BrightStarStampsZarrFormatter(Formatter):
+    """`~imaging.stamps.BrightStarStamps` as a zarr v3 group: one sharded cube per plane.
+
+    Read parameters as `BrightStarStampsFitsFormatter`; only the chunks touched are read.
+    """
+
+    extension: ClassVar[str] = ".zarr"
+    is_directory: ClassVar[bool] = True
+    supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox", "indices"})
+
+    def _store(self, fs: fsspec.AbstractFileSystem, path: str, *, read_only: bool) -> Any:
+        from zarr.storage import FsspecStore, LocalStore
+
+        if _local(fs):
+            return LocalStore(path, read_only=read_only)
+        return FsspecStore.from_url(fs.unstrip_protocol(path), read_only=read_only)
+
+    def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        """Write the stamps as a zarr group."""
+        write_stamps_zarr(obj, self._store(fs, path, read_only=False))
+
+    def read(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Read the stamps, or the part given by ``bbox`` and ``indices``."""
+        self.check_parameters(parameters)
+        if not fs.exists(path):
+            raise FileNotFoundError(f"Stamps zarr group {path} does not exist")
+        return read_stamps_zarr(
+            self._store(fs, path, read_only=True), source=path, **_stamps_parameters(parameters)
+        )

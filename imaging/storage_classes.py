@@ -33,6 +33,12 @@ STORAGE_CLASSES = (
         "imaging.background.BackgroundList",
         "imaging.formatters.BackgroundFitsFormatter",
     ),
+    StorageClass(
+        "BrightStarStamps",
+        "imaging.stamps.BrightStarStamps",
+        "imaging.formatters.BrightStarStampsFitsFormatter",
+        ("bbox", "indices"),
+    ),
 )
 
 

@@ -1,0 +1,580 @@
+"""Reading and writing `~imaging.stamps.BrightStarStamps`: LSST's multi-extension FITS, and zarr.
+
+FITS layout (LSST's ``Stamps.writeFits``, science.md §2.4; afw's table archive is replaced by a
+binary table)::
+
+    HDU 0        PRIMARY     no data; G_MAGS, GAIA_IDS, X0S, Y0S, ANNULAR_FLUXES (one card per
+                             stamp, repeated keyword, in stamp order), NORMALIZED, INNER_RADIUS,
+                             OUTER_RADIUS, NB_90_ROTS, HAS_MASK, HAS_VARIANCE, HAS_ARCHIVE,
+                             N_STAMPS, STAMPCLS, VERSION = 1, STAMPNX, STAMPNY, and the
+                             collection metadata (other keywords)
+    HDU 1        STAMP_INFO  binary table, one row per stamp: G_MAG, GAIA_ID, X0, Y0,
+                             ANNULAR_FLUX (NaN when unnormalized), and with an archive CRPIX (2),
+                             SHIFT (2), SIP_A, SIP_B (flattened k×k) -- exact binary values; the
+                             header arrays above are for people and LSST-style readers
+    then per stamp i (EXTVER = i + 1): IMAGE (float32), MASK (uint32, MP_<NAME> = bit) if
+                             HAS_MASK, VARIANCE (float32) if HAS_VARIANCE
+
+A ``bbox`` read (a `~imaging.geometry.Box` in stamp pixels) reads only those rows and columns of
+each HDU (astropy ``section``), and ``indices`` reads only the listed stamps.
+
+Zarr layout::
+
+    <group>/             attrs["skyquanta_bright_star_stamps"] = {version, n_stamps,
+                         stamp_shape, normalized, inner_radius, outer_radius, nb90Rots, has_mask,
+                         has_variance, has_archive, mask_planes, stamp_class, metadata}
+    <group>/image        float32 (N, H, W): one sharded array, inner chunks (1, 100, 100)
+    <group>/mask         uint32, same chunking (if has_mask)
+    <group>/variance     float32, same chunking (if has_variance)
+    <group>/g_mag, gaia_id, x0, y0, annular_flux      (N,) the per-stamp table
+    <group>/crpix, shift (N, 2), sip_a, sip_b (N, k, k)  the transforms (if has_archive)
+
+Each plane is one shard file holding (1, 100, 100) chunks and an index, so a sub-box or a
+single stamp is read with byte-range reads of the chunks it touches; the 100-pixel chunks match
+the extended-PSF stacker's 100×100 sub-boxes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+from typing import IO, Any
+
+import numpy as np
+from astropy.io import fits
+
+from ._errors import ExposureFormatError
+from .exposure import Exposure
+from .geometry import Box
+from .mask import Mask
+from .stamps import BrightStarStamp, BrightStarStamps
+from .warping import StampTransform
+
+__all__ = [
+    "StampsFormatError",
+    "read_stamps_fits",
+    "read_stamps_zarr",
+    "write_stamps_fits",
+    "write_stamps_zarr",
+]
+
+_VERSION = 1
+_STAMP_CLASS = "imaging.stamps.BrightStarStamps"
+_ZARR_ATTR = "skyquanta_bright_star_stamps"
+_CHUNK = 100
+_RESERVED = frozenset(
+    {
+        "G_MAGS", "GAIA_IDS", "X0S", "Y0S", "ANNULAR_FLUXES", "NORMALIZED", "INNER_RADIUS",
+        "OUTER_RADIUS", "NB_90_ROTS", "HAS_MASK", "HAS_VARIANCE", "HAS_ARCHIVE", "N_STAMPS",
+        "STAMPCLS", "VERSION", "STAMPNX", "STAMPNY", "SIMPLE", "BITPIX", "NAXIS", "EXTEND",
+    }
+)  # fmt: skip
+
+PathOrFile = str | os.PathLike[str] | IO[bytes]
+
+
+class StampsFormatError(ExposureFormatError):
+    """A stamps file is malformed or a read parameter does not fit it (names file and key)."""
+
+
+# -- shared ---------------------------------------------------------------------------------------
+
+
+def _stamp_shape(stamps: BrightStarStamps) -> tuple[int, int]:
+    shapes = {s.stamp_im.image.shape for s in stamps}
+    if len(shapes) > 1:
+        raise StampsFormatError(f"stamps of one collection must share a shape, got {shapes}")
+    return shapes.pop() if shapes else (0, 0)
+
+
+def _select(n_stamps: int, indices: Sequence[int] | None, source: str) -> list[int]:
+    if indices is None:
+        return list(range(n_stamps))
+    chosen = [int(i) for i in indices]
+    for i in chosen:
+        if not 0 <= i < n_stamps:
+            raise StampsFormatError(f"{source}: stamp index {i} outside 0..{n_stamps - 1}")
+    return chosen
+
+
+def _check_bbox(bbox: Box | None, shape: tuple[int, int], source: str) -> Box:
+    full = Box.from_shape(shape)
+    if bbox is None:
+        return full
+    if bbox.is_empty() or not full.contains(bbox):
+        raise StampsFormatError(f"{source}: requested bbox {bbox} is outside the stamps {full}")
+    return bbox
+
+
+def _stamp_table(stamps: BrightStarStamps) -> dict[str, np.ndarray]:
+    n = len(stamps)
+    columns: dict[str, np.ndarray] = {
+        "g_mag": np.array([s.gaiaGMag for s in stamps], dtype=np.float64),
+        "gaia_id": np.array([s.gaiaId for s in stamps], dtype=np.int64),
+        "x0": np.array([s.position[0] for s in stamps], dtype=np.int64),
+        "y0": np.array([s.position[1] for s in stamps], dtype=np.int64),
+        "annular_flux": np.array(
+            [math.nan if s.annularFlux is None else s.annularFlux for s in stamps],
+            dtype=np.float64,
+        ),
+    }
+    if stamps.use_archive:
+        transforms = [s.archive_element or StampTransform() for s in stamps]
+        size = max((t.sip_a.shape[0] for t in transforms), default=1)
+        sip_a = np.zeros((n, size, size))
+        sip_b = np.zeros((n, size, size))
+        for i, t in enumerate(transforms):
+            k = t.sip_a.shape[0]
+            sip_a[i, :k, :k] = t.sip_a
+            sip_b[i, :k, :k] = t.sip_b
+        columns["crpix"] = np.array([t.crpix for t in transforms], dtype=np.float64).reshape(n, 2)
+        columns["shift"] = np.array([t.shift for t in transforms], dtype=np.float64).reshape(n, 2)
+        columns["sip_a"] = sip_a
+        columns["sip_b"] = sip_b
+    return columns
+
+
+def _build(
+    columns: dict[str, np.ndarray],
+    chosen: list[int],
+    images: list[np.ndarray],
+    masks: list[np.ndarray | None],
+    variances: list[np.ndarray | None],
+    *,
+    planes: dict[str, int],
+    box: Box,
+    normalized: bool,
+    use_archive: bool,
+) -> list[BrightStarStamp]:
+    stamps = []
+    for k, i in enumerate(chosen):
+        mask = Mask(masks[k] if masks[k] is not None else box.shape, planes)
+        exposure = Exposure(images[k], mask=mask, variance=variances[k], xy0=box.origin)
+        transform = None
+        if use_archive:
+            transform = StampTransform(
+                crpix=tuple(columns["crpix"][i]),
+                sip_a=columns["sip_a"][i],
+                sip_b=columns["sip_b"][i],
+                shift=tuple(columns["shift"][i]),
+            )
+        flux = float(columns["annular_flux"][i]) if normalized else None
+        stamps.append(
+            BrightStarStamp(
+                stamp_im=exposure,
+                gaiaGMag=float(columns["g_mag"][i]),
+                gaiaId=int(columns["gaia_id"][i]),
+                position=(int(columns["x0"][i]), int(columns["y0"][i])),
+                archive_element=transform,
+                annularFlux=flux,
+            )
+        )
+    return stamps
+
+
+def _metadata_value(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if not isinstance(value, str | int | float | bool):
+        raise StampsFormatError(f"stamps metadata values must be simple scalars, got {value!r}")
+    return value
+
+
+# -- FITS -----------------------------------------------------------------------------------------
+
+
+def _card(keyword: str, value: Any) -> fits.Card:
+    """Return a card; keys longer than 8 characters become HIERARCH cards (as LSST writes)."""
+    return fits.Card(keyword if len(keyword) <= 8 else f"HIERARCH {keyword}", value)
+
+
+def _float_card(keyword: str, value: float) -> fits.Card:
+    """Return a card holding the exact value (free format past column 30 for a long repr)."""
+    if not math.isfinite(value):
+        return _card(keyword, None)  # FITS has no NaN: an undefined value
+    text = repr(float(value)).upper()
+    if len(text) <= 20:
+        return _card(keyword, float(value))
+    name = keyword if len(keyword) <= 8 else f"HIERARCH {keyword}"
+    return fits.Card.fromstring(f"{name:<8}= {text}")
+
+
+def write_stamps_fits(stamps: BrightStarStamps, path_or_fileobj: PathOrFile) -> None:
+    """Write ``stamps`` as multi-extension FITS (layout in the module docstring).
+
+    A path is written atomically (temporary name, then rename).
+    """
+    ny, nx = _stamp_shape(stamps)
+    header = fits.Header()
+    for key, value in stamps.metadata.items():
+        if key.upper() in _RESERVED:
+            raise StampsFormatError(f"stamps metadata key {key!r} is reserved by the FITS layout")
+        header.append(_card(key.upper(), _metadata_value(value)))
+    columns = _stamp_table(stamps)
+    for s in stamps:
+        header.append(_float_card("G_MAGS", s.gaiaGMag), end=True)
+    for s in stamps:
+        header.append(_card("GAIA_IDS", int(s.gaiaId)), end=True)
+    for s in stamps:
+        header.append(_card("X0S", int(s.position[0])), end=True)
+    for s in stamps:
+        header.append(_card("Y0S", int(s.position[1])), end=True)
+    if stamps.normalized:
+        for s in stamps:
+            header.append(_float_card("ANNULAR_FLUXES", float(s.annularFlux)), end=True)
+    header.append(_card("NORMALIZED", stamps.normalized))
+    if stamps.normalized:
+        header.append(_card("INNER_RADIUS", stamps.innerRadius))
+        header.append(_card("OUTER_RADIUS", stamps.outerRadius))
+    if stamps.nb90Rots is not None:
+        header.append(_card("NB_90_ROTS", stamps.nb90Rots))
+    header.append(_card("HAS_MASK", stamps.use_mask))
+    header.append(_card("HAS_VARIANCE", stamps.use_variance))
+    header.append(_card("HAS_ARCHIVE", stamps.use_archive))
+    header.append(_card("N_STAMPS", len(stamps)))
+    header.append(_card("STAMPCLS", _STAMP_CLASS))
+    header.append(_card("VERSION", _VERSION))
+    header.append(_card("STAMPNX", nx))
+    header.append(_card("STAMPNY", ny))
+    hdus: list[Any] = [fits.PrimaryHDU(header=header)]
+    table_columns = [
+        fits.Column("G_MAG", "D", array=columns["g_mag"]),
+        fits.Column("GAIA_ID", "K", array=columns["gaia_id"]),
+        fits.Column("X0", "K", array=columns["x0"]),
+        fits.Column("Y0", "K", array=columns["y0"]),
+        fits.Column("ANNULAR_FLUX", "D", array=columns["annular_flux"]),
+    ]
+    if stamps.use_archive:
+        k = columns["sip_a"].shape[1]
+        table_columns += [
+            fits.Column("CRPIX", "2D", array=columns["crpix"]),
+            fits.Column("SHIFT", "2D", array=columns["shift"]),
+            fits.Column("SIP_A", f"{k * k}D", dim=f"({k},{k})", array=columns["sip_a"]),
+            fits.Column("SIP_B", f"{k * k}D", dim=f"({k},{k})", array=columns["sip_b"]),
+        ]
+    info = fits.BinTableHDU.from_columns(table_columns, name="STAMP_INFO")
+    info.header["SIPORDER"] = columns["sip_a"].shape[1] - 1 if stamps.use_archive else 0
+    hdus.append(info)
+    for i, s in enumerate(stamps):
+        image = fits.ImageHDU(np.asarray(s.stamp_im.image, dtype=np.float32), name="IMAGE")
+        image.header["EXTVER"] = i + 1
+        hdus.append(image)
+        if stamps.use_mask:
+            mask = fits.ImageHDU(np.asarray(s.stamp_im.mask.array, dtype=np.uint32), name="MASK")
+            mask.header["EXTVER"] = i + 1
+            for key, bit in s.stamp_im.mask.to_header().items():
+                mask.header[key if len(key) <= 8 else f"HIERARCH {key}"] = bit
+            hdus.append(mask)
+        if stamps.use_variance:
+            var = fits.ImageHDU(np.asarray(s.stamp_im.variance, dtype=np.float32), name="VARIANCE")
+            var.header["EXTVER"] = i + 1
+            hdus.append(var)
+    hdul = fits.HDUList(hdus)
+    if isinstance(path_or_fileobj, str | os.PathLike):
+        final = os.fspath(path_or_fileobj)
+        tmp = f"{final}.tmp-{os.getpid()}"
+        try:
+            hdul.writeto(tmp, overwrite=True)
+            os.replace(tmp, final)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    else:
+        hdul.writeto(path_or_fileobj)
+
+
+def _source_name(path_or_fileobj: PathOrFile) -> str:
+    if isinstance(path_or_fileobj, str | os.PathLike):
+        return os.fspath(path_or_fileobj)
+    return getattr(path_or_fileobj, "name", "<stream>")
+
+
+def read_stamps_fits(
+    path_or_fileobj: PathOrFile,
+    *,
+    bbox: Box | None = None,
+    indices: Sequence[int] | None = None,
+) -> BrightStarStamps:
+    """Read stamps written by `write_stamps_fits`.
+
+    Parameters
+    ----------
+    path_or_fileobj : path or binary file object
+        The file.
+    bbox : `~imaging.geometry.Box`, optional
+        Sub-box of every stamp to read (stamp pixels); the stamps come back with ``xy0`` at
+        its origin. Only those pixels are read.
+    indices : sequence of `int`, optional
+        Stamps to read (default all); the others' pixels are not read.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the path does not exist.
+    StampsFormatError
+        If a keyword or HDU is missing or inconsistent, or ``bbox``/``indices`` do not fit.
+    """
+    source = _source_name(path_or_fileobj)
+    if isinstance(path_or_fileobj, str | os.PathLike) and not os.path.exists(source):
+        raise FileNotFoundError(f"Stamps file {source} does not exist")
+    with fits.open(path_or_fileobj, memmap=False, lazy_load_hdus=True, uint=True) as hdul:
+        primary = hdul[0].header
+        if "STAMPCLS" not in primary:
+            raise StampsFormatError(f"{source}: missing primary keyword STAMPCLS")
+        for key in ("N_STAMPS", "HAS_MASK", "HAS_VARIANCE", "HAS_ARCHIVE", "NORMALIZED"):
+            if key not in primary:
+                raise StampsFormatError(f"{source}: missing primary keyword {key}")
+        n_stamps = int(primary["N_STAMPS"])
+        use_mask = bool(primary["HAS_MASK"])
+        use_variance = bool(primary["HAS_VARIANCE"])
+        use_archive = bool(primary["HAS_ARCHIVE"])
+        normalized = bool(primary["NORMALIZED"])
+        shape = (int(primary.get("STAMPNY", 0)), int(primary.get("STAMPNX", 0)))
+        per_stamp = 1 + use_mask + use_variance
+        expected = 2 + per_stamp * n_stamps
+        if len(hdul) != expected:
+            raise StampsFormatError(
+                f"{source}: {len(hdul)} HDUs, expected {expected} for N_STAMPS = {n_stamps}"
+            )
+        info = hdul[1]
+        if info.name != "STAMP_INFO":
+            raise StampsFormatError(f"{source}: HDU 1 is {info.name!r}, expected 'STAMP_INFO'")
+        data = info.data
+        if len(data) != n_stamps:
+            raise StampsFormatError(
+                f"{source}: STAMP_INFO has {len(data)} rows, N_STAMPS = {n_stamps}"
+            )
+        columns = {
+            "g_mag": np.asarray(data["G_MAG"], dtype=np.float64),
+            "gaia_id": np.asarray(data["GAIA_ID"], dtype=np.int64),
+            "x0": np.asarray(data["X0"], dtype=np.int64),
+            "y0": np.asarray(data["Y0"], dtype=np.int64),
+            "annular_flux": np.asarray(data["ANNULAR_FLUX"], dtype=np.float64),
+        }
+        if use_archive:
+            k = int(info.header["SIPORDER"]) + 1
+            columns["crpix"] = np.asarray(data["CRPIX"], dtype=np.float64).reshape(-1, 2)
+            columns["shift"] = np.asarray(data["SHIFT"], dtype=np.float64).reshape(-1, 2)
+            # Columns are stored row-major: FITS TDIM (k,k) reads back as [row][k][k].
+            columns["sip_a"] = np.asarray(data["SIP_A"], dtype=np.float64).reshape(-1, k, k)
+            columns["sip_b"] = np.asarray(data["SIP_B"], dtype=np.float64).reshape(-1, k, k)
+        box = _check_bbox(bbox, shape, source)
+        chosen = _select(n_stamps, indices, source)
+        rows, cols = box.slices()
+        images, masks, variances = [], [], []
+        planes: dict[str, int] | None = None
+        for i in chosen:
+            first = 2 + per_stamp * i
+            names = ["IMAGE"] + ["MASK"] * use_mask + ["VARIANCE"] * use_variance
+            arrays: dict[str, np.ndarray] = {}
+            for offset, name in enumerate(names):
+                hdu = hdul[first + offset]
+                if hdu.name != name or int(hdu.header.get("EXTVER", -1)) != i + 1:
+                    raise StampsFormatError(
+                        f"{source}: HDU {first + offset} is {hdu.name!r} EXTVER "
+                        f"{hdu.header.get('EXTVER')}, expected {name!r} EXTVER {i + 1}"
+                    )
+                arrays[name] = np.array(hdu.section[rows, cols])
+                if name == "MASK" and planes is None:
+                    planes = Mask.planes_from_header(hdu.header, source=source)
+            images.append(arrays["IMAGE"].astype(np.float32, copy=False))
+            masks.append(arrays["MASK"].astype(np.uint32) if use_mask else None)
+            variances.append(arrays.get("VARIANCE"))
+        metadata = {
+            card.keyword: card.value
+            for card in primary.cards
+            if card.keyword not in _RESERVED and card.keyword
+        }
+        radii = (
+            (int(primary["INNER_RADIUS"]), int(primary["OUTER_RADIUS"]))
+            if normalized
+            else (None,) * 2
+        )
+        nb90 = int(primary["NB_90_ROTS"]) if "NB_90_ROTS" in primary else None
+    stamp_list = _build(
+        columns,
+        chosen,
+        images,
+        masks,
+        variances,
+        planes=planes if planes is not None else Mask((0, 0)).planes,
+        box=box,
+        normalized=normalized,
+        use_archive=use_archive,
+    )
+    return BrightStarStamps(
+        stamp_list,
+        innerRadius=radii[0],
+        outerRadius=radii[1],
+        nb90Rots=nb90,
+        metadata=metadata,
+        use_mask=use_mask,
+        use_variance=use_variance,
+        use_archive=use_archive,
+    )
+
+
+def stamps_to_fits_bytes(stamps: BrightStarStamps) -> bytes:
+    """Return the FITS bytes of ``stamps`` (for object stores)."""
+    buffer = io.BytesIO()
+    write_stamps_fits(stamps, buffer)
+    return buffer.getvalue()
+
+
+# -- zarr -----------------------------------------------------------------------------------------
+
+
+def write_stamps_zarr(stamps: BrightStarStamps, store: Any) -> None:
+    """Write ``stamps`` as a zarr v3 group into ``store`` (layout in the module docstring).
+
+    The caller makes the write atomic (the butler's datastore writes to a temporary path).
+    """
+    import zarr
+    from zarr.codecs import ZstdCodec
+
+    ny, nx = _stamp_shape(stamps)
+    n = len(stamps)
+    group = zarr.open_group(store, mode="w", zarr_format=3)
+    planes = {"image": [s.stamp_im.image for s in stamps]}
+    if stamps.use_mask:
+        planes["mask"] = [s.stamp_im.mask.array for s in stamps]
+    if stamps.use_variance:
+        planes["variance"] = [s.stamp_im.variance for s in stamps]
+    dtypes = {"image": np.float32, "mask": np.uint32, "variance": np.float32}
+    chunks = (1, max(1, min(_CHUNK, ny)), max(1, min(_CHUNK, nx)))
+    shards = (
+        max(n, 1),
+        -(-max(ny, 1) // chunks[1]) * chunks[1],
+        -(-max(nx, 1) // chunks[2]) * chunks[2],
+    )
+    for name, arrays in planes.items():
+        array = group.create_array(
+            name,
+            shape=(n, ny, nx),
+            dtype=dtypes[name],
+            chunks=chunks,
+            shards=shards,
+            compressors=ZstdCodec(level=1),
+            fill_value=0,
+        )
+        if n:
+            array[...] = np.stack([np.asarray(a, dtype=dtypes[name]) for a in arrays])
+    for name, values in _stamp_table(stamps).items():
+        array = group.create_array(
+            name,
+            shape=values.shape,
+            dtype=values.dtype,
+            chunks=values.shape or (1,),
+            fill_value=0,
+        )
+        if values.size:
+            array[...] = values
+    first_mask = stamps[0].stamp_im.mask.planes if n else Mask((0, 0)).planes
+    group.attrs[_ZARR_ATTR] = {
+        "version": _VERSION,
+        "stamp_class": _STAMP_CLASS,
+        "n_stamps": n,
+        "stamp_shape": [ny, nx],
+        "normalized": stamps.normalized,
+        "inner_radius": stamps.innerRadius,
+        "outer_radius": stamps.outerRadius,
+        "nb90Rots": stamps.nb90Rots,
+        "has_mask": stamps.use_mask,
+        "has_variance": stamps.use_variance,
+        "has_archive": stamps.use_archive,
+        "mask_planes": first_mask,
+        "metadata": {k: _metadata_value(v) for k, v in stamps.metadata.items()},
+    }
+
+
+def read_stamps_zarr(
+    store: Any,
+    *,
+    bbox: Box | None = None,
+    indices: Sequence[int] | None = None,
+    source: str | None = None,
+) -> BrightStarStamps:
+    """Read stamps written by `write_stamps_zarr`; ``bbox`` and ``indices`` as in FITS.
+
+    Only the chunks holding the requested stamps and sub-box are read.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no group.
+    StampsFormatError
+        If an attribute or array is missing or inconsistent, or a parameter does not fit.
+    """
+    import zarr
+
+    source = source or repr(store)
+    try:
+        group = zarr.open_group(store, mode="r")
+    except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
+        raise FileNotFoundError(f"No stamps zarr group at {source}") from err
+    attrs = group.attrs.get(_ZARR_ATTR)
+    if attrs is None:
+        raise StampsFormatError(f"{source}: missing group attribute {_ZARR_ATTR!r}")
+    for key in ("n_stamps", "stamp_shape", "normalized", "has_mask", "has_variance"):
+        if key not in attrs:
+            raise StampsFormatError(f"{source}: attribute {_ZARR_ATTR}[{key!r}] is missing")
+    n_stamps = int(attrs["n_stamps"])
+    shape = (int(attrs["stamp_shape"][0]), int(attrs["stamp_shape"][1]))
+    use_mask, use_variance = bool(attrs["has_mask"]), bool(attrs["has_variance"])
+    use_archive = bool(attrs["has_archive"])
+    box = _check_bbox(bbox, shape, source)
+    chosen = _select(n_stamps, indices, source)
+    names = ["g_mag", "gaia_id", "x0", "y0", "annular_flux"]
+    if use_archive:
+        names += ["crpix", "shift", "sip_a", "sip_b"]
+    columns: dict[str, np.ndarray] = {}
+    for name in names:
+        if name not in group:
+            raise StampsFormatError(f"{source}: missing array {name!r}")
+        columns[name] = np.asarray(group[name][...])
+    rows, cols = box.slices()
+
+    def read_plane(name: str) -> list[np.ndarray]:
+        if name not in group:
+            raise StampsFormatError(f"{source}: missing array {name!r}")
+        array = group[name]
+        if tuple(array.shape) != (n_stamps, *shape):
+            raise StampsFormatError(
+                f"{source}: array {name!r} shape {array.shape} != {(n_stamps, *shape)}"
+            )
+        if not chosen:
+            return []
+        if chosen == list(range(chosen[0], chosen[-1] + 1)):
+            cube = array[chosen[0] : chosen[-1] + 1, rows, cols]
+        else:
+            cube = array.get_orthogonal_selection((np.asarray(chosen), rows, cols))
+        return list(cube)
+
+    images = read_plane("image")
+    masks: list[np.ndarray | None] = read_plane("mask") if use_mask else [None] * len(chosen)
+    variances: list[np.ndarray | None] = (
+        read_plane("variance") if use_variance else [None] * len(chosen)
+    )
+    stamp_list = _build(
+        columns,
+        chosen,
+        images,
+        masks,
+        variances,
+        planes=dict(attrs["mask_planes"]),
+        box=box,
+        normalized=bool(attrs["normalized"]),
+        use_archive=use_archive,
+    )
+    return BrightStarStamps(
+        stamp_list,
+        innerRadius=attrs["inner_radius"],
+        outerRadius=attrs["outer_radius"],
+        nb90Rots=attrs["nb90Rots"],
+        metadata=dict(attrs["metadata"]),
+        use_mask=use_mask,
+        use_variance=use_variance,
+        use_archive=use_archive,
+    )
