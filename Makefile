@@ -16,6 +16,7 @@ demo: $(STAMP)
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash scripts/demo.sh demo_repo
 
 test: $(STAMP)
+	bash .ci/ensure_postgresql
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 

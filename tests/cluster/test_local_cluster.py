@@ -23,8 +23,10 @@ def test_local_spec_runs_a_graph(tmp_path):
     assert len(registered(Butler(repo), "out/local")["ea_out"]) == 4
 
 
-def test_missing_plugin_and_bad_spec(tmp_path):
-    with pytest.raises(ImportError, match="dask-jobqueue"):
+def test_missing_plugin_and_bad_spec(tmp_path, monkeypatch):
+    # dask-jobqueue is installed with the test extra: make its import fail as if it were not
+    monkeypatch.setitem(sys.modules, "dask_jobqueue", None)
+    with pytest.raises(ImportError, match="pip install dask-jobqueue"):
         get_client("slurm")
     bad = tmp_path / "bad.yaml"
     bad.write_text("kind: nope\n")

@@ -1,0 +1,219 @@
+"""Real servers for the tests: a PostgreSQL server and an S3-compatible server (moto).
+
+`PostgresServer` runs ``initdb`` + ``pg_ctl`` into a temporary directory and listens on a
+free port of 127.0.0.1 with password authentication over TCP; as root (CI) both run as the
+unprivileged ``postgres`` user, because PostgreSQL refuses to run as root. `S3Server` is moto's
+threaded server on a free port of 127.0.0.1. Both are started once per test session by the
+fixtures in ``tests/conftest.py`` and stopped at its end. `server_unavailable` says why one
+cannot start here (the tests then skip with that reason; ``.ci/run`` installs what they need).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["PostgresServer", "S3Server", "free_port", "postgres_bin_dir", "server_unavailable"]
+
+#: Credentials of the throw-away servers (moto accepts any).
+PG_USER = "skyquanta"
+PG_PASSWORD = "test-" + uuid.uuid4().hex[:12]
+S3_KEY, S3_SECRET = "testing-key", "testing-secret"
+
+
+def free_port() -> int:
+    """Return a TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def postgres_bin_dir() -> Path | None:
+    """Return the folder of ``initdb`` and ``pg_ctl`` (PATH, then Debian's layout)."""
+    found = shutil.which("initdb")
+    if found and shutil.which("pg_ctl"):
+        return Path(os.path.realpath(found)).parent
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
+        key=lambda p: int(Path(p).parents[1].name) if Path(p).parents[1].name.isdigit() else 0,
+    )
+    return Path(candidates[-1]).parent if candidates else None
+
+
+def server_unavailable(kind: str) -> str | None:
+    """Return why a ``postgres`` or ``s3`` server cannot run here, or `None` if it can."""
+    if kind == "postgres":
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            return "psycopg is not installed (pip install -e '.[postgres]')"
+        if postgres_bin_dir() is None:
+            return "PostgreSQL's initdb/pg_ctl not found (.ci/ensure_postgresql installs them)"
+        if os.geteuid() == 0:
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                return "running as root and there is no 'postgres' user to run the server"
+        return None
+    try:
+        import moto.server  # noqa: F401
+        import s3fs  # noqa: F401
+    except ImportError as err:
+        return f"{err.name} is not installed (pip install -e '.[test]')"
+    return None
+
+
+class PostgresServer:
+    """A PostgreSQL server of its own, in a temporary directory.
+
+    Attributes
+    ----------
+    host, port, user, password : `str`, `int`, `str`, `str`
+        Where it listens and its superuser (password authentication over TCP).
+    """
+
+    def __init__(self) -> None:
+        self.bin = postgres_bin_dir()
+        self.host, self.port = "127.0.0.1", free_port()
+        self.user, self.password = PG_USER, PG_PASSWORD
+        self.dir = Path(tempfile.mkdtemp(prefix="skyquanta-pg-"))
+        self._as_user: list[str] = []
+        if os.geteuid() == 0:
+            account = pwd.getpwnam("postgres")
+            os.chown(self.dir, account.pw_uid, account.pw_gid)
+            self._as_user = ["runuser", "-u", "postgres", "--"]
+
+    def _run(self, *args: str) -> None:
+        subprocess.run(
+            [*self._as_user, *args], check=True, capture_output=True, text=True, timeout=120
+        )
+
+    def start(self) -> None:
+        """Initialize the data directory and start the server (waits until it accepts)."""
+        pwfile = self.dir / "pw"
+        pwfile.write_text(self.password + "\n")
+        if self._as_user:
+            shutil.chown(pwfile, "postgres")
+        data = self.dir / "data"
+        try:
+            self._run(
+                str(self.bin / "initdb"), "-D", str(data), "-U", self.user,
+                f"--pwfile={pwfile}", "--auth-host=scram-sha-256", "--auth-local=trust",
+                "-E", "UTF8", "--no-sync",
+            )
+            options = (
+                f"-p {self.port} -c listen_addresses={self.host} -k {self.dir} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                "-c max_connections=200"
+            )
+            self._run(
+                str(self.bin / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-t", "60",
+                "-l", str(self.dir / "log"), "start",
+            )
+        except subprocess.CalledProcessError as err:
+            log = self.dir / "log"
+            detail = log.read_text()[-2000:] if log.exists() else ""
+            raise RuntimeError(f"PostgreSQL did not start: {err.stderr}{detail}") from err
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        """Stop the server and delete its directory."""
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate",
+                      "-w", "stop")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def url(self, database: str = "postgres", *, password: bool = True) -> str:
+        """Return the SQLAlchemy URL of ``database`` (with or without the password)."""
+        secret = f":{self.password}" if password else ""
+        return f"postgresql+psycopg://{self.user}{secret}@{self.host}:{self.port}/{database}"
+
+    def create_database(self, name: str | None = None) -> str:
+        """Create a new empty database; return its name."""
+        import psycopg
+
+        name = name or f"db_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(
+            host=self.host, port=self.port, user=self.user, password=self.password,
+            dbname="postgres", autocommit=True,
+        ) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+
+class S3Server:
+    """moto's S3 server on 127.0.0.1, with a fresh bucket per `new_bucket` call."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self._server = None
+        self._fs = None
+
+    def start(self) -> None:
+        """Start the server in a thread of this process."""
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+
+    def stop(self) -> None:
+        """Stop the server."""
+        if self._server is not None:
+            self._server.stop()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment that points boto/s3fs at this server (for subprocesses too)."""
+        return {
+            "AWS_ACCESS_KEY_ID": S3_KEY,
+            "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_S3": self.endpoint_url,
+        }
+
+    @property
+    def storage_options(self) -> dict[str, object]:
+        """fsspec storage options for ``s3://`` URLs on this server (no credentials)."""
+        return {"endpoint_url": self.endpoint_url}
+
+    def filesystem(self):
+        """Return an ``s3fs.S3FileSystem`` on this server (made once: a session costs ~1 s)."""
+        import s3fs
+
+        if self._fs is None:
+            self._fs = s3fs.S3FileSystem(
+                key=S3_KEY, secret=S3_SECRET, endpoint_url=self.endpoint_url
+            )
+        return self._fs
+
+    def new_bucket(self) -> str:
+        """Create an empty bucket; return its name."""
+        name = f"b-{uuid.uuid4().hex[:16]}"
+        self.filesystem().mkdir(name)
+        return name
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
