@@ -10,10 +10,15 @@ their outputs' locations in advance. The datastore keeps no record of what it
 holds: the registry stores the returned `StoredFileInfo`, and `get` is handed
 it (or re-predicts it from a ref).
 
-Writes are atomic (see `._atomic`): the formatter writes a hidden temporary
-sibling, which is renamed into place. On any failure the temporary is
-removed and a `FormatterError` naming dataset type, data ID, run and path is
-raised, so nothing partial is ever visible under the final name. After a
+Writes are atomic (see `._atomic`): on a local disk the formatter writes a
+hidden temporary sibling, which is renamed into place. On any failure the
+temporary is removed and a `FormatterError` naming dataset type, data ID, run
+and path is raised, so nothing partial is ever visible under the final name.
+Object stores have no renames (see `._object_store`): the formatter writes a
+local temporary, which is uploaded data first and metadata (``zarr.json``)
+last; a new dataset (``replace=False``) goes to a key of its own per attempt,
+recorded in the returned `StoredFileInfo`, so concurrent writers never share
+an object and a loser never deletes the winner's. After a
 crash, `find_orphans` lists artifacts the registry does not know and
 `cleanup_temporaries` removes leftover temporaries.
 
@@ -48,6 +53,7 @@ from .._errors import (
 from ..dataset_ref import DatasetRef
 from ..storage_class import StorageClass, StorageClassRegistry, import_object
 from ._atomic import commit, discard, is_local, is_temporary, temporary_sibling
+from ._object_store import attempt_path, copy_tree, staged, upload
 from .formatter import Formatter
 from .stored_file_info import StoredFileInfo
 from .templates import FileTemplates
@@ -80,6 +86,9 @@ class FileDatastore:
     formatter_overrides : `~collections.abc.Mapping` [`str`, `str`], optional
         Dotted formatter name per dataset type name or storage class name
         (a dataset type name wins over a storage class name).
+    storage_options : `~collections.abc.Mapping`, optional
+        fsspec options of the root's filesystem (e.g. ``endpoint_url``,
+        ``profile``, ``anon`` for S3); credentials come from the environment.
     """
 
     def __init__(
@@ -89,8 +98,10 @@ class FileDatastore:
         storage_classes: StorageClassRegistry,
         templates: FileTemplates | None = None,
         formatter_overrides: Mapping[str, str] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.fs, path = fsspec.core.url_to_fs(str(root))
+        self.storage_options = dict(storage_options or {})
+        self.fs, path = fsspec.core.url_to_fs(str(root), **self.storage_options)
         self.root = path.rstrip("/") or "/"
         self.storage_classes = storage_classes
         self.templates = templates if templates is not None else FileTemplates()
@@ -125,7 +136,9 @@ class FileDatastore:
 
     def _full_path(self, path: str) -> tuple[fsspec.AbstractFileSystem, str]:
         if _is_absolute(path) and "://" in path:
-            fs, full = fsspec.core.url_to_fs(path)
+            protocol = path.split("://", 1)[0]
+            same = protocol in _protocols(self.fs)
+            fs, full = fsspec.core.url_to_fs(path, **(self.storage_options if same else {}))
             return fs, full
         if path.startswith("/"):
             return (self.fs, path)
@@ -226,6 +239,8 @@ class FileDatastore:
                 f"put of {_describe(ref)} needs a relative path, got {info.path!r}"
             )
         formatter = self._formatter(info.formatter, storage_class, _describe(ref))
+        if not is_local(self.fs):
+            return self._put_object(obj, ref, info, formatter, replace=replace)
         fs, final = self._full_path(info.path)
         temporary = temporary_sibling(final)
         committing = False
@@ -252,6 +267,37 @@ class FileDatastore:
                 ) from err
             raise
         return dataclasses.replace(info, file_size=self._size(fs, final))
+
+    def _put_object(
+        self,
+        obj: Any,
+        ref: DatasetRef,
+        info: StoredFileInfo,
+        formatter: Formatter,
+        *,
+        replace: bool,
+    ) -> StoredFileInfo:
+        """`put` on an object store: stage locally, upload, metadata last (no renames)."""
+        if not replace:  # a key of this attempt's own: never shared with another writer
+            info = dataclasses.replace(info, path=attempt_path(info.path, formatter.extension))
+        fs, final = self._full_path(info.path)
+        uploading = False
+        try:
+            with staged(lambda local_fs, local: formatter.write(obj, local_fs, local)) as local:
+                uploading = True
+                if replace:
+                    discard(fs, final)  # an earlier unregistered attempt at the same key
+                size = upload(local, fs, final)
+        except BaseException as err:
+            if uploading:
+                discard(fs, final)  # ours: this attempt's key, or an unregistered rewrite
+            if isinstance(err, Exception):
+                raise FormatterError(
+                    f"failed to write {_describe(ref)} to {self.uri(info)!r} with "
+                    f"{type(formatter).__name__}: {type(err).__name__}: {err}"
+                ) from err
+            raise
+        return dataclasses.replace(info, file_size=size)
 
     def get(
         self,
@@ -301,9 +347,13 @@ class FileDatastore:
             ) from err
 
     def exists(self, info: StoredFileInfo) -> bool:
-        """Whether the artifact exists."""
+        """Whether the artifact exists (on an object store: a zarr directory's ``zarr.json``)."""
         fs, path = self._full_path(info.path)
-        return os.path.exists(path) if is_local(fs) else bool(fs.exists(path))
+        if is_local(fs):
+            return os.path.exists(path)
+        if fs.exists(posixpath.join(path, "zarr.json")):
+            return True
+        return bool(fs.exists(path)) and not _is_zarr_formatter(info.formatter)
 
     def remove(self, info: StoredFileInfo) -> None:
         """Delete the artifact (a missing one is fine; ``direct`` ingests are never deleted)."""
@@ -412,6 +462,20 @@ class FileDatastore:
                 f"transfer={transfer!r} of {_describe(ref)} needs local files "
                 f"({source_path!r} -> {self.uri(predicted)!r})"
             )
+        if not is_local(fs):
+            try:
+                discard(fs, final)
+                copy_tree(src_fs, src, fs, final)
+            except Exception as err:
+                discard(fs, final)
+                raise FormatterError(
+                    f"failed to ingest {source_path!r} as {_describe(ref)} into "
+                    f"{self.uri(predicted)!r} (transfer={transfer!r}): "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            if transfer == "move":
+                discard(src_fs, src)
+            return dataclasses.replace(predicted, file_size=size)
         temporary = temporary_sibling(final)
         is_dir = src_fs.isdir(src)
         try:
@@ -472,6 +536,17 @@ class FileDatastore:
         keep = preserve_path and not _is_absolute(info.path)
         rel = info.path if keep else posixpath.basename(src)
         final = posixpath.join(dst_root, rel)
+        if not is_local(dst_fs):
+            try:
+                discard(dst_fs, final)
+                copy_tree(src_fs, src, dst_fs, final)
+            except Exception as err:
+                discard(dst_fs, final)
+                raise FormatterError(
+                    f"failed to retrieve {self.uri(info)!r} to {final!r}: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            return dst_fs.unstrip_protocol(final)
         temporary = temporary_sibling(final)
         try:
             dst_fs.makedirs(posixpath.dirname(final), exist_ok=True)
@@ -553,6 +628,19 @@ class FileDatastore:
                     removed.append(posixpath.relpath(posixpath.join(dirpath, name), root))
             dirnames[:] = [d for d in dirnames if not is_temporary(d)]
         return sorted(removed)
+
+
+def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
+
+
+def _is_zarr_formatter(name: str) -> bool:
+    """Whether the dotted formatter name writes zarr directories (readable once zarr.json is)."""
+    with contextlib.suppress(ImportError):
+        cls = import_object(name)
+        return bool(getattr(cls, "is_directory", False)) and cls.extension == ".zarr"
+    return False
 
 
 def _tree_size(path: str) -> int:

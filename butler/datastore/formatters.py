@@ -38,7 +38,14 @@ from fsspec.implementations.local import LocalFileSystem
 from .._errors import FormatterError
 from .fits_image import bitpix_for, plain_image_layout, read_data_unit, write_primary_image
 from .formatter import Formatter
-from .zarr_raw import METADATA_KEY, RawLayout, read_metadata, read_raw_array, write_raw_array
+from .zarr_raw import (
+    METADATA_KEY,
+    RawLayout,
+    read_metadata,
+    read_raw_array,
+    read_raw_array_from,
+    write_raw_array,
+)
 
 # libyaml's C loader and dumper when available (same safe subset, several times faster).
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -116,6 +123,15 @@ def _native(array: np.ndarray) -> np.ndarray:
 
 def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
+
+
+def _remote_metadata(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any]:
+    """Return the parsed ``zarr.json`` of an array on any filesystem."""
+    key = f"{path.rstrip('/')}/{METADATA_KEY}"
+    try:
+        return json.loads(fs.cat_file(key))
+    except ValueError as err:
+        raise FormatterError(f"{key} is not valid JSON: {err}") from err
 
 
 class _DictFormatter(Formatter):
@@ -220,7 +236,9 @@ class ZarrArrayFormatter(Formatter):
 
         if _is_local(fs):
             return LocalStore(path, read_only=read_only)
-        return FsspecStore.from_url(fs.unstrip_protocol(path), read_only=read_only)
+        return FsspecStore.from_url(
+            fs.unstrip_protocol(path), storage_options=fs.storage_options, read_only=read_only
+        )
 
     def _chunks(self, shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
         """Return the chunk shape for an array (see the class notes)."""
@@ -283,6 +301,11 @@ class ZarrArrayFormatter(Formatter):
             if layout is not None:
                 region = None if bbox is None else bbox_slices(bbox, layout.shape)
                 return read_raw_array(path, layout, region)
+        elif type(self)._store is ZarrArrayFormatter._store:  # an object store: no zarr-python
+            layout = RawLayout.from_metadata(_remote_metadata(fs, path))
+            if layout is not None:
+                region = None if bbox is None else bbox_slices(bbox, layout.shape)
+                return read_raw_array_from(fs, path, layout, region)
         import zarr
 
         zarray = zarr.open_array(self._store(fs, path, read_only=True), mode="r")

@@ -11,8 +11,10 @@ chunk shape. `RawLayout.from_metadata` recognises exactly that layout
 (anything else, e.g. compressed or big-endian arrays, gives `None` and is
 left to zarr-python); `write_raw_array` writes it, chunks first and
 ``zarr.json`` last; `read_raw_array` reads all of it or only the chunks a
-region needs. The files are plain zarr v3: zarr-python reads what is written
-here and the other way round (both tested).
+region needs, from local files; `read_raw_array_from` does the same on any
+fsspec filesystem (object stores), fetching the chunks it needs in one call.
+The files are plain zarr v3: zarr-python reads what is written here and the
+other way round (both tested).
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ import numpy as np
 from .._errors import FormatterError
 from .preallocate import preallocate
 
-__all__ = ["METADATA_KEY", "RawLayout", "read_raw_array", "write_raw_array"]
+__all__ = [
+    "METADATA_KEY",
+    "RawLayout",
+    "read_raw_array",
+    "read_raw_array_from",
+    "write_raw_array",
+]
 
 #: Name of the array metadata document inside the array's directory.
 METADATA_KEY = "zarr.json"
@@ -259,27 +267,10 @@ def read_raw_array(
     FormatterError
         If a chunk file is shorter than a chunk.
     """
-    if region is not None:
-        region = tuple(slice(*s.indices(n)[:2]) for s, n in zip(region, layout.shape, strict=True))
-    shape = layout.shape if region is None else tuple(max(s.stop - s.start, 0) for s in region)
+    region, shape = _resolve(layout, region)
     out = page_aligned_empty(shape, layout.dtype)
     scratch: np.ndarray | None = None
-    for key, slices in layout.chunks(region):
-        if region is None:
-            wanted, inside = slices, tuple(slice(0, s.stop - s.start) for s in slices)
-        else:
-            wanted = tuple(
-                slice(max(s.start, r.start), min(s.stop, r.stop))
-                for s, r in zip(slices, region, strict=True)
-            )
-            inside = tuple(
-                slice(w.start - s.start, w.stop - s.start)
-                for w, s in zip(wanted, slices, strict=True)
-            )
-            wanted = tuple(
-                slice(w.start - r.start, w.stop - r.start)
-                for w, r in zip(wanted, region, strict=True)
-            )
+    for key, wanted, inside in _placements(layout, region):
         try:
             stream = open(os.path.join(path, key), "rb")
         except FileNotFoundError:
@@ -297,6 +288,71 @@ def read_raw_array(
             if stream.readinto(memoryview(scratch).cast("B")) != scratch.nbytes:
                 raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
         target[...] = scratch[inside]
+    return out
+
+
+def _resolve(
+    layout: RawLayout, region: tuple[slice, ...] | None
+) -> tuple[tuple[slice, ...] | None, tuple[int, ...]]:
+    """Return ``region`` with resolved bounds and the shape of what is read."""
+    if region is not None:
+        region = tuple(slice(*s.indices(n)[:2]) for s, n in zip(region, layout.shape, strict=True))
+    shape = layout.shape if region is None else tuple(max(s.stop - s.start, 0) for s in region)
+    return region, shape
+
+
+def _placements(
+    layout: RawLayout, region: tuple[slice, ...] | None
+) -> Iterator[tuple[str, tuple[slice, ...], tuple[slice, ...]]]:
+    """Yield (chunk key, where it goes in the output, which part of the chunk) per chunk."""
+    for key, slices in layout.chunks(region):
+        if region is None:
+            yield key, slices, tuple(slice(0, s.stop - s.start) for s in slices)
+            continue
+        wanted = tuple(
+            slice(max(s.start, r.start), min(s.stop, r.stop))
+            for s, r in zip(slices, region, strict=True)
+        )
+        inside = tuple(
+            slice(w.start - s.start, w.stop - s.start) for w, s in zip(wanted, slices, strict=True)
+        )
+        wanted = tuple(
+            slice(w.start - r.start, w.stop - r.start) for w, r in zip(wanted, region, strict=True)
+        )
+        yield key, wanted, inside
+
+
+def read_raw_array_from(
+    fs: Any, path: str, layout: RawLayout, region: tuple[slice, ...] | None = None
+) -> np.ndarray:
+    """`read_raw_array` on any fsspec filesystem: the needed chunks are fetched in one call.
+
+    Parameters
+    ----------
+    fs : `fsspec.AbstractFileSystem`
+        Where the array is (e.g. an object store).
+    path : `str`
+        The array's path on ``fs``.
+    layout : `RawLayout`
+        Its layout.
+    region : `tuple` [`slice`, ...], optional
+        One step-1 slice per axis; the whole array by default.
+    """
+    region, shape = _resolve(layout, region)
+    out = np.empty(shape, dtype=layout.dtype)
+    placements = list(_placements(layout, region))
+    paths = [f"{path.rstrip('/')}/{key}" for key, _, _ in placements]
+    found = fs.cat(paths, on_error="omit") if paths else {}
+    chunk_bytes = math.prod(layout.chunk_shape) * layout.dtype.itemsize
+    for (key, wanted, inside), chunk_path in zip(placements, paths, strict=True):
+        data = found.get(chunk_path)
+        if data is None:
+            out[wanted] = layout.fill_value
+            continue
+        if len(data) < chunk_bytes:
+            raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
+        chunk = np.frombuffer(data, dtype=layout.dtype, count=math.prod(layout.chunk_shape))
+        out[wanted] = chunk.reshape(layout.chunk_shape)[inside]
     return out
 
 
