@@ -503,6 +503,10 @@ def run(
     """Build (or load) a quantum graph and execute it."""
     from .execution.run import execute_graph
 
+    if jobs < 1 and executor == "dask" and not (cluster_address or cluster_config):
+        click.echo(f"Error: -j/--processes must be at least 1, got {jobs}", err=True)
+        sys.exit(EXIT_CANNOT_START)
+
     if resume:
         extend_run = skip_existing = True
     butler = Butler(repo)

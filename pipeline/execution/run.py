@@ -138,6 +138,10 @@ def execute_graph(
 
     start = time.perf_counter()
     summary = RunSummary(execution_id=uuid.uuid4().hex)
+    if jobs < 1 and executor == "dask" and cluster_address is None and cluster_config is None:
+        summary.error = f"jobs (-j) must be at least 1, got {jobs}"
+        _LOG.error("cannot start the execution: %s", summary.error)
+        return summary
     quanta = {node: qgraph.get_quantum(node) for node in qgraph.node_ids()}
     skip = skip_existing or extend_run
     setup = RunSetup(butler, qgraph, clobber=clobber_outputs)

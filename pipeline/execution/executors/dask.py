@@ -118,6 +118,8 @@ class DaskExecutor(Executor):
             self.client = client
             self._owned.append(_Closer(lambda: close_client(client)))
         else:
+            if jobs < 1:  # a LocalCluster without workers would wait for ever
+                raise ValueError(f"jobs must be at least 1, got {jobs}")
             import psutil
 
             memory_mb = psutil.virtual_memory().total / 2**20 / max(jobs, 1)
