@@ -107,11 +107,20 @@ def _load_pipeline(
     return pipeline
 
 
+# --show items that read the pipeline definition only: no task class is imported for them
+_DEFINITION_ONLY_SHOW = ("pipeline", "steps")
+
+
 def _show(pipeline: Pipeline, show: Iterable[str]) -> None:
     for what in show:
         item, _, arg = what.partition("=")
         if item == "pipeline":
             click.echo(pipeline.to_ir().to_yaml())
+        elif item == "steps":
+            ir = pipeline.ir
+            for step in ir.steps:
+                tasks = ", ".join(ir.expand_labels([step.label]))
+                click.echo(f"{step.label} [{', '.join(step.dimensions)}]: {tasks}")
         elif item in ("config", "dump-config"):
             for task_def in pipeline.task_defs():
                 if arg and task_def.label != arg.split(":")[0]:
@@ -146,7 +155,9 @@ def main(log_level: str) -> None:
 
 @main.command()
 @_pipeline_options
-@click.option("--show", multiple=True, help="pipeline | config[=label] | dump-config | tasks")
+@click.option(
+    "--show", multiple=True, help="pipeline | steps | config[=label] | dump-config | tasks"
+)
 @click.option("-s", "--save-pipeline", default=None, help="Write the expanded pipeline YAML here.")
 @click.option("--pipeline-dot", default=None, help="Write a GraphViz DOT file of the pipeline.")
 @click.option("--pipeline-mermaid", default=None, help="Write a Mermaid file of the pipeline.")
@@ -161,9 +172,17 @@ def build(
     pipeline_dot: str | None,
     pipeline_mermaid: str | None,
 ) -> None:
-    """Load and check a pipeline; show or save it."""
+    """Load and check a pipeline; show or save it.
+
+    ``--show pipeline`` and ``--show steps`` alone read the definition without importing any
+    task class; anything else also checks the task graph (classes, connections, step order).
+    """
     pipeline = _load_pipeline(pipeline_path, config_overrides, config_files)
-    pipeline.graph()  # checks the task graph
+    definition_only = bool(show) and all(
+        what.partition("=")[0] in _DEFINITION_ONLY_SHOW for what in show
+    )
+    if not (definition_only and not (save_pipeline or pipeline_dot or pipeline_mermaid)):
+        pipeline.graph()  # imports the task classes, checks the task graph and the step order
     _show(pipeline, show)
     if save_pipeline:
         pipeline.write_to(save_pipeline)

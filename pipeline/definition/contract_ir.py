@@ -1,6 +1,7 @@
 """The ``contracts`` section: boolean expressions over task configs, checked once configs are final.
 
-Each entry is a string or ``{contract: ..., msg: ...}``. The expression language itself lives in
+Each entry is a string or ``{contract: ..., msg: ...}``; as in LSST, a lone string stands for a
+list of one. The expression language itself lives in
 `pipeline.definition.contracts`. No state.
 """
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import PipelineDefinitionError
-from .yaml_reader import _item_line, _sequence, _where
+from .yaml_reader import _item_line, _key_line, _LineList, _sequence, _where
 
 __all__ = ["ContractIR", "read_contracts"]
 
@@ -38,7 +39,11 @@ def read_contracts(doc: dict, source: str) -> tuple[ContractIR, ...]:
     PipelineDefinitionError
         If an entry is neither a string nor a ``contract``/``msg`` mapping (file and line named).
     """
-    entries = _sequence(doc, "contracts", source)
+    if isinstance(doc.get("contracts"), str):
+        entries = _LineList([doc["contracts"]])
+        entries.item_lines = [_key_line(doc, "contracts") or 0]
+    else:
+        entries = _sequence(doc, "contracts", source)
     result = []
     for i, entry in enumerate(entries):
         where = _where(source, _item_line(entries, i))

@@ -14,6 +14,10 @@ list; `task_defs` builds everything afresh on each call:
 5. ``validate()`` and ``freeze()``; then the contracts are checked across all configs;
 6. the connections are resolved from the frozen config.
 
+`graph` joins the tasks by dataset type and checks the steps' order. Reading the pipeline
+(`from_file`, `ir`) imports no task class: `pipetask build --show pipeline` works on a pipeline
+whose classes are not installed.
+
 `write_to` saves the pipeline with the user overrides folded in as extra config blocks, so
 ``pipetask -s saved.yaml`` reproduces the run.
 """
@@ -34,6 +38,7 @@ from .contracts import check_contract
 from .loader import import_by_name
 from .pipeline_graph import PipelineGraph
 from .pipeline_ir import ConfigIR, PipelineIR
+from .step_ir import check_step_order
 
 __all__ = ["Pipeline", "TaskDef"]
 
@@ -246,10 +251,22 @@ class Pipeline:
     def graph(
         self, *, existing_dataset_types: Mapping[str, tuple[Iterable[str], str]] | None = None
     ) -> PipelineGraph:
-        """Return the checked graph of tasks and dataset types (see `PipelineGraph`)."""
-        return PipelineGraph.from_task_defs(
+        """Return the checked graph of tasks and dataset types (see `PipelineGraph`).
+
+        The pipeline's steps, if any, are checked to be in dependency order.
+
+        Raises
+        ------
+        PipelineGraphError
+            If the tasks do not fit together.
+        InvalidStepsError
+            If a task reads a dataset type written by a task of a later step.
+        """
+        graph = PipelineGraph.from_task_defs(
             self.task_defs(), existing_dataset_types=existing_dataset_types
         )
+        check_step_order(self._ir.steps, self._ir.subsets, graph)
+        return graph
 
     def to_dot(self) -> str:
         """Return the task/dataset-type graph in Graphviz format."""

@@ -8,8 +8,9 @@ A pipeline file follows LSST's schema::
     instrument: some.Instrument
     parameters: {name: value}
     imports:
-      - location: $PIPELINES/base.yaml
+      - location: $PIPELINES_DIR/base.yaml
         exclude: [labelA]
+        labeledSubsetModifyMode: EDIT
         importContracts: false
     tasks:
       isr: some.module.IsrTask
@@ -21,14 +22,27 @@ A pipeline file follows LSST's schema::
             connections.exposure: icExp
     subsets:
       step1: [isr, calibrate]
+    steps:
+      - label: step1
+        dimensions: visit, detector
     contracts:
       - contract: "calibrate.doAstrometry == False"
         msg: "..."
 
 Each section has its module, holding its dataclass and its reader: ``task_ir`` (tasks and
-config blocks), ``subset_ir``, ``contract_ir``, ``import_ir`` and ``parameters_ir``. This module
-composes them: it reads a file's sections, reads and merges what it imports, and checks what
-needs the merged whole (subsets naming known tasks).
+config blocks), ``subset_ir``, ``step_ir``, ``contract_ir``, ``import_ir`` and ``parameters_ir``.
+This module composes them: it reads a file's sections, reads and merges what it imports, and
+checks what needs the merged whole (subsets naming known tasks, steps naming subsets). The
+pipeline a caller gets (`from_file`, `from_string`, `subset`) is also checked to be partitioned
+by its steps, if it has any.
+
+Merging an import, in order: read the file (recursively, its own imports merged), replace its
+instrument if the entry says so, forget its steps if ``importSteps: false``, keep the
+``include``d or drop the ``exclude``d tasks (subsets that name a dropped task are dropped, or
+edited with ``labeledSubsetModifyMode: EDIT``; contracts that name one are dropped; steps go
+with their subsets), apply ``rename``. Task labels and subset labels must then be unique across
+imports. This file's tasks extend imported ones of the same label and class (its config blocks
+come after) or replace them; its subsets replace imported ones of the same label.
 
 The YAML is read with `_LineLoader` (in `pipeline.definition.yaml_reader`), a SafeLoader whose
 mappings and sequences remember the line of each key and item, so that every error can say
@@ -45,7 +59,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,8 +69,10 @@ import yaml
 from .._errors import PipelineDefinitionError
 from .contract_ir import ContractIR, read_contracts
 from .contracts import contract_labels
-from .import_ir import ImportIR, read_imports
+from .import_ir import ImportIR, SubsetModifyMode, read_imports
+from .locations import expand_location
 from .parameters_ir import read_parameters
+from .step_ir import StepIR, check_step_labels, check_step_partition, merge_steps, read_steps
 from .subset_ir import SubsetIR, check_subsets, read_subsets
 from .task_ir import ConfigIR, TaskIR, read_tasks
 from .yaml_reader import _key_line, _load_yaml, _plain, _suggest, _where
@@ -66,7 +82,9 @@ __all__ = [
     "ContractIR",
     "ImportIR",
     "PipelineIR",
+    "StepIR",
     "SubsetIR",
+    "SubsetModifyMode",
     "TaskIR",
     "split_selector",
 ]
@@ -78,6 +96,7 @@ _TOP_LEVEL_KEYS = (
     "imports",
     "tasks",
     "subsets",
+    "steps",
     "contracts",
 )
 
@@ -100,6 +119,8 @@ class PipelineIR:
         Labeled subsets by label.
     contracts : `tuple` [`ContractIR`, ...]
         Contracts to check once configs are final.
+    steps : `tuple` [`StepIR`, ...]
+        The subsets a production run submits in order, with their dimensions.
     imports : `tuple` [`ImportIR`, ...]
         What this pipeline imported (already merged into the above).
     source : `str`
@@ -112,6 +133,7 @@ class PipelineIR:
     tasks: dict[str, TaskIR] = field(default_factory=dict)
     subsets: dict[str, SubsetIR] = field(default_factory=dict)
     contracts: tuple[ContractIR, ...] = ()
+    steps: tuple[StepIR, ...] = ()
     imports: tuple[ImportIR, ...] = field(default=(), compare=False)
     source: str = field(default="<string>", compare=False)
 
@@ -138,7 +160,9 @@ class PipelineIR:
         PipelineDefinitionError
             For any syntax or schema error; the message names the file and line.
         """
-        return _format(_Reader(allow_python=allow_python).read_text(text, source, stack=()))
+        ir = _format(_Reader(allow_python=allow_python).read_text(text, source, stack=()))
+        ir.check_steps()
+        return ir
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str], *, allow_python: bool = False) -> PipelineIR:
@@ -147,27 +171,49 @@ class PipelineIR:
         Parameters
         ----------
         path : `str` or `os.PathLike`
-            The file, optionally followed by ``#`` and comma-separated labels or subsets.
+            The file, optionally followed by ``#`` and comma-separated task, subset or step
+            labels. ``$NAME`` in the file name is taken from the environment.
         allow_python : `bool`, optional
             Whether inline ``python:`` config blocks are accepted.
 
         Raises
         ------
         PipelineDefinitionError
-            For any syntax or schema error, or an unknown label in the selector.
+            For any syntax or schema error, an unset variable, or an unknown label in the
+            selector.
         FileNotFoundError
             If the file does not exist.
         """
         file_name, labels = split_selector(str(path))
+        file_name = expand_location(file_name, f"pipeline {str(path)!r}")
         ir = _format(_Reader(allow_python=allow_python).read_file(file_name, stack=()))
         if labels is not None:
-            ir = ir.subset(labels)
+            return ir.subset(labels)
+        ir.check_steps()
         return ir
+
+    def check_steps(self) -> None:
+        """Check that the steps, if any, hold every task exactly once.
+
+        Raises
+        ------
+        InvalidStepsError
+            Naming the task or step label and the file line of its definition.
+        """
+        check_step_partition(self.steps, self.subsets, self.tasks)
 
     # -- transforming -------------------------------------------------------------------------
 
-    def expand_labels(self, labels: Iterable[str]) -> list[str]:
+    def expand_labels(self, labels: Iterable[str], *, where: str | None = None) -> list[str]:
         """Expand subset labels to task labels, keeping pipeline order.
+
+        Parameters
+        ----------
+        labels : `~collections.abc.Iterable` [`str`]
+            Task or subset labels.
+        where : `str`, optional
+            What names the labels (an import's ``file:line``), for messages; the pipeline's
+            file by default.
 
         Raises
         ------
@@ -183,29 +229,87 @@ class PipelineIR:
             else:
                 known = sorted(self.tasks) + sorted(self.subsets)
                 raise PipelineDefinitionError(
-                    f"{self.source}: unknown task or subset label {label!r}"
-                    f"{_suggest(label, known)}; known tasks: {sorted(self.tasks)}, "
-                    f"known subsets: {sorted(self.subsets)}"
+                    f"{where or self.source}: unknown task or subset label {label!r}"
+                    f"{_suggest(label, known)} in {self.source}; known tasks: "
+                    f"{sorted(self.tasks)}, known subsets: {sorted(self.subsets)}"
                 )
         return [label for label in self.tasks if label in wanted]
 
     def subset(self, labels: Iterable[str]) -> PipelineIR:
-        """Return the pipeline restricted to ``labels`` (tasks or subsets).
+        """Return the pipeline restricted to ``labels`` (tasks, subsets or steps).
 
-        Subsets that refer to a dropped task are dropped, and so are contracts that name one.
+        Subsets that refer to a dropped task are dropped, and so are contracts that name one
+        and steps whose subset is dropped.
+
+        Raises
+        ------
+        PipelineDefinitionError
+            For an unknown label, or if the remaining steps do not hold every remaining task
+            exactly once.
         """
         keep = set(self.expand_labels(labels))
-        return self._restricted(keep)
+        result = self._restricted(keep)
+        result.check_steps()
+        return result
 
-    def _restricted(self, keep: set[str], *, contracts: bool = True) -> PipelineIR:
+    def _restricted(
+        self,
+        keep: set[str],
+        *,
+        contracts: bool = True,
+        mode: SubsetModifyMode = SubsetModifyMode.DROP,
+    ) -> PipelineIR:
         tasks = {k: v for k, v in self.tasks.items() if k in keep}
-        subsets = {k: v for k, v in self.subsets.items() if set(v.subset) <= keep}
+        subsets = {}
+        for label, subset in self.subsets.items():
+            if set(subset.subset) <= keep:
+                # DROP also drops subsets an earlier EDIT emptied (LSST's rule).
+                if subset.subset or mode is SubsetModifyMode.EDIT:
+                    subsets[label] = subset
+            elif mode is SubsetModifyMode.EDIT:
+                kept = tuple(t for t in subset.subset if t in keep)
+                subsets[label] = dataclasses.replace(subset, subset=kept)
         kept_contracts = tuple(
             c
             for c in (self.contracts if contracts else ())
             if contract_labels(c.contract, where=c.where) & set(self.tasks) <= keep
         )
-        return dataclasses.replace(self, tasks=tasks, subsets=subsets, contracts=kept_contracts)
+        steps = tuple(s for s in self.steps if s.label in subsets)
+        return dataclasses.replace(
+            self, tasks=tasks, subsets=subsets, contracts=kept_contracts, steps=steps
+        )
+
+    def _renamed(self, rename: dict[str, str], where: str) -> PipelineIR:
+        if not rename:
+            return self
+        for old, new in rename.items():
+            if old not in self.tasks:
+                raise PipelineDefinitionError(
+                    f"{where}: rename of {old!r}: no such task in {self.source}"
+                    f"{_suggest(old, self.tasks)}; tasks: {sorted(self.tasks)}"
+                )
+            if new in self.tasks or new in self.subsets:
+                raise PipelineDefinitionError(
+                    f"{where}: rename of {old!r} to {new!r}: {new!r} is already a label in "
+                    f"{self.source}"
+                )
+        for contract in self.contracts:
+            named = contract_labels(contract.contract, where=contract.where) & set(rename)
+            if named:
+                raise PipelineDefinitionError(
+                    f"{where}: rename of {sorted(named)} refused: the contract at "
+                    f"{contract.where} names {'it' if len(named) == 1 else 'them'}; import "
+                    "with 'importContracts: false' and restate the contract"
+                )
+        tasks = {
+            rename.get(label, label): dataclasses.replace(task, label=rename.get(label, label))
+            for label, task in self.tasks.items()
+        }
+        subsets = {
+            label: dataclasses.replace(s, subset=tuple(rename.get(t, t) for t in s.subset))
+            for label, s in self.subsets.items()
+        }
+        return dataclasses.replace(self, tasks=tasks, subsets=subsets)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -221,6 +325,8 @@ class PipelineIR:
         result["tasks"] = {label: t.to_primitive() for label, t in self.tasks.items()}
         if self.subsets:
             result["subsets"] = {label: s.to_primitive() for label, s in self.subsets.items()}
+        if self.steps:
+            result["steps"] = [s.to_primitive() for s in self.steps]
         if self.contracts:
             result["contracts"] = [c.to_primitive() for c in self.contracts]
         return result
@@ -260,7 +366,7 @@ class _Reader:
     allow_python: bool
 
     def read_file(self, file_name: str, *, stack: tuple[str, ...]) -> PipelineIR:
-        path = Path(os.path.expandvars(file_name)).expanduser().resolve()
+        path = Path(file_name).expanduser().resolve()
         if str(path) in stack:
             chain = " -> ".join([*stack, str(path)])
             raise PipelineDefinitionError(f"{path}: import cycle: {chain}")
@@ -279,55 +385,51 @@ class _Reader:
             raise PipelineDefinitionError(
                 f"{_where(source, getattr(doc, 'line', 1))}: a pipeline must be a YAML mapping"
             )
-        for key in doc:
-            if key not in _TOP_LEVEL_KEYS:
-                raise PipelineDefinitionError(
-                    f"{_where(source, _key_line(doc, key))}: unknown key {key!r}"
-                    f"{_suggest(key, _TOP_LEVEL_KEYS)}; allowed: {', '.join(_TOP_LEVEL_KEYS)}"
-                )
-        description = doc.get("description") or ""
-        instrument = doc.get("instrument")
-        parameters = read_parameters(doc, source)
-        imports = read_imports(doc, source, base)
-        tasks = read_tasks(doc, source, base, allow_python=self.allow_python)
-        subsets = read_subsets(doc, source)
-        contracts = read_contracts(doc, source)
+        _check_top_level(doc, source)
         own = PipelineIR(
-            description=str(description),
-            instrument=instrument,
-            parameters=parameters,
-            tasks=tasks,
-            subsets=subsets,
-            contracts=contracts,
-            imports=imports,
+            description=str(doc.get("description") or ""),
+            instrument=doc.get("instrument"),
+            parameters=read_parameters(doc, source),
+            tasks=read_tasks(doc, source, base, allow_python=self.allow_python),
+            subsets=read_subsets(doc, source),
+            contracts=read_contracts(doc, source),
+            steps=read_steps(doc, source),
+            imports=read_imports(doc, source, base),
             source=source,
         )
-        merged = self._merge_imports(own, imports, stack)
+        merged = self._merge_imports(own, stack)
         check_subsets(merged.subsets, merged.tasks)
+        check_step_labels(merged.steps, merged.subsets)
         return merged
 
     # -- imports ------------------------------------------------------------------------------
 
-    def _merge_imports(
-        self, own: PipelineIR, imports: Sequence[ImportIR], stack: tuple[str, ...]
-    ) -> PipelineIR:
+    def _imported(self, imp: ImportIR, stack: tuple[str, ...]) -> PipelineIR:
+        """Read one import and apply its entry: instrument, steps, include/exclude, rename."""
+        other = self.read_file(imp.location, stack=stack)
+        if imp.sets_instrument:
+            other = dataclasses.replace(other, instrument=imp.instrument)
+        if not imp.importSteps:
+            other = dataclasses.replace(other, steps=())
+        if imp.include is not None:
+            keep = set(other.expand_labels(imp.include, where=imp.where))
+        else:
+            keep = set(other.tasks) - set(other.expand_labels(imp.exclude, where=imp.where))
+        other = other._restricted(
+            keep, contracts=imp.importContracts, mode=imp.labeledSubsetModifyMode
+        )
+        return other._renamed(imp.rename, imp.where)
+
+    def _merge_imports(self, own: PipelineIR, stack: tuple[str, ...]) -> PipelineIR:
         tasks: dict[str, TaskIR] = {}
         subsets: dict[str, SubsetIR] = {}
         contracts: list[ContractIR] = []
         parameters: dict[str, Any] = {}
+        step_groups: list[tuple[StepIR, ...]] = []
         instrument: str | None = None
         origin: dict[str, str] = {}
-        for imp in imports:
-            other = self.read_file(imp.location, stack=stack or (own.source,))
-            if imp.include is not None:
-                other = other._restricted(
-                    set(other.expand_labels(imp.include)), contracts=imp.importContracts
-                )
-            else:
-                for label in imp.exclude:
-                    other.expand_labels([label])  # unknown label -> error
-                dropped = set(other.expand_labels(imp.exclude)) if imp.exclude else set()
-                other = other._restricted(set(other.tasks) - dropped, contracts=imp.importContracts)
+        for imp in own.imports:
+            other = self._imported(imp, stack or (own.source,))
             for label, task in other.tasks.items():
                 if label in tasks:
                     raise PipelineDefinitionError(
@@ -336,9 +438,16 @@ class _Reader:
                     )
                 tasks[label] = task
                 origin[label] = imp.location
-            subsets.update(other.subsets)
+            for label, subset in other.subsets.items():
+                if label in subsets:
+                    raise PipelineDefinitionError(
+                        f"{imp.where}: subset label {label!r} is defined by two imports: "
+                        f"{subsets[label].where} and {subset.where}"
+                    )
+                subsets[label] = subset
             contracts.extend(other.contracts)
             parameters.update(other.parameters)
+            step_groups.append(other.steps)
             if other.instrument is not None:
                 if instrument is not None and instrument != other.instrument:
                     raise PipelineDefinitionError(
@@ -368,7 +477,28 @@ class _Reader:
             subsets=subsets,
             contracts=tuple(contracts),
             parameters=parameters,
+            steps=merge_steps([*step_groups, own.steps]),
             instrument=own.instrument if own.instrument is not None else instrument,
+        )
+
+
+def _check_top_level(doc: dict, source: str) -> None:
+    for key in doc:
+        if key == "inherits":
+            raise PipelineDefinitionError(
+                f"{_where(source, _key_line(doc, key))}: 'inherits' is not supported (LSST "
+                "retired it too); use 'imports'"
+            )
+        if key not in _TOP_LEVEL_KEYS:
+            raise PipelineDefinitionError(
+                f"{_where(source, _key_line(doc, key))}: unknown key {key!r}"
+                f"{_suggest(key, _TOP_LEVEL_KEYS)}; allowed: {', '.join(_TOP_LEVEL_KEYS)}"
+            )
+    instrument = doc.get("instrument")
+    if instrument is not None and not isinstance(instrument, str):
+        raise PipelineDefinitionError(
+            f"{_where(source, _key_line(doc, 'instrument'))}: 'instrument' must be one class "
+            f"name, not {type(instrument).__name__}"
         )
 
 

@@ -3,8 +3,9 @@
 An entry is a class name, or ``{class: ..., config: ...}`` where ``config`` is one block or a
 list of blocks. A block holds field values by dotted path, ``file:`` (one or several override
 files, made absolute against the pipeline file's directory) and ``python:`` (inline overrides,
-refused unless the reader allows python). A task imported from another pipeline may omit
-``class``; the merge checks that. No state.
+refused unless the reader allows python). LSST's ``dataId:`` (overrides for some data IDs only)
+is refused: a task here has one config for all its quanta. A task imported from another
+pipeline may omit ``class``; the merge checks that. No state.
 """
 
 from __future__ import annotations
@@ -169,6 +170,11 @@ def _config_block(
                     "(allow_python=True); use 'file: overrides.py' or field values instead"
                 )
             python = str(value)
+        elif key == "dataId":
+            raise PipelineDefinitionError(
+                f"{key_where}: task {label!r} has a 'dataId:' config block (overrides for some "
+                "data IDs only); not supported: a task has one config for all its quanta"
+            )
         else:
             fields[str(key)] = _plain(value)
             field_where[str(key)] = key_where
