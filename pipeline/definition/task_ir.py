@@ -117,6 +117,11 @@ def read_tasks(doc: dict, source: str, base: Path, *, allow_python: bool) -> dic
     result = {}
     for label, entry in tasks.items():
         where = _where(source, _key_line(tasks, label))
+        if label == "parameters":
+            raise PipelineDefinitionError(
+                f"{where}: 'parameters' is reserved (config values refer to parameters.name) "
+                "and cannot be a task label"
+            )
         if isinstance(entry, str):
             result[label] = TaskIR(label=str(label), klass=entry, where=where)
             continue

@@ -189,6 +189,8 @@ def test_refused_schema_parts_are_located():
         _ir("tasks:\n  a:\n    class: x.A\n    config:\n      dataId: {visit: 1}\n")
     with pytest.raises(PipelineDefinitionError, match=r"<string>:5: .*inline 'python:'"):
         _ir("tasks:\n  a:\n    class: x.A\n    config:\n      python: config.x = 1\n")
+    with pytest.raises(PipelineDefinitionError, match=r"<string>:2: 'parameters' is reserved"):
+        _ir("tasks:\n  parameters: x.A\n")
     with pytest.raises(PipelineDefinitionError, match=r"<string>:1: 'instrument' must be one"):
         _ir("instrument: [a.B, c.D]\n")
     # A lone contract string is a list of one, as in LSST.
