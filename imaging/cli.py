@@ -16,6 +16,7 @@ from butler import Butler
 from butler.cli import butler_errors
 
 from .ingest import ingest_raws, ingest_refcat, register_instrument
+from .refcat_input import DEFAULT_REFCAT_EPOCH
 
 __all__ = [
     "ingest_raws_command",
@@ -69,10 +70,33 @@ def ingest_raws_command(
 @click.argument("name")
 @click.argument("catalog", type=click.Path(exists=True, dir_okay=False))
 @click.option("--output-run", default="refcats", show_default=True)
+@click.option(
+    "--epoch",
+    type=float,
+    default=DEFAULT_REFCAT_EPOCH,
+    show_default=True,
+    help="Julian epoch of the positions, for a table without an 'epoch' column.",
+)
 @butler_errors
-def ingest_refcat_command(repo: str, name: str, catalog: str, output_run: str) -> None:
-    """Shard reference catalog CATALOG by sky pixel into dataset type NAME."""
-    refs = ingest_refcat(Butler(repo), name, catalog, run=output_run)
+def ingest_refcat_command(
+    repo: str, name: str, catalog: str, output_run: str, epoch: float
+) -> None:
+    """Shard reference catalog CATALOG by sky pixel into dataset type NAME.
+
+    \b
+    CATALOG is a table (FITS, CSV, ECSV) with at least these columns (any case):
+      id                  int      unique source identifier
+      ra, dec             float    deg, ICRS, at the epoch
+      a brightness        float    phot_g_mean_mag or mag (mag), or flux (nJy, AB)
+    Optional columns, with the value they get when missing:
+      phot_g_mean_mag_err mag      from mag_err or flux_err, else NaN (unknown)
+      ra_err, dec_err     mas      NaN (unknown)
+      pm_ra, pm_dec       mas/yr   0 (no proper motion)
+      pm_ra_err, pm_dec_err mas/yr NaN (unknown)
+      epoch               yr       --epoch
+    Other columns are kept.
+    """  # noqa: D301 (click's \b keeps the table's lines)
+    refs = ingest_refcat(Butler(repo), name, catalog, run=output_run, epoch=epoch)
     click.echo(f"Ingested reference catalog {name} as {len(refs)} shard(s) into {output_run}")
 
 
@@ -129,7 +153,10 @@ def ingest_refcat_command(repo: str, name: str, catalog: str, output_run: str) -
     help="Write a picture of the first detector with its truth here.",
 )
 @click.option(
-    "--keep-inputs", default=None, help="Keep the simulated files (and truth) in this folder."
+    "--keep-inputs",
+    default=None,
+    help="Keep the simulated input files in this folder: camera.yaml, raw/*.fits, refcat.fits "
+    "(what register-instrument, ingest-raws and ingest-refcat read) and truth/.",
 )
 @butler_errors
 def simulate_command(

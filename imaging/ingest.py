@@ -2,7 +2,8 @@
 
 - `register_instrument`: the instrument and detector records from a camera description.
 - `ingest_raws`: detector images in LSST's Exposure FITS layout (or plain single-HDU
-  images) become ``postISRCCD`` datasets; visit records, filters and the sky region of
+  images) become ``postISRCCD`` datasets (``GAIN`` and ``RDNOISE`` are required, as the
+  reader needs them); visit records, filters and the sky region of
   every visit+detector come from the headers. A batch is all or nothing: headers are
   read and checked first, then the files are transferred and every record and dataset
   is registered in one transaction; on any failure the transferred files are removed.
@@ -36,7 +37,7 @@ from butler.data_coordinate import DataCoordinate
 
 from ._errors import ExposureFormatError
 from .fits_io import read_exposure_fits, write_exposure_fits
-from .refcat import read_reference_catalog
+from .refcat_input import DEFAULT_REFCAT_EPOCH, read_user_reference_catalog
 
 __all__ = [
     "RAW_DATASET_TYPE",
@@ -167,6 +168,12 @@ def read_raw_header(path: str | os.PathLike[str]) -> RawHeaderInfo:
     saturation = _card(merged, ["SATURATE"], float, path) if "SATURATE" in merged else None
     if saturation is not None and not math.isfinite(saturation):
         saturation = None  # "no saturation level", as the reader treats a missing keyword
+    # the reader needs both to build the detector (and a plain raw's variance): check them now,
+    # not when a task first reads the raw
+    gain = _card(merged, ["GAIN"], float, path)
+    if not gain > 0:
+        raise ExposureFormatError(f"{path}: header keyword GAIN = {gain} must be positive (e-/ADU)")
+    _card(merged, ["RDNOISE"], float, path)
     try:
         wcs = WCS(image_header)
     except Exception as err:
@@ -407,6 +414,7 @@ def ingest_refcat(
     path: str | os.PathLike[str],
     *,
     run: str = "refcats",
+    epoch: float = DEFAULT_REFCAT_EPOCH,
 ) -> list[DatasetRef]:
     """Shard a reference catalog by HEALPix pixel and store one dataset per shard.
 
@@ -417,9 +425,13 @@ def ingest_refcat(
     name : `str`
         Dataset type name of the shards (e.g. ``gaia_dr2_20200414``).
     path : path-like
-        FITS table with at least ``id``, ``ra``, ``dec``, ``phot_g_mean_mag``.
+        Table (FITS, CSV, ECSV...) with at least ``id``, ``ra``, ``dec`` and a magnitude or
+        flux column; the other `~imaging.refcat.REFCAT_SCHEMA` columns are filled with the
+        defaults of `~imaging.refcat_input.complete_reference_catalog`.
     run : `str`
         RUN collection of the shards.
+    epoch : `float`
+        Julian epoch of the positions, used when the table has no ``epoch`` column.
 
     Returns
     -------
@@ -429,7 +441,7 @@ def ingest_refcat(
     import astropy.units as u
     from astropy_healpix import HEALPix
 
-    table = read_reference_catalog(path)
+    table = read_user_reference_catalog(path, epoch=epoch)
     universe = butler.universe
     skypix = universe.skypix
     hp = HEALPix(nside=skypix.nside, order="nested")

@@ -378,7 +378,7 @@ def _build(
         already = sum(len(v) for v in done.values())
         if already:
             raise NothingToDoError(
-                f"nothing to do: all {already} quanta already have their metadata in "
+                f"all {already} quanta already have their metadata in "
                 f"{list(skip_existing_in)}"
             )
         detail = ", ".join(f"{n}: {len(existing.get(n, {}))} found" for n in regular_overall)

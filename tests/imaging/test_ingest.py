@@ -255,3 +255,67 @@ def test_single_hdu_raw_without_saturate_links_unchanged(repo, tmp_path):
         RAW_DATASET_TYPE, instrument="SimCam", visit=7, detector=0, collections="SimCam/raw/all"
     )
     assert not exposure.mask.array.any()
+
+
+# -- GAIN / RDNOISE are required (README) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("keyword", ["GAIN", "RDNOISE"])
+def test_raw_without_gain_or_read_noise_is_refused(repo, observations, tmp_path, keyword):
+    """A raw the reader cannot turn into an Exposure (no GAIN/RDNOISE) must fail at ingest."""
+    _, raws = observations
+    broken = tmp_path / f"no_{keyword.lower()}.fits"
+    shutil.copy(raws[0], broken)
+    with fits.open(broken, mode="update") as hdul:
+        del hdul[0].header[keyword]
+    with pytest.raises(ExposureFormatError, match=rf"no_{keyword.lower()}\.fits.*{keyword}"):
+        ingest_raws(Butler(repo), [broken])
+
+
+def test_raw_with_non_positive_gain_is_refused(repo, tmp_path):
+    raw = write_plain_raw(
+        tmp_path / "zero_gain.fits", np.zeros((64, 64), np.float32), saturation=None,
+        keywords={"GAIN": 0.0},
+    )
+    with pytest.raises(ExposureFormatError, match=r"zero_gain\.fits.*GAIN"):
+        ingest_raws(Butler(repo), [raw])
+
+
+# -- minimal reference catalogs ----------------------------------------------------------------
+
+
+def test_ingest_refcat_minimal_table_gets_stated_defaults(repo, tmp_path):
+    from astropy.table import Table
+
+    from imaging.refcat_input import DEFAULT_REFCAT_EPOCH, REFCAT_DEFAULTS
+
+    minimal = Table({"ID": [1, 2, 3], "RA": [150.0, 150.01, 150.02], "Dec": [2.0, 2.0, 2.01],
+                     "mag": [17.0, 18.5, 19.0]})
+    minimal.write(tmp_path / "mine.fits")
+    butler = Butler(repo)
+    refs = ingest_refcat(butler, "my_refcat", tmp_path / "mine.fits")
+    stored = Table.vstack([butler.get(r) for r in refs]) if len(refs) > 1 else butler.get(refs[0])
+    stored.sort("id")
+    assert list(stored["id"]) == [1, 2, 3]
+    assert np.allclose(stored["phot_g_mean_mag"], [17.0, 18.5, 19.0])
+    assert np.all(stored["epoch"] == DEFAULT_REFCAT_EPOCH)
+    for name, value in REFCAT_DEFAULTS.items():
+        # a NaN may read back masked
+        column = np.ma.filled(np.ma.asarray(stored[name], dtype=float), np.nan)
+        assert np.allclose(column, value, equal_nan=True), name
+
+
+def test_ingest_refcat_flux_csv_and_missing_brightness(repo, tmp_path):
+    butler = Butler(repo)
+    (tmp_path / "flux.csv").write_text("id,ra,dec,flux\n7,150.0,2.0,3630.78\n")
+    refs = ingest_refcat(butler, "flux_refcat", tmp_path / "flux.csv", epoch=2000.0)
+    stored = butler.get(refs[0])
+    assert abs(float(stored["phot_g_mean_mag"][0]) - 22.5) < 1e-3  # 3630.78 nJy = AB 22.5
+    assert float(stored["epoch"][0]) == 2000.0
+    (tmp_path / "nomag.csv").write_text("id,ra,dec\n7,150.0,2.0\n")
+    result = CliRunner().invoke(
+        butler_main, ["ingest-refcat", str(repo), "x_refcat", str(tmp_path / "nomag.csv")]
+    )
+    assert result.exit_code == 1, result.output
+    assert "nomag.csv" in result.output and "flux" in result.output
+    assert "Traceback" not in result.output
