@@ -18,6 +18,7 @@ Ordering rules that keep the repository consistent whatever fails:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -85,6 +86,7 @@ class Butler:
             storage_classes=self.storage_classes,
             templates=_templates(self.config),
             formatter_overrides=self.config.formatters,
+            storage_options=self.config.storage_options,
         )
         self.run = run
         if run is not None:
@@ -104,19 +106,28 @@ class Butler:
         universe: DimensionUniverse | None = None,
         registry_url: str | None = None,
         overwrite: bool = False,
+        datastore_root: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> RepoConfig:
         """Create a new, empty repository (``butler create``).
 
         Parameters
         ----------
         repo : `str` or `os.PathLike`
-            Folder to create it in (created if missing).
+            Folder (or fsspec URL, e.g. ``s3://bucket/repo``) to create it in.
         universe : `DimensionUniverse`, optional
             Dimension universe; the shipped default if `None`.
         registry_url : `str`, optional
-            SQLAlchemy URL of the registry database (default: SQLite inside the repo).
+            SQLAlchemy URL of the registry database (default: SQLite inside the repo;
+            required for a repository on an object store). A password in it is used
+            to create the registry but never stored.
         overwrite : `bool`
             Allow creating where a ``butler.yaml`` already exists.
+        datastore_root : `str`, optional
+            Where the files go (a path or fsspec URL); the repository root by default.
+        storage_options : `~collections.abc.Mapping`, optional
+            fsspec options of the datastore's filesystem (``endpoint_url``,
+            ``profile``, ``anon``...); never credentials.
 
         Returns
         -------
@@ -127,14 +138,40 @@ class Butler:
         ------
         FileExistsError
             If a repository already exists there and ``overwrite`` is False.
+        RepoConfigError
+            If the configuration would be invalid or hold a credential.
+
+        Notes
+        -----
+        A failed creation leaves nothing behind: the folder (if it made it) and the
+        SQLite file are removed, and ``butler.yaml`` is written last.
         """
-        root = Path(repo)
-        if (root / "butler.yaml").exists() and not overwrite:
-            raise FileExistsError(f"a butler repository already exists at {str(root)!r}")
-        root.mkdir(parents=True, exist_ok=True)
-        config = RepoConfig.default(root, registry_url=registry_url)
-        SqlRegistry.create(config.registry_url, universe or DimensionUniverse.default())
-        config.write()
+        if RepoConfig.exists(repo) and not overwrite:
+            raise FileExistsError(f"a butler repository already exists at {str(repo)!r}")
+        config = RepoConfig.default(
+            repo,
+            registry_url=registry_url,
+            datastore_root=datastore_root,
+            storage_options=storage_options,
+        )
+        made: list[Path] = []
+        if not config.is_remote:
+            root = Path(config.root)
+            made = [p for p in [root, *root.parents] if not p.exists()]
+            root.mkdir(parents=True, exist_ok=True)
+        sqlite_file = _sqlite_file(config.registry_url)
+        fresh_file = sqlite_file is not None and not sqlite_file.exists()
+        try:
+            SqlRegistry.create(config.registry_url, universe or DimensionUniverse.default())
+            config.write()
+        except BaseException:
+            if fresh_file and sqlite_file is not None:
+                for leftover in sqlite_file.parent.glob(sqlite_file.name + "*"):
+                    leftover.unlink(missing_ok=True)
+            for folder in made:  # innermost first; only if still empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
         return config
 
     @property
@@ -150,6 +187,7 @@ class Butler:
         """Return the picklable description from which workers build a limited butler."""
         return LimitedButlerSpec(
             datastore_root=self.config.datastore_root,
+            storage_options=dict(self.config.storage_options),
             templates=dict(self.config.templates),
             formatters=dict(self.config.formatters),
             universe_config=self.universe.to_config(),
@@ -456,6 +494,14 @@ class Butler:
                 raise DatasetNotFoundError(f"dataset {ref} has no stored artifact")
             out.append(self.datastore.retrieve(info, str(destination), preserve_path=preserve_path))
         return out
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """Return the database file of an SQLite URL (`None` for other databases or memory)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url == prefix:
+        return None
+    return Path(url[len(prefix) :].split("?", 1)[0])
 
 
 def _templates(config: RepoConfig) -> FileTemplates | None:

@@ -162,16 +162,65 @@ def main(log_level: str) -> None:
     help="SQLAlchemy URL of the registry (default: SQLite in REPO).",
 )
 @click.option("--override", is_flag=True, help="Allow overwriting an existing butler.yaml.")
+@click.option(
+    "--datastore-root",
+    default=None,
+    help="Where the files go: a folder or fsspec URL (default: REPO itself).",
+)
+@click.option(
+    "--storage-option",
+    "storage_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="fsspec option of the datastore's filesystem, e.g. endpoint_url=http://host:9000, "
+    "profile=NAME, anon=true (repeatable; never credentials: those come from the environment).",
+)
 @butler_errors
 def create(
-    repo: str, dimension_config: str | None, registry_url: str | None, override: bool
+    repo: str,
+    dimension_config: str | None,
+    registry_url: str | None,
+    override: bool,
+    datastore_root: str | None,
+    storage_options: tuple[str, ...],
 ) -> None:
-    """Create an empty repository at REPO."""
+    """Create an empty repository at REPO (a folder, or a URL such as s3://bucket/repo)."""
     from .dimensions import DimensionUniverse
+    from .repo_config import redact_url
 
     universe = DimensionUniverse.from_file(dimension_config) if dimension_config else None
-    Butler.create(repo, universe=universe, registry_url=registry_url, overwrite=override)
+    options = _storage_options(storage_options)
+    Butler.create(
+        repo,
+        universe=universe,
+        registry_url=registry_url,
+        overwrite=override,
+        datastore_root=datastore_root,
+        storage_options=options,
+    )
     click.echo(f"Created repository at {repo}")
+    if registry_url and redact_url(registry_url) != registry_url:
+        click.echo(
+            "Note: the database password was not stored in butler.yaml; give it to later "
+            "commands through PGPASSWORD, ~/.pgpass or the db-auth file",
+            err=True,
+        )
+
+
+def _storage_options(items: Iterable[str]) -> dict[str, Any]:
+    """Parse ``--storage-option KEY=VALUE`` items (values as YAML scalars: true, 3, text)."""
+    import yaml
+
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(
+                f"takes KEY=VALUE, got {item!r}", param_hint="'--storage-option'"
+            )
+        parsed = yaml.safe_load(value) if value else ""
+        options[key] = parsed if isinstance(parsed, (bool, int, float)) else value
+    return options
 
 
 @main.command("register-dataset-type")

@@ -38,12 +38,16 @@ class LimitedButlerSpec:
         Formatter overrides.
     universe_config : `dict`
         The dimension universe definition.
+    storage_options : `dict`
+        fsspec options of the datastore root's filesystem (never credentials: workers
+        take those from their environment).
     """
 
     datastore_root: str
     templates: dict[str, str]
     formatters: dict[str, str]
     universe_config: dict[str, Any]
+    storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class LimitedButler:
@@ -71,6 +75,7 @@ class LimitedButler:
             storage_classes=self.storage_classes,
             templates=templates,
             formatter_overrides=spec.formatters,
+            storage_options=spec.storage_options,
         )
 
     def predict(self, ref: DatasetRef) -> StoredFileInfo:
