@@ -29,6 +29,7 @@ __all__ = [
     "BackgroundFitsFormatter",
     "BrightStarStampsFitsFormatter",
     "BrightStarStampsZarrFormatter",
+    "CameraYamlFormatter",
     "ExposureFitsFormatter",
     "ExposureZarrFormatter",
     "as_box",
@@ -239,3 +240,33 @@ class BrightStarStampsZarrFormatter(Formatter):
         return read_stamps_zarr(
             self._store(fs, path, read_only=True), source=path, **_stamps_parameters(parameters)
         )
+
+
+class CameraYamlFormatter(Formatter):
+    """A camera description (`~imaging.sim.camera.Camera`) as ``register-instrument`` YAML."""
+
+    extension: ClassVar[str] = ".yaml"
+
+    def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        """Write the camera as YAML."""
+        import yaml
+
+        text = yaml.safe_dump(obj.to_dict(), sort_keys=False).encode()
+        self.write_through(fs, path, lambda stream: stream.write(text))
+
+    def read(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Read the camera."""
+        import yaml
+
+        from .sim.camera import Camera
+
+        self.check_parameters(parameters)
+        with fs.open(path, "rb") as stream:
+            data = yaml.safe_load(stream)
+        return Camera.from_dict(data, source=path)

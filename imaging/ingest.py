@@ -40,8 +40,10 @@ from .fits_io import read_exposure_fits, write_exposure_fits
 from .refcat_input import DEFAULT_REFCAT_EPOCH, read_user_reference_catalog
 
 __all__ = [
+    "CAMERA_DATASET_TYPE",
     "RAW_DATASET_TYPE",
     "RawHeaderInfo",
+    "camera_run",
     "ingest_raws",
     "ingest_refcat",
     "mask_saturated_pixels",
@@ -55,8 +57,21 @@ _LOG = logging.getLogger(__name__)
 RAW_DATASET_TYPE = "postISRCCD"
 
 
+#: Dataset type of the registered camera description (LSST's name), one per instrument.
+CAMERA_DATASET_TYPE = "camera"
+
+
+def camera_run(instrument: str) -> str:
+    """RUN collection of an instrument's camera dataset (``<instrument>/calib``)."""
+    return f"{instrument}/calib"
+
+
 def register_instrument(butler: Butler, camera: Any) -> None:
     """Register an instrument and its detectors (idempotent; conflicts are errors).
+
+    The camera description is also stored as the ``camera`` dataset (dimension instrument) in
+    ``<instrument>/calib``: tasks read the detector geometry (orientation, focal-plane
+    position) from it instead of trusting raw header keywords.
 
     Parameters
     ----------
@@ -64,7 +79,36 @@ def register_instrument(butler: Butler, camera: Any) -> None:
         Writeable butler.
     camera : `imaging.sim.camera.Camera`
         Camera description (e.g. from ``Camera.from_yaml``).
+
+    Raises
+    ------
+    ExposureFormatError
+        If a different camera description is already stored for the instrument.
     """
+    _register_records(butler, camera)
+    dtype = DatasetType.make(CAMERA_DATASET_TYPE, ["instrument"], "Camera", butler.universe)
+    butler.registry.register_dataset_type(dtype)
+    run = camera_run(camera.name)
+    known = {name for name, _ in butler.registry.query_collections(run)}
+    existing = (
+        butler.registry.query_datasets(
+            CAMERA_DATASET_TYPE, collections=[run], data_id={"instrument": camera.name}
+        )
+        if run in known
+        else []
+    )
+    if existing:
+        stored = butler.get(existing[0])
+        if stored.to_dict() != camera.to_dict():
+            raise ExposureFormatError(
+                f"instrument {camera.name!r}: a different camera description is already "
+                f"stored in {run}"
+            )
+        return
+    butler.put(camera, dtype, {"instrument": camera.name}, run=run)
+
+
+def _register_records(butler: Butler, camera: Any) -> None:
     registry = butler.registry
     with registry.transaction():
         registry.sync_dimension_record(

@@ -11,7 +11,8 @@ Normalization (`BrightStarStamps.initAndNormalize`, LSST's algorithm): the annul
 integer circle of the outer radius minus that of the inner radius (``r_in² < dx² + dy² ≤
 r_out²`` around the centre pixel); the annular "flux" is the sigma-clipped mean *per pixel* over
 annulus pixels without the bad mask planes; the image plane (not the variance) is divided by
-it. A stamp whose annular flux is NaN, or whose valid annulus fraction is below
+it. A stamp whose annular flux is NaN or not positive (LSST would divide by a negative
+noise-dominated flux and flip the stamp), or whose valid annulus fraction is below
 ``minValidAnnulusFraction``, is dropped (``discardNanFluxObjects``) or kept unnormalized with a
 NaN flux; unlike LSST's loop, dropping one never skips the next.
 
@@ -176,6 +177,10 @@ class BrightStarStamp:
             flux = float(np.median(sample)) if sample.size else math.nan
         if not math.isfinite(flux):
             raise NormalizationError(f"star {self.gaiaId}: annular flux is NaN")
+        if flux <= 0.0:
+            # LSST divides anyway and flips the stamp's sign; a noise-dominated annulus is a
+            # failed measurement here.
+            raise NormalizationError(f"star {self.gaiaId}: annular flux {flux:.3g} is not positive")
         self.stamp_im.image /= np.float32(flux)
         self.annularFlux = float(flux)
         return self.annularFlux

@@ -39,6 +39,7 @@ STORAGE_CLASSES = (
         "imaging.formatters.BrightStarStampsFitsFormatter",
         ("bbox", "indices"),
     ),
+    StorageClass("Camera", "imaging.sim.camera.Camera", "imaging.formatters.CameraYamlFormatter"),
 )
 
 

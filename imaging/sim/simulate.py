@@ -32,7 +32,7 @@ from ..mask import Mask
 from ..refcat import propagate_positions
 from .artifacts import add_bad_columns, add_cosmic_rays, bleed_saturation
 from .camera import Camera
-from .psf_field import TruthPsf
+from .psf_field import PsfField, TruthPsf
 from .sky import COLOUR_TERMS, SkyModel, sources_in_cone
 from .truth import TRUTH_SCHEMA, DetectorTruth
 from .wcs import make_detector_wcs
@@ -116,7 +116,9 @@ class SimOptions:
     sky_gradient : `float`
         Amplitude of the linear sky gradient across the field (fraction of the level).
     halo_threshold : `float`
-        Stars whose noise-free peak exceeds this fraction of the full well get the halo.
+        Stars whose noise-free peak exceeds this fraction of the full well get the halo; 0 gives
+        every star the same extended profile (core plus halo, the halo drawn out to where it
+        falls below 0.001 e-/px, at most 400 px).
     galaxies : `bool`
         Draw galaxies.
     interpolate_defects : `bool`
@@ -174,6 +176,16 @@ def _stamp_radius_core(flux: float, fwhm_pix: float, beta: float) -> int:
     sb0 = max(flux, 1.0) * (beta - 1) / (math.pi * rd * rd)
     r = rd * (10.0 * sb0) ** (1 / (2 * beta))  # surface brightness falls to 0.1 e-
     return int(np.clip(math.ceil(r), math.ceil(3 * fwhm_pix), 150))
+
+
+def _halo_radius(flux: float, fwhm_pix: float, psf: PsfField) -> int:
+    """Radius where the halo's surface brightness falls to 0.001 e- per pixel (16..400 px)."""
+    beta = psf.halo_beta
+    rd = fwhm_pix / (2.0 * math.sqrt(2 ** (1 / beta) - 1))
+    sb0 = max(flux, 1e-9) * (beta - 1) / (math.pi * rd * rd)
+    ratio = max(sb0 / 1e-3, 1.0)
+    r = rd * math.sqrt(max(ratio ** (1 / beta) - 1.0, 0.0))
+    return int(np.clip(math.ceil(r), 16, 400))
 
 
 def _peak_fraction(fwhm_pix: float, beta: float) -> float:
@@ -343,7 +355,8 @@ def simulate_detector(
                 if stamp is not None:
                     stamp *= 1.0 - frac
                 halo = camera.psf.halo(fwhm).withFlux(flux * frac)
-                _add_stamp(electrons, _draw(halo, local, x, y, 400, clip, method="no_pixel"))
+                radius = _halo_radius(flux * frac, fwhm_pix * camera.psf.halo_scale, camera.psf)
+                _add_stamp(electrons, _draw(halo, local, x, y, radius, clip, method="no_pixel"))
         _add_stamp(electrons, stamp)
         if det.bbox.contains((x, y)):
             ixx, iyy, ixy = truth_psf.moments((x, y))

@@ -14,6 +14,7 @@ de Vaucouleurs bulges, half-light radius shrinking with magnitude, random ellipt
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ COLOUR_TERMS: dict[str, float] = {
 """Band magnitude minus G per unit of colour excess (mag/mag)."""
 
 REFCAT_EPOCH = 2016.0
-_STAR, _GALAXY = 1, 2
+_STAR, _GALAXY, _BRIGHT_STAR = 1, 2, 3
 _MAX_PER_TILE = 1_000_000
 
 
@@ -58,6 +59,12 @@ class SkyModel:
         Magnitude limits of galaxies (band magnitude).
     tile_size : `float`
         Tile height (deg).
+    bright_star_density : `float`
+        Extra stars per deg² within ``bright_star_mag_range`` (drawn from their own random
+        stream, so the other sources do not change): enough bright stars for bright-star
+        stamps on small detectors.
+    bright_star_mag_range : `tuple` [`float`, `float`]
+        G limits of the extra bright stars (mag).
     """
 
     star_density: float = 3000.0
@@ -66,6 +73,8 @@ class SkyModel:
     galaxy_density: float = 5000.0
     galaxy_mag_range: tuple[float, float] = (19.0, 24.0)
     tile_size: float = 0.1
+    bright_star_density: float = 0.0
+    bright_star_mag_range: tuple[float, float] = (13.0, 17.5)
 
 
 def _band_tiles(iband: int, tile: float) -> tuple[float, float, int]:
@@ -124,14 +133,41 @@ def _power_law_mags(
 def _star_tile(
     seed: int, sky: SkyModel, tile: tuple[int, int, float, float, float, float]
 ) -> Table:
-    iband, ira, dec_lo, dec_hi, ra_lo, ra_hi = tile
+    iband, ira = tile[0], tile[1]
     rng = np.random.default_rng([seed, _STAR, iband, ira])
-    ra, dec = _tile_positions(rng, sky.star_density, dec_lo, dec_hi, ra_lo, ra_hi)
-    n = ra.size
-    gmag = _power_law_mags(rng, n, sky.star_mag_range, sky.star_count_slope)
+    table = _stars(rng, sky.star_density, sky.star_mag_range, sky.star_count_slope, tile, 0)
+    if sky.bright_star_density > 0:
+        bright_rng = np.random.default_rng([seed, _BRIGHT_STAR, iband, ira])
+        extra = _stars(
+            bright_rng,
+            sky.bright_star_density,
+            sky.bright_star_mag_range,
+            sky.star_count_slope,
+            tile,
+            len(table),
+        )
+        table = vstack([table, extra])
+    return table
+
+
+def _stars(
+    rng: np.random.Generator,
+    density: float,
+    mag_range: tuple[float, float],
+    slope: float,
+    tile: tuple[int, int, float, float, float, float],
+    first_index: int,
+) -> Table:
+    iband, ira, dec_lo, dec_hi, ra_lo, ra_hi = tile
+    ra, dec = _tile_positions(rng, density, dec_lo, dec_hi, ra_lo, ra_hi)
+    n = min(ra.size, _MAX_PER_TILE - 1 - first_index)
+    ra, dec = ra[:n], dec[:n]
+    gmag = _power_law_mags(rng, n, mag_range, slope)
     pos_err = 0.02 * 10 ** (0.2 * (gmag - 15.0))  # mas, Gaia-like
     table = Table()
-    table["id"] = (np.int64(iband) * 100_000 + ira) * _MAX_PER_TILE + np.arange(n, dtype=np.int64)
+    table["id"] = (np.int64(iband) * 100_000 + ira) * _MAX_PER_TILE + np.arange(
+        first_index, first_index + n, dtype=np.int64
+    )
     table["ra"] = ra
     table["dec"] = dec
     table["ra_err"] = pos_err.astype(np.float32)
@@ -220,13 +256,10 @@ def make_reference_catalog(
     """
     sky = SkyModel() if sky is None else sky
     if density is not None or mag_range is not None:
-        sky = SkyModel(
+        sky = dataclasses.replace(
+            sky,
             star_density=sky.star_density if density is None else density,
             star_mag_range=sky.star_mag_range if mag_range is None else tuple(mag_range),
-            star_count_slope=sky.star_count_slope,
-            galaxy_density=sky.galaxy_density,
-            galaxy_mag_range=sky.galaxy_mag_range,
-            tile_size=sky.tile_size,
         )
     stars = sources_in_cone(center, radius, seed=seed, sky=sky, kind="star")
     out = REFCAT_SCHEMA.make_table(len(stars))
