@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from .._errors import DataIdError
 from ..dimensions import DimensionUniverse
 from ..expressions import compile_where
-from ._dimension_records import coerce_data_id_value
+from ._record_values import coerce_data_id_value
 from ._schema import RegistrySchema
 
 __all__ = ["QueryBuilder"]

@@ -2,36 +2,36 @@
 
 Design
 ------
-`SqlRegistry` wraps one SQLAlchemy engine and the `RegistrySchema` built from
-the repository's dimension universe (stored in the database, so `open` needs
-no configuration). Every write runs in `transaction`: the outermost call
-begins a database transaction on a connection held by the registry, nested
-calls open SAVEPOINTs, and an exception rolls back to where the block began.
-Reads run on that connection when inside a transaction, otherwise on a
-fresh one. Bulk writes are one ``executemany`` per table and batch; on an
-integrity error the registry rolls back and runs a few diagnostic queries to
-say what conflicted.
+`SqlRegistry` is the registry's public face and the owner of its managers,
+the way daf_butler keeps them. It wraps one SQLAlchemy engine and the
+`RegistrySchema` built from the repository's dimension universe (stored in
+the database, so `open` needs no configuration), and builds, each given only
+what it needs:
 
-Mutable state: the connection of the current transaction, per thread
-(each thread's transactions are its own; an in-memory SQLite database has
-a single connection, so use it from one thread), and a cache of dataset
-types by name (dataset types are never redefined or removed, so it cannot
-go stale).
-Read-only mode is checked in one place, `transaction`.
+- `Database` (`database`): transactions, per-thread connections, the
+  compiled-SQL cache of hot statements; every manager takes it;
+- `DimensionRecordManager` (`dimension_records`): dimension records, regions;
+- `DatasetTypeManager` (`dataset_types`): dataset types and their cache;
+- `CollectionManager` (`collections`): RUN and CHAINED collections;
+- `DatasetManager` (`datasets`): datasets, as a reading and a writing half,
+  given the dataset types and collections it resolves names with.
 
-On SQLite: WAL journal (file databases), 32 KiB pages (new databases),
-foreign keys on (the dataset table declares none there: see `_schema`),
-``synchronous=NORMAL``; the driver's own transaction handling is switched
-off so SAVEPOINTs work.
+The public methods delegate to the manager that owns the concept; the few
+operations that span managers (`remove_run`: a run's datasets, then the
+run) run here, in one transaction. No manager knows this class.
+
+Mutable state: none of its own; see the managers' module docstrings (the
+per-thread transaction connection and the compiled-SQL cache in
+`database`, the dataset-type cache in `dataset_types`). Read-only mode is
+checked in one place, `Database.transaction`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import json
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,60 +39,27 @@ import sqlalchemy as sa
 
 from .._errors import (
     ConflictingDefinitionError,
-    DataIdError,
-    DataIdValueError,
-    MissingDatasetTypeError,
-    ReadOnlyRegistryError,
     RepositoryNotFoundError,
     RepositoryVersionError,
 )
 from ..data_coordinate import DataCoordinate
+from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
+from ..datastore.stored_file_info import StoredFileInfo
 from ..dimensions import DimensionUniverse
-from ._collections import CollectionsMixin
-from ._datasets import DatasetsMixin
-from ._dimension_records import normalize_record
-from ._queries import QueryBuilder
 from ._schema import SCHEMA_VERSION, RegistrySchema
-from ._util import insert_ignoring, suggest
+from .collection_type import CollectionType
+from .collections import CollectionManager
+from .database import Database, make_engine
+from .dataset_types import DatasetTypeManager
+from .datasets import DatasetManager
+from .dimension_records import DimensionRecordManager
 from .regions import Region
 
 __all__ = ["SqlRegistry"]
 
 
-def _make_engine(db_url: str) -> sa.Engine:
-    url = sa.make_url(db_url)
-    if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url)
-    memory = url.database in (None, "", ":memory:")
-    kwargs: dict[str, Any] = {}
-    if memory:
-        kwargs = {"poolclass": sa.pool.StaticPool, "connect_args": {"check_same_thread": False}}
-    engine = sa.create_engine(url, **kwargs)
-
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN; SAVEPOINTs work
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        # For a new database only (before WAL and the first table; a no-op later): 32 KiB
-        # pages instead of 4 KiB. Bulk registration of 94,500 datasets measured 121,000/s
-        # instead of 83,000/s (medians of 5, same minutes); 64 KiB gave no more.
-        cursor.execute("PRAGMA page_size=32768")
-        if not memory:
-            cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache, allocated as used
-        cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
-
-    return engine
-
-
-class SqlRegistry(CollectionsMixin, DatasetsMixin):
+class SqlRegistry:
     """A registry in an SQL database (SQLite or PostgreSQL).
 
     Use `create` or `open`, not the constructor.
@@ -110,12 +77,14 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
     def __init__(self, engine: sa.Engine, universe: DimensionUniverse, *, writeable: bool) -> None:
         self.engine = engine
         self.universe = universe
-        self.writeable = writeable
         self.schema = RegistrySchema(universe)
-        self._local = threading.local()  # per thread: the connection of its transaction
-        self._dataset_types: dict[str, tuple[int, DatasetType]] = {}
-        # SQL text of hot statements, compiled once per (dialect, key): see `_execute_cached`.
-        self._sql_cache: dict[tuple[str, Any], tuple[str, list[str] | None]] = {}
+        self._db = Database(engine, writeable=writeable)
+        self._dimensions = DimensionRecordManager(self._db, self.schema, universe)
+        self._dataset_types = DatasetTypeManager(self._db, self.schema, universe)
+        self._collections = CollectionManager(self._db, self.schema)
+        self._datasets = DatasetManager(
+            self._db, self.schema, universe, self._dataset_types, self._collections
+        )
 
     # -- construction -------------------------------------------------------
 
@@ -136,7 +105,7 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         ConflictingDefinitionError
             If the database already holds a registry.
         """
-        registry = cls(_make_engine(db_url), universe, writeable=True)
+        registry = cls(make_engine(db_url), universe, writeable=True)
         with registry.transaction() as connection:
             if sa.inspect(connection).has_table("butler_attributes"):
                 raise ConflictingDefinitionError(f"a registry already exists at {db_url}")
@@ -165,7 +134,7 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             if not Path(url.database).exists():
                 raise RepositoryNotFoundError(f"no registry database at {url.database}")
-        engine = _make_engine(db_url)
+        engine = make_engine(db_url)
         with engine.connect() as connection:
             if not sa.inspect(connection).has_table("butler_attributes"):
                 engine.dispose()
@@ -189,18 +158,12 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         """Release the database connections."""
         self.engine.dispose()
 
-    # -- transactions ---------------------------------------------------------
-
     @property
-    def _connection(self) -> sa.Connection | None:
-        return getattr(self._local, "connection", None)
+    def writeable(self) -> bool:
+        """Whether writes are allowed."""
+        return self._db.writeable
 
-    @_connection.setter
-    def _connection(self, connection: sa.Connection | None) -> None:
-        self._local.connection = connection
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sa.Connection]:
+    def transaction(self) -> contextlib.AbstractContextManager[sa.Connection]:
         """Run a block in a transaction (a SAVEPOINT when nested); roll back on error.
 
         Raises
@@ -208,75 +171,9 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         ReadOnlyRegistryError
             If the registry was opened read-only.
         """
-        if not self.writeable:
-            raise ReadOnlyRegistryError("this registry was opened read-only")
-        if self._connection is None:
-            with self.engine.begin() as connection:
-                self._connection = connection
-                try:
-                    yield connection
-                finally:
-                    self._connection = None
-        else:
-            with self._connection.begin_nested():
-                yield self._connection
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[sa.Connection]:
-        if self._connection is not None:
-            yield self._connection
-        else:
-            with self.engine.connect() as connection:
-                yield connection
-
-    def _cached_sql(
-        self,
-        connection: sa.Connection,
-        key: Any,
-        build: Callable[[], Any],
-        column_keys: list[str] | None = None,
-    ) -> tuple[str, list[str] | None]:
-        """Return the SQL text of ``build()`` for this connection's dialect, compiled once.
-
-        Also return the order of the bind parameter names when the driver takes
-        positional parameters (`None` when it takes them by name). ``column_keys``
-        limits an INSERT to those columns (their names are the bind names).
-        """
-        cache_key = (connection.dialect.name, key)
-        cached = self._sql_cache.get(cache_key)
-        if cached is None:
-            compiled = build().compile(dialect=connection.dialect, column_keys=column_keys)
-            order = list(compiled.positiontup or ()) if compiled.positional else None
-            cached = self._sql_cache[cache_key] = (str(compiled), order)
-        return cached
-
-    def _execute_cached(
-        self,
-        connection: sa.Connection,
-        key: Any,
-        build: Callable[[], Any],
-        params: Mapping[str, Any],
-    ) -> Any:
-        """Execute a hot statement straight on the driver, skipping SQLAlchemy's per-call work.
-
-        ``build`` makes the statement (with named `sqlalchemy.bindparam` s) the first time
-        for each dialect; ``params`` must already be in the driver's types (e.g. dataset
-        IDs as 16 bytes on SQLite), and rows come back as the driver returns them. Measured
-        on SQLite: 0.13 ms per lookup instead of 0.43 ms (0.48 vs 1.06 ms right after a
-        64 MiB copy has flushed the CPU caches).
-        """
-        sql, order = self._cached_sql(connection, key, build)
-        args: Any = tuple(params[name] for name in order) if order is not None else dict(params)
-        return connection.exec_driver_sql(sql, args)
+        return self._db.transaction()
 
     # -- dimension records -------------------------------------------------------
-
-    def _element(self, element: str) -> str:
-        if element not in self.schema.elements:
-            raise DataIdError(
-                f"unknown dimension element {element!r}{suggest(element, self.schema.elements)}"
-            )
-        return element
 
     def insert_dimension_records(
         self, element: str, records: Iterable[Mapping[str, Any]], *, skip_existing: bool = False
@@ -301,37 +198,9 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         ConflictingDefinitionError
             If a record with the same key exists (and not ``skip_existing``).
         """
-        self._element(element)
-        rows = [normalize_record(self.schema, element, r) for r in records]
-        if not rows:
-            return
-        table = self.schema.element_tables[element]
-        keys = self.schema.elements[element].primary_key
-        try:
-            with self.transaction() as connection:
-                if skip_existing:
-                    connection.execute(insert_ignoring(connection, table, keys), rows)
-                else:
-                    connection.execute(table.insert(), rows)
-        except sa.exc.IntegrityError:
-            existing = self._existing_keys(element, rows)
-            columns = self.schema.elements[element]
-            if existing:
-                raise ConflictingDefinitionError(
-                    f"element {element!r}: record(s) already exist for {sorted(existing)[:5]}"
-                ) from None
-            raise DataIdValueError(
-                f"element {element!r}: record(s) refer to missing records of "
-                f"{', '.join(columns.required + columns.implied)}"
-            ) from None
-
-    def _existing_keys(self, element: str, rows: Sequence[Mapping[str, Any]]) -> set[tuple]:
-        table = self.schema.element_tables[element]
-        keys = self.schema.elements[element].primary_key
-        wanted = {tuple(r[k] for k in keys) for r in rows}
-        with self._read() as connection:
-            found = connection.execute(sa.select(*(table.c[k] for k in keys))).all()
-        return {tuple(f) for f in found} & wanted
+        return self._dimensions.insert_dimension_records(
+            element, records, skip_existing=skip_existing
+        )
 
     def sync_dimension_record(self, element: str, record: Mapping[str, Any]) -> bool:
         """Insert a record unless an identical one exists.
@@ -346,28 +215,7 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         ConflictingDefinitionError
             If a record with the same key has different values.
         """
-        self._element(element)
-        row = normalize_record(self.schema, element, record)
-        table = self.schema.element_tables[element]
-        keys = self.schema.elements[element].primary_key
-        with self.transaction() as connection:
-            existing = (
-                connection.execute(sa.select(table).where(*(table.c[k] == row[k] for k in keys)))
-                .mappings()
-                .first()
-            )
-            if existing is None:
-                connection.execute(table.insert(), [row])
-                return True
-        given = {self.schema.elements[element].key if k == element else k for k in record}
-        diffs = {k: (existing[k], row[k]) for k in given if existing[k] != row[k]}
-        if diffs:
-            detail = ", ".join(f"{k}: {old!r} != {new!r}" for k, (old, new) in diffs.items())
-            raise ConflictingDefinitionError(
-                f"element {element!r}: record {dict((k, row[k]) for k in keys)} exists with "
-                f"different values ({detail})"
-            )
-        return False
+        return self._dimensions.sync_dimension_record(element, record)
 
     def query_dimension_records(
         self,
@@ -384,24 +232,9 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         UnknownNameError
             If ``where`` names an unknown identifier.
         """
-        self._element(element)
-        builder = QueryBuilder(self.schema)
-        table = builder.join_element(element)
-        builder.constrain(where, bind, data_id)
-        columns = self.schema.elements[element]
-        query = builder.select(*(table.c[c] for c in columns.all)).order_by(
-            *(table.c[c] for c in columns.primary_key)
+        return self._dimensions.query_dimension_records(
+            element, where=where, bind=bind, data_id=data_id
         )
-        with self._read() as connection:
-            return [dict(row) for row in connection.execute(query).mappings()]
-
-    def _record_key(self, element: str, data_id: Mapping[str, Any]) -> dict[str, Any]:
-        columns = self.schema.elements[self._element(element)]
-        dims = [d for d, _ in columns.dimensions]
-        coordinate = DataCoordinate.standardize(
-            {k: v for k, v in data_id.items() if k in dims}, self.universe.group(dims)
-        )
-        return {column: coordinate[dim] for dim, column in columns.dimensions}
 
     def set_region(self, element: str, data_id: Mapping[str, Any], region: Region) -> None:
         """Store a record's sky region and the sky pixels it overlaps.
@@ -413,24 +246,7 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         DataIdValueError
             If no record has that data ID.
         """
-        key = self._record_key(element, data_id)
-        if element not in self.schema.overlap_tables:
-            raise DataIdError(f"element {element!r} is not spatial; it has no region")
-        table = self.schema.element_tables[element]
-        overlap = self.schema.overlap_tables[element]
-        pixels = sorted(region.skypix_overlaps(self.universe))
-        skypix = self.universe.skypix.name
-        with self.transaction() as connection:
-            updated = connection.execute(
-                table.update()
-                .where(*(table.c[k] == v for k, v in key.items()))
-                .values(region=json.dumps(region.to_dict()))
-            ).rowcount
-            if updated != 1:
-                raise DataIdValueError(f"element {element!r}: no record with data ID {key}")
-            connection.execute(overlap.delete().where(*(overlap.c[k] == v for k, v in key.items())))
-            if pixels:
-                connection.execute(overlap.insert(), [{**key, skypix: p} for p in pixels])
+        return self._dimensions.set_region(element, data_id, region)
 
     def get_region(self, element: str, data_id: Mapping[str, Any]) -> Region | None:
         """Return a record's region, or `None` if it has none.
@@ -440,24 +256,9 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         DataIdValueError
             If no record has that data ID.
         """
-        key = self._record_key(element, data_id)
-        if element not in self.schema.overlap_tables:
-            return None
-        table = self.schema.element_tables[element]
-        with self._read() as connection:
-            row = connection.execute(
-                sa.select(table.c.region).where(*(table.c[k] == v for k, v in key.items()))
-            ).first()
-        if row is None:
-            raise DataIdValueError(f"element {element!r}: no record with data ID {key}")
-        return None if row[0] is None else Region.from_dict(json.loads(row[0]))
+        return self._dimensions.get_region(element, data_id)
 
     # -- dataset types ------------------------------------------------------------
-
-    def _row_to_dataset_type(self, row: Any) -> DatasetType:
-        return DatasetType(
-            row.name, self.universe.group(json.loads(row.dimensions)), row.storage_class
-        )
 
     def register_dataset_type(self, dataset_type: DatasetType) -> bool:
         """Register a dataset type.
@@ -472,51 +273,7 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         ConflictingDefinitionError
             If a different definition with the same name exists.
         """
-        table = self.schema.dataset_type
-        with self.transaction() as connection:
-            row = connection.execute(
-                sa.select(table).where(table.c.name == dataset_type.name)
-            ).first()
-            if row is None:
-                connection.execute(
-                    table.insert(),
-                    [
-                        {
-                            "name": dataset_type.name,
-                            "dimensions": json.dumps(list(dataset_type.dimensions.required)),
-                            "storage_class": dataset_type.storage_class,
-                        }
-                    ],
-                )
-                return True
-        existing = self._row_to_dataset_type(row)
-        if existing != dataset_type:
-            raise ConflictingDefinitionError(
-                f"dataset type {dataset_type.name!r} is already registered as "
-                f"{existing.describe()}; cannot redefine it as {dataset_type.describe()}"
-            )
-        return False
-
-    def _dataset_type_entry(self, name: str | DatasetType) -> tuple[int, DatasetType]:
-        key = name.name if isinstance(name, DatasetType) else name
-        entry = self._dataset_types.get(key)
-        if entry is None:
-            table = self.schema.dataset_type
-            with self._read() as connection:
-                row = connection.execute(sa.select(table).where(table.c.name == key)).first()
-                if row is None:
-                    names = connection.execute(sa.select(table.c.name)).scalars().all()
-                    raise MissingDatasetTypeError(
-                        f"dataset type {key!r} is not registered{suggest(key, names)}"
-                    )
-            entry = (row.id, self._row_to_dataset_type(row))
-            self._dataset_types[key] = entry
-        if isinstance(name, DatasetType) and name != entry[1]:
-            raise ConflictingDefinitionError(
-                f"dataset type {name.describe()} does not match the registered "
-                f"{entry[1].describe()}"
-            )
-        return entry
+        return self._dataset_types.register_dataset_type(dataset_type)
 
     def get_dataset_type(self, name: str) -> DatasetType:
         """Return a registered dataset type.
@@ -526,15 +283,279 @@ class SqlRegistry(CollectionsMixin, DatasetsMixin):
         MissingDatasetTypeError
             If it is not registered (with a near-miss suggestion).
         """
-        return self._dataset_type_entry(name)[1]
+        return self._dataset_types.get_dataset_type(name)
 
     def query_dataset_types(self, pattern: str | None = None) -> list[DatasetType]:
         """Return registered dataset types whose names match a glob pattern, sorted by name."""
-        table = self.schema.dataset_type
-        with self._read() as connection:
-            rows = connection.execute(sa.select(table).order_by(table.c.name)).all()
-        return [
-            self._row_to_dataset_type(r)
-            for r in rows
-            if pattern is None or fnmatch.fnmatchcase(r.name, pattern)
-        ]
+        return self._dataset_types.query_dataset_types(pattern)
+
+    # -- collections -----------------------------------------------------------------
+
+    def register_run(self, name: str) -> bool:
+        """Register a RUN collection; True if new, False if it exists as a RUN."""
+        return self._collections.register_run(name)
+
+    def register_collection(self, name: str, type: CollectionType) -> bool:
+        """Register a collection.
+
+        Returns
+        -------
+        inserted : `bool`
+            True if new, False if it exists with the same type.
+
+        Raises
+        ------
+        InvalidNameError
+            If the name is not allowed.
+        CollectionTypeError
+            If it exists with a different type.
+        """
+        return self._collections.register_collection(name, type)
+
+    def get_collection_type(self, name: str) -> CollectionType:
+        """Return a collection's type (`MissingCollectionError` if it does not exist)."""
+        return self._collections.get_collection_type(name)
+
+    def set_collection_chain(self, parent: str, children: Sequence[str]) -> None:
+        """Set the ordered children of a CHAINED collection.
+
+        Raises
+        ------
+        MissingCollectionError
+            If the parent or a child does not exist.
+        CollectionTypeError
+            If the parent is not CHAINED.
+        CollectionError
+            If the chain would contain itself (a cycle).
+        """
+        return self._collections.set_collection_chain(parent, children)
+
+    def get_collection_chain(self, parent: str) -> tuple[str, ...]:
+        """Return the children of a CHAINED collection in search order."""
+        return self._collections.get_collection_chain(parent)
+
+    def query_collections(
+        self,
+        pattern: str | None = None,
+        *,
+        types: Iterable[CollectionType] | None = None,
+        flatten_chains: bool = False,
+    ) -> list[tuple[str, CollectionType]]:
+        """Return (name, type) of collections matching a glob pattern, sorted by name.
+
+        With ``flatten_chains``, the members of matching chains (recursively)
+        follow each chain.
+        """
+        return self._collections.query_collections(
+            pattern, types=types, flatten_chains=flatten_chains
+        )
+
+    def resolve_collections(self, collections: Sequence[str] | str) -> list[str]:
+        """Return the RUN collections searched, in order (chains flattened depth-first).
+
+        Raises
+        ------
+        MissingCollectionError
+            If a collection does not exist (with a near-miss suggestion).
+        """
+        return self._collections.resolve_collections(collections)
+
+    def remove_run(self, name: str) -> list[StoredFileInfo]:
+        """Remove a RUN, its datasets, and its membership in chains.
+
+        Returns
+        -------
+        infos : `list` [`StoredFileInfo`]
+            The stored files of the removed datasets, for the datastore to delete.
+        """
+        with self.transaction() as connection:
+            run_id = self._collections.run_id(connection, name)
+            infos = self._datasets.writes.remove_run_datasets(connection, run_id)
+            self._collections.remove(connection, run_id)
+        return infos
+
+    # -- datasets ----------------------------------------------------------------------
+
+    def get_dataset(self, id: uuid.UUID) -> DatasetRef | None:
+        """Return the dataset with this ID, or `None`."""
+        return self._datasets.reads.get_dataset(id)
+
+    def get_stored_info(
+        self, refs_or_ids: Iterable[DatasetRef | uuid.UUID]
+    ) -> dict[uuid.UUID, StoredFileInfo]:
+        """Return the stored files of the given datasets that have one, by dataset ID."""
+        return self._datasets.reads.get_stored_info(refs_or_ids)
+
+    def find_in_run(self, ref: DatasetRef) -> tuple[bool, uuid.UUID | None]:
+        """Look up a run and what it holds for a ref's dataset type and data ID, in one query.
+
+        Parameters
+        ----------
+        ref : `DatasetRef`
+            The dataset about to be stored (its type must be registered).
+
+        Returns
+        -------
+        run_exists : `bool`
+            Whether ``ref.run`` exists as a RUN collection.
+        existing : `uuid.UUID` or `None`
+            ID of the dataset of the same type and data ID already in the run.
+
+        Raises
+        ------
+        CollectionTypeError
+            If ``ref.run`` exists but is not a RUN.
+        """
+        return self._datasets.reads.find_in_run(ref)
+
+    def find_dataset(
+        self,
+        dataset_type: str | DatasetType,
+        data_id: Mapping[str, Any],
+        *,
+        collections: Sequence[str] | str,
+    ) -> DatasetRef | None:
+        """Return the dataset of this type and data ID in the first collection that has one.
+
+        Keys of ``data_id`` that are dimensions of the universe but not of the
+        dataset type are ignored.
+
+        Raises
+        ------
+        MissingDatasetTypeError, MissingCollectionError
+            If the dataset type or a collection does not exist.
+        DataIdError
+            If the data ID lacks a key of the dataset type.
+        """
+        return self._datasets.reads.find_dataset(dataset_type, data_id, collections=collections)
+
+    def query_datasets(
+        self,
+        dataset_type: str | DatasetType,
+        *,
+        collections: Sequence[str] | str,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | None = None,
+        find_first: bool = True,
+    ) -> list[DatasetRef]:
+        """Return datasets of a type in collections, constrained by ``where`` and ``data_id``.
+
+        Parameters
+        ----------
+        dataset_type : `str` or `DatasetType`
+            The dataset type.
+        collections : `str` or `~collections.abc.Sequence` [`str`]
+            Collections to search, in order.
+        where : `str`
+            Expression over dimension names (``visit``) and record fields
+            (``visit.exposure_time``).
+        bind : `~collections.abc.Mapping`, optional
+            Values for names in ``where``.
+        data_id : `~collections.abc.Mapping`, optional
+            Required dimension values.
+        find_first : `bool`
+            Return only the dataset of the first collection that has one for
+            each data ID (otherwise all, from every run).
+
+        Returns
+        -------
+        refs : `list` [`DatasetRef`]
+            Sorted by data ID, then search order.
+        """
+        return self._datasets.reads.query_datasets(
+            dataset_type,
+            collections=collections,
+            where=where,
+            bind=bind,
+            data_id=data_id,
+            find_first=find_first,
+        )
+
+    def query_data_ids(
+        self,
+        dimensions: Iterable[str],
+        *,
+        where: str = "",
+        bind: Mapping[str, Any] | None = None,
+        data_id: Mapping[str, Any] | None = None,
+        datasets: Iterable[str] = (),
+        collections: Sequence[str] | str | None = None,
+    ) -> list[DataCoordinate]:
+        """Return the data IDs of the given dimensions that have records and match.
+
+        Implied dimensions (``physical_filter`` and ``band`` of a visit) are
+        filled in `DataCoordinate.implied` where the records give them.
+
+        The record tables of the requested dimensions (and those they require)
+        are joined; with the sky pixelization among them, the overlap table of
+        the most specific spatial element in the query (e.g.
+        ``visit_detector_region`` for visit + detector) gives its values;
+        ``datasets`` restricts to data IDs for which datasets of those types
+        exist in ``collections``.
+
+        Raises
+        ------
+        DataIdError
+            If the sky pixelization is requested with neither a spatial
+            element nor a dataset type to take it from.
+        MissingCollectionError
+            If ``datasets`` are given without ``collections``.
+        """
+        return self._datasets.reads.query_data_ids(
+            dimensions,
+            where=where,
+            bind=bind,
+            data_id=data_id,
+            datasets=datasets,
+            collections=collections,
+        )
+
+    def insert_datasets(
+        self,
+        refs: Sequence[DatasetRef],
+        infos: Sequence[StoredFileInfo] | None = None,
+        *,
+        on_conflict: str = "raise",
+    ) -> int:
+        """Register datasets (and optionally their stored files) in one transaction.
+
+        Parameters
+        ----------
+        refs : `~collections.abc.Sequence` [`DatasetRef`]
+            The datasets; their dataset types must be registered and their
+            runs exist.
+        infos : `~collections.abc.Sequence` [`StoredFileInfo`], optional
+            Stored files of (some of) the datasets.
+        on_conflict : `str`
+            ``"raise"``: a dataset whose ID is already registered is an error;
+            ``"ignore"``: it is skipped.
+
+        Returns
+        -------
+        count : `int`
+            Number of datasets inserted.
+
+        Raises
+        ------
+        DuplicateDatasetError
+            If a run already holds a different dataset of the same type and
+            data ID, or (``on_conflict="raise"``) the same dataset.
+        MissingDatasetTypeError, MissingCollectionError, CollectionTypeError
+            If a dataset type is not registered or a run does not exist.
+        """
+        return self._datasets.writes.insert_datasets(refs, infos, on_conflict=on_conflict)
+
+    def store_info(self, infos: Iterable[StoredFileInfo]) -> None:
+        """Record (or replace) the stored files of registered datasets.
+
+        Raises
+        ------
+        DatasetNotFoundError
+            If a dataset is not registered.
+        """
+        return self._datasets.writes.store_info(infos)
+
+    def remove_datasets(self, refs: Iterable[DatasetRef | uuid.UUID]) -> list[StoredFileInfo]:
+        """Remove datasets; return their stored files for the datastore to delete."""
+        return self._datasets.writes.remove_datasets(refs)

@@ -1,8 +1,8 @@
-"""Dataset registration, stored-file updates and removal for `SqlRegistry`.
+"""Dataset registration, stored-file updates and removal: the writing half of the datasets manager.
 
 Design
 ------
-`DatasetWritesMixin` writes the one wide ``dataset`` table (see `_schema`).
+`DatasetWrites` writes the one wide ``dataset`` table (see `_schema`).
 Registration validates dataset types and runs once per (dataset type, run)
 pair, builds one row per ref and inserts each dataset type's rows with one
 ``executemany``; only when the database reports an integrity error does it
@@ -11,10 +11,12 @@ and run.
 
 The checks of dataset types and runs are the only ones on SQLite, where the
 dataset table has no foreign keys (they cost ~5-10% of a bulk insert); they
-read the collections inside the inserting transaction, and `remove_run`
-deletes a run's datasets before the run.
+read the collections inside the inserting transaction, and removing a run
+deletes its datasets (`remove_run_datasets`) before the run.
 
-No state beyond the registry's own (see `sql_registry`).
+No mutable state of its own: it uses the dataset-type cache of
+`DatasetTypeManager`, and the `Database`'s transactions and compiled-SQL
+cache (which holds the dataset INSERTs).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import contextlib
 import dataclasses
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -37,15 +39,15 @@ from .._errors import (
 from ..data_coordinate import DataCoordinate
 from ..dataset_ref import DatasetRef
 from ..datastore.stored_file_info import StoredFileInfo
-from ._dataset_reads import as_uuid
-from ._schema import DatasetIdType
+from ._schema import DatasetIdType, RegistrySchema
 from ._util import chunks, insert_ignoring, suggest
 from .collection_type import CollectionType
+from .collections import CollectionManager
+from .database import Database
+from .dataset_reads import as_uuid, infos_where
+from .dataset_types import DatasetTypeManager
 
-if TYPE_CHECKING:
-    from .sql_registry import SqlRegistry
-
-__all__ = ["DatasetWritesMixin"]
+__all__ = ["DatasetWrites"]
 
 
 _FIXED_HEAD = ("id", "dataset_type_id", "run_id", "data_id")
@@ -60,13 +62,37 @@ class _Batch:
     rows: list[tuple[Any, ...]]
 
 
-class DatasetWritesMixin:
-    """Dataset registration and removal methods of `SqlRegistry` (see there for the attributes)."""
+class DatasetWrites:
+    """Dataset registration, stored-file updates and removal.
+
+    Parameters
+    ----------
+    db : `Database`
+        Transactions and compiled hot statements.
+    schema : `RegistrySchema`
+        The registry's tables (this uses ``dataset``).
+    dataset_types : `DatasetTypeManager`
+        The registry's dataset types.
+    collections : `CollectionManager`
+        The registry's collections, to find the runs datasets go into.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        schema: RegistrySchema,
+        dataset_types: DatasetTypeManager,
+        collections: CollectionManager,
+    ) -> None:
+        self._db = db
+        self._dataset = schema.dataset
+        self._dataset_types = dataset_types
+        self._collections = collections
 
     # -- registration ---------------------------------------------------------------
 
     def _prepare_rows(
-        self: SqlRegistry,
+        self,
         connection: sa.Connection,
         refs: Sequence[DatasetRef],
         infos: Sequence[StoredFileInfo],
@@ -80,10 +106,10 @@ class DatasetWritesMixin:
         by dataset ID.
         """
         runs = {ref.run for ref in refs}
-        collections = self._collections_named(connection, runs)
+        collections = self._collections.collections_named(connection, runs)
         if len(collections) < len(runs):
             ref = next(ref for ref in refs if ref.run not in collections)
-            names = connection.execute(sa.select(self.schema.collection.c.name)).scalars().all()
+            names = self._collections.all_names(connection)
             raise MissingCollectionError(
                 f"cannot insert dataset {ref.dataset_type.name} {ref.data_id}: "
                 f"run {ref.run!r} does not exist{suggest(ref.run, names)}"
@@ -105,7 +131,7 @@ class DatasetWritesMixin:
         return batches
 
     def _build_rows(
-        self: SqlRegistry,
+        self,
         refs: Sequence[DatasetRef],
         infos: Sequence[StoredFileInfo] | None,
         info_by_id: Mapping[uuid.UUID, StoredFileInfo] | None,
@@ -166,9 +192,9 @@ class DatasetWritesMixin:
         return batches
 
     def _batch_key(
-        self: SqlRegistry, ref: DatasetRef, collections: Mapping[str, tuple[int, CollectionType]]
+        self, ref: DatasetRef, collections: Mapping[str, tuple[int, CollectionType]]
     ) -> tuple[int, int, tuple[str, ...]]:
-        type_id, dataset_type = self._dataset_type_entry(ref.dataset_type)
+        type_id, dataset_type = self._dataset_types.entry(ref.dataset_type)
         if ref.run not in collections:
             raise MissingCollectionError(
                 f"cannot insert dataset {ref.dataset_type.name} {ref.data_id}: "
@@ -189,7 +215,7 @@ class DatasetWritesMixin:
         return type_id, run_id, dims
 
     def insert_datasets(
-        self: SqlRegistry,
+        self,
         refs: Sequence[DatasetRef],
         infos: Sequence[StoredFileInfo] | None = None,
         *,
@@ -197,29 +223,7 @@ class DatasetWritesMixin:
     ) -> int:
         """Register datasets (and optionally their stored files) in one transaction.
 
-        Parameters
-        ----------
-        refs : `~collections.abc.Sequence` [`DatasetRef`]
-            The datasets; their dataset types must be registered and their
-            runs exist.
-        infos : `~collections.abc.Sequence` [`StoredFileInfo`], optional
-            Stored files of (some of) the datasets.
-        on_conflict : `str`
-            ``"raise"``: a dataset whose ID is already registered is an error;
-            ``"ignore"``: it is skipped.
-
-        Returns
-        -------
-        count : `int`
-            Number of datasets inserted.
-
-        Raises
-        ------
-        DuplicateDatasetError
-            If a run already holds a different dataset of the same type and
-            data ID, or (``on_conflict="raise"``) the same dataset.
-        MissingDatasetTypeError, MissingCollectionError, CollectionTypeError
-            If a dataset type is not registered or a run does not exist.
+        See `SqlRegistry.insert_datasets`.
         """
         if on_conflict not in ("raise", "ignore"):
             raise ValueError(f"on_conflict must be 'raise' or 'ignore', got {on_conflict!r}")
@@ -227,8 +231,8 @@ class DatasetWritesMixin:
         infos = list(infos or ())
         if not refs and not infos:
             return 0
-        outermost = self._connection is None
-        with self.transaction() as connection:
+        outermost = not self._db.in_transaction
+        with self._db.transaction() as connection:
             batches = self._prepare_rows(connection, refs, infos)
             count = 0
             # A failed INSERT must leave the transaction usable for the diagnosis
@@ -237,7 +241,7 @@ class DatasetWritesMixin:
             # and the outermost transaction is rolled back whole, so there it is
             # left out (two statements less per call).
             savepoint = (
-                self.transaction()
+                self._db.transaction()
                 if not outermost or connection.dialect.name != "sqlite"
                 else contextlib.nullcontext()
             )
@@ -254,9 +258,7 @@ class DatasetWritesMixin:
                 raise DuplicateDatasetError(f"could not insert datasets: {err.orig}") from err
         return count
 
-    def _execute_insert(
-        self: SqlRegistry, connection: sa.Connection, batch: _Batch, *, ignore: bool
-    ) -> int:
+    def _execute_insert(self, connection: sa.Connection, batch: _Batch, *, ignore: bool) -> int:
         """Run one executemany of ``batch`` on the driver; return the rows inserted.
 
         The INSERT is compiled once by SQLAlchemy for the connection's dialect;
@@ -277,15 +279,15 @@ class DatasetWritesMixin:
         return len(rows) if not ignore else result.rowcount
 
     def _insert_sql(
-        self: SqlRegistry, connection: sa.Connection, columns: tuple[str, ...], ignore: bool
+        self, connection: sa.Connection, columns: tuple[str, ...], ignore: bool
     ) -> tuple[str, list[str] | None]:
         """Return the dataset INSERT for ``columns`` as SQL text, compiled once per registry.
 
         Also return the bind names when the dialect takes named parameters
         (`None` when rows can be passed as positional tuples).
         """
-        dataset = self.schema.dataset
-        sql, order = self._cached_sql(
+        dataset = self._dataset
+        sql, order = self._db.cached_sql(
             connection,
             ("insert", columns, ignore),
             lambda: insert_ignoring(connection, dataset, ["id"]) if ignore else dataset.insert(),
@@ -306,13 +308,13 @@ class DatasetWritesMixin:
                 )
 
     def _explain_conflict(
-        self: SqlRegistry,
+        self,
         connection: sa.Connection,
         batches: Mapping[tuple[str, ...], _Batch],
         refs: Sequence[DatasetRef],
     ) -> None:
         """Raise a `DuplicateDatasetError` naming the first conflicting dataset, if found."""
-        dataset = self.schema.dataset
+        dataset = self._dataset
         by_id = {ref.id: ref for ref in refs}
         for batch in batches.values():
             for chunk in chunks(batch.rows):
@@ -344,19 +346,16 @@ class DatasetWritesMixin:
                             f"{ref.data_id} with id {row.id}; cannot add another with id {ref.id}"
                         )
 
-    def store_info(self: SqlRegistry, infos: Iterable[StoredFileInfo]) -> None:
+    def store_info(self, infos: Iterable[StoredFileInfo]) -> None:
         """Record (or replace) the stored files of registered datasets.
 
-        Raises
-        ------
-        DatasetNotFoundError
-            If a dataset is not registered.
+        See `SqlRegistry.store_info`.
         """
         infos = list(infos)
         if not infos:
             return
-        dataset = self.schema.dataset
-        with self.transaction() as connection:
+        dataset = self._dataset
+        with self._db.transaction() as connection:
             ids = [info.dataset_id for info in infos]
             found: set[uuid.UUID] = set()
             for chunk in chunks(ids):
@@ -394,15 +393,20 @@ class DatasetWritesMixin:
 
     # -- removal ----------------------------------------------------------------------------
 
-    def remove_datasets(
-        self: SqlRegistry, refs: Iterable[DatasetRef | uuid.UUID]
-    ) -> list[StoredFileInfo]:
+    def remove_datasets(self, refs: Iterable[DatasetRef | uuid.UUID]) -> list[StoredFileInfo]:
         """Remove datasets; return their stored files for the datastore to delete."""
         ids = [r.id if isinstance(r, DatasetRef) else r for r in refs]
-        dataset = self.schema.dataset
+        dataset = self._dataset
         infos: list[StoredFileInfo] = []
-        with self.transaction() as connection:
+        with self._db.transaction() as connection:
             for chunk in chunks(ids):
-                infos.extend(self._infos_where(connection, dataset.c.id.in_(chunk)))
+                infos.extend(infos_where(connection, dataset, dataset.c.id.in_(chunk)))
                 connection.execute(dataset.delete().where(dataset.c.id.in_(chunk)))
+        return infos
+
+    def remove_run_datasets(self, connection: sa.Connection, run_id: int) -> list[StoredFileInfo]:
+        """Remove the datasets of a run in the caller's transaction; return their stored files."""
+        dataset = self._dataset
+        infos = infos_where(connection, dataset, dataset.c.run_id == run_id)
+        connection.execute(dataset.delete().where(dataset.c.run_id == run_id))
         return infos

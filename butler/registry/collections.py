@@ -2,7 +2,7 @@
 
 Design
 ------
-`CollectionsMixin` holds the collection half of `SqlRegistry`'s API. A
+`CollectionManager` owns the ``collection`` and ``collection_chain`` tables. A
 collection is a row of the ``collection`` table (unique name, type); a
 chain's members are rows of ``collection_chain`` ordered by position.
 Lookups read only the collections they name (a repository may hold many
@@ -10,61 +10,63 @@ thousands of runs); flattening a chain reads its children level by level,
 depth-first, first occurrence wins. Cycle checks load all chain rows (chains
 are few and small).
 
-No state beyond the registry's own (see `sql_registry`).
+The dataset managers use it to resolve collections to RUNs inside their own
+connections (`collections_named`, `resolve_run_ids`); removing a RUN is split
+between the datasets (its datasets) and this manager (`remove`), in one
+transaction of the registry.
+
+No mutable state of its own (transactions and the compiled-SQL cache are the
+`Database`'s).
 """
 
 from __future__ import annotations
 
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from .._errors import CollectionError, CollectionTypeError, MissingCollectionError
 from ..dataset_type import validate_name
-from ..datastore.stored_file_info import StoredFileInfo
+from ._schema import RegistrySchema
 from ._util import chunks, suggest
 from .collection_type import CollectionType
+from .database import Database
 
-if TYPE_CHECKING:
-    from .sql_registry import SqlRegistry
-
-__all__ = ["CollectionsMixin"]
+__all__ = ["CollectionManager"]
 
 
-class CollectionsMixin:
-    """Collection methods of `SqlRegistry` (see there for the attributes used)."""
+class CollectionManager:
+    """The registry's collections.
 
-    # -- collections -----------------------------------------------------------------
+    Parameters
+    ----------
+    db : `Database`
+        Transactions, connections and compiled hot statements.
+    schema : `RegistrySchema`
+        The registry's tables (this manager uses ``collection`` and
+        ``collection_chain``).
+    """
 
-    def register_run(self: SqlRegistry, name: str) -> bool:
+    def __init__(self, db: Database, schema: RegistrySchema) -> None:
+        self._db = db
+        self._table = schema.collection
+        self._chain = schema.collection_chain
+
+    def register_run(self, name: str) -> bool:
         """Register a RUN collection; True if new, False if it exists as a RUN."""
         return self.register_collection(name, CollectionType.RUN)
 
-    def register_collection(self: SqlRegistry, name: str, type: CollectionType) -> bool:
-        """Register a collection.
-
-        Returns
-        -------
-        inserted : `bool`
-            True if new, False if it exists with the same type.
-
-        Raises
-        ------
-        InvalidNameError
-            If the name is not allowed.
-        CollectionTypeError
-            If it exists with a different type.
-        """
+    def register_collection(self, name: str, type: CollectionType) -> bool:
+        """Register a collection. See `SqlRegistry.register_collection`."""
         validate_name(name, what="collection", collection=True)
         type = CollectionType(type)
-        table = self.schema.collection
-        with self._read() as connection:  # the common case, without a write transaction
+        table = self._table
+        with self._db.read() as connection:  # the common case, without a write transaction
             found = connection.execute(sa.select(table.c.type).where(table.c.name == name)).first()
         if found is not None and found.type == type:
             return False
-        with self.transaction() as connection:
+        with self._db.transaction() as connection:
             row = connection.execute(sa.select(table.c.type).where(table.c.name == name)).first()
             if row is None:
                 connection.execute(table.insert(), [{"name": name, "type": int(type)}])
@@ -75,34 +77,31 @@ class CollectionsMixin:
             )
         return False
 
-    def _collections(
-        self: SqlRegistry, connection: sa.Connection
-    ) -> dict[str, tuple[int, CollectionType]]:
-        table = self.schema.collection
+    def _collections(self, connection: sa.Connection) -> dict[str, tuple[int, CollectionType]]:
+        table = self._table
         rows = connection.execute(sa.select(table.c.name, table.c.id, table.c.type)).all()
         return {r.name: (r.id, CollectionType(r.type)) for r in rows}
 
-    def _collection(
-        self: SqlRegistry, connection: sa.Connection, name: str
-    ) -> tuple[int, CollectionType]:
-        table = self.schema.collection
+    def find(self, connection: sa.Connection, name: str) -> tuple[int, CollectionType]:
+        """Return (ID, type) of a collection (`MissingCollectionError` if it does not exist)."""
+        table = self._table
         row = connection.execute(
             sa.select(table.c.id, table.c.type).where(table.c.name == name)
         ).first()
         if row is None:
-            names = connection.execute(sa.select(table.c.name)).scalars().all()
+            names = self.all_names(connection)
             raise MissingCollectionError(
                 f"collection {name!r} does not exist{suggest(str(name), names)}"
             )
         return row.id, CollectionType(row.type)
 
-    def get_collection_type(self: SqlRegistry, name: str) -> CollectionType:
+    def get_collection_type(self, name: str) -> CollectionType:
         """Return a collection's type (`MissingCollectionError` if it does not exist)."""
-        with self._read() as connection:
-            return self._collection(connection, name)[1]
+        with self._db.read() as connection:
+            return self.find(connection, name)[1]
 
-    def _chains(self: SqlRegistry, connection: sa.Connection) -> dict[int, list[int]]:
-        chain = self.schema.collection_chain
+    def _chains(self, connection: sa.Connection) -> dict[int, list[int]]:
+        chain = self._chain
         rows = connection.execute(
             sa.select(chain.c.parent_id, chain.c.child_id).order_by(
                 chain.c.parent_id, chain.c.position
@@ -113,28 +112,21 @@ class CollectionsMixin:
             result.setdefault(parent, []).append(child)
         return result
 
-    def set_collection_chain(self: SqlRegistry, parent: str, children: Sequence[str]) -> None:
+    def set_collection_chain(self, parent: str, children: Sequence[str]) -> None:
         """Set the ordered children of a CHAINED collection.
 
-        Raises
-        ------
-        MissingCollectionError
-            If the parent or a child does not exist.
-        CollectionTypeError
-            If the parent is not CHAINED.
-        CollectionError
-            If the chain would contain itself (a cycle).
+        See `SqlRegistry.set_collection_chain`.
         """
         if isinstance(children, str):
             children = [children]
-        chain = self.schema.collection_chain
-        with self.transaction() as connection:
-            parent_id, parent_type = self._collection(connection, parent)
+        chain = self._chain
+        with self._db.transaction() as connection:
+            parent_id, parent_type = self.find(connection, parent)
             if parent_type is not CollectionType.CHAINED:
                 raise CollectionTypeError(
                     f"collection {parent!r} is a {parent_type.name}, not CHAINED"
                 )
-            child_ids = [self._collection(connection, c)[0] for c in children]
+            child_ids = [self.find(connection, c)[0] for c in children]
             chains = self._chains(connection)
             chains[parent_id] = child_ids
             names = {i: n for n, (i, _) in self._collections(connection).items()}
@@ -163,10 +155,10 @@ class CollectionsMixin:
                 if child not in path:
                     stack.append((child, path + (child,)))
 
-    def get_collection_chain(self: SqlRegistry, parent: str) -> tuple[str, ...]:
+    def get_collection_chain(self, parent: str) -> tuple[str, ...]:
         """Return the children of a CHAINED collection in search order."""
-        with self._read() as connection:
-            parent_id, parent_type = self._collection(connection, parent)
+        with self._db.read() as connection:
+            parent_id, parent_type = self.find(connection, parent)
             if parent_type is not CollectionType.CHAINED:
                 raise CollectionTypeError(
                     f"collection {parent!r} is a {parent_type.name}, not CHAINED"
@@ -175,7 +167,7 @@ class CollectionsMixin:
             return tuple(names[c] for c in self._chains(connection).get(parent_id, []))
 
     def query_collections(
-        self: SqlRegistry,
+        self,
         pattern: str | None = None,
         *,
         types: Iterable[CollectionType] | None = None,
@@ -183,11 +175,10 @@ class CollectionsMixin:
     ) -> list[tuple[str, CollectionType]]:
         """Return (name, type) of collections matching a glob pattern, sorted by name.
 
-        With ``flatten_chains``, the members of matching chains (recursively)
-        follow each chain.
+        See `SqlRegistry.query_collections`.
         """
         wanted = None if types is None else {CollectionType(t) for t in types}
-        with self._read() as connection:
+        with self._db.read() as connection:
             collections = self._collections(connection)
             chains = self._chains(connection)
         names = {i: n for n, (i, _) in collections.items()}
@@ -210,14 +201,14 @@ class CollectionsMixin:
                 add(name)
         return result
 
-    def _collections_named(
-        self: SqlRegistry, connection: sa.Connection, names: Iterable[str]
+    def collections_named(
+        self, connection: sa.Connection, names: Iterable[str]
     ) -> dict[str, tuple[int, CollectionType]]:
         """Return (ID, type) of those of ``names`` that exist, reading only their rows."""
-        table = self.schema.collection
+        table = self._table
         wanted = list(dict.fromkeys(names))
-        if len(wanted) == 1:  # the common case (one run), on the driver: see `_execute_cached`
-            row = self._execute_cached(
+        if len(wanted) == 1:  # the common case (one run), on the driver
+            row = self._db.execute_cached(
                 connection,
                 "collection_by_name",
                 lambda: sa.select(table.c.id, table.c.type).where(
@@ -235,11 +226,11 @@ class CollectionsMixin:
         return result
 
     def _chain_children(
-        self: SqlRegistry, connection: sa.Connection, parent_id: int
+        self, connection: sa.Connection, parent_id: int
     ) -> list[tuple[int, str, CollectionType]]:
         """Return (ID, name, type) of a chain's children, in search order."""
-        chain = self.schema.collection_chain
-        table = self.schema.collection
+        chain = self._chain
+        table = self._table
         rows = connection.execute(
             sa.select(table.c.id, table.c.name, table.c.type)
             .join(chain, chain.c.child_id == table.c.id)
@@ -248,18 +239,24 @@ class CollectionsMixin:
         ).all()
         return [(r.id, r.name, CollectionType(r.type)) for r in rows]
 
-    def _resolve_run_ids(
+    def resolve_run_ids(
         self, connection: sa.Connection, collections: Sequence[str] | str
     ) -> list[tuple[int, str]]:
+        """Return (ID, name) of the RUNs searched, in order (chains flattened depth-first).
+
+        Raises
+        ------
+        MissingCollectionError
+            If a collection does not exist (with a near-miss suggestion).
+        """
         if isinstance(collections, str):
             collections = [collections]
-        known = self._collections_named(connection, collections)
+        known = self.collections_named(connection, collections)
         for name in collections:
             if name not in known:
-                all_names = connection.execute(sa.select(self.schema.collection.c.name))
+                names = self.all_names(connection)
                 raise MissingCollectionError(
-                    f"collection {name!r} does not exist"
-                    f"{suggest(str(name), all_names.scalars().all())}"
+                    f"collection {name!r} does not exist{suggest(str(name), names)}"
                 )
         result: list[tuple[int, str]] = []
         seen: set[int] = set()
@@ -279,35 +276,34 @@ class CollectionsMixin:
             visit(cid, name, ctype)
         return result
 
-    def resolve_collections(self: SqlRegistry, collections: Sequence[str] | str) -> list[str]:
+    def resolve_collections(self, collections: Sequence[str] | str) -> list[str]:
         """Return the RUN collections searched, in order (chains flattened depth-first).
+
+        See `SqlRegistry.resolve_collections`.
+        """
+        with self._db.read() as connection:
+            return [name for _, name in self.resolve_run_ids(connection, collections)]
+
+    def run_id(self, connection: sa.Connection, name: str) -> int:
+        """Return the ID of a RUN collection.
 
         Raises
         ------
         MissingCollectionError
-            If a collection does not exist (with a near-miss suggestion).
+            If it does not exist.
+        CollectionTypeError
+            If it is not a RUN.
         """
-        with self._read() as connection:
-            return [name for _, name in self._resolve_run_ids(connection, collections)]
+        run_id, run_type = self.find(connection, name)
+        if run_type is not CollectionType.RUN:
+            raise CollectionTypeError(f"collection {name!r} is a {run_type.name}, not a RUN")
+        return run_id
 
-    def remove_run(self: SqlRegistry, name: str) -> list[StoredFileInfo]:
-        """Remove a RUN, its datasets, and its membership in chains.
+    def remove(self, connection: sa.Connection, collection_id: int) -> None:
+        """Remove a collection and its membership in chains (its datasets must be gone)."""
+        connection.execute(self._chain.delete().where(self._chain.c.child_id == collection_id))
+        connection.execute(self._table.delete().where(self._table.c.id == collection_id))
 
-        Returns
-        -------
-        infos : `list` [`StoredFileInfo`]
-            The stored files of the removed datasets, for the datastore to delete.
-        """
-        dataset = self.schema.dataset
-        chain = self.schema.collection_chain
-        with self.transaction() as connection:
-            run_id, run_type = self._collection(connection, name)
-            if run_type is not CollectionType.RUN:
-                raise CollectionTypeError(f"collection {name!r} is a {run_type.name}, not a RUN")
-            infos = self._infos_where(connection, dataset.c.run_id == run_id)
-            connection.execute(dataset.delete().where(dataset.c.run_id == run_id))
-            connection.execute(chain.delete().where(chain.c.child_id == run_id))
-            connection.execute(
-                self.schema.collection.delete().where(self.schema.collection.c.id == run_id)
-            )
-        return infos
+    def all_names(self, connection: sa.Connection) -> list[str]:
+        """Return the names of all collections (for near-miss suggestions)."""
+        return list(connection.execute(sa.select(self._table.c.name)).scalars().all())

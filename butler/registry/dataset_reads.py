@@ -1,8 +1,8 @@
-"""Dataset lookups and queries for `SqlRegistry`.
+"""Dataset lookups and queries: the reading half of the datasets manager.
 
 Design
 ------
-`DatasetReadsMixin` reads the one wide ``dataset`` table (see `_schema`).
+`DatasetReads` reads the one wide ``dataset`` table (see `_schema`).
 Lookups in several collections resolve them to RUNs in search order and
 keep, per data ID, the dataset of the first RUN that has one ("find
 first"). Large reads skip SQLAlchemy's per-row result processing
@@ -10,14 +10,15 @@ first"). Large reads skip SQLAlchemy's per-row result processing
 reads many refs of one (dataset type, run) with one scan of that pair's
 rows.
 
-No state beyond the registry's own (see `sql_registry`).
+No mutable state of its own: it uses the dataset-type cache of
+`DatasetTypeManager`, and the `Database`'s connections and compiled-SQL cache.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -26,14 +27,16 @@ from ..data_coordinate import DataCoordinate
 from ..dataset_ref import DatasetRef
 from ..dataset_type import DatasetType
 from ..datastore.stored_file_info import StoredFileInfo
+from ..dimensions import DimensionUniverse
 from ._queries import QueryBuilder
+from ._schema import RegistrySchema
 from ._util import chunks
 from .collection_type import CollectionType
+from .collections import CollectionManager
+from .database import Database
+from .dataset_types import DatasetTypeManager
 
-if TYPE_CHECKING:
-    from .sql_registry import SqlRegistry
-
-__all__ = ["DatasetReadsMixin", "as_uuid"]
+__all__ = ["DatasetReads", "as_uuid", "infos_where"]
 
 
 #: Refs of one (dataset type, run) from which `get_stored_info` considers a scan.
@@ -76,27 +79,61 @@ def _fetch_raw(connection: sa.Connection, query: Any) -> list[Any]:
         result.close()
 
 
-class DatasetReadsMixin:
-    """Dataset lookup and query methods of `SqlRegistry` (see there for the attributes used)."""
+def infos_where(
+    connection: sa.Connection, dataset: sa.Table, condition: Any
+) -> list[StoredFileInfo]:
+    """Return the stored files of the datasets matching ``condition`` (also for removal)."""
+    rows = connection.execute(
+        sa.select(
+            dataset.c.id,
+            dataset.c.path,
+            dataset.c.formatter,
+            dataset.c.storage_class,
+            dataset.c.file_size,
+        ).where(condition, dataset.c.path.is_not(None))
+    ).all()
+    return [StoredFileInfo(r.id, r.path, r.formatter, r.storage_class, r.file_size) for r in rows]
+
+
+class DatasetReads:
+    """Dataset lookups and queries.
+
+    Parameters
+    ----------
+    db : `Database`
+        Connections and compiled hot statements.
+    schema : `RegistrySchema`
+        The registry's tables (the ``dataset`` table, and the dimension
+        tables for queries).
+    universe : `DimensionUniverse`
+        The repository's dimensions.
+    dataset_types : `DatasetTypeManager`
+        The registry's dataset types.
+    collections : `CollectionManager`
+        The registry's collections, to resolve the collections searched to RUNs.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        schema: RegistrySchema,
+        universe: DimensionUniverse,
+        dataset_types: DatasetTypeManager,
+        collections: CollectionManager,
+    ) -> None:
+        self._db = db
+        self.schema = schema
+        self.universe = universe
+        self._dataset_types = dataset_types
+        self._collections = collections
 
     # -- lookups --------------------------------------------------------------------------
 
-    def _dataset_type_by_id(self: SqlRegistry, type_id: int) -> DatasetType:
-        for entry_id, dataset_type in self._dataset_types.values():
-            if entry_id == type_id:
-                return dataset_type
-        table = self.schema.dataset_type
-        with self._read() as connection:
-            name = connection.execute(
-                sa.select(table.c.name).where(table.c.id == type_id)
-            ).scalar_one()
-        return self._dataset_type_entry(name)[1]
-
-    def get_dataset(self: SqlRegistry, id: uuid.UUID) -> DatasetRef | None:
+    def get_dataset(self, id: uuid.UUID) -> DatasetRef | None:
         """Return the dataset with this ID, or `None`."""
         dataset = self.schema.dataset
         collection = self.schema.collection
-        with self._read() as connection:
+        with self._db.read() as connection:
             row = connection.execute(
                 sa.select(dataset, collection.c.name.label("run_name"))
                 .join(collection, collection.c.id == dataset.c.run_id)
@@ -104,22 +141,22 @@ class DatasetReadsMixin:
             ).first()
         if row is None:
             return None
-        dataset_type = self._dataset_type_by_id(row.dataset_type_id)
+        dataset_type = self._dataset_types.by_id(row.dataset_type_id)
         group = dataset_type.dimensions
         data_id = DataCoordinate(group, tuple(getattr(row, d) for d in group.required))
         return DatasetRef(dataset_type, data_id, row.run_name, row.id)
 
     def get_stored_info(
-        self: SqlRegistry, refs_or_ids: Iterable[DatasetRef | uuid.UUID]
+        self, refs_or_ids: Iterable[DatasetRef | uuid.UUID]
     ) -> dict[uuid.UUID, StoredFileInfo]:
         """Return the stored files of the given datasets that have one, by dataset ID."""
         ids = [r.id if isinstance(r, DatasetRef) else r for r in refs_or_ids]
         dataset = self.schema.dataset
         result: dict[uuid.UUID, StoredFileInfo] = {}
-        with self._read() as connection:
+        with self._db.read() as connection:
             if connection.dialect.name != "sqlite":
                 for chunk in chunks(ids):
-                    for info in self._infos_where(connection, dataset.c.id.in_(chunk)):
+                    for info in infos_where(connection, dataset, dataset.c.id.in_(chunk)):
                         result[info.dataset_id] = info
                 return result
             # SQLite: raw 16-byte IDs straight to the driver. Many refs of one
@@ -166,7 +203,7 @@ class DatasetReadsMixin:
                 )
 
     def _pairs_to_scan(
-        self: SqlRegistry, connection: sa.Connection, refs: Sequence[DatasetRef]
+        self, connection: sa.Connection, refs: Sequence[DatasetRef]
     ) -> dict[tuple[int, int], dict[bytes, uuid.UUID]]:
         """Group refs by (dataset type ID, run ID) where reading the pair's rows is cheaper.
 
@@ -180,10 +217,10 @@ class DatasetReadsMixin:
         big = {pair: ids for pair, ids in groups.items() if len(ids) >= _SCAN_MIN}
         if not big:
             return {}
-        collections = self._collections_named(connection, {run for _, run in big})
+        collections = self._collections.collections_named(connection, {run for _, run in big})
         result: dict[tuple[int, int], dict[bytes, uuid.UUID]] = {}
         for (name, run), ids in big.items():
-            entry = self._dataset_types.get(name)
+            entry = self._dataset_types.cached_entry(name)
             if entry is None or run not in collections:
                 continue
             key = (entry[0], collections[run][0])
@@ -195,27 +232,12 @@ class DatasetReadsMixin:
                 result[key] = {i.bytes: i for i in ids}
         return result
 
-    def find_in_run(self: SqlRegistry, ref: DatasetRef) -> tuple[bool, uuid.UUID | None]:
+    def find_in_run(self, ref: DatasetRef) -> tuple[bool, uuid.UUID | None]:
         """Look up a run and what it holds for a ref's dataset type and data ID, in one query.
 
-        Parameters
-        ----------
-        ref : `DatasetRef`
-            The dataset about to be stored (its type must be registered).
-
-        Returns
-        -------
-        run_exists : `bool`
-            Whether ``ref.run`` exists as a RUN collection.
-        existing : `uuid.UUID` or `None`
-            ID of the dataset of the same type and data ID already in the run.
-
-        Raises
-        ------
-        CollectionTypeError
-            If ``ref.run`` exists but is not a RUN.
+        See `SqlRegistry.find_in_run`.
         """
-        type_id, _ = self._dataset_type_entry(ref.dataset_type)
+        type_id, _ = self._dataset_types.entry(ref.dataset_type)
         collection, dataset = self.schema.collection, self.schema.dataset
 
         def build() -> Any:
@@ -234,8 +256,8 @@ class DatasetReadsMixin:
             )
 
         params = {"type_id": type_id, "data_id": ref.data_id.canonical_string(), "run": ref.run}
-        with self._read() as connection:
-            row = self._execute_cached(connection, "find_in_run", build, params).first()
+        with self._db.read() as connection:
+            row = self._db.execute_cached(connection, "find_in_run", build, params).first()
         if row is None:
             return False, None
         if row[0] != CollectionType.RUN:
@@ -246,7 +268,7 @@ class DatasetReadsMixin:
         return True, None if row[1] is None else as_uuid(row[1])
 
     def find_dataset(
-        self: SqlRegistry,
+        self,
         dataset_type: str | DatasetType,
         data_id: Mapping[str, Any],
         *,
@@ -254,24 +276,16 @@ class DatasetReadsMixin:
     ) -> DatasetRef | None:
         """Return the dataset of this type and data ID in the first collection that has one.
 
-        Keys of ``data_id`` that are dimensions of the universe but not of the
-        dataset type are ignored.
-
-        Raises
-        ------
-        MissingDatasetTypeError, MissingCollectionError
-            If the dataset type or a collection does not exist.
-        DataIdError
-            If the data ID lacks a key of the dataset type.
+        See `SqlRegistry.find_dataset`.
         """
-        type_id, dt = self._dataset_type_entry(dataset_type)
+        type_id, dt = self._dataset_types.entry(dataset_type)
         group = dt.dimensions
         names = set(group.required) | set(group.implied)
         data_id = {k: v for k, v in dict(data_id).items() if k in names or k not in self.universe}
         coordinate = DataCoordinate.standardize(data_id, group)
         dataset = self.schema.dataset
-        with self._read() as connection:
-            runs = self._resolve_run_ids(connection, collections)
+        with self._db.read() as connection:
+            runs = self._collections.resolve_run_ids(connection, collections)
             if not runs:
                 return None
             rank = {run_id: i for i, (run_id, _) in enumerate(runs)}
@@ -290,7 +304,7 @@ class DatasetReadsMixin:
     # -- queries ------------------------------------------------------------------------------
 
     def query_datasets(
-        self: SqlRegistry,
+        self,
         dataset_type: str | DatasetType,
         *,
         collections: Sequence[str] | str,
@@ -301,33 +315,13 @@ class DatasetReadsMixin:
     ) -> list[DatasetRef]:
         """Return datasets of a type in collections, constrained by ``where`` and ``data_id``.
 
-        Parameters
-        ----------
-        dataset_type : `str` or `DatasetType`
-            The dataset type.
-        collections : `str` or `~collections.abc.Sequence` [`str`]
-            Collections to search, in order.
-        where : `str`
-            Expression over dimension names (``visit``) and record fields
-            (``visit.exposure_time``).
-        bind : `~collections.abc.Mapping`, optional
-            Values for names in ``where``.
-        data_id : `~collections.abc.Mapping`, optional
-            Required dimension values.
-        find_first : `bool`
-            Return only the dataset of the first collection that has one for
-            each data ID (otherwise all, from every run).
-
-        Returns
-        -------
-        refs : `list` [`DatasetRef`]
-            Sorted by data ID, then search order.
+        See `SqlRegistry.query_datasets`.
         """
-        type_id, dt = self._dataset_type_entry(dataset_type)
+        type_id, dt = self._dataset_types.entry(dataset_type)
         dataset = self.schema.dataset
         group = dt.dimensions
-        with self._read() as connection:
-            runs = self._resolve_run_ids(connection, collections)
+        with self._db.read() as connection:
+            runs = self._collections.resolve_run_ids(connection, collections)
             if not runs:
                 return []
             rank = {run_id: i for i, (run_id, _) in enumerate(runs)}
@@ -365,7 +359,7 @@ class DatasetReadsMixin:
         ]
 
     def query_data_ids(
-        self: SqlRegistry,
+        self,
         dimensions: Iterable[str],
         *,
         where: str = "",
@@ -376,29 +370,13 @@ class DatasetReadsMixin:
     ) -> list[DataCoordinate]:
         """Return the data IDs of the given dimensions that have records and match.
 
-        Implied dimensions (``physical_filter`` and ``band`` of a visit) are
-        filled in `DataCoordinate.implied` where the records give them.
-
-        The record tables of the requested dimensions (and those they require)
-        are joined; with the sky pixelization among them, the overlap table of
-        the most specific spatial element in the query (e.g.
-        ``visit_detector_region`` for visit + detector) gives its values;
-        ``datasets`` restricts to data IDs for which datasets of those types
-        exist in ``collections``.
-
-        Raises
-        ------
-        DataIdError
-            If the sky pixelization is requested with neither a spatial
-            element nor a dataset type to take it from.
-        MissingCollectionError
-            If ``datasets`` are given without ``collections``.
+        See `SqlRegistry.query_data_ids`.
         """
         group = self.universe.group(dimensions)
         skypix = self.universe.skypix.name
         datasets = list(datasets)
         builder = QueryBuilder(self.schema)
-        with self._read() as connection:
+        with self._db.read() as connection:
             for dim in group.required:
                 if dim != skypix:
                     builder.join_element(dim)
@@ -409,9 +387,9 @@ class DatasetReadsMixin:
                     raise MissingCollectionError(
                         "querying data IDs with datasets needs collections"
                     )
-                run_ids = [i for i, _ in self._resolve_run_ids(connection, collections)]
+                run_ids = [i for i, _ in self._collections.resolve_run_ids(connection, collections)]
                 for name in datasets:
-                    type_id, dt = self._dataset_type_entry(name)
+                    type_id, dt = self._dataset_types.entry(name)
                     alias = self.schema.dataset.alias(f"ds_{name}")
                     on = [alias.c.dataset_type_id == type_id, alias.c.run_id.in_(run_ids)]
                     for dim in dt.dimensions.required:
@@ -454,17 +432,3 @@ class DatasetReadsMixin:
                 known = {dim: value for dim, value in known.items() if value is not None}
             result.append(DataCoordinate(group, tuple(row[:n]), known))
         return result
-
-    def _infos_where(
-        self: SqlRegistry, connection: sa.Connection, condition: Any
-    ) -> list[StoredFileInfo]:
-        """Return the stored files of the datasets matching ``condition`` (also for removal)."""
-        d = self.schema.dataset
-        rows = connection.execute(
-            sa.select(d.c.id, d.c.path, d.c.formatter, d.c.storage_class, d.c.file_size).where(
-                condition, d.c.path.is_not(None)
-            )
-        ).all()
-        return [
-            StoredFileInfo(r.id, r.path, r.formatter, r.storage_class, r.file_size) for r in rows
-        ]

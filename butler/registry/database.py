@@ -1,0 +1,174 @@
+"""The registry's database: engine, transactions, connections and compiled hot statements.
+
+Design
+------
+`Database` is the infrastructure every registry manager takes as a
+collaborator. Every write runs in `Database.transaction`: the outermost call
+begins a database transaction on a connection held per thread, nested calls
+open SAVEPOINTs, and an exception rolls back to where the block began.
+`Database.read` runs on that connection when inside a transaction, otherwise
+on a fresh one. Read-only mode is checked in one place, `transaction`.
+
+Hot statements skip SQLAlchemy's per-call work: `cached_sql` compiles a
+statement once per (dialect, key) and `execute_cached` hands its SQL text
+straight to the driver.
+
+Mutable state: the connection of the current transaction, per thread (each
+thread's transactions are its own; an in-memory SQLite database has a single
+connection, so use it from one thread), and the compiled-SQL cache (keyed by
+dialect and statement key; statements never change, so it cannot go stale).
+
+On SQLite (`make_engine`): WAL journal (file databases), 32 KiB pages (new
+databases), foreign keys on (the dataset table declares none there: see
+`_schema`), ``synchronous=NORMAL``; the driver's own transaction handling is
+switched off so SAVEPOINTs work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+
+from .._errors import ReadOnlyRegistryError
+
+__all__ = ["Database", "make_engine"]
+
+
+def make_engine(db_url: str) -> sa.Engine:
+    """Return an engine for ``db_url``, with the SQLite settings above when it is SQLite."""
+    url = sa.make_url(db_url)
+    if url.get_backend_name() != "sqlite":
+        return sa.create_engine(url)
+    memory = url.database in (None, "", ":memory:")
+    kwargs: dict[str, Any] = {}
+    if memory:
+        kwargs = {"poolclass": sa.pool.StaticPool, "connect_args": {"check_same_thread": False}}
+    engine = sa.create_engine(url, **kwargs)
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN; SAVEPOINTs work
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        # For a new database only (before WAL and the first table; a no-op later): 32 KiB
+        # pages instead of 4 KiB. Bulk registration of 94,500 datasets measured 121,000/s
+        # instead of 83,000/s (medians of 5, same minutes); 64 KiB gave no more.
+        cursor.execute("PRAGMA page_size=32768")
+        if not memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache, allocated as used
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+class Database:
+    """Transactions, connections and compiled hot statements over one engine.
+
+    Parameters
+    ----------
+    engine : `sqlalchemy.Engine`
+        The database.
+    writeable : `bool`
+        Whether writes (`transaction`) are allowed.
+    """
+
+    def __init__(self, engine: sa.Engine, *, writeable: bool) -> None:
+        self.engine = engine
+        self.writeable = writeable
+        self._local = threading.local()  # per thread: the connection of its transaction
+        # SQL text of hot statements, compiled once per (dialect, key): see `execute_cached`.
+        self._sql_cache: dict[tuple[str, Any], tuple[str, list[str] | None]] = {}
+
+    @property
+    def _connection(self) -> sa.Connection | None:
+        return getattr(self._local, "connection", None)
+
+    @_connection.setter
+    def _connection(self, connection: sa.Connection | None) -> None:
+        self._local.connection = connection
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether this thread is inside a `transaction` block."""
+        return self._connection is not None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sa.Connection]:
+        """Run a block in a transaction (a SAVEPOINT when nested); roll back on error.
+
+        Raises
+        ------
+        ReadOnlyRegistryError
+            If the database was opened read-only.
+        """
+        if not self.writeable:
+            raise ReadOnlyRegistryError("this registry was opened read-only")
+        if self._connection is None:
+            with self.engine.begin() as connection:
+                self._connection = connection
+                try:
+                    yield connection
+                finally:
+                    self._connection = None
+        else:
+            with self._connection.begin_nested():
+                yield self._connection
+
+    @contextlib.contextmanager
+    def read(self) -> Iterator[sa.Connection]:
+        """Yield the transaction's connection if inside one, else a fresh connection."""
+        if self._connection is not None:
+            yield self._connection
+        else:
+            with self.engine.connect() as connection:
+                yield connection
+
+    def cached_sql(
+        self,
+        connection: sa.Connection,
+        key: Any,
+        build: Callable[[], Any],
+        column_keys: list[str] | None = None,
+    ) -> tuple[str, list[str] | None]:
+        """Return the SQL text of ``build()`` for this connection's dialect, compiled once.
+
+        Also return the order of the bind parameter names when the driver takes
+        positional parameters (`None` when it takes them by name). ``column_keys``
+        limits an INSERT to those columns (their names are the bind names).
+        """
+        cache_key = (connection.dialect.name, key)
+        cached = self._sql_cache.get(cache_key)
+        if cached is None:
+            compiled = build().compile(dialect=connection.dialect, column_keys=column_keys)
+            order = list(compiled.positiontup or ()) if compiled.positional else None
+            cached = self._sql_cache[cache_key] = (str(compiled), order)
+        return cached
+
+    def execute_cached(
+        self,
+        connection: sa.Connection,
+        key: Any,
+        build: Callable[[], Any],
+        params: Mapping[str, Any],
+    ) -> Any:
+        """Execute a hot statement straight on the driver, skipping SQLAlchemy's per-call work.
+
+        ``build`` makes the statement (with named `sqlalchemy.bindparam` s) the first time
+        for each dialect; ``params`` must already be in the driver's types (e.g. dataset
+        IDs as 16 bytes on SQLite), and rows come back as the driver returns them. Measured
+        on SQLite: 0.13 ms per lookup instead of 0.43 ms (0.48 vs 1.06 ms right after a
+        64 MiB copy has flushed the CPU caches).
+        """
+        sql, order = self.cached_sql(connection, key, build)
+        args: Any = tuple(params[name] for name in order) if order is not None else dict(params)
+        return connection.exec_driver_sql(sql, args)
