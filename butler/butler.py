@@ -423,31 +423,64 @@ class Butler:
             The ref each file becomes, and the file's path.
         transfer : `str` or `None`
             ``copy``, ``move``, ``symlink``, ``hardlink``, ``direct`` or `None`
-            (already inside the datastore root).
+            (already inside the datastore root). Only ``copy`` and `None` take
+            sources from inside the datastore root.
         formatter : `str`, optional
             Dotted formatter name, if not the storage class default.
 
         Returns
         -------
         refs : `list` [`DatasetRef`]
-            The ingested refs.
+            The refs ingested now. A file already stored as its dataset (the
+            same bytes) is skipped: not transferred, not returned, its source
+            left where it is.
+
+        Raises
+        ------
+        DuplicateDatasetError
+            If a dataset is already stored with other bytes than its file
+            (nothing of the batch is ingested).
+        ArtifactExistsError
+            If a file no dataset owns is where a new dataset's file must go.
 
         Notes
         -----
         Files are transferred first, then all are registered in one
-        transaction. If anything fails, transferred copies are removed and
-        nothing is registered (with ``transfer="move"`` the moved files are
-        moved back).
+        transaction. If anything fails, the files this call transferred are
+        removed (with ``transfer="move"`` moved back) and nothing is
+        registered; a file already in the repository is never replaced or
+        removed (transfers never write over an existing file).
         """
         items = list(items)
+        stored = self.registry.get_stored_info([ref for ref, _ in items])
+        new: list[tuple[DatasetRef, str]] = []
+        for ref, path in items:
+            info = stored.get(ref.id)
+            if info is None:
+                new.append((ref, path))
+            elif not self.datastore.same_content(path, info):
+                uri = self.datastore.uri(info)
+                why = (
+                    f"{path!r} differs from it" if self.datastore.exists(info) else "it is missing"
+                )
+                raise DuplicateDatasetError(
+                    f"run {ref.run!r} already has {ref.dataset_type.name} {ref.data_id} stored "
+                    f"as {uri!r}, and {why}; nothing was ingested (remove the run's dataset "
+                    "first, or ingest into another run)"
+                )
+        if len(new) < len(items):
+            _LOG.info(
+                "skipped %d file(s) already stored with the same bytes", len(items) - len(new)
+            )
         done: list[tuple[StoredFileInfo, str]] = []
         try:
-            for ref, path in items:
+            for ref, path in new:
                 info = self.datastore.ingest(path, ref, transfer=transfer, formatter=formatter)
                 done.append((info, path))
-            for run in {ref.run for ref, _ in items}:
-                self.registry.register_run(run)
-            self.registry.insert_datasets([ref for ref, _ in items], [info for info, _ in done])
+            if new:
+                for run in {ref.run for ref, _ in new}:
+                    self.registry.register_run(run)
+                self.registry.insert_datasets([ref for ref, _ in new], [i for i, _ in done])
         except BaseException:
             for info, source in done:
                 if transfer == "move":
@@ -455,7 +488,7 @@ class Butler:
                 elif transfer not in ("direct", None):
                     self.datastore.remove(info)
             raise
-        return [ref for ref, _ in items]
+        return [ref for ref, _ in new]
 
     def remove_runs(self, names: Iterable[str], *, unstore: bool = True) -> int:
         """Remove RUN collections, their dataset records and (if ``unstore``) their files.

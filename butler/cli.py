@@ -520,6 +520,11 @@ def ingest_files(
             items.append((DatasetRef.make(dtype, data_id, run), path))
     refs = butler.ingest(items, transfer=transfer, formatter=formatter)
     click.echo(f"Ingested {len(refs)} file(s) as {dataset_type} into run {run}")
+    if len(refs) < len(items):
+        left = " (their files were left where they are)" if transfer == "move" else ""
+        click.echo(
+            f"{len(items) - len(refs)} file(s) already ingested with the same bytes: skipped{left}"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,8 @@
 """The repository configuration file, ``butler.yaml`` at the repository root.
 
-It says where the registry database is (an SQLAlchemy URL; a relative SQLite
-path is relative to the repository root), where the datastore keeps files (a
+It says where the registry database is (an SQLAlchemy URL; ``<root>`` in it
+stands for the repository root, percent-quoted, so a root with ``?``, ``%`` or
+``#`` in its name stays a path), where the datastore keeps files (a
 path or fsspec URL, the repository root by default) and with which fsspec
 storage options (``endpoint_url``, ``profile``, ``anon``...), the file
 templates and formatter overrides, and the repository format version.
@@ -25,6 +26,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
@@ -212,7 +214,7 @@ class RepoConfig:
             )
         return cls(
             root=root,
-            registry_url=registry_url or f"sqlite:///{Path(root) / 'registry.sqlite3'}",
+            registry_url=registry_url or f"sqlite:///{_url_path(root)}/registry.sqlite3",
             datastore_root=datastore_root or root,
             storage_options=check_storage_options(
                 storage_options or {}, where="butler create"
@@ -222,7 +224,7 @@ class RepoConfig:
     def to_dict(self) -> dict[str, Any]:
         """Return the YAML content (paths inside the root made relative, no secrets)."""
         url = redact_url(self.registry_url)
-        prefix = f"sqlite:///{self.root}/"
+        prefix = f"sqlite:///{_url_path(self.root)}/"
         if url.startswith(prefix):
             url = "sqlite:///<root>/" + url[len(prefix) :]
         datastore = "<root>" if self.datastore_root == self.root else self.datastore_root
@@ -311,7 +313,7 @@ class RepoConfig:
         registry = data.get("registry") or {}
         datastore = data.get("datastore") or {}
         url = str(registry.get("db", "sqlite:///<root>/registry.sqlite3")).replace(
-            "<root>", root_str
+            "<root>", _url_path(root_str)
         )
         store = str(datastore.get("root", "<root>")).replace("<root>", root_str)
         options = datastore.get("storage_options") or {}
@@ -328,3 +330,8 @@ class RepoConfig:
             version=version,
             storage_options=check_storage_options(options, where=config_path),
         )
+
+
+def _url_path(path: str) -> str:
+    """Quote a local path for the database part of an SQLAlchemy URL (``?`` -> ``%3F``...)."""
+    return quote(path, safe="/")

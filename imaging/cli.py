@@ -62,7 +62,14 @@ def ingest_raws_command(
         path = Path(item)
         paths.extend(sorted(str(p) for p in path.glob("*.fits")) if path.is_dir() else [str(path)])
     refs = ingest_raws(Butler(repo), paths, run=output_run, transfer=transfer)
-    click.echo(f"Ingested {len(refs)} raw exposure(s) into {refs[0].run if refs else output_run}")
+    run = refs[0].run if refs else output_run or "<instrument>/raw/all"
+    click.echo(f"Ingested {len(refs)} raw exposure(s) into {run}")
+    if len(refs) < len(paths):
+        left = " (their files were left where they are)" if transfer == "move" else ""
+        click.echo(
+            f"{len(paths) - len(refs)} raw exposure(s) already ingested with the same "
+            f"bytes: skipped{left}"
+        )
 
 
 @click.command("ingest-refcat")
@@ -214,13 +221,18 @@ def simulate_command(
     finally:
         if not keep_inputs:
             shutil.rmtree(staging, ignore_errors=True)
-    click.echo(
-        f"Simulated and ingested {len(refs)} exposures ({n_visits} visits x {n_detectors} "
-        f"detectors of "
-        f"{detector_size}^2 px) into {refs[0].run}; reference catalog {DEFAULT_REFCAT} in "
-        f"{len(shards)} shards; "
-        f"truth in {truth_dir}"
-    )
+    if not refs and not shards:
+        click.echo(
+            f"Simulated {len(raws)} exposures and found them already ingested with the same "
+            f"bytes, with reference catalog {DEFAULT_REFCAT}: nothing to add to {repo}"
+        )
+    else:
+        click.echo(
+            f"Simulated and ingested {len(refs)} exposures ({n_visits} visits x {n_detectors} "
+            f"detectors of {detector_size}^2 px; {len(raws) - len(refs)} already there) into "
+            f"{camera.name}/raw/all; reference catalog {DEFAULT_REFCAT} in {len(shards)} new "
+            f"shards; truth in {truth_dir}"
+        )
     if png_path:
         sim = simulate_detector(camera, visits[0], camera.detectors[0].id, seed=seed, sky=sky)
         Path(png_path).parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from butler import Butler, DatasetRef, DatasetType, Region
+from butler import Butler, DatasetRef, DatasetType, DuplicateDatasetError, Region
 from butler.data_coordinate import DataCoordinate
 
 from ._errors import ExposureFormatError
@@ -318,7 +318,8 @@ def ingest_raws(
     Returns
     -------
     refs : `list` [`DatasetRef`]
-        The ingested datasets.
+        The datasets ingested now. A raw already stored with the same bytes is skipped (not
+        transferred, its file left where it is) and not returned.
 
     Raises
     ------
@@ -326,6 +327,9 @@ def ingest_raws(
         A header is missing or inconsistent (names the file and keyword), or a raw needs its
         SAT plane written (see below) with a transfer that keeps the original file; nothing is
         ingested.
+    butler.DuplicateDatasetError
+        A raw's dataset is already stored with other bytes; nothing is ingested and the
+        repository's files and records are left as they were.
 
     Notes
     -----
@@ -401,9 +405,12 @@ def ingest_raws(
         ]
         refs = _register_raws(butler, dtype, visits, items, transfer)
     if transfer == "move":  # the rewritten files were moved; their originals go now
-        for info in infos:
-            if info.needs_sat_plane and os.path.exists(info.path):
+        ingested = {ref.id for ref in refs}
+        for info, (ref, _) in zip(infos, items, strict=True):
+            if info.needs_sat_plane and ref.id in ingested and os.path.exists(info.path):
                 os.remove(info.path)
+    if len(refs) < len(items):
+        _LOG.info("%d raw file(s) were already ingested into %s", len(items) - len(refs), run)
     _LOG.info("ingested %d raw file(s) into %s", len(refs), run)
     return refs
 
@@ -480,7 +487,8 @@ def ingest_refcat(
     Returns
     -------
     refs : `list` [`DatasetRef`]
-        One per non-empty shard.
+        One per non-empty shard stored now; a shard already stored with the same rows is
+        skipped (and one with other rows is a `butler.DuplicateDatasetError`).
     """
     import astropy.units as u
     from astropy_healpix import HEALPix
@@ -497,6 +505,21 @@ def ingest_refcat(
         for pixel in np.unique(pixels):
             shard = Table(table[pixels == pixel], copy=True)
             data_id = DataCoordinate.standardize({skypix.name: int(pixel)}, dtype.dimensions)
-            refs.append(butler.put(shard, dtype, data_id, run=run))
+            ref = DatasetRef.make(dtype, data_id, run)
+            if butler.registry.get_stored_info([ref]):
+                if not _same_table(butler.get(ref), shard):
+                    raise DuplicateDatasetError(
+                        f"{path}: run {run!r} already has {name} shard {data_id} with other "
+                        "rows; nothing was ingested (remove the run first, or use another run)"
+                    )
+                continue  # the same shard is already there
+            refs.append(butler.put(shard, ref))
     _LOG.info("ingested %d stars of %s into %d shards", len(table), Path(path).name, len(refs))
     return refs
+
+
+def _same_table(a: Table, b: Table) -> bool:
+    """Whether two tables have the same columns and values."""
+    return a.colnames == b.colnames and all(
+        np.array_equal(np.asarray(a[c]), np.asarray(b[c])) for c in a.colnames
+    )

@@ -364,6 +364,60 @@ class FileDatastore:
 
     # -- ingest / retrieve ------------------------------------------------------
 
+    def _relative_to_root(self, fs: fsspec.AbstractFileSystem, path: str) -> str | None:
+        """Return ``path`` relative to the root if it is inside it (links resolved), else `None`."""
+        if is_local(fs) != is_local(self.fs) or (
+            not is_local(fs) and fs.unstrip_protocol("/") != self.fs.unstrip_protocol("/")
+        ):
+            return None
+        if not is_local(fs):
+            prefix = self.root.rstrip("/") + "/"
+            return path[len(prefix) :] if path.startswith(prefix) else None
+        # As written first (a link inside the root is inside it), then with links resolved.
+        for root, where in (
+            (os.path.abspath(self.root), os.path.abspath(path)),
+            (os.path.realpath(self.root), os.path.realpath(path)),
+        ):
+            prefix = root.rstrip("/") + "/"
+            if where.startswith(prefix):
+                return where[len(prefix) :]
+        return None
+
+    def same_content(self, source_path: str, info: StoredFileInfo) -> bool:
+        """Whether the file (or directory) ``source_path`` holds exactly the bytes of an artifact.
+
+        Parameters
+        ----------
+        source_path : `str`
+            Local path or fsspec URL.
+        info : `StoredFileInfo`
+            The stored artifact; a missing artifact is never the same.
+
+        Returns
+        -------
+        same : `bool`
+            True if it is the artifact itself (the same file, or a link to it)
+            or every file has the same relative name and bytes.
+        """
+        src_fs, src = fsspec.core.url_to_fs(str(source_path))
+        fs, path = self._full_path(info.path)
+        if type(src_fs) is type(fs) and src_fs.unstrip_protocol(src) == fs.unstrip_protocol(path):
+            return fs.exists(path)
+        if is_local(src_fs) and is_local(fs):
+            try:
+                if os.path.samefile(src, path):
+                    return True
+            except OSError:
+                return False
+        if not (src_fs.exists(src) and fs.exists(path)):
+            return False
+        sources, stored = _files_under(src_fs, src), _files_under(fs, path)
+        if sources.keys() != stored.keys():
+            return False
+        if any(src_fs.size(sources[k]) != fs.size(stored[k]) for k in sources):
+            return False
+        return all(_same_bytes(src_fs, sources[k], fs, stored[k]) for k in sources)
+
     def _copy_in(
         self,
         src_fs: fsspec.AbstractFileSystem,
@@ -408,7 +462,9 @@ class FileDatastore:
             ``copy``, ``move`` (both atomic into place), ``symlink``,
             ``hardlink`` (local only), ``direct`` (leave the file where it is,
             record its absolute location; `remove` never deletes it) or `None`
-            (the file is already inside the root, recorded where it is).
+            (the file is already inside the root, recorded where it is). A
+            source inside the root (another dataset's file) is only copied:
+            the other modes would take or alias it.
         formatter : `str`, optional
             Dotted formatter name; the one `predict` chooses if `None`.
 
@@ -420,6 +476,9 @@ class FileDatastore:
         ------
         ArtifactNotFoundError
             If the source does not exist.
+        ArtifactExistsError
+            If something is already at the dataset's path: it is never
+            replaced, and the source is left as it was.
         FormatterError
             If the transfer fails or is not possible (the message says why).
         """
@@ -442,19 +501,24 @@ class FileDatastore:
             base = self.templates.format(ref)
             predicted = dataclasses.replace(predicted, path=base + ext, formatter=formatter)
         size = self._size(src_fs, src)
-        if transfer == "direct":
-            both_local = is_local(src_fs) and is_local(self.fs)
-            location = src if both_local else src_fs.unstrip_protocol(src)
-            return dataclasses.replace(predicted, path=location, file_size=size)
+        inside = self._relative_to_root(src_fs, src)
         if transfer is None:
-            same_fs = type(src_fs) is type(self.fs)
-            root = self.root.rstrip("/") + "/"
-            if not same_fs or not src.startswith(root):
+            if inside is None:
                 raise FormatterError(
                     f"cannot ingest {_describe(ref)} with transfer=None: {source_path!r} "
                     f"is not inside the datastore root {self.uri_root!r}"
                 )
-            return dataclasses.replace(predicted, path=src[len(root) :], file_size=size)
+            return dataclasses.replace(predicted, path=inside, file_size=size)
+        if inside is not None and transfer != "copy":
+            raise FormatterError(
+                f"cannot ingest {source_path!r} as {_describe(ref)} with transfer={transfer!r}: "
+                f"it is inside the datastore root {self.uri_root!r}, where files belong to "
+                "datasets; only transfer=copy may read from there"
+            )
+        if transfer == "direct":
+            both_local = is_local(src_fs) and is_local(self.fs)
+            location = src if both_local else src_fs.unstrip_protocol(src)
+            return dataclasses.replace(predicted, path=location, file_size=size)
         fs, final = self._full_path(predicted.path)
         local = is_local(src_fs) and is_local(fs)
         if transfer in ("symlink", "hardlink") and not local:
@@ -491,9 +555,19 @@ class FileDatastore:
                     self._copy_in(src_fs, src, fs, temporary)
             else:
                 self._copy_in(src_fs, src, fs, temporary)
-            commit(fs, temporary, final, is_directory=is_dir and transfer != "symlink")
+            commit(
+                fs, temporary, final, is_directory=is_dir and transfer != "symlink", replace=False
+            )
         except Exception as err:
+            if transfer == "move" and local and not os.path.lexists(src):
+                os.rename(temporary, src)  # give the source back
             discard(fs, temporary)
+            if isinstance(err, FileExistsError):
+                raise ArtifactExistsError(
+                    f"cannot ingest {source_path!r} as {_describe(ref)}: {self.uri(predicted)!r} "
+                    "already exists and is not replaced (a file no dataset owns is left by an "
+                    "interrupted write or a removed run: remove it, or ingest into another run)"
+                ) from err
             raise FormatterError(
                 f"failed to ingest {source_path!r} as {_describe(ref)} into "
                 f"{self.uri(predicted)!r} (transfer={transfer!r}): {type(err).__name__}: {err}"
@@ -653,3 +727,23 @@ def _tree_size(path: str) -> int:
             elif entry.is_file(follow_symlinks=False):
                 total += entry.stat(follow_symlinks=False).st_size
     return total
+
+
+def _files_under(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, str]:
+    """Map the relative name of every file of an artifact to its path ("" for a plain file)."""
+    if not fs.isdir(path):
+        return {"": path}
+    return {posixpath.relpath(name, path): name for name in fs.find(path)}
+
+
+def _same_bytes(
+    fs_a: fsspec.AbstractFileSystem, a: str, fs_b: fsspec.AbstractFileSystem, b: str
+) -> bool:
+    """Whether two files of equal size hold the same bytes (read in 4 MiB blocks)."""
+    with fs_a.open(a, "rb") as one, fs_b.open(b, "rb") as other:
+        while True:
+            block = one.read(1 << 22)
+            if block != other.read(1 << 22):
+                return False
+            if not block:
+                return True

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from .._errors import (
+    ArtifactExistsError,
     ArtifactNotFoundError,
     DatasetNotFoundError,
     FormatterError,
@@ -339,6 +340,33 @@ class DatastoreTests:
         if not self.supports_links:
             with pytest.raises(FormatterError, match="symlink"):
                 datastore.ingest(str(source), ref, transfer="symlink")
+
+    @pytest.mark.parametrize("transfer", ["copy", "move", "symlink", "hardlink"])
+    def test_ingest_never_replaces_an_artifact(self, datastore, universe, tmp_path, transfer):
+        """An ingest onto an existing artifact fails and leaves it and the source as they were."""
+        if transfer in ("symlink", "hardlink") and not self.supports_links:
+            pytest.skip("backend has no links")
+        ref = self.ref(universe, "raw", "JsonDict")
+        info = datastore.put({"stored": 1}, ref)
+        source = self._source(tmp_path)
+        with pytest.raises(ArtifactExistsError, match="already exists"):
+            datastore.ingest(str(source), ref, transfer=transfer)
+        assert datastore.get(info) == {"stored": 1}
+        assert json.loads(source.read_text()) == {"ingested": True}
+        assert not [f for f in self.all_files(datastore) if ".tmp-" in f]
+        assert datastore.same_content(datastore.uri(info), info)
+        assert not datastore.same_content(str(source), info)
+
+    @pytest.mark.parametrize("transfer", ["move", "symlink", "hardlink", "direct"])
+    def test_ingest_from_inside_the_root_only_copies(self, datastore, universe, transfer):
+        """A source inside the root (another dataset's file) is never taken or aliased."""
+        stored = datastore.put({"stored": 1}, self.ref(universe))
+        other = self.ref(universe, run="u/test/run2")
+        with pytest.raises(FormatterError, match="inside the datastore root"):
+            datastore.ingest(datastore.uri(stored), other, transfer=transfer)
+        assert datastore.get(stored) == {"stored": 1}
+        copied = datastore.ingest(datastore.uri(stored), other, transfer="copy")
+        assert datastore.get(copied) == {"stored": 1} and datastore.get(stored) == {"stored": 1}
 
     @pytest.mark.parametrize("transfer", ["symlink", "hardlink"])
     def test_ingest_links(self, datastore, universe, tmp_path, transfer):

@@ -167,3 +167,51 @@ def test_console_script(tmp_path):
         and "no butler repository" in out.stderr
         and "Traceback" not in out.stderr
     )
+
+
+@pytest.mark.parametrize("transfer", ["move", "symlink", "hardlink", "direct"])
+def test_ingest_files_from_inside_the_datastore_is_refused(repo, tmp_path, transfer):
+    butler = Butler(repo)
+    ref = butler.find_dataset("img", instrument="Cam", visit=1, detector=2, collections="r1")
+    stored = butler.get_uri(ref)
+    table = tmp_path / "files.csv"
+    table.write_text(f"file,visit,detector\n{stored},1,2\n")
+    result = _run(
+        "ingest-files", repo, "img", "other", str(table), "--data-id", "instrument=Cam",
+        "--transfer", transfer, ok=False,
+    )  # fmt: skip
+    assert result.exit_code == 1 and "inside the datastore root" in result.output
+    assert "Traceback" not in result.output
+    assert Butler(repo).get(ref)[0, 0] == 2  # still where its dataset says
+
+
+def test_ingest_files_again_is_a_no_op(repo, tmp_path):
+    np.save(tmp_path / "f.npy", np.full((3, 3), 7, np.float32))
+    table = tmp_path / "files.csv"
+    table.write_text(f"file,visit,detector\n{tmp_path}/f.npy,1,0\n")
+    npy = "butler.datastore.formatters.NpyFormatter"
+    args = ["ingest-files", repo, "img", "ingested", str(table), "--data-id", "instrument=Cam",
+            "--formatter", npy, "--transfer", "move"]  # fmt: skip
+    _run(*args)
+    np.save(tmp_path / "f.npy", np.full((3, 3), 7, np.float32))
+    result = _run(*args)
+    assert "Ingested 0" in result.output and "1 file(s) already ingested" in result.output
+    assert (tmp_path / "f.npy").exists()
+    data = Butler(repo).get("img", instrument="Cam", visit=1, detector=0, collections="ingested")
+    assert data[0, 0] == 7
+
+
+@pytest.mark.parametrize("name", ["repo?x=1", "repo%3Fy", "a repo#1&b=2"])
+def test_repository_path_is_a_path_whatever_its_characters(tmp_path, name):
+    root = tmp_path / name
+    result = _run("create", str(root))
+    assert "Traceback" not in result.output
+    assert (root / "registry.sqlite3").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # nothing written beside it
+    butler = Butler(root, run="r")
+    butler.registry.insert_dimension_records("instrument", [{"name": "Cam"}])
+    _run("register-dataset-type", str(root), "summary", "StructuredDataDict", "instrument")
+    butler.put({"a": 1}, "summary", instrument="Cam")
+    assert Butler(root).get("summary", instrument="Cam", collections="r") == {"a": 1}
+    result = _run("query-datasets", str(root), "summary", "--collections", "r")
+    assert "summary" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import numpy as np
@@ -80,14 +81,10 @@ def test_duplicate_files_in_batch_and_reingest(repo, observations):
         ingest_raws(butler, [raws[0], raws[0]])
     assert _ingested(butler) == set()
     ingest_raws(butler, raws[:2])
-    with pytest.raises(Exception, match="already|exists|Duplicate|duplicate"):
-        ingest_raws(butler, raws[1:3])
-    # the failed batch left nothing: raws[2] is not registered
-    got = {
-        (r.data_id["visit"], r.data_id["detector"])
-        for r in butler.query_datasets(RAW_DATASET_TYPE, collections="SimCam/raw/all")
-    }
-    assert len(got) == 2
+    # raws[1] is already stored with the same bytes: skipped, raws[2] is new
+    refs = ingest_raws(butler, raws[1:3])
+    assert [(r.data_id["visit"], r.data_id["detector"]) for r in refs] == [(1, 2)]
+    assert _ingested(butler) == {(1, 0), (1, 1), (1, 2)}
 
 
 def test_bad_headers_name_file_and_keyword(repo, observations, tmp_path):
@@ -193,7 +190,11 @@ def _no_cr_on_saturated(exposure) -> tuple[int, int]:
 
     mask = exposure.mask.array.copy()
     result = find_cosmic_rays(
-        exposure.image.copy(), mask, exposure.variance, GaussianPsf(2.0), keep_crs=True,
+        exposure.image.copy(),
+        mask,
+        exposure.variance,
+        GaussianPsf(2.0),
+        keep_crs=True,
         planes=exposure.mask.planes,
     )
     saturated = exposure.image >= exposure.detector.saturation
@@ -319,3 +320,122 @@ def test_ingest_refcat_flux_csv_and_missing_brightness(repo, tmp_path):
     assert result.exit_code == 1, result.output
     assert "nomag.csv" in result.output and "flux" in result.output
     assert "Traceback" not in result.output
+
+
+# -- re-ingest never deletes or takes what is the repository's ---------------------------------
+
+
+def _stored_files(repo) -> dict[str, bytes]:
+    """Relative path -> bytes of every raw file stored in the repository."""
+    return {
+        str(p.relative_to(repo)): p.read_bytes()
+        for p in sorted(repo.rglob("*.fits"))
+        if "postISRCCD" in str(p)
+    }
+
+
+def _sources(raws, folder) -> list[str]:
+    """Fresh copies of ``raws`` in ``folder`` (a move takes its sources away)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return [str(shutil.copy(r, folder / f"{i}_{r.name}")) for i, r in enumerate(raws)]
+
+
+@pytest.mark.parametrize("transfer", ["copy", "move", "symlink", "hardlink"])
+def test_reingest_of_ingested_raws_keeps_files_and_records(repo, observations, tmp_path, transfer):
+    _, raws = observations
+    runner = CliRunner()
+    first = _sources(raws[:2], tmp_path / "first")
+    result = runner.invoke(butler_main, ["ingest-raws", str(repo), *first, "--transfer", transfer])
+    assert result.exit_code == 0, result.output
+    before = _stored_files(repo)
+    assert len(before) == 2
+    # the same raws again (a move took them: identical fresh copies), plus one new raw
+    again = first if transfer != "move" else _sources(raws[:2], tmp_path / "again")
+    new = _sources(raws[2:3], tmp_path / "new")
+    result = runner.invoke(
+        butler_main, ["ingest-raws", str(repo), *again, *new, "--transfer", transfer]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Ingested 1" in result.output and "2 raw exposure(s) already ingested" in result.output
+    after = _stored_files(repo)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert len(after) == 3
+    butler = Butler(repo)
+    assert _ingested(butler) == {(1, 0), (1, 1), (1, 2)}
+    for ref in butler.query_datasets(RAW_DATASET_TYPE, collections="SimCam/raw/all"):
+        assert butler.get(ref).image.shape == (256, 256)
+    if transfer == "move":  # the skipped sources were not taken
+        assert all(os.path.exists(p) for p in again)
+
+
+@pytest.mark.parametrize("transfer", ["copy", "move", "symlink", "hardlink"])
+def test_reingest_of_a_different_file_is_refused_and_changes_nothing(
+    repo, observations, tmp_path, transfer
+):
+    _, raws = observations
+    runner = CliRunner()
+    first = _sources(raws[:1], tmp_path / "first")
+    assert runner.invoke(butler_main, ["ingest-raws", str(repo), *first]).exit_code == 0
+    before = _stored_files(repo)
+    changed = _sources(raws[:1], tmp_path / "changed")
+    with fits.open(changed[0], mode="update") as hdul:
+        hdul["IMAGE"].data[0, 0] += 1.0
+    new = _sources(raws[1:2], tmp_path / "new")
+    result = runner.invoke(
+        butler_main, ["ingest-raws", str(repo), *changed, *new, "--transfer", transfer]
+    )
+    assert result.exit_code == 1, result.output
+    assert "already" in result.output and "differs" in result.output
+    assert "Traceback" not in result.output
+    assert _stored_files(repo) == before
+    assert _ingested(Butler(repo)) == {(1, 0)}
+    assert os.path.exists(changed[0]) and os.path.exists(new[0])
+
+
+def test_failed_ingest_leaves_existing_files_and_records(repo, observations, tmp_path):
+    """A batch failing at registration removes only what it transferred."""
+    _, raws = observations
+    butler = Butler(repo)
+    ingest_raws(butler, raws[:1], transfer="copy")
+    before = _stored_files(repo)
+    vanished = tmp_path / "vanished.fits"
+    shutil.copy(raws[1], vanished)
+    from imaging import ingest as ingest_module
+
+    real = ingest_module.read_raw_header
+
+    def read_then_vanish(path):
+        info = real(path)
+        if str(path) == str(vanished):
+            vanished.unlink()
+        return info
+
+    ingest_module.read_raw_header = read_then_vanish
+    try:
+        with pytest.raises(Exception, match="vanished"):
+            ingest_raws(butler, [raws[0], vanished], transfer="copy")
+    finally:
+        ingest_module.read_raw_header = real
+    assert _stored_files(repo) == before
+    assert _ingested(butler) == {(1, 0)}
+
+
+def test_simulate_twice_into_one_repository_keeps_the_first(tmp_path):
+    repo = tmp_path / "sim"
+    args = ["simulate", str(repo), "--detectors", "1", "--size", "256", "--visits", "1", "-j", "1"]
+    runner = CliRunner()
+    result = runner.invoke(butler_main, args)
+    assert result.exit_code == 0, result.output
+    before = _stored_files(repo)
+    result = runner.invoke(butler_main, args)
+    assert result.exit_code == 0, result.output
+    assert "already" in result.output and "Traceback" not in result.output
+    assert _stored_files(repo) == before
+    butler = Butler(repo)
+    for ref in butler.query_datasets(RAW_DATASET_TYPE, collections="SimCam/raw/all"):
+        butler.get(ref)
+    for ref in butler.query_datasets("gaia_dr2_20200414", collections="refcats"):
+        butler.get(ref)
+    result = runner.invoke(butler_main, [*args, "--seed", "2"])  # other pixels: refused
+    assert result.exit_code == 1 and "differs" in result.output, result.output
+    assert _stored_files(repo) == before
