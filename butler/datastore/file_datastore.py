@@ -527,11 +527,12 @@ class FileDatastore:
                 f"({source_path!r} -> {self.uri(predicted)!r})"
             )
         if not is_local(fs):
+            if fs.exists(final):  # never over an artifact (one that is registered, perhaps)
+                raise _ingest_target_exists(source_path, ref, self.uri(predicted))
             try:
-                discard(fs, final)
                 copy_tree(src_fs, src, fs, final)
             except Exception as err:
-                discard(fs, final)
+                discard(fs, final)  # ours: nothing was there before the copy
                 raise FormatterError(
                     f"failed to ingest {source_path!r} as {_describe(ref)} into "
                     f"{self.uri(predicted)!r} (transfer={transfer!r}): "
@@ -559,15 +560,12 @@ class FileDatastore:
                 fs, temporary, final, is_directory=is_dir and transfer != "symlink", replace=False
             )
         except Exception as err:
-            if transfer == "move" and local and not os.path.lexists(src):
+            moved = transfer == "move" and local and not os.path.lexists(src)
+            if moved and os.path.lexists(temporary):
                 os.rename(temporary, src)  # give the source back
             discard(fs, temporary)
             if isinstance(err, FileExistsError):
-                raise ArtifactExistsError(
-                    f"cannot ingest {source_path!r} as {_describe(ref)}: {self.uri(predicted)!r} "
-                    "already exists and is not replaced (a file no dataset owns is left by an "
-                    "interrupted write or a removed run: remove it, or ingest into another run)"
-                ) from err
+                raise _ingest_target_exists(source_path, ref, self.uri(predicted)) from err
             raise FormatterError(
                 f"failed to ingest {source_path!r} as {_describe(ref)} into "
                 f"{self.uri(predicted)!r} (transfer={transfer!r}): {type(err).__name__}: {err}"
@@ -702,6 +700,15 @@ class FileDatastore:
                     removed.append(posixpath.relpath(posixpath.join(dirpath, name), root))
             dirnames[:] = [d for d in dirnames if not is_temporary(d)]
         return sorted(removed)
+
+
+def _ingest_target_exists(source: str, ref: DatasetRef, uri: str) -> ArtifactExistsError:
+    """Return the error of an ingest whose target path is taken (it is never replaced)."""
+    return ArtifactExistsError(
+        f"cannot ingest {source!r} as {_describe(ref)}: {uri!r} already exists and is not "
+        "replaced (a file no dataset owns is left by an interrupted write or a removed run: "
+        "remove it, or ingest into another run)"
+    )
 
 
 def _protocols(fs: fsspec.AbstractFileSystem) -> tuple[str, ...]:
