@@ -22,6 +22,7 @@ __all__ = [
     "InvalidNameError",
     "MissingCollectionError",
     "MissingDatasetTypeError",
+    "RegistryUnreadableError",
     "RepositoryNotFoundError",
     "RepositoryVersionError",
     "StorageClassError",
@@ -109,3 +110,7 @@ class ArtifactNotFoundError(DatasetNotFoundError, FileNotFoundError):
 
 class ReadOnlyRegistryError(ButlerError, PermissionError):
     """A write was attempted through a registry opened read-only."""
+
+
+class RegistryUnreadableError(ButlerError, OSError):
+    """The registry database cannot be opened: not a database, corrupt, or unreachable."""

@@ -30,6 +30,7 @@ from ._errors import (
     DatasetNotFoundError,
     DuplicateDatasetError,
     MissingCollectionError,
+    RegistryUnreadableError,
 )
 from .data_coordinate import DataCoordinate
 from .dataset_ref import DatasetRef
@@ -44,6 +45,23 @@ from .repo_config import RepoConfig
 from .storage_class import StorageClassRegistry
 
 __all__ = ["Butler"]
+
+
+def _open_registry(config: RepoConfig, *, writeable: bool) -> SqlRegistry:
+    """Open the repository's registry; a database that cannot be read is one clear error."""
+    import sqlalchemy.exc
+
+    try:
+        return SqlRegistry.open(config.registry_url, writeable=writeable)
+    except sqlalchemy.exc.DatabaseError as err:
+        url = sqlalchemy.engine.make_url(config.registry_url)
+        where = url.database if url.get_backend_name() == "sqlite" else url.render_as_string()
+        reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+        raise RegistryUnreadableError(
+            f"registry {where}: cannot be read ({reason}); restore it from a backup, or "
+            "create a new repository and ingest the data again"
+        ) from err
+
 
 _LOG = logging.getLogger(__name__)
 
@@ -80,7 +98,7 @@ class Butler:
     ) -> None:
         self.config = RepoConfig.read(repo)
         self.storage_classes = StorageClassRegistry()
-        self.registry = SqlRegistry.open(self.config.registry_url, writeable=writeable)
+        self.registry = _open_registry(self.config, writeable=writeable)
         self.datastore = FileDatastore(
             self.config.datastore_root,
             storage_classes=self.storage_classes,
@@ -162,7 +180,7 @@ class Butler:
         sqlite_file = _sqlite_file(config.registry_url)
         fresh_file = sqlite_file is not None and not sqlite_file.exists()
         try:
-            SqlRegistry.create(config.registry_url, universe or DimensionUniverse.default())
+            SqlRegistry.create(config.registry_url, universe or DimensionUniverse.default()).close()
             config.write()
         except BaseException:
             if fresh_file and sqlite_file is not None:

@@ -27,6 +27,7 @@ from rich.table import Table
 
 from ._errors import ButlerError
 from .butler import Butler
+from .cli_logging import configure_logging, log_options
 from .data_coordinate import DataCoordinate
 from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
@@ -67,7 +68,7 @@ def print_rows(
         return
     if fmt == "csv":
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
+        writer = csv.writer(buffer, lineterminator="\n")  # not csv's default \r\n
         writer.writerow(columns)
         writer.writerows(rows)
         click.echo(buffer.getvalue(), nl=False)
@@ -140,11 +141,17 @@ class _ButlerGroup(click.Group):
         return command if command is not None else self._plugins().get(cmd_name)
 
 
+def _with_log_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(log_options("WARNING")):
+        func = option(func)
+    return func
+
+
 @click.group(cls=_ButlerGroup)
-@click.option("--log-level", default="WARNING", help="Logging level (DEBUG, INFO, WARNING).")
-def main(log_level: str) -> None:
+@_with_log_options
+def main(log_levels: tuple[str, ...], long_log: bool, log_file: str | None) -> None:
     """Manage a skyquanta data repository."""
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    configure_logging(log_levels, default="WARNING", long_log=long_log, log_file=log_file)
 
 
 @main.command()

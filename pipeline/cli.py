@@ -23,6 +23,7 @@ import dask.config
 
 from butler import Butler
 from butler._errors import ButlerError, MissingCollectionError
+from butler.cli_logging import configure_logging, log_options
 from butler.registry import CollectionType
 
 from ._errors import PipelineError
@@ -90,6 +91,12 @@ def _pipeline_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
+def _with_log_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(log_options("INFO")):
+        func = option(func)
+    return func
+
+
 def _load_pipeline(
     pipeline_path: str | None, config_overrides: Iterable[str], config_files: Iterable[str]
 ) -> Pipeline:
@@ -97,7 +104,16 @@ def _load_pipeline(
         raise click.UsageError("a pipeline is needed: -p PIPELINE.yaml")
     pipeline = Pipeline.from_file(pipeline_path)
     for text in config_overrides:
-        label, path, value = parseOverrideString(text)
+        try:
+            label, path, value = parseOverrideString(text)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="'-c/--config'") from err
+        if label is None:
+            raise click.BadParameter(
+                f"{text!r} names no task: use -c LABEL:{text} "
+                f"(labels: {', '.join(pipeline.labels)})",
+                param_hint="'-c/--config'",
+            )
         pipeline.add_config_override(label, path, value)
     for text in config_files:
         label, sep, path = text.partition(":")
@@ -133,12 +149,11 @@ def _show(pipeline: Pipeline, show: Iterable[str]) -> None:
 
 
 @click.group()
-@click.option("--log-level", default="INFO", help="Logging level.")
-def main(log_level: str) -> None:
+@_with_log_options
+def main(log_levels: tuple[str, ...], long_log: bool, log_file: str | None) -> None:
     """Build and run pipelines of tasks over a data repository."""
-    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    level = logging.getLevelName(log_level.upper())
-    quiet = "warning" if not isinstance(level, int) or level >= logging.INFO else "debug"
+    levels = configure_logging(log_levels, default="INFO", long_log=long_log, log_file=log_file)
+    quiet = "warning" if levels[""] >= logging.INFO else "debug"
     # distributed configures its loggers from dask's config when it is imported (later)
     dask.config.set(
         {
@@ -471,9 +486,18 @@ def qgraph(
     help="Local worker processes.",
 )
 @click.option(
-    "--cluster", "cluster_address", default=None, help="Address of a running dask scheduler."
+    "--cluster",
+    "cluster_address",
+    default=None,
+    callback=lambda ctx, param, value: _check_cluster_address(value),
+    help="Address of a running dask scheduler (tcp://host:8786) or its scheduler file.",
 )
-@click.option("--cluster-config", default=None, help="Cluster spec YAML (see cluster/).")
+@click.option(
+    "--cluster-config",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Cluster spec YAML (see cluster/).",
+)
 @click.option("--executor", type=click.Choice(["dask", "sync"]), default="dask", show_default=True)
 @click.option(
     "--retries", type=int, default=0, show_default=True, help="Retries of quanta that raise."
@@ -578,6 +602,19 @@ def run(
         pdb=pdb,
     )
     sys.exit(summary.exit_code)
+
+
+def _check_cluster_address(value: str | None) -> str | None:
+    """Refuse a ``--cluster`` value that is neither an address nor an existing scheduler file."""
+    import os
+
+    if value is None or "://" in value or os.path.isfile(value):
+        return value
+    raise click.BadParameter(
+        f"{value!r} is neither a scheduler address (e.g. tcp://host:8786) nor an existing "
+        "scheduler file; for a cluster spec YAML use --cluster-config",
+        param_hint="'--cluster'",
+    )
 
 
 def _has_field(pipeline: Pipeline, label: str, field: str) -> bool:

@@ -16,6 +16,29 @@ from .._errors import PipelineDefinitionError
 __all__ = ["import_by_name"]
 
 
+def _did_you_mean(owner: Any, owner_name: str, attr: str) -> str:
+    """Return "; did you mean 'owner.close_name'?" for a mistyped name, or ""."""
+    import difflib
+    import pkgutil
+
+    names = {n for n in dir(owner) if not n.startswith("_")}
+    if hasattr(owner, "__path__"):  # a package: its submodules too, imported or not
+        names.update(m.name for m in pkgutil.iter_modules(owner.__path__))
+    close = difflib.get_close_matches(attr, sorted(names), n=1, cutoff=0.7)
+    return f"; did you mean {owner_name + '.' + close[0]!r}?" if close else ""
+
+
+def _did_you_mean_module(name: str) -> str:
+    """Return "; did you mean 'close_name'?" for a mistyped top-level module, or ""."""
+    import difflib
+    import pkgutil
+    import sys
+
+    names = {m.name for m in pkgutil.iter_modules()} | {m.split(".")[0] for m in sys.modules}
+    close = difflib.get_close_matches(name, sorted(names), n=1, cutoff=0.7)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def import_by_name(name: str, *, where: str | None = None) -> Any:
     """Return the object named by a dotted path such as ``package.module.Class``.
 
@@ -64,15 +87,17 @@ def import_by_name(name: str, *, where: str | None = None) -> Any:
                 f"{type(err).__name__}: {err}"
             ) from err
         obj: Any = module
-        for attr in parts[split:]:
+        for index, attr in enumerate(parts[split:], start=split):
             try:
                 obj = getattr(obj, attr)
             except AttributeError as err:
+                owner = ".".join(parts[:index])
                 raise PipelineDefinitionError(
-                    f"{prefix}cannot import {name!r}: module {module_name!r} has no attribute "
-                    f"{'.'.join(parts[split:])!r}"
+                    f"{prefix}cannot import {name!r}: {owner!r} has no attribute or module "
+                    f"{attr!r}{_did_you_mean(obj, owner, attr)}"
                 ) from err
         return obj
     raise PipelineDefinitionError(
         f"{prefix}cannot import {name!r}: no module named {parts[0]!r}"
+        f"{_did_you_mean_module(parts[0])}"
     ) from first_error

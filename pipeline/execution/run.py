@@ -276,6 +276,9 @@ def execute_graph(
         from rich.console import Console
 
         console = Console(stderr=True)
+        if not console.is_terminal:  # a log file: never cut a task label to 80 columns
+            longest = max(map(len, qgraph.tasks), default=0)
+            console = Console(stderr=True, width=max(120, 80 + longest))
         console.print(summary.table())
         for failure in summary.failures:
             console.print(

@@ -158,7 +158,7 @@ class RunSetup:
                         f"run {self.qgraph.output_run!r} already holds a different config for "
                         f"task {label!r}:\n  "
                         + "\n  ".join(diffs)
-                        + "\n(use another output run, or clobber the outputs)"
+                        + "\n(use another output run, or --clobber-outputs to replace them)"
                     )
                 self._remove([ref])
             self._put(config, ref)
@@ -208,7 +208,8 @@ def resume_state(
         if here and quantum.metadata_ref.id in registered and not clobber:
             raise RuntimeError(
                 f"quantum {quantum.task_label} {quantum.data_id} already has outputs in run "
-                f"{qgraph.output_run!r}; resume with skip_existing or clobber the outputs"
+                f"{qgraph.output_run!r}; resume with --skip-existing (or --resume), or replace "
+                "them with --clobber-outputs"
             )
         stale.extend(here)
     if stale:
