@@ -18,6 +18,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash .ci/ensure_postgresql
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
