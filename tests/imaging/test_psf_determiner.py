@@ -99,7 +99,10 @@ def test_errors_and_order_reduction(stars):
         det.determine(img, s.mask, s.variance, bad)
     few = PixelPsfDeterminer(PixelPsfDeterminerConfig(kernel_size=5.0))
     res = few.determine(img, s.mask, s.variance, cands[:3], planes=PLANES)
-    assert res.metadata["spatialOrder"] == 1
+    assert res.metadata["spatialOrder"] == 0  # fewer than 4 stars per term of order 1
+    for n, order in ((15, 1), (30, 2)):  # order 1 needs 4 x 3 stars, order 2 4 x 6
+        res = det.determine(img, s.mask, s.variance, cands[:n], planes=PLANES)
+        assert res.metadata["spatialOrder"] == order, n
     assert 25 <= res.metadata["kernelSize"] <= 45 and res.metadata["kernelSize"] % 2 == 1
     with pytest.raises(NotImplementedError):
         PixelPsfDeterminer(PixelPsfDeterminerConfig(sampling=0.5))

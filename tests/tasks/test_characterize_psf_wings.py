@@ -1,0 +1,96 @@
+"""PSF model wings out to the corners, against the simulator's field-varying truth PSF.
+
+Two 2048² detectors of a 3×3 camera (a corner one at 0°, an edge one at 90°) see the optical
+pattern of the focal plane: the FWHM grows 8% from one corner of the corner detector to the
+other. After CharacterizeImageTask, the PSF determiner is refitted on 30, 50 and 200 of its
+candidates; the model is compared with the truth on a 5×5 grid including the corners, by the
+FWHM of *unweighted* second moments (negative pixels clipped), which is what a user taking the
+model image as it is sees. Bright-star halos are off: the truth PSF is the core that faint stars
+show (halos are issue 12's).
+
+Measured on this field (issue 14): the free-pixel model had negative wings down to -5% of the
+flux and unweighted-FWHM errors of 9-52% at the corners with 30-50 stars; the model with a
+regular wing basis and derivative-based spatial terms stays within 4% everywhere (2-3% typical).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("galsim")
+
+from imaging.psf import FWHM_PER_SIGMA  # noqa: E402
+from imaging.psf_determiner import PixelPsfDeterminer  # noqa: E402
+from imaging.sim import SimOptions, SkyModel, Visit, make_camera, simulate_detector  # noqa: E402
+from tasks import CharacterizeImageTask  # noqa: E402
+
+SIZE = 2048
+GRID = np.linspace(0.0, 1.0, 5)
+
+
+def unweighted_fwhm(kernel: np.ndarray) -> float:
+    """FWHM from the unweighted second moments of a centred kernel (negatives clipped)."""
+    k = np.clip(kernel, 0.0, None)
+    k = k / k.sum()
+    d = np.arange(k.shape[0]) - k.shape[0] // 2
+    y, x = np.meshgrid(d, d, indexing="ij")
+    mx, my = (k * x).sum(), (k * y).sum()
+    ixx, iyy = (k * (x - mx) ** 2).sum(), (k * (y - my) ** 2).sum()
+    ixy = (k * (x - mx) * (y - my)).sum()
+    return float(FWHM_PER_SIGMA * (ixx * iyy - ixy * ixy) ** 0.25)
+
+
+def _crop(kernel: np.ndarray, n: int) -> np.ndarray:
+    c, h = kernel.shape[0] // 2, n // 2
+    out = kernel[c - h : c + h + 1, c - h : c + h + 1]
+    return out / out.sum()
+
+
+@pytest.fixture(scope="module", params=[(0, 0.0), (1, 90.0)], ids=["corner0deg", "edge90deg"])
+def field(request):
+    detector, orientation = request.param
+    camera = make_camera(9, detector_size=SIZE, orientations=[orientation] * 9)
+    visit = Visit(id=3, band="r", ra=150.0, dec=2.0, exposure_time=30.0, mjd=60000.0)
+    sim = simulate_detector(
+        camera, visit, detector, seed=21, sky=SkyModel(star_density=50000),
+        options=SimOptions(halo_threshold=1e30),
+    )
+    exposure = sim.exposure.clone()
+    config = CharacterizeImageTask.ConfigClass()
+    config.repair.cosmicray.nCrPixelMax = 100_000
+    catalog = CharacterizeImageTask(config=config).run(exposure, exposureIdInfo=1).sourceCat
+    candidates = catalog[catalog["calib_psf_candidate"]]
+    assert len(candidates) >= 200
+    return sim, exposure, candidates
+
+
+@pytest.mark.parametrize("n_stars", [30, 50, 200])
+def test_model_wings_physical_and_fwhm_at_corners(field, n_stars):
+    sim, exposure, candidates = field
+    rng = np.random.default_rng(0)
+    chosen = candidates[np.sort(rng.choice(len(candidates), n_stars, replace=False))]
+    result = PixelPsfDeterminer().determine(
+        exposure.image, exposure.mask.array, exposure.variance, chosen,
+        planes=exposure.mask.planes,
+    )
+    psf = result.psf
+    h, w = exposure.image.shape
+    truth_range, errors, negative = [], [], []
+    for fy in GRID:
+        for fx in GRID:
+            position = (fx * (w - 1), fy * (h - 1))
+            model = psf.kernel_image(position)
+            truth = _crop(sim.truth.psf.kernel_image(position), model.shape[0])
+            truth_range.append(unweighted_fwhm(truth))
+            errors.append(unweighted_fwhm(model) / truth_range[-1] - 1.0)
+            negative.append(model[model < 0].sum())
+    errors = np.abs(np.array(errors).reshape(5, 5))
+    assert max(truth_range) / min(truth_range) > 1.02  # the PSF does vary over the detector
+    assert min(negative) >= -1e-3, f"negative wings sum to {min(negative):.2%} of the flux"
+    corners = errors[[0, 0, -1, -1], [0, -1, 0, -1]]
+    assert errors.max() < 0.04, f"unweighted FWHM errors (%):\n{np.round(100 * errors, 2)}"
+    assert errors.mean() < 0.025, np.round(100 * errors, 2)
+    assert corners.max() < 0.04, corners
+    order = result.metadata["spatialOrder"]
+    assert order == 2  # 30 stars are enough for the derivative basis (4 per term)
