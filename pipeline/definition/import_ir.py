@@ -15,6 +15,10 @@ location or a mapping::
       importSteps: false                 # default true
       instrument: lsst.obs.subaru.HyperSuprimeCam   # replaces the imported one; None drops it
 
+An ``include`` label the imported pipeline does not have is an error; an ``exclude`` label it
+does not have is ignored with an `ExcludedUnknownLabelWarning` (LSST ignores it silently; its
+published pipelines exclude labels that a newer ingredient file renamed or dropped).
+
 Locations are expanded (`pipeline.definition.locations`) and made absolute against the
 importing file's directory. Reading and merging the imported files is
 `pipeline.definition.pipeline_ir`'s job; this module reads and checks the entries. No state.
@@ -31,7 +35,7 @@ from .._errors import PipelineDefinitionError
 from .locations import expand_location
 from .yaml_reader import _item_line, _key_line, _suggest, _where
 
-__all__ = ["ImportIR", "SubsetModifyMode", "read_imports"]
+__all__ = ["ExcludedUnknownLabelWarning", "ImportIR", "SubsetModifyMode", "read_imports"]
 
 _IMPORT_KEYS = (
     "location",
@@ -43,6 +47,10 @@ _IMPORT_KEYS = (
     "labeledSubsetModifyMode",
     "instrument",
 )
+
+
+class ExcludedUnknownLabelWarning(UserWarning):
+    """An import excludes a label the imported pipeline does not have (ignored, as in LSST)."""
 
 
 class SubsetModifyMode(enum.Enum):

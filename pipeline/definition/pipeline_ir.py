@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,7 +70,7 @@ import yaml
 from .._errors import PipelineDefinitionError
 from .contract_ir import ContractIR, read_contracts
 from .contracts import contract_labels
-from .import_ir import ImportIR, SubsetModifyMode, read_imports
+from .import_ir import ExcludedUnknownLabelWarning, ImportIR, SubsetModifyMode, read_imports
 from .locations import expand_location
 from .parameters_ir import read_parameters
 from .step_ir import StepIR, check_step_labels, check_step_partition, merge_steps, read_steps
@@ -414,7 +415,15 @@ class _Reader:
         if imp.include is not None:
             keep = set(other.expand_labels(imp.include, where=imp.where))
         else:
-            keep = set(other.tasks) - set(other.expand_labels(imp.exclude, where=imp.where))
+            unknown = [x for x in imp.exclude if x not in other.tasks and x not in other.subsets]
+            if unknown:
+                warnings.warn(
+                    f"{imp.where}: excluded labels {unknown} are not in {imp.location}; ignored",
+                    ExcludedUnknownLabelWarning,
+                    stacklevel=2,
+                )
+            excluded = [x for x in imp.exclude if x not in unknown]
+            keep = set(other.tasks) - set(other.expand_labels(excluded, where=imp.where))
         other = other._restricted(
             keep, contracts=imp.importContracts, mode=imp.labeledSubsetModifyMode
         )

@@ -54,10 +54,10 @@ class ConfigIR:
         A value that is exactly ``parameters.name`` takes the parameter's value and type; a
         value containing it elsewhere has it replaced by the parameter's text.
 
-        Raises
-        ------
-        PipelineDefinitionError
-            If a value names a parameter that is not defined.
+        Warns
+        -----
+        UnknownParameterWarning
+            If a value names a parameter that is not defined (the value is left as written).
         """
         new_fields = {}
         for key, value in self.fields.items():

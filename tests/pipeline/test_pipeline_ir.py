@@ -3,6 +3,7 @@ import textwrap
 import pytest
 
 from pipeline._errors import ContractError, PipelineDefinitionError
+from pipeline.definition.parameters_ir import UnknownParameterWarning
 from pipeline.definition.pipeline_ir import (
     ConfigIR,
     ContractIR,
@@ -145,9 +146,10 @@ def test_python_block_refused_unless_allowed():
     assert ir.tasks["a"].config[0].python == "config.scale = 3"
 
 
-def test_unknown_parameter():
-    with pytest.raises(PipelineDefinitionError, match=r"<string>:7: unknown parameter 'scal'"):
-        _ir(
+def test_unknown_parameter_warns_and_is_left_as_written():
+    # As in LSST: its published pipelines refer to parameters they never define.
+    with pytest.warns(UnknownParameterWarning) as record:
+        ir = _ir(
             """
             parameters: {scale: 1}
             tasks:
@@ -155,8 +157,17 @@ def test_unknown_parameter():
                 class: x.A
                 config:
                   scale: parameters.scal
+                  note: tag-parameters.scale-parameters.nope
             """
         )
+    messages = [str(w.message) for w in record]
+    assert messages[0].startswith("<string>:7: unknown parameter 'scal'")
+    assert "(did you mean 'scale'?)" in messages[0]
+    assert messages[1].startswith("<string>:8: unknown parameter 'nope'")
+    assert ir.tasks["a"].config[0].fields == {
+        "scale": "parameters.scal",
+        "note": "tag-1-parameters.nope",
+    }
 
 
 def test_task_without_class():

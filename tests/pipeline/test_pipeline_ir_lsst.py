@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pipeline._errors import PipelineDefinitionError
+from pipeline.definition.import_ir import ExcludedUnknownLabelWarning
 from pipeline.definition.pipeline import Pipeline
 from pipeline.definition.pipeline_ir import PipelineIR, StepIR, SubsetIR
 from pipeline.definition.step_ir import InvalidStepsError
@@ -119,11 +120,18 @@ def test_bad_modify_mode_is_located(drp_pipe_dir):
         )
 
 
-def test_exclude_of_unknown_label_names_the_import_line(drp_pipe_dir):
+def test_unknown_labels_excluded_warn_included_fail(drp_pipe_dir):
+    # LSST ignores an excluded label that is not there; its own pipelines rely on it.
+    with pytest.warns(ExcludedUnknownLabelWarning, match=r"<string>:2: excluded labels \['fgcn'\]"):
+        ir = _ir(
+            f"imports:\n  - location: {INGREDIENTS}\n    exclude: [fgcn, fgcm]\n"
+            "    importSteps: false\n"
+        )
+    assert "fgcm" not in ir.tasks and "calibrateAlt" in ir.tasks
     with pytest.raises(
         PipelineDefinitionError, match=r"<string>:2: unknown task or subset .*'fgcn'"
     ):
-        _ir(f"imports:\n  - location: {INGREDIENTS}\n    exclude: [fgcn]\n")
+        _ir(f"imports:\n  - location: {INGREDIENTS}\n    include: [fgcn]\n")
 
 
 def test_single_mapping_and_single_string_imports(drp_pipe_dir):
