@@ -29,6 +29,7 @@ from butler.registry import CollectionType
 from ._errors import PipelineError
 from .config import parseOverrideString
 from .definition.pipeline import Pipeline
+from .definition.pipeline_ir import PipelineIR
 from .execution.config_check import ConfigMismatchError, check_run_configs, format_differences
 from .graph.builder import NothingToDoError, build_quantum_graph, collect_existing_types
 from .graph.quantum_graph import QuantumGraph
@@ -102,7 +103,9 @@ def _load_pipeline(
 ) -> Pipeline:
     if not pipeline_path:
         raise click.UsageError("a pipeline is needed: -p PIPELINE.yaml")
-    pipeline = Pipeline.from_file(pipeline_path)
+    # Inline ``python:`` blocks are read as text (``--show pipeline`` prints them) and refused,
+    # naming their file and line, only when a command configures the tasks.
+    pipeline = Pipeline.from_ir(PipelineIR.from_file(pipeline_path, allow_python=True))
     for text in config_overrides:
         try:
             label, path, value = parseOverrideString(text)

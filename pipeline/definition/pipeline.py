@@ -242,7 +242,9 @@ class Pipeline:
         if block.python is not None:
             if not self._allow_python:
                 raise PipelineDefinitionError(
-                    f"{block.where}: inline python config refused (allow_python is False)"
+                    f"{block.field_where.get('python', block.where)}: inline 'python:' config "
+                    "block refused: python in pipeline files runs only when explicitly allowed "
+                    "(allow_python=True)"
                 )
             _run_python(config, block.python, block.where)
         for path, value in block.fields.items():

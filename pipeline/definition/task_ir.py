@@ -39,7 +39,7 @@ class ConfigIR:
     where : `str`
         ``file:line`` of the block, for config history and errors.
     field_where : `dict` [`str`, `str`]
-        ``file:line`` of each field override.
+        ``file:line`` of each field override (and of ``python``).
     """
 
     fields: dict[str, Any] = field(default_factory=dict)
@@ -175,6 +175,7 @@ def _config_block(
                     "(allow_python=True); use 'file: overrides.py' or field values instead"
                 )
             python = str(value)
+            field_where["python"] = key_where
         elif key == "dataId":
             raise PipelineDefinitionError(
                 f"{key_where}: task {label!r} has a 'dataId:' config block (overrides for some "

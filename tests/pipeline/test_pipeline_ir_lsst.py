@@ -315,20 +315,26 @@ def test_build_show_pipeline_reads_without_task_classes(tmp_path):
         f"description: needs a class that is not installed\n"
         f"imports:\n  - location: {CAMPAIGN}\n"
         f"tasks:\n  report: not_installed.module.ReportTask\n"
+        f"  calibrate:\n    config:\n      python: config.offset = 2.0\n"
         f"subsets:\n  step3: [report]\n"
         f"steps:\n  - label: step3\n    dimensions: instrument\n"
     )
     out = _pipetask("build", "-p", str(pipe), "--show", "pipeline", env_dir=LSST / "drp_pipe")
     assert out.returncode == 0, out.stderr
-    shown = PipelineIR.from_string(out.stdout)
+    shown = PipelineIR.from_string(out.stdout, allow_python=True)
     assert list(shown.tasks) == ["isr", "calibrate", "summary", "report"]
     assert [s.label for s in shown.steps] == ["step1", "step2", "step3"]
     assert _subsets(shown)["step1"] == ("isr", "calibrate")
+    assert shown.tasks["calibrate"].config[-1].python == "config.offset = 2.0"
     # A command that needs the class says which one, where, and exits 2.
     out = _pipetask("build", "-p", f"{pipe}#step3", "--show", "tasks", env_dir=LSST / "drp_pipe")
     assert out.returncode == 2
     assert f"{pipe}:5: task 'report'" in out.stderr and "not_installed" in out.stderr
     assert "Traceback" not in out.stderr
+    # Inline python is read as text, and refused (located) when the tasks are configured.
+    out = _pipetask("build", "-p", f"{pipe}#step1", env_dir=LSST / "drp_pipe")
+    assert out.returncode == 2
+    assert f"{pipe}:8: inline 'python:' config block refused" in out.stderr
     # A step selects like a subset, through $X_DIR on the command line.
     out = _pipetask(
         "build",
