@@ -6,8 +6,17 @@
 
     kind: local | slurm | kubernetes
     workers: 4              # scaled after creation (jobqueue, kubernetes)
+    scheduler_address: 0.0.0.0:8786   # slurm: where the scheduler listens (workers reach it)
+    startup_timeout: 600    # slurm/kubernetes: seconds to wait for the first worker
     options: {...}          # keyword arguments of the cluster class
     dask_config: {...}      # dask settings while the cluster starts (local: see below)
+
+A batch cluster that gets no worker within ``startup_timeout`` seconds (or whose job
+submission fails, e.g. no ``sbatch`` on this machine) is closed and `ClusterStartupError`
+says so, with the submission error: before, the client had zero workers and a run waited in
+silence while the error went to an asyncio warning. The Kubernetes cluster is built from
+`kubernetes_cluster_spec` (dask-kubernetes' ``make_cluster_spec``), whose image is the one
+``cluster/Dockerfile`` builds.
 
 Local clusters (the embedded ``-j N`` cluster, ``kind: local``, ``simulate -j``) start with
 `LOCAL_CLUSTER_DASK_CONFIG` unless the spec's ``dask_config`` says otherwise:
@@ -29,20 +38,37 @@ cluster is the caller's job via ``client.cluster.close()`` or `close_client`). N
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ._errors import ClusterDependencyError, ClusterError, ClusterSpecError, ClusterStartupError
+
 __all__ = [
     "LOCAL_CLUSTER_DASK_CONFIG",
     "SPEC_DIR",
+    "ClusterDependencyError",
+    "ClusterError",
+    "ClusterSpecError",
+    "ClusterStartupError",
     "close_client",
     "get_client",
+    "kubernetes_cluster_spec",
     "load_spec",
     "local_cluster",
+    "slurm_cluster_options",
 ]
+
+_LOG = logging.getLogger(__name__)
+
+#: Seconds a batch cluster may take to start its first worker, unless the spec says.
+DEFAULT_STARTUP_TIMEOUT = 600.0
+#: Loggers through which distributed reports a failed job submission (an error in a callback).
+_SUBMISSION_LOGGERS = ("tornado.application", "asyncio", "distributed.deploy.spec")
 
 #: Folder of the shipped cluster specs.
 SPEC_DIR = Path(__file__).parent
@@ -95,10 +121,59 @@ def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:
     with open(candidate) as stream:
         spec = yaml.safe_load(stream) or {}
     if spec.get("kind") not in _KINDS:
-        raise ValueError(
+        raise ClusterSpecError(
             f"{candidate}: 'kind' must be one of {sorted(_KINDS)}, got {spec.get('kind')!r}"
         )
+    address = spec.get("scheduler_address")
+    if address is not None:
+        host, sep, port = str(address).rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ClusterSpecError(
+                f"{candidate}: 'scheduler_address' must be HOST:PORT, got {address!r}"
+            )
+    try:
+        float(spec.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
+    except (TypeError, ValueError):
+        raise ClusterSpecError(
+            f"{candidate}: 'startup_timeout' must be a number of seconds, "
+            f"got {spec.get('startup_timeout')!r}"
+        ) from None
     return spec
+
+
+def slurm_cluster_options(spec: dict[str, Any]) -> dict[str, Any]:
+    """Return the keyword arguments of ``SLURMCluster`` for a ``kind: slurm`` spec.
+
+    ``scheduler_address: HOST:PORT`` becomes the scheduler's ``host`` and ``port`` (the
+    address written into every job script, so it must be one the compute nodes reach).
+    """
+    options = dict(spec.get("options") or {})
+    address = spec.get("scheduler_address")
+    if address is not None:
+        host, _, port = str(address).rpartition(":")
+        scheduler = dict(options.get("scheduler_options") or {})
+        scheduler.update(host=host, port=int(port))
+        options["scheduler_options"] = scheduler
+    return options
+
+
+def kubernetes_cluster_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Return the DaskCluster resource for a ``kind: kubernetes`` spec (``make_cluster_spec``).
+
+    Raises
+    ------
+    ClusterDependencyError
+        If dask-kubernetes is not installed.
+    """
+    try:
+        from dask_kubernetes.operator import make_cluster_spec
+    except ImportError as err:
+        raise ClusterDependencyError(
+            "cluster kind 'kubernetes' needs dask-kubernetes: pip install dask-kubernetes"
+        ) from err
+    options = dict(spec.get("options") or {})
+    options.setdefault("n_workers", int(spec.get("workers") or 1))
+    return make_cluster_spec(**options)
 
 
 def get_client(spec_or_address: str | os.PathLike[str]) -> Any:
@@ -121,26 +196,105 @@ def get_client(spec_or_address: str | os.PathLike[str]) -> Any:
     if text.endswith(".json"):
         return Client(scheduler_file=text)
     spec = load_spec(text)
-    module_name, class_name, dist = _KINDS[spec["kind"]]
+    kind = spec["kind"]
+    module_name, class_name, dist = _KINDS[kind]
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise ImportError(
-            f"cluster kind {spec['kind']!r} needs {dist or module_name}: pip install {dist}"
+        raise ClusterDependencyError(
+            f"cluster kind {kind!r} needs {dist or module_name}: pip install {dist}"
         ) from err
-    options = spec.get("options") or {}
-    if spec["kind"] == "local":
-        cluster = local_cluster(spec.get("dask_config"), **options)
-    else:
-        import dask
+    if kind == "local":
+        cluster = local_cluster(spec.get("dask_config"), **(spec.get("options") or {}))
+        client = Client(cluster)
+        client._skyquanta_cluster = cluster  # closed by close_client
+        return client
+    import dask
 
-        with dask.config.set(spec.get("dask_config") or {}):
-            cluster = getattr(module, class_name)(**options)
-    if spec.get("workers") and spec["kind"] != "local":
-        cluster.scale(int(spec["workers"]))
-    client = Client(cluster)
-    client._skyquanta_cluster = cluster  # closed by close_client
+    with _SubmissionErrors() as errors, dask.config.set(spec.get("dask_config") or {}):
+        if kind == "slurm":
+            cluster = getattr(module, class_name)(**slurm_cluster_options(spec))
+        else:
+            cluster = getattr(module, class_name)(custom_cluster_spec=kubernetes_cluster_spec(spec))
+        client = Client(cluster)
+        client._skyquanta_cluster = cluster
+        if spec.get("workers") and kind == "slurm":
+            cluster.scale(int(spec["workers"]))
+        timeout = float(spec.get("startup_timeout", DEFAULT_STARTUP_TIMEOUT))
+        try:
+            _wait_for_first_worker(client, timeout, errors, f"cluster kind {kind!r}")
+        except ClusterStartupError:
+            _close_quietly(client, cluster)
+            raise
     return client
+
+
+class _SubmissionErrors(logging.Handler):
+    """Collects the errors distributed logs from failed callbacks (job submissions)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+        self._propagate: dict[str, bool] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            self.messages.append(f"{type(error).__name__}: {error}")
+        else:
+            self.messages.append(record.getMessage().splitlines()[0])
+
+    def __enter__(self) -> _SubmissionErrors:
+        # The records are kept here instead of printed as tracebacks: a failed start-up
+        # reports them in its one-line error, a successful one as one warning each.
+        for name in _SUBMISSION_LOGGERS:
+            logger = logging.getLogger(name)
+            self._propagate[name] = logger.propagate
+            logger.propagate = False
+            logger.addHandler(self)
+        return self
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        for name in _SUBMISSION_LOGGERS:
+            logger = logging.getLogger(name)
+            logger.removeHandler(self)
+            logger.propagate = self._propagate.get(name, True)
+        if exc_type is None:
+            for message in self.messages:
+                _LOG.warning("a worker job of the cluster could not be submitted: %s", message)
+
+
+def _wait_for_first_worker(
+    client: Any, timeout: float, errors: _SubmissionErrors, what: str
+) -> None:
+    """Return once a worker has joined; raise `ClusterStartupError` on timeout or failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if client.scheduler_info().get("workers"):
+            return
+        if errors.messages:  # a failed submission is not retried: no worker will come
+            raise ClusterStartupError(
+                f"{what}: no worker joined: job submission failed: {errors.messages[-1]}"
+            )
+        if time.monotonic() >= deadline:
+            raise ClusterStartupError(
+                f"{what}: no worker joined in {timeout:g} s (is the queue full, or can the "
+                "workers not reach the scheduler's address?)"
+            )
+        time.sleep(0.2)
+
+
+def _close_quietly(client: Any, cluster: Any) -> None:
+    """Close a cluster that never started a worker (its jobs may never have been submitted)."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        client.close()
+    for job in list(getattr(cluster, "workers", {}).values()):
+        with contextlib.suppress(Exception):  # jobqueue asserts on jobs never started
+            job.status = job.status.__class__.closed
+    with contextlib.suppress(Exception):
+        cluster.close(timeout=10)
 
 
 def close_client(client: Any) -> None:
