@@ -1,9 +1,11 @@
 """The ``pipetask`` command line: build, qgraph, run, report (LSST's names and flags).
 
-Collections follow LSST's convention: ``-o OUTPUT`` names a CHAINED collection
-whose first child is the RUN the outputs go to, followed by the inputs. A new
-run is ``OUTPUT/<timestamp>`` unless ``--output-run`` names it;
-``--extend-run`` (or ``--resume``) reuses the chain's current run.
+Collections follow LSST's convention (`pipeline.run_collections`): ``-o OUTPUT``
+names a CHAINED collection whose first child is the RUN the outputs go to; a new
+run (``OUTPUT/<timestamp>`` unless ``--output-run`` names it) is prepended, older
+runs and the inputs stay behind it; ``--extend-run`` (or ``--resume``) reuses the
+chain's current run; ``-g`` runs a saved graph into its own run. A run that could
+not start leaves the collections as they were.
 
 Exit codes: 0 success (including "nothing to do"), 1 some quanta failed or
 were blocked, 2 the run could not start (bad pipeline, bad query, ...).
@@ -11,7 +13,6 @@ were blocked, 2 the run could not start (bad pipeline, bad query, ...).
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
 import sys
@@ -22,9 +23,8 @@ import click
 import dask.config
 
 from butler import Butler
-from butler._errors import ButlerError, MissingCollectionError
+from butler._errors import ButlerError
 from butler.cli_logging import configure_logging, log_options
-from butler.registry import CollectionType
 
 from ._errors import PipelineError
 from .config import parseOverrideString
@@ -33,6 +33,7 @@ from .definition.pipeline_ir import PipelineIR
 from .execution.config_check import ConfigMismatchError, check_run_configs, format_differences
 from .graph.builder import NothingToDoError, build_quantum_graph, collect_existing_types
 from .graph.quantum_graph import QuantumGraph
+from .run_collections import RunCollections, resolve_run_collections
 
 __all__ = ["main"]
 
@@ -260,37 +261,6 @@ def _graph_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def _resolve_collections(
-    butler: Butler, inputs: list[str], output: str | None, output_run: str | None, extend_run: bool
-) -> tuple[list[str], str]:
-    registry = butler.registry
-    existing_chain: list[str] = []
-    if output is not None:
-        try:
-            if registry.get_collection_type(output) is not CollectionType.CHAINED:
-                raise MissingCollectionError(
-                    f"output collection {output!r} exists and is not CHAINED"
-                )
-            existing_chain = list(registry.get_collection_chain(output))
-        except LookupError:
-            existing_chain = []
-    if extend_run:
-        if output_run is None:
-            if not existing_chain:
-                raise MissingCollectionError(
-                    f"--extend-run/--resume: output collection {output!r} has no run to extend"
-                )
-            output_run = existing_chain[0]
-    elif output_run is None:
-        if output is None:
-            raise click.UsageError("an output is needed: -o OUTPUT or --output-run RUN")
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-        output_run = f"{output}/{stamp}"
-    if not inputs and existing_chain:
-        inputs = [c for c in existing_chain if c != output_run]
-    return inputs, output_run
-
-
 def _make_graph(
     butler: Butler,
     pipeline: Pipeline | None,
@@ -335,8 +305,11 @@ def _resolve_and_build(
     where: str,
     qgraph_file: str | None,
     check_configs: bool,
-) -> tuple[QuantumGraph, str, list[str]]:
+) -> tuple[QuantumGraph, RunCollections]:
     """Resolve the collections of a run and build (or load) its quantum graph.
+
+    With ``qgraph_file`` the saved graph decides the run and the inputs (see
+    `pipeline.run_collections`).
 
     Raises
     ------
@@ -347,7 +320,18 @@ def _resolve_and_build(
     EmptyGraphError
         If nothing is selected.
     """
-    in_colls, run = _resolve_collections(butler, _split(inputs), output, output_run, extend_run)
+    graph = QuantumGraph.load(qgraph_file) if qgraph_file else None
+    collections = resolve_run_collections(
+        butler.registry,
+        inputs=_split(inputs),
+        output=output,
+        output_run=output_run,
+        extend_run=extend_run,
+        graph=graph,
+    )
+    if graph is not None:
+        return graph, collections
+    run = collections.run
     skip_in = _split(skip_existing_in) + ([run] if skip_existing else [])
     if pipeline is not None and check_configs:
         configs = {td.label: td.config for td in pipeline.task_defs()}
@@ -357,13 +341,13 @@ def _resolve_and_build(
     graph = _make_graph(
         butler,
         pipeline,
-        inputs=in_colls,
+        inputs=list(collections.inputs),
         output_run=run,
         where=where,
-        qgraph_file=qgraph_file,
+        qgraph_file=None,
         skip_existing_in=skip_in,
     )
-    return graph, run, in_colls
+    return graph, collections
 
 
 def _connections(task_def: Any) -> list[Any]:
@@ -454,7 +438,7 @@ def qgraph(
         _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
     )
     try:
-        graph, run, _ = _resolve_and_build(
+        graph, collections = _resolve_and_build(
             butler,
             pipeline,
             inputs=inputs,
@@ -471,7 +455,9 @@ def qgraph(
         click.echo(f"Nothing to do: {err}")
         sys.exit(EXIT_OK)
     counts = ", ".join(f"{label}: {graph.count(label)}" for label in graph.tasks)
-    click.echo(f"Quantum graph with {len(graph)} quanta ({counts}) for run {run}")
+    click.echo(
+        f"Quantum graph with {len(graph)} quanta ({counts}) for run {collections.run}"
+    )
     _show_graph(butler, graph, show)
     _write_graph_files(graph, save_qgraph, qgraph_dot, qgraph_mermaid)
 
@@ -498,8 +484,8 @@ def qgraph(
 @click.option(
     "--cluster-config",
     default=None,
-    type=click.Path(exists=True, dir_okay=False),
-    help="Cluster spec YAML (see cluster/).",
+    callback=lambda ctx, param, value: _check_cluster_config(value),
+    help="Cluster spec YAML, or a shipped one by name (local, slurm, kubernetes; see cluster/).",
 )
 @click.option("--executor", type=click.Choice(["dask", "sync"]), default="dask", show_default=True)
 @click.option(
@@ -555,6 +541,18 @@ def run(
 
     if resume:
         extend_run = skip_existing = True
+    if qgraph_file:
+        _refuse_with_graph(
+            {
+                "-p/--pipeline": pipeline_path,
+                "-c/--config": config_overrides,
+                "-C/--config-file": config_files,
+                "-i/--input": inputs,
+                "-d/--data-query": where,
+                "--skip-existing-in": skip_existing_in,
+                "--debug": debug,
+            }
+        )
     butler = Butler(repo)
     pipeline = (
         _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
@@ -565,7 +563,7 @@ def run(
             if _has_field(pipeline, label, "debugStages"):
                 pipeline.add_config_override(label, "debugStages", "[all]")
     try:
-        graph, run_name, in_colls = _resolve_and_build(
+        graph, collections = _resolve_and_build(
             butler,
             pipeline,
             inputs=inputs,
@@ -583,12 +581,7 @@ def run(
         sys.exit(EXIT_OK)
     _show_graph(butler, graph, show)
     _write_graph_files(graph, save_qgraph, qgraph_dot, qgraph_mermaid)
-    if output is not None:
-        registry = butler.registry
-        registry.register_run(run_name)
-        registry.register_collection(output, CollectionType.CHAINED)
-        chain = [run_name] + [c for c in in_colls if c != run_name]
-        registry.set_collection_chain(output, chain)
+    collections.apply(butler.registry)
     summary = execute_graph(
         butler,
         graph,
@@ -604,7 +597,34 @@ def run(
         progress=not no_progress,
         pdb=pdb,
     )
+    if summary.exit_code == EXIT_CANNOT_START:  # leave the repository as it was
+        collections.undo(butler)
     sys.exit(summary.exit_code)
+
+
+def _refuse_with_graph(given: dict[str, Any]) -> None:
+    """Refuse options that build a graph when ``-g`` gives one (LSST's rule)."""
+    used = [flag for flag, value in given.items() if value]
+    if used:
+        raise click.UsageError(
+            f"-g/--qgraph runs a saved graph as it is: drop {', '.join(used)} (they only apply "
+            "when building a graph)"
+        )
+
+
+def _check_cluster_config(value: str | None) -> str | None:
+    """Refuse a ``--cluster-config`` that is neither a file nor a shipped spec's name."""
+    import os
+
+    from cluster import SPEC_DIR
+
+    if value is None or os.path.isfile(value) or (SPEC_DIR / f"{value}.yaml").is_file():
+        return value
+    shipped = ", ".join(sorted(p.stem for p in SPEC_DIR.glob("*.yaml")))
+    raise click.BadParameter(
+        f"{value!r}: no such file, nor a shipped cluster spec ({shipped})",
+        param_hint="'--cluster-config'",
+    )
 
 
 def _check_cluster_address(value: str | None) -> str | None:

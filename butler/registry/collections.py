@@ -304,6 +304,29 @@ class CollectionManager:
         connection.execute(self._chain.delete().where(self._chain.c.child_id == collection_id))
         connection.execute(self._table.delete().where(self._table.c.id == collection_id))
 
+    def remove_collection(self, name: str) -> None:
+        """Remove a CHAINED collection (not its children). See `SqlRegistry.remove_collection`."""
+        chain = self._chain
+        with self._db.transaction() as connection:
+            collection_id, ctype = self.find(connection, name)
+            if ctype is CollectionType.RUN:
+                raise CollectionTypeError(
+                    f"collection {name!r} is a RUN: remove it with its datasets (remove-runs)"
+                )
+            parents = connection.execute(
+                sa.select(self._table.c.name)
+                .join(chain, chain.c.parent_id == self._table.c.id)
+                .where(chain.c.child_id == collection_id)
+            ).scalars().all()
+            if parents:
+                raise CollectionError(
+                    f"collection {name!r} is a child of {', '.join(sorted(parents))}: remove it "
+                    "from that chain first (butler collection-chain PARENT "
+                    f"{name} --mode remove)"
+                )
+            connection.execute(chain.delete().where(chain.c.parent_id == collection_id))
+            connection.execute(self._table.delete().where(self._table.c.id == collection_id))
+
     def all_names(self, connection: sa.Connection) -> list[str]:
         """Return the names of all collections (for near-miss suggestions)."""
         return list(connection.execute(sa.select(self._table.c.name)).scalars().all())

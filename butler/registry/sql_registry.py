@@ -334,6 +334,20 @@ class SqlRegistry:
         """Return the children of a CHAINED collection in search order."""
         return self._collections.get_collection_chain(parent)
 
+    def remove_collection(self, name: str) -> None:
+        """Remove a CHAINED collection; its children stay.
+
+        Raises
+        ------
+        MissingCollectionError
+            If it does not exist.
+        CollectionTypeError
+            If it is a RUN (use `remove_run`: a RUN owns datasets).
+        CollectionError
+            If it is a child of another chain (remove it from there first).
+        """
+        self._collections.remove_collection(name)
+
     def query_collections(
         self,
         pattern: str | None = None,
