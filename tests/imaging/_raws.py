@@ -4,6 +4,12 @@
 (``INSTRUME DETECTOR VISIT FILTER BAND EXPTIME MJD-OBS BORE-RA BORE-DEC GAIN RDNOISE SATURATE``)
 and a TAN WCS. `saturated_star_image` makes a small frame with one saturated star and a
 one-column bleed trail, clipped at the saturation level as an ADC does.
+
+`write_dss_m13_raw` wraps a real image that ships with astropy (its FITS test data): a 300²
+Digitized Sky Survey frame of the globular cluster M13 with a TAN WCS (1"/pixel), as a plain
+raw with the keywords of `M13_KEYWORDS`. The sep source distribution's 256² ESO/EMMI frame with
+SExtractor's background is *not* in the installed sep wheel (1.4.1 ships only its extension
+module), so it is not used: nothing is downloaded at test time.
 """
 
 from __future__ import annotations
@@ -14,7 +20,14 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-__all__ = ["RAW_KEYWORDS", "saturated_star_image", "write_plain_raw"]
+__all__ = [
+    "M13_KEYWORDS",
+    "RAW_KEYWORDS",
+    "m13_path",
+    "saturated_star_image",
+    "write_dss_m13_raw",
+    "write_plain_raw",
+]
 
 #: Header values of the plain raws written here (SimCam detector 0, visit 7).
 RAW_KEYWORDS: dict[str, object] = {
@@ -90,3 +103,43 @@ def saturated_star_image(
     row = int(round(y0))
     image[row - trail : row + trail + 1, column] = saturation + 100.0
     return np.minimum(image, saturation), (x0, y0)
+
+
+#: Header values added to astropy's DSS M13 image to make it a raw. The sky noise of the frame
+#: (clipped rms 11.1 at a level of 123) is Poisson-like with gain 1; the brightest stars of the
+#: cluster core reach 3618, so saturation is set just below at 3500.
+M13_KEYWORDS: dict[str, object] = {
+    "INSTRUME": "DSS",
+    "DETECTOR": 0,
+    "VISIT": 1,
+    "FILTER": "r",
+    "BAND": "r",
+    "EXPTIME": 3600.0,
+    "MJD-OBS": 50000.0,
+    "BORE-RA": 250.4226,
+    "BORE-DEC": 36.4602,
+    "GAIN": 1.0,
+    "RDNOISE": 1.0,
+    "SATURATE": 3500.0,
+}
+
+
+def m13_path() -> Path:
+    """Path of astropy's DSS image of M13 (astropy's FITS test data)."""
+    import astropy
+
+    return Path(astropy.__file__).parent / "io/fits/hdu/compressed/tests/data/m13.fits"
+
+
+def write_dss_m13_raw(path: str | Path) -> Path:
+    """Write astropy's DSS M13 frame as a plain float32 raw with `M13_KEYWORDS` added."""
+    with fits.open(m13_path()) as hdul:
+        header = hdul[0].header.copy()
+        image = np.asarray(hdul[0].data, dtype=np.float32)
+    for key in ("BITPIX", "CHECKSUM", "DATASUM"):
+        header.remove(key, ignore_missing=True)
+    for key, value in M13_KEYWORDS.items():
+        header[key] = value
+    path = Path(path)
+    fits.PrimaryHDU(image, header=header).writeto(path)
+    return path
