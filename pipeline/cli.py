@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -105,8 +106,16 @@ def _load_pipeline(
     if not pipeline_path:
         raise click.UsageError("a pipeline is needed: -p PIPELINE.yaml")
     # Inline ``python:`` blocks are read as text (``--show pipeline`` prints them) and refused,
-    # naming their file and line, only when a command configures the tasks.
-    pipeline = Pipeline.from_ir(PipelineIR.from_file(pipeline_path, allow_python=True))
+    # naming their file and line, only when a command configures the tasks. The reader's
+    # warnings (they name the pipeline file and line) are shown as one line each.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            ir = PipelineIR.from_file(pipeline_path, allow_python=True)
+        finally:
+            for warning in caught:
+                click.echo(f"Warning: {warning.message}", err=True)
+    pipeline = Pipeline.from_ir(ir)
     for text in config_overrides:
         try:
             label, path, value = parseOverrideString(text)

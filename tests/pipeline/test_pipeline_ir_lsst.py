@@ -17,6 +17,7 @@ import pytest
 
 from pipeline._errors import PipelineDefinitionError
 from pipeline.definition.import_ir import ExcludedUnknownLabelWarning
+from pipeline.definition.parameters_ir import UnknownParameterWarning
 from pipeline.definition.pipeline import Pipeline
 from pipeline.definition.pipeline_ir import PipelineIR, StepIR, SubsetIR
 from pipeline.definition.step_ir import InvalidStepsError
@@ -316,12 +317,15 @@ def test_build_show_pipeline_reads_without_task_classes(tmp_path):
         f"imports:\n  - location: {CAMPAIGN}\n"
         f"tasks:\n  report: not_installed.module.ReportTask\n"
         f"  calibrate:\n    config:\n      python: config.offset = 2.0\n"
+        f"  summary:\n    config:\n      minCount: parameters.nope\n"
         f"subsets:\n  step3: [report]\n"
         f"steps:\n  - label: step3\n    dimensions: instrument\n"
     )
     out = _pipetask("build", "-p", str(pipe), "--show", "pipeline", env_dir=LSST / "drp_pipe")
     assert out.returncode == 0, out.stderr
-    shown = PipelineIR.from_string(out.stdout, allow_python=True)
+    assert out.stderr.startswith(f"Warning: {pipe}:11: unknown parameter 'nope'")
+    with pytest.warns(UnknownParameterWarning, match="'nope'"):  # still a reference, as written
+        shown = PipelineIR.from_string(out.stdout, allow_python=True)
     assert list(shown.tasks) == ["isr", "calibrate", "summary", "report"]
     assert [s.label for s in shown.steps] == ["step1", "step2", "step3"]
     assert _subsets(shown)["step1"] == ("isr", "calibrate")
