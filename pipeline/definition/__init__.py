@@ -3,8 +3,9 @@
 What lives here
 ---------------
 - `yaml_reader`: YAML loading that remembers the line of every key (for located errors);
-- `task_ir`, `subset_ir`, `contract_ir`, `import_ir`, `parameters_ir`: one YAML section each,
-  its dataclass and its reader;
+- `task_ir`, `subset_ir`, `step_ir`, `contract_ir`, `import_ir`, `parameters_ir`: one YAML
+  section each, its dataclass, its reader and its checks;
+- `locations`: ``$NAME_DIR`` expansion and relative paths of the files a pipeline names;
 - `pipeline_ir`: the whole pipeline file, composed of those sections, with imports resolved;
 - `contracts`: the contract expression language (parsed, never eval'd);
 - `loader`: task classes and other objects loaded by dotted name;

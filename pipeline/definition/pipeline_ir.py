@@ -436,24 +436,10 @@ class _Reader:
         parameters: dict[str, Any] = {}
         step_groups: list[tuple[StepIR, ...]] = []
         instrument: str | None = None
-        origin: dict[str, str] = {}
         for imp in own.imports:
             other = self._imported(imp, stack or (own.source,))
-            for label, task in other.tasks.items():
-                if label in tasks:
-                    raise PipelineDefinitionError(
-                        f"{imp.where}: task label {label!r} is defined by two imports: "
-                        f"{origin[label]} and {imp.location}"
-                    )
-                tasks[label] = task
-                origin[label] = imp.location
-            for label, subset in other.subsets.items():
-                if label in subsets:
-                    raise PipelineDefinitionError(
-                        f"{imp.where}: subset label {label!r} is defined by two imports: "
-                        f"{subsets[label].where} and {subset.where}"
-                    )
-                subsets[label] = subset
+            _add_unique("task", tasks, other.tasks, imp.where)
+            _add_unique("subset", subsets, other.subsets, imp.where)
             contracts.extend(other.contracts)
             parameters.update(other.parameters)
             step_groups.append(other.steps)
@@ -489,6 +475,17 @@ class _Reader:
             steps=merge_steps([*step_groups, own.steps]),
             instrument=own.instrument if own.instrument is not None else instrument,
         )
+
+
+def _add_unique(what: str, into: dict[str, Any], items: dict[str, Any], where: str) -> None:
+    """Add imported tasks or subsets, refusing a label that an earlier import defined."""
+    for label, item in items.items():
+        if label in into:
+            raise PipelineDefinitionError(
+                f"{where}: {what} label {label!r} is defined by two imports: "
+                f"{into[label].where} and {item.where}"
+            )
+        into[label] = item
 
 
 def _check_top_level(doc: dict, source: str) -> None:

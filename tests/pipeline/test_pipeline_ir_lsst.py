@@ -350,3 +350,17 @@ def test_build_show_pipeline_reads_without_task_classes(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["step1 [instrument, visit, detector]: isr, calibrate"]
+
+
+def test_label_defined_by_two_imports(drp_pipe_dir, tmp_path):
+    text = f"imports:\n  - location: {INGREDIENTS}\n    include: [isr]\n  - {INGREDIENTS}\n"
+    with pytest.raises(PipelineDefinitionError) as err:
+        _ir(text)
+    assert str(err.value).startswith("<string>:4: task label 'isr' is defined by two imports: ")
+    assert str(err.value).count("_ingredients/DRP.yaml:8") == 2
+    for name in ("one", "two"):
+        (tmp_path / f"{name}.yaml").write_text(f"tasks:\n  {name}: x.T\nsubsets:\n  s: [{name}]\n")
+    with pytest.raises(
+        PipelineDefinitionError, match=r"<string>:1: subset label 's' is defined by"
+    ):
+        _ir(f"imports: [{tmp_path}/one.yaml, {tmp_path}/two.yaml]\n")
