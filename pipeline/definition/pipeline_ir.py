@@ -73,7 +73,14 @@ from .contracts import contract_labels
 from .import_ir import ExcludedUnknownLabelWarning, ImportIR, SubsetModifyMode, read_imports
 from .locations import expand_location
 from .parameters_ir import read_parameters
-from .step_ir import StepIR, check_step_labels, check_step_partition, merge_steps, read_steps
+from .step_ir import (
+    InvalidStepsError,
+    StepIR,
+    check_step_labels,
+    check_step_partition,
+    merge_steps,
+    read_steps,
+)
 from .subset_ir import SubsetIR, check_subsets, read_subsets
 from .task_ir import ConfigIR, TaskIR, read_tasks
 from .yaml_reader import _key_line, _load_yaml, _plain, _suggest, _where
@@ -248,9 +255,16 @@ class PipelineIR:
             For an unknown label, or if the remaining steps do not hold every remaining task
             exactly once.
         """
-        keep = set(self.expand_labels(labels))
-        result = self._restricted(keep)
-        result.check_steps()
+        labels = list(labels)
+        result = self._restricted(set(self.expand_labels(labels)))
+        try:
+            result.check_steps()
+        except InvalidStepsError as err:
+            cut = [s.label for s in self.steps if s not in result.steps]
+            raise InvalidStepsError(
+                f"{err} (after selecting {labels}: the steps {cut} lost tasks to the selection "
+                "and were dropped; select whole steps)"
+            ) from None
         return result
 
     def _restricted(

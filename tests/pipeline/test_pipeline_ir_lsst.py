@@ -239,6 +239,9 @@ def test_steps_valid_and_selected_like_subsets():
     first = ir.subset(["first"])
     assert list(first.tasks) == ["a", "b"] and [s.label for s in first.steps] == ["first"]
     assert first.subsets == {"first": SubsetIR("first", ("a", "b"))}
+    # Selecting across steps leaves a task whose step was cut: said so (LSST refuses it too).
+    with pytest.raises(InvalidStepsError, match=r"task 'a' is in no step.*steps \['first'\] lost"):
+        ir.subset(["a", "second"])
 
 
 def test_task_in_no_step():
