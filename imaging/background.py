@@ -127,7 +127,11 @@ class BackgroundModel:
         return 0.5 * (self.y_edges[:-1] + self.y_edges[1:]) - 0.5
 
     def evaluate(
-        self, shape: tuple[int, int] | None = None, xy0: tuple[int, int] | None = None
+        self,
+        shape: tuple[int, int] | None = None,
+        xy0: tuple[int, int] | None = None,
+        *,
+        step: int = 1,
     ) -> np.ndarray:
         """Background image (float32) on a pixel grid.
 
@@ -137,11 +141,14 @@ class BackgroundModel:
             (height, width) to evaluate; default the measured image's shape.
         xy0 : tuple of int, optional
             Parent coordinates of the output's pixel (0, 0); default the model's ``xy0``.
+        step : int
+            Evaluate every ``step``-th pixel along each axis only (the result is the image
+            ``[::step, ::step]``), e.g. for summary statistics.
         """
         shape = self.shape if shape is None else tuple(shape)
         xy0 = self.xy0 if xy0 is None else tuple(xy0)
-        x = np.arange(shape[1], dtype=np.float64) + (xy0[0] - self.xy0[0])
-        y = np.arange(shape[0], dtype=np.float64) + (xy0[1] - self.xy0[1])
+        x = np.arange(0, shape[1], step, dtype=np.float64) + (xy0[0] - self.xy0[0])
+        y = np.arange(0, shape[0], step, dtype=np.float64) + (xy0[1] - self.xy0[1])
         if self.method == "CHEBYSHEV":
             return self._evaluate_chebyshev(x, y)
         return self._evaluate_interp(x, y)
@@ -220,16 +227,23 @@ class BackgroundList(Sequence[BackgroundModel]):
         self._pieces.append(piece)
 
     def evaluate(
-        self, shape: tuple[int, int] | None = None, xy0: tuple[int, int] | None = None
+        self,
+        shape: tuple[int, int] | None = None,
+        xy0: tuple[int, int] | None = None,
+        *,
+        step: int = 1,
     ) -> np.ndarray:
-        """Sum of all pieces (float32); zeros needs ``shape`` when the list is empty."""
+        """Sum of all pieces (float32); zeros needs ``shape`` when the list is empty.
+
+        ``step`` > 1 evaluates every ``step``-th pixel only (see `BackgroundModel.evaluate`).
+        """
         if not self._pieces:
             if shape is None:
                 raise ValueError("An empty BackgroundList needs an explicit shape")
-            return np.zeros(shape, dtype=np.float32)
-        total = self._pieces[0].evaluate(shape, xy0)
+            return np.zeros(shape, dtype=np.float32)[::step, ::step]
+        total = self._pieces[0].evaluate(shape, xy0, step=step)
         for piece in self._pieces[1:]:
-            total += piece.evaluate(shape, xy0)
+            total += piece.evaluate(shape, xy0, step=step)
         return total
 
     def to_dict(self) -> dict:

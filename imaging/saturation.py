@@ -92,9 +92,12 @@ def saturated_regions(
     bits = bitmask(planes, sat_planes)
     if not bits:
         return SaturatedRegions(labels, 0, [])
-    ys, xs = np.nonzero(mask & np.uint32(bits))
-    if ys.size == 0:
+    # rows holding SAT first (a cheap reduction), then the pixels of those rows only
+    rows = np.flatnonzero(np.bitwise_or.reduce(mask, axis=1) & np.uint32(bits))
+    if rows.size == 0:
         return SaturatedRegions(labels, 0, [])
+    ry, xs = np.nonzero(mask[rows] & np.uint32(bits))
+    ys = rows[ry]
     ys, xs = ys.astype(np.int64), xs.astype(np.int64)
     n0, lab0 = connected_components_8(ys, xs, w)
     d = np.abs(np.arange(-grow, grow + 1))

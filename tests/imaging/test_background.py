@@ -91,3 +91,14 @@ def test_round_trip_and_list_sum(sky):
     np.testing.assert_allclose(sub, a.evaluate()[40:140, 30:80], rtol=1e-6)
     with pytest.raises(ValueError):
         BackgroundList().evaluate()
+
+
+@pytest.mark.parametrize("use_approx", [True, False])
+def test_evaluate_on_every_nth_pixel(sky, use_approx):
+    config = BackgroundConfig(use_approx=use_approx)
+    model = estimate_background(sky.image, sky.mask, planes=PLANES, config=config)
+    full = model.evaluate()
+    np.testing.assert_allclose(model.evaluate(step=8), full[::8, ::8], rtol=1e-6, atol=1e-4)
+    both = BackgroundList([model, model])
+    np.testing.assert_allclose(both.evaluate(step=5), (full + full)[::5, ::5], rtol=1e-6, atol=1e-3)
+    assert BackgroundList().evaluate((10, 9), step=4).shape == (3, 3)
