@@ -27,6 +27,7 @@ from rich.table import Table
 
 from ._errors import ButlerError
 from .butler import Butler
+from .cli_commands import add_commands
 from .cli_logging import configure_logging, log_options
 from .data_coordinate import DataCoordinate
 from .dataset_ref import DatasetRef
@@ -532,6 +533,9 @@ def ingest_files(
         click.echo(
             f"{len(items) - len(refs)} file(s) already ingested with the same bytes: skipped{left}"
         )
+
+
+add_commands(main, butler_errors)  # prune-datasets, export, import, config-dump, ...
 
 
 if __name__ == "__main__":  # pragma: no cover

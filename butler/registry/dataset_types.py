@@ -46,6 +46,7 @@ class DatasetTypeManager:
     def __init__(self, db: Database, schema: RegistrySchema, universe: DimensionUniverse) -> None:
         self._db = db
         self._table = schema.dataset_type
+        self._dataset_table = schema.dataset  # only to refuse removing a type still in use
         self._universe = universe
         self._cache: dict[str, tuple[int, DatasetType]] = {}
 
@@ -115,6 +116,22 @@ class DatasetTypeManager:
                 f"{entry[1].describe()}"
             )
         return entry
+
+    def remove_dataset_type(self, name: str) -> None:
+        """Remove an unused dataset type. See `SqlRegistry.remove_dataset_type`."""
+        type_id, _ = self.entry(name)
+        table, datasets = self._table, self._dataset_table
+        with self._db.transaction() as connection:
+            used = connection.execute(
+                sa.select(sa.func.count()).where(datasets.c.dataset_type_id == type_id)
+            ).scalar_one()
+            if used:
+                raise ConflictingDefinitionError(
+                    f"dataset type {name!r} still has {used} dataset(s); remove them first "
+                    "(butler prune-datasets or remove-runs)"
+                )
+            connection.execute(table.delete().where(table.c.id == type_id))
+        self._cache.pop(name, None)
 
     def get_dataset_type(self, name: str) -> DatasetType:
         """Return a registered dataset type (`MissingDatasetTypeError` if not registered)."""

@@ -275,6 +275,18 @@ class SqlRegistry:
         """
         return self._dataset_types.register_dataset_type(dataset_type)
 
+    def remove_dataset_type(self, name: str) -> None:
+        """Remove a dataset type that no dataset uses.
+
+        Raises
+        ------
+        MissingDatasetTypeError
+            If it is not registered.
+        ConflictingDefinitionError
+            If datasets of this type exist (in any run).
+        """
+        self._dataset_types.remove_dataset_type(name)
+
     def get_dataset_type(self, name: str) -> DatasetType:
         """Return a registered dataset type.
 
