@@ -1,4 +1,5 @@
-"""``butler`` subcommands for astronomy: register-instrument, ingest-raws, ingest-refcat, simulate.
+"""``butler`` subcommands for astronomy: register-instrument, ingest-raws, ingest-refcat, simulate,
+stamp-mosaic.
 
 They reach the ``butler`` command through the ``skyquanta.butler_commands``
 entry points, so the butler package itself knows no astronomy.
@@ -23,6 +24,7 @@ __all__ = [
     "ingest_refcat_command",
     "register_instrument_command",
     "simulate_command",
+    "stamp_mosaic_command",
 ]
 
 #: Default name of the simulated reference catalog dataset type (LSST's Gaia DR2 refcat name).
@@ -154,6 +156,19 @@ def ingest_refcat_command(
     help="Stars per square degree (rich by default, so small detectors get PSF stars).",
 )
 @click.option(
+    "--bright-star-density",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Extra stars of G 13-17.5 per square degree (bright-star stamps on small detectors).",
+)
+@click.option(
+    "--extended-halos",
+    is_flag=True,
+    help="Give every star the same extended profile (core plus wide halo), not only the "
+    "saturating ones.",
+)
+@click.option(
     "--png",
     "png_path",
     default=None,
@@ -177,6 +192,8 @@ def simulate_command(
     dec: float,
     star_density: float,
     jobs: int,
+    bright_star_density: float,
+    extended_halos: bool,
     png_path: str | None,
     keep_inputs: str | None,
 ) -> None:
@@ -189,6 +206,7 @@ def simulate_command(
         simulate_detector,
     )
     from .sim.camera import Camera
+    from .sim.simulate import SimOptions
 
     if not (Path(repo) / "butler.yaml").exists():
         Butler.create(repo)
@@ -208,8 +226,11 @@ def simulate_command(
     ]
     staging = Path(keep_inputs) if keep_inputs else Path(tempfile.mkdtemp(prefix="sim-", dir=repo))
     try:
-        sky = SkyModel(star_density=star_density)
-        raws = _simulate_in_parallel(staging, camera, visits, seed=seed, sky=sky, jobs=jobs)
+        sky = SkyModel(star_density=star_density, bright_star_density=bright_star_density)
+        options = SimOptions(halo_threshold=0.0) if extended_halos else None
+        raws = _simulate_in_parallel(
+            staging, camera, visits, seed=seed, sky=sky, jobs=jobs, options=options
+        )
         register_instrument(butler, Camera.from_yaml(staging / "camera.yaml"))
         refs = ingest_raws(butler, raws, transfer="copy")
         shards = ingest_refcat(butler, DEFAULT_REFCAT, staging / "refcat.fits")
@@ -234,18 +255,24 @@ def simulate_command(
             f"shards; truth in {truth_dir}"
         )
     if png_path:
-        sim = simulate_detector(camera, visits[0], camera.detectors[0].id, seed=seed, sky=sky)
+        sim = simulate_detector(
+            camera, visits[0], camera.detectors[0].id, seed=seed, sky=sky, options=options
+        )
         Path(png_path).parent.mkdir(parents=True, exist_ok=True)
         render_detector_png(sim, png_path)
         click.echo(f"Wrote {png_path}")
 
 
-def _simulate_in_parallel(out: Path, camera, visits, *, seed: int, sky, jobs: int) -> list[Path]:
+def _simulate_in_parallel(
+    out: Path, camera, visits, *, seed: int, sky, jobs: int, options=None
+) -> list[Path]:
     """Write the simulated observations, one dask task per detector-visit when ``jobs > 1``."""
     from .sim import write_simulated_observations
 
     if jobs <= 1:
-        return write_simulated_observations(out, camera, visits, seed=seed, sky=sky)
+        return write_simulated_observations(
+            out, camera, visits, seed=seed, sky=sky, options=options
+        )
     import logging
 
     from distributed import Client
@@ -269,5 +296,49 @@ def _simulate_in_parallel(out: Path, camera, visits, *, seed: int, sky, jobs: in
             visits,
             seed=seed,
             sky=sky,
+            options=options,
             map_fn=lambda fn, items: client.gather(client.map(fn, list(items), pure=False)),
         )
+
+
+@click.command("stamp-mosaic")
+@click.argument("repo")
+@click.argument("output_png")
+@click.option("--collections", required=True, help="Collections to search (comma-separated).")
+@click.option("--visit", type=int, required=True)
+@click.option("--detector", type=int, required=True)
+@click.option("--instrument", default=None, help="Instrument (default: the only one).")
+@click.option("--dataset-type", default="brightStarStamps", show_default=True)
+@butler_errors
+def stamp_mosaic_command(
+    repo: str,
+    output_png: str,
+    collections: str,
+    visit: int,
+    detector: int,
+    instrument: str | None,
+    dataset_type: str,
+) -> None:
+    """Write a mosaic PNG of one detector's bright-star stamps to OUTPUT_PNG."""
+    from .stamp_mosaic import write_stamp_mosaic
+
+    butler = Butler(repo)
+    if instrument is None:
+        names = [r["name"] for r in butler.registry.query_dimension_records("instrument")]
+        if len(names) != 1:
+            raise click.UsageError(f"--instrument is needed: the repository has {names}")
+        instrument = names[0]
+    data_id = {"instrument": instrument, "visit": visit, "detector": detector}
+    refs = butler.registry.query_datasets(
+        dataset_type, collections=collections.split(","), data_id=data_id
+    )
+    if not refs:
+        raise LookupError(
+            f"no {dataset_type} for {data_id} in {collections} (no star brighter than "
+            "magLimit on that detector, or not processed)"
+        )
+    stamps = butler.get(refs[0])
+    path = write_stamp_mosaic(
+        stamps, output_png, title=f"{instrument} visit {visit} detector {detector}"
+    )
+    click.echo(f"Wrote {path} ({len(stamps)} stamps)")

@@ -53,7 +53,9 @@ def write_stamp_mosaic(
     n = len(order)
     ncol = max(1, math.ceil(math.sqrt(n)))
     nrow = max(1, math.ceil(n / ncol))
-    fig = Figure(figsize=(ncol * panel_inches + 1.4, nrow * panel_inches + 0.9), dpi=90)
+    width_in = max(ncol * panel_inches, 4.5) + 1.6
+    height_in = nrow * panel_inches + 1.2
+    fig = Figure(figsize=(width_in, height_in), dpi=90)
     FigureCanvasAgg(fig)
     values = [np.asarray(stamps[int(i)].stamp_im.image, dtype=float) for i in order]
     finite = np.concatenate([v[np.isfinite(v) & (v > 0)] for v in values]) if values else []
@@ -70,9 +72,12 @@ def write_stamp_mosaic(
     bad_planes = [
         p for p in ("BAD", "SAT", "CR", "SUSPECT") if n and p in stamps[0].stamp_im.mask.planes
     ]
-    left, bottom, right, top = 0.05, 0.07, 0.86, 0.9
-    w = (right - left) / ncol
-    h = (top - bottom) / nrow
+    left = 0.6 / width_in
+    right = 1.0 - 1.3 / width_in
+    bottom = 0.45 / height_in
+    top = 1.0 - 0.75 / height_in
+    w = min((right - left) / ncol, (top - bottom) / nrow * height_in / width_in)
+    h = w * width_in / height_in
     for k, index in enumerate(order):
         stamp = stamps[int(index)]
         row, col = divmod(k, ncol)
@@ -113,16 +118,23 @@ def write_stamp_mosaic(
             ax.set_xticks([])
             ax.set_yticks([])
     if image_artist is not None:
-        cax = fig.add_axes((0.89, bottom, 0.025, top - bottom))
+        cax = fig.add_axes((right + 0.2 / width_in, top - nrow * h, 0.15 / width_in, nrow * h))
         bar = fig.colorbar(image_artist, cax=cax)
         bar.set_label("pixel / annular flux (log stretch)")
     handles = [Patch(color=_NO_DATA_COLOUR, label="NO_DATA")]
     if bad_planes:
         handles.append(Patch(color=_BAD_COLOUR, alpha=0.35, label="/".join(bad_planes)))
-    fig.legend(handles=handles, loc="upper right", fontsize=8, frameon=False, ncol=2)
+    fig.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(left, 1.0 - 0.35 / height_in),
+        fontsize=8,
+        frameon=False,
+        ncol=2,
+    )
     rots = stamps.nb90Rots
     fig.suptitle(
-        f"{title}  ({len(stamps)} stamps, nb90Rots={rots}; x, y = model-grid pixels)"
+        f"{title}  ({len(stamps)} stamps, nb90Rots={rots})"
         if title
         else f"{len(stamps)} bright-star stamps, nb90Rots={rots}",
         fontsize=9,

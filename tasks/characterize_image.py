@@ -37,10 +37,12 @@ from pipeline import (
     PipelineTask,
     PipelineTaskConfig,
     PipelineTaskConnections,
+    PrerequisiteInput,
     RangeField,
     Struct,
 )
 
+from ._camera import CAMERA_CONNECTION_DOC, registered_detector
 from ._pictures import write_debug_picture
 from .detection import SourceDetectionTask
 from .install_psf import InstallGaussianPsfTask, psf_average_position
@@ -68,6 +70,7 @@ class CharacterizeImageConnections(PipelineTaskConnections, dimensions=_DIMENSIO
     outputSchema = InitOutput(
         "icSrc_schema", "SourceCatalog", doc="Schema of icSrc (an empty catalog)"
     )
+    camera = PrerequisiteInput("camera", "Camera", ("instrument",), doc=CAMERA_CONNECTION_DOC)
 
 
 class CharacterizeImageConfig(PipelineTaskConfig, pipelineConnections=CharacterizeImageConnections):
@@ -199,7 +202,12 @@ class CharacterizeImageTask(PipelineTask):
         self._debug_tag = f"{data_id['instrument']}_{data_id['visit']}_{data_id['detector']}"
         if not self._debug_dir and self.config.debugStages:
             self._debug_dir = _default_debug_dir(butlerQC, outputRefs)
-        result = self.run(inputs["exposure"], exposureIdInfo=exp_id)
+        exposure = inputs["exposure"]
+        if "camera" in inputs:  # the registered geometry, not the raw's header keywords
+            exposure.detector = registered_detector(
+                inputs["camera"], exposure.detector, f"postISRCCD {dict(data_id.required)}"
+            )
+        result = self.run(exposure, exposureIdInfo=exp_id)
         butlerQC.put(result, outputRefs)
 
     # -- algorithm ------------------------------------------------------------------------

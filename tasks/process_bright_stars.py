@@ -56,6 +56,8 @@ from pipeline import (
     Struct,
 )
 
+from ._camera import CAMERA_CONNECTION_DOC, registered_detector
+
 __all__ = [
     "LoadReferenceObjectsConfig",
     "ProcessBrightStarsConfig",
@@ -83,7 +85,7 @@ class ProcessBrightStarsConnections(PipelineTaskConnections, dimensions=_DIMENSI
         "camera",
         "Camera",
         ("instrument",),
-        doc="Registered camera: the detector geometry (orientation, focal-plane position)",
+        doc=CAMERA_CONNECTION_DOC,
     )
     brightStarStamps = Output(
         "brightStarStamps", "BrightStarStamps", _DIMENSIONS, doc="Normalized bright-star stamps"
@@ -166,7 +168,9 @@ class ProcessBrightStarsConfig(
         default=0.0,
     )
     refObjLoader = ConfigField(dtype=LoadReferenceObjectsConfig, doc="Reference object loader")
-    debugStamps = Field(bool, "Write a mosaic PNG of the stamps of every quantum", default=False)
+    debugStages = ListField(
+        str, "Debug pictures to write: stamps (a mosaic PNG per quantum), or all", default=[]
+    )
     debugDir = Field(str, "Folder of debug pictures (default: <datastore>/<run>/debug)", default="")
 
     def validate(self) -> None:
@@ -219,6 +223,7 @@ class ProcessBrightStarsTask(PipelineTask):
     ConfigClass = ProcessBrightStarsConfig
     _DefaultName = "processBrightStars"
     canMultiprocess = True
+    debugStages = ("stamps",)
 
     def __init__(self, butler: Any = None, initInputs: Any = None, *args: Any, **kwargs: Any):
         if butler is not None:
@@ -228,6 +233,10 @@ class ProcessBrightStarsTask(PipelineTask):
         self.modelCenter = (self.modelStampSize[0] // 2, self.modelStampSize[1] // 2)
         self._debug_dir = self.config.debugDir
         self._debug_tag = "stamps"
+        stages = set(self.config.debugStages)
+        for stage in self.debugStages:
+            if "all" in stages or stage in stages:
+                setattr(self.debugInfo, stage, True)
 
     # -- butler I/O -----------------------------------------------------------------------------
 
@@ -235,19 +244,18 @@ class ProcessBrightStarsTask(PipelineTask):
         """Read the exposure, build a loader over the refcat shards, run, write the stamps."""
         data_id = butlerQC.dataId
         exposure = butlerQC.get(inputRefs.inputExposure)
-        name = inputRefs.inputExposure.datasetType.name
+        name = inputRefs.inputExposure.dataset_type.name
         label = f"{name} {dict(data_id.required) if hasattr(data_id, 'required') else data_id}"
         if exposure.wcs is None:
             raise RuntimeError(f"{label} has no WCS: cannot place reference stars on it")
-        camera_ref = getattr(inputRefs, "camera", None) if "camera" in _names(inputRefs) else None
-        if camera_ref:
-            camera = butlerQC.get(camera_ref)
+        if "camera" in inputRefs:
+            camera = butlerQC.get(inputRefs.camera)
             exposure.detector = registered_detector(camera, exposure.detector, label)
-        shard_refs = list(inputRefs.refCat) if "refCat" in _names(inputRefs) else []
+        shard_refs = list(inputRefs.refCat) if "refCat" in inputRefs else []
         loader = ReferenceObjectLoader(
-            [ref.dataId for ref in shard_refs],
+            [ref.data_id for ref in shard_refs],
             [_Deferred(butlerQC, ref) for ref in shard_refs],
-            name=inputRefs.refCat[0].datasetType.name if shard_refs else "gaia_dr2_20200414",
+            name=inputRefs.refCat[0].dataset_type.name if shard_refs else "gaia_dr2_20200414",
             pixelMargin=self.config.refObjLoader.pixelMargin,
         )
         self._region_name = f"detector {data_id['detector']} of visit {data_id['visit']}"
@@ -255,7 +263,7 @@ class ProcessBrightStarsTask(PipelineTask):
         if self.config.doApplySkyCorr:
             sky_corr = butlerQC.get(inputRefs.skyCorr)
         self._debug_tag = f"{data_id['instrument']}_{data_id['visit']}_{data_id['detector']}"
-        if not self._debug_dir and self.config.debugStamps:
+        if not self._debug_dir and self.config.debugStages:
             self._debug_dir = _default_debug_dir(butlerQC, outputRefs)
         result = self.run(exposure, refObjLoader=loader, dataId=str(data_id), skyCorr=sky_corr)
         if result is None:
@@ -341,7 +349,7 @@ class ProcessBrightStarsTask(PipelineTask):
             )
         self.metadata["validStarCount"] = len(stamps_out)
         self.metadata["nb90Rots"] = warped.nb90Rots
-        if self.config.debugStamps and len(stamps_out):
+        if self.debugInfo.stamps and len(stamps_out):
             self._write_mosaic(stamps_out)
         if not len(stamps_out):
             self.log.info("No suitable bright star found.")
@@ -504,10 +512,6 @@ class _Deferred:
         return self._butlerQC.get(self._ref)
 
 
-def _names(refs: Any) -> set[str]:
-    return {name for name, _ in refs}
-
-
 def _cutout(exposure: Exposure, box: Box) -> Exposure | None:
     """Return the part of ``exposure`` in ``box``; off-edge pixels are NaN and ``NO_DATA``."""
     inside = exposure.bbox.intersection(box)
@@ -534,34 +538,6 @@ def _cutout(exposure: Exposure, box: Box) -> Exposure | None:
         visit=exposure.visit,
         zero_point=exposure.zero_point,
         xy0=box.origin,
-    )
-
-
-def registered_detector(camera: Any, detector: Any, label: str) -> Any:
-    """Return the exposure's detector with the geometry of the registered camera.
-
-    Orientation, focal-plane position, pixel size and bounding box come from the camera; gain,
-    read noise and saturation stay as the exposure had them.
-
-    Raises
-    ------
-    RuntimeError
-        If the camera does not know the detector.
-    """
-    import dataclasses
-
-    if detector is None:
-        raise RuntimeError(f"{label} has no detector description")
-    try:
-        registered = camera.detector(detector.id)
-    except Exception as err:
-        raise RuntimeError(f"{label}: detector {detector.id} is not in the camera: {err}") from err
-    return dataclasses.replace(
-        detector,
-        orientation=registered.orientation,
-        focal_plane_position=registered.focal_plane_position,
-        pixel_size=registered.pixel_size,
-        bbox=registered.bbox,
     )
 
 

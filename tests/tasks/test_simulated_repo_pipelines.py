@@ -108,7 +108,7 @@ def test_characterize_through_pipetask_run(repo):
             "-p",
             str(ROOT / "pipelines.yaml"),
             "-i",
-            "SimCam/raw/all",
+            "SimCam/raw/all,SimCam/calib,refcats",
             "-o",
             "u/test/char",
             "-j",
@@ -122,7 +122,13 @@ def test_characterize_through_pipetask_run(repo):
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     butler = Butler(repo, collections="u/test/char")
-    for name in ("icExp", "icSrc", "icExpBackground", "characterizeImage_metadata"):
+    for name in (
+        "icExp",
+        "icSrc",
+        "icExpBackground",
+        "characterizeImage_metadata",
+        "processBrightStars_metadata",
+    ):
         assert len(butler.query_datasets(name)) == 4, name
     exposure = butler.get("icExp", instrument="SimCam", visit=100, detector=0)
     catalog = butler.get("icSrc", instrument="SimCam", visit=100, detector=0)
