@@ -1,5 +1,6 @@
-"""``butler`` subcommands for astronomy: register-instrument, ingest-raws, ingest-refcat, simulate,
-stamp-mosaic.
+"""``butler`` subcommands for astronomy: instrument, raws, refcat, simulation, stamp mosaics.
+
+The commands are register-instrument, ingest-raws, ingest-refcat, simulate and stamp-mosaic.
 
 They reach the ``butler`` command through the ``skyquanta.butler_commands``
 entry points, so the butler package itself knows no astronomy.
