@@ -114,3 +114,10 @@ class ReadOnlyRegistryError(ButlerError, PermissionError):
 
 class RegistryUnreadableError(ButlerError, OSError):
     """The registry database cannot be opened: not a database, corrupt, or unreachable."""
+
+
+class RegistryConnectionError(ButlerError, ConnectionError):
+    """The registry database cannot be reached or refuses the login (or its driver is missing).
+
+    The message is one line naming the database URL (never its password) and the cause.
+    """

@@ -18,6 +18,13 @@ thread's transactions are its own; an in-memory SQLite database has a single
 connection, so use it from one thread), and the compiled-SQL cache (keyed by
 dialect and statement key; statements never change, so it cannot go stale).
 
+On PostgreSQL (`make_engine`): psycopg 3 (the ``postgres`` extra; a missing
+driver is a one-line `RegistryConnectionError` naming it). Credentials never
+come from configuration files of ours: libpq reads ``PGPASSWORD`` and
+``~/.pgpass``. A ``schema=NAME`` query parameter of the URL puts the registry
+in that schema (created by `SqlRegistry.create`), so one database holds
+several repositories; connections set ``search_path`` to it.
+
 On SQLite (`make_engine`): WAL journal (file databases), 32 KiB pages (new
 databases), foreign keys on (the dataset table declares none there: see
 `_schema`), ``synchronous=NORMAL``; the driver's own transaction handling is
@@ -27,20 +34,67 @@ switched off so SAVEPOINTs work.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
-from .._errors import ReadOnlyRegistryError
+from .._errors import ReadOnlyRegistryError, RegistryConnectionError
 
-__all__ = ["Database", "make_engine"]
+__all__ = ["Database", "connection_error", "display_url", "make_engine", "registry_schema"]
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+
+def display_url(db_url: str | sa.URL) -> str:
+    """Return the URL without its password, for messages."""
+    url = sa.make_url(db_url)
+    return url.render_as_string(hide_password=True).replace(":***@", "@")
+
+
+def registry_schema(db_url: str | sa.URL) -> str | None:
+    """Return the ``schema=NAME`` of a PostgreSQL registry URL (`None`: the default schema).
+
+    Raises
+    ------
+    RegistryConnectionError
+        If the name is not a plain SQL identifier.
+    """
+    url = sa.make_url(db_url)
+    name = url.query.get("schema")
+    if name is None:
+        return None
+    if isinstance(name, tuple) or not _SCHEMA_NAME.match(name):
+        raise RegistryConnectionError(
+            f"registry URL {display_url(url)}: schema must be a plain name "
+            f"(letters, digits, _), got {name!r}"
+        )
+    return name
+
+
+def connection_error(db_url: str | sa.URL, err: BaseException) -> RegistryConnectionError:
+    """Return a one-line `RegistryConnectionError` for a failure to connect to ``db_url``."""
+    cause = getattr(err, "orig", None) or err
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    detail = lines[0] if lines else type(cause).__name__
+    return RegistryConnectionError(
+        f"cannot connect to the registry at {display_url(db_url)}: {detail}"
+    )
 
 
 def make_engine(db_url: str) -> sa.Engine:
-    """Return an engine for ``db_url``, with the SQLite settings above when it is SQLite."""
+    """Return an engine for ``db_url``, with the settings above for its database.
+
+    Raises
+    ------
+    RegistryConnectionError
+        If the database's driver is not installed.
+    """
     url = sa.make_url(db_url)
+    if url.get_backend_name() == "postgresql":
+        return _postgres_engine(url)
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url)
     memory = url.database in (None, "", ":memory:")
@@ -69,6 +123,24 @@ def make_engine(db_url: str) -> sa.Engine:
         connection.exec_driver_sql("BEGIN")
 
     return engine
+
+
+def _postgres_engine(url: sa.URL) -> sa.Engine:
+    """Return a psycopg 3 engine, in the URL's schema if it names one."""
+    schema = registry_schema(url)
+    if url.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2
+        url = url.set(drivername="postgresql+psycopg")
+    connect_args: dict[str, Any] = {}
+    if schema is not None:
+        url = url.difference_update_query(["schema"])
+        connect_args["options"] = f"-csearch_path={schema}"
+    try:
+        return sa.create_engine(url, connect_args=connect_args)
+    except ModuleNotFoundError as err:
+        raise RegistryConnectionError(
+            f"the registry at {display_url(url)} needs the PostgreSQL driver {err.name!r}: "
+            "pip install 'skyquanta[postgres]'"
+        ) from err
 
 
 class Database:

@@ -50,7 +50,13 @@ from ..dimensions import DimensionUniverse
 from ._schema import SCHEMA_VERSION, RegistrySchema
 from .collection_type import CollectionType
 from .collections import CollectionManager
-from .database import Database, make_engine
+from .database import (
+    Database,
+    connection_error,
+    display_url,
+    make_engine,
+    registry_schema,
+)
 from .dataset_types import DatasetTypeManager
 from .datasets import DatasetManager
 from .dimension_records import DimensionRecordManager
@@ -103,12 +109,27 @@ class SqlRegistry:
         Raises
         ------
         ConflictingDefinitionError
-            If the database already holds a registry.
+            If the database (or the URL's schema) already holds a registry.
+        RegistryConnectionError
+            If the database cannot be reached, refuses the login, or its driver is
+            missing (one line, without the password).
+
+        Notes
+        -----
+        Everything is created in one transaction (PostgreSQL and SQLite both have
+        transactional DDL): a failure leaves no table, schema or attribute behind.
         """
-        registry = cls(make_engine(db_url), universe, writeable=True)
+        engine = make_engine(db_url)
+        _check_connection(engine, db_url)
+        registry = cls(engine, universe, writeable=True)
+        schema = registry_schema(db_url)
         with registry.transaction() as connection:
+            if schema is not None:
+                connection.exec_driver_sql(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             if sa.inspect(connection).has_table("butler_attributes"):
-                raise ConflictingDefinitionError(f"a registry already exists at {db_url}")
+                raise ConflictingDefinitionError(
+                    f"a registry already exists at {display_url(db_url)}"
+                )
             registry.schema.metadata.create_all(connection)
             connection.execute(
                 registry.schema.attributes.insert(),
@@ -128,26 +149,34 @@ class SqlRegistry:
         RepositoryNotFoundError
             If there is no registry at ``db_url``.
         RepositoryVersionError
-            If the registry's schema is newer than this software supports.
+            If the registry's schema version is not the one this software reads.
+        RegistryConnectionError
+            If the database cannot be reached, refuses the login, or its driver is
+            missing (one line, without the password).
         """
         url = sa.make_url(db_url)
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             if not Path(url.database).exists():
                 raise RepositoryNotFoundError(f"no registry database at {url.database}")
         engine = make_engine(db_url)
+        _check_connection(engine, db_url)
         with engine.connect() as connection:
             if not sa.inspect(connection).has_table("butler_attributes"):
                 engine.dispose()
-                raise RepositoryNotFoundError(f"no registry tables in {db_url}")
+                raise RepositoryNotFoundError(f"no registry tables in {display_url(db_url)}")
             attributes = dict(
                 connection.execute(sa.text("SELECT name, value FROM butler_attributes")).all()
             )
         version = int(attributes.get("schema_version", "0"))
-        if version > SCHEMA_VERSION:
+        if version != SCHEMA_VERSION:
             engine.dispose()
+            newer = version > SCHEMA_VERSION
             raise RepositoryVersionError(
-                f"repository schema version {version} is newer than this software supports "
-                f"({SCHEMA_VERSION})"
+                f"registry at {display_url(db_url)}: schema version {version} is "
+                f"{'newer' if newer else 'older'} than this software supports "
+                f"({SCHEMA_VERSION}); "
+                + ("upgrade skyquanta" if newer else "no migration exists: use the skyquanta "
+                   "that wrote it, or re-create the repository")
             )
         universe = DimensionUniverse(
             json.loads(attributes["universe"]), source=f"{db_url} universe"
@@ -585,3 +614,13 @@ class SqlRegistry:
     def remove_datasets(self, refs: Iterable[DatasetRef | uuid.UUID]) -> list[StoredFileInfo]:
         """Remove datasets; return their stored files for the datastore to delete."""
         return self._datasets.writes.remove_datasets(refs)
+
+
+def _check_connection(engine: sa.Engine, db_url: str) -> None:
+    """Connect once; turn a refused connection or login into a one-line error."""
+    try:
+        with engine.connect():
+            pass
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
+        engine.dispose()
+        raise connection_error(db_url, err) from err

@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
+import sys
 
+import pytest
+import sqlalchemy as sa
+from _servers import free_port
+from click.testing import CliRunner
+
+from butler._errors import (
+    ConflictingDefinitionError,
+    RegistryConnectionError,
+    RepositoryNotFoundError,
+    RepositoryVersionError,
+)
+from butler.cli import main
 from butler.dimensions import DimensionUniverse
 from butler.registry import SqlRegistry
 from butler.testing.registry_tests import RegistryTests
@@ -22,3 +34,65 @@ class TestPostgresRegistry(RegistryTests):
         url = registry.engine.url.render_as_string(hide_password=False)
         registry.close()
         return SqlRegistry.open(url, writeable=writeable)
+
+
+def test_a_schema_per_repository(postgres_server):
+    database = postgres_server.create_database()
+    url = postgres_server.url(database)
+    first = SqlRegistry.create(f"{url}?schema=survey_a", DimensionUniverse.default())
+    second = SqlRegistry.create(f"{url}?schema=survey_b", DimensionUniverse.default())
+    first.register_run("only/in/a")
+    assert [n for n, _ in second.query_collections()] == []
+    again = SqlRegistry.open(f"{url}?schema=survey_a")
+    assert [n for n, _ in again.query_collections()] == ["only/in/a"]
+    with pytest.raises(ConflictingDefinitionError, match="already exists"):
+        SqlRegistry.create(f"{url}?schema=survey_b", DimensionUniverse.default())
+    with pytest.raises(RepositoryNotFoundError):
+        SqlRegistry.open(f"{url}?schema=survey_c")
+    with pytest.raises(RegistryConnectionError, match="schema must be a plain name"):
+        SqlRegistry.open(f"{url}?schema=a;drop")
+    for registry in (first, second, again):
+        registry.close()
+
+
+def test_schema_version_is_checked(postgres_server):
+    url = postgres_server.url(postgres_server.create_database())
+    registry = SqlRegistry.create(url, DimensionUniverse.default())
+    with registry.engine.begin() as connection:
+        connection.execute(
+            sa.text("UPDATE butler_attributes SET value = '0' WHERE name = 'schema_version'")
+        )
+    registry.close()
+    with pytest.raises(RepositoryVersionError, match="schema version 0 is older") as excinfo:
+        SqlRegistry.open(url)
+    assert postgres_server.password not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("problem", ["password", "port"])
+def test_connection_failures_are_one_line(postgres_server, tmp_path, problem):
+    good = postgres_server.url(postgres_server.create_database())
+    if problem == "password":
+        url = good.replace(postgres_server.password, "wrong-password")
+        expected = "password authentication failed"
+    else:
+        url = good.replace(f":{postgres_server.port}/", f":{free_port()}/")
+        expected = "Connection refused"
+    with pytest.raises(RegistryConnectionError, match=expected) as excinfo:
+        SqlRegistry.open(url)
+    message = str(excinfo.value)
+    assert "\n" not in message and "wrong-password" not in message
+    assert message.startswith("cannot connect to the registry at postgresql+psycopg://")
+    # the command line: one line, exit status 1, and a failed create leaves nothing behind
+    result = CliRunner().invoke(main, ["create", str(tmp_path / "repo"), "--db", url])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and expected in result.output
+    assert "wrong-password" not in result.output
+    assert not (tmp_path / "repo").exists()
+
+
+def test_missing_driver_names_the_extra(monkeypatch):
+    for name in [m for m in sys.modules if m == "psycopg" or m.startswith("psycopg.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(RegistryConnectionError, match=r"pip install 'skyquanta\[postgres\]'"):
+        SqlRegistry.open("postgresql+psycopg://someone@127.0.0.1:5/db")
