@@ -3,8 +3,10 @@
 LSST's rules, which `resolve_run_collections` applies:
 
 - ``-o OUT`` names a CHAINED collection. A new run (``--output-run``, default
-  ``OUT/<timestamp>``) is *prepended* to OUT: ``[new run, OUT's children as they were, then any
-  ``-i`` input not yet in it]``, so the outputs of earlier runs stay visible behind it.
+  ``OUT/<timestamp with microseconds>-<random tag>``, so runs started at once never share
+  a name) is *prepended* to OUT (under a row lock: concurrent runs both stay in it):
+  ``[new run, OUT's children as they were, then any ``-i`` input not yet in it]``, so the
+  outputs of earlier runs stay visible behind it.
 - ``--extend-run`` (and ``--resume``) runs into OUT's first child instead.
 - The inputs are ``-i``, else OUT's current children (earlier runs included).
 - ``-g saved.qgraph``: the graph decides. The run is the graph's own output run and the inputs
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -69,11 +72,17 @@ class RunCollections:
         return chain
 
     def apply(self, registry: Any) -> None:
-        """Register the run and, with an output, set its chain to `chain`."""
+        """Register the run and, with an output, prepend it to the chain (giving `chain`).
+
+        The chain's current children are read under a row lock when it is changed, so a
+        run started at the same moment into the same output is kept behind this one.
+        """
         registry.register_run(self.run)
         if self.output is not None:
             registry.register_collection(self.output, CollectionType.CHAINED)
-            registry.set_collection_chain(self.output, self.chain)
+            registry.update_collection_chain(
+                self.output, prepend=[self.run], append=list(self.inputs)
+            )
 
     def undo(self, butler: Any) -> None:
         """Take back what `apply` (and a run that could not start) made."""
@@ -172,8 +181,9 @@ def resolve_run_collections(
         if output_run is None:
             if output is None:
                 raise RunCollectionsError("an output is needed: -o OUTPUT or --output-run RUN")
-            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-            output_run = f"{output}/{stamp}"
+            # microseconds and a random tag: runs started at once never share a name
+            stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+            output_run = f"{output}/{stamp}-{secrets.token_hex(3)}"
         run = output_run
         found_inputs = tuple(inputs) or tuple(c for c in previous or () if c != run)
     return RunCollections(

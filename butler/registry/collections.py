@@ -8,7 +8,12 @@ chain's members are rows of ``collection_chain`` ordered by position.
 Lookups read only the collections they name (a repository may hold many
 thousands of runs); flattening a chain reads its children level by level,
 depth-first, first occurrence wins. Cycle checks load all chain rows (chains
-are few and small).
+are few and small). A chain is changed under a row lock on its parent's
+``collection`` row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite has one
+writer at a time anyway), and `update_collection_chain` reads the current
+children under that lock: two clients prepending their runs to one output
+chain at once both end up in it (a client-side read, then `set_collection_chain`,
+lost one of them).
 
 The dataset managers use it to resolve collections to RUNs inside their own
 connections (`collections_named`, `resolve_run_ids`); removing a RUN is split
@@ -119,27 +124,57 @@ class CollectionManager:
         """
         if isinstance(children, str):
             children = [children]
-        chain = self._chain
         with self._db.transaction() as connection:
-            parent_id, parent_type = self.find(connection, parent)
-            if parent_type is not CollectionType.CHAINED:
-                raise CollectionTypeError(
-                    f"collection {parent!r} is a {parent_type.name}, not CHAINED"
-                )
-            child_ids = [self.find(connection, c)[0] for c in children]
-            chains = self._chains(connection)
-            chains[parent_id] = child_ids
+            parent_id = self._lock_chain(connection, parent)
+            self._write_chain(connection, parent_id, list(children))
+
+    def update_collection_chain(
+        self, parent: str, *, prepend: Sequence[str] = (), append: Sequence[str] = ()
+    ) -> tuple[str, ...]:
+        """Change a chain relative to its current children, atomically.
+
+        See `SqlRegistry.update_collection_chain`.
+        """
+        with self._db.transaction() as connection:
+            parent_id = self._lock_chain(connection, parent)
             names = {i: n for n, (i, _) in self._collections(connection).items()}
-            self._check_acyclic(parent_id, chains, names)
-            connection.execute(chain.delete().where(chain.c.parent_id == parent_id))
-            if child_ids:
-                connection.execute(
-                    chain.insert(),
-                    [
-                        {"parent_id": parent_id, "position": i, "child_id": c}
-                        for i, c in enumerate(child_ids)
-                    ],
-                )
+            current = [names[c] for c in self._chains(connection).get(parent_id, [])]
+            children = list(dict.fromkeys(prepend))
+            children += [c for c in current if c not in children]
+            children += [c for c in dict.fromkeys(append) if c not in children]
+            self._write_chain(connection, parent_id, children)
+        return tuple(children)
+
+    def _lock_chain(self, connection: sa.Connection, parent: str) -> int:
+        """Lock the parent's row until the transaction ends; return its ID."""
+        table = self._table
+        row = connection.execute(
+            sa.select(table.c.id, table.c.type).where(table.c.name == parent).with_for_update()
+        ).first()
+        if row is None:
+            self.find(connection, parent)  # raises the MissingCollectionError
+        parent_type = CollectionType(row.type)
+        if parent_type is not CollectionType.CHAINED:
+            raise CollectionTypeError(f"collection {parent!r} is a {parent_type.name}, not CHAINED")
+        return row.id
+
+    def _write_chain(self, connection: sa.Connection, parent_id: int, children: list[str]) -> None:
+        """Replace the children of a (locked) chain, refusing cycles."""
+        chain = self._chain
+        child_ids = [self.find(connection, c)[0] for c in children]
+        chains = self._chains(connection)
+        chains[parent_id] = child_ids
+        names = {i: n for n, (i, _) in self._collections(connection).items()}
+        self._check_acyclic(parent_id, chains, names)
+        connection.execute(chain.delete().where(chain.c.parent_id == parent_id))
+        if child_ids:
+            connection.execute(
+                chain.insert(),
+                [
+                    {"parent_id": parent_id, "position": i, "child_id": c}
+                    for i, c in enumerate(child_ids)
+                ],
+            )
 
     @staticmethod
     def _check_acyclic(

@@ -371,6 +371,32 @@ class SqlRegistry:
         """
         return self._collections.set_collection_chain(parent, children)
 
+    def update_collection_chain(
+        self, parent: str, *, prepend: Sequence[str] = (), append: Sequence[str] = ()
+    ) -> tuple[str, ...]:
+        """Change a CHAINED collection relative to its current children, atomically.
+
+        The new children are ``prepend`` (in order), then the current children not in
+        it, then the collections of ``append`` not yet there. The current children are
+        read under a row lock on the parent, so concurrent updates never lose each
+        other's changes (``pipetask run -o OUTPUT`` prepends its run this way).
+
+        Returns
+        -------
+        children : `tuple` [`str`, ...]
+            The chain as written.
+
+        Raises
+        ------
+        MissingCollectionError
+            If the parent or a child does not exist.
+        CollectionTypeError
+            If the parent is not CHAINED.
+        CollectionError
+            If the chain would contain itself (a cycle).
+        """
+        return self._collections.update_collection_chain(parent, prepend=prepend, append=append)
+
     def get_collection_chain(self, parent: str) -> tuple[str, ...]:
         """Return the children of a CHAINED collection in search order."""
         return self._collections.get_collection_chain(parent)

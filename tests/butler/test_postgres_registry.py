@@ -96,3 +96,41 @@ def test_missing_driver_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "psycopg", None)
     with pytest.raises(RegistryConnectionError, match=r"pip install 'skyquanta\[postgres\]'"):
         SqlRegistry.open("postgresql+psycopg://someone@127.0.0.1:5/db")
+
+
+def test_chain_updates_under_a_row_lock(postgres_server):
+    """Many clients prepending their runs to one chain at once: none is lost."""
+    import threading
+
+    from butler.registry import CollectionType
+
+    url = postgres_server.url(postgres_server.create_database())
+    registry = SqlRegistry.create(url, DimensionUniverse.default())
+    registry.register_run("inputs")
+    registry.register_collection("out", CollectionType.CHAINED)
+    assert registry.update_collection_chain("out", append=["inputs"]) == ("inputs",)
+    names = [f"out/run{i}" for i in range(8)]
+    for name in names:
+        registry.register_run(name)
+    barrier = threading.Barrier(len(names))
+    errors = []
+
+    def prepend(name):
+        client = SqlRegistry.open(url)
+        try:
+            barrier.wait(30)
+            client.update_collection_chain("out", prepend=[name], append=["inputs"])
+        except Exception as err:  # reported below
+            errors.append(err)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=prepend, args=(n,)) for n in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    chain = registry.get_collection_chain("out")
+    assert sorted(chain[:-1]) == names and chain[-1] == "inputs"
+    registry.close()
