@@ -1,5 +1,9 @@
 """What an execution shows and returns: the live progress table and the run summary.
 
+On a terminal the table is redrawn in place; otherwise `~.progress_lines.ProgressLines`
+prints one line every few seconds. "running" counts at most ``parallelism`` quanta (what the
+workers can run at once); the other submitted ones are "queued".
+
 Design
 ------
 `Progress` keeps counts per task label up to date on every status change of the scheduling
@@ -108,23 +112,39 @@ class Progress:
         enabled: bool,
         dashboard: str | None,
         label_of: Callable[[int], str],
+        *,
+        parallelism: int = 0,
     ) -> None:
-        self.dashboard = dashboard
+        import importlib.util
+
+        # dask's dashboard answers "Dask needs bokeh" without it: no link then
+        self.dashboard = dashboard if importlib.util.find_spec("bokeh") is not None else None
         self.label_of = label_of
+        self.parallelism = parallelism
         self.column: dict[int, str] = {}
+        #: submitted, unfinished nodes in submission order (the first ``parallelism`` run)
+        self.in_flight: dict[int, None] = {}
         self.total = {label: qgraph.count(label) for label in qgraph.tasks}
         self.counts = {
             label: dict.fromkeys(("done", "running", "failed", "blocked"), 0)
             for label in self.total
         }
         self.live = None
+        self.lines = None
         if enabled:
             from rich.console import Console
-            from rich.live import Live
 
-            self.live = Live(
-                get_renderable=self.render, console=Console(stderr=True), refresh_per_second=4
-            )
+            console = Console(stderr=True)
+            if console.is_terminal:
+                from rich.live import Live
+
+                self.live = Live(
+                    get_renderable=self.render, console=console, refresh_per_second=4
+                )
+            else:  # a log file: one line every few seconds instead of a redrawn table
+                from .progress_lines import ProgressLines, progress_interval
+
+                self.lines = ProgressLines(self, progress_interval())
 
     def set(self, node: int, status: str) -> None:
         """Record a node's new status (``on_status`` of the scheduling loop)."""
@@ -136,28 +156,67 @@ class Progress:
         if old is not None:
             counts[old] -= 1
             del self.column[node]
+            self.in_flight.pop(node, None)
         if column is not None:
             counts[column] += 1
             self.column[node] = column
+            if column == "running":
+                self.in_flight[node] = None
+
+    def snapshot(self) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+        """Return per-label and total counts: done, running, queued, failed, blocked, total.
+
+        "running" is what workers can be running: the first ``parallelism`` submitted,
+        unfinished quanta in submission order (all of them when ``parallelism`` is 0); the
+        rest of the submitted ones are "queued".
+        """
+        import itertools
+
+        in_flight = list(self.in_flight)  # a copy: the scheduling loop keeps changing it
+        limit = self.parallelism or len(in_flight)
+        running_by_label: dict[str, int] = {}
+        for node in itertools.islice(in_flight, limit):
+            label = self.label_of(node)
+            running_by_label[label] = running_by_label.get(label, 0) + 1
+        rows = {}
+        for label, counts in list(self.counts.items()):
+            running = running_by_label.get(label, 0)
+            rows[label] = {
+                "done": counts["done"],
+                "running": running,
+                "queued": max(0, counts["running"] - running),
+                "failed": counts["failed"],
+                "blocked": counts["blocked"],
+                "total": self.total[label],
+            }
+        keys = ("done", "running", "queued", "failed", "blocked", "total")
+        totals = {k: sum(row[k] for row in rows.values()) for k in keys}
+        return rows, totals
 
     def render(self) -> Any:
         """Return the live table: quanta per task label and state."""
         from rich.table import Table
 
-        counts = {label: dict(row) for label, row in self.counts.items()}
+        rows, _ = self.snapshot()
         title = "quanta" + (f"  (dashboard: {self.dashboard})" if self.dashboard else "")
         table = Table(title=title)
-        for column in ("task", "done", "running", "failed", "blocked", "total"):
-            table.add_column(column, justify="left" if column == "task" else "right")
-        for label, row in counts.items():
-            table.add_row(label, *(str(row[k]) for k in row), str(self.total[label]))
+        columns = ("done", "running", "queued", "failed", "blocked", "total")
+        table.add_column("task", justify="left")
+        for column in columns:
+            table.add_column(column, justify="right")
+        for label, row in rows.items():
+            table.add_row(label, *(str(row[k]) for k in columns))
         return table
 
     def __enter__(self) -> Progress:
         if self.live is not None:
             self.live.start()
+        if self.lines is not None:
+            self.lines.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         if self.live is not None:
             self.live.stop()
+        if self.lines is not None:
+            self.lines.stop()

@@ -125,7 +125,8 @@ def execute_graph(
         Allow running into a run that already holds outputs of this graph without
         skipping or clobbering them (treated as ``skip_existing``).
     progress : `bool`
-        Show the live progress table and the end-of-run summary (on stderr).
+        Show the live progress (a table on a terminal, else a line every few seconds). The
+        end-of-run summary and failures are printed (on stderr) either way.
     pdb : `bool`
         Run in-process and enter the post-mortem debugger on a failure.
 
@@ -221,7 +222,13 @@ def execute_graph(
                 hints[key] = max(hints.get(key, 0.0), value)
         return runner.submit(fn, spec, make_payload(nodes, attempt), resources=hints or None)
 
-    display = Progress(qgraph, progress, runner.dashboard_link, lambda n: quanta[n].task_label)
+    display = Progress(
+        qgraph,
+        progress,
+        runner.dashboard_link,
+        lambda n: quanta[n].task_label,
+        parallelism=runner.parallelism(),
+    )
     for node in complete:
         display.set(node, QuantumStatus.SKIPPED)
     try:
@@ -272,19 +279,19 @@ def execute_graph(
             )
     summary.wall_time = time.perf_counter() - start
     _write_status(setup, qgraph, summary)
-    if progress:
-        from rich.console import Console
+    # --no-progress hides only the live display, never the summary and the failures
+    from rich.console import Console
 
-        console = Console(stderr=True)
-        if not console.is_terminal:  # a log file: never cut a task label to 80 columns
-            longest = max(map(len, qgraph.tasks), default=0)
-            console = Console(stderr=True, width=max(120, 80 + longest))
-        console.print(summary.table())
-        for failure in summary.failures:
-            console.print(
-                f"[red]failed[/red] {failure['label']} {failure['data_id']}: "
-                f"{failure['error_type']}: {failure['message']}"
-            )
+    console = Console(stderr=True)
+    if not console.is_terminal:  # a log file: never cut a task label to 80 columns
+        longest = max(map(len, qgraph.tasks), default=0)
+        console = Console(stderr=True, width=max(120, 80 + longest))
+    console.print(summary.table())
+    for failure in summary.failures:
+        console.print(
+            f"[red]failed[/red] {failure['label']} {failure['data_id']}: "
+            f"{failure['error_type']}: {failure['message']}"
+        )
     return summary
 
 
