@@ -14,9 +14,16 @@ Design, on a background-subtracted working copy ``v`` (background = image median
 * a flagged pixel is replaced at once by the pair mean, and its neighbours are
   re-examined until nothing changes (the vectorised analogue of CR.cc's raster scan);
 * 8-connected groups whose summed excess is below ``min_dn`` are dropped (condition 1);
-* ``niteration`` passes look at the neighbours of the CRs again with ``extend_sigma``
-  (2.5; LSST uses ``min_sigma/2`` = 3, which misses ~3.5% of the simulator's true CR
-  pixels) and ``cond3_fac = 0`` to catch the fainter wings of the tracks;
+* ``niteration`` passes look at the 8 neighbours of the CRs again: with
+  ``extend_mode="local"`` (default) a neighbour joins when its own excess over its local
+  background (the median of the ring of its ``extend_box``² box, CR pixels left out)
+  exceeds ``extend_sigma``·√var and, above that background, it is sharper than the PSF
+  along some direction (condition 3 with ``cond3_fac = 0``: a CR on a star does not
+  spread into the star's core); the older ``"pairs"`` mode re-ran conditions 2 and 3
+  with ``extend_sigma`` and ``cond3_fac = 0`` against the neighbour-pair means, whose
+  means already hold CR charge and replaced estimates: on a 4k² simulated detector it
+  reached recall 0.976 with 1,070 false pixels (95% within 1.5 px of a track), the local
+  test 0.983 with 720 (astroscrappy at its default: 0.924 and 830);
 * pixels of ``void_planes`` (BAD, NO_DATA) and non-finite ones never serve as neighbours:
   a dead column would otherwise make its neighbours look sharp, and each replaced
   neighbour would make the next column look sharp in turn;
@@ -74,6 +81,11 @@ class CosmicRayConfig:
         Planes whose pixels are never used as neighbours (dead columns, no data).
     extend_sigma : float
         Noise threshold of the extension passes (LSST: ``min_sigma / 2``).
+    extend_mode : str
+        ``"local"``: a neighbour's excess over the median of its box's ring;
+        ``"pairs"``: conditions 2 and 3 against neighbour-pair means (see module docstring).
+    extend_box : int
+        Odd box size of the ``"local"`` background.
     """
 
     n_cr_pixel_max: int = 10000
@@ -85,6 +97,8 @@ class CosmicRayConfig:
     bad_planes: tuple[str, ...] = ("BAD", "INTRP", "SAT", "NO_DATA")
     void_planes: tuple[str, ...] = ("BAD", "NO_DATA")
     extend_sigma: float = 2.5
+    extend_mode: str = "local"
+    extend_box: int = 5
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -275,6 +289,40 @@ def find_cosmic_rays(
         flagged_count[0] += py.size
         return py, px
 
+    def extend_local(py, px):
+        """Neighbours whose own excess over their local background exceeds extend_sigma."""
+        keep = usable(py, px) & ~flagged[py, px]
+        py, px = py[keep], px[keep]
+        if py.size == 0:
+            return py, px
+        r = config.extend_box // 2
+        offs = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+                if max(abs(dy), abs(dx)) == r]  # the ring of the box: away from the track
+        qy = np.clip(py[:, None] + np.array([o[0] for o in offs])[None, :], 0, h - 1)
+        qx = np.clip(px[:, None] + np.array([o[1] for o in offs])[None, :], 0, w - 1)
+        ring = (original[qy, qx] - bkg).astype(np.float64)
+        ring[flagged[qy, qx] | (v[qy, qx] >= _VOID)] = np.nan
+        with np.errstate(all="ignore"):
+            local = np.nanmedian(ring, axis=1)
+        local = np.where(np.isfinite(local), local, 0.0)
+        excess = (original[py, px] - bkg) - local
+        sd = np.sqrt(np.maximum(var[py, px], 0))
+        ok = excess > config.extend_sigma * sd
+        # ... and sharper than the PSF above that background along some direction (as
+        # condition 3 with cond3_fac = 0), so a CR on a star does not spread into its core
+        sharp = np.zeros(py.size, bool)
+        for (dy1, dx1), (dy2, dx2), d in _PAIRS:
+            pair = 0.5 * (v[py + dy1, px + dx1] + v[py + dy2, px + dx2]) - local
+            sharp |= thres[d] * excess > pair
+        ok &= sharp
+        py, px = py[ok], px[ok]
+        v[py, px] = (local[ok]).astype(np.float32)
+        flagged[py, px] = True
+        if flagged_count[0] + py.size > config.n_cr_pixel_max:
+            raise TooManyCosmicRaysError(f"Too many CR pixels (max {config.n_cr_pixel_max})")
+        flagged_count[0] += py.size
+        return py, px
+
     def neighbours(py, px):
         ny = (py[:, None] + np.array([d[0] for d in _NEIGHBOURS])[None, :]).ravel()
         nx = (px[:, None] + np.array([d[1] for d in _NEIGHBOURS])[None, :]).ravel()
@@ -308,7 +356,10 @@ def find_cosmic_rays(
         # Extend to contaminated neighbours.
         for _ in range(config.niteration):
             ny, nx = neighbours(fy, fx)
-            add_y, add_x = check(ny, nx, config.extend_sigma, 0.0)
+            if config.extend_mode == "local":
+                add_y, add_x = extend_local(ny, nx)
+            else:
+                add_y, add_x = check(ny, nx, config.extend_sigma, 0.0)
             if add_y.size == 0:
                 break
             fy, fx = np.concatenate([fy, add_y]), np.concatenate([fx, add_x])

@@ -5,7 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from imaging.cosmic_rays import CosmicRayConfig, find_cosmic_rays
-from pipeline import Config, ConfigField, Field, ListField, RangeField, Struct, Task
+from pipeline import (
+    ChoiceField,
+    Config,
+    ConfigField,
+    Field,
+    ListField,
+    RangeField,
+    Struct,
+    Task,
+)
 
 from ._convert import options_from_config
 
@@ -26,6 +35,15 @@ class FindCosmicRaysConfig(Config):
     extendSigma = RangeField(
         float, "A neighbour joins a CR if its excess is above this many sigma", default=2.5, min=0.0
     )
+    extendMode = ChoiceField(
+        str,
+        "How the extension passes judge a CR's neighbours",
+        default="local",
+        allowed={
+            "local": "excess over the median of the ring of a 5x5 box",
+            "pairs": "conditions 2 and 3 against neighbour-pair means",
+        },
+    )
     keepCRs = Field(bool, "Keep CR pixel values (only flag them)", default=False)
     badPlanes = ListField(
         str, "Planes whose pixels are never CRs", default=["BAD", "INTRP", "SAT", "NO_DATA"]
@@ -44,6 +62,7 @@ class FindCosmicRaysConfig(Config):
                 "cond3_fac2": "cond3_fac2",
                 "niteration": "niteration",
                 "extend_sigma": "extendSigma",
+                "extend_mode": "extendMode",
                 "bad_planes": "badPlanes",
             },
         )

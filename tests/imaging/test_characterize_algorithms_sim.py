@@ -162,3 +162,25 @@ def test_psf_fwhm_matches_truth(run, pos):
     true = _fwhm(sim.truth.psf_at(*pos))
     model = _fwhm(out["psf"].kernel_image(pos))
     assert abs(model / true - 1) < 0.01, (true, model)
+
+
+def test_local_extension_has_fewer_false_pixels_at_the_same_recall(run):
+    # Issue 14: the extension passes used to test a CR's neighbours against neighbour-pair
+    # means that already held CR charge, flagging the tracks' faint wings too widely.
+    sim, out = run
+    valid = ~sim.exposure.mask.is_set(["BAD", "SAT"])
+    truth = sim.truth.cr_mask & valid
+    scores = {}
+    for mode in ("pairs", "local"):
+        result = find_cosmic_rays(
+            sim.exposure.image.copy(), sim.exposure.mask.array.copy(), sim.exposure.variance,
+            out["psf"], keep_crs=True, planes=out["planes"],
+            config=CosmicRayConfig(n_cr_pixel_max=100_000, extend_mode=mode),
+        )
+        found = np.zeros(truth.shape, bool)
+        found[result.y, result.x] = True
+        found &= valid
+        scores[mode] = ((found & truth).sum() / truth.sum(), (found & ~truth).sum())
+    (recall_pairs, false_pairs), (recall_local, false_local) = scores["pairs"], scores["local"]
+    assert recall_local >= recall_pairs - 0.002, scores
+    assert false_local < 0.8 * false_pairs, scores
