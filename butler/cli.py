@@ -148,7 +148,7 @@ def _with_log_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-@click.group(cls=_ButlerGroup)
+@click.group(cls=_ButlerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @_with_log_options
 def main(log_levels: tuple[str, ...], long_log: bool, log_file: str | None) -> None:
     """Manage a skyquanta data repository."""

@@ -17,7 +17,7 @@ import functools
 import logging
 import sys
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
@@ -35,6 +35,13 @@ from .execution.config_check import ConfigMismatchError, check_run_configs, form
 from .graph.builder import NothingToDoError, build_quantum_graph, collect_existing_types
 from .graph.quantum_graph import QuantumGraph
 from .run_collections import RunCollections, resolve_run_collections
+from .run_options import (
+    RUN_EXAMPLES,
+    SectionedCommand,
+    data_id_table_where,
+    pipeline_yaml_from_tasks,
+    run_extra_options,
+)
 
 __all__ = ["main"]
 
@@ -101,17 +108,27 @@ def _with_log_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _load_pipeline(
-    pipeline_path: str | None, config_overrides: Iterable[str], config_files: Iterable[str]
+    pipeline_path: str | None,
+    config_overrides: Iterable[str],
+    config_files: Iterable[str],
+    *,
+    tasks: Sequence[str] = (),
 ) -> Pipeline:
-    if not pipeline_path:
-        raise click.UsageError("a pipeline is needed: -p PIPELINE.yaml")
+    if tasks and pipeline_path:
+        raise click.UsageError("give -p PIPELINE or -t TASK, not both")
+    if not pipeline_path and not tasks:
+        raise click.UsageError("a pipeline is needed: -p PIPELINE.yaml (or -t module.Class)")
     # Inline ``python:`` blocks are read as text (``--show pipeline`` prints them) and refused,
     # naming their file and line, only when a command configures the tasks. The reader's
     # warnings (they name the pipeline file and line) are shown as one line each.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            ir = PipelineIR.from_file(pipeline_path, allow_python=True)
+            ir = (
+                PipelineIR.from_string(pipeline_yaml_from_tasks(tasks), allow_python=True)
+                if tasks
+                else PipelineIR.from_file(pipeline_path, allow_python=True)
+            )
         finally:
             for warning in caught:
                 click.echo(f"Warning: {warning.message}", err=True)
@@ -161,7 +178,7 @@ def _show(pipeline: Pipeline, show: Iterable[str]) -> None:
                 click.echo(f"{task_def.label}: {task_def.task_name}")
 
 
-@click.group()
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @_with_log_options
 def main(log_levels: tuple[str, ...], long_log: bool, log_file: str | None) -> None:
     """Build and run pipelines of tasks over a data repository."""
@@ -419,6 +436,7 @@ def _write_graph_files(
 
 @main.command()
 @_pipeline_options
+@run_extra_options
 @_graph_options
 @_user_errors
 def qgraph(
@@ -426,6 +444,10 @@ def qgraph(
     config_overrides: tuple[str, ...],
     config_files: tuple[str, ...],
     instrument: str | None,
+    tasks: tuple[str, ...],
+    data_id_table: str | None,
+    save_pipeline: str | None,
+    register_dataset_types: bool,
     repo: str,
     inputs: tuple[str, ...],
     output: str | None,
@@ -443,8 +465,8 @@ def qgraph(
 ) -> None:
     """Build a quantum graph (and save or show it)."""
     butler = Butler(repo, writeable=False)
-    pipeline = (
-        _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
+    pipeline, where = _pipeline_and_where(
+        pipeline_path, config_overrides, config_files, tasks, data_id_table, save_pipeline, where
     )
     try:
         graph, collections = _resolve_and_build(
@@ -471,8 +493,9 @@ def qgraph(
     _write_graph_files(graph, save_qgraph, qgraph_dot, qgraph_mermaid)
 
 
-@main.command()
+@main.command(cls=SectionedCommand, epilog=RUN_EXAMPLES)
 @_pipeline_options
+@run_extra_options
 @_graph_options
 @click.option(
     "-j",
@@ -509,13 +532,21 @@ def qgraph(
 @click.option("--resume", is_flag=True, help="Same as --extend-run --skip-existing.")
 @click.option("--pdb", is_flag=True, help="Post-mortem debugger on failure (sync executor).")
 @click.option("--debug", is_flag=True, help="Switch on every task's debug stages (pictures).")
-@click.option("--no-progress", is_flag=True, help="No live progress bar.")
+@click.option(
+    "--no-progress",
+    is_flag=True,
+    help="No live progress (table or lines); the summary and failures are still printed.",
+)
 @_user_errors
 def run(
     pipeline_path: str | None,
     config_overrides: tuple[str, ...],
     config_files: tuple[str, ...],
     instrument: str | None,
+    tasks: tuple[str, ...],
+    data_id_table: str | None,
+    save_pipeline: str | None,
+    register_dataset_types: bool,
     repo: str,
     inputs: tuple[str, ...],
     output: str | None,
@@ -554,6 +585,8 @@ def run(
         _refuse_with_graph(
             {
                 "-p/--pipeline": pipeline_path,
+                "-t/--task": tasks,
+                "--data-id-table": data_id_table,
                 "-c/--config": config_overrides,
                 "-C/--config-file": config_files,
                 "-i/--input": inputs,
@@ -563,8 +596,8 @@ def run(
             }
         )
     butler = Butler(repo)
-    pipeline = (
-        _load_pipeline(pipeline_path, config_overrides, config_files) if pipeline_path else None
+    pipeline, where = _pipeline_and_where(
+        pipeline_path, config_overrides, config_files, tasks, data_id_table, save_pipeline, where
     )
     if pipeline is not None and debug:
         # tasks with debug pictures declare a ``debugStages`` list field; "all" switches on each
@@ -609,6 +642,26 @@ def run(
     if summary.exit_code == EXIT_CANNOT_START:  # leave the repository as it was
         collections.undo(butler)
     sys.exit(summary.exit_code)
+
+
+def _pipeline_and_where(
+    pipeline_path: str | None,
+    config_overrides: Iterable[str],
+    config_files: Iterable[str],
+    tasks: Sequence[str],
+    data_id_table: str | None,
+    save_pipeline: str | None,
+    where: str,
+) -> tuple[Pipeline | None, str]:
+    """Load the pipeline (-p or -t), save it (-s), and add --data-id-table to the where."""
+    pipeline = None
+    if pipeline_path or tasks:
+        pipeline = _load_pipeline(pipeline_path, config_overrides, config_files, tasks=tasks)
+        if save_pipeline:
+            pipeline.write_to(save_pipeline)
+    if data_id_table:
+        where = data_id_table_where(data_id_table, where)
+    return pipeline, where
 
 
 def _refuse_with_graph(given: dict[str, Any]) -> None:
@@ -662,7 +715,7 @@ def _has_field(pipeline: Pipeline, label: str, field: str) -> bool:
 
 @main.command()
 @click.option("-b", "--butler-config", "repo", default=None, help="Repository root.")
-@click.argument("args", nargs=-1)
+@click.argument("args", nargs=-1, metavar="[REPO] OUTPUT")
 @click.option(
     "--full-output-filename",
     default=None,
@@ -670,7 +723,10 @@ def _has_field(pipeline: Pipeline, label: str, field: str) -> bool:
 )
 @_user_errors
 def report(repo: str | None, args: tuple[str, ...], full_output_filename: str | None) -> None:
-    """Summarize what a run did: pipetask report [-b] REPO OUTPUT."""
+    """Summarize what a run did: pipetask report REPO OUTPUT (or -b REPO OUTPUT).
+
+    REPO is the repository root; OUTPUT the output collection (CHAINED) or RUN of the run.
+    """
     from .execution.report import make_report
 
     args_list = list(args)

@@ -1,0 +1,84 @@
+"""pipetask options LSST users type: -t, --data-id-table, -s, --register-dataset-types, -h,
+run --help in sections with examples, report naming its arguments."""
+
+from __future__ import annotations
+
+import pytest
+from _exec_repo import make_repo, pipeline_yaml, registered
+from click.testing import CliRunner
+
+from butler import Butler
+from butler.cli import main as butler_main
+from pipeline import Pipeline
+from pipeline.cli import main as pipetask_main
+
+
+@pytest.fixture
+def repo(tmp_path):
+    return make_repo(tmp_path / "repo", n_visits=2, n_detectors=3)
+
+
+def _pipetask(*args, code=0):
+    result = CliRunner().invoke(pipetask_main, [str(a) for a in args])
+    assert result.exit_code == code, result.output
+    assert "Traceback" not in result.output
+    return result
+
+
+def _run(repo, *args, code=0):
+    return _pipetask("run", "-b", repo, "--executor", "sync", "--no-progress", *args, code=code)
+
+
+def _data_ids(repo, run, dataset_type):
+    return {dict(k)["visit"] * 10 + dict(k)["detector"]
+            for k in registered(Butler(repo, writeable=False), run)[dataset_type]}
+
+
+def test_task_option_builds_a_pipeline(repo):
+    _run(repo, "-t", "exec_tasks.ExecA:a", "-t", "exec_tasks.ExecB:b", "-i", "raw/all",
+         "--output-run", "u/t", "--register-dataset-types")
+    assert _data_ids(repo, "u/t", "eb_out") == {0, 1, 2, 10, 11, 12}
+    _run(repo, "-t", "exec_tasks.ExecA", "-p", "x.yaml", "-i", "raw/all", "--output-run", "u/x",
+         code=2)
+    bad = _run(repo, "-t", "ExecA", "-i", "raw/all", "--output-run", "u/y", code=2)
+    assert "module.Class" in bad.output
+
+
+def test_data_id_table_restricts_the_graph(repo, tmp_path):
+    pipe = tmp_path / "pipe.yaml"
+    pipe.write_text(pipeline_yaml(tasks=("a",)))
+    table = tmp_path / "ids.csv"
+    table.write_text("visit,detector\n0,2\n1,0\n")
+    _run(repo, "-p", pipe, "-i", "raw/all", "--output-run", "u/table", "--data-id-table", table)
+    assert _data_ids(repo, "u/table", "ea_out") == {2, 10}
+    single = tmp_path / "det.csv"
+    single.write_text("detector\n1\n")
+    _run(repo, "-p", pipe, "-i", "raw/all", "--output-run", "u/single", "--data-id-table", single,
+         "-d", "visit = 1")
+    assert _data_ids(repo, "u/single", "ea_out") == {11}
+    empty = tmp_path / "empty.csv"
+    empty.write_text("visit\n")
+    result = _run(repo, "-p", pipe, "-i", "raw/all", "--output-run", "u/e", "--data-id-table",
+                  empty, code=2)
+    assert "--data-id-table" in result.output
+
+
+def test_save_pipeline_writes_what_runs(repo, tmp_path):
+    pipe = tmp_path / "pipe.yaml"
+    pipe.write_text(pipeline_yaml(tasks=("a", "b")))
+    saved = tmp_path / "saved.yaml"
+    _run(repo, "-p", pipe, "-c", "b:offset=7", "-s", saved, "-i", "raw/all", "--output-run", "u/s")
+    config = {td.label: td.config for td in Pipeline.from_file(saved).task_defs()}
+    assert config["b"].offset == 7
+
+
+def test_help_short_option_sections_and_examples():
+    text = _pipetask("run", "-h").output
+    for heading in ("Pipeline:", "Data and collections:", "Quantum graph:", "Execution:",
+                    "Examples:"):
+        assert heading in text
+    assert text.index("--data-id-table") > text.index("Data and collections:")
+    assert "pipetask run -b REPO -g g.qgraph" in text
+    assert CliRunner().invoke(butler_main, ["-h"]).exit_code == 0
+    report = _pipetask("report", "-h").output
+    assert "[REPO] OUTPUT" in report and "output collection" in report
