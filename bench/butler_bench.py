@@ -3,7 +3,8 @@
 Run with ``python -m bench butler``. Prints, for a registry of 10 and 100 visits x
 189 detectors x 5 dataset types, the bulk registration rate and the time of a
 where-query; then put+get of a 4096x4096 float32 image through the zarr and FITS
-formatters against plain `numpy.save`/`numpy.load` of the same array in the same run.
+formatters against plain `numpy.save`/`numpy.load` of the same array in the same run;
+then the same put+get in a repository with checksums against one without.
 """
 
 from __future__ import annotations
@@ -154,6 +155,52 @@ def image_case(size: int = 4096, rounds: int = 15) -> list[list[object]]:
     return rows
 
 
+def checksum_case(size: int = 4096, rounds: int = 15) -> list[list[object]]:
+    """Put+get of one image with checksums recorded and verified, against the same without.
+
+    Two repositories, one created with ``checksums=True``; their rounds interleave (who
+    goes first alternates), each round's run removed once timed, as in `image_case`. Both
+    check sizes; the one with checksums also hashes the bytes at put and at get.
+    """
+    rng = np.random.default_rng(2)
+    image = rng.normal(1000.0, 30.0, (size, size)).astype(np.float32)
+    times: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        butlers = {}
+        for label, checksums in (("off", False), ("on", True)):
+            Butler.create(Path(tmp) / label, checksums=checksums)
+            butler = Butler(Path(tmp) / label)
+            for fmt, storage_class in (("zarr", "NumpyArray"), ("FITS", "NumpyArray")):
+                butler.registry.register_dataset_type(
+                    DatasetType.make(f"img_{fmt}", [], storage_class, butler.universe)
+                )
+            butler.datastore.formatter_overrides["img_FITS"] = (
+                "butler.datastore.formatters.FitsArrayFormatter"
+            )
+            butlers[label] = butler
+        for fmt in ("zarr", "FITS"):
+            for k in range(rounds):
+                order = ("off", "on") if k % 2 else ("on", "off")
+                for label in order:
+                    butler = butlers[label]
+                    run = f"r{fmt}{k}"
+                    butler.registry.register_run(run)
+                    start = time.perf_counter()
+                    ref = butler.put(image, f"img_{fmt}", {}, run=run)
+                    back = butler.get(ref)
+                    times.setdefault(f"{fmt} {label}", []).append(time.perf_counter() - start)
+                    butler.remove_runs([run])
+                    if not np.array_equal(back, image):
+                        raise RuntimeError(f"{fmt} put+get did not give the image back")
+    rows = []
+    for fmt in ("zarr", "FITS"):
+        off = float(np.median(times[f"{fmt} off"]))
+        on = float(np.median(times[f"{fmt} on"]))
+        rows.append([f"butler put + get ({fmt}), sizes only", off, 1.0])
+        rows.append([f"butler put + get ({fmt}), checksums on", on, on / off])
+    return rows
+
+
 def registry_median(n_visits: int, repeats: int = 3) -> list[object]:
     """Run `registry_case` ``repeats`` times (fresh repository each) and keep the median run.
 
@@ -192,6 +239,13 @@ def main() -> None:
         image_case(),
         notes="Median of 15 interleaved rounds (who goes first alternates), files deleted "
         "after each. Target: butler put+get within 1.5x of numpy.save/numpy.load.",
+    )
+    print_table(
+        "4096x4096 float32 image (64 MiB): cost of checksums (xxh3-128 at put and get)",
+        ["method", "seconds", "ratio to sizes only"],
+        checksum_case(),
+        notes="Median of 15 interleaved rounds per format, one repository created with "
+        "--checksums and one without. Target: checksums on <= 1.2x of off.",
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArtifactExistsError",
+    "ArtifactIntegrityError",
     "ButlerError",
     "CollectionError",
     "CollectionTypeError",
@@ -102,6 +103,10 @@ class FormatterError(ButlerError, OSError):
 
 class ArtifactExistsError(DuplicateDatasetError, FileExistsError):
     """An artifact is already where a new dataset's file must go, and may not be replaced."""
+
+
+class ArtifactIntegrityError(ButlerError, OSError):
+    """An artifact's size or checksum is not the one recorded when it was stored."""
 
 
 class ArtifactNotFoundError(DatasetNotFoundError, FileNotFoundError):

@@ -105,6 +105,7 @@ class Butler:
             templates=_templates(self.config),
             formatter_overrides=self.config.formatters,
             storage_options=self.config.storage_options,
+            checksums=self.config.checksums,
         )
         self.run = run
         if run is not None:
@@ -126,6 +127,7 @@ class Butler:
         overwrite: bool = False,
         datastore_root: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        checksums: bool = False,
     ) -> RepoConfig:
         """Create a new, empty repository (``butler create``).
 
@@ -146,6 +148,9 @@ class Butler:
         storage_options : `~collections.abc.Mapping`, optional
             fsspec options of the datastore's filesystem (``endpoint_url``,
             ``profile``, ``anon``...); never credentials.
+        checksums : `bool`
+            Record a checksum of every artifact when it is stored, verified when
+            it is read (`butler.datastore.integrity`); sizes are always recorded.
 
         Returns
         -------
@@ -171,6 +176,7 @@ class Butler:
             registry_url=registry_url,
             datastore_root=datastore_root,
             storage_options=storage_options,
+            checksums=checksums,
         )
         made: list[Path] = []
         if not config.is_remote:
@@ -206,6 +212,7 @@ class Butler:
         return LimitedButlerSpec(
             datastore_root=self.config.datastore_root,
             storage_options=dict(self.config.storage_options),
+            checksums=self.config.checksums,
             templates=dict(self.config.templates),
             formatters=dict(self.config.formatters),
             universe_config=self.universe.to_config(),
@@ -359,7 +366,7 @@ class Butler:
         info = self.registry.get_stored_info([ref]).get(ref.id)
         if info is None:
             raise DatasetNotFoundError(f"dataset {ref} is registered but has no stored artifact")
-        return self.datastore.get(info, parameters=parameters)
+        return self.datastore.get(info, parameters=parameters, ref=ref)
 
     def get_uri(self, ref: DatasetRef) -> str:
         """Return the URI of a registered dataset's artifact."""

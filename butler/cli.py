@@ -183,6 +183,12 @@ def main(log_levels: tuple[str, ...], long_log: bool, log_file: str | None) -> N
     help="fsspec option of the datastore's filesystem, e.g. endpoint_url=http://host:9000, "
     "profile=NAME, anon=true (repeatable; never credentials: those come from the environment).",
 )
+@click.option(
+    "--checksums",
+    is_flag=True,
+    help="Record a checksum (xxh3-128) of every file when it is stored and verify it when it "
+    "is read; sizes are recorded and checked always.",
+)
 @butler_errors
 def create(
     repo: str,
@@ -191,6 +197,7 @@ def create(
     override: bool,
     datastore_root: str | None,
     storage_options: tuple[str, ...],
+    checksums: bool,
 ) -> None:
     """Create an empty repository at REPO (a folder, or a URL such as s3://bucket/repo)."""
     from .dimensions import DimensionUniverse
@@ -205,8 +212,9 @@ def create(
         overwrite=override,
         datastore_root=datastore_root,
         storage_options=options,
+        checksums=checksums,
     )
-    click.echo(f"Created repository at {repo}")
+    click.echo(f"Created repository at {repo}{' (with checksums)' if checksums else ''}")
     if registry_url and redact_url(registry_url) != registry_url:
         click.echo(
             "Note: the database password was not stored in butler.yaml; give it to later "

@@ -41,6 +41,8 @@ class LimitedButlerSpec:
     storage_options : `dict`
         fsspec options of the datastore root's filesystem (never credentials: workers
         take those from their environment).
+    checksums : `bool`
+        Whether outputs get a recorded checksum (the repository's setting).
     """
 
     datastore_root: str
@@ -48,6 +50,7 @@ class LimitedButlerSpec:
     formatters: dict[str, str]
     universe_config: dict[str, Any]
     storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    checksums: bool = False
 
 
 class LimitedButler:
@@ -76,6 +79,7 @@ class LimitedButler:
             templates=templates,
             formatter_overrides=spec.formatters,
             storage_options=spec.storage_options,
+            checksums=spec.checksums,
         )
 
     def predict(self, ref: DatasetRef) -> StoredFileInfo:
@@ -91,7 +95,7 @@ class LimitedButler:
     ) -> Any:
         """Read a dataset from its stored record (or its predicted location)."""
         return self.datastore.get(
-            info if info is not None else self.predict(ref), parameters=parameters
+            info if info is not None else self.predict(ref), parameters=parameters, ref=ref
         )
 
     def put(self, obj: Any, ref: DatasetRef) -> StoredFileInfo:

@@ -173,6 +173,9 @@ class RepoConfig:
         Repository format version.
     storage_options : `dict` [`str`, `object`]
         fsspec options of the datastore root's filesystem (no credentials).
+    checksums : `bool`
+        Whether a checksum of every artifact is recorded when it is stored
+        (``datastore: checksums: true``; ``butler create --checksums``).
     """
 
     root: str
@@ -182,6 +185,7 @@ class RepoConfig:
     formatters: dict[str, str] = dataclasses.field(default_factory=dict)
     version: int = REPO_FORMAT_VERSION
     storage_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    checksums: bool = False
 
     @property
     def is_remote(self) -> bool:
@@ -196,6 +200,7 @@ class RepoConfig:
         registry_url: str | None = None,
         datastore_root: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        checksums: bool = False,
     ) -> RepoConfig:
         """Return the configuration of a new repository at ``root``.
 
@@ -219,6 +224,7 @@ class RepoConfig:
             storage_options=check_storage_options(
                 storage_options or {}, where="butler create"
             ),
+            checksums=checksums,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,6 +243,8 @@ class RepoConfig:
                 "formatters": dict(self.formatters),
             },
         }
+        if self.checksums:
+            content["datastore"]["checksums"] = True
         if self.storage_options:
             content["datastore"]["storage_options"] = check_storage_options(
                 self.storage_options, where=_join(self.root, CONFIG_FILE_NAME)
@@ -329,6 +337,7 @@ class RepoConfig:
             formatters=dict(datastore.get("formatters") or {}),
             version=version,
             storage_options=check_storage_options(options, where=config_path),
+            checksums=bool(datastore.get("checksums", False)),
         )
 
 

@@ -36,8 +36,8 @@ import dataclasses
 import os
 import posixpath
 import shutil
-import stat
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import fsspec
@@ -55,6 +55,7 @@ from ..storage_class import StorageClass, StorageClassRegistry, import_object
 from ._atomic import commit, discard, is_local, is_temporary, temporary_sibling
 from ._object_store import attempt_path, copy_tree, staged, upload
 from .formatter import Formatter
+from .integrity import artifact_size, check_size, digest, verify_digest
 from .stored_file_info import StoredFileInfo
 from .templates import FileTemplates
 
@@ -89,6 +90,10 @@ class FileDatastore:
     storage_options : `~collections.abc.Mapping`, optional
         fsspec options of the root's filesystem (e.g. ``endpoint_url``,
         ``profile``, ``anon`` for S3); credentials come from the environment.
+    checksums : `bool`
+        Whether `put` and `ingest` record a checksum of every artifact (see
+        `~butler.datastore.integrity`); recorded checksums are verified by
+        `get` whatever this says.
     """
 
     def __init__(
@@ -99,7 +104,9 @@ class FileDatastore:
         templates: FileTemplates | None = None,
         formatter_overrides: Mapping[str, str] | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        checksums: bool = False,
     ) -> None:
+        self.checksums = checksums
         self.storage_options = dict(storage_options or {})
         self.fs, path = fsspec.core.url_to_fs(str(root), **self.storage_options)
         self.root = path.rstrip("/") or "/"
@@ -175,13 +182,12 @@ class FileDatastore:
         fs, path = self._full_path(info.path)
         return path if is_local(fs) else fs.unstrip_protocol(path)
 
-    def _size(self, fs: fsspec.AbstractFileSystem, path: str) -> int:
-        if is_local(fs):  # fast path: one stat (a scan for a directory), no fsspec path handling
-            st = os.stat(path)
-            return _tree_size(path) if stat.S_ISDIR(st.st_mode) else st.st_size
-        if fs.isdir(path):
-            return int(fs.du(path, total=True))
-        return int(fs.size(path))
+    def _with_checksum(self, info: StoredFileInfo) -> StoredFileInfo:
+        """Return ``info`` with the checksum of its artifact if this datastore records them."""
+        if not self.checksums:
+            return info
+        fs, path = self._full_path(info.path)
+        return dataclasses.replace(info, checksum=digest(fs, path))
 
     # -- put / get ------------------------------------------------------------
 
@@ -210,7 +216,8 @@ class FileDatastore:
         Returns
         -------
         info : `StoredFileInfo`
-            The stored artifact, with ``file_size``.
+            The stored artifact, with ``file_size`` (and ``checksum`` if this
+            datastore records them), both of the bytes just written.
 
         Raises
         ------
@@ -250,6 +257,8 @@ class FileDatastore:
             else:
                 fs.makedirs(posixpath.dirname(final), exist_ok=True)
             formatter.write(obj, fs, temporary)
+            size = artifact_size(fs, temporary)
+            checksum = digest(fs, temporary) if self.checksums else None
             committing = True
             commit(fs, temporary, final, is_directory=formatter.is_directory, replace=replace)
         except BaseException as err:
@@ -266,7 +275,7 @@ class FileDatastore:
                     f"{type(formatter).__name__}: {type(err).__name__}: {err}"
                 ) from err
             raise
-        return dataclasses.replace(info, file_size=self._size(fs, final))
+        return dataclasses.replace(info, file_size=size, checksum=checksum)
 
     def _put_object(
         self,
@@ -282,8 +291,11 @@ class FileDatastore:
             info = dataclasses.replace(info, path=attempt_path(info.path, formatter.extension))
         fs, final = self._full_path(info.path)
         uploading = False
+        checksum = None
         try:
             with staged(lambda local_fs, local: formatter.write(obj, local_fs, local)) as local:
+                if self.checksums:
+                    checksum = digest(fsspec.filesystem("file"), local)
                 uploading = True
                 if replace:
                     discard(fs, final)  # an earlier unregistered attempt at the same key
@@ -297,15 +309,16 @@ class FileDatastore:
                     f"{type(formatter).__name__}: {type(err).__name__}: {err}"
                 ) from err
             raise
-        return dataclasses.replace(info, file_size=size)
+        return dataclasses.replace(info, file_size=size, checksum=checksum)
 
     def get(
         self,
         ref_or_info: DatasetRef | StoredFileInfo,
         *,
         parameters: Mapping[str, Any] | None = None,
+        ref: DatasetRef | None = None,
     ) -> Any:
-        """Read a dataset.
+        """Read a dataset, checking first that its artifact is the one stored.
 
         Parameters
         ----------
@@ -313,6 +326,8 @@ class FileDatastore:
             The dataset; a ref is located with `predict`.
         parameters : `~collections.abc.Mapping`, optional
             Read parameters understood by the formatter (e.g. ``bbox``).
+        ref : `DatasetRef`, optional
+            The dataset of a `StoredFileInfo`, to name it in messages.
 
         Returns
         -------
@@ -324,27 +339,53 @@ class FileDatastore:
         ArtifactNotFoundError
             If the artifact does not exist (a `DatasetNotFoundError` and a
             `FileNotFoundError`); the message names the path.
+        ArtifactIntegrityError
+            If its size is not the recorded one, or (for a whole read of an
+            artifact with a recorded checksum) its bytes are not.
         FormatterError
             If the formatter cannot read it, or a parameter is unsupported.
+
+        Notes
+        -----
+        The size is checked before every read (one ``stat``, a directory
+        scan for zarr). A checksum is verified on reads of the whole dataset,
+        hashed in a second thread while the formatter reads; a partial read
+        (``bbox``) checks the size only, as hashing would read everything.
         """
-        info = self.predict(ref_or_info) if isinstance(ref_or_info, DatasetRef) else ref_or_info
-        where = f"dataset {info.dataset_id} at {self.uri(info)!r}"
+        if isinstance(ref_or_info, DatasetRef):
+            ref, info = ref_or_info, self.predict(ref_or_info)
+        else:
+            info = ref_or_info
+        what = _describe(ref) if ref is not None else f"dataset {info.dataset_id}"
+        where = f"{what} at {self.uri(info)!r}"
         storage_class = self.storage_classes[info.storage_class]
         formatter = self._formatter(info.formatter, storage_class, where)
         formatter.check_parameters(parameters)
         fs, path = self._full_path(info.path)
         if not (os.path.exists(path) if is_local(fs) else fs.exists(path)):
             raise ArtifactNotFoundError(f"no artifact for {where}")
-        try:
-            return formatter.read(fs, path, parameters=parameters)
-        except FormatterError:
-            raise
-        except FileNotFoundError as err:
-            raise ArtifactNotFoundError(f"no artifact for {where}: {err}") from err
-        except Exception as err:
-            raise FormatterError(
-                f"{type(formatter).__name__} failed to read {where}: {type(err).__name__}: {err}"
-            ) from err
+        check_size(fs, path, info.file_size, where)
+        verify = info.checksum is not None and not parameters
+        with contextlib.ExitStack() as stack:
+            if verify:
+                pool = stack.enter_context(ThreadPoolExecutor(1, "checksum"))
+                verified = pool.submit(verify_digest, fs, path, info.checksum, where)
+            try:
+                obj = formatter.read(fs, path, parameters=parameters)
+            except Exception as err:
+                if verify:
+                    verified.result()  # damaged bytes explain a failed read best
+                if isinstance(err, FormatterError):
+                    raise
+                if isinstance(err, FileNotFoundError):
+                    raise ArtifactNotFoundError(f"no artifact for {where}: {err}") from err
+                raise FormatterError(
+                    f"{type(formatter).__name__} failed to read {where}: "
+                    f"{type(err).__name__}: {err}"
+                ) from err
+            if verify:
+                verified.result()
+        return obj
 
     def exists(self, info: StoredFileInfo) -> bool:
         """Whether the artifact exists (on an object store: a zarr directory's ``zarr.json``)."""
@@ -500,7 +541,7 @@ class FileDatastore:
             ext = getattr(cls, "extension", "")
             base = self.templates.format(ref)
             predicted = dataclasses.replace(predicted, path=base + ext, formatter=formatter)
-        size = self._size(src_fs, src)
+        size = artifact_size(src_fs, src)
         inside = self._relative_to_root(src_fs, src)
         if transfer is None:
             if inside is None:
@@ -508,7 +549,9 @@ class FileDatastore:
                     f"cannot ingest {_describe(ref)} with transfer=None: {source_path!r} "
                     f"is not inside the datastore root {self.uri_root!r}"
                 )
-            return dataclasses.replace(predicted, path=inside, file_size=size)
+            return self._with_checksum(
+                dataclasses.replace(predicted, path=inside, file_size=size)
+            )
         if inside is not None and transfer != "copy":
             raise FormatterError(
                 f"cannot ingest {source_path!r} as {_describe(ref)} with transfer={transfer!r}: "
@@ -518,7 +561,9 @@ class FileDatastore:
         if transfer == "direct":
             both_local = is_local(src_fs) and is_local(self.fs)
             location = src if both_local else src_fs.unstrip_protocol(src)
-            return dataclasses.replace(predicted, path=location, file_size=size)
+            return self._with_checksum(
+                dataclasses.replace(predicted, path=location, file_size=size)
+            )
         fs, final = self._full_path(predicted.path)
         local = is_local(src_fs) and is_local(fs)
         if transfer in ("symlink", "hardlink") and not local:
@@ -540,7 +585,7 @@ class FileDatastore:
                 ) from err
             if transfer == "move":
                 discard(src_fs, src)
-            return dataclasses.replace(predicted, file_size=size)
+            return self._with_checksum(dataclasses.replace(predicted, file_size=size))
         temporary = temporary_sibling(final)
         is_dir = src_fs.isdir(src)
         try:
@@ -572,7 +617,7 @@ class FileDatastore:
             ) from err
         if transfer == "move" and src_fs.exists(src):
             discard(src_fs, src)
-        return dataclasses.replace(predicted, file_size=size)
+        return self._with_checksum(dataclasses.replace(predicted, file_size=size))
 
     def retrieve(
         self, info: StoredFileInfo, destination: str, *, preserve_path: bool = True
@@ -722,18 +767,6 @@ def _is_zarr_formatter(name: str) -> bool:
         cls = import_object(name)
         return bool(getattr(cls, "is_directory", False)) and cls.extension == ".zarr"
     return False
-
-
-def _tree_size(path: str) -> int:
-    """Return the total size of the regular files under a local directory."""
-    total = 0
-    with os.scandir(path) as entries:
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                total += _tree_size(entry.path)
-            elif entry.is_file(follow_symlinks=False):
-                total += entry.stat(follow_symlinks=False).st_size
-    return total
 
 
 def _files_under(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, str]:

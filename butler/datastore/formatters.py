@@ -40,6 +40,7 @@ from .fits_image import bitpix_for, plain_image_layout, read_data_unit, write_pr
 from .formatter import Formatter
 from .zarr_raw import (
     METADATA_KEY,
+    WRITTEN_IN_FULL,
     RawLayout,
     read_metadata,
     read_raw_array,
@@ -261,7 +262,8 @@ class ZarrArrayFormatter(Formatter):
             raise FormatterError(f"zarr formatter cannot store dtype {array.dtype}")
         chunks = self._chunks(array.shape, array.dtype.itemsize)
         if self._raw_ok(fs) and array.ndim and RawLayout.supports(array.dtype):
-            write_raw_array(array, path, RawLayout(array.shape, array.dtype, chunks))
+            layout = RawLayout(array.shape, array.dtype, chunks, written_in_full=True)
+            write_raw_array(array, path, layout)
             return
         import zarr
 
@@ -274,6 +276,7 @@ class ZarrArrayFormatter(Formatter):
             fill_value=0,
             chunk_key_encoding={"name": "default", "separator": "."},
             config={"write_empty_chunks": True},
+            attributes={WRITTEN_IN_FULL: True},  # every chunk is written (read_raw_array)
         )
         zarray[...] = array
 

@@ -26,6 +26,10 @@ class StoredFileInfo:
         Storage class it was written with.
     file_size : `int`
         Size in bytes (total over files for a directory artifact); -1 if unknown.
+        Checked before every read.
+    checksum : `str` or `None`
+        Digest of the bytes (``xxh3_128:<hex>``, see `~butler.datastore.integrity`)
+        in a repository created with checksums; `None` if not recorded.
     """
 
     dataset_id: uuid.UUID
@@ -33,6 +37,7 @@ class StoredFileInfo:
     formatter: str
     storage_class: str
     file_size: int = -1
+    checksum: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-compatible form."""
@@ -42,6 +47,7 @@ class StoredFileInfo:
             "formatter": self.formatter,
             "storage_class": self.storage_class,
             "file_size": self.file_size,
+            "checksum": self.checksum,
         }
 
     @classmethod
@@ -53,4 +59,5 @@ class StoredFileInfo:
             data["formatter"],
             data["storage_class"],
             int(data.get("file_size", -1)),
+            data.get("checksum"),
         )

@@ -35,6 +35,7 @@ from .preallocate import preallocate
 
 __all__ = [
     "METADATA_KEY",
+    "WRITTEN_IN_FULL",
     "RawLayout",
     "read_raw_array",
     "read_raw_array_from",
@@ -43,6 +44,8 @@ __all__ = [
 
 #: Name of the array metadata document inside the array's directory.
 METADATA_KEY = "zarr.json"
+#: Attribute of an array whose every chunk was written: a missing chunk file is an error.
+WRITTEN_IN_FULL = "written_in_full"
 
 _DATA_TYPES = frozenset(
     {"bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"}
@@ -68,6 +71,10 @@ class RawLayout:
         Chunk-key separator: ``"."`` (``c.0.1``) or ``"/"`` (``c/0/1``).
     fill_value : `object`
         Value of chunks that have no file.
+    written_in_full : `bool`
+        Whether every chunk was written (the butler's arrays, attribute
+        ``written_in_full`` in ``zarr.json``): then a chunk without a file was
+        lost and reading it is an error, not the fill value.
     """
 
     shape: tuple[int, ...]
@@ -75,6 +82,7 @@ class RawLayout:
     chunk_shape: tuple[int, ...]
     separator: str = "."
     fill_value: Any = 0
+    written_in_full: bool = False
 
     @classmethod
     def supports(cls, dtype: np.dtype) -> bool:
@@ -109,6 +117,8 @@ class RawLayout:
             separator = encoding.get("configuration", {}).get("separator", "/")
             fill = doc["fill_value"]
             fill = _SPECIAL_FLOATS.get(fill, fill) if isinstance(fill, str) else fill
+            attributes = doc.get("attributes") or {}
+            in_full = bool(attributes.get(WRITTEN_IN_FULL, False))
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             return None
         if (
@@ -120,7 +130,7 @@ class RawLayout:
             or not isinstance(fill, int | float)
         ):
             return None
-        return cls(shape, dtype, chunk_shape, separator, fill)
+        return cls(shape, dtype, chunk_shape, separator, fill, in_full)
 
     def to_metadata(self) -> dict[str, Any]:
         """Return the ``zarr.json`` document of this layout (as zarr-python writes it)."""
@@ -150,7 +160,7 @@ class RawLayout:
             },
             "fill_value": fill,
             "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}],
-            "attributes": {},
+            "attributes": {WRITTEN_IN_FULL: True} if self.written_in_full else {},
             "zarr_format": 3,
             "node_type": "array",
             "storage_transformers": [],
@@ -265,7 +275,8 @@ def read_raw_array(
     Raises
     ------
     FormatterError
-        If a chunk file is shorter than a chunk.
+        If a chunk file is shorter than a chunk, or missing from an array
+        written in full.
     """
     region, shape = _resolve(layout, region)
     out = page_aligned_empty(shape, layout.dtype)
@@ -274,6 +285,7 @@ def read_raw_array(
         try:
             stream = open(os.path.join(path, key), "rb")
         except FileNotFoundError:
+            _missing_chunk(layout, key, path)
             out[wanted] = layout.fill_value
             continue
         target = out[wanted]
@@ -347,6 +359,7 @@ def read_raw_array_from(
     for (key, wanted, inside), chunk_path in zip(placements, paths, strict=True):
         data = found.get(chunk_path)
         if data is None:
+            _missing_chunk(layout, key, path)
             out[wanted] = layout.fill_value
             continue
         if len(data) < chunk_bytes:
@@ -354,6 +367,15 @@ def read_raw_array_from(
         chunk = np.frombuffer(data, dtype=layout.dtype, count=math.prod(layout.chunk_shape))
         out[wanted] = chunk.reshape(layout.chunk_shape)[inside]
     return out
+
+
+def _missing_chunk(layout: RawLayout, key: str, path: str) -> None:
+    """Raise if a chunk of an array written in full has no file (it was lost, not empty)."""
+    if layout.written_in_full:
+        raise FormatterError(
+            f"zarr chunk {key!r} of {path!r} is missing, but the array was written in full: "
+            "the chunk was lost (it would read as the fill value)"
+        )
 
 
 def page_aligned_empty(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:

@@ -55,7 +55,7 @@ from ..dimensions import Dimension, DimensionElement, DimensionUniverse, Metadat
 __all__ = ["SCHEMA_VERSION", "DatasetIdType", "ElementColumns", "RegistrySchema"]
 
 #: Version of the table layout written by this software.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SQL_TYPES: dict[str, Any] = {
     "int": sa.BigInteger,
@@ -73,6 +73,7 @@ DATASET_FIXED_COLUMNS = (
     "formatter",
     "storage_class",
     "file_size",
+    "checksum",
 )
 
 
@@ -249,6 +250,8 @@ class RegistrySchema:
             sa.Column("formatter", sa.String(256), nullable=True),
             sa.Column("storage_class", sa.String(128), nullable=True),
             sa.Column("file_size", sa.BigInteger, nullable=True),
+            # ``xxh3_128:<hex>`` in a repository created with checksums (butler.datastore.integrity)
+            sa.Column("checksum", sa.String(80), nullable=True),
             # Run first: the same index serves lookups of a run's datasets.
             sa.UniqueConstraint("run_id", "dataset_type_id", "data_id", name="dataset_unique"),
             # Not on SQLite, where checking them is ~5-10% of a bulk insert:

@@ -90,9 +90,13 @@ def infos_where(
             dataset.c.formatter,
             dataset.c.storage_class,
             dataset.c.file_size,
+            dataset.c.checksum,
         ).where(condition, dataset.c.path.is_not(None))
     ).all()
-    return [StoredFileInfo(r.id, r.path, r.formatter, r.storage_class, r.file_size) for r in rows]
+    return [
+        StoredFileInfo(r.id, r.path, r.formatter, r.storage_class, r.file_size, r.checksum)
+        for r in rows
+    ]
 
 
 class DatasetReads:
@@ -166,7 +170,7 @@ class DatasetReads:
             by_pair = self._pairs_to_scan(connection, refs)
             for (type_id, run_id), wanted in by_pair.items():
                 rows = connection.exec_driver_sql(
-                    "SELECT id, path, formatter, storage_class, file_size FROM dataset "
+                    "SELECT id, path, formatter, storage_class, file_size, checksum FROM dataset "
                     "WHERE run_id = ? AND dataset_type_id = ? AND path IS NOT NULL",
                     (run_id, type_id),
                 ).cursor.fetchall()
@@ -181,7 +185,7 @@ class DatasetReads:
             for chunk in chunks(rest):
                 wanted = {i.bytes: i for i in chunk}
                 statement = (
-                    "SELECT id, path, formatter, storage_class, file_size FROM dataset "
+                    "SELECT id, path, formatter, storage_class, file_size, checksum FROM dataset "
                     f"WHERE path IS NOT NULL AND id IN ({','.join('?' * len(wanted))})"
                 )
                 rows = connection.exec_driver_sql(statement, tuple(wanted)).cursor.fetchall()
@@ -195,11 +199,11 @@ class DatasetReads:
         wanted: Mapping[bytes, uuid.UUID],
     ) -> None:
         """Add the `StoredFileInfo` of the rows whose raw ID is in ``wanted``."""
-        for raw_id, path, formatter, storage_class, file_size in rows:
+        for raw_id, path, formatter, storage_class, file_size, checksum in rows:
             dataset_id = wanted.get(raw_id)
             if dataset_id is not None:
                 result[dataset_id] = StoredFileInfo(
-                    dataset_id, path, formatter, storage_class, file_size
+                    dataset_id, path, formatter, storage_class, file_size, checksum
                 )
 
     def _pairs_to_scan(

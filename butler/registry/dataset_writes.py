@@ -51,7 +51,7 @@ __all__ = ["DatasetWrites"]
 
 
 _FIXED_HEAD = ("id", "dataset_type_id", "run_id", "data_id")
-_FIXED_TAIL = ("path", "formatter", "storage_class", "file_size")
+_FIXED_TAIL = ("path", "formatter", "storage_class", "file_size", "checksum")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -147,7 +147,7 @@ class DatasetWrites:
         """
         keys: dict[tuple[str, str], tuple[int, int, tuple[str, ...]]] = {}
         batches: dict[tuple[str, ...], _Batch] = {}
-        no_file = (None, None, None, None)
+        no_file = (None, None, None, None, None)
         last_pair: tuple[str, str] | None = None
         type_id = run_id = 0
         dims: tuple[str, ...] = ()
@@ -177,7 +177,7 @@ class DatasetWrites:
             tail = (
                 no_file
                 if info is None
-                else (info.path, info.formatter, info.storage_class, info.file_size)
+                else (info.path, info.formatter, info.storage_class, info.file_size, info.checksum)
             )
             append(
                 (
@@ -375,6 +375,7 @@ class DatasetWrites:
                     formatter=sa.bindparam("b_formatter"),
                     storage_class=sa.bindparam("b_storage_class"),
                     file_size=sa.bindparam("b_file_size"),
+                    checksum=sa.bindparam("b_checksum"),
                 )
             )
             connection.execute(
@@ -386,6 +387,7 @@ class DatasetWrites:
                         "b_formatter": i.formatter,
                         "b_storage_class": i.storage_class,
                         "b_file_size": i.file_size,
+                        "b_checksum": i.checksum,
                     }
                     for i in infos
                 ],

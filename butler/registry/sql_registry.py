@@ -178,6 +178,14 @@ class SqlRegistry:
                 + ("upgrade skyquanta" if newer else "no migration exists: use the skyquanta "
                    "that wrote it, or re-create the repository")
             )
+        if version < 2:  # version 2 added the dataset table's checksum column
+            with engine.begin() as connection:
+                connection.execute(sa.text("ALTER TABLE dataset ADD COLUMN checksum VARCHAR(80)"))
+                connection.execute(
+                    sa.text(
+                        "UPDATE butler_attributes SET value = '2' WHERE name = 'schema_version'"
+                    )
+                )
         universe = DimensionUniverse(
             json.loads(attributes["universe"]), source=f"{db_url} universe"
         )

@@ -16,6 +16,7 @@ storage classes ``Exploding`` and ``ExplodingDir``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import posixpath
 from pathlib import Path
@@ -27,6 +28,7 @@ import pytest
 
 from .._errors import (
     ArtifactExistsError,
+    ArtifactIntegrityError,
     ArtifactNotFoundError,
     DatasetNotFoundError,
     FormatterError,
@@ -235,11 +237,13 @@ class DatastoreTests:
             datastore.get(info, parameters={"bbox": (0, 0, 1, 1)})
 
     def test_corrupt_file_is_a_formatter_error(self, datastore, universe):
-        """A corrupt artifact gives a FormatterError naming the path."""
+        """A corrupt artifact is an error naming the path: of its size, or of the formatter."""
         info = datastore.put(np.zeros(3), self.ref(universe, "image", "NumpyArray"))
         datastore.fs.pipe_file(posixpath.join(datastore.root, info.path, "zarr.json"), b"{")
-        with pytest.raises(FormatterError, match=info.path):
+        with pytest.raises(ArtifactIntegrityError, match=info.path):
             datastore.get(info)
+        with pytest.raises(FormatterError, match=info.path):
+            datastore.get(dataclasses.replace(info, file_size=-1))  # size not recorded
 
     def test_remove(self, datastore, universe):
         """Artifacts are removed; removing a missing one is fine."""

@@ -75,7 +75,7 @@ class ClusterPayload:
         is ``(dataset type index, run, data ID values, UUID bytes)``.
     infos : `tuple`
         Stored-file records of the inputs that exist, as
-        ``(UUID bytes, path, formatter, storage class, file size)``.
+        ``(UUID bytes, path, formatter, storage class, file size, checksum)``.
     missing : `frozenset` [`bytes`]
         UUID bytes of inputs known not to exist (not written by a quantum that found no work).
     attempt : `int`
@@ -88,7 +88,7 @@ class ClusterPayload:
     cluster_id: int
     shared: bytes
     quanta: tuple[tuple[Any, ...], ...]
-    infos: tuple[tuple[bytes, str, str, str, int], ...] = ()
+    infos: tuple[tuple[bytes, str, str, str, int, str | None], ...] = ()
     missing: frozenset[bytes] = frozenset()
     attempt: int = 1
     execution_id: str = ""
@@ -157,7 +157,8 @@ def encode_cluster(
         shared=shared,
         quanta=encoded,
         infos=tuple(
-            (i.dataset_id.bytes, i.path, i.formatter, i.storage_class, i.file_size) for i in infos
+            (i.dataset_id.bytes, i.path, i.formatter, i.storage_class, i.file_size, i.checksum)
+            for i in infos
         ),
         missing=frozenset(m.bytes for m in missing),
         attempt=attempt,

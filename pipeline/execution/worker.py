@@ -132,7 +132,7 @@ class QuantumOutcome:
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as plain tuples (a `StoredFileInfo` pickles slowly; outcomes travel back)."""
         written = tuple(
-            (i.dataset_id.bytes, i.path, i.formatter, i.storage_class, i.file_size)
+            (i.dataset_id.bytes, i.path, i.formatter, i.storage_class, i.file_size, i.checksum)
             for i in self.written
         )
         return (
@@ -155,12 +155,12 @@ class QuantumOutcome:
 
 
 def _rebuild_outcome(
-    node_id: int, status: str, written: tuple[tuple[bytes, str, str, str, int], ...], *rest: Any
+    node_id: int,
+    status: str,
+    written: tuple[tuple[bytes, str, str, str, int, str | None], ...],
+    *rest: Any,
 ) -> QuantumOutcome:
-    infos = tuple(
-        StoredFileInfo(uuid.UUID(bytes=b), path, formatter, storage_class, size)
-        for b, path, formatter, storage_class, size in written
-    )
+    infos = tuple(StoredFileInfo(uuid.UUID(bytes=b), *fields) for b, *fields in written)
     return QuantumOutcome(node_id, status, infos, *rest)
 
 
@@ -219,11 +219,9 @@ class _ClusterRun:
         self.tables = cache.tables(payload.execution_id, payload.shared)
         self.post_mortem = post_mortem
         self.infos: dict[uuid.UUID, StoredFileInfo] = {}
-        for id_bytes, path, formatter, storage_class, size in payload.infos:
+        for id_bytes, *fields in payload.infos:
             dataset_id = uuid.UUID(bytes=id_bytes)
-            self.infos[dataset_id] = StoredFileInfo(
-                dataset_id, path, formatter, storage_class, size
-            )
+            self.infos[dataset_id] = StoredFileInfo(dataset_id, *fields)
         self.unavailable: set[uuid.UUID] = {uuid.UUID(bytes=b) for b in payload.missing}
         self.failed_outputs: set[uuid.UUID] = set()
         self.host = socket.gethostname()

@@ -161,6 +161,7 @@ def _encode_infos(
         "formatter": [strings(i.formatter) for i in values],
         "storage_class": [strings(i.storage_class) for i in values],
         "size": np.array([i.file_size for i in values], dtype=np.int64).tobytes(),
+        "checksum": [i.checksum for i in values],
     }
 
 
@@ -187,6 +188,7 @@ class _LazyInfos(Mapping[uuid.UUID, StoredFileInfo]):
             self._strings[d["formatter"][k]],
             self._strings[d["storage_class"][k]],
             int(self._sizes[k]),
+            d["checksum"][k] if "checksum" in d else None,
         )
 
     def __iter__(self) -> Iterator[uuid.UUID]:

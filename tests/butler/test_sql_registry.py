@@ -59,9 +59,26 @@ def test_schema_version_refusal(tmp_path):
     registry.close()
     with pytest.raises(
         RepositoryVersionError,
-        match=r"schema version 99 is newer than this software supports \(1\)",
+        match=r"schema version 99 is newer than this software supports \(2\)",
     ):
         SqlRegistry.open(url)
+
+
+def test_version_1_registry_gains_the_checksum_column(tmp_path):
+    """A registry written before checksums (schema 1) is upgraded in place when opened."""
+    url = f"sqlite:///{tmp_path}/r.sqlite3"
+    SqlRegistry.create(url, DimensionUniverse.default()).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE dataset DROP COLUMN checksum"))
+        connection.execute(
+            sa.text("UPDATE butler_attributes SET value = '1' WHERE name = 'schema_version'")
+        )
+    engine.dispose()
+    registry = SqlRegistry.open(url)
+    columns = {c["name"] for c in sa.inspect(registry.engine).get_columns("dataset")}
+    assert "checksum" in columns
+    registry.close()
 
 
 def test_open_missing_and_create_twice(tmp_path):
