@@ -168,6 +168,15 @@ class SqlRegistry:
                 connection.execute(sa.text("SELECT name, value FROM butler_attributes")).all()
             )
         version = int(attributes.get("schema_version", "0"))
+        if version == 1:  # version 2 added the dataset table's checksum column: migrate
+            with engine.begin() as connection:
+                connection.execute(sa.text("ALTER TABLE dataset ADD COLUMN checksum VARCHAR(80)"))
+                connection.execute(
+                    sa.text(
+                        "UPDATE butler_attributes SET value = '2' WHERE name = 'schema_version'"
+                    )
+                )
+            version = 2
         if version != SCHEMA_VERSION:
             engine.dispose()
             newer = version > SCHEMA_VERSION
@@ -178,14 +187,6 @@ class SqlRegistry:
                 + ("upgrade skyquanta" if newer else "no migration exists: use the skyquanta "
                    "that wrote it, or re-create the repository")
             )
-        if version < 2:  # version 2 added the dataset table's checksum column
-            with engine.begin() as connection:
-                connection.execute(sa.text("ALTER TABLE dataset ADD COLUMN checksum VARCHAR(80)"))
-                connection.execute(
-                    sa.text(
-                        "UPDATE butler_attributes SET value = '2' WHERE name = 'schema_version'"
-                    )
-                )
         universe = DimensionUniverse(
             json.loads(attributes["universe"]), source=f"{db_url} universe"
         )
