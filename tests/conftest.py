@@ -1,10 +1,11 @@
 """Session-wide fixtures: a real PostgreSQL server and a real S3 server (moto), started on
-first use and stopped at the end of the session (see ``tests/_servers.py``)."""
+first use and stopped at the end of the session (see `butler.testing.servers`)."""
 
 from __future__ import annotations
 
 import pytest
-from _servers import PostgresServer, S3Server, environment, server_unavailable
+
+from butler.testing.servers import PostgresServer, S3Server, environment, server_unavailable
 
 
 @pytest.fixture(scope="session")

@@ -268,8 +268,10 @@ class DatasetWrites:
         whose ID exists are skipped by the database (``ON CONFLICT (id) DO
         NOTHING``); a clash on (run, dataset type, data ID) still raises.
         """
-        sql, names = self._insert_sql(connection, batch.columns, ignore)
         rows = batch.rows
+        if not ignore and connection.dialect.name == "postgresql" and len(rows) > 1:
+            return self._copy_rows(connection, batch)
+        sql, names = self._insert_sql(connection, batch.columns, ignore)
         if names is None:
             result = connection.exec_driver_sql(sql, rows)
         else:
@@ -277,6 +279,30 @@ class DatasetWrites:
                 sql, [dict(zip(names, row, strict=True)) for row in rows]
             )
         return len(rows) if not ignore else result.rowcount
+
+    def _copy_rows(self, connection: sa.Connection, batch: _Batch) -> int:
+        """Insert ``batch`` with PostgreSQL's COPY (psycopg 3); return the rows inserted.
+
+        An INSERT ``executemany`` measured ~11,000 rows/s against a local server; COPY
+        streams the rows in one statement. A clash raises `sqlalchemy.exc.IntegrityError`,
+        like the INSERT, so the caller's diagnosis is the same.
+        """
+        quote = connection.dialect.identifier_preparer.quote
+        columns = ", ".join(quote(c) for c in batch.columns)
+        sql = f"COPY {quote(self._dataset.name)} ({columns}) FROM STDIN"
+        driver = connection.connection.driver_connection
+        try:
+            with driver.cursor() as cursor, cursor.copy(sql) as copy:
+                write_row = copy.write_row
+                for row in batch.rows:
+                    write_row(row)
+        except Exception as err:
+            integrity = getattr(type(connection.dialect.loaded_dbapi), "IntegrityError", None)
+            integrity = getattr(connection.dialect.loaded_dbapi, "IntegrityError", integrity)
+            if integrity is not None and isinstance(err, integrity):
+                raise sa.exc.IntegrityError(sql, None, err) from err
+            raise
+        return len(batch.rows)
 
     def _insert_sql(
         self, connection: sa.Connection, columns: tuple[str, ...], ignore: bool

@@ -6,7 +6,6 @@ import sys
 
 import pytest
 import sqlalchemy as sa
-from _servers import free_port
 from click.testing import CliRunner
 
 from butler._errors import (
@@ -19,6 +18,7 @@ from butler.cli import main
 from butler.dimensions import DimensionUniverse
 from butler.registry import SqlRegistry
 from butler.testing.registry_tests import RegistryTests
+from butler.testing.servers import free_port
 
 
 class TestPostgresRegistry(RegistryTests):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _servers import free_port
 
+from butler.testing.servers import free_port
 from cluster import (
     SPEC_DIR,
     ClusterSpecError,

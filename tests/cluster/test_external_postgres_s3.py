@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from _servers import free_port
+
+from butler.testing.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

@@ -1,11 +1,12 @@
-"""Real servers for the tests: a PostgreSQL server and an S3-compatible server (moto).
+"""Real servers for tests and benchmarks: a PostgreSQL server and an S3 server (moto).
 
 `PostgresServer` runs ``initdb`` + ``pg_ctl`` into a temporary directory and listens on a
 free port of 127.0.0.1 with password authentication over TCP; as root (CI) both run as the
 unprivileged ``postgres`` user, because PostgreSQL refuses to run as root. `S3Server` is moto's
 threaded server on a free port of 127.0.0.1. Both are started once per test session by the
-fixtures in ``tests/conftest.py`` and stopped at its end. `server_unavailable` says why one
-cannot start here (the tests then skip with that reason; ``.ci/run`` installs what they need).
+fixtures in ``tests/conftest.py`` and stopped at its end; ``bench`` starts its own.
+`server_unavailable` says why one cannot start here (the tests then skip with that reason;
+``.ci/run`` installs what they need).
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ class S3Server:
 
     @property
     def storage_options(self) -> dict[str, object]:
-        """fsspec storage options for ``s3://`` URLs on this server (no credentials)."""
+        """Return the fsspec storage options for ``s3://`` URLs on this server (no credentials)."""
         return {"endpoint_url": self.endpoint_url}
 
     def filesystem(self):
