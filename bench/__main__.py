@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench [butler|graph|execution|characterize]`` (default all)."""
+"""Run the benchmarks: ``python -m bench [NAME ...]`` (default all; names in `BENCHMARKS`)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ BENCHMARKS = {
     "graph": "bench.graph_bench",
     "execution": "bench.execution_bench",
     "characterize": "bench.characterize_bench",
+    "backends": "bench.backends_bench",
 }
 
 
