@@ -30,7 +30,7 @@ _PSF_MODULES = {
     "sim_truth": "imaging.sim.psf_field",
 }
 
-__all__ = ["FWHM_PER_SIGMA", "GaussianPsf", "Psf", "adaptive_moments"]
+__all__ = ["FWHM_PER_SIGMA", "GaussianPsf", "Psf", "adaptive_moments", "unweighted_fwhm"]
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 """FWHM of a Gaussian in units of its sigma (2.3548)."""
@@ -102,6 +102,23 @@ def adaptive_moments(
         if done:
             break
     return ixx, iyy, ixy
+
+
+def unweighted_fwhm(kernel: np.ndarray) -> float:
+    """FWHM from the unweighted second moments of a centred kernel image, negatives clipped.
+
+    ``2.3548 × (Ixx·Iyy − Ixy²)^(1/4)`` about the image's own centroid: what a user who takes a
+    PSF model image as it is measures. Unlike the adaptive moments of `Psf.fwhm` it weighs the
+    wings by r², so noisy or negative wings show.
+    """
+    k = np.clip(np.asarray(kernel, dtype=np.float64), 0.0, None)
+    k = k / k.sum()
+    ny, nx = k.shape
+    y, x = np.mgrid[0:ny, 0:nx].astype(np.float64)
+    mx, my = (k * x).sum(), (k * y).sum()
+    ixx, iyy = (k * (x - mx) ** 2).sum(), (k * (y - my) ** 2).sum()
+    ixy = (k * (x - mx) * (y - my)).sum()
+    return float(FWHM_PER_SIGMA * (ixx * iyy - ixy * ixy) ** 0.25)
 
 
 class Psf(ABC):

@@ -93,3 +93,16 @@ def test_bad_parameters(bad):
 
 def test_fwhm_constant():
     assert FWHM_PER_SIGMA == pytest.approx(2 * math.sqrt(2 * math.log(2)))
+
+
+def test_unweighted_fwhm_of_a_gaussian_and_of_negative_wings():
+    from imaging.psf import unweighted_fwhm
+
+    kernel = GaussianPsf(2.0, size=41).kernel_image((0.0, 0.0))
+    assert unweighted_fwhm(kernel) == pytest.approx(2.3548 * 2.0, rel=1e-3)
+    # negative pixels are clipped, so a ring of negative noise cannot shrink the FWHM
+    ring = kernel.copy()
+    ring[0, :] -= 1e-3
+    assert unweighted_fwhm(ring) == pytest.approx(unweighted_fwhm(kernel), rel=1e-9)
+    ring[0, :] += 2e-3  # positive wings widen it
+    assert unweighted_fwhm(ring) > 1.05 * unweighted_fwhm(kernel)

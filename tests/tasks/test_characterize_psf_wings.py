@@ -20,25 +20,13 @@ import pytest
 
 pytest.importorskip("galsim")
 
-from imaging.psf import FWHM_PER_SIGMA  # noqa: E402
+from imaging.psf import unweighted_fwhm  # noqa: E402
 from imaging.psf_determiner import PixelPsfDeterminer  # noqa: E402
 from imaging.sim import SimOptions, SkyModel, Visit, make_camera, simulate_detector  # noqa: E402
 from tasks import CharacterizeImageTask  # noqa: E402
 
 SIZE = 2048
 GRID = np.linspace(0.0, 1.0, 5)
-
-
-def unweighted_fwhm(kernel: np.ndarray) -> float:
-    """FWHM from the unweighted second moments of a centred kernel (negatives clipped)."""
-    k = np.clip(kernel, 0.0, None)
-    k = k / k.sum()
-    d = np.arange(k.shape[0]) - k.shape[0] // 2
-    y, x = np.meshgrid(d, d, indexing="ij")
-    mx, my = (k * x).sum(), (k * y).sum()
-    ixx, iyy = (k * (x - mx) ** 2).sum(), (k * (y - my) ** 2).sum()
-    ixy = (k * (x - mx) * (y - my)).sum()
-    return float(FWHM_PER_SIGMA * (ixx * iyy - ixy * ixy) ** 0.25)
 
 
 def _crop(kernel: np.ndarray, n: int) -> np.ndarray:
