@@ -10,7 +10,7 @@ location or a mapping::
       exclude: [fgcmBuildFromIsolatedStars, step7]               # or include; labels or subsets
       labeledSubsetModifyMode: EDIT      # DROP (default): drop subsets naming a dropped task;
                                          # EDIT: keep them without the dropped tasks
-      rename: {isr: isrForCalib}         # imported labels renamed
+      rename: {isr: isrForCalib}         # after include/exclude, in tasks and subsets
       importContracts: false             # default true
       importSteps: false                 # default true
       instrument: lsst.obs.subaru.HyperSuprimeCam   # replaces the imported one; None drops it
