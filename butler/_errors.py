@@ -23,9 +23,11 @@ __all__ = [
     "InvalidNameError",
     "MissingCollectionError",
     "MissingDatasetTypeError",
+    "RegistryBusyError",
     "RegistryUnreadableError",
     "RepositoryNotFoundError",
     "RepositoryVersionError",
+    "RunLeaseError",
     "StorageClassError",
 ]
 
@@ -126,3 +128,11 @@ class RegistryConnectionError(ButlerError, ConnectionError):
 
     The message is one line naming the database URL (never its password) and the cause.
     """
+
+
+class RegistryBusyError(ButlerError, TimeoutError):
+    """The registry's database stayed locked by another process (or run) for too long."""
+
+
+class RunLeaseError(ButlerError, RuntimeError):
+    """Another process is executing into the same run (it holds the run's lease)."""

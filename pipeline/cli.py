@@ -537,6 +537,13 @@ def qgraph(
     is_flag=True,
     help="No live progress (table or lines); the summary and failures are still printed.",
 )
+@click.option(
+    "--registry-timeout",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds a registration waits for a registry another process keeps busy.",
+)
 @_user_errors
 def run(
     pipeline_path: str | None,
@@ -571,6 +578,7 @@ def run(
     pdb: bool,
     debug: bool,
     no_progress: bool,
+    registry_timeout: float,
 ) -> None:
     """Build (or load) a quantum graph and execute it."""
     from .execution.run import execute_graph
@@ -638,6 +646,8 @@ def run(
         extend_run=extend_run,
         progress=not no_progress,
         pdb=pdb,
+        registry_timeout=registry_timeout,
+        resume_command=_resume_command(graph.output_run),
     )
     if summary.exit_code == EXIT_CANNOT_START:  # leave the repository as it was
         collections.undo(butler)
@@ -700,6 +710,27 @@ def _check_cluster_address(value: str | None) -> str | None:
         "scheduler file; for a cluster spec YAML use --cluster-config",
         param_hint="'--cluster'",
     )
+
+
+def _resume_command(run_name: str) -> str:
+    """Return this command line changed to resume ``run_name`` (``--output-run RUN --resume``)."""
+    import shlex
+
+    args, words = sys.argv[1:], []
+    skip_value = {"--output-run"}
+    flags = {"--resume", "--extend-run", "--skip-existing"}
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word in skip_value:
+            i += 2
+            continue
+        if word in flags or word.startswith("--output-run="):
+            i += 1
+            continue
+        words.append(word)
+        i += 1
+    return shlex.join(["pipetask", *words, "--output-run", run_name, "--resume"])
 
 
 def _has_field(pipeline: Pipeline, label: str, field: str) -> bool:

@@ -30,7 +30,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_NOT_STARTED = 2
 
-_COLUMNS = ("expected", "skipped", "succeeded", "no_work", "failed", "blocked")
+_COLUMNS = ("expected", "skipped", "succeeded", "no_work", "failed", "blocked", "unregistered")
 
 
 @dataclasses.dataclass
@@ -41,7 +41,8 @@ class RunSummary:
     ----------
     counts : `dict` [`str`, `dict` [`str`, `int`]]
         Label -> column -> count; columns are ``expected``, ``skipped`` (complete before),
-        ``succeeded``, ``no_work``, ``failed`` and ``blocked``.
+        ``succeeded``, ``no_work``, ``failed``, ``blocked`` and ``unregistered`` (finished,
+        but their outputs could not be registered: ``--resume`` adopts them).
     failures : `list` [`dict`]
         One per failed quantum: ``label``, ``data_id``, ``error_type``, ``message``,
         ``attempts``.
@@ -49,6 +50,14 @@ class RunSummary:
         One per blocked quantum: ``label``, ``data_id``, ``blocked_by`` (a data ID).
     error : `str`
         Why the run could not start ("" if it did).
+    unregistered : `list` [`dict`]
+        One per unregistered quantum: ``label``, ``data_id``, ``reason``.
+    interrupted : `str`
+        Why the execution stopped early ("" if it did not): a signal or a lost scheduler.
+    signal : `int`
+        The number of the signal that stopped it (0: none).
+    resume_command : `str`
+        The command that resumes the run (shown when something is left to do).
     execution_id, wall_time, dashboard_link
         Identity of the call, its duration (s) and the dask dashboard, if any.
     """
@@ -57,6 +66,10 @@ class RunSummary:
     failures: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     blocked: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     error: str = ""
+    unregistered: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    interrupted: str = ""
+    signal: int = 0
+    resume_command: str = ""
     execution_id: str = ""
     wall_time: float = 0.0
     dashboard_link: str | None = None
@@ -64,10 +77,18 @@ class RunSummary:
 
     @property
     def exit_code(self) -> int:
-        """0 all done, 1 some quanta failed or were blocked, 2 the run could not start."""
+        """Return the exit code: 0 all done, 1 not all done, 2 could not start.
+
+        Not all done: some quanta failed, were blocked or are unregistered, or the
+        execution stopped early (a lost scheduler; a signal gives 128 + its number).
+        """
+        if self.signal:
+            return 128 + self.signal
         if self.error:
             return EXIT_NOT_STARTED
-        if any(c["failed"] or c["blocked"] for c in self.counts.values()):
+        if self.interrupted or any(
+            c["failed"] or c["blocked"] or c["unregistered"] for c in self.counts.values()
+        ):
             return EXIT_FAILED
         return EXIT_OK
 

@@ -35,9 +35,10 @@ import uuid
 from typing import Any
 
 from ..graph.quantum_graph import QuantumGraph
-from .executors.base import Executor, schedule
+from .executors.base import ExecutionResult, Executor, ExecutorLostError, schedule
+from .interrupts import Interrupted, catch_signals
 from .progress import _COLUMNS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, Progress, RunSummary
-from .registration import Registrar
+from .registration import DEFAULT_REGISTRY_TIMEOUT, Registrar
 from .setup import (
     PACKAGES_DATASET,  # noqa: F401  (re-exported: importable from here as before)
     RUN_STATUS_DATASET,  # noqa: F401
@@ -95,6 +96,8 @@ def execute_graph(
     extend_run: bool = False,
     progress: bool = True,
     pdb: bool = False,
+    registry_timeout: float = DEFAULT_REGISTRY_TIMEOUT,
+    resume_command: str = "",
 ) -> RunSummary:
     """Execute a quantum graph, resuming where an earlier execution stopped.
 
@@ -129,6 +132,12 @@ def execute_graph(
         end-of-run summary and failures are printed (on stderr) either way.
     pdb : `bool`
         Run in-process and enter the post-mortem debugger on a failure.
+    registry_timeout : `float`
+        Seconds a registry write waits for a registry that another process keeps busy;
+        quanta whose outputs still cannot be registered count as ``unregistered``.
+    resume_command : `str`
+        The command that resumes this run, shown when something is left to do ("": a
+        generic hint).
 
     Returns
     -------
@@ -138,161 +147,223 @@ def execute_graph(
     from ..graph.clustering import make_clusters
 
     start = time.perf_counter()
-    summary = RunSummary(execution_id=uuid.uuid4().hex)
+    summary = RunSummary(
+        execution_id=uuid.uuid4().hex,
+        resume_command=resume_command or "the same command with --resume",
+    )
     if jobs < 1 and executor == "dask" and cluster_address is None and cluster_config is None:
         summary.error = f"jobs (-j) must be at least 1, got {jobs}"
         _LOG.error("cannot start the execution: %s", summary.error)
         return summary
-    quanta = {node: qgraph.get_quantum(node) for node in qgraph.node_ids()}
-    skip = skip_existing or extend_run
-    setup = RunSetup(butler, qgraph, clobber=clobber_outputs)
-    try:
-        setup.register()
-        init_inputs = setup.init_inputs()
-        setup.write_init_outputs(init_inputs)
-        complete, known = resume_state(setup, qgraph, quanta, skip, clobber_outputs)
-        clusters = make_clusters(qgraph, [n for n in quanta if n not in complete], clustering)
-        resources = task_resources(qgraph)
-    except Exception as err:
-        summary.error = f"{type(err).__name__}: {err}"
-        _LOG.error("cannot start the execution: %s", summary.error)
-        return summary
-    known.update(qgraph.input_infos)
-    missing: set[uuid.UUID] = {
-        ref.id for n in complete for ref in quanta[n].all_outputs() if ref.id not in known
-    }
-    spec = butler.limited_spec()
-    todo = [n for c in clusters for n in c]
-    predecessors = {n: qgraph.predecessors(n) for n in todo}
-    successors = {n: [s for s in qgraph.successors(n) if s not in complete] for n in todo}
-    registrar = Registrar(butler.registry)
-    summary.counts = {
-        label: dict.fromkeys(_COLUMNS, 0) | {"expected": qgraph.count(label)}
-        for label in qgraph.tasks
-    }
-    for node in complete:
-        summary.counts[quanta[node].task_label]["skipped"] += 1
+    with catch_signals():
+        quanta = {node: qgraph.get_quantum(node) for node in qgraph.node_ids()}
+        skip = skip_existing or extend_run
+        setup = RunSetup(butler, qgraph, clobber=clobber_outputs, timeout=registry_timeout)
+        try:
+            setup.register()
+            init_inputs = setup.init_inputs()
+            setup.write_init_outputs(init_inputs)
+            complete, known = resume_state(setup, qgraph, quanta, skip, clobber_outputs)
+            clusters = make_clusters(qgraph, [n for n in quanta if n not in complete], clustering)
+            resources = task_resources(qgraph)
+        except Interrupted as err:
+            summary.interrupted, summary.signal = f"interrupted by {err.name}", err.signum
+            _LOG.error("%s before any quantum ran", summary.interrupted)
+            return summary
+        except Exception as err:
+            summary.error = f"{type(err).__name__}: {err}"
+            _LOG.error("cannot start the execution: %s", summary.error)
+            return summary
+        known.update(qgraph.input_infos)
+        missing: set[uuid.UUID] = {
+            ref.id for n in complete for ref in quanta[n].all_outputs() if ref.id not in known
+        }
+        spec = butler.limited_spec()
+        todo = [n for c in clusters for n in c]
+        predecessors = {n: qgraph.predecessors(n) for n in todo}
+        successors = {n: [s for s in qgraph.successors(n) if s not in complete] for n in todo}
+        registrar = Registrar(butler.registry, timeout=registry_timeout)
+        summary.counts = {
+            label: dict.fromkeys(_COLUMNS, 0) | {"expected": qgraph.count(label)}
+            for label in qgraph.tasks
+        }
+        for node in complete:
+            summary.counts[quanta[node].task_label]["skipped"] += 1
 
-    shared, type_index = share_tables(
-        qgraph.tasks,
-        qgraph.dataset_types.values(),
-        {label: qgraph.universe.group(info.dimensions) for label, info in qgraph.tasks.items()},
-        init_inputs,
-    )
-
-    def make_payload(nodes: tuple[int, ...], attempt: int) -> ClusterPayload:
-        members = [quanta[n] for n in nodes]
-        ids = {r.id for q in members for r in q.all_inputs()}
-        return encode_cluster(
-            members,
-            [known[i] for i in ids if i in known],
-            ids & missing,
-            shared=shared,
-            type_index=type_index,
-            attempt=attempt,
-            execution_id=summary.execution_id,
+        shared, type_index = share_tables(
+            qgraph.tasks,
+            qgraph.dataset_types.values(),
+            {label: qgraph.universe.group(info.dimensions) for label, info in qgraph.tasks.items()},
+            init_inputs,
         )
 
-    def on_outcomes(outcomes: list[QuantumOutcome]) -> None:
-        for outcome in outcomes:
-            quantum = quanta[outcome.node_id]
-            if outcome.status in QuantumStatus.DONE:
-                written = {i.dataset_id: i for i in outcome.written}
-                known.update(written)
-                missing.update(r.id for r in quantum.all_outputs() if r.id not in written)
-                registrar.add(quantum, outcome)
-            elif outcome.status == QuantumStatus.FAILED and (
-                outcome.repeatable or outcome.attempt > retries
-            ):
-                registrar.add(quantum, outcome)  # the log, with the traceback
-
-    try:
-        runner = _make_executor(executor, jobs, cluster_address, cluster_config, pdb)
-    except Exception as err:
-        summary.error = f"cannot start the executor: {type(err).__name__}: {err}"
-        _LOG.error("%s", summary.error)
-        return summary
-    summary.dashboard_link = runner.dashboard_link
-    fn = functools.partial(run_quantum_cluster, **runner.run_options())
-
-    def submit(nodes: tuple[int, ...], attempt: int) -> Any:
-        hints: dict[str, float] = {}
-        for label in {quanta[n].task_label for n in nodes}:
-            for key, value in resources[label].items():
-                hints[key] = max(hints.get(key, 0.0), value)
-        return runner.submit(fn, spec, make_payload(nodes, attempt), resources=hints or None)
-
-    display = Progress(
-        qgraph,
-        progress,
-        runner.dashboard_link,
-        lambda n: quanta[n].task_label,
-        parallelism=runner.parallelism(),
-    )
-    for node in complete:
-        display.set(node, QuantumStatus.SKIPPED)
-    try:
-        with display:
-            result = schedule(
-                clusters,
-                predecessors,
-                successors,
-                submit=submit,
-                wait=runner.wait,
-                on_outcomes=on_outcomes,
-                on_status=display.set,
-                retries=retries,
-                parallelism=runner.parallelism(),
+        def make_payload(nodes: tuple[int, ...], attempt: int) -> ClusterPayload:
+            members = [quanta[n] for n in nodes]
+            ids = {r.id for q in members for r in q.all_inputs()}
+            return encode_cluster(
+                members,
+                [known[i] for i in ids if i in known],
+                ids & missing,
+                shared=shared,
+                type_index=type_index,
+                attempt=attempt,
+                execution_id=summary.execution_id,
             )
-            registrar.flush()
-    finally:
-        if not isinstance(executor, Executor):
-            runner.close()
-    summary.result = result
-    for node, status in result.status.items():
-        summary.counts[quanta[node].task_label][status] += 1
-        quantum = quanta[node]
-        if status == QuantumStatus.FAILED:
-            outcome = result.outcomes[node]
-            summary.failures.append(
-                {
-                    "label": quantum.task_label,
-                    "data_id": dict(quantum.data_id.required),
-                    "error_type": outcome.error_type,
-                    "message": outcome.message,
-                    "attempts": result.attempts.get(node, 0),
-                }
-            )
-        elif status == QuantumStatus.BLOCKED:
-            cause = result.blocked_by.get(node)
-            summary.blocked.append(
-                {
-                    "label": quantum.task_label,
-                    "data_id": dict(quantum.data_id.required),
-                    "blocked_by": None
-                    if cause is None
-                    else {
-                        "label": quanta[cause].task_label,
-                        "data_id": dict(quanta[cause].data_id.required),
-                    },
-                }
-            )
-    summary.wall_time = time.perf_counter() - start
-    _write_status(setup, qgraph, summary)
-    # --no-progress hides only the live display, never the summary and the failures
-    from rich.console import Console
 
-    console = Console(stderr=True)
-    if not console.is_terminal:  # a log file: never cut a task label to 80 columns
-        longest = max(map(len, qgraph.tasks), default=0)
-        console = Console(stderr=True, width=max(120, 80 + longest))
-    console.print(summary.table())
-    for failure in summary.failures:
-        console.print(
-            f"[red]failed[/red] {failure['label']} {failure['data_id']}: "
-            f"{failure['error_type']}: {failure['message']}"
+        last_outcome: dict[int, QuantumOutcome] = {}
+
+        def on_outcomes(outcomes: list[QuantumOutcome]) -> None:
+            for outcome in outcomes:
+                last_outcome[outcome.node_id] = outcome
+                quantum = quanta[outcome.node_id]
+                if outcome.status in QuantumStatus.DONE:
+                    written = {i.dataset_id: i for i in outcome.written}
+                    known.update(written)
+                    missing.update(r.id for r in quantum.all_outputs() if r.id not in written)
+                    registrar.add(quantum, outcome)
+                elif outcome.status == QuantumStatus.FAILED and (
+                    outcome.repeatable or outcome.attempt > retries
+                ):
+                    registrar.add(quantum, outcome)  # the log, with the traceback
+
+        try:
+            runner = _make_executor(executor, jobs, cluster_address, cluster_config, pdb)
+        except Exception as err:
+            summary.error = f"cannot start the executor: {type(err).__name__}: {err}"
+            _LOG.error("%s", summary.error)
+            return summary
+        summary.dashboard_link = runner.dashboard_link
+        fn = functools.partial(run_quantum_cluster, **runner.run_options())
+
+        def submit(nodes: tuple[int, ...], attempt: int) -> Any:
+            hints: dict[str, float] = {}
+            for label in {quanta[n].task_label for n in nodes}:
+                for key, value in resources[label].items():
+                    hints[key] = max(hints.get(key, 0.0), value)
+            return runner.submit(fn, spec, make_payload(nodes, attempt), resources=hints or None)
+
+        display = Progress(
+            qgraph,
+            progress,
+            runner.dashboard_link,
+            lambda n: quanta[n].task_label,
+            parallelism=runner.parallelism(),
         )
-    return summary
+        for node in complete:
+            display.set(node, QuantumStatus.SKIPPED)
+        statuses: dict[int, str] = {}  # what the loop said last, should it stop early
+
+        def on_status(node: int, status: str) -> None:
+            statuses[node] = status
+            display.set(node, status)
+
+        try:
+            with display:
+                result = schedule(
+                    clusters,
+                    predecessors,
+                    successors,
+                    submit=submit,
+                    wait=runner.wait,
+                    on_outcomes=on_outcomes,
+                    on_status=on_status,
+                    retries=retries,
+                    parallelism=runner.parallelism(),
+                )
+        except (Interrupted, ExecutorLostError) as err:
+            result = _partial_result(statuses, last_outcome)
+            if isinstance(err, Interrupted):
+                summary.interrupted, summary.signal = f"interrupted by {err.name}", err.signum
+            else:
+                summary.interrupted = str(err)
+        finally:
+            if not isinstance(executor, Executor):
+                runner.close()
+        registrar.flush()  # what finished before a stop too (a signal now is ignored)
+        summary.result = result
+        for node, status in result.status.items():
+            quantum = quanta[node]
+            if node in registrar.unregistered and status in QuantumStatus.DONE:
+                status = "unregistered"
+                summary.unregistered.append(
+                    {
+                        "label": quantum.task_label,
+                        "data_id": dict(quantum.data_id.required),
+                        "reason": registrar.unregistered[node],
+                    }
+                )
+            summary.counts[quantum.task_label][status] += 1
+            if status == QuantumStatus.FAILED:
+                outcome = result.outcomes[node]
+                summary.failures.append(
+                    {
+                        "label": quantum.task_label,
+                        "data_id": dict(quantum.data_id.required),
+                        "error_type": outcome.error_type,
+                        "message": outcome.message,
+                        "attempts": result.attempts.get(node, 0),
+                    }
+                )
+            elif status == QuantumStatus.BLOCKED:
+                cause = result.blocked_by.get(node)
+                summary.blocked.append(
+                    {
+                        "label": quantum.task_label,
+                        "data_id": dict(quantum.data_id.required),
+                        "blocked_by": None
+                        if cause is None
+                        else {
+                            "label": quanta[cause].task_label,
+                            "data_id": dict(quanta[cause].data_id.required),
+                        },
+                    }
+                )
+        summary.wall_time = time.perf_counter() - start
+        _write_status(setup, qgraph, summary)
+        if summary.interrupted:
+            done = sum(summary.total(c) for c in ("skipped", "succeeded", "no_work"))
+            _LOG.error(
+                "%s: %d of %d quanta done and registered; resume with: %s",
+                summary.interrupted,
+                done,
+                len(quanta),
+                summary.resume_command,
+            )
+        elif summary.unregistered:
+            _LOG.error(
+                "%d quanta finished but their outputs could not be registered (first: %s %s: %s); "
+                "nothing that reads them was registered. Their files are kept: resume with\n  %s",
+                len(summary.unregistered),
+                summary.unregistered[0]["label"],
+                summary.unregistered[0]["data_id"],
+                summary.unregistered[0]["reason"],
+                summary.resume_command,
+            )
+        # --no-progress hides only the live display, never the summary and the failures;
+        # a run stopped by a signal says what happened and how to resume in one line
+        if not summary.signal:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+            if not console.is_terminal:  # a log file: never cut a task label to 80 columns
+                longest = max(map(len, qgraph.tasks), default=0)
+                console = Console(stderr=True, width=max(120, 80 + longest))
+            console.print(summary.table())
+            for failure in summary.failures:
+                console.print(
+                    f"[red]failed[/red] {failure['label']} {failure['data_id']}: "
+                    f"{failure['error_type']}: {failure['message']}"
+                )
+        return summary
+
+
+def _partial_result(
+    statuses: dict[int, str], outcomes: dict[int, QuantumOutcome]
+) -> ExecutionResult:
+    """Return the nodes whose fate was settled when the scheduling loop stopped early."""
+    final = (*QuantumStatus.DONE, QuantumStatus.FAILED, QuantumStatus.BLOCKED)
+    settled = {node: status for node, status in statuses.items() if status in final}
+    return ExecutionResult(settled, outcomes, {}, {})
 
 
 def _write_status(setup: RunSetup, qgraph: QuantumGraph, summary: RunSummary) -> None:
@@ -303,6 +374,8 @@ def _write_status(setup: RunSetup, qgraph: QuantumGraph, summary: RunSummary) ->
         "counts": summary.counts,
         "failures": summary.failures,
         "blocked": summary.blocked,
+        "unregistered": summary.unregistered,
+        "interrupted": summary.interrupted,
         "wall_time": summary.wall_time,
     }
     try:

@@ -29,6 +29,7 @@ from butler.datastore.stored_file_info import StoredFileInfo
 from ..definition.loader import import_by_name
 from ..graph.quantum_graph import Quantum, QuantumGraph
 from .packages import package_versions
+from .registration import retry_busy
 from .worker import build_task
 
 __all__ = [
@@ -83,8 +84,11 @@ def task_resources(qgraph: QuantumGraph) -> dict[str, dict[str, float]]:
 class RunSetup:
     """Prepares the run; raises `RuntimeError` with a message when it cannot start."""
 
-    def __init__(self, butler: Any, qgraph: QuantumGraph, *, clobber: bool) -> None:
+    def __init__(
+        self, butler: Any, qgraph: QuantumGraph, *, clobber: bool, timeout: float = 60.0
+    ) -> None:
         self.butler = butler
+        self.timeout = timeout  # seconds a write waits for a busy registry
         self.qgraph = qgraph
         self.clobber = clobber
         self.registry = butler.registry
@@ -130,11 +134,25 @@ class RunSetup:
         return self.registry.get_stored_info([ref]).get(ref.id)
 
     def _put(self, obj: Any, ref: DatasetRef) -> None:
+        """Write and register a dataset (waiting for a busy registry); no file if it fails."""
         info = self.butler.datastore.put(obj, ref)
-        self.registry.insert_datasets([ref], [info])
+        try:
+            retry_busy(
+                lambda: self.registry.insert_datasets([ref], [info]),
+                self.timeout,
+                what=ref.dataset_type.name,
+            )
+        except BaseException:
+            self.butler.datastore.remove(info)
+            raise
 
     def _remove(self, refs: Iterable[DatasetRef]) -> None:
-        for info in self.registry.remove_datasets(list(refs)):
+        """Unregister datasets (waiting for a busy registry), then delete their files."""
+        refs = list(refs)
+        removed = retry_busy(
+            lambda: self.registry.remove_datasets(refs), self.timeout, what="stale datasets"
+        )
+        for info in removed:
             self.butler.datastore.remove(info)
 
     def write_init_outputs(
@@ -231,8 +249,13 @@ def resume_state(
                 info = dataclasses.replace(predicted, file_size=_artifact_size(butler, predicted))
                 refs.append(ref)
                 infos.append(info)
-        with registry.transaction():
-            registry.insert_datasets(refs, infos, on_conflict="ignore")
+        retry_busy(
+            lambda refs=refs, infos=infos: registry.insert_datasets(
+                refs, infos, on_conflict="ignore"
+            ),
+            setup.timeout,
+            what="adopted outputs",
+        )
         registered.update({i.dataset_id: i for i in infos})
         complete.add(node)
         adopted += 1

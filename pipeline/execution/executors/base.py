@@ -44,9 +44,13 @@ from typing import Any
 
 from ..worker import QuantumOutcome, QuantumStatus
 
-__all__ = ["ExecutionResult", "Executor", "schedule"]
+__all__ = ["ExecutionResult", "Executor", "ExecutorLostError", "schedule"]
 
 RUNNING = "running"
+
+
+class ExecutorLostError(RuntimeError):
+    """The executor itself is gone (e.g. the dask scheduler died): nothing more can run."""
 
 
 @dataclasses.dataclass
@@ -301,7 +305,13 @@ class Executor:
         return {}
 
     def wait(self, handles: list[Any]) -> Iterable[Any]:
-        """Block until at least one handle is finished; return the finished ones."""
+        """Block until at least one handle is finished; return the finished ones.
+
+        Raises
+        ------
+        ExecutorLostError
+            If the executor can no longer run anything (its scheduler is gone).
+        """
         raise NotImplementedError
 
     def close(self) -> None:

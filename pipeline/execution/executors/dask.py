@@ -14,6 +14,9 @@ through the scheduler; datasets are read and written by the workers themselves.
 Task resource hints become dask ``resources=``; the local cluster advertises ``cpus`` and
 ``memory_mb`` per worker, and hints no worker can meet are dropped or capped (never a hang).
 
+A lost scheduler (the client's futures cancelled with "scheduler-connection-lost") makes
+`wait` raise `~pipeline.execution.executors.base.ExecutorLostError`: the run stops there.
+
 Each worker keeps a `~pipeline.execution.worker.WorkerCache` (limited butlers, built tasks) in a
 `WorkerCachePlugin` that the executor registers on the client; `worker_cache`, passed to the
 worker function, finds it on the worker running the task. `parallelism` (the total worker
@@ -32,9 +35,9 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..worker import WorkerCache
-from .base import Executor
+from .base import Executor, ExecutorLostError
 
-__all__ = ["DaskExecutor", "WorkerCachePlugin", "worker_cache"]
+__all__ = ["DaskExecutor", "IgnoreInterruptsPlugin", "WorkerCachePlugin", "worker_cache"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -57,6 +60,25 @@ class WorkerCachePlugin(WorkerPlugin):
     def teardown(self, worker: Any) -> None:
         """Drop the cache."""
         self.cache = None
+
+
+class IgnoreInterruptsPlugin(WorkerPlugin):
+    """Make the worker processes of a cluster the client started ignore SIGINT.
+
+    Ctrl-C in a terminal signals the whole process group: the client stops the run (and
+    the cluster), and workers must not die first with their own ``KeyboardInterrupt``
+    tracebacks. Never registered on a cluster the executor did not start.
+    """
+
+    name = "skyquanta-ignore-interrupts"
+
+    def setup(self, worker: Any) -> None:
+        """Ignore SIGINT in the worker process (signals are set from its main thread)."""
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def worker_cache() -> WorkerCache | None:
@@ -108,6 +130,7 @@ class DaskExecutor(Executor):
         from cluster import local_cluster
 
         self._owned: list[Any] = []
+        self._lost = False  # the scheduler went away (see `wait`)
         self._keys = itertools.count()
         if client is not None:
             self.client = client
@@ -141,6 +164,8 @@ class DaskExecutor(Executor):
             self.client.register_plugin(WorkerCachePlugin(), name=WorkerCachePlugin.name)
         except Exception as err:  # workers still run, building butlers and tasks per call
             _LOG.warning("could not register the worker cache plugin: %s", err)
+        if client is None and address is None and cluster_config is None:  # our LocalCluster
+            self.client.register_plugin(IgnoreInterruptsPlugin(), name=IgnoreInterruptsPlugin.name)
 
     def parallelism(self) -> int:
         """Return the number of worker threads (at least 1)."""
@@ -206,15 +231,38 @@ class DaskExecutor(Executor):
     def wait(self, handles: list[Any]) -> Iterable[Any]:
         """Block until at least one future is finished; return the finished ones."""
         from distributed import wait
+        from distributed.client import FuturesCancelledError
 
-        done, _ = wait(handles, return_when="FIRST_COMPLETED")
+        try:
+            done, _ = wait(handles, return_when="FIRST_COMPLETED")
+        except FuturesCancelledError as err:  # we never cancel: the scheduler is gone
+            self._lost = True
+            address = getattr(self.client.scheduler, "address", None) or "?"
+            raise ExecutorLostError(
+                f"lost the dask scheduler at {address} ({self.client.status}): "
+                f"{len(handles)} submissions cancelled"
+            ) from err
         return list(done)
 
     def close(self) -> None:
-        """Close the client and cluster this executor started."""
-        for thing in self._owned:
-            try:
-                thing.close()
-            except Exception as err:  # closing must not hide the run's result
-                _LOG.warning("error while closing %r: %s", thing, err)
-        self._owned.clear()
+        """Close the client and cluster this executor started.
+
+        After a lost scheduler, distributed's own error logs of the client's abandoned
+        reconnection (tracebacks of cancelled coroutines) are silenced: the run says what
+        happened in one line.
+        """
+        quiet = ("distributed.client", "distributed.utils", "distributed.comm")
+        levels = {name: logging.getLogger(name).level for name in quiet}
+        if self._lost:
+            for name in quiet:
+                logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+        try:
+            for thing in self._owned:
+                try:
+                    thing.close()
+                except Exception as err:  # closing must not hide the run's result
+                    _LOG.warning("error while closing %r: %s", thing, err)
+            self._owned.clear()
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)

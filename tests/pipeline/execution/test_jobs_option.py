@@ -16,7 +16,17 @@ def test_pipetask_run_refuses_no_workers(tmp_path, jobs):
     pipe = tmp_path / "pipe.yaml"
     pipe.write_text(pipeline_yaml())
     out = run_pipetask(
-        "run", "-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/j", "-j", jobs,
+        "run",
+        "-b",
+        str(repo),
+        "-p",
+        str(pipe),
+        "-i",
+        "raw/all",
+        "-o",
+        "u/j",
+        "-j",
+        jobs,
         timeout=60,
     )
     assert out.returncode == 2, out.stdout + out.stderr
