@@ -28,7 +28,17 @@ several repositories; connections set ``search_path`` to it.
 On SQLite (`make_engine`): WAL journal (file databases), 32 KiB pages (new
 databases), foreign keys on (the dataset table declares none there: see
 `_schema`), ``synchronous=NORMAL``; the driver's own transaction handling is
-switched off so SAVEPOINTs work.
+switched off so SAVEPOINTs work. The WAL file is truncated to 64 MiB after each
+checkpoint (``journal_size_limit``): it does not keep the size of the largest
+write burst, so a disk that filled up has its space back once the run ends.
+
+A busy database (another process holds the write lock) is waited for up to
+`Database.busy_timeout` seconds (SQLite's busy timeout; PostgreSQL's
+``lock_timeout``), then `RegistryBusyError` is raised. Write transactions on
+SQLite begin IMMEDIATE, taking the write lock first: a deferred transaction that
+read before writing failed at once with "database is locked" whenever another
+process had committed in between, without waiting (two ``pipetask run`` into
+one repository lost registrations that way).
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._errors import ReadOnlyRegistryError, RegistryConnectionError
+from .._errors import ReadOnlyRegistryError, RegistryBusyError, RegistryConnectionError
 
 __all__ = ["Database", "connection_error", "display_url", "make_engine", "registry_schema"]
 
@@ -116,11 +126,14 @@ def make_engine(db_url: str) -> sa.Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache, allocated as used
+        cursor.execute(f"PRAGMA journal_size_limit={64 * 2**20}")
         cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # a write (`Database.transaction`) takes the write lock at once; a read does not
+        immediate = connection.info.pop("immediate", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -143,6 +156,21 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
         ) from err
 
 
+#: Seconds a write waits for a database that another process keeps busy (the default).
+DEFAULT_BUSY_TIMEOUT = 5.0
+
+
+def _is_busy(err: sa.exc.DBAPIError) -> bool:
+    """Whether a driver error says the database is locked by someone else."""
+    code = getattr(err.orig, "pgcode", None) or getattr(
+        getattr(err.orig, "diag", None), "sqlstate", None
+    )
+    if code in ("55P03", "40001", "40P01"):  # lock not available, serialization, deadlock
+        return True
+    text = str(err.orig).lower()
+    return "database is locked" in text or "database table is locked" in text or "busy" in text
+
+
 class Database:
     """Transactions, connections and compiled hot statements over one engine.
 
@@ -157,6 +185,8 @@ class Database:
     def __init__(self, engine: sa.Engine, *, writeable: bool) -> None:
         self.engine = engine
         self.writeable = writeable
+        #: Seconds a write waits for a database another process keeps busy.
+        self.busy_timeout = DEFAULT_BUSY_TIMEOUT
         self._local = threading.local()  # per thread: the connection of its transaction
         # SQL text of hot statements, compiled once per (dialect, key): see `execute_cached`.
         self._sql_cache: dict[tuple[str, Any], tuple[str, list[str] | None]] = {}
@@ -186,15 +216,40 @@ class Database:
         if not self.writeable:
             raise ReadOnlyRegistryError("this registry was opened read-only")
         if self._connection is None:
-            with self.engine.begin() as connection:
-                self._connection = connection
-                try:
-                    yield connection
-                finally:
-                    self._connection = None
+            try:
+                with self.engine.connect() as connection:
+                    self._set_busy_timeout(connection)
+                    connection.info["immediate"] = True
+                    with connection.begin():
+                        if connection.dialect.name == "postgresql":
+                            wait_ms = int(self.busy_timeout * 1000)
+                            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {wait_ms}")
+                        self._connection = connection
+                        try:
+                            yield connection
+                        finally:
+                            self._connection = None
+            except sa.exc.OperationalError as err:
+                if not _is_busy(err):
+                    raise
+                raise RegistryBusyError(
+                    f"the registry database stayed locked by another process for "
+                    f"{self.busy_timeout:g} s ({err.orig})"
+                ) from err
         else:
             with self._connection.begin_nested():
                 yield self._connection
+
+    def _set_busy_timeout(self, connection: sa.Connection) -> None:
+        """Give an SQLite connection `busy_timeout`, on the driver, before its BEGIN.
+
+        (PostgreSQL gets ``SET LOCAL lock_timeout`` inside each transaction instead.)
+        """
+        wanted = int(self.busy_timeout * 1000)
+        if connection.dialect.name != "sqlite" or connection.info.get("busy_ms") == wanted:
+            return
+        connection.connection.dbapi_connection.execute(f"PRAGMA busy_timeout={wanted}")
+        connection.info["busy_ms"] = wanted
 
     @contextlib.contextmanager
     def read(self) -> Iterator[sa.Connection]:

@@ -14,7 +14,8 @@ what it needs:
 - `DatasetTypeManager` (`dataset_types`): dataset types and their cache;
 - `CollectionManager` (`collections`): RUN and CHAINED collections;
 - `DatasetManager` (`datasets`): datasets, as a reading and a writing half,
-  given the dataset types and collections it resolves names with.
+  given the dataset types and collections it resolves names with;
+- `RunLeaseManager` (`run_leases`): which process executes into a run.
 
 The public methods delegate to the manager that owns the concept; the few
 operations that span managers (`remove_run`: a run's datasets, then the
@@ -61,6 +62,7 @@ from .dataset_types import DatasetTypeManager
 from .datasets import DatasetManager
 from .dimension_records import DimensionRecordManager
 from .regions import Region
+from .run_leases import RunLeaseManager
 
 __all__ = ["SqlRegistry"]
 
@@ -88,6 +90,7 @@ class SqlRegistry:
         self._dimensions = DimensionRecordManager(self._db, self.schema, universe)
         self._dataset_types = DatasetTypeManager(self._db, self.schema, universe)
         self._collections = CollectionManager(self._db, self.schema)
+        self._leases = RunLeaseManager(self._db, self.schema, self._collections)
         self._datasets = DatasetManager(
             self._db, self.schema, universe, self._dataset_types, self._collections
         )
@@ -200,6 +203,18 @@ class SqlRegistry:
     def writeable(self) -> bool:
         """Whether writes are allowed."""
         return self._db.writeable
+
+    @property
+    def busy_timeout(self) -> float:
+        """Seconds a write waits for a database that another process keeps busy.
+
+        After that, the write raises `RegistryBusyError` (default 5 s).
+        """
+        return self._db.busy_timeout
+
+    @busy_timeout.setter
+    def busy_timeout(self, seconds: float) -> None:
+        self._db.busy_timeout = float(seconds)
 
     def transaction(self) -> contextlib.AbstractContextManager[sa.Connection]:
         """Run a block in a transaction (a SAVEPOINT when nested); roll back on error.
@@ -461,8 +476,42 @@ class SqlRegistry:
         with self.transaction() as connection:
             run_id = self._collections.run_id(connection, name)
             infos = self._datasets.writes.remove_run_datasets(connection, run_id)
+            self._leases.forget(connection, run_id)
             self._collections.remove(connection, run_id)
         return infos
+
+    # -- run leases -------------------------------------------------------------------
+
+    def acquire_run_lease(self, run: str, token: str, *, stale_after: float = 300.0) -> None:
+        """Take the execution lease of ``run`` (see `run_leases`).
+
+        Parameters
+        ----------
+        run : `str`
+            An existing RUN collection.
+        token : `str`
+            Identifies the caller's execution (unique).
+        stale_after : `float`
+            Seconds without a heartbeat after which another host's lease is abandoned.
+
+        Raises
+        ------
+        RunLeaseError
+            If another live process holds it.
+        """
+        self._leases.acquire(run, token, stale_after=stale_after)
+
+    def refresh_run_lease(self, run: str, token: str) -> bool:
+        """Record a heartbeat of the caller's lease; False if it is no longer the caller's."""
+        return self._leases.refresh(run, token)
+
+    def release_run_lease(self, run: str, token: str) -> None:
+        """Give back the caller's lease of ``run`` (nothing happens if it is not the caller's)."""
+        self._leases.release(run, token)
+
+    def run_lease(self, run: str) -> dict[str, Any] | None:
+        """Return who holds the lease of ``run`` (token, host, pid, since, heartbeat), if any."""
+        return self._leases.holder(run)
 
     # -- datasets ----------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ Design
 executor (all executors share `pipeline.execution.executors.schedule`), registers what
 workers wrote and summarizes. In order:
 
-1. register the graph's dataset types and the output run (any error: exit code 2);
+1. register the graph's dataset types and the output run, and take the run's lease
+   (`~pipeline.execution.run_lease`: a second process executing into the same run is
+   refused); any error: exit code 2;
 2. write the init-outputs once per run (``<label>_config`` and the task's own, plus a
    ``packages`` dataset); a run already holding a different config is refused with a
    field-by-field diff (`Config.compare`) unless ``clobber_outputs``;
@@ -20,7 +22,11 @@ workers wrote and summarizes. In order:
    quantum's outputs inside one transaction with its metadata last;
 5. write a ``run_status`` dataset (what happened to each unfinished quantum) for the report,
    print the summary table, and return a `RunSummary` whose ``exit_code`` is 0 (all done,
-   including nothing to do), 1 (some failed or blocked) or 2 (could not start).
+   including nothing to do), 1 (some failed, blocked or unregistered; a lost scheduler) or
+   2 (could not start); 130/143 after SIGINT/SIGTERM (`~pipeline.execution.interrupts`).
+
+Every registry write waits up to ``registry_timeout`` seconds for a registry that another
+process keeps busy (`~pipeline.execution.registration`).
 
 State: local to one call (known stored-file records, the registration buffer, counts for the
 progress display); nothing at module level.
@@ -28,10 +34,12 @@ progress display); nothing at module level.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from ..graph.quantum_graph import QuantumGraph
@@ -39,6 +47,7 @@ from .executors.base import ExecutionResult, Executor, ExecutorLostError, schedu
 from .interrupts import Interrupted, catch_signals
 from .progress import _COLUMNS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, Progress, RunSummary
 from .registration import DEFAULT_REGISTRY_TIMEOUT, Registrar
+from .run_lease import RunLeaseKeeper
 from .setup import (
     PACKAGES_DATASET,  # noqa: F401  (re-exported: importable from here as before)
     RUN_STATUS_DATASET,  # noqa: F401
@@ -155,12 +164,18 @@ def execute_graph(
         summary.error = f"jobs (-j) must be at least 1, got {jobs}"
         _LOG.error("cannot start the execution: %s", summary.error)
         return summary
-    with catch_signals():
+    with (
+        contextlib.ExitStack() as stack,
+        catch_signals(),
+        _waiting_for_busy_registry(butler.registry, registry_timeout),
+    ):
         quanta = {node: qgraph.get_quantum(node) for node in qgraph.node_ids()}
         skip = skip_existing or extend_run
         setup = RunSetup(butler, qgraph, clobber=clobber_outputs, timeout=registry_timeout)
+        lease = RunLeaseKeeper(butler.registry, qgraph.output_run, summary.execution_id)
         try:
             setup.register()
+            stack.enter_context(lease)  # before anything in the run is written or removed
             init_inputs = setup.init_inputs()
             setup.write_init_outputs(init_inputs)
             complete, known = resume_state(setup, qgraph, quanta, skip, clobber_outputs)
@@ -355,6 +370,17 @@ def execute_graph(
                     f"{failure['error_type']}: {failure['message']}"
                 )
         return summary
+
+
+@contextlib.contextmanager
+def _waiting_for_busy_registry(registry: Any, seconds: float) -> Iterator[None]:
+    """Make the registry's writes wait ``seconds`` for a busy database inside the block."""
+    previous = registry.busy_timeout
+    registry.busy_timeout = seconds
+    try:
+        yield
+    finally:
+        registry.busy_timeout = previous
 
 
 def _partial_result(

@@ -64,7 +64,7 @@ def test_registry_locked_too_long_is_unregistered_then_resumed(tmp_path):
     proc = start_pipetask("run", *args, "--executor", "sync", "--registry-timeout", "1")
     try:
         wait_for_files(repo, "/a_metadata/", 3, proc)
-        holder = hold_registry_lock(repo, 7.0)
+        holder = hold_registry_lock(repo, 3.0)
         stdout, stderr = proc.communicate(timeout=120)
         holder.wait(timeout=30)
     finally:
