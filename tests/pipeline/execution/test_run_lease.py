@@ -13,7 +13,7 @@ from butler import Butler
 def test_second_client_of_a_run_is_refused_and_the_first_finishes(tmp_path):
     repo = make_repo(tmp_path / "repo", n_visits=2, n_detectors=4)
     pipe = tmp_path / "pipe.yaml"
-    pipe.write_text(pipeline_yaml(a_config={"sleep": 0.4}))
+    pipe.write_text(pipeline_yaml(a_config={"sleep": 0.8}))
     args = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "--output-run", "same/run"]
     first = start_pipetask("run", *args, "--no-progress", "--executor", "sync")
     try:
