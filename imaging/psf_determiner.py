@@ -21,7 +21,8 @@ Design:
   noise of few stars.
 * Wings (outside the core): a regular basis instead of free pixels, power laws ``r^-p``
   (``wing_powers``) times (1, cos 2φ, sin 2φ), fitted jointly to all wing pixels of all
-  stars (constant over the field by default, ``wing_variation``).  Free wing pixels fit
+  stars; over the field the wings scale with one polynomial amplitude (from 100 stars on,
+  ``wing_variation``), as a power-law tail brightens with the seeing.  Free wing pixels fit
   each star's noise: with 50 stars they summed to −5% of the flux and the FWHM from
   unweighted moments was off by up to 30% at the corners; the smooth wings are positive.
 * The spatial order drops while there are fewer than ``min_stars_per_term`` stars per
@@ -284,7 +285,8 @@ class PixelPsfDeterminerConfig:
     variation: str = "derivatives"
     free_radius: float = 1.0
     variation_basis: str = "blur"
-    wing_variation: str = "none"
+    wing_variation: str = "scale"
+    wing_scale_min_stars: int = 100
     sampling: float = 1.0
     bad_planes: tuple[str, ...] = ("INTRP", "SAT", "CR", "BAD", "NO_DATA")
     n_iter_reject: int = 3
@@ -414,6 +416,9 @@ class PixelPsfDeterminer(PsfDeterminer):
             wing_basis = _wing_basis(size, core_radius, cfg.wing_powers)
             if wing_basis is None:
                 core_radius = None
+        wing_variation = cfg.wing_variation
+        if wing_variation == "scale" and use.sum() < cfg.wing_scale_min_stars:
+            wing_variation = "none"  # too few stars: the scale of each term is noise
         inner = None
         if cfg.free_radius > 0:
             r_free = cfg.free_radius * _median_fwhm(stars, data[use], cfg)
@@ -429,7 +434,7 @@ class PixelPsfDeterminer(PsfDeterminer):
                     coeffs = _solve_derivatives(design[use], data[use] / amp[use, None],
                                                 inv_var[use] * amp[use, None] ** 2, size,
                                                 wing_basis, cfg.variation_basis,
-                                                cfg.wing_variation, inner)
+                                                wing_variation, inner)
                 else:
                     coeffs = _solve(design[use], data[use] / amp[use, None],
                                     inv_var[use] * amp[use, None] ** 2, nterm, wing_basis)
@@ -590,10 +595,18 @@ def _solve_derivatives(
         if wing_varies == "radial":  # varying terms: round wings only (every third image)
             free[1:] = False
             free[1:, ::3] = True
-        elif wing_varies == "none":
+        elif wing_varies in ("none", "scale"):
             free[1:] = False
-        coeffs[:, wing] = _joint_fit(design, data[:, wing], weight[:, wing],
-                                     wing_basis[:, wing], free) @ wing_basis[:, wing]
+        basis = wing_basis[:, wing]
+        coeffs[:, wing] = _joint_fit(design, data[:, wing], weight[:, wing], basis,
+                                     free) @ basis
+        if wing_varies == "scale" and nterm > 1:
+            # one amplitude per polynomial term times the mean wings: a power-law tail
+            # brightens with the seeing (a Moffat's by (FWHM ratio)^(2 beta - 2))
+            mean_wing = coeffs[0, wing][None, :]
+            scale = _joint_fit(design[:, 1:], data[:, wing] - mean_wing, weight[:, wing],
+                               mean_wing)
+            coeffs[1:, wing] = scale @ mean_wing
     if inner is not None:  # the bright inner core: every pixel of every term is free
         inner = inner & core
         coeffs[:, inner] = _solve_pixels(design, data[:, inner], weight[:, inner], nterm)

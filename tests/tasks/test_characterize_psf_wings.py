@@ -10,7 +10,8 @@ show (halos are issue 12's).
 
 Measured on this field (issue 14): the free-pixel model had negative wings down to -5% of the
 flux and unweighted-FWHM errors of 9-52% at the corners with 30-50 stars; the model with a
-regular wing basis and derivative-based spatial terms stays within 4% everywhere (2-3% typical).
+regular wing basis and derivative-based spatial terms stays within 4% everywhere with 30-50
+stars (2-3% typical) and within 2% with 200 (1.4-1.8%); the issue asks for 1%.
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def test_model_wings_physical_and_fwhm_at_corners(field, n_stars):
     assert max(truth_range) / min(truth_range) > 1.02  # the PSF does vary over the detector
     assert min(negative) >= -1e-3, f"negative wings sum to {min(negative):.2%} of the flux"
     corners = errors[[0, 0, -1, -1], [0, -1, 0, -1]]
-    assert errors.max() < 0.04, f"unweighted FWHM errors (%):\n{np.round(100 * errors, 2)}"
-    assert errors.mean() < 0.025, np.round(100 * errors, 2)
-    assert corners.max() < 0.04, corners
+    limit = 0.02 if n_stars >= 200 else 0.04
+    assert errors.max() < limit, f"unweighted FWHM errors (%):\n{np.round(100 * errors, 2)}"
+    assert errors.mean() < limit / 2, np.round(100 * errors, 2)
+    assert corners.max() < limit, corners
     order = result.metadata["spatialOrder"]
     assert order == 2  # 30 stars are enough for the derivative basis (4 per term)
