@@ -43,7 +43,7 @@ from pipeline import (
 )
 
 from ._camera import CAMERA_CONNECTION_DOC, registered_detector
-from ._pictures import write_debug_picture
+from ._pictures import write_debug_picture, write_psf_picture
 from .detection import SourceDetectionTask
 from .install_psf import InstallGaussianPsfTask, psf_average_position
 from .measure_psf import MeasurePsfTask
@@ -389,7 +389,14 @@ class CharacterizeImageTask(PipelineTask):
             return
         folder = self._debug_dir or os.path.join(os.getcwd(), "debug")
         path = os.path.join(folder, f"{self._debug_tag}_{stage}.png")
-        write_debug_picture(exposure, path, sources=source_cat, title=f"{self._debug_tag}: {stage}")
+        title = f"{self._debug_tag}: {stage}"
+        if stage == "psf" and exposure.psf is not None:  # the model itself, not the image again
+            write_psf_picture(exposure, path, title=title)
+            path_image = os.path.join(folder, f"{self._debug_tag}_{stage}_stars.png")
+            write_debug_picture(exposure, path_image, sources=source_cat, title=title)
+            self.log.info("debug pictures %s %s", path, path_image)
+            return
+        write_debug_picture(exposure, path, sources=source_cat, title=title)
         self.log.info("debug picture %s", path)
 
 

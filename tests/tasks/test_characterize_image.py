@@ -192,7 +192,7 @@ def test_debug_pictures(tmp_path):
     config.psfIterations = 1
     CharacterizeImageTask(config=config).run(sim.exposure)
     pictures = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert pictures == ["exposure_psf.png", "exposure_repair.png"]
+    assert pictures == ["exposure_psf.png", "exposure_psf_stars.png", "exposure_repair.png"]
     assert all(p.stat().st_size > 10_000 for p in tmp_path.glob("*.png"))
 
 
