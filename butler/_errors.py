@@ -8,7 +8,9 @@ from __future__ import annotations
 
 __all__ = [
     "ArtifactExistsError",
+    "ArtifactChecksumError",
     "ArtifactIntegrityError",
+    "ArtifactSizeError",
     "ButlerError",
     "CollectionError",
     "CollectionTypeError",
@@ -109,6 +111,14 @@ class ArtifactExistsError(DuplicateDatasetError, FileExistsError):
 
 class ArtifactIntegrityError(ButlerError, OSError):
     """An artifact's size or checksum is not the one recorded when it was stored."""
+
+
+class ArtifactSizeError(ArtifactIntegrityError):
+    """An artifact's size is not the recorded one (truncated, extended, a file of it lost)."""
+
+
+class ArtifactChecksumError(ArtifactIntegrityError):
+    """An artifact's bytes do not have the recorded checksum."""
 
 
 class ArtifactNotFoundError(DatasetNotFoundError, FileNotFoundError):

@@ -452,6 +452,55 @@ def remove_runs(repo: str, runs: tuple[str, ...], no_confirm: bool) -> None:
     click.echo(f"Removed {len(runs)} run(s) and {n} dataset(s).")
 
 
+@main.command("check")
+@click.argument("repo")
+@click.option(
+    "--fix",
+    is_flag=True,
+    help="Remove orphans and temporaries (never a registered file). Only while nothing "
+    "writes to the repository.",
+)
+@click.option(
+    "--checksums/--no-checksums",
+    default=True,
+    show_default=True,
+    help="Verify recorded checksums (reads every byte); sizes are always compared.",
+)
+@_format_option
+@butler_errors
+def check(repo: str, fix: bool, checksums: bool, fmt: str) -> None:
+    """Check the registry against the files: missing, wrong size or checksum, orphans, temporaries.
+
+    Read-only unless --fix. Exit status 0 when nothing is wrong (or --fix removed all of
+    it), 1 when problems remain.
+    """
+    from .check import check_repository
+
+    butler = Butler(repo, writeable=fix)
+    result = check_repository(butler, verify_checksums=checksums, fix=fix)
+    removed = set(result.removed)
+    rows = [
+        (p.kind, p.path, p.dataset, p.detail + (" (removed)" if p.path in removed else ""))
+        for p in result.problems
+    ]
+    if rows:
+        print_rows(["problem", "path", "dataset", "detail"], rows, fmt=fmt)
+    counts = ", ".join(f"{n} {kind}" for kind, n in result.counts().items() if n)
+    summary = (
+        f"Checked {result.artifacts} artifact(s) ({result.checksums} checksum(s) verified) "
+        f"in {repo}: {counts or 'no problems'}"
+    )
+    if result.removed:
+        summary += f"; removed {len(result.removed)} orphan(s)/temporary(ies)"
+    click.echo(summary, err=fmt != "table")
+    remaining = result.remaining
+    if remaining:
+        fixable = sum(p.kind in ("orphan", "temporary") for p in remaining)
+        if fixable:
+            click.echo(f"{fixable} can be removed with --fix", err=fmt != "table")
+        sys.exit(1)
+
+
 @main.command("retrieve-artifacts")
 @click.argument("repo")
 @click.argument("destination")

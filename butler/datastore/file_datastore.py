@@ -387,6 +387,32 @@ class FileDatastore:
                 verified.result()
         return obj
 
+    def check_artifact(self, info: StoredFileInfo, where: str, *, checksum: bool = True) -> None:
+        """Check that an artifact is the one recorded, without reading it as a dataset.
+
+        Parameters
+        ----------
+        info : `StoredFileInfo`
+            The stored-file record.
+        where : `str`
+            What it is, for messages.
+        checksum : `bool`
+            Also verify a recorded checksum (reads every byte).
+
+        Raises
+        ------
+        ArtifactNotFoundError
+            If it does not exist.
+        ArtifactIntegrityError
+            If its size, or its checksum, is not the recorded one.
+        """
+        if not self.exists(info):
+            raise ArtifactNotFoundError(f"no artifact for {where}")
+        fs, path = self._full_path(info.path)
+        check_size(fs, path, info.file_size, where)
+        if checksum and info.checksum is not None:
+            verify_digest(fs, path, info.checksum, where)
+
     def exists(self, info: StoredFileInfo) -> bool:
         """Whether the artifact exists (on an object store: a zarr directory's ``zarr.json``)."""
         fs, path = self._full_path(info.path)
@@ -730,21 +756,27 @@ class FileDatastore:
                     orphans.append(rel)
         return sorted(orphans)
 
+    def find_temporaries(self) -> list[str]:
+        """List temporaries left by interrupted writes (sorted relative paths), removing none."""
+        root = self.root.rstrip("/")
+        found: list[str] = []
+        for dirpath, dirnames, filenames in self._walk():
+            for name in [*dirnames, *filenames]:
+                if is_temporary(name):
+                    found.append(posixpath.relpath(posixpath.join(dirpath, name), root))
+            dirnames[:] = [d for d in dirnames if not is_temporary(d)]
+        return sorted(found)
+
     def cleanup_temporaries(self) -> list[str]:
         """Remove temporaries left by interrupted writes; return their relative paths.
 
         Only call this when no process is writing to the datastore: an
         in-progress write's temporary is indistinguishable from a leftover.
         """
-        root = self.root.rstrip("/")
-        removed: list[str] = []
-        for dirpath, dirnames, filenames in self._walk():
-            for name in [*dirnames, *filenames]:
-                if is_temporary(name):
-                    discard(self.fs, posixpath.join(dirpath, name))
-                    removed.append(posixpath.relpath(posixpath.join(dirpath, name), root))
-            dirnames[:] = [d for d in dirnames if not is_temporary(d)]
-        return sorted(removed)
+        found = self.find_temporaries()
+        for rel in found:
+            discard(self.fs, posixpath.join(self.root, rel))
+        return found
 
 
 def _ingest_target_exists(source: str, ref: DatasetRef, uri: str) -> ArtifactExistsError:
@@ -752,7 +784,7 @@ def _ingest_target_exists(source: str, ref: DatasetRef, uri: str) -> ArtifactExi
     return ArtifactExistsError(
         f"cannot ingest {source!r} as {_describe(ref)}: {uri!r} already exists and is not "
         "replaced (a file no dataset owns is left by an interrupted write or a removed run: "
-        "remove it, or ingest into another run)"
+        "'butler check --fix' removes those; or ingest into another run)"
     )
 
 

@@ -33,7 +33,7 @@ import stat
 import fsspec
 import xxhash
 
-from .._errors import ArtifactIntegrityError
+from .._errors import ArtifactChecksumError, ArtifactIntegrityError, ArtifactSizeError
 from ._atomic import is_local
 
 __all__ = ["ALGORITHM", "artifact_size", "check_size", "digest", "verify_digest"]
@@ -56,7 +56,7 @@ def artifact_size(fs: fsspec.AbstractFileSystem, path: str) -> int:
 
 
 def check_size(fs: fsspec.AbstractFileSystem, path: str, expected: int, where: str) -> None:
-    """Raise `ArtifactIntegrityError` if the artifact's size is not ``expected`` (-1: unknown).
+    """Raise `ArtifactSizeError` if the artifact's size is not ``expected`` (-1: unknown).
 
     Parameters
     ----------
@@ -74,7 +74,7 @@ def check_size(fs: fsspec.AbstractFileSystem, path: str, expected: int, where: s
     size = artifact_size(fs, path)
     if size != expected:
         change = "truncated or partly deleted" if size < expected else "extended"
-        raise ArtifactIntegrityError(
+        raise ArtifactSizeError(
             f"{where} has {size} bytes, but {expected} were stored: it was {change} "
             "after it was written ('butler check' lists every such artifact)"
         )
@@ -95,7 +95,10 @@ def digest(fs: fsspec.AbstractFileSystem, path: str) -> str:
 
 
 def verify_digest(fs: fsspec.AbstractFileSystem, path: str, expected: str, where: str) -> None:
-    """Raise `ArtifactIntegrityError` if the artifact's digest is not the recorded one."""
+    """Raise `ArtifactChecksumError` if the artifact's digest is not the recorded one.
+
+    An algorithm this software cannot compute is an `ArtifactIntegrityError`.
+    """
     algorithm = expected.partition(":")[0]
     if algorithm != ALGORITHM:
         raise ArtifactIntegrityError(
@@ -104,7 +107,7 @@ def verify_digest(fs: fsspec.AbstractFileSystem, path: str, expected: str, where
         )
     actual = digest(fs, path)
     if actual != expected:
-        raise ArtifactIntegrityError(
+        raise ArtifactChecksumError(
             f"{where} does not have the bytes that were stored (checksum {actual}, recorded "
             f"{expected}): it was changed or damaged after it was written"
         )

@@ -17,7 +17,7 @@ No mutable state of its own: it uses the dataset-type cache of
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -149,6 +149,34 @@ class DatasetReads:
         group = dataset_type.dimensions
         data_id = DataCoordinate(group, tuple(getattr(row, d) for d in group.required))
         return DatasetRef(dataset_type, data_id, row.run_name, row.id)
+
+    def stored_artifacts(self) -> Iterator[tuple[str, str, str, StoredFileInfo]]:
+        """Yield (run, dataset type name, data ID, stored file) of every dataset with a file.
+
+        Rows are read in batches of 10,000 (one query; a repository may hold millions).
+        """
+        dataset, collection = self.schema.dataset, self.schema.collection
+        names = {}
+        with self._db.read() as connection:
+            result = connection.execution_options(yield_per=10_000).execute(
+                sa.select(
+                    collection.c.name,
+                    dataset.c.dataset_type_id,
+                    dataset.c.data_id,
+                    dataset.c.id,
+                    dataset.c.path,
+                    dataset.c.formatter,
+                    dataset.c.storage_class,
+                    dataset.c.file_size,
+                    dataset.c.checksum,
+                )
+                .join(collection, collection.c.id == dataset.c.run_id)
+                .where(dataset.c.path.is_not(None))
+            )
+            for run, type_id, data_id, *fields in result:
+                if type_id not in names:
+                    names[type_id] = self._dataset_types.by_id(type_id).name
+                yield run, names[type_id], data_id, StoredFileInfo(as_uuid(fields[0]), *fields[1:])
 
     def get_stored_info(
         self, refs_or_ids: Iterable[DatasetRef | uuid.UUID]

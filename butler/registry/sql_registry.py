@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -524,6 +524,10 @@ class SqlRegistry:
     ) -> dict[uuid.UUID, StoredFileInfo]:
         """Return the stored files of the given datasets that have one, by dataset ID."""
         return self._datasets.reads.get_stored_info(refs_or_ids)
+
+    def stored_artifacts(self) -> Iterator[tuple[str, str, str, StoredFileInfo]]:
+        """Yield (run, dataset type name, data ID, stored file) of every dataset with a file."""
+        return self._datasets.reads.stored_artifacts()
 
     def find_in_run(self, ref: DatasetRef) -> tuple[bool, uuid.UUID | None]:
         """Look up a run and what it holds for a ref's dataset type and data ID, in one query.
