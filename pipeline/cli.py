@@ -752,8 +752,20 @@ def _has_field(pipeline: Pipeline, label: str, field: str) -> bool:
     default=None,
     help="Write the full report as YAML or JSON (by extension).",
 )
+@click.option(
+    "--html",
+    "html_file",
+    default=None,
+    metavar="FILE",
+    help="Write a self-contained HTML page: counts, time/memory plots, failures, pictures.",
+)
 @_user_errors
-def report(repo: str | None, args: tuple[str, ...], full_output_filename: str | None) -> None:
+def report(
+    repo: str | None,
+    args: tuple[str, ...],
+    full_output_filename: str | None,
+    html_file: str | None,
+) -> None:
     """Summarize what a run did: pipetask report REPO OUTPUT (or -b REPO OUTPUT).
 
     REPO is the repository root; OUTPUT the output collection (CHAINED) or RUN of the run.
@@ -782,6 +794,10 @@ def report(repo: str | None, args: tuple[str, ...], full_output_filename: str | 
         text = result.to_json() if full_output_filename.endswith(".json") else result.to_yaml()
         with open(full_output_filename, "w") as stream:
             stream.write(text)
+    if html_file:
+        from .execution.report_html import write_html_report
+
+        click.echo(f"Wrote {write_html_report(butler, args_list[0], result, html_file)}")
 
 
 if __name__ == "__main__":  # pragma: no cover
