@@ -187,14 +187,18 @@ def _build(
     space_dims |= {n for n in where_names if n in universe and universe[n].is_dimension}
     space_group = universe.group(space_dims)
     space_names = space_group.required
+    # A dimension that others in the space imply (band, by visit through physical_filter) is
+    # read from the rows' implied values, never joined as an independent factor: a (band,
+    # instrument) gather over visit-level inputs reads the visits of its band only.
+    implied_here = _implied_by_others(universe, space_names)
     rows = registry.query_data_ids(
-        space_names,
+        [n for n in space_names if n not in implied_here],
         where=where,
         bind=bind,
         datasets=regular_overall,
         collections=list(input_collections) if regular_overall else None,
     )
-    space = {data_id.values_tuple for data_id in rows}
+    space = _space_values(rows, space_names, implied_here)
     _LOG.debug("data ID space: %d rows over %s", len(space), space_names)
 
     # 2. overall inputs from the butler
@@ -323,6 +327,8 @@ def _build(
                 produced,
                 done_outputs,
                 spatial_lookup.get(f"{label}:{e.name}"),
+                space,
+                space_names,
             )
             for e in input_edges
         ]
@@ -421,6 +427,31 @@ def _build(
     )
 
 
+def _implied_by_others(universe: DimensionUniverse, names: Sequence[str]) -> set[str]:
+    """Dimensions of ``names`` implied by the group of the others (e.g. band by visit)."""
+    implied: set[str] = set()
+    for name in names:
+        others = [n for n in names if n != name and n not in implied]
+        if name in universe.group(others).implied:
+            implied.add(name)
+    return implied
+
+
+def _space_values(
+    rows: Sequence[Any], space_names: Sequence[str], implied_here: set[str]
+) -> set[tuple[Any, ...]]:
+    """Value tuples over ``space_names``; implied ones come from each row's implied values."""
+    if not implied_here:
+        return {data_id.values_tuple for data_id in rows}
+    space = set()
+    for data_id in rows:
+        known = dict(zip(data_id.group.required, data_id.values_tuple, strict=True))
+        known.update(data_id.implied)
+        if all(known.get(n) is not None for n in space_names):
+            space.add(tuple(known[n] for n in space_names))
+    return space
+
+
 def _sorted(items: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     """Sort data ID value tuples (natively when every position has one type)."""
     items = list(items)
@@ -442,6 +473,8 @@ def _input_lookup(
     produced: Mapping[str, Mapping[tuple[Any, ...], int]],
     done_outputs: Mapping[str, Mapping[tuple[Any, ...], int]],
     spatial: Mapping[tuple[Any, ...], list[int]] | None,
+    space: set[tuple[Any, ...]] | None = None,
+    space_names: Sequence[str] = (),
 ) -> Any:
     """Return ``lookup(quantum_values) -> list of ref indices`` for one input connection."""
     if spatial is not None:
@@ -474,19 +507,38 @@ def _input_lookup(
     key_in_dataset = _projector(ddims, common)
     key_in_task = _projector(task_dims, common)
     groups: dict[tuple[Any, ...], list[int]] | None = None
+    # Quantum dimensions the dataset lacks (band for visit-level inputs) are implied by the
+    # dataset's: the data-ID space says which quantum each dataset belongs to.
+    by_space = (
+        space is not None
+        and not set(task_dims) <= set(ddims)
+        and set(ddims) <= set(space_names)
+    )
 
     def gather(values: tuple[Any, ...]) -> list[int]:
         nonlocal groups
         if groups is None:  # built on first use, after upstream tasks filled `produced`
             groups = defaultdict(list)
             seen: set[tuple[Any, ...]] = set()
+            owners: dict[tuple[Any, ...], set[tuple[Any, ...]]] | None = None
+            if by_space:
+                owners = defaultdict(set)
+                to_task = _projector(space_names, task_dims)
+                to_dataset = _projector(space_names, ddims)
+                for row in space:
+                    owners[to_dataset(row)].add(to_task(row))
             for table in tables:
                 for dvalues, index in table.items():
                     if dvalues in seen:
                         continue
                     seen.add(dvalues)
-                    groups[key_in_dataset(dvalues)].append(index)
-        return list(groups.get(key_in_task(values), ()))  # filled in data ID order
+                    if owners is None:
+                        groups[key_in_dataset(dvalues)].append(index)
+                    else:
+                        for owner in owners.get(dvalues, ()):
+                            groups[owner].append(index)
+        key = values if by_space else key_in_task(values)
+        return list(groups.get(key, ()))  # filled in data ID order
 
     return gather
 
