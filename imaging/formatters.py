@@ -20,6 +20,12 @@ from fsspec.implementations.local import LocalFileSystem
 from butler.datastore.formatter import Formatter
 
 from .background import BackgroundList, BackgroundModel
+from .extended_psf_io import (
+    read_extended_psf_fits,
+    read_extended_psf_zarr,
+    write_extended_psf_fits,
+    write_extended_psf_zarr,
+)
 from .fits_io import read_exposure_fits, write_exposure_fits
 from .geometry import Box
 from .stamps_io import read_stamps_fits, read_stamps_zarr, write_stamps_fits, write_stamps_zarr
@@ -32,6 +38,8 @@ __all__ = [
     "CameraYamlFormatter",
     "ExposureFitsFormatter",
     "ExposureZarrFormatter",
+    "ExtendedPsfFitsFormatter",
+    "ExtendedPsfZarrFormatter",
     "as_box",
 ]
 
@@ -240,6 +248,63 @@ class BrightStarStampsZarrFormatter(Formatter):
         return read_stamps_zarr(
             self._store(fs, path, read_only=True), source=path, **_stamps_parameters(parameters)
         )
+
+
+class ExtendedPsfFitsFormatter(Formatter):
+    """`~imaging.extended_psf.ExtendedPsf` as LSST's FITS layout (`imaging.extended_psf_io`)."""
+
+    extension: ClassVar[str] = ".fits"
+
+    def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        """Write the models."""
+        self.write_through(fs, path, lambda stream: write_extended_psf_fits(obj, stream))
+
+    def read(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Read the models."""
+        self.check_parameters(parameters)
+        if _local(fs):
+            return read_extended_psf_fits(path)
+        if not fs.exists(path):
+            raise FileNotFoundError(f"Extended PSF file {path} does not exist")
+        with fs.open(path, "rb") as stream:
+            return read_extended_psf_fits(stream)
+
+
+class ExtendedPsfZarrFormatter(Formatter):
+    """`~imaging.extended_psf.ExtendedPsf` as a zarr v3 group, one subgroup per model."""
+
+    extension: ClassVar[str] = ".zarr"
+    is_directory: ClassVar[bool] = True
+
+    def _store(self, fs: fsspec.AbstractFileSystem, path: str, *, read_only: bool) -> Any:
+        from zarr.storage import FsspecStore, LocalStore
+
+        if _local(fs):
+            return LocalStore(path, read_only=read_only)
+        return FsspecStore.from_url(fs.unstrip_protocol(path), read_only=read_only)
+
+    def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        """Write the models as a zarr group."""
+        write_extended_psf_zarr(obj, self._store(fs, path, read_only=False))
+
+    def read(
+        self,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """Read the models."""
+        self.check_parameters(parameters)
+        if not fs.exists(path):
+            raise FileNotFoundError(f"Extended PSF zarr group {path} does not exist")
+        return read_extended_psf_zarr(self._store(fs, path, read_only=True), source=path)
 
 
 class CameraYamlFormatter(Formatter):

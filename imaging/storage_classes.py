@@ -39,6 +39,16 @@ STORAGE_CLASSES = (
         "imaging.formatters.BrightStarStampsFitsFormatter",
         ("bbox", "indices"),
     ),
+    StorageClass(
+        "ExtendedPsf",
+        "imaging.extended_psf.ExtendedPsf",
+        "imaging.formatters.ExtendedPsfFitsFormatter",
+    ),
+    StorageClass(
+        "ExtendedPsfZarr",
+        "imaging.extended_psf.ExtendedPsf",
+        "imaging.formatters.ExtendedPsfZarrFormatter",
+    ),
     StorageClass("Camera", "imaging.sim.camera.Camera", "imaging.formatters.CameraYamlFormatter"),
 )
 

@@ -1,0 +1,479 @@
+"""Pixel-wise stacking of bright-star stamps in sub-boxes, with bounded memory.
+
+Design (LSST's ``StackBrightStarsTask``, science.md §4.1, plus a memory bound):
+
+1. **Inventory.** Every source (one detector's `~imaging.stamps.BrightStarStamps`, read
+   through a `StampSource`) is read once for its centre pixel only: that gives the number of
+   stamps and their magnitudes (for the magnitude cut) without reading pixels.
+2. **Sub-boxes.** The stamp grid is tiled by ``subregion_size`` boxes. Each box is read from
+   every source (only that box, through the formatters' ``bbox``/``indices`` partial reads)
+   in horizontal strips whose height keeps the stack cube (stamps × strip pixels, float32)
+   under ``max_cube_bytes``, and the statistic works through it in chunks whose temporaries
+   take about as much again: peak memory is bounded by the budget, not by the stamp count.
+3. **Statistic** along the stamp axis, pixel by pixel, over the stamps whose pixel is finite
+   and free of the bad mask planes: ``MEAN``, ``MEDIAN`` (numpy's linear interpolation) or
+   ``MEANCLIP``, afw's clipped mean: start from the median and 0.741 × the inter-quartile
+   range, then ``num_iter`` times keep the values within ``num_sigma_clip`` of the centre and
+   take their mean and standard deviation (a pixel stops iterating when fewer than 2 values
+   stay or the width is 0; `imaging._convolve.clipped_stats` is the 1-D reference).
+   The cube is sorted once per pixel; every clipping iteration then only counts values below
+   the two limits and reads sums from cumulative sums (no per-iteration mask of the cube).
+4. **Corrections** (the 2026 normalization): an optional per-stamp amplitude and polynomial
+   background: a stamp pixel becomes ``(value - background(x, y)) / amplitude`` before the
+   statistic.
+
+No state outside a call; the stack and the per-pixel counts are the only full-size arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .exposure import Exposure
+from .geometry import Box
+from .mask import Mask
+from .stamps import DEFAULT_BAD_MASK_PLANES, BrightStarStamps
+
+__all__ = [
+    "STACKING_STATISTICS",
+    "FileStampSource",
+    "NoStampsError",
+    "SourceInventory",
+    "StackResult",
+    "StackingConfig",
+    "StampCorrections",
+    "StampSource",
+    "pixel_statistic",
+    "polynomial_terms",
+    "stack_stamps",
+    "take_inventory",
+]
+
+STACKING_STATISTICS = ("MEANCLIP", "MEAN", "MEDIAN")
+_CHUNK_VALUES = 1 << 21  # values per statistic chunk by default
+_TEMPORARY_BYTES = 32  # bytes of statistic temporaries per value (sorted, float64, 2 cumsums)
+
+
+class NoStampsError(LookupError):
+    """Nothing to stack: no source holds a stamp that passes the selection."""
+
+
+class StampSource(Protocol):
+    """Where one collection of stamps is read from, in parts."""
+
+    def read(
+        self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
+    ) -> BrightStarStamps:
+        """Read the stamps (only ``bbox`` of each, only ``indices``)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileStampSource:
+    """Stamps in a FITS file or a zarr group on a local disk (`imaging.stamps_io`)."""
+
+    path: str
+
+    def read(
+        self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
+    ) -> BrightStarStamps:
+        """Read through `~imaging.stamps_io.read_stamps_fits` or ``read_stamps_zarr``."""
+        from .stamps_io import read_stamps_fits, read_stamps_zarr
+
+        if str(self.path).rstrip("/").endswith(".zarr"):
+            return read_stamps_zarr(str(self.path), bbox=bbox, indices=indices, source=self.path)
+        return read_stamps_fits(self.path, bbox=bbox, indices=indices)
+
+
+@dataclass(frozen=True)
+class StackingConfig:
+    """How to stack (the fields of LSST's ``StackBrightStarsConfig``, plus the memory budget).
+
+    Raises
+    ------
+    ValueError
+        On an unknown statistic, a non-positive size, clip or budget.
+    """
+
+    subregion_size: tuple[int, int] = (100, 100)
+    statistic: str = "MEANCLIP"
+    num_sigma_clip: float = 4.0
+    num_iter: int = 3
+    bad_mask_planes: tuple[str, ...] = DEFAULT_BAD_MASK_PLANES
+    do_mag_cut: bool = False
+    mag_limit: float = 18.0
+    max_cube_bytes: int = 128 << 20
+
+    def __post_init__(self) -> None:
+        if self.statistic not in STACKING_STATISTICS:
+            raise ValueError(
+                f"stacking statistic {self.statistic!r} not in {STACKING_STATISTICS}"
+            )
+        if len(self.subregion_size) != 2 or min(self.subregion_size) < 1:
+            raise ValueError(f"subregion_size must be two positive ints, got {self.subregion_size}")
+        if self.num_sigma_clip <= 0 or self.num_iter < 0:
+            raise ValueError(
+                f"num_sigma_clip must be > 0 and num_iter >= 0, got {self.num_sigma_clip}, "
+                f"{self.num_iter}"
+            )
+        if self.max_cube_bytes < 1 << 16:
+            raise ValueError(f"max_cube_bytes must be at least 64 KiB, got {self.max_cube_bytes}")
+        object.__setattr__(self, "subregion_size", tuple(int(v) for v in self.subregion_size))
+        object.__setattr__(self, "bad_mask_planes", tuple(self.bad_mask_planes))
+
+
+@dataclass
+class SourceInventory:
+    """What the inventory pass learnt about one source."""
+
+    n_stamps: int
+    magnitudes: np.ndarray
+    selected: list[int]
+
+
+@dataclass
+class StampCorrections:
+    """Per-stamp amplitude and background of one source (the 2026 normalization).
+
+    ``amplitude[i]`` divides stamp ``i`` after ``background[i] · polynomial_terms`` is
+    subtracted; ``background`` may be `None` (no pedestal).
+    """
+
+    amplitude: np.ndarray
+    background: np.ndarray | None = None
+    order: int = 0
+
+
+@dataclass
+class StackResult:
+    """The stacked model, the per-pixel number of stamps used, and the stamps stacked."""
+
+    model: Exposure
+    count: np.ndarray
+    n_stamps: int
+    n_sources: int
+    peak_cube_bytes: int = 0
+    inventory: list[SourceInventory] = field(default_factory=list)
+
+
+def take_inventory(
+    sources: Sequence[StampSource], shape: tuple[int, int], config: StackingConfig
+) -> list[SourceInventory]:
+    """Count the stamps of each source and apply the magnitude cut (reads one pixel each)."""
+    center = Box(shape[1] // 2, shape[0] // 2, 1, 1)
+    out = []
+    for source in sources:
+        stamps = source.read(bbox=center)
+        mags = np.asarray(stamps.getMagnitudes(), dtype=float)
+        keep = np.ones(len(mags), dtype=bool)
+        if config.do_mag_cut:
+            keep &= mags < config.mag_limit  # LSST: selectByMag(magMax=mag_limit), strict
+        out.append(SourceInventory(len(mags), mags, [int(i) for i in np.flatnonzero(keep)]))
+    return out
+
+
+def stamp_shape(sources: Sequence[StampSource]) -> tuple[int, int]:
+    """Return the stamp grid shape ``(ny, nx)`` from the first source that has a stamp.
+
+    Raises
+    ------
+    NoStampsError
+        If no source has a stamp.
+    """
+    for source in sources:
+        stamps = source.read(bbox=Box(0, 0, 1, 1))
+        if len(stamps):
+            return source.read(indices=[0])[0].stamp_im.image.shape
+    raise NoStampsError(f"none of the {len(sources)} stamp collections holds a stamp")
+
+
+def polynomial_terms(order: int, xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int]) -> Any:
+    """Background polynomial terms ``u^p v^q`` (``p + q <= order``) at pixels ``(xs, ys)``.
+
+    ``u, v`` are the pixel coordinates scaled to [-1, 1] over the stamp ``shape``.
+    """
+    u = (np.asarray(xs, dtype=float) - (shape[1] - 1) / 2.0) / max((shape[1] - 1) / 2.0, 1.0)
+    v = (np.asarray(ys, dtype=float) - (shape[0] - 1) / 2.0) / max((shape[0] - 1) / 2.0, 1.0)
+    return np.stack([u**p * v**q for p in range(order + 1) for q in range(order + 1 - p)])
+
+
+def stack_stamps(
+    sources: Sequence[StampSource],
+    config: StackingConfig | None = None,
+    *,
+    corrections: Sequence[StampCorrections | None] | None = None,
+    shape: tuple[int, int] | None = None,
+    inventory: list[SourceInventory] | None = None,
+    progress: Callable[[Box], None] | None = None,
+) -> StackResult:
+    """Stack the stamps of ``sources`` pixel by pixel, one sub-box strip at a time.
+
+    Parameters
+    ----------
+    sources : sequence of `StampSource`
+        The stamp collections (e.g. one per detector and visit).
+    config : `StackingConfig`, optional
+        Statistic, clipping, bad planes, magnitude cut, sub-box size, memory budget.
+    corrections : sequence of `StampCorrections` or `None`, optional
+        Per-source amplitude and background of every stamp (indexed like the source's
+        stamps); `None` stacks the stamps as stored (annulus-normalized).
+    shape : `tuple` [`int`, `int`], optional
+        Stamp grid (default: read from the first stamp).
+    inventory : `list` [`SourceInventory`], optional
+        A previous `take_inventory` result (saves the inventory reads).
+    progress : callable, optional
+        Called with each strip box once it is stacked.
+
+    Returns
+    -------
+    result : `StackResult`
+        ``model.image`` is NaN and ``model.mask`` has ``NO_DATA`` where no stamp contributed.
+
+    Raises
+    ------
+    NoStampsError
+        If no stamp passes the selection.
+    """
+    config = config or StackingConfig()
+    shape = shape or stamp_shape(sources)
+    inventory = inventory if inventory is not None else take_inventory(sources, shape, config)
+    n_total = sum(len(inv.selected) for inv in inventory)
+    if n_total == 0:
+        raise NoStampsError(
+            f"no stamp to stack in {len(sources)} collections"
+            + (f" brighter than mag_limit {config.mag_limit}" if config.do_mag_cut else "")
+        )
+    if corrections is not None and len(corrections) != len(sources):
+        raise ValueError(f"{len(corrections)} corrections for {len(sources)} sources")
+    image = np.full(shape, np.nan, dtype=np.float32)
+    count = np.zeros(shape, dtype=np.int32)
+    sub_w, sub_h = config.subregion_size
+    peak = 0
+    for y0 in range(0, shape[0], sub_h):
+        for x0 in range(0, shape[1], sub_w):
+            width = min(sub_w, shape[1] - x0)
+            height = min(sub_h, shape[0] - y0)
+            rows = max(1, min(height, config.max_cube_bytes // (4 * n_total * width)))
+            for sy in range(y0, y0 + height, rows):
+                strip = Box(x0, sy, width, min(rows, y0 + height - sy))
+                cube = _read_cube(sources, inventory, strip, config, corrections, shape)
+                peak = max(peak, cube.nbytes)
+                value, used = pixel_statistic(
+                    cube,
+                    config.statistic,
+                    num_sigma_clip=config.num_sigma_clip,
+                    num_iter=config.num_iter,
+                    chunk_values=config.max_cube_bytes // _TEMPORARY_BYTES,
+                )
+                del cube
+                sl = strip.slices()
+                image[sl] = value.reshape(strip.shape)
+                count[sl] = used.reshape(strip.shape)
+                if progress is not None:
+                    progress(strip)
+    mask = Mask(shape)
+    mask.set("NO_DATA", count == 0)
+    return StackResult(
+        Exposure(image, mask=mask), count, n_total, len(sources), peak, inventory
+    )
+
+
+def _read_cube(
+    sources: Sequence[StampSource],
+    inventory: Sequence[SourceInventory],
+    box: Box,
+    config: StackingConfig,
+    corrections: Sequence[StampCorrections | None] | None,
+    shape: tuple[int, int],
+) -> np.ndarray:
+    """Return the ``(pixels, stamps)`` float32 cube of ``box``; NaN marks unusable values."""
+    n_total = sum(len(inv.selected) for inv in inventory)
+    n_pix = box.area
+    cube = np.empty((n_pix, n_total), dtype=np.float32)
+    column = 0
+    terms_cache: dict[int, Any] = {}
+    for k, (source, inv) in enumerate(zip(sources, inventory, strict=True)):
+        if not inv.selected:
+            continue
+        everything = len(inv.selected) == inv.n_stamps
+        stamps = source.read(bbox=box, indices=None if everything else inv.selected)
+        if len(stamps) != len(inv.selected):
+            raise ValueError(
+                f"stamp source {k} returned {len(stamps)} stamps for box {box}, the inventory "
+                f"selected {len(inv.selected)}"
+            )
+        n = len(stamps)
+        block = np.empty((n, n_pix), dtype=np.float32)
+        for j, stamp in enumerate(stamps):
+            values = stamp.stamp_im.image.reshape(-1)
+            mask = stamp.stamp_im.mask
+            planes = [p for p in config.bad_mask_planes if p in mask.planes]
+            bad = ~np.isfinite(values)
+            if planes:
+                bad |= (mask.array.reshape(-1) & np.uint32(mask.get_plane_bitmask(planes))) != 0
+            block[j] = values
+            block[j, bad] = np.nan
+        fix = corrections[k] if corrections is not None else None
+        if fix is not None:
+            chosen = np.asarray(inv.selected)
+            if fix.background is not None:
+                terms = terms_cache.get(fix.order)
+                if terms is None:
+                    ys, xs = np.mgrid[box.y0 : box.y1, box.x0 : box.x1]
+                    terms = polynomial_terms(fix.order, xs.ravel(), ys.ravel(), shape)
+                    terms_cache[fix.order] = terms
+                block -= (fix.background[chosen] @ terms).astype(np.float32)
+            block /= fix.amplitude[chosen].astype(np.float32)[:, None]
+        cube[:, column : column + n] = block.T
+        column += n
+        del stamps, block
+    return cube
+
+
+def pixel_statistic(
+    cube: np.ndarray,
+    statistic: str,
+    *,
+    num_sigma_clip: float = 4.0,
+    num_iter: int = 3,
+    chunk_values: int = _CHUNK_VALUES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Statistic of each row of a ``(pixels, stamps)`` cube over its finite values.
+
+    Parameters
+    ----------
+    cube : `numpy.ndarray`
+        Values; NaN are left out.
+    statistic : `str`
+        ``MEANCLIP``, ``MEAN`` or ``MEDIAN`` (see the module docstring).
+    num_sigma_clip, num_iter : `float`, `int`
+        Clipping of ``MEANCLIP``.
+    chunk_values : `int`
+        Values processed at once (the temporaries take ~32 bytes per value).
+
+    Returns
+    -------
+    value, count : `numpy.ndarray`
+        Per pixel: the statistic (NaN without values) and the number of values it used.
+    """
+    if statistic not in STACKING_STATISTICS:
+        raise ValueError(f"stacking statistic {statistic!r} not in {STACKING_STATISTICS}")
+    n_pix, n = cube.shape
+    value = np.empty(n_pix, dtype=np.float32)
+    count = np.empty(n_pix, dtype=np.int32)
+    step = max(1, chunk_values // max(n, 1))
+    for start in range(0, n_pix, step):
+        part = cube[start : start + step]
+        if statistic == "MEAN":
+            v, c = _mean(part)
+        elif statistic == "MEDIAN":
+            v, c = _median(part)
+        else:
+            v, c = _clipped_mean(part, num_sigma_clip, num_iter)
+        value[start : start + step] = v
+        count[start : start + step] = c
+    return value, count
+
+
+def _mean(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    good = ~np.isnan(part)
+    n = good.sum(axis=1)
+    total = np.where(good, part, 0.0).sum(axis=1, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (total / n).astype(np.float32), n
+
+
+def _quantile(ordered: np.ndarray, n: np.ndarray, q: float) -> np.ndarray:
+    """Linear-interpolation quantile (numpy's) of each row's first ``n`` (sorted) values."""
+    pos = (np.maximum(n, 1) - 1) * q
+    lo = np.floor(pos).astype(np.intp)
+    hi = np.minimum(lo + 1, np.maximum(n - 1, 0))
+    frac = pos - lo
+    rows = np.arange(ordered.shape[0])
+    a = ordered[rows, lo].astype(np.float64)
+    b = ordered[rows, hi].astype(np.float64)
+    out = a + (b - a) * frac
+    out[n == 0] = np.nan
+    return out
+
+
+def _median(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ordered = np.sort(part, axis=1)  # NaN last
+    n = np.count_nonzero(~np.isnan(part), axis=1)
+    return _quantile(ordered, n, 0.5).astype(np.float32), n
+
+
+def _clipped_mean(
+    part: np.ndarray, num_sigma_clip: float, num_iter: int
+) -> tuple[np.ndarray, np.ndarray]:
+    ordered = np.sort(part, axis=1)  # NaN last: row i's values are ordered[i, :n[i]]
+    n_rows, width_n = ordered.shape
+    n = np.count_nonzero(~np.isnan(ordered), axis=1)
+    q25 = _quantile(ordered, n, 0.25)
+    centre = _quantile(ordered, n, 0.5)
+    q75 = _quantile(ordered, n, 0.75)
+    width = 0.741 * (q75 - q25)
+    # cumulative sums (float64) of the sorted values: any kept range [lo, hi) sums in O(1);
+    # NaN only follow the valid values, so the sums up to n are clean.
+    values = ordered.astype(np.float64)
+    csum = np.zeros((n_rows, width_n + 1))
+    csum2 = np.zeros((n_rows, width_n + 1))
+    np.cumsum(values, axis=1, out=csum[:, 1:])
+    np.multiply(values, values, out=values)
+    np.cumsum(values, axis=1, out=csum2[:, 1:])
+    del values
+    rows = np.arange(n_rows)
+    # width <= 0: fall back to the standard deviation of all values
+    flat = (width <= 0) & (n > 0)
+    if flat.any():
+        nn = n[flat]
+        s1 = csum[rows[flat], nn]
+        s2 = csum2[rows[flat], nn]
+        width[flat] = np.sqrt(np.maximum(s2 / nn - (s1 / nn) ** 2, 0.0))
+    used = n.copy()
+    active = (n > 0) & (width > 0)
+    for _ in range(num_iter):
+        idx = np.flatnonzero(active)
+        if not idx.size:
+            break
+        c, w, nv = centre[idx], width[idx], n[idx]
+        # kept values: lo <= i < hi with ordered[lo-1] <= c - kw < ordered[lo] and
+        # ordered[hi-1] < c + kw <= ordered[hi] (strict limits, as clipped_stats)
+        lo = _count_sorted(ordered, idx, nv, c - num_sigma_clip * w, strict=False)
+        hi = _count_sorted(ordered, idx, nv, c + num_sigma_clip * w, strict=True)
+        k = hi - lo
+        stop = k < 2
+        active[idx[stop]] = False
+        go = ~stop
+        idx, lo, hi, k = idx[go], lo[go], hi[go], k[go]
+        s1 = csum[idx, hi] - csum[idx, lo]
+        s2 = csum2[idx, hi] - csum2[idx, lo]
+        mean = s1 / k
+        centre[idx] = mean
+        width[idx] = np.sqrt(np.maximum(s2 / k - mean * mean, 0.0))
+        used[idx] = k
+        active[idx[width[idx] <= 0]] = False
+    return centre.astype(np.float32), used
+
+
+def _count_sorted(
+    ordered: np.ndarray, rows: np.ndarray, n: np.ndarray, limit: np.ndarray, *, strict: bool
+) -> np.ndarray:
+    """Per row, how many of the first ``n`` sorted values are ``< limit`` (or ``<=``).
+
+    A vectorized binary search: ~log2(columns) gathers of one value per row.
+    """
+    count = np.zeros(rows.size, dtype=np.intp)
+    step = 1 << max(int(ordered.shape[1]).bit_length() - 1, 0)
+    while step:
+        candidate = count + step
+        inside = candidate <= n
+        probe = ordered[rows[inside], candidate[inside] - 1].astype(np.float64)
+        below = probe < limit[inside] if strict else probe <= limit[inside]
+        count[np.flatnonzero(inside)[below]] = candidate[inside][below]
+        step >>= 1
+    return count
