@@ -530,6 +530,11 @@ def qgraph(
     show_default=True,
 )
 @click.option("--resume", is_flag=True, help="Same as --extend-run --skip-existing.")
+@click.option(
+    "--fail-fast",
+    is_flag=True,
+    help="Stop at the first failed quantum (what finished is kept; exit code 1).",
+)
 @click.option("--pdb", is_flag=True, help="Post-mortem debugger on failure (sync executor).")
 @click.option("--debug", is_flag=True, help="Switch on every task's debug stages (pictures).")
 @click.option(
@@ -575,6 +580,7 @@ def run(
     retries: int,
     clustering: str,
     resume: bool,
+    fail_fast: bool,
     pdb: bool,
     debug: bool,
     no_progress: bool,
@@ -648,6 +654,7 @@ def run(
         pdb=pdb,
         registry_timeout=registry_timeout,
         resume_command=_resume_command(graph.output_run),
+        fail_fast=fail_fast,
     )
     if summary.exit_code == EXIT_CANNOT_START:  # leave the repository as it was
         collections.undo(butler)

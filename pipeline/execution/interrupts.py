@@ -21,7 +21,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Interrupted", "catch_signals"]
+__all__ = ["FailFastError", "Interrupted", "catch_signals"]
 
 _LOG = logging.getLogger("pipeline.execution.run")
 
@@ -50,6 +50,21 @@ class Interrupted(BaseException):  # noqa: N818 - named for what happened, like 
     def exit_code(self) -> int:
         """``128 + signum``: 130 for SIGINT, 143 for SIGTERM."""
         return 128 + self.signum
+
+
+class FailFastError(RuntimeError):
+    """``--fail-fast``: the execution stops at its first failed quantum (exit code 1).
+
+    Parameters
+    ----------
+    label : `str`
+        Task label of the failed quantum.
+    data_id : `dict`
+        Its data ID.
+    """
+
+    def __init__(self, label: str, data_id: dict[str, Any]) -> None:
+        super().__init__(f"stopped at the first failure (--fail-fast): {label} {data_id}")
 
 
 @contextlib.contextmanager

@@ -44,7 +44,7 @@ from typing import Any
 
 from ..graph.quantum_graph import QuantumGraph
 from .executors.base import ExecutionResult, Executor, ExecutorLostError, schedule
-from .interrupts import Interrupted, catch_signals
+from .interrupts import FailFastError, Interrupted, catch_signals
 from .progress import _COLUMNS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, Progress, RunSummary
 from .registration import DEFAULT_REGISTRY_TIMEOUT, Registrar
 from .run_lease import RunLeaseKeeper
@@ -107,6 +107,7 @@ def execute_graph(
     pdb: bool = False,
     registry_timeout: float = DEFAULT_REGISTRY_TIMEOUT,
     resume_command: str = "",
+    fail_fast: bool = False,
 ) -> RunSummary:
     """Execute a quantum graph, resuming where an earlier execution stopped.
 
@@ -147,6 +148,9 @@ def execute_graph(
     resume_command : `str`
         The command that resumes this run, shown when something is left to do ("": a
         generic hint).
+    fail_fast : `bool`
+        Stop at the first quantum that fails for good (after its retries): nothing more is
+        submitted, what finished is registered, exit code 1.
 
     Returns
     -------
@@ -271,6 +275,8 @@ def execute_graph(
         def on_status(node: int, status: str) -> None:
             statuses[node] = status
             display.set(node, status)
+            if fail_fast and status == QuantumStatus.FAILED:
+                raise FailFastError(quanta[node].task_label, dict(quanta[node].data_id.required))
 
         try:
             with display:
@@ -285,7 +291,7 @@ def execute_graph(
                     retries=retries,
                     parallelism=runner.parallelism(),
                 )
-        except (Interrupted, ExecutorLostError) as err:
+        except (Interrupted, ExecutorLostError, FailFastError) as err:
             result = _partial_result(statuses, last_outcome)
             if isinstance(err, Interrupted):
                 summary.interrupted, summary.signal = f"interrupted by {err.name}", err.signum
