@@ -153,3 +153,24 @@ def test_config_dump_and_validate(repo, tmp_path):
     (repo / "butler.yaml").write_text(yaml.safe_dump(config))
     bad = _run("config-validate", repo, code=1)
     assert "butler.no_such_module.Formatter" in bad.output
+
+
+def test_transfer_datasets_sqlite_to_postgres_and_s3(repo, tmp_path, postgres_server,
+                                                     postgres_url, s3_server, s3_bucket,
+                                                     monkeypatch):
+    """From a local SQLite repository into one with its registry on PostgreSQL and its files on
+    an object store (real servers): same IDs, same data IDs, same values read back."""
+    monkeypatch.setenv("PGPASSWORD", postgres_server.password)  # never stored in butler.yaml
+    dest = tmp_path / "remote"
+    Butler.create(dest, registry_url=postgres_url, datastore_root=f"s3://{s3_bucket}/files",
+                  storage_options={"endpoint_url": s3_server.endpoint_url})
+    _run("transfer-datasets", repo, dest, "--collections", "r1,r2")
+    source, target = Butler(repo, writeable=False), Butler(dest, writeable=False)
+    for name, runs in (("img", ["r1"]), ("meta", ["r2"])):
+        theirs = {r.id: r for r in source.registry.query_datasets(name, collections=runs)}
+        ours = {r.id: r for r in target.registry.query_datasets(name, collections=runs)}
+        assert ours.keys() == theirs.keys() and ours
+        for dataset_id, ref in ours.items():
+            assert ref.data_id == theirs[dataset_id].data_id
+            assert target.get_uri(ref).startswith("s3://")
+            assert np.all(np.asarray(target.get(ref)) == np.asarray(source.get(theirs[dataset_id])))
