@@ -519,7 +519,13 @@ def qgraph(
     callback=lambda ctx, param, value: _check_cluster_config(value),
     help="Cluster spec YAML, or a shipped one by name (local, slurm, kubernetes; see cluster/).",
 )
-@click.option("--executor", type=click.Choice(["dask", "sync"]), default="dask", show_default=True)
+@click.option(
+    "--executor",
+    type=click.Choice(["auto", "dask", "sync"]),
+    default="auto",
+    show_default=True,
+    help="auto: in this process for -j 1 (as LSST's pipetask), a dask cluster otherwise.",
+)
 @click.option(
     "--retries", type=int, default=0, show_default=True, help="Retries of quanta that raise."
 )
@@ -589,7 +595,7 @@ def run(
     """Build (or load) a quantum graph and execute it."""
     from .execution.run import execute_graph
 
-    if jobs < 1 and executor == "dask" and not (cluster_address or cluster_config):
+    if jobs < 1 and executor != "sync" and not (cluster_address or cluster_config):
         click.echo(f"Error: -j/--processes must be at least 1, got {jobs}", err=True)
         sys.exit(EXIT_CANNOT_START)
 

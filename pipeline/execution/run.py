@@ -79,6 +79,9 @@ def _make_executor(
 ) -> Executor:
     if isinstance(executor, Executor):
         return executor
+    if executor == "auto":
+        local_one = jobs == 1 and cluster_address is None and cluster_config is None
+        executor = "sync" if local_one else "dask"
     if executor == "sync" or pdb:
         from .executors.sync import SyncExecutor
 
@@ -87,7 +90,7 @@ def _make_executor(
         from .executors.dask import DaskExecutor
 
         return DaskExecutor(jobs=jobs, address=cluster_address, cluster_config=cluster_config)
-    raise ValueError(f"unknown executor {executor!r}; use 'dask' or 'sync'")
+    raise ValueError(f"unknown executor {executor!r}; use 'auto', 'dask' or 'sync'")
 
 
 def execute_graph(
@@ -118,7 +121,10 @@ def execute_graph(
     qgraph : `QuantumGraph`
         The graph to run.
     executor : `str` or `Executor`
-        ``"dask"`` (default), ``"sync"`` (in-process), or an executor instance (not closed).
+        ``"dask"`` (default), ``"sync"`` (in-process), ``"auto"`` (in-process for
+        ``jobs=1`` without a cluster address or spec, as LSST's ``pipetask -j 1``; else
+        dask), or an executor instance (not closed). Every one runs the same worker function
+        (`~pipeline.execution.worker.run_quantum_cluster`), so outputs are the same.
     jobs : `int`
         Worker processes of the local dask cluster.
     cluster_address : `str`, optional
@@ -164,7 +170,8 @@ def execute_graph(
         execution_id=uuid.uuid4().hex,
         resume_command=resume_command or "the same command with --resume",
     )
-    if jobs < 1 and executor == "dask" and cluster_address is None and cluster_config is None:
+    local = cluster_address is None and cluster_config is None
+    if jobs < 1 and executor in ("dask", "auto") and local:
         summary.error = f"jobs (-j) must be at least 1, got {jobs}"
         _LOG.error("cannot start the execution: %s", summary.error)
         return summary

@@ -10,7 +10,8 @@ test can change it between runs without touching the graph:
 - ``killFile``: if it exists, the quantum deletes it and SIGKILLs its own process (once);
 - ``sleep``: seconds to sleep in ``run`` (to kill things mid-run);
 - ``noWorkDetectors``: detectors for which ExecA raises ``NoWorkFound``;
-- ``failAfterPut``: ExecB writes its output, then raises.
+- ``failAfterPut``: ExecB writes its output, then raises;
+- ``pidFile``: each quantum appends the id of the process running it (where it ran).
 """
 
 import os
@@ -32,9 +33,13 @@ class BehaviourConfig(PipelineTaskConfig):
     repeatable = Field(bool, "fail with RepeatableQuantumError", default=False)
     killFile = Field(str, "if this file exists: delete it and SIGKILL own process", default="")
     sleep = Field(float, "seconds to sleep per quantum", default=0.0)
+    pidFile = Field(str, "append the id of the process running the quantum here", default="")
 
 
 def _behave(config, data_id, log):
+    if config.pidFile:
+        with open(config.pidFile, "a") as stream:
+            stream.write(f"{os.getpid()}\n")
     if config.sleep:
         time.sleep(config.sleep)
     if config.killFile and os.path.exists(config.killFile):

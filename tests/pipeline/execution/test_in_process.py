@@ -1,0 +1,43 @@
+"""``pipetask run -j 1`` runs the quanta in the client process (as LSST's ``pipetask``), through
+the same worker function as ``-j 2`` on a local dask cluster: both store the same datasets with
+the same bytes (task metadata and logs aside)."""
+
+from __future__ import annotations
+
+from _exec_repo import make_repo, output_digests, pipeline_yaml, registered
+from _faults import start_pipetask
+
+from butler import Butler
+
+
+def _run(repo, pipe, run: str, jobs: str, pid_file) -> tuple[int, set[int]]:
+    """Run pipetask into chain ``run`` (RUN ``run/run``); return its pid and the quanta's pids."""
+    pid_file.write_text("")
+    proc = start_pipetask(
+        "run", "-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", run,
+        "--output-run", f"{run}/run", "-j", jobs, "--no-progress",
+    )
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out + err
+    return proc.pid, {int(line) for line in pid_file.read_text().split()}
+
+
+def test_jobs_1_in_process_same_outputs_as_jobs_2(tmp_path):
+    repo = make_repo(tmp_path / "repo", n_visits=2, n_detectors=3)
+    pid_file = tmp_path / "pids.txt"
+    behaviour = {"pidFile": str(pid_file)}
+    pipe = tmp_path / "pipe.yaml"
+    pipe.write_text(pipeline_yaml(a_config=behaviour, b_config=behaviour, c_config=behaviour))
+
+    client, workers = _run(repo, pipe, "u/j1", "1", pid_file)
+    assert workers == {client}  # every quantum ran inside pipetask itself
+    client, workers = _run(repo, pipe, "u/j2", "2", pid_file)
+    assert workers and client not in workers  # ... and on dask worker processes with -j 2
+
+    butler = Butler(repo, writeable=False)
+    one, two = registered(butler, "u/j1/run"), registered(butler, "u/j2/run")
+    assert one == two
+    assert {"ea_out", "eb_out", "ec_out", "a_metadata", "a_log", "a_config"} <= set(one)
+    digests = output_digests(butler, "u/j1/run")
+    assert len(digests) == 6 + 6 + 2 + 3  # outputs, and a config per task
+    assert digests == output_digests(butler, "u/j2/run")
