@@ -42,6 +42,7 @@ from .run_options import (
     pipeline_yaml_from_tasks,
     run_extra_options,
 )
+from .show import show_item
 
 __all__ = ["main"]
 
@@ -160,6 +161,8 @@ _DEFINITION_ONLY_SHOW = ("pipeline", "steps")
 def _show(pipeline: Pipeline, show: Iterable[str]) -> None:
     for what in show:
         item, _, arg = what.partition("=")
+        if show_item(pipeline, item, arg):  # config=L::P, history, subsets, graphs, inputs
+            continue
         if item == "pipeline":
             click.echo(pipeline.to_ir().to_yaml())
         elif item == "steps":
@@ -201,7 +204,10 @@ def main(log_levels: tuple[str, ...], long_log: bool, log_file: str | None) -> N
 @main.command()
 @_pipeline_options
 @click.option(
-    "--show", multiple=True, help="pipeline | steps | config[=label] | dump-config | tasks"
+    "--show",
+    multiple=True,
+    help="pipeline | steps | config[=LABEL[::PATTERN]] | history=LABEL::FIELD | dump-config | "
+    "tasks | subsets | pipeline-graph | task-graph | inputs",
 )
 @click.option("-s", "--save-pipeline", default=None, help="Write the expanded pipeline YAML here.")
 @click.option("--pipeline-dot", default=None, help="Write a GraphViz DOT file of the pipeline.")
@@ -280,7 +286,12 @@ def _graph_options(func: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Replace outputs of unfinished quanta and changed configs.",
         ),
-        click.option("--show", multiple=True, help="graph | workflow | uri | pipeline | config"),
+        click.option(
+            "--show",
+            multiple=True,
+            help="graph | workflow | uri, and the pipeline items of 'pipetask build --show' "
+            "(config=LABEL::PATTERN, history=LABEL::FIELD, subsets, pipeline-graph, ...)",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -388,6 +399,9 @@ def _connections(task_def: Any) -> list[Any]:
     return [getattr(conns, n) for n in names]
 
 
+_GRAPH_SHOW = ("graph", "workflow", "uri")
+
+
 def _show_graph(butler: Butler, qgraph: QuantumGraph, show: Iterable[str]) -> None:
     for item in show:
         if item == "graph":
@@ -489,6 +503,8 @@ def qgraph(
     click.echo(
         f"Quantum graph with {len(graph)} quanta ({counts}) for run {collections.run}"
     )
+    if pipeline is not None:
+        _show(pipeline, [item for item in show if item.partition("=")[0] not in _GRAPH_SHOW])
     _show_graph(butler, graph, show)
     _write_graph_files(graph, save_qgraph, qgraph_dot, qgraph_mermaid)
 
@@ -641,6 +657,8 @@ def run(
     except NothingToDoError as err:
         click.echo(f"Nothing to do: {err}")
         sys.exit(EXIT_OK)
+    if pipeline is not None:
+        _show(pipeline, [item for item in show if item.partition("=")[0] not in _GRAPH_SHOW])
     _show_graph(butler, graph, show)
     _write_graph_files(graph, save_qgraph, qgraph_dot, qgraph_mermaid)
     collections.apply(butler.registry)

@@ -98,3 +98,22 @@ def test_fail_fast_stops_at_the_first_failure(repo, tmp_path):
     done = registered(Butler(repo, writeable=False), "u/fast").get("ea_out", set())
     assert len(done) < 5  # nothing was submitted after the failure
     assert "injected failure for 0,0" in everything.output
+
+
+def test_show_lsst_items(repo, tmp_path):
+    pipe = tmp_path / "pipe.yaml"
+    pipe.write_text(pipeline_yaml(tasks=("a", "b")) + "subsets:\n  both: [a, b]\n")
+    out = _pipetask("build", "-p", pipe, "-c", "b:offset=4", "--show", "config=b::off*",
+                    "--show", "history=b::offset", "--show", "subsets", "--show", "task-graph",
+                    "--show", "inputs", "--show", "pipeline-graph").output
+    assert "b.offset: 4" in out
+    assert "b.offset = 4  # -c" in out
+    assert "both: a, b" in out
+    assert "a -> b" in out and "b -> (nothing)" in out
+    assert "raw (detector, instrument, visit) [StructuredDataDict]" in out
+    assert "  <- ea_out" in out and "  -> eb_out" in out
+    bad = _pipetask("build", "-p", pipe, "--show", "history=b", code=2)
+    assert "history=LABEL::FIELD" in bad.output
+    graph = _run(repo, "-p", pipe, "-i", "raw/all", "--output-run", "u/show", "--show",
+                 "config=a::fail*", "--show", "graph").output
+    assert "a.failFile: ''" in graph and "quanta" in graph
