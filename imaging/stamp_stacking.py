@@ -133,6 +133,7 @@ class SourceInventory:
     n_stamps: int
     magnitudes: np.ndarray
     selected: list[int]
+    annulus_radii: tuple[int, int] | None = None
 
 
 @dataclass
@@ -172,7 +173,11 @@ def take_inventory(
         keep = np.ones(len(mags), dtype=bool)
         if config.do_mag_cut:
             keep &= mags < config.mag_limit  # LSST: selectByMag(magMax=mag_limit), strict
-        out.append(SourceInventory(len(mags), mags, [int(i) for i in np.flatnonzero(keep)]))
+        radii = None
+        if stamps.innerRadius is not None and stamps.outerRadius is not None:
+            radii = (stamps.innerRadius, stamps.outerRadius)
+        selected = [int(i) for i in np.flatnonzero(keep)]
+        out.append(SourceInventory(len(mags), mags, selected, radii))
     return out
 
 

@@ -37,13 +37,15 @@ class QuantumContext(Protocol):
         """Data ID of the quantum being run."""
         ...
 
-    def get(self, dataset: Any) -> Any:
+    def get(self, dataset: Any, *, parameters: Mapping[str, Any] | None = None) -> Any:
         """Read datasets.
 
         Parameters
         ----------
         dataset : `InputQuantizedConnection`, `DatasetRef` or list of `DatasetRef`
             What to read.
+        parameters : mapping, optional
+            Read parameters of the storage class (e.g. ``bbox``): part of each dataset.
 
         Returns
         -------

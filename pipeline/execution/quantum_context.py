@@ -70,13 +70,16 @@ class WorkerQuantumContext:
 
     # -- reads ---------------------------------------------------------------------------------
 
-    def _get_one(self, ref: DatasetRef) -> Any:
+    def _get_one(self, ref: DatasetRef, parameters: Mapping[str, Any] | None = None) -> Any:
         if ref.id not in self._inputs:
             raise KeyError(f"{ref} is not an input of the quantum with data ID {self._data_id}")
-        return self.butler.get(ref, info=self.infos.get(ref.id))
+        return self.butler.get(ref, info=self.infos.get(ref.id), parameters=parameters)
 
-    def get(self, dataset: Any) -> Any:
+    def get(self, dataset: Any, *, parameters: Mapping[str, Any] | None = None) -> Any:
         """Read datasets (see `~pipeline.pipeline_task.QuantumContext.get`).
+
+        ``parameters`` (e.g. ``bbox``) are read parameters of the storage class, passed to the
+        formatter of every dataset read: a deferred input read in parts.
 
         Raises
         ------
@@ -84,11 +87,11 @@ class WorkerQuantumContext:
             If a ref is not an input of this quantum.
         """
         if isinstance(dataset, InputQuantizedConnection):
-            return {name: self.get(refs) for name, refs in dataset}
+            return {name: self.get(refs, parameters=parameters) for name, refs in dataset}
         if isinstance(dataset, DatasetRef):
-            return self._get_one(dataset)
+            return self._get_one(dataset, parameters)
         if isinstance(dataset, (list, tuple)):
-            return [self._get_one(ref) for ref in dataset]
+            return [self._get_one(ref, parameters) for ref in dataset]
         raise TypeError(f"cannot get {dataset!r}: not a DatasetRef, list or quantized connection")
 
     # -- writes --------------------------------------------------------------------------------

@@ -68,11 +68,15 @@ def make_star_stamps(
     nb90Rots=0,
     mag_range=(10.0, 17.5),
     first_id=1,
+    sky_level=None,
+    sky_sigma=None,
 ):
     """``n`` normalized stamps of stars with the truth profile (see the module docstring).
 
     ``noise`` is the per-pixel noise relative to the annulus mean of the star; ``background``
-    the pedestal relative to it (a gradient of half its size is added too).
+    the pedestal relative to it (a gradient of half its size is added too). With ``sky_level``
+    and ``sky_sigma`` (e-) the pedestal and the noise are absolute instead, as a sky residual
+    is, and DETECTED marks where the noise-free star exceeds 5 sky sigma.
     """
     truth = truth_image(size, fwhm)
     ring = annulus_mean(truth, *radii)
@@ -82,11 +86,17 @@ def make_star_stamps(
         flux = 10 ** rng.uniform(5, 7)
         scale = flux * ring  # annulus level of this star
         image = flux * truth
-        if background:
-            gx, gy = rng.uniform(-0.5, 0.5, 2) * background / size
-            image = image + scale * (background + gx * (xs - size / 2) + gy * (ys - size / 2))
-        image = image + rng.normal(0.0, noise * scale, image.shape)
         mask = Mask((size, size))
+        if sky_level is not None:
+            mask.set("DETECTED", image > 5 * sky_sigma)
+            gx, gy = rng.uniform(-0.5, 0.5, 2) * sky_level / size
+            image = image + sky_level + gx * (xs - size / 2) + gy * (ys - size / 2)
+            image = image + rng.normal(0.0, sky_sigma, image.shape)
+        else:
+            if background:
+                gx, gy = rng.uniform(-0.5, 0.5, 2) * background / size
+                image = image + scale * (background + gx * (xs - size / 2) + gy * (ys - size / 2))
+            image = image + rng.normal(0.0, noise * scale, image.shape)
         for _ in range(neighbours):
             nx, ny = rng.uniform(0, size, 2)
             if math.hypot(nx - size // 2, ny - size // 2) < 8:
