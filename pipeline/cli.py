@@ -370,11 +370,13 @@ def _resolve_and_build(
         return graph, collections
     run = collections.run
     skip_in = _split(skip_existing_in) + ([run] if skip_existing else [])
-    if pipeline is not None and check_configs:
+    if pipeline is not None:
         configs = {td.label: td.config for td in pipeline.task_defs()}
         differences = check_run_configs(butler, run, configs)
-        if differences:
+        if differences and check_configs:
             raise ConfigMismatchError(format_differences(run, differences))
+        if differences:  # clobbered: what the old configs made runs again, so keep it all
+            skip_in = _split(skip_existing_in)
     graph = _make_graph(
         butler,
         pipeline,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
+import posixpath
 import uuid
 from collections.abc import Iterable
 from typing import Any
@@ -29,6 +30,7 @@ from butler.datastore.stored_file_info import StoredFileInfo
 from ..definition.loader import import_by_name
 from ..graph.quantum_graph import Quantum, QuantumGraph
 from .packages import package_versions
+from .provenance import config_digest, mismatch
 from .registration import retry_busy
 from .worker import build_task
 
@@ -91,6 +93,8 @@ class RunSetup:
         self.timeout = timeout  # seconds a write waits for a busy registry
         self.qgraph = qgraph
         self.clobber = clobber
+        #: Labels whose config in the run was replaced (``clobber``): what they made is stale.
+        self.changed: set[str] = set()
         self.registry = butler.registry
         empty = qgraph.universe.group(())
         self.status_type = DatasetType(RUN_STATUS_DATASET, empty, "JsonDict")
@@ -178,6 +182,14 @@ class RunSetup:
                         + "\n  ".join(diffs)
                         + "\n(use another output run, or --clobber-outputs to replace them)"
                     )
+                _LOG.warning(
+                    "task %r: the config stored in run %r differs; every quantum made with it, "
+                    "and everything downstream, is run again:\n  %s",
+                    label,
+                    self.qgraph.output_run,
+                    "\n  ".join(diffs),
+                )
+                self.changed.add(label)
                 self._remove([ref])
             self._put(config, ref)
         for label, info in self.qgraph.tasks.items():
@@ -202,6 +214,45 @@ class RunSetup:
             self._put(package_versions(), packages_ref)
 
 
+def _downstream(qgraph: QuantumGraph, quanta: dict[int, Quantum], labels: set[str]) -> set[int]:
+    """Return the nodes of ``labels`` and every node downstream of them."""
+    found = {node for node, quantum in quanta.items() if quantum.task_label in labels}
+    stack = list(found)
+    while stack:
+        for successor in qgraph.successors(stack.pop()):
+            if successor in quanta and successor not in found:
+                found.add(successor)
+                stack.append(successor)
+    return found
+
+
+def remove_temporaries(butler: Any, quanta: Iterable[Quantum]) -> int:
+    """Delete temporaries (``.<name>.tmp-<hex>``) a killed writer left next to these outputs.
+
+    Only the directories that outputs of ``quanta`` go to are looked at; call it only while
+    holding the run's lease (no other process writes there). Returns how many were removed.
+    """
+    from butler.datastore._atomic import discard, is_temporary
+
+    directories = {
+        posixpath.dirname(butler.datastore.uri(butler.datastore.predict(ref)))
+        for quantum in quanta
+        for ref in quantum.all_outputs()
+    }
+    removed = 0
+    for directory in sorted(directories):
+        fs, path = fsspec.core.url_to_fs(directory)
+        try:
+            names = fs.ls(path, detail=False)
+        except FileNotFoundError:
+            continue
+        for name in names:
+            if is_temporary(posixpath.basename(name.rstrip("/"))):
+                discard(fs, name)
+                removed += 1
+    return removed
+
+
 def resume_state(
     setup: RunSetup,
     qgraph: QuantumGraph,
@@ -209,20 +260,30 @@ def resume_state(
     skip_existing: bool,
     clobber: bool,
 ) -> tuple[set[int], dict[uuid.UUID, StoredFileInfo]]:
-    """Return the complete nodes and the records of registered outputs; clean stale ones."""
+    """Return the complete nodes and the records of registered outputs; clean stale ones.
+
+    Quanta of a task whose stored config was replaced (`RunSetup.changed`), and everything
+    downstream of them, are never complete: what they made is removed and they run again.
+    An unregistered metadata file is adopted only if its provenance is this quantum's
+    (`~pipeline.execution.provenance.mismatch`). With ``skip_existing``, temporaries left by
+    killed writers are removed first.
+    """
     butler, registry = setup.butler, setup.registry
+    if skip_existing:
+        leftovers = remove_temporaries(butler, quanta.values())
+        if leftovers:
+            _LOG.info("removed %d temporary files left by interrupted writes", leftovers)
+    redo = _downstream(qgraph, quanta, setup.changed) if setup.changed else set()
     all_refs = [ref for q in quanta.values() for ref in q.all_outputs()]
     registered = registry.get_stored_info(all_refs)
     complete: set[int] = set()
     stale: list[DatasetRef] = []
     for node, quantum in quanta.items():
         outputs = quantum.all_outputs()
-        if skip_existing and quantum.metadata_ref.id in registered:
+        if skip_existing and quantum.metadata_ref.id in registered and node not in redo:
             complete.add(node)
             continue
         here = [r for r in outputs if r.id in registered]
-        if here and not (clobber or not skip_existing or quantum.metadata_ref.id not in registered):
-            raise RuntimeError("unreachable")
         if here and quantum.metadata_ref.id in registered and not clobber:
             raise RuntimeError(
                 f"quantum {quantum.task_label} {quantum.data_id} already has outputs in run "
@@ -235,12 +296,22 @@ def resume_state(
         setup._remove(stale)
         for ref in stale:
             registered.pop(ref.id, None)
-    adopted = 0
+    adopted, refused = 0, []
+    digests = {label: config_digest(info.config_yaml) for label, info in qgraph.tasks.items()}
     for node, quantum in quanta.items():
-        if node in complete or not skip_existing:
+        if node in complete or node in redo or not skip_existing:
             continue
         meta = butler.datastore.predict(quantum.metadata_ref)
         if not butler.datastore.exists(meta):
+            continue
+        try:
+            recorded = butler.datastore.get(meta).to_dict().get("quantum")
+        except Exception as err:  # unreadable: not ours to trust
+            recorded, why = None, f"unreadable metadata ({err})"
+        else:
+            why = mismatch(recorded, quantum, digests[quantum.task_label])
+        if why:
+            refused.append(f"{quantum.task_label} {quantum.data_id}: {why}")
             continue
         refs, infos = [], []
         for ref in quantum.all_outputs():
@@ -261,4 +332,11 @@ def resume_state(
         adopted += 1
     if adopted:
         _LOG.info("adopted %d quanta whose outputs were written but never registered", adopted)
+    if refused:
+        _LOG.warning(
+            "not adopting %d quanta whose unregistered files this run did not make; they run "
+            "again (first: %s)",
+            len(refused),
+            refused[0],
+        )
     return complete, registered

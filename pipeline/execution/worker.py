@@ -19,7 +19,8 @@ For each quantum, in order:
    of a quantum that failed earlier in the same cluster is reported ``blocked`` and not run;
 2. the task's ``runQuantum`` runs with a `WorkerQuantumContext`, its log records captured;
 3. ``<label>_log`` is written, then ``<label>_metadata`` LAST (task metadata plus a
-   ``quantum`` section: node, attempt, host, pid, wall and CPU time, peak RSS): the metadata
+   ``quantum`` section: node, attempt, host, pid, wall and CPU time, peak RSS, and the
+   `~pipeline.execution.provenance` that resume checks before adopting it): the metadata
    dataset is the quantum's success marker, so it exists only if everything else does;
 4. on failure every output written is removed, the log (with the traceback) is still written,
    and the outcome carries the exception type, message, traceback and the repeatable flag.
@@ -61,6 +62,7 @@ from ..graph.quantum_graph import Quantum, TaskInfo
 from ..task_metadata import TaskMetadata
 from .log_capture import capture_logs, lowered_levels
 from .payload import ClusterPayload, SharedTables, decode_quanta, encode_cluster, share_tables
+from .provenance import config_digest, provenance
 from .quantum_context import WorkerQuantumContext
 from .worker_cache import TASK_LOGGER, WorkerCache, build_task
 
@@ -225,6 +227,14 @@ class _ClusterRun:
         self.unavailable: set[uuid.UUID] = {uuid.UUID(bytes=b) for b in payload.missing}
         self.failed_outputs: set[uuid.UUID] = set()
         self.host = socket.gethostname()
+        self.digests: dict[str, str] = {}
+
+    def digest(self, label: str) -> str:
+        """Return the SHA-256 of the config of ``label`` (recorded as provenance)."""
+        found = self.digests.get(label)
+        if found is None:
+            found = self.digests[label] = config_digest(self.tables.tasks[label].config_yaml)
+        return found
 
     def task(self, label: str) -> Any:
         init_inputs = self.tables.init_inputs.get(label, {})
@@ -300,6 +310,7 @@ class _ClusterRun:
                     "wall_time": time.perf_counter() - wall0,
                     "cpu_time": time.process_time() - cpu0,
                     "max_rss_bytes": _max_rss_bytes(),
+                    **provenance(quantum, self.digest(quantum.task_label)),
                 }
                 ctx.put(metadata, quantum.metadata_ref)
         except Exception as err:  # could not write the log or metadata: the quantum failed
