@@ -70,7 +70,7 @@ def test_ctrl_c_on_a_dask_run_exits_130(tmp_path):
     repo, pipe = _setup(tmp_path)
     args = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/int", "--no-progress"]
     # Ctrl-C in a terminal signals the whole process group: the client and its workers
-    proc = start_pipetask("run", *args, "-j", "1", start_new_session=True)
+    proc = start_pipetask("run", *args, "--executor", "dask", "-j", "1", start_new_session=True)
     wait_for_files(repo, "/b_metadata/", 2, proc, timeout=120)
     os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
