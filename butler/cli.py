@@ -22,18 +22,16 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from ._errors import ButlerError
-from .butler import Butler
 from .cli_commands import add_commands
 from .cli_logging import configure_logging, log_options
 from .data_coordinate import DataCoordinate
 from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
-from .expressions import UnknownNameError
-from .registry import CollectionType
+
+# The Butler, the registry (SQLAlchemy) and rich are imported inside the commands that use
+# them, so that ``butler --help`` starts in a fraction of a second.
 
 __all__ = ["main", "print_rows", "butler_errors"]
 
@@ -74,6 +72,9 @@ def print_rows(
         writer.writerows(rows)
         click.echo(buffer.getvalue(), nl=False)
         return
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=title or None, show_lines=False)
     for column in columns:
         table.add_column(column)
@@ -200,6 +201,7 @@ def create(
     checksums: bool,
 ) -> None:
     """Create an empty repository at REPO (a folder, or a URL such as s3://bucket/repo)."""
+    from .butler import Butler
     from .dimensions import DimensionUniverse
     from .repo_config import redact_url
 
@@ -249,6 +251,8 @@ def register_dataset_type(
     repo: str, name: str, storage_class: str, dimensions: tuple[str, ...]
 ) -> None:
     """Register dataset type NAME with STORAGE_CLASS and DIMENSIONS."""
+    from .butler import Butler
+
     butler = Butler(repo)
     if storage_class not in butler.storage_classes:
         raise ButlerError(
@@ -266,6 +270,8 @@ def register_dataset_type(
 @butler_errors
 def query_dataset_types(repo: str, pattern: str | None, fmt: str) -> None:
     """List dataset types (optionally matching a glob PATTERN)."""
+    from .butler import Butler
+
     butler = Butler(repo, writeable=False)
     rows = [
         (d.name, " ".join(d.dimensions.required), d.storage_class)
@@ -282,6 +288,9 @@ def query_dataset_types(repo: str, pattern: str | None, fmt: str) -> None:
 @butler_errors
 def query_collections(repo: str, pattern: str | None, chains: str, fmt: str) -> None:
     """List collections, their types and chain definitions."""
+    from .butler import Butler
+    from .registry import CollectionType
+
     butler = Butler(repo, writeable=False)
     rows = []
     for name, ctype in butler.registry.query_collections(
@@ -339,6 +348,10 @@ def query_datasets(
     fmt: str,
 ) -> None:
     """List datasets of DATASET_TYPE(s) (all types if none given)."""
+    from .butler import Butler
+    from .expressions import UnknownNameError
+    from .registry import CollectionType
+
     butler = Butler(repo, writeable=False)
     colls = _split(collections) or [
         n for n, t in butler.registry.query_collections(types=[CollectionType.RUN])
@@ -380,6 +393,8 @@ def query_data_ids(
     fmt: str,
 ) -> None:
     """List data IDs of DIMENSIONS matching --where."""
+    from .butler import Butler
+
     butler = Butler(repo, writeable=False)
     data_ids = butler.query_data_ids(
         dimensions,
@@ -407,6 +422,8 @@ def query_dimension_records(
     repo: str, element: str, where: str, bind: tuple[str, ...], fmt: str
 ) -> None:
     """List the records of dimension ELEMENT."""
+    from .butler import Butler
+
     butler = Butler(repo, writeable=False)
     records = butler.query_dimension_records(element, where=where, bind=_bind(bind))
     columns = list(records[0]) if records else []
@@ -423,6 +440,9 @@ def query_dimension_records(
 @butler_errors
 def collection_chain(repo: str, parent: str, children: tuple[str, ...], mode: str) -> None:
     """Define or change the CHAINED collection PARENT."""
+    from .butler import Butler
+    from .registry import CollectionType
+
     butler = Butler(repo)
     registry = butler.registry
     registry.register_collection(parent, CollectionType.CHAINED)
@@ -445,6 +465,8 @@ def collection_chain(repo: str, parent: str, children: tuple[str, ...], mode: st
 @butler_errors
 def remove_runs(repo: str, runs: tuple[str, ...], no_confirm: bool) -> None:
     """Remove RUN collections with their datasets and files."""
+    from .butler import Butler
+
     butler = Butler(repo)
     if not no_confirm and sys.stdin.isatty():
         click.confirm(f"Remove runs {list(runs)} and all their datasets?", abort=True)
@@ -474,6 +496,7 @@ def check(repo: str, fix: bool, checksums: bool, fmt: str) -> None:
     Read-only unless --fix. Exit status 0 when nothing is wrong (or --fix removed all of
     it), 1 when problems remain.
     """
+    from .butler import Butler
     from .check import check_repository
 
     butler = Butler(repo, writeable=fix)
@@ -523,6 +546,9 @@ def retrieve_artifacts(
     preserve_path: bool,
 ) -> None:
     """Copy dataset files into DESTINATION."""
+    from .butler import Butler
+    from .registry import CollectionType
+
     butler = Butler(repo, writeable=False)
     colls = _split(collections) or [
         n for n, t in butler.registry.query_collections(types=[CollectionType.RUN])
@@ -566,6 +592,8 @@ def ingest_files(
 
     All rows are ingested or none: a bad row aborts the whole batch.
     """
+    from .butler import Butler
+
     butler = Butler(repo, run=run)
     dtype = butler.registry.get_dataset_type(dataset_type)
     common = _bind(fixed)

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
 
 from ._errors import ButlerError
-from .butler import Butler
 from .dataset_ref import DatasetRef
-from .registry import CollectionType
+
+if TYPE_CHECKING:
+    from .butler import Butler
+
+# The Butler and the registry (SQLAlchemy) are imported inside the commands (``butler --help``).
 
 __all__ = ["add_commands"]
 
@@ -44,6 +47,8 @@ def _find(
     find_first: bool,
 ) -> list[DatasetRef]:
     """Datasets of ``dataset_types`` (all when empty) in ``collections`` (all RUNs when empty)."""
+    from .registry import CollectionType
+
     registry = butler.registry
     collections = collections or [
         n for n, _ in registry.query_collections(types=[CollectionType.RUN])
@@ -95,6 +100,8 @@ def prune_datasets(
     """Remove datasets found in COLLECTIONS (records first, then their files)."""
     if not collections:
         raise click.UsageError("name the collections to prune from: prune-datasets REPO COLL...")
+    from .butler import Butler
+
     butler = Butler(repo, writeable=not dry_run)
     refs = _find(butler, _split(collections), _split(dataset_types), where, find_first=not find_all)
     if dry_run or not refs:
@@ -115,6 +122,8 @@ def prune_datasets(
 @click.option("--no-confirm", is_flag=True, help="Do not ask for confirmation.")
 def remove_collections(repo: str, collections: tuple[str, ...], no_confirm: bool) -> None:
     """Remove CHAINED collections (their children stay; RUNs: use remove-runs)."""
+    from .butler import Butler
+
     butler = Butler(repo)
     names = _split(collections)
     _confirm(no_confirm, f"Remove collections {names}?")
@@ -129,6 +138,8 @@ def remove_collections(repo: str, collections: tuple[str, ...], no_confirm: bool
 @click.argument("dataset_types", nargs=-1, required=True)
 def remove_dataset_type(repo: str, dataset_types: tuple[str, ...]) -> None:
     """Remove dataset types that no dataset uses."""
+    from .butler import Butler
+
     butler = Butler(repo)
     for name in _split(dataset_types):
         butler.registry.remove_dataset_type(name)
@@ -151,6 +162,7 @@ def export_command(
     fmt: str,
 ) -> None:
     """Export datasets, their dimension records and files into DIRECTORY (for import)."""
+    from .butler import Butler
     from .transfer import export_datasets
 
     butler = Butler(repo, writeable=False)
@@ -166,6 +178,7 @@ def export_command(
 @click.option("--transfer", type=click.Choice(_TRANSFERS), default="copy", show_default=True)
 def import_command(repo: str, directory: str, export_file: str | None, transfer: str) -> None:
     """Import datasets exported into DIRECTORY by 'butler export'."""
+    from .butler import Butler
     from .transfer import import_datasets, load_description, read_description
 
     butler = Butler(repo)
@@ -202,6 +215,7 @@ def transfer_datasets_command(
     transfer: str,
 ) -> None:
     """Copy datasets (and their dimension records) from repository SOURCE into DEST."""
+    from .butler import Butler
     from .transfer import transfer_datasets
 
     source_butler = Butler(source, writeable=False)
@@ -262,6 +276,8 @@ def _config_problems(butler: Butler) -> list[str]:
 @click.argument("repo")
 def config_validate(repo: str) -> None:
     """Check the repository configuration: registry, storage classes, formatters."""
+    from .butler import Butler
+
     butler = Butler(repo, writeable=False)
     problems = _config_problems(butler)
     for problem in problems:

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import click
 
-from butler import Butler
 from butler.cli import butler_errors
 
-from .ingest import ingest_raws, ingest_refcat, register_instrument
-from .refcat_input import DEFAULT_REFCAT_EPOCH
+# The butler, astropy and numpy are imported inside the commands: ``butler --help`` lists these
+# plug-in commands, and should not pay for them.
 
 __all__ = [
     "ingest_raws_command",
@@ -38,6 +37,9 @@ DEFAULT_REFCAT = "gaia_dr2_20200414"
 @butler_errors
 def register_instrument_command(repo: str, camera_yaml: str) -> None:
     """Register the instrument and detectors described in CAMERA_YAML."""
+    from butler import Butler
+
+    from .ingest import register_instrument
     from .sim.camera import Camera
 
     camera = Camera.from_yaml(camera_yaml)
@@ -60,6 +62,10 @@ def ingest_raws_command(
     repo: str, files: tuple[str, ...], transfer: str, output_run: str | None
 ) -> None:
     """Ingest raw detector images (FILES or folders of *.fits) as postISRCCD datasets."""
+    from butler import Butler
+
+    from .ingest import ingest_raws
+
     paths: list[str] = []
     for item in files:
         path = Path(item)
@@ -83,13 +89,13 @@ def ingest_raws_command(
 @click.option(
     "--epoch",
     type=float,
-    default=DEFAULT_REFCAT_EPOCH,
-    show_default=True,
-    help="Julian epoch of the positions, for a table without an 'epoch' column.",
+    default=None,
+    help="Julian epoch of the positions, for a table without an 'epoch' column "
+    "[default: 2016.0, imaging.refcat_input.DEFAULT_REFCAT_EPOCH].",
 )
 @butler_errors
 def ingest_refcat_command(
-    repo: str, name: str, catalog: str, output_run: str, epoch: float
+    repo: str, name: str, catalog: str, output_run: str, epoch: float | None
 ) -> None:
     """Shard reference catalog CATALOG by sky pixel into dataset type NAME.
 
@@ -106,6 +112,12 @@ def ingest_refcat_command(
       epoch               yr       --epoch
     Other columns are kept.
     """  # noqa: D301 (click's \b keeps the table's lines)
+    from butler import Butler
+
+    from .ingest import ingest_refcat
+    from .refcat_input import DEFAULT_REFCAT_EPOCH
+
+    epoch = DEFAULT_REFCAT_EPOCH if epoch is None else epoch
     refs = ingest_refcat(Butler(repo), name, catalog, run=output_run, epoch=epoch)
     click.echo(f"Ingested reference catalog {name} as {len(refs)} shard(s) into {output_run}")
 
@@ -199,6 +211,9 @@ def simulate_command(
     keep_inputs: str | None,
 ) -> None:
     """Simulate a camera's observations with truth and ingest them into REPO (created if needed)."""
+    from butler import Butler
+
+    from .ingest import ingest_raws, ingest_refcat, register_instrument
     from .sim import (
         SkyModel,
         Visit,
@@ -321,6 +336,8 @@ def stamp_mosaic_command(
     dataset_type: str,
 ) -> None:
     """Write a mosaic PNG of one detector's bright-star stamps to OUTPUT_PNG."""
+    from butler import Butler
+
     from .stamp_mosaic import write_stamp_mosaic
 
     butler = Butler(repo)

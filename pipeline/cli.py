@@ -18,23 +18,14 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import dask.config
 
-from butler import Butler
 from butler._errors import ButlerError
 from butler.cli_logging import configure_logging, log_options
 
 from ._errors import PipelineError
-from .config import parseOverrideString
-from .definition.pipeline import Pipeline
-from .definition.pipeline_ir import PipelineIR
-from .execution.config_check import ConfigMismatchError, check_run_configs, format_differences
-from .graph.builder import NothingToDoError, build_quantum_graph, collect_existing_types
-from .graph.quantum_graph import QuantumGraph
-from .run_collections import RunCollections, resolve_run_collections
 from .run_options import (
     RUN_EXAMPLES,
     SectionedCommand,
@@ -43,6 +34,16 @@ from .run_options import (
     run_extra_options,
 )
 from .show import show_item
+
+if TYPE_CHECKING:
+    from butler import Butler
+
+    from .definition.pipeline import Pipeline
+    from .graph.quantum_graph import QuantumGraph
+    from .run_collections import RunCollections
+
+# The modules behind the commands (registry, SQLAlchemy, numpy, dask) are imported inside the
+# commands that use them, so that ``pipetask --help`` starts in a fraction of a second.
 
 __all__ = ["main"]
 
@@ -119,6 +120,10 @@ def _load_pipeline(
         raise click.UsageError("give -p PIPELINE or -t TASK, not both")
     if not pipeline_path and not tasks:
         raise click.UsageError("a pipeline is needed: -p PIPELINE.yaml (or -t module.Class)")
+    from .config import parseOverrideString
+    from .definition.pipeline import Pipeline
+    from .definition.pipeline_ir import PipelineIR
+
     # Inline ``python:`` blocks are read as text (``--show pipeline`` prints them) and refused,
     # naming their file and line, only when a command configures the tasks. The reader's
     # warnings (they name the pipeline file and line) are shown as one line each.
@@ -187,18 +192,27 @@ def main(log_levels: tuple[str, ...], long_log: bool, log_file: str | None) -> N
     """Build and run pipelines of tasks over a data repository."""
     levels = configure_logging(log_levels, default="INFO", long_log=long_log, log_file=log_file)
     quiet = "warning" if levels[""] >= logging.INFO else "debug"
-    # distributed configures its loggers from dask's config when it is imported (later)
-    dask.config.set(
-        {
-            "logging": {
-                "distributed": quiet,
-                "distributed.client": "warning",
-                "bokeh": "error",
-                "tornado": "critical",
-                "tornado.application": "error",
-            }
-        }
-    )
+    click.get_current_context().meta[_DASK_LOGGING] = {
+        "distributed": quiet,
+        "distributed.client": "warning",
+        "bokeh": "error",
+        "tornado": "critical",
+        "tornado.application": "error",
+    }
+
+
+#: Key of the dask logging levels in the click context's ``meta``: set by `main` and applied
+#: (importing dask) only by a command that runs dask (`_configure_dask`).
+_DASK_LOGGING = "pipetask.dask_logging"
+
+
+def _configure_dask() -> None:
+    """Apply `main`'s logging levels to dask (before distributed is imported: it reads them)."""
+    import dask.config
+
+    levels = click.get_current_context().meta.get(_DASK_LOGGING)
+    if levels:
+        dask.config.set({"logging": levels})
 
 
 @main.command()
@@ -308,6 +322,9 @@ def _make_graph(
     qgraph_file: str | None,
     skip_existing_in: list[str],
 ) -> QuantumGraph:
+    from .graph.builder import build_quantum_graph, collect_existing_types
+    from .graph.quantum_graph import QuantumGraph
+
     if qgraph_file:
         return QuantumGraph.load(qgraph_file)
     if pipeline is None:
@@ -357,6 +374,14 @@ def _resolve_and_build(
     EmptyGraphError
         If nothing is selected.
     """
+    from .execution.config_check import (
+        ConfigMismatchError,
+        check_run_configs,
+        format_differences,
+    )
+    from .graph.quantum_graph import QuantumGraph
+    from .run_collections import resolve_run_collections
+
     graph = QuantumGraph.load(qgraph_file) if qgraph_file else None
     collections = resolve_run_collections(
         butler.registry,
@@ -480,6 +505,10 @@ def qgraph(
     show: tuple[str, ...],
 ) -> None:
     """Build a quantum graph (and save or show it)."""
+    from butler import Butler
+
+    from .graph.builder import NothingToDoError
+
     butler = Butler(repo, writeable=False)
     pipeline, where = _pipeline_and_where(
         pipeline_path, config_overrides, config_files, tasks, data_id_table, save_pipeline, where
@@ -611,11 +640,16 @@ def run(
     registry_timeout: float,
 ) -> None:
     """Build (or load) a quantum graph and execute it."""
-    from .execution.run import execute_graph
+    from butler import Butler
+
+    from .execution.run import execute_graph, executor_kind
+    from .graph.builder import NothingToDoError
 
     if jobs < 1 and executor != "sync" and not (cluster_address or cluster_config):
         click.echo(f"Error: -j/--processes must be at least 1, got {jobs}", err=True)
         sys.exit(EXIT_CANNOT_START)
+    if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "dask":
+        _configure_dask()
 
     if resume:
         extend_run = skip_existing = True
@@ -803,6 +837,8 @@ def report(
 
     REPO is the repository root; OUTPUT the output collection (CHAINED) or RUN of the run.
     """
+    from butler import Butler
+
     from .execution.report import make_report
 
     args_list = list(args)

@@ -70,6 +70,24 @@ __all__ = ["EXIT_FAILED", "EXIT_NOT_STARTED", "EXIT_OK", "RunSummary", "execute_
 _LOG = logging.getLogger(__name__)
 
 
+def executor_kind(
+    executor: str, jobs: int, cluster_address: str | None, cluster_config: str | None, pdb: bool
+) -> str:
+    """Return ``"sync"`` or ``"dask"``: the executor an ``executor`` name stands for.
+
+    ``"auto"`` is ``"sync"`` (in this process) for ``jobs=1`` without a cluster address or
+    spec, as LSST's ``pipetask -j 1``, else ``"dask"``; ``pdb`` always runs in-process.
+    """
+    if executor == "auto":
+        local_one = jobs == 1 and cluster_address is None and cluster_config is None
+        executor = "sync" if local_one else "dask"
+    if pdb:
+        return "sync"
+    if executor not in ("sync", "dask"):
+        raise ValueError(f"unknown executor {executor!r}; use 'auto', 'dask' or 'sync'")
+    return executor
+
+
 def _make_executor(
     executor: str | Executor,
     jobs: int,
@@ -79,18 +97,13 @@ def _make_executor(
 ) -> Executor:
     if isinstance(executor, Executor):
         return executor
-    if executor == "auto":
-        local_one = jobs == 1 and cluster_address is None and cluster_config is None
-        executor = "sync" if local_one else "dask"
-    if executor == "sync" or pdb:
+    if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "sync":
         from .executors.sync import SyncExecutor
 
         return SyncExecutor(pdb=pdb)
-    if executor == "dask":
-        from .executors.dask import DaskExecutor
+    from .executors.dask import DaskExecutor
 
-        return DaskExecutor(jobs=jobs, address=cluster_address, cluster_config=cluster_config)
-    raise ValueError(f"unknown executor {executor!r}; use 'auto', 'dask' or 'sync'")
+    return DaskExecutor(jobs=jobs, address=cluster_address, cluster_config=cluster_config)
 
 
 def execute_graph(
