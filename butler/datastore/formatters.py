@@ -36,7 +36,6 @@ import yaml
 from fsspec.implementations.local import LocalFileSystem
 
 from .._errors import FormatterError
-from .fits_image import bitpix_for, plain_image_layout, read_data_unit, write_primary_image
 from .formatter import Formatter
 from .zarr_raw import (
     METADATA_KEY,
@@ -323,7 +322,9 @@ class FitsArrayFormatter(Formatter):
     Unscaled types (uint8, int16/32/64, float32/64) are written and read by
     `~butler.datastore.fits_image`, which swaps bytes through a small cached
     buffer instead of whole-array copies; other types (e.g. uint16, stored
-    with ``BZERO``) and files that need scaling go through astropy.
+    with ``BZERO``) and files that need scaling go through astropy. Both (astropy) are
+    imported when a FITS file is first written or read: the module holds every formatter,
+    and a put of a small YAML file should not import astropy.
     """
 
     extension: ClassVar[str] = ".fits"
@@ -331,6 +332,8 @@ class FitsArrayFormatter(Formatter):
 
     def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
         """Write the array as the primary HDU."""
+        from .fits_image import bitpix_for, write_primary_image
+
         array = np.asarray(obj)
         if array.ndim and bitpix_for(array.dtype) is not None:
             self.write_through(fs, path, lambda stream: write_primary_image(stream, array))
@@ -349,6 +352,8 @@ class FitsArrayFormatter(Formatter):
     ) -> Any:
         """Read the primary HDU, or only the rows of ``bbox`` and then its columns."""
         from astropy.io import fits
+
+        from .fits_image import plain_image_layout, read_data_unit
 
         self.check_parameters(parameters)
         bbox = (parameters or {}).get("bbox")
