@@ -7,7 +7,9 @@ default ``==`` is not right, `FormatterTests.assert_same`. Formatters that
 support ``bbox`` also get `FormatterTests.test_bbox` (override
 `FormatterTests.make_image` for a non-array type).
 
-Every test runs on the local filesystem and on the fsspec memory filesystem.
+Every test runs on the local filesystem, the fsspec memory filesystem and an S3
+server (the ``s3_bucket`` fixture of the test suite, a real moto server; that case
+skips where the suite has no such fixture or the server cannot run).
 The atomicity contract checked here is the formatter's half of it: a write
 touches nothing but the path it is given (so the datastore's rename of that
 one path publishes everything) and does not need the path to exist first.
@@ -51,12 +53,20 @@ class FormatterTests:
         """Return a 2-D array for the ``bbox`` test."""
         return np.arange(37 * 53, dtype=np.float32).reshape(37, 53)
 
-    @pytest.fixture(params=["local", "memory"])
+    @pytest.fixture(params=["local", "memory", "s3"])
     def location(self, request, tmp_path: Path) -> Iterator[tuple[fsspec.AbstractFileSystem, str]]:
-        """Yield a fresh directory on the local or the memory filesystem."""
+        """Yield a fresh directory on the local or the memory filesystem, or on S3."""
         if request.param == "local":
             fs = fsspec.filesystem("file")
             yield fs, str(tmp_path / "dir")
+            return
+        if request.param == "s3":
+            try:
+                bucket = request.getfixturevalue("s3_bucket")
+            except pytest.FixtureLookupError:
+                pytest.skip("no s3_bucket fixture in this test suite")
+            server = request.getfixturevalue("s3_server")
+            yield server.filesystem(), f"{bucket}/fmt"
             return
         fs = fsspec.filesystem("memory")
         root = f"/fmt-{uuid.uuid4().hex}"
