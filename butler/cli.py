@@ -5,8 +5,11 @@ entry-point group (each entry point is a `click.Command`); that is how
 ``register-instrument``, ``ingest-raws``, ``ingest-refcat`` and ``simulate``
 come from `imaging` without the butler knowing any astronomy.
 
-Errors the user can fix (unknown collection, bad where-expression, ...) are
-printed as one clear message and exit with status 1, never as a traceback.
+Errors the user can fix are printed as one clear message, never as a
+traceback: bad input (a where-expression or bind value that cannot be used, a
+name that breaks the naming rule) exits with status 2, like click's usage
+errors; anything else the user can fix (unknown collection, missing file...)
+with status 1.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import click
 
-from ._errors import ButlerError
+from ._errors import ButlerError, InvalidNameError
 from .cli_commands import add_commands
 from .cli_logging import configure_logging, log_options
 from .data_coordinate import DataCoordinate
@@ -38,8 +41,17 @@ __all__ = ["main", "print_rows", "butler_errors"]
 _COMMAND_ENTRY_POINTS = "skyquanta.butler_commands"
 
 
+def _is_bad_input(err: BaseException) -> bool:
+    """Whether an error means the command line itself is wrong (exit status 2)."""
+    if isinstance(err, InvalidNameError):
+        return True
+    from .expressions import ExpressionSyntaxError, ExpressionTypeError, UnknownNameError
+
+    return isinstance(err, ExpressionSyntaxError | ExpressionTypeError | UnknownNameError)
+
+
 def butler_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn user-facing errors into a one-line message and exit status 1."""
+    """Turn user-facing errors into a one-line message and exit status 2 (bad input) or 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -50,7 +62,7 @@ def butler_errors(func: Callable[..., Any]) -> Callable[..., Any]:
                 raise
             message = str(err)
             click.echo(f"Error: {message}", err=True)
-            sys.exit(1)
+            sys.exit(2 if _is_bad_input(err) else 1)
 
     return wrapper
 

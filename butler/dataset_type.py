@@ -10,19 +10,32 @@ from typing import Any
 from ._errors import DatasetTypeError, InvalidNameError
 from .dimensions import DimensionGroup, DimensionUniverse
 
-__all__ = ["DatasetType", "validate_name"]
+__all__ = ["MAX_NAME_LENGTH", "DatasetType", "validate_name"]
 
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_COLLECTION_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*$")
+#: Longest dataset type, collection (run) or instrument name, in characters. Names become
+#: file and folder names (at most 255 bytes each on common filesystems) with a data ID and a
+#: 32-character dataset ID beside them; 128 leaves room for both.
+MAX_NAME_LENGTH = 128
+
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PART = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
+_INSTRUMENT_RE = re.compile(_PART)
+_COLLECTION_RE = re.compile(rf"{_PART}(/{_PART})*")
 
 
-def validate_name(name: str, *, what: str, collection: bool = False) -> str:
-    """Check that a dataset type, run or collection name is safe.
+def validate_name(
+    name: str, *, what: str, collection: bool = False, instrument: bool = False
+) -> str:
+    """Check that a dataset type, run, collection or instrument name is safe: the one rule.
 
     Names become path components in the datastore, so they must not escape
-    its root: no ``..``, no absolute paths, no odd characters. Collection
-    and run names may contain ``/`` between safe components
-    (``u/someone/run1``).
+    its root: no ``..``, no absolute paths, no odd characters (no whitespace,
+    no trailing newline), at most `MAX_NAME_LENGTH` characters. Dataset type
+    names are identifiers; collection and run names may contain ``/``
+    between components of letters, digits, ``_``, ``.`` and ``-``
+    (``u/someone/run1``); an instrument name is one such component. The
+    registry checks every name when it is first registered, before anything
+    is written.
 
     Parameters
     ----------
@@ -32,6 +45,8 @@ def validate_name(name: str, *, what: str, collection: bool = False) -> str:
         What the name is, for the message ("run", "dataset type", ...).
     collection : `bool`
         Allow the collection-name syntax.
+    instrument : `bool`
+        Use the instrument-name syntax.
 
     Returns
     -------
@@ -45,12 +60,19 @@ def validate_name(name: str, *, what: str, collection: bool = False) -> str:
     """
     if not isinstance(name, str) or not name:
         raise InvalidNameError(f"{what} name must be a non-empty string, got {name!r}")
-    pattern = _COLLECTION_RE if collection else _NAME_RE
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidNameError(
+            f"{what} name {name[:40]!r}... has {len(name)} characters; at most "
+            f"{MAX_NAME_LENGTH} are allowed"
+        )
+    pattern = _COLLECTION_RE if collection else _INSTRUMENT_RE if instrument else _NAME_RE
     parts = name.split("/")
-    if ".." in parts or name.startswith("/") or not pattern.match(name):
+    if ".." in parts or "." in parts or not pattern.fullmatch(name):
         allowed = (
             "letters, digits, '_', '.', '-' in '/'-separated parts, no '..'"
             if collection
+            else "letters, digits, '_', '.', '-', no '/'"
+            if instrument
             else "letters, digits and '_', not starting with a digit"
         )
         raise InvalidNameError(f"{what} name {name!r} is not allowed (use {allowed})")

@@ -35,6 +35,8 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import BooleanClauseList, Grouping
 
 from ._errors import ButlerError
 from ._expression_parser import (
@@ -218,6 +220,12 @@ def parse_where(text: str, *, bind_names: Iterable[str] | None = None) -> Predic
     ExpressionSyntaxError
         If ``text`` is not a valid expression; ``column`` locates the problem.
     """
+    bad = next((i for i, char in enumerate(text) if "\ud800" <= char <= "\udfff"), None)
+    if bad is not None:  # cannot be sent to the database, nor printed: shown as U+FFFD
+        shown = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+        raise ExpressionSyntaxError(
+            f"not valid text: a lone surrogate {text[bad]!r} (not a character)", shown, bad
+        )
     try:
         return parse(text, frozenset(bind_names or ()))
     except ParseError as err:
@@ -294,8 +302,14 @@ _COMPARATORS: dict[str, Callable[[Any, Any], Any]] = {
 _COLLECTIONS = (list, tuple, set, frozenset)
 
 
+#: Integers must fit the registry's 64-bit integer columns.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _kind_of_value(value: Any) -> str | None:
-    if isinstance(value, bool | int | float | Decimal):
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float | Decimal):
         return "number"
     if isinstance(value, str):
         return "string"
@@ -309,7 +323,9 @@ def _kind_of_column(column: sqlalchemy.ColumnElement[Any]) -> str | None:
         return None
     if issubclass(python_type, str):
         return "string"
-    if issubclass(python_type, bool | int | float | Decimal):
+    if issubclass(python_type, bool):
+        return "boolean"
+    if issubclass(python_type, int | float | Decimal):
         return "number"
     return None
 
@@ -322,6 +338,11 @@ class _Value:
     kind: str | None
     is_column: bool = False
     is_collection: bool = False
+    #: ``bind value 'x'`` for a bound value, to name it in messages.
+    source: str = ""
+
+    def describe(self) -> str:
+        return f"{self.source} (a {self.kind})" if self.source else f"a {self.kind}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,16 +360,43 @@ class _Context:
     def unknown(self, name: str, column: int, known: Iterable[str] = ()) -> UnknownNameError:
         return UnknownNameError(name, self.text, column if self.text is not None else None, known)
 
+    def plain(self, value: Any, what: str, column: int) -> _Value:
+        """Check a literal or bound value the database can take; return it with its kind."""
+        kind = _kind_of_value(value)
+        if kind is None:
+            raise self.type_error(
+                f"{what} is a {type(value).__name__}; use a number or a string "
+                "(or, inside IN (...), a list of them)",
+                column,
+            )
+        if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+            raise self.type_error(
+                f"{what} {value} is out of range: integers must fit in 64 bits "
+                f"({_INT64_MIN}..{_INT64_MAX})",
+                column,
+            )
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise self.type_error(
+                    f"{what} is not valid text: {value[err.start]!r} is a lone surrogate", column
+                ) from None
+        return _Value(value, kind)
+
     def operand(self, node: Operand, *, columns_as_sql: bool) -> _Value:
         if isinstance(node, Literal):
-            return _Value(node.value, _kind_of_value(node.value))
+            return self.plain(node.value, "literal", node.column)
         if node.name in self.bind:
             value = self.bind[node.name]
+            what = f"bind value {node.name!r}"
             if value is None:
-                raise self.type_error(f"bind value {node.name!r} is None", node.column)
+                raise self.type_error(f"{what} is None", node.column)
             if isinstance(value, _COLLECTIONS):
-                return _Value(list(value), None, is_collection=True)
-            return _Value(value, _kind_of_value(value))
+                items = [self.plain(v, f"an item of {what}", node.column).value for v in value]
+                return _Value(items, None, is_collection=True, source=what)
+            plain = self.plain(value, what, node.column)
+            return _Value(plain.value, plain.kind, source=what)
         if isinstance(node, BindRef):
             raise self.unknown(node.name, node.column, self.bind.keys())
         try:
@@ -371,7 +419,7 @@ class _Context:
     def check(self, left: _Value, right: _Value, column: int, what: str) -> None:
         if left.kind and right.kind and left.kind != right.kind:
             raise self.type_error(
-                f"cannot compare a {left.kind} with a {right.kind} in {what}", column
+                f"cannot compare {left.describe()} with {right.describe()} in {what}", column
             )
 
 
@@ -440,12 +488,29 @@ def _sql(value: _Value) -> Any:
     return value.value if value.is_column else sqlalchemy.literal(value.value)
 
 
+#: Most terms joined in one flat AND/OR: longer chains are nested in parenthesized groups
+#: of this many, because SQLite parses a chain into a tree as deep as it is long and refuses
+#: trees deeper than 1000 ("Expression tree is too large").
+_CHAIN = 64
+
+
 def _compile(node: Node, context: _Context) -> sqlalchemy.ColumnElement[bool]:
     if isinstance(node, BinaryOp):
-        # A flat SQLAlchemy clause list: compiling it does not recurse per term.  (SQLite
-        # itself refuses chains of more than ~1000 terms; write those as IN lists.)
-        parts = [_compile(part, context) for part in _flatten(node)]
-        return sqlalchemy.and_(*parts) if node.op == "AND" else sqlalchemy.or_(*parts)
+        terms = _flatten(node)
+        if node.op == "OR":
+            terms = _equalities_as_in(terms, context)
+        parts = [_compile(part, context) for part in terms]
+        if len(parts) <= _CHAIN:
+            return sqlalchemy.and_(*parts) if node.op == "AND" else sqlalchemy.or_(*parts)
+        # and_/or_ would flatten nested groups of the same operator back into one chain;
+        # the raw constructor keeps the parenthesized groups.
+        op = operators.and_ if node.op == "AND" else operators.or_
+        while len(parts) > _CHAIN:
+            parts = [
+                Grouping(BooleanClauseList._construct_raw(op, parts[i : i + _CHAIN]))
+                for i in range(0, len(parts), _CHAIN)
+            ]
+        return BooleanClauseList._construct_raw(op, parts)
     if isinstance(node, UnaryOp):
         return sqlalchemy.not_(_compile(node.operand, context))
     if isinstance(node, Comparison):
@@ -462,6 +527,37 @@ def _compile(node: Node, context: _Context) -> sqlalchemy.ColumnElement[bool]:
     raise TypeError(f"cannot compile {node!r} as a boolean expression")
 
 
+def _equalities_as_in(terms: list[Node], context: _Context) -> list[Node]:
+    """Merge the ``name = value`` terms of an OR chain into one ``name IN (...)`` per name.
+
+    ``a = 1 OR a = 2 OR b = 3`` selects what ``a IN (1, 2) OR b = 3`` does (OR is
+    commutative, also in three-valued logic), and an IN list of any length is one node of
+    the database's expression tree.
+    """
+    groups: dict[str, list[Comparison]] = {}
+    rest: list[Node] = []
+    for term in terms:
+        if isinstance(term, Comparison) and term.op == "=":
+            sides = (term.left, term.right)
+            columns = [s for s in sides if isinstance(s, Identifier) and s.name not in context.bind]
+            if len(columns) == 1:
+                groups.setdefault(columns[0].name, []).append(term)
+                continue
+        rest.append(term)
+    merged: list[Node] = []
+    for equalities in groups.values():
+        if len(equalities) == 1:
+            merged.append(equalities[0])
+            continue
+        first = equalities[0]
+        column = first.left if isinstance(first.left, Identifier) else first.right
+        values = tuple(
+            t.right if t.left is column or t.left == column else t.left for t in equalities
+        )
+        merged.append(InList(column, values, column=first.column))
+    return merged + rest
+
+
 def _compile_in(node: InList, context: _Context) -> sqlalchemy.ColumnElement[bool]:
     operand = context.scalar(node.operand, columns_as_sql=True)
     lhs = _sql(operand)
@@ -470,6 +566,8 @@ def _compile_in(node: InList, context: _Context) -> sqlalchemy.ColumnElement[boo
     for item in node.items:
         if isinstance(item, Range):
             context.check(operand, _Value(item.start, "number"), node.column, "IN")
+            for bound in (item.start, item.stop, item.stride):
+                context.plain(bound, "range bound", item.column)
             condition = sqlalchemy.and_(lhs >= item.start, lhs <= item.stop)
             if item.stride != 1:
                 condition = sqlalchemy.and_(condition, (lhs - item.start) % item.stride == 0)

@@ -106,11 +106,12 @@ def make_engine(db_url: str) -> sa.Engine:
     if url.get_backend_name() == "postgresql":
         return _postgres_engine(url)
     if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url)
+        return sa.create_engine(url, hide_parameters=True)
     memory = url.database in (None, "", ":memory:")
-    kwargs: dict[str, Any] = {}
+    # Errors never dump parameter lists (a where-expression's values can be thousands).
+    kwargs: dict[str, Any] = {"hide_parameters": True}
     if memory:
-        kwargs = {"poolclass": sa.pool.StaticPool, "connect_args": {"check_same_thread": False}}
+        kwargs |= {"poolclass": sa.pool.StaticPool, "connect_args": {"check_same_thread": False}}
     engine = sa.create_engine(url, **kwargs)
 
     @sa.event.listens_for(engine, "connect")
@@ -148,7 +149,7 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
         url = url.difference_update_query(["schema"])
         connect_args["options"] = f"-csearch_path={schema}"
     try:
-        return sa.create_engine(url, connect_args=connect_args)
+        return sa.create_engine(url, connect_args=connect_args, hide_parameters=True)
     except ModuleNotFoundError as err:
         raise RegistryConnectionError(
             f"the registry at {display_url(url)} needs the PostgreSQL driver {err.name!r}: "

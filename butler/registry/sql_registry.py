@@ -45,7 +45,7 @@ from .._errors import (
 )
 from ..data_coordinate import DataCoordinate
 from ..dataset_ref import DatasetRef
-from ..dataset_type import DatasetType
+from ..dataset_type import DatasetType, validate_name
 from ..datastore.stored_file_info import StoredFileInfo
 from ..dimensions import DimensionUniverse
 from ._schema import SCHEMA_VERSION, RegistrySchema
@@ -250,7 +250,13 @@ class SqlRegistry:
             required dimension.
         ConflictingDefinitionError
             If a record with the same key exists (and not ``skip_existing``).
+        InvalidNameError
+            If an instrument's name breaks the naming rule (`validate_name`).
         """
+        records = list(records)
+        if element == "instrument":
+            for record in records:
+                _check_instrument(record)
         return self._dimensions.insert_dimension_records(
             element, records, skip_existing=skip_existing
         )
@@ -267,7 +273,11 @@ class SqlRegistry:
         ------
         ConflictingDefinitionError
             If a record with the same key has different values.
+        InvalidNameError
+            If an instrument's name breaks the naming rule (`validate_name`).
         """
+        if element == "instrument":
+            _check_instrument(record)
         return self._dimensions.sync_dimension_record(element, record)
 
     def query_dimension_records(
@@ -712,3 +722,9 @@ def _check_connection(engine: sa.Engine, db_url: str) -> None:
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as err:
         engine.dispose()
         raise connection_error(db_url, err) from err
+
+
+def _check_instrument(record: Mapping[str, Any]) -> None:
+    """Check an instrument record's name (it becomes part of file names and data IDs)."""
+    name = record.get("name", record.get("instrument"))
+    validate_name(name, what="instrument", instrument=True)

@@ -78,11 +78,11 @@ def test_query_data_ids_and_records_csv(repo):
     assert sorted(r["id"] for r in json.loads(result.output)) == [1, 2]
 
 
-def test_where_syntax_error_shows_caret_and_exit_1(repo):
+def test_where_syntax_error_shows_caret_and_exit_2(repo):
     result = _run(
         "query-datasets", repo, "img", "--collections", "r1", "--where", "visit = = 2", ok=False
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "^" in result.output and "Traceback" not in result.output
 
 

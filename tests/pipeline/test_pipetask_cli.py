@@ -211,3 +211,13 @@ def test_qgraph_show_and_drawings(setup, tmp_path):
     out = _pipetask("build", "-p", str(pipe), "-s", str(saved), "--pipeline-dot", str(dots))
     assert out.returncode == 0, out.stderr
     assert "exec_tasks.ExecA" in saved.read_text() and "digraph" in dots.read_text()
+
+
+def test_where_out_of_range_is_bad_input(setup):
+    """An integer the registry cannot hold is exit 2 with one line, for qgraph and run -d."""
+    repo, pipe, _ = setup
+    base = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/big"]
+    for command in ("qgraph", "run"):
+        out = _pipetask(command, *base, "-d", "visit = 99999999999999999999999")
+        assert out.returncode == 2, (out.returncode, out.stderr)
+        assert "out of range" in out.stderr and "Traceback" not in out.stderr
