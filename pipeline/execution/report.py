@@ -2,7 +2,9 @@
 
 Design
 ------
-The report is computed from the repository alone (plus the graph, if given): a quantum whose
+The report is computed from the repository alone, with the graph given or else the one the
+run keeps (the ``quantum_graph`` dataset every execution stores, so the expected quanta are
+known even after a crash that left no ``run_status``): a quantum whose
 ``<label>_metadata`` is registered is done (its ``quantum.status`` says succeeded or no_work);
 one with only a registered ``<label>_log`` failed, and the last error record of that log gives
 its exception; with the graph, a quantum that is neither and depends (transitively) on a
@@ -115,6 +117,8 @@ def make_report(butler: Any, output_run_or_collection: str, qgraph: Any = None) 
             status_file = butler.get(ref)
     except Exception:  # noqa: S110 - no status dataset: the report uses the datasets alone
         status_file = {}
+    if qgraph is None:
+        qgraph = _saved_graph(butler, run)
     labels = list(qgraph.tasks) if qgraph is not None else list(_label_types(butler, run))
     types = _label_types(butler, run)
     failed_ids: dict[str, dict[tuple, str]] = {}
@@ -141,8 +145,11 @@ def make_report(butler: Any, output_run_or_collection: str, qgraph: Any = None) 
         for key, error in sorted(failed.items()):
             grouped.setdefault(error, []).append(dict(key))
         report.errors[label] = [{"error": e, "data_ids": ids} for e, ids in grouped.items()]
-        if qgraph is not None:
-            counts["expected"] = qgraph.count(label)
+        if qgraph is not None:  # a later --extend-run may have added quanta: the larger
+            counts["expected"] = max(
+                qgraph.count(label),
+                status_file.get("counts", {}).get(label, {}).get("expected", 0),
+            )
         else:
             counts["expected"] = status_file.get("counts", {}).get(label, {}).get(
                 "expected", counts["succeeded"] + counts["no_work"] + counts["failed"]
@@ -157,6 +164,16 @@ def make_report(butler: Any, output_run_or_collection: str, qgraph: Any = None) 
             rest = counts["expected"] - counts["succeeded"] - counts["no_work"] - counts["failed"]
             counts["not_run"] = max(0, rest - counts["blocked"])
     return report
+
+
+def _saved_graph(butler: Any, run: str) -> Any:
+    """Return the graph the run keeps (``quantum_graph``), or `None` (older runs)."""
+    try:
+        dtype = butler.registry.get_dataset_type("quantum_graph")
+        ref = butler.registry.find_dataset(dtype, {}, collections=[run])
+        return None if ref is None else butler.get(ref)
+    except Exception:  # no graph kept: the report uses the datasets and run_status
+        return None
 
 
 def _blocked_from_graph(

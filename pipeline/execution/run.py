@@ -10,8 +10,10 @@ workers wrote and summarizes. In order:
    (`~pipeline.execution.run_lease`: a second process executing into the same run is
    refused); any error: exit code 2;
 2. write the init-outputs once per run (``<label>_config`` and the task's own, plus a
-   ``packages`` dataset); a run already holding a different config is refused with a
-   field-by-field diff (`Config.compare`) unless ``clobber_outputs``;
+   ``packages`` dataset) and the graph (``quantum_graph``, kept from the run's first
+   execution: the report's expected quanta); a run already holding a different config is
+   refused with a field-by-field diff (`Config.compare`) unless ``clobber_outputs``, which
+   re-runs everything made with the old one;
 3. resume: a quantum is complete when its ``<label>_metadata`` dataset is registered
    (``skip_existing``). For every other quantum, registered outputs are stale (e.g. the log
    of a failed attempt): they are unregistered and deleted. A quantum whose metadata
@@ -54,6 +56,7 @@ from .setup import (
     RunSetup,
     empty_ref,
     resume_state,
+    save_graph,
     task_resources,
 )
 from .worker import (
@@ -202,6 +205,7 @@ def execute_graph(
             stack.enter_context(lease)  # before anything in the run is written or removed
             init_inputs = setup.init_inputs()
             setup.write_init_outputs(init_inputs)
+            save_graph(setup)
             complete, known = resume_state(setup, qgraph, quanta, skip, clobber_outputs)
             clusters = make_clusters(qgraph, [n for n in quanta if n not in complete], clustering)
             resources = task_resources(qgraph)

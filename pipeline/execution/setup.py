@@ -35,11 +35,13 @@ from .registration import retry_busy
 from .worker import build_task
 
 __all__ = [
+    "GRAPH_DATASET",
     "PACKAGES_DATASET",
     "RUN_STATUS_DATASET",
     "RunSetup",
     "empty_ref",
     "resume_state",
+    "save_graph",
     "task_resources",
 ]
 
@@ -49,6 +51,8 @@ _LOG = logging.getLogger("pipeline.execution.run")
 #: Name of the dataset holding the status of the last execution of a run.
 RUN_STATUS_DATASET = "run_status"
 PACKAGES_DATASET = "packages"
+#: Name of the dataset holding the graph of a run's first execution (what it is to make).
+GRAPH_DATASET = "quantum_graph"
 
 
 def empty_ref(qgraph: QuantumGraph, dtype: DatasetType) -> DatasetRef:
@@ -99,10 +103,12 @@ class RunSetup:
         empty = qgraph.universe.group(())
         self.status_type = DatasetType(RUN_STATUS_DATASET, empty, "JsonDict")
         self.packages_type = DatasetType(PACKAGES_DATASET, empty, "Packages")
+        self.graph_type = DatasetType(GRAPH_DATASET, empty, "QuantumGraph")
 
     def register(self) -> None:
         """Register the graph's dataset types, the run-level ones and the output run."""
-        for dtype in [*self.qgraph.dataset_types.values(), self.status_type, self.packages_type]:
+        run_level = [self.status_type, self.packages_type, self.graph_type]
+        for dtype in [*self.qgraph.dataset_types.values(), *run_level]:
             self.registry.register_dataset_type(dtype)
         self.registry.register_run(self.qgraph.output_run)
 
@@ -212,6 +218,17 @@ class RunSetup:
         packages_ref = empty_ref(self.qgraph, self.packages_type)
         if self._existing(packages_ref) is None:
             self._put(package_versions(), packages_ref)
+
+
+def save_graph(setup: RunSetup) -> None:
+    """Store the graph in the run, unless the run already holds one.
+
+    The first execution's graph is the run's plan; a resume's graph is part of it. The
+    report counts the expected quanta from it, whatever happened to the executions.
+    """
+    ref = empty_ref(setup.qgraph, setup.graph_type)
+    if setup._existing(ref) is None:
+        setup._put(setup.qgraph, ref)
 
 
 def _downstream(qgraph: QuantumGraph, quanta: dict[int, Quantum], labels: set[str]) -> set[int]:

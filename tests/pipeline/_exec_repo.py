@@ -80,7 +80,8 @@ def registered(butler, run):
 def output_digests(butler, run, skip_suffixes=("_metadata", "_log")):
     out = {}
     for dtype in butler.registry.query_dataset_types():
-        if dtype.name.endswith(skip_suffixes) or dtype.name in ("run_status", "packages"):
+        run_level = ("run_status", "packages", "quantum_graph")
+        if dtype.name.endswith(skip_suffixes) or dtype.name in run_level:
             continue
         for ref in butler.registry.query_datasets(dtype, collections=[run]):
             path = butler.get_uri(ref)
