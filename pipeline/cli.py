@@ -551,7 +551,7 @@ def qgraph(
     type=int,
     default=1,
     show_default=True,
-    help="Local worker processes.",
+    help="Processes: 1 runs the quanta in this one, N > 1 on a local dask cluster of N workers.",
 )
 @click.option(
     "--cluster",
@@ -642,14 +642,12 @@ def run(
     """Build (or load) a quantum graph and execute it."""
     from butler import Butler
 
-    from .execution.run import execute_graph, executor_kind
+    from .execution.run import close_started, execute_graph, executor_kind, start_executor
     from .graph.builder import NothingToDoError
 
     if jobs < 1 and executor != "sync" and not (cluster_address or cluster_config):
         click.echo(f"Error: -j/--processes must be at least 1, got {jobs}", err=True)
         sys.exit(EXIT_CANNOT_START)
-    if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "dask":
-        _configure_dask()
 
     if resume:
         extend_run = skip_existing = True
@@ -667,6 +665,13 @@ def run(
                 "--debug": debug,
             }
         )
+    started = None
+    if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "dask":
+        _configure_dask()
+        # the cluster starts (processes, imports) while the butler opens and the graph is built
+        started = start_executor(executor, jobs, cluster_address, cluster_config, pdb)
+        # closed however the command ends (graph errors, nothing to do, sys.exit)
+        click.get_current_context().call_on_close(functools.partial(close_started, started))
     butler = Butler(repo)
     pipeline, where = _pipeline_and_where(
         pipeline_path, config_overrides, config_files, tasks, data_id_table, save_pipeline, where
@@ -701,7 +706,7 @@ def run(
     summary = execute_graph(
         butler,
         graph,
-        executor=executor,
+        executor=started or executor,
         jobs=jobs,
         cluster_address=cluster_address,
         cluster_config=cluster_config,

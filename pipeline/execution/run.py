@@ -36,6 +36,7 @@ progress display); nothing at module level.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -91,8 +92,31 @@ def executor_kind(
     return executor
 
 
+def start_executor(
+    executor: str, jobs: int, cluster_address: str | None, cluster_config: str | None, pdb: bool
+) -> concurrent.futures.Future[Executor]:
+    """Start making an executor in a background thread; return the future executor.
+
+    A local dask cluster takes about half a second to start (worker processes, imports):
+    started this way, it does so while the caller builds the quantum graph. Pass the future
+    to `execute_graph` (which waits for it) and close it with `close_started` when done.
+    """
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="executor-start")
+    future = pool.submit(_make_executor, executor, jobs, cluster_address, cluster_config, pdb)
+    pool.shutdown(wait=False)  # the thread ends when the executor is made
+    return future
+
+
+def close_started(future: concurrent.futures.Future[Executor]) -> None:
+    """Close an executor from `start_executor` (waiting for it to start; errors are logged)."""
+    try:
+        future.result().close()
+    except Exception as err:  # it never started (execute_graph reported why) or cannot close
+        _LOG.debug("closing the started executor: %s", err)
+
+
 def _make_executor(
-    executor: str | Executor,
+    executor: str | Executor | concurrent.futures.Future[Executor],
     jobs: int,
     cluster_address: str | None,
     cluster_config: str | None,
@@ -100,6 +124,8 @@ def _make_executor(
 ) -> Executor:
     if isinstance(executor, Executor):
         return executor
+    if isinstance(executor, concurrent.futures.Future):
+        return executor.result()
     if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "sync":
         from .executors.sync import SyncExecutor
 
@@ -113,7 +139,7 @@ def execute_graph(
     butler: Any,
     qgraph: QuantumGraph,
     *,
-    executor: str | Executor = "dask",
+    executor: str | Executor | concurrent.futures.Future[Executor] = "dask",
     jobs: int = 1,
     cluster_address: str | None = None,
     cluster_config: str | None = None,
@@ -136,10 +162,11 @@ def execute_graph(
         The full butler (client side only; workers get a limited one).
     qgraph : `QuantumGraph`
         The graph to run.
-    executor : `str` or `Executor`
+    executor : `str`, `Executor` or `concurrent.futures.Future`
         ``"dask"`` (default), ``"sync"`` (in-process), ``"auto"`` (in-process for
         ``jobs=1`` without a cluster address or spec, as LSST's ``pipetask -j 1``; else
-        dask), or an executor instance (not closed). Every one runs the same worker function
+        dask), an executor instance, or a future one from `start_executor` (neither of
+        these two is closed). Every one runs the same worker function
         (`~pipeline.execution.worker.run_quantum_cluster`), so outputs are the same.
     jobs : `int`
         Worker processes of the local dask cluster.
@@ -322,7 +349,7 @@ def execute_graph(
             else:
                 summary.interrupted = str(err)
         finally:
-            if not isinstance(executor, Executor):
+            if isinstance(executor, str):  # made here: closed here
                 runner.close()
         registrar.flush()  # what finished before a stop too (a signal now is ignored)
         summary.result = result
