@@ -31,6 +31,7 @@ from ._errors import (
     DuplicateDatasetError,
     MissingCollectionError,
     RegistryUnreadableError,
+    RunLeaseError,
 )
 from .data_coordinate import DataCoordinate
 from .dataset_ref import DatasetRef
@@ -518,22 +519,75 @@ class Butler:
     def remove_runs(self, names: Iterable[str], *, unstore: bool = True) -> int:
         """Remove RUN collections, their dataset records and (if ``unstore``) their files.
 
+        With ``unstore``, files in a run's directory that no dataset owns (outputs written
+        but never registered by an interrupted execution, temporaries) go too, when the
+        file templates put every dataset of a run under ``<run>/``; the directories of other
+        runs nested in it are kept. A run that a live process is executing into (it holds
+        the run's lease) is not removed.
+
         Returns
         -------
         n : `int`
             Number of datasets removed.
+
+        Raises
+        ------
+        RunLeaseError
+            If a live process is executing into one of the runs.
         """
+        from .registry.run_leases import lease_holder_alive
+
+        names = list(names)
         infos: list[StoredFileInfo] = []
         with self.registry.transaction():
             for name in names:
                 if self.registry.get_collection_type(name) is not CollectionType.RUN:
                     raise MissingCollectionError(f"{name!r} is not a RUN collection")
+                lease = self.registry.run_lease(name)
+                if lease is not None and lease_holder_alive(lease, 300.0):
+                    raise RunLeaseError(
+                        f"run {name!r} is being executed by process {lease.get('pid')} on "
+                        f"{lease.get('host')}: not removed"
+                    )
                 infos.extend(self.registry.remove_run(name))
         if unstore:
             for info in infos:
                 if not os.path.isabs(info.path) and "://" not in info.path:
                     self.datastore.remove(info)
+            runs = [n for n, _ in self.registry.query_collections(types=[CollectionType.RUN])]
+            for name in names:
+                self._remove_run_leftovers(name, [r for r in runs if r.startswith(f"{name}/")])
         return len(infos)
+
+    def _remove_run_leftovers(self, run: str, nested_runs: Sequence[str]) -> None:
+        """Delete what is left in a removed run's directory (not the nested runs' ones)."""
+        import posixpath
+
+        templates = self.datastore.templates
+        every = [templates.default, *templates.overrides.values()]
+        if not all(t.template.startswith("{run}/") for t in every):
+            return  # the run's files are not all under one directory of its own
+        fs, root = self.datastore.fs, self.datastore.root.rstrip("/")
+        top = posixpath.join(root, run)
+        keep = {posixpath.join(root, r) for r in nested_runs}
+        if not fs.exists(top):
+            return
+
+        def kept(path: str) -> bool:  # a nested run's directory, or inside one
+            return any(path == k or path.startswith(k + "/") for k in keep)
+
+        directories = []
+        for dirpath, dirnames, filenames in fs.walk(top, topdown=True):
+            here = dirpath.rstrip("/")
+            dirnames[:] = [d for d in dirnames if not kept(posixpath.join(here, d))]
+            directories.append(here)
+            for name in filenames:
+                fs.rm_file(posixpath.join(here, name))
+        for here in sorted(directories, key=len, reverse=True):  # then the empty directories
+            if not any(k.startswith(here + "/") for k in keep):
+                with contextlib.suppress(OSError):
+                    if not fs.ls(here):
+                        fs.rmdir(here)
 
     def retrieve_artifacts(
         self,
