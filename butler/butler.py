@@ -544,7 +544,8 @@ class Butler:
                 if self.registry.get_collection_type(name) is not CollectionType.RUN:
                     raise MissingCollectionError(f"{name!r} is not a RUN collection")
                 lease = self.registry.run_lease(name)
-                if lease is not None and lease_holder_alive(lease, 300.0):
+                ours = lease is not None and lease.get("pid") == os.getpid()
+                if lease is not None and not ours and lease_holder_alive(lease, 300.0):
                     raise RunLeaseError(
                         f"run {name!r} is being executed by process {lease.get('pid')} on "
                         f"{lease.get('host')}: not removed"

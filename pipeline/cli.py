@@ -722,7 +722,11 @@ def run(
         fail_fast=fail_fast,
     )
     if summary.exit_code == EXIT_CANNOT_START:  # leave the repository as it was
-        collections.undo(butler)
+        try:
+            collections.undo(butler)
+        except Exception as err:  # e.g. the registry's disk is full: say so, no traceback
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            click.echo(f"Warning: could not take back the run and chain: {first}", err=True)
     sys.exit(summary.exit_code)
 
 

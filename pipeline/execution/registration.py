@@ -157,7 +157,7 @@ class Registrar:
 
     def _give_up(self, entry: _Pending, why: str) -> None:
         if entry.done:
-            self.unregistered[entry.node] = why
+            self.unregistered[entry.node] = why.splitlines()[0] if why else why
             self._tainted |= entry.outputs
 
     def flush(self) -> None:
@@ -187,12 +187,19 @@ class Registrar:
                 self._give_up(entry, f"registry busy: {err}")
         except Exception as err:
             _LOG.warning("bulk registration failed (%s); registering quanta one by one", err)
+            busy = ""
             for entry in ready:
+                if busy:  # the registry stayed busy for a whole timeout: do not wait again
+                    self._give_up(entry, busy)
+                    continue
                 if entry.inputs & self._tainted:
                     self._give_up(entry, "an input was not registered")
                     continue
                 try:
                     self._insert([entry])
+                except RegistryBusyError as one_err:
+                    busy = f"registry busy: {one_err}"
+                    self._give_up(entry, busy)
                 except Exception as one_err:
                     _LOG.error(
                         "could not register the outputs of the quantum of %s: %s",

@@ -241,7 +241,8 @@ def execute_graph(
             _LOG.error("%s before any quantum ran", summary.interrupted)
             return summary
         except Exception as err:
-            summary.error = f"{type(err).__name__}: {err}"
+            first = str(err).splitlines()[0] if str(err) else ""  # not a driver's SQL dump
+            summary.error = f"{type(err).__name__}: {first}"
             _LOG.error("cannot start the execution: %s", summary.error)
             return summary
         known.update(qgraph.input_infos)

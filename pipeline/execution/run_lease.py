@@ -83,4 +83,5 @@ class RunLeaseKeeper:
         try:
             self.registry.release_run_lease(self.run, self.token)
         except Exception as err:  # the next client takes over a dead holder's lease
-            _LOG.warning("could not release the lease of run %r: %s", self.run, err)
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            _LOG.warning("could not release the lease of run %r: %s", self.run, first)
