@@ -11,6 +11,7 @@ BENCHMARKS = {
     "execution": "bench.execution_bench",
     "characterize": "bench.characterize_bench",
     "backends": "bench.backends_bench",
+    "bright_stars": "bench.bright_stars_bench",
 }
 
 

@@ -8,6 +8,12 @@ from .characterize_image import (
 from .detection import SourceDetectionConfig, SourceDetectionTask
 from .install_psf import InstallGaussianPsfConfig, InstallGaussianPsfTask
 from .measure_psf import MeasurePsfConfig, MeasurePsfTask
+from .process_bright_stars import (
+    LoadReferenceObjectsConfig,
+    ProcessBrightStarsConfig,
+    ProcessBrightStarsConnections,
+    ProcessBrightStarsTask,
+)
 from .repair import RepairConfig, RepairTask
 from .single_frame_measurement import SingleFrameMeasurementConfig, SingleFrameMeasurementTask
 from .subtract_background import SubtractBackgroundConfig, SubtractBackgroundTask
@@ -18,8 +24,12 @@ __all__ = [
     "CharacterizeImageTask",
     "InstallGaussianPsfConfig",
     "InstallGaussianPsfTask",
+    "LoadReferenceObjectsConfig",
     "MeasurePsfConfig",
     "MeasurePsfTask",
+    "ProcessBrightStarsConfig",
+    "ProcessBrightStarsConnections",
+    "ProcessBrightStarsTask",
     "RepairConfig",
     "RepairTask",
     "SingleFrameMeasurementConfig",

@@ -17,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MASK_COLOURS", "block_any", "block_mean", "write_debug_picture", "write_psf_picture"]
+__all__ = [
+    "MASK_COLOURS",
+    "block_any",
+    "block_mean",
+    "default_debug_dir",
+    "write_debug_picture",
+    "write_psf_picture",
+]
 
 #: Overlay colour of each mask plane drawn, and its legend text.
 MASK_COLOURS: dict[str, tuple[tuple[float, float, float], str]] = {
@@ -221,3 +228,15 @@ def write_psf_picture(exposure: Any, path: str, *, title: str = "", grid: int = 
     bar = fig.colorbar(drawn, cax=fig.add_axes((0.9, 0.1, 0.012, 0.78)))
     bar.set_label("PSF FWHM (pixels)")
     return _save(fig, path)
+
+
+def default_debug_dir(butlerQC: Any, outputRefs: Any) -> str:
+    """Return ``<datastore root>/<run>/debug`` for a local datastore, else ``./debug``."""
+    root = getattr(getattr(butlerQC, "butler", None), "spec", None)
+    run = None
+    for _, ref in outputRefs:
+        run = (ref[0] if isinstance(ref, list | tuple) else ref).run
+        break
+    if root is not None and "://" not in root.datastore_root and run:
+        return os.path.join(root.datastore_root, run, "debug")
+    return os.path.join(os.getcwd(), "debug")

@@ -43,7 +43,7 @@ from pipeline import (
 )
 
 from ._camera import CAMERA_CONNECTION_DOC, registered_detector
-from ._pictures import write_debug_picture, write_psf_picture
+from ._pictures import default_debug_dir, write_debug_picture, write_psf_picture
 from .detection import SourceDetectionTask
 from .install_psf import InstallGaussianPsfTask, psf_average_position
 from .measure_psf import MeasurePsfTask
@@ -201,7 +201,7 @@ class CharacterizeImageTask(PipelineTask):
         exp_id = int(data_id["visit"]) * 1000 + int(data_id["detector"])
         self._debug_tag = f"{data_id['instrument']}_{data_id['visit']}_{data_id['detector']}"
         if not self._debug_dir and self.config.debugStages:
-            self._debug_dir = _default_debug_dir(butlerQC, outputRefs)
+            self._debug_dir = default_debug_dir(butlerQC, outputRefs)
         exposure = inputs["exposure"]
         if "camera" in inputs:  # the registered geometry, not the raw's header keywords
             exposure.detector = registered_detector(
@@ -501,15 +501,3 @@ def _empty_catalog() -> Table:
         config=MeasurementConfig(),
     )
     return table[:0]
-
-
-def _default_debug_dir(butlerQC: Any, outputRefs: Any) -> str:
-    """``<datastore root>/<run>/debug`` for a local datastore, else ``./debug``."""
-    root = getattr(getattr(butlerQC, "butler", None), "spec", None)
-    run = None
-    for _, ref in outputRefs:
-        run = (ref[0] if isinstance(ref, list | tuple) else ref).run
-        break
-    if root is not None and "://" not in root.datastore_root and run:
-        return os.path.join(root.datastore_root, run, "debug")
-    return os.path.join(os.getcwd(), "debug")

@@ -57,6 +57,7 @@ from pipeline import (
 )
 
 from ._camera import CAMERA_CONNECTION_DOC, registered_detector
+from ._pictures import default_debug_dir
 
 __all__ = [
     "LoadReferenceObjectsConfig",
@@ -264,7 +265,7 @@ class ProcessBrightStarsTask(PipelineTask):
             sky_corr = butlerQC.get(inputRefs.skyCorr)
         self._debug_tag = f"{data_id['instrument']}_{data_id['visit']}_{data_id['detector']}"
         if not self._debug_dir and self.config.debugStages:
-            self._debug_dir = _default_debug_dir(butlerQC, outputRefs)
+            self._debug_dir = default_debug_dir(butlerQC, outputRefs)
         result = self.run(exposure, refObjLoader=loader, dataId=str(data_id), skyCorr=sky_corr)
         if result is None:
             raise NoWorkFound(f"No suitable bright star found on {self._region_name}")
@@ -539,15 +540,3 @@ def _cutout(exposure: Exposure, box: Box) -> Exposure | None:
         zero_point=exposure.zero_point,
         xy0=box.origin,
     )
-
-
-def _default_debug_dir(butlerQC: Any, outputRefs: Any) -> str:
-    """``<datastore root>/<run>/debug`` for a local datastore, else ``./debug``."""
-    root = getattr(getattr(butlerQC, "butler", None), "spec", None)
-    run = None
-    for _, ref in outputRefs:
-        run = (ref[0] if isinstance(ref, list | tuple) else ref).run
-        break
-    if root is not None and "://" not in root.datastore_root and run:
-        return os.path.join(root.datastore_root, run, "debug")
-    return os.path.join(os.getcwd(), "debug")
