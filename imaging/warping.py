@@ -234,6 +234,22 @@ class StampTransform:
             f"StampTransform inverse did not converge after {max_iterations} iterations"
         )
 
+    def approximate_inverse(
+        self, big_x: Any, big_y: Any, iterations: int = 3
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Map destination pixels back by fixed-point iteration (for bounding boxes, ~1e-3 px).
+
+        ``x = X - dx - A(x - cx, y - cy)``, iterated from ``X - dx``; for the small polynomial
+        part of an optical distortion each step gains a few digits.
+        """
+        x = np.asarray(big_x, dtype=float) - self.shift[0]
+        y = np.asarray(big_y, dtype=float) - self.shift[1]
+        x0, y0 = x, y
+        for _ in range(iterations):
+            u, v = x - self.crpix[0], y - self.crpix[1]
+            x, y = x0 - _poly(self.sip_a, u, v), y0 - _poly(self.sip_b, u, v)
+        return x, y
+
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-able values (exact floats)."""
         return {
@@ -289,12 +305,17 @@ def _cubic_terms(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.stack([u**p * v**q for p in range(4) for q in range(4 - p)], axis=-1)
 
 
-def _fit_cubic(u: np.ndarray, v: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least-squares bivariate cubic of ``values`` at ``(u, v)``; returns (coefs, max residual)."""
+def _fit_cubic(u: np.ndarray, v: np.ndarray, values: np.ndarray) -> tuple[Any, float]:
+    """Least-squares bivariate cubic(s) of ``values`` at ``(u, v)``: (coefs, max residual).
+
+    ``values`` is one array of the shape of ``u``, or ``(N, k)`` columns fitted at once (then
+    the coefficients come back as ``k`` arrays).
+    """
     design = _cubic_terms(u.ravel(), v.ravel())
-    coefs, *_ = np.linalg.lstsq(design, values.ravel(), rcond=None)
-    residual = float(np.max(np.abs(design @ coefs - values.ravel())))
-    return coefs, residual
+    target = values if values.ndim == 2 and values.shape[0] == u.size else values.ravel()
+    coefs, *_ = np.linalg.lstsq(design, target, rcond=None)
+    residual = float(np.max(np.abs(design @ coefs - target)))
+    return (coefs if coefs.ndim == 1 else tuple(coefs.T)), residual
 
 
 def _eval_cubic_grid(coefs: np.ndarray, us: np.ndarray, vs: np.ndarray) -> np.ndarray:
@@ -328,12 +349,14 @@ def _resample_lines(
     a sum of one; planes flagged in ``squared`` use the squared weights (variance).
     """
     n_lines, n_out = positions.shape
-    offsets = positions - np.arange(n_out)
+    offsets = positions - np.arange(n_out, dtype=positions.dtype)
     base = np.floor(offsets.min(axis=1)).astype(np.intp)
-    frac = offsets - base[:, None]
+    frac = offsets - base[:, None].astype(positions.dtype)
     extra = int(frac.max())
     table, taps = _kernel_table(kernel, extra)
-    index = np.rint(frac * _TABLE_STEPS).astype(np.intp)
+    frac *= _TABLE_STEPS
+    frac += 0.5
+    index = frac.astype(np.intp)  # nearest table sample (positions are non-negative here)
     # (lines, out, taps): one gather of short contiguous rows; squares only if a plane needs them.
     weights = table.take(index, axis=0)
     squares = weights * weights if any(squared) else None
@@ -421,7 +444,7 @@ def warp_masked_image(
     scale = max(dest_w, dest_h, 2) / 2.0
     corner_x = np.array([xs_d[0], xs_d[-1], xs_d[0], xs_d[-1], cx])
     corner_y = np.array([ys_d[0], ys_d[0], ys_d[-1], ys_d[-1], cy])
-    pre_x, pre_y = transform.apply_inverse(corner_x, corner_y)
+    pre_x, pre_y = transform.approximate_inverse(corner_x, corner_y)
     lo_x, hi_x = float(pre_x.min()) - 3.0, float(pre_x.max()) + 3.0
     lo_y, hi_y = float(pre_y.min()) - margin - 2.0, float(pre_y.max()) + margin + 2.0
     ref_y = (lo_y + hi_y) / 2.0
@@ -437,10 +460,9 @@ def warp_masked_image(
         fu, fv = (fx - cx) / scale, (fy - cy) / scale
         rv = (gy - ref_y) / scale
         if k == 0:
-            coef_x, res_x = _fit_cubic(fu, fv, gx)
-            coef_y, res_y = _fit_cubic(fu, fv, gy)
+            (coef_x, coef_y), res_xy = _fit_cubic(fu, fv, np.stack([gx.ravel(), gy.ravel()], 1))
             coef_r, res_r = _fit_cubic(fu, rv, gx)
-            residual = max(res_x, res_y, res_r)
+            residual = max(res_xy, res_r)
         else:
             for coefs, u, v, truth in (
                 (coef_x, fu, fv, gx),

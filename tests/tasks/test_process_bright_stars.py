@@ -257,3 +257,79 @@ def test_config_validation():
     config = _config()
     config.modelStampBuffer = 1.2
     assert ProcessBrightStarsTask(config=config).modelStampSize == (301, 301)
+
+
+def test_config_fields_act(field, processed):
+    _, refcat, detectors = field
+    sim, exposure = detectors[3]
+    base = processed[3][2].brightStarStamps
+
+    def run(**overrides):
+        task = ProcessBrightStarsTask(config=_config(**overrides))
+        return task, task.run(exposure.clone(), refObjLoader=_loader(refcat))
+
+    # doRemoveDetected: without it no footprint becomes BAD
+    task = ProcessBrightStarsTask(config=_config(doRemoveDetected=False))
+    plain = task.extractStamps(exposure.clone(), refObjLoader=_loader(refcat))
+    masked = ProcessBrightStarsTask(config=_config()).extractStamps(
+        exposure.clone(), refObjLoader=_loader(refcat)
+    )
+    assert sum(int(s.mask.is_set("BAD").sum()) for s in plain.starIms) < sum(
+        int(s.mask.is_set("BAD").sum()) for s in masked.starIms
+    )
+    # doApplyTransform: identity polynomial, the star still on the centre pixel
+    _, flat = run(doApplyTransform=False)
+    assert all(not t.sip_a.any() for t in flat.brightStarStamps.getArchiveElements())
+    assert any(t.sip_a.any() for t in base.getArchiveElements())
+    # warpingKernelName and annularFluxStatistic change the pixels and fluxes, not the stars
+    _, bilinear = run(warpingKernelName="bilinear")
+    _, median = run(annularFluxStatistic="MEDIAN")
+    for other in (flat, bilinear, median):
+        assert other.brightStarStamps.getGaiaIds() == base.getGaiaIds()
+    assert not np.array_equal(
+        bilinear.brightStarStamps[0].stamp_im.image, base[0].stamp_im.image, equal_nan=True
+    )
+    assert median.brightStarStamps.getAnnularFluxes() != base.getAnnularFluxes()
+    # numSigmaClip: a looser clip keeps more outliers in the mean
+    _, loose = run(numSigmaClip=50.0, numIter=1)
+    assert loose.brightStarStamps.getAnnularFluxes() != base.getAnnularFluxes()
+    # minPixelsWithinFrame bounds the search beyond the edges (with no loader padding)
+    unpadded = ReferenceObjectLoader([{"healpix7": 0}], [refcat], pixelMargin=0)
+    task = ProcessBrightStarsTask(config=_config(minPixelsWithinFrame=240))
+    near = task.run(exposure.clone(), refObjLoader=unpadded)
+    near_ids = set(near.brightStarStamps.getGaiaIds()) if near else set()
+    assert near_ids < set(base.getGaiaIds())
+    # minValidAnnulusFraction: partly covered annuli are not normalized
+    _, strict = run(minValidAnnulusFraction=0.99)
+    fluxes = strict.brightStarStamps.getAnnularFluxes()
+    assert sum(math.isnan(f) for f in fluxes) > sum(math.isnan(f) for f in base.getAnnularFluxes())
+    # badMaskPlanes: with none, SAT/BAD/CR annulus pixels enter the statistic
+    _, nothing_bad = run(badMaskPlanes=[])
+    changed = [
+        a != b and not (math.isnan(a) and math.isnan(b))
+        for a, b in zip(
+            nothing_bad.brightStarStamps.getAnnularFluxes(), base.getAnnularFluxes(), strict=True
+        )
+    ]
+    assert any(changed)
+
+
+def test_apply_sky_correction(field):
+    from imaging.background import BackgroundConfig, BackgroundList, estimate_background
+
+    exposure = field[2][0][1].clone()
+    rng = np.random.default_rng(2)
+    flat = (7.0 + rng.normal(0, 1, exposure.image.shape)).astype(np.float32)
+    sky = BackgroundList(
+        [
+            estimate_background(
+                flat, variance=np.ones_like(flat), config=BackgroundConfig(bin_size=128)
+            )
+        ]
+    )
+    model = sky.evaluate(exposure.image.shape, exposure.xy0)
+    assert abs(float(model.mean()) - 7.0) < 0.05
+    before = exposure.image.copy()
+    ProcessBrightStarsTask(config=_config(doApplySkyCorr=True)).applySkyCorr(exposure, sky)
+    # float32 pixels: 1 ulp of a saturated pixel (~4e4 ADU) is 4e-3
+    np.testing.assert_allclose(before - exposure.image, model, atol=5e-3)
