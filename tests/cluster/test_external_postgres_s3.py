@@ -86,7 +86,8 @@ def test_default_pipeline_on_external_cluster_postgres_s3(
     _run([str(BIN / "butler"), "simulate", str(repo), "--detectors", "2", "--size", "384",
           "--visits", "1", "-j", "1", "--star-density", "60000"], env)
     _run([str(BIN / "pipetask"), "run", "-b", str(repo), "-p", str(ROOT / "pipelines.yaml"),
-          "-i", "SimCam/raw/all,SimCam/calib,refcats", "-o", "u/ext", "--cluster", address, "--no-progress"], env,
+          "-i", "SimCam/raw/all,SimCam/calib,refcats", "-o", "u/ext", "--cluster", address,
+          "--no-progress"], env,
          timeout=500)
     os.environ["PGPASSWORD"] = postgres_server.password
     try:
