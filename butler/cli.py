@@ -27,7 +27,7 @@ from typing import Any
 import click
 
 from ._errors import ButlerError, InvalidNameError
-from .cli_commands import add_commands
+from .cli_commands import add_commands, find_datasets
 from .cli_logging import configure_logging, log_options
 from .data_coordinate import DataCoordinate
 from .dataset_ref import DatasetRef
@@ -559,14 +559,9 @@ def retrieve_artifacts(
 ) -> None:
     """Copy dataset files into DESTINATION."""
     from .butler import Butler
-    from .registry import CollectionType
 
     butler = Butler(repo, writeable=False)
-    colls = _split(collections) or [
-        n for n, t in butler.registry.query_collections(types=[CollectionType.RUN])
-    ]
-    names = list(dataset_types) or [d.name for d in butler.registry.query_dataset_types()]
-    refs = [r for n in names for r in butler.query_datasets(n, collections=colls, where=where)]
+    refs = find_datasets(butler, _split(collections), list(dataset_types), where, find_first=False)
     paths = butler.retrieve_artifacts(refs, destination, preserve_path=preserve_path)
     click.echo(f"Retrieved {len(paths)} file(s) into {destination}")
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # The Butler and the registry (SQLAlchemy) are imported inside the commands (``butler --help``).
 
-__all__ = ["add_commands"]
+__all__ = ["add_commands", "find_datasets"]
 
 _TRANSFERS = ["copy", "move", "symlink", "hardlink", "direct"]
 
@@ -38,7 +38,7 @@ def _split(values: Iterable[str]) -> list[str]:
     return [v for value in values for v in value.split(",") if v]
 
 
-def _find(
+def find_datasets(
     butler: Butler,
     collections: list[str],
     dataset_types: list[str],
@@ -46,7 +46,7 @@ def _find(
     *,
     find_first: bool,
 ) -> list[DatasetRef]:
-    """Datasets of ``dataset_types`` (all when empty) in ``collections`` (all RUNs when empty)."""
+    """Return datasets of ``dataset_types`` (all if none) in ``collections`` (all RUNs if none)."""
     from .registry import CollectionType
 
     registry = butler.registry
@@ -103,7 +103,9 @@ def prune_datasets(
     from .butler import Butler
 
     butler = Butler(repo, writeable=not dry_run)
-    refs = _find(butler, _split(collections), _split(dataset_types), where, find_first=not find_all)
+    refs = find_datasets(
+        butler, _split(collections), _split(dataset_types), where, find_first=not find_all
+    )
     if dry_run or not refs:
         for ref in refs:
             click.echo(f"{ref.dataset_type.name} {ref.data_id} in {ref.run}")
@@ -166,7 +168,9 @@ def export_command(
     from .transfer import export_datasets
 
     butler = Butler(repo, writeable=False)
-    refs = _find(butler, _split(collections), _split(dataset_types), where, find_first=False)
+    refs = find_datasets(
+        butler, _split(collections), _split(dataset_types), where, find_first=False
+    )
     path = export_datasets(butler, refs, directory, fmt=fmt)
     click.echo(f"Exported {len(refs)} dataset(s) to {path}")
 
@@ -219,7 +223,7 @@ def transfer_datasets_command(
     from .transfer import transfer_datasets
 
     source_butler = Butler(source, writeable=False)
-    refs = _find(
+    refs = find_datasets(
         source_butler, _split(collections), _split(dataset_types), where, find_first=not find_all
     )
     done = transfer_datasets(source_butler, Butler(dest), refs, transfer=transfer)
