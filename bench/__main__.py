@@ -12,6 +12,7 @@ BENCHMARKS = {
     "characterize": "bench.characterize_bench",
     "backends": "bench.backends_bench",
     "bright_stars": "bench.bright_stars_bench",
+    "extended_psf": "bench.extended_psf_bench",
 }
 
 
