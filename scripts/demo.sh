@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The README's demo: simulate a small camera, ingest it, characterize every detector and cut
-# its bright-star stamps on a local dask cluster, print the report, and write pictures a person
-# can look at.
+# The README's demo: simulate a small camera, ingest it, characterize every detector, cut its
+# bright-star stamps, stack them into the band's extended PSF and subtract it, on a local dask
+# cluster; print the report, and write pictures a person can look at.
 #
 # Usage: scripts/demo.sh [REPO]   (default: demo_repo; removed first if it exists)
 set -euo pipefail
@@ -58,6 +58,33 @@ if [ -n "$first" ]; then
     butler stamp-mosaic "$repo" "$repo/pictures/stamps_visit100_detector$detector.png" \
         --collections demo/characterize --visit 100 --detector "$detector"
 fi
+echo; echo "== 6. the band's extended PSF (stacked stamps) and a bright star before/after subtraction"
+python - "$repo" <<'PY' || true
+import sys
+import numpy as np
+from butler import Butler
+from imaging.extended_psf_pictures import (
+    write_model_picture, write_profile_picture, write_subtraction_picture)
+repo = sys.argv[1]
+butler = Butler(repo, collections="demo/characterize")
+for ref in butler.query_datasets("extended_psf"):
+    psf = butler.get(ref)
+    band = ref.data_id["band"]
+    print(f"band {band}: {psf}, {[(n, m.n_stamps) for n, m in psf.regions.items()]} stamps")
+    print("  ", write_model_picture(psf, f"{repo}/pictures/extended_psf_{band}.png"))
+    print("  ", write_profile_picture(psf, f"{repo}/pictures/extended_psf_profile_{band}.png"))
+refs = butler.query_datasets("brightStarSubtracted_calexp", where="visit = 100")
+if refs:
+    data_id = refs[0].data_id
+    stamps = butler.get("brightStarStamps", data_id)
+    star = stamps[int(np.argmin(stamps.getMagnitudes()))]
+    ny, nx = star.stamp_im.image.shape
+    x, y = star.archive_element.apply_inverse(star.position[0] + nx // 2, star.position[1] + ny // 2)
+    print("  ", write_subtraction_picture(
+        butler.get("icExp", data_id).image, butler.get(refs[0]).image, (float(x), float(y)),
+        f"{repo}/pictures/subtracted_visit100_detector{data_id['detector']}.png",
+        title=f"G = {star.gaiaGMag:.1f} star {star.gaiaId}, before/after subtraction"))
+PY
 echo; echo "pictures (open them):"
 find "$repo" -name "*.png" | sort
 exit "$status"
