@@ -34,7 +34,7 @@ from .exposure import Exposure
 from .extended_psf import DEFAULT_REGION, ExtendedPsf, RegionalExtendedPsf, simple_value
 from .extended_psf_profile import ProfileFit
 from .mask import Mask
-from .stamps_io import _card, _float_card
+from .stamps_io import _card, _float_card, write_hdul
 
 __all__ = [
     "ExtendedPsfFormatError",
@@ -127,18 +127,7 @@ def write_extended_psf_fits(psf: ExtendedPsf, path_or_fileobj: PathOrFile) -> No
         for key, bit in regional.image.mask.to_header().items():
             mask.header[key if len(key) <= 8 else f"HIERARCH {key}"] = bit
         hdus += [image, mask]
-    hdul = fits.HDUList(hdus)
-    if isinstance(path_or_fileobj, str | os.PathLike):
-        final = os.fspath(path_or_fileobj)
-        tmp = f"{final}.tmp-{os.getpid()}"
-        try:
-            hdul.writeto(tmp, overwrite=True)
-            os.replace(tmp, final)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    else:
-        hdul.writeto(path_or_fileobj)
+    write_hdul(fits.HDUList(hdus), path_or_fileobj)
 
 
 def _repeated(header: fits.Header, key: str) -> list[Any]:

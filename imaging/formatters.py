@@ -56,6 +56,15 @@ def _local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def _zarr_store(fs: fsspec.AbstractFileSystem, path: str, *, read_only: bool) -> Any:
+    """Return a zarr store at ``path``: local, or through fsspec (object stores)."""
+    from zarr.storage import FsspecStore, LocalStore
+
+    if _local(fs):
+        return LocalStore(path, read_only=read_only)
+    return FsspecStore.from_url(fs.unstrip_protocol(path), read_only=read_only)
+
+
 class ExposureFitsFormatter(Formatter):
     """An `~imaging.exposure.Exposure` as multi-extension FITS (IMAGE, MASK, VARIANCE, PSF)."""
 
@@ -224,11 +233,7 @@ class BrightStarStampsZarrFormatter(Formatter):
     supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox", "indices"})
 
     def _store(self, fs: fsspec.AbstractFileSystem, path: str, *, read_only: bool) -> Any:
-        from zarr.storage import FsspecStore, LocalStore
-
-        if _local(fs):
-            return LocalStore(path, read_only=read_only)
-        return FsspecStore.from_url(fs.unstrip_protocol(path), read_only=read_only)
+        return _zarr_store(fs, path, read_only=read_only)
 
     def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
         """Write the stamps as a zarr group."""
@@ -283,11 +288,7 @@ class ExtendedPsfZarrFormatter(Formatter):
     is_directory: ClassVar[bool] = True
 
     def _store(self, fs: fsspec.AbstractFileSystem, path: str, *, read_only: bool) -> Any:
-        from zarr.storage import FsspecStore, LocalStore
-
-        if _local(fs):
-            return LocalStore(path, read_only=read_only)
-        return FsspecStore.from_url(fs.unstrip_protocol(path), read_only=read_only)
+        return _zarr_store(fs, path, read_only=read_only)
 
     def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
         """Write the models as a zarr group."""

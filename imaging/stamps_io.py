@@ -271,7 +271,11 @@ def write_stamps_fits(stamps: BrightStarStamps, path_or_fileobj: PathOrFile) -> 
             var = fits.ImageHDU(np.asarray(s.stamp_im.variance, dtype=np.float32), name="VARIANCE")
             var.header["EXTVER"] = i + 1
             hdus.append(var)
-    hdul = fits.HDUList(hdus)
+    write_hdul(fits.HDUList(hdus), path_or_fileobj)
+
+
+def write_hdul(hdul: fits.HDUList, path_or_fileobj: PathOrFile) -> None:
+    """Write ``hdul``; a path atomically (temporary name, then rename; removed on failure)."""
     if isinstance(path_or_fileobj, str | os.PathLike):
         final = os.fspath(path_or_fileobj)
         tmp = f"{final}.tmp-{os.getpid()}"
