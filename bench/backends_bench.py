@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from butler import Butler, DatasetRef, DatasetType
-from butler.testing.servers import PostgresServer, S3Server, environment, free_port
+from butler.testing.servers import PostgresServer, S3Server, environment
+from cluster.processes import SchedulerProcesses
 
 from ._repo import N_DETECTORS, add_dimension_records
 from ._table import print_table
@@ -137,41 +136,12 @@ def image_rows(s3: S3Server, rounds: int = 5, size: int = 4096) -> list[list[Any
     ]
 
 
-def _scheduler_and_workers(env: dict[str, str]) -> tuple[str, list[subprocess.Popen]]:
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-         "--port", str(port), "--dashboard-address", ":0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )]
-    for _ in range(2):
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-             "--no-nanny", "--host", "127.0.0.1"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
-    return address, procs
-
-
 def overhead_rows(n_quanta: int = 1000, rounds: int = 2) -> list[list[Any]]:
-    from distributed import Client
-
     from pipeline.execution.executors.dask import DaskExecutor
 
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    address, procs = _scheduler_and_workers(env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with Client(address, timeout=5) as client:
-                    client.wait_for_workers(2, timeout=60)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
+    with SchedulerProcesses(2, env=env) as procs:
+        address = procs.address
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "repo"
             _make_repo(root, n_quanta // 2)
@@ -183,11 +153,6 @@ def overhead_rows(n_quanta: int = 1000, rounds: int = 2) -> list[list[Any]]:
                     "local cluster (-j 2)": lambda: _ours(root, local, "off"),
                     "scheduler + 2 workers, subprocesses": lambda: _ours(root, external, "off"),
                 })
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
     base = statistics.median(times["local cluster (-j 2)"])
     return [
         [f"per quantum, {name}", n_quanta, statistics.median(t) / n_quanta * 1e3,

@@ -270,12 +270,17 @@ class FileDatastore:
                     "writing the same dataset right now); remove it, or put into another run"
                 ) from err
             if isinstance(err, Exception):
-                raise FormatterError(
-                    f"failed to write {_describe(ref)} to {self.uri(info)!r} with "
-                    f"{type(formatter).__name__}: {type(err).__name__}: {err}"
-                ) from err
+                raise self._write_error(ref, info, formatter, err) from err
             raise
         return dataclasses.replace(info, file_size=size, checksum=checksum)
+
+    def _write_error(
+        self, ref: DatasetRef, info: StoredFileInfo, formatter: Formatter, err: Exception
+    ) -> FormatterError:
+        return FormatterError(
+            f"failed to write {_describe(ref)} to {self.uri(info)!r} with "
+            f"{type(formatter).__name__}: {type(err).__name__}: {err}"
+        )
 
     def _put_object(
         self,
@@ -304,10 +309,7 @@ class FileDatastore:
             if uploading:
                 discard(fs, final)  # ours: this attempt's key, or an unregistered rewrite
             if isinstance(err, Exception):
-                raise FormatterError(
-                    f"failed to write {_describe(ref)} to {self.uri(info)!r} with "
-                    f"{type(formatter).__name__}: {type(err).__name__}: {err}"
-                ) from err
+                raise self._write_error(ref, info, formatter, err) from err
             raise
         return dataclasses.replace(info, file_size=size, checksum=checksum)
 

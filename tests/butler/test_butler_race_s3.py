@@ -7,18 +7,9 @@ import multiprocessing
 
 import pytest
 from test_butler import _populate
+from test_butler_race import _put
 
 from butler import Butler
-
-
-def _put(root, visit, value, start, out):
-    butler = Butler(root, run="run1")
-    start.wait(30)
-    try:
-        butler.put({"n": value}, "summary", instrument="Cam", visit=visit)
-        out.put((value, "ok"))
-    except Exception as err:  # reported to the parent, which checks the kind
-        out.put((value, type(err).__name__))
 
 
 @pytest.mark.timeout(120)

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from butler.testing.servers import free_port
+from cluster.processes import SchedulerProcesses
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -29,46 +28,10 @@ def _run(args, env, timeout=300):
 @pytest.fixture
 def scheduler(s3_server, tmp_path):
     """A scheduler and two workers (their environment reaches S3, not PostgreSQL)."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-    log = open(tmp_path / "cluster.log", "w")  # noqa: SIM115 - closed below
-    procs = [subprocess.Popen(
-        [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-         "--port", str(port), "--dashboard-address", ":0"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )]
-    address = f"tcp://127.0.0.1:{port}"
-    try:
-        for _ in range(2):
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "distributed.cli.dask_worker", address,
-                 "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1"],
-                env=env, stdout=log, stderr=subprocess.STDOUT,
-            ))
-        from distributed import Client
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with Client(address, timeout=5) as client:
-                    client.wait_for_workers(2, timeout=60)
-                    pids = set(client.run(os.getpid).values())
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        yield address, pids
-    finally:
-        for proc in reversed(procs):
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
+    with open(tmp_path / "cluster.log", "w") as log:
+        with SchedulerProcesses(2, env=env, log=log) as procs:
+            yield procs.address, procs.worker_pids
 
 
 @pytest.mark.slow
@@ -87,8 +50,7 @@ def test_default_pipeline_on_external_cluster_postgres_s3(
           "--visits", "1", "-j", "1", "--star-density", "60000"], env)
     _run([str(BIN / "pipetask"), "run", "-b", str(repo), "-p", str(ROOT / "pipelines.yaml"),
           "-i", "SimCam/raw/all,SimCam/calib,refcats", "-o", "u/ext", "--cluster", address,
-          "--no-progress"], env,
-         timeout=500)
+          "--no-progress"], env, timeout=500)
     os.environ["PGPASSWORD"] = postgres_server.password
     try:
         from butler import Butler
