@@ -24,7 +24,7 @@ from .._errors import ConflictingDefinitionError, MissingDatasetTypeError
 from ..dataset_type import DatasetType
 from ..dimensions import DimensionUniverse
 from ._schema import RegistrySchema
-from ._util import suggest
+from ._util import insert_ignoring, suggest
 from .database import Database
 
 __all__ = ["DatasetTypeManager"]
@@ -61,22 +61,20 @@ class DatasetTypeManager:
         See `SqlRegistry.register_dataset_type`.
         """
         table = self._table
+        values = {
+            "name": dataset_type.name,
+            "dimensions": json.dumps(list(dataset_type.dimensions.required)),
+            "storage_class": dataset_type.storage_class,
+        }
         with self._db.transaction() as connection:
+            # Insert-or-nothing, then read: two clients registering one type at once both
+            # succeed (a select-then-insert let both insert, and one died on the unique name).
+            statement = insert_ignoring(connection, table, ["name"]).returning(table.c.id)
+            if connection.execute(statement, values).first() is not None:
+                return True
             row = connection.execute(
                 sa.select(table).where(table.c.name == dataset_type.name)
             ).first()
-            if row is None:
-                connection.execute(
-                    table.insert(),
-                    [
-                        {
-                            "name": dataset_type.name,
-                            "dimensions": json.dumps(list(dataset_type.dimensions.required)),
-                            "storage_class": dataset_type.storage_class,
-                        }
-                    ],
-                )
-                return True
         existing = self._from_row(row)
         if existing != dataset_type:
             raise ConflictingDefinitionError(

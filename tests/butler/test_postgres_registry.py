@@ -134,3 +134,38 @@ def test_chain_updates_under_a_row_lock(postgres_server):
     chain = registry.get_collection_chain("out")
     assert sorted(chain[:-1]) == names and chain[-1] == "inputs"
     registry.close()
+
+
+def test_concurrent_dataset_type_registration(postgres_server):
+    """Clients registering the same dataset types at once all succeed (no IntegrityError)."""
+    import threading
+
+    from butler.dataset_type import DatasetType
+
+    url = postgres_server.url(postgres_server.create_database())
+    SqlRegistry.create(url, DimensionUniverse.default()).close()
+    clients = [SqlRegistry.open(url) for _ in range(4)]
+    names = [f"type_{i}" for i in range(30)]
+    barrier = threading.Barrier(len(clients))
+    errors: list[BaseException] = []
+    inserted: list[bool] = []
+
+    def register(registry: SqlRegistry) -> None:
+        try:
+            for name in names:
+                dataset_type = DatasetType(name, registry.universe.group(["visit"]), "JsonDict")
+                barrier.wait(timeout=30)
+                inserted.append(registry.register_dataset_type(dataset_type))
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+            barrier.abort()
+
+    threads = [threading.Thread(target=register, args=(c,)) for c in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for registry in clients:
+        registry.close()
+    assert errors == []
+    assert sum(inserted) == len(names)  # each type inserted exactly once
