@@ -24,7 +24,11 @@ def _run(*args: str, ok: bool = True):
 
 @pytest.fixture
 def repo(tmp_path):
-    root = str(tmp_path / "repo")
+    return make_cli_repo(str(tmp_path / "repo"))
+
+
+def make_cli_repo(root: str) -> str:
+    """Create a repository at ``root`` with run r1: img of visits 1, 2 x detectors 0-3."""
     _run("create", root)
     butler = Butler(root, run="r1")
     reg = butler.registry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 
@@ -120,13 +121,9 @@ def _ingested(butler) -> set[tuple[int, int]]:
     return {(r.data_id["visit"], r.data_id["detector"]) for r in refs}
 
 
-def test_interrupted_batch_leaves_nothing(repo, observations, tmp_path):
-    _, raws = observations
-    butler = Butler(repo)
-    vanished = tmp_path / "vanished.fits"
-    shutil.copy(raws[3], vanished)
-    header_ok = list(raws[:3]) + [vanished]
-    # the header pass succeeds; the file disappears before its transfer
+@contextlib.contextmanager
+def _vanishing_after_header(vanished):
+    """Make ``vanished`` disappear once ingest has read its header (before its transfer)."""
     from imaging import ingest as ingest_module
 
     real = ingest_module.read_raw_header
@@ -139,10 +136,19 @@ def test_interrupted_batch_leaves_nothing(repo, observations, tmp_path):
 
     ingest_module.read_raw_header = read_then_vanish
     try:
-        with pytest.raises(Exception, match="vanished"):
-            ingest_raws(butler, header_ok, transfer="copy")
+        yield
     finally:
         ingest_module.read_raw_header = real
+
+
+def test_interrupted_batch_leaves_nothing(repo, observations, tmp_path):
+    _, raws = observations
+    butler = Butler(repo)
+    vanished = tmp_path / "vanished.fits"
+    shutil.copy(raws[3], vanished)
+    header_ok = list(raws[:3]) + [vanished]
+    with _vanishing_after_header(vanished), pytest.raises(Exception, match="vanished"):
+        ingest_raws(butler, header_ok, transfer="copy")
     assert _ingested(butler) == set()
     copied = [p for p in repo.rglob("*.fits") if "postISRCCD" in str(p)]
     assert copied == []
@@ -393,29 +399,15 @@ def test_reingest_of_a_different_file_is_refused_and_changes_nothing(
 
 
 def test_failed_ingest_leaves_existing_files_and_records(repo, observations, tmp_path):
-    """A batch failing at registration removes only what it transferred."""
+    """A batch failing part-way removes only what it transferred, never the stored raw."""
     _, raws = observations
     butler = Butler(repo)
     ingest_raws(butler, raws[:1], transfer="copy")
     before = _stored_files(repo)
     vanished = tmp_path / "vanished.fits"
     shutil.copy(raws[1], vanished)
-    from imaging import ingest as ingest_module
-
-    real = ingest_module.read_raw_header
-
-    def read_then_vanish(path):
-        info = real(path)
-        if str(path) == str(vanished):
-            vanished.unlink()
-        return info
-
-    ingest_module.read_raw_header = read_then_vanish
-    try:
-        with pytest.raises(Exception, match="vanished"):
-            ingest_raws(butler, [raws[0], vanished], transfer="copy")
-    finally:
-        ingest_module.read_raw_header = real
+    with _vanishing_after_header(vanished), pytest.raises(Exception, match="vanished"):
+        ingest_raws(butler, [raws[0], vanished], transfer="copy")
     assert _stored_files(repo) == before
     assert _ingested(butler) == {(1, 0)}
 
