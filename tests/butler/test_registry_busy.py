@@ -70,7 +70,7 @@ def repo(tmp_path):
 def test_concurrent_writers_never_see_database_is_locked(repo):
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(repo), f"run/{i}", "150"],
+            [sys.executable, "-c", WRITER, str(repo), f"run/{i}", "60"],
             stderr=subprocess.PIPE,
             text=True,
         )
@@ -80,7 +80,7 @@ def test_concurrent_writers_never_see_database_is_locked(repo):
     assert [proc.returncode for proc in procs] == [0] * 4, "\n".join(errors)
     registry = Butler(repo).registry
     for i in range(4):
-        assert len(registry.query_datasets("thing", collections=[f"run/{i}"])) == 150
+        assert len(registry.query_datasets("thing", collections=[f"run/{i}"])) == 60
 
 
 def _hold(repo, seconds):
