@@ -119,7 +119,14 @@ def _hash_file(hasher: xxhash.xxh3_128, fs: fsspec.AbstractFileSystem, path: str
             if os.fstat(stream.fileno()).st_size == 0:
                 return
             with mmap.mmap(stream.fileno(), 0, flags=_MAP_FLAGS, prot=mmap.PROT_READ) as mapped:
-                hasher.update(mapped)
+                # 4 MiB at a time: between blocks another thread (a reader of the same
+                # file, see FileDatastore.get) gets the interpreter, so both run at once.
+                view = memoryview(mapped)
+                try:
+                    for start in range(0, len(view), _BLOCK):
+                        hasher.update(view[start : start + _BLOCK])
+                finally:
+                    view.release()
         return
     with fs.open(path, "rb") as stream:
         while block := stream.read(_BLOCK):
