@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -186,8 +187,6 @@ def get_client(spec_or_address: str | os.PathLike[str]) -> Any:
     ValueError
         If the spec is malformed.
     """
-    import importlib
-
     from distributed import Client
 
     text = os.fspath(spec_or_address)
@@ -199,7 +198,7 @@ def get_client(spec_or_address: str | os.PathLike[str]) -> Any:
     kind = spec["kind"]
     module_name, class_name, dist = _KINDS[kind]
     try:
-        module = importlib.import_module(module_name)
+        module = _import_plugin(module_name)
     except ImportError as err:
         raise ClusterDependencyError(
             f"cluster kind {kind!r} needs {dist or module_name}: pip install {dist}"
@@ -227,6 +226,27 @@ def get_client(spec_or_address: str | os.PathLike[str]) -> Any:
             _close_quietly(client, cluster)
             raise
     return client
+
+
+def _import_plugin(module_name: str) -> Any:
+    """Import a cluster plug-in without letting it install signal handlers.
+
+    dask-jobqueue's ``runner`` module sets a SIGINT handler when it is imported (Ctrl-C would
+    then exit without the run's own clean-up), and that fails outright outside the main
+    thread, where ``pipetask run`` starts its executor. Handlers set during the import are
+    ignored.
+    """
+    import importlib
+    import signal
+
+    if sys.modules.get(module_name) is not None:
+        return sys.modules[module_name]
+    original = signal.signal
+    signal.signal = lambda signum, handler: signal.getsignal(signum)  # type: ignore[assignment]
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        signal.signal = original
 
 
 class _SubmissionErrors(logging.Handler):

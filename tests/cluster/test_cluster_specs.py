@@ -3,8 +3,10 @@ batch cluster whose job submission fails (no ``sbatch`` here) stopping at once w
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -23,9 +25,18 @@ from cluster import (
 )
 
 
+def _needs(module):
+    if importlib.util.find_spec(module) is None:  # not importorskip: no import side effects
+        pytest.skip(f"{module} is not installed")
+
+
 def test_slurm_spec_job_script():
-    pytest.importorskip("dask_jobqueue")
-    from dask_jobqueue import SLURMCluster
+    _needs("dask_jobqueue")
+    sigint = signal.getsignal(signal.SIGINT)
+    from cluster import _import_plugin
+
+    SLURMCluster = _import_plugin("dask_jobqueue").SLURMCluster  # noqa: N806
+    assert signal.getsignal(signal.SIGINT) is sigint  # its import-time SIGINT handler is kept out
 
     spec = load_spec("slurm")
     assert slurm_cluster_options(spec)["scheduler_options"] == {"host": "0.0.0.0", "port": 8786}
@@ -47,7 +58,7 @@ def test_slurm_spec_job_script():
 
 
 def test_kubernetes_spec_names_the_dockerfile_image():
-    pytest.importorskip("dask_kubernetes")
+    _needs("dask_kubernetes")
     spec = kubernetes_cluster_spec(load_spec("kubernetes"))
     assert spec["kind"] == "DaskCluster" and spec["metadata"]["name"] == "skyquanta"
     workers = spec["spec"]["worker"]
@@ -66,7 +77,7 @@ def test_kubernetes_spec_names_the_dockerfile_image():
 
 @pytest.mark.timeout(120)
 def test_failed_job_submission_stops_at_once(tmp_path, monkeypatch):
-    pytest.importorskip("dask_jobqueue")
+    _needs("dask_jobqueue")
     if shutil.which("sbatch"):
         pytest.skip("this machine has sbatch: submission would not fail")
     spec = load_spec("slurm")
@@ -84,7 +95,7 @@ def test_failed_job_submission_stops_at_once(tmp_path, monkeypatch):
 @pytest.mark.timeout(120)
 def test_startup_timeout_without_workers(tmp_path, monkeypatch):
     """Submission "succeeds" (a stand-in sbatch on PATH) but no worker ever joins."""
-    pytest.importorskip("dask_jobqueue")
+    _needs("dask_jobqueue")
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "sbatch").write_text("#!/bin/sh\necho 'Submitted batch job 42'\n")
