@@ -2,7 +2,7 @@
 
 The butler knows no pipelines and no astronomy. Start with `Butler`.
 
-The public names are imported when first used (PEP 562 ``__getattr__``), so that importing
+The public names are imported when first used (`butler._lazy_names`), so that importing
 one light module of the package (``butler.cli`` for ``butler --help``, the worker side of an
 execution) does not import the registry, SQLAlchemy or numpy; ``from butler import Butler``
 works as before. The exceptions of `butler._errors` are imported at once (they are cheap).
@@ -10,11 +10,11 @@ works as before. The exceptions of `butler._errors` are imported at once (they a
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._errors import *  # noqa: F403
 from ._errors import __all__ as _errors_all
+from ._lazy_names import lazy_names
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from .butler import Butler as Butler
@@ -51,15 +51,4 @@ _LAZY = {
 __all__ = [*sorted(_LAZY), *_errors_all]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use (then it is an ordinary module attribute)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

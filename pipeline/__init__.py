@@ -3,15 +3,16 @@
 It knows no astronomy; it imports only `butler`. Task classes are loaded by
 dotted name from pipeline YAML, never imported here.
 
-The public names are imported when first used (PEP 562 ``__getattr__``): ``pipetask --help``
+The public names are imported when first used (`butler._lazy_names`): ``pipetask --help``
 and the worker side of an execution import only what they use, and ``from pipeline import
 Config`` works as before. The exceptions of `pipeline._errors` are imported at once.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from butler._lazy_names import lazy_names
 
 from ._errors import *  # noqa: F403
 from ._errors import __all__ as _errors_all
@@ -87,15 +88,4 @@ _LAZY = {
 __all__ = [*sorted(_LAZY), *_errors_all]
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name on first use (then it is an ordinary module attribute)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
