@@ -13,6 +13,7 @@ BENCHMARKS = {
     "backends": "bench.backends_bench",
     "bright_stars": "bench.bright_stars_bench",
     "extended_psf": "bench.extended_psf_bench",
+    "startup": "bench.startup_bench",
 }
 
 

@@ -1,0 +1,251 @@
+"""Start-up benchmark: what a user waits for when a command does little, end to end.
+
+Run with ``python -m bench startup``. Every case is a fresh process, timed from start to exit
+(``subprocess.run``), the median of `ROUNDS` interleaved rounds after one untimed warm-up
+round (which also writes the bytecode caches): ``pipetask --help``, ``butler --help``,
+``butler query-collections`` on a small repository, and ``pipetask run`` of an 84-quantum
+graph (3 trivial tasks, 4 visits x 10 detectors, 32x32 float32 arrays: `bench._startup_tasks`)
+with ``-j 1`` (in the pipetask process) and ``-j 2`` (a local dask cluster), graph build
+included, each into a new output run. Next to the wall time: the CPU time (user + system) of
+the process and everything it started, which a loaded machine inflates much less.
+
+Peers, in the same rounds:
+
+- LSST's commands when ``lsst.ctrl.mpexec`` is importable by the interpreter
+  ``BENCH_LSST_PYTHON`` (default: this one); the row says "not installed" otherwise. Its
+  ``pipetask run`` needs an LSST repository holding the same data, which this benchmark does
+  not build: those rows say so.
+- ``BENCH_STARTUP_BASE=DIR``: the same commands run from another source tree (e.g. an older
+  commit, ``git archive COMMIT | tar -x -C DIR``) with this interpreter, for before/after.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._table import print_table
+
+ROUNDS = 3
+N_VISITS = 4
+N_DETECTORS = 10
+SHAPE = (32, 32)
+
+#: Target wall time (s) per case (issue 17).
+TARGETS = {
+    "pipetask --help": 0.3,
+    "butler --help": 0.3,
+    "butler query-collections": None,
+    "pipetask run -j 1 (84 quanta)": 1.0,
+    "pipetask run -j 2 (84 quanta)": 1.5,
+}
+
+_HERE = Path(__file__).resolve().parent
+
+#: A command for one round (its number picks a new output run), or why it is not measured.
+Command = Callable[[int], list[str]] | str
+
+
+def make_repo(root: Path) -> Path:
+    """Create the repository: 4 visits x 10 detectors of 32x32 ``raw`` arrays in run ``raw``."""
+    import numpy as np
+
+    from butler import Butler, DatasetType
+
+    from ._repo import add_dimension_records
+
+    Butler.create(root)
+    butler = Butler(root, run="raw")
+    add_dimension_records(butler, instrument="Sim", n_visits=N_VISITS)
+    dtype = DatasetType.make(
+        "raw", ["instrument", "visit", "detector"], "NumpyArray", butler.universe
+    )
+    butler.registry.register_dataset_type(dtype)
+    for visit in range(N_VISITS):
+        for detector in range(N_DETECTORS):
+            data = np.full(SHAPE, visit * 100 + detector, dtype=np.float32)
+            butler.put(data, "raw", instrument="Sim", visit=visit, detector=detector)
+    return root
+
+
+def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU time (s) of ``command`` as a fresh process; raises if it fails.
+
+    The CPU time is the user + system time of the process and of every process it waited
+    for (the dask workers included), from ``getrusage(RUSAGE_CHILDREN)``.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({out.returncode}): {out.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def _lsst_python() -> str | None:
+    """Return the interpreter that imports ``lsst.ctrl.mpexec``, or `None`."""
+    python = os.environ.get("BENCH_LSST_PYTHON", sys.executable)
+    probe = subprocess.run(
+        [python, "-c", "import lsst.ctrl.mpexec, lsst.daf.butler"], capture_output=True
+    )
+    return python if probe.returncode == 0 else None
+
+
+def _entry(python: str, module: str) -> list[str]:
+    """Return a command line running ``module.main()`` as its console script would."""
+    return [python, "-c", f"import sys; from {module} import main; sys.exit(main())"]
+
+
+def _ours(
+    pipetask: list[str], butler: list[str], repo: Path, pipeline: Path, side: str
+) -> dict[str, Any]:
+    def run(jobs: str) -> Command:
+        def command(round_: int) -> list[str]:
+            output = f"u/bench/{side}/j{jobs}/r{round_ + 1}"  # r0: the warm-up
+            return [
+                *pipetask, "--log-level", "WARNING", "run", "-b", str(repo), "-p", str(pipeline),
+                "-i", "raw", "-o", output, "--output-run", f"{output}/run", "-j", jobs,
+                "--no-progress",
+            ]  # fmt: skip
+
+        return command
+
+    return {
+        "pipetask --help": lambda _: [*pipetask, "--help"],
+        "butler --help": lambda _: [*butler, "--help"],
+        "butler query-collections": lambda _: [*butler, "query-collections", str(repo)],
+        "pipetask run -j 1 (84 quanta)": run("1"),
+        "pipetask run -j 2 (84 quanta)": run("2"),
+    }
+
+
+def _lsst(lsst_python: str | None) -> dict[str, Command]:
+    if lsst_python is None:
+        return dict.fromkeys(TARGETS, "not installed")
+    pipetask = _entry(lsst_python, "lsst.ctrl.mpexec.cli.pipetask")
+    butler = _entry(lsst_python, "lsst.daf.butler.cli.butler")
+    no_repo = "not measured (needs an LSST repository of the same data)"
+    return {
+        "pipetask --help": lambda _: [*pipetask, "--help"],
+        "butler --help": lambda _: [*butler, "--help"],
+        "butler query-collections": no_repo,
+        "pipetask run -j 1 (84 quanta)": no_repo,
+        "pipetask run -j 2 (84 quanta)": no_repo,
+    }
+
+
+def _env(source: Path | None, tasks_dir: Path) -> dict[str, str]:
+    """Return the environment of a timed process: the tasks (and ``source``) on the path.
+
+    Bytecode is written, as for a user (this session may set ``PYTHONDONTWRITEBYTECODE``).
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    path = [str(tasks_dir), *([str(source)] if source else []), os.environ.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
+    return env
+
+
+def measure(rounds: int = ROUNDS) -> tuple[list[str], list[list[Any]]]:
+    """Time every case ``rounds`` times, interleaved; return the columns and rows."""
+    base = os.environ.get("BENCH_STARTUP_BASE")
+    lsst_python = _lsst_python()
+    binary = Path(sys.executable).parent
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = make_repo(Path(tmp) / "repo")
+        shutil.copy(_HERE / "_startup_tasks.py", Path(tmp) / "startup_tasks.py")
+        from ._startup_tasks import ARRAY_PIPELINE_YAML
+
+        pipeline = Path(tmp) / "pipeline.yaml"
+        pipeline.write_text(ARRAY_PIPELINE_YAML)
+        sides: dict[str, tuple[dict[str, Command], dict[str, str]]] = {
+            "ours": (
+                _ours(
+                    [str(binary / "pipetask")], [str(binary / "butler")], repo, pipeline, "ours"
+                ),
+                _env(None, Path(tmp)),
+            ),
+            "LSST": (_lsst(lsst_python), _env(None, Path(tmp))),
+        }
+        if base:
+            commands = _ours(
+                _entry(sys.executable, "pipeline.cli"),
+                _entry(sys.executable, "butler.cli"),
+                repo,
+                pipeline,
+                "before",
+            )
+            sides["base"] = (commands, _env(Path(base), Path(tmp)))
+        times: dict[tuple[str, str], list[tuple[float, float]]] = {}
+        for round_ in range(-1, rounds):  # round -1: warm-up, not counted
+            for case in TARGETS:
+                for side, (commands, env) in sides.items():
+                    command = commands[case]
+                    if isinstance(command, str):
+                        continue
+                    result = _timed(command(round_), env)
+                    if round_ >= 0:
+                        times.setdefault((side, case), []).append(result)
+    columns = ["case", "ours s", "ours min-max", "ours CPU s"]
+    if base:
+        columns += ["before s", "before CPU s", "ours / before"]
+    columns += ["LSST s", "ours / LSST", "target"]
+    rows = []
+    for case, target in TARGETS.items():
+        walls = [w for w, _ in times[("ours", case)]]
+        ours = statistics.median(walls)
+        row: list[Any] = [
+            case,
+            ours,
+            f"{min(walls):.2f}-{max(walls):.2f}",
+            statistics.median(c for _, c in times[("ours", case)]),
+        ]
+        if base:
+            before = statistics.median(w for w, _ in times[("base", case)])
+            row += [before, statistics.median(c for _, c in times[("base", case)]), ours / before]
+        lsst = sides["LSST"][0][case]
+        if isinstance(lsst, str):
+            row += [lsst, ""]
+        else:
+            peer = statistics.median(w for w, _ in times[("LSST", case)])
+            row += [peer, ours / peer]
+        row.append("" if target is None else f"<= {target} s")
+        rows.append(row)
+    return columns, rows
+
+
+def main() -> None:
+    """Run the start-up benchmark and print its table."""
+    columns, rows = measure()
+    base = os.environ.get("BENCH_STARTUP_BASE")
+    print_table(
+        f"Start-up: commands end to end as fresh processes (median of {ROUNDS} interleaved "
+        "rounds after a warm-up)",
+        columns,
+        rows,
+        notes=(
+            "pipetask run: 84 quanta (3 trivial tasks, 4 visits x 10 detectors, 32x32 arrays), "
+            "graph build and execution, each round into a new output run; -j 1 runs the quanta "
+            "in the pipetask process, -j 2 on a local dask cluster of 2 worker processes. "
+            "CPU s: user + system time of the process and all it started. "
+            + (f"before: the source tree {base}, same interpreter, same rounds. " if base else "")
+            + f"Machine: {os.cpu_count()} CPUs (virtual), load average "
+            f"{os.getloadavg()[0]:.1f} at the end: on a shared machine, compare ratios and CPU "
+            "times measured in the same run."
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
