@@ -12,9 +12,11 @@ the process and everything it started, which a loaded machine inflates much less
 Peers, in the same rounds:
 
 - LSST's commands when ``lsst.ctrl.mpexec`` is importable by the interpreter
-  ``BENCH_LSST_PYTHON`` (default: this one); the row says "not installed" otherwise. Its
-  ``pipetask run`` needs an LSST repository holding the same data, which this benchmark does
-  not build: those rows say so.
+  ``BENCH_LSST_PYTHON`` (default: this one); the rows say "not installed" otherwise. They run
+  on an LSST repository of the same data with the same three tasks written against
+  ``lsst.pipe.base`` (`bench._lsst_startup`, run by that interpreter). LSST's console
+  scripts are also named ``pipetask`` and ``butler``: install it in its own environment
+  (``python -m venv lsst && lsst/bin/pip install lsst-ctrl-mpexec``), not in ours.
 - ``BENCH_STARTUP_BASE=DIR``: the same commands run from another source tree (e.g. an older
   commit, ``git archive COMMIT | tar -x -C DIR``) with this interpreter, for before/after.
 """
@@ -131,18 +133,36 @@ def _ours(
     }
 
 
-def _lsst(lsst_python: str | None) -> dict[str, Command]:
+def _lsst(lsst_python: str | None, tmp: Path) -> dict[str, Command]:
+    """LSST's commands on an LSST repository of the same data (`bench._lsst_startup`)."""
     if lsst_python is None:
         return dict.fromkeys(TARGETS, "not installed")
+    shutil.copy(_HERE / "_lsst_startup.py", tmp / "lsst_startup.py")
+    repo, pipeline = tmp / "lsst_repo", tmp / "lsst_pipeline.yaml"
+    subprocess.run(
+        [lsst_python, str(tmp / "lsst_startup.py"), str(repo), str(pipeline)],
+        check=True,
+        capture_output=True,
+    )
     pipetask = _entry(lsst_python, "lsst.ctrl.mpexec.cli.pipetask")
     butler = _entry(lsst_python, "lsst.daf.butler.cli.butler")
-    no_repo = "not measured (needs an LSST repository of the same data)"
+
+    def run(jobs: str) -> Command:
+        def command(round_: int) -> list[str]:
+            return [
+                *pipetask, "--log-level", "WARNING", "run", "-b", str(repo), "-p", str(pipeline),
+                "-i", "raw", "-o", f"u/bench/lsst/j{jobs}/r{round_ + 1}",
+                "--register-dataset-types", "-j", jobs,
+            ]  # fmt: skip
+
+        return command
+
     return {
         "pipetask --help": lambda _: [*pipetask, "--help"],
         "butler --help": lambda _: [*butler, "--help"],
-        "butler query-collections": no_repo,
-        "pipetask run -j 1 (84 quanta)": no_repo,
-        "pipetask run -j 2 (84 quanta)": no_repo,
+        "butler query-collections": lambda _: [*butler, "query-collections", str(repo)],
+        "pipetask run -j 1 (84 quanta)": run("1"),
+        "pipetask run -j 2 (84 quanta)": run("2"),
     }
 
 
@@ -176,7 +196,7 @@ def measure(rounds: int = ROUNDS) -> tuple[list[str], list[list[Any]]]:
                 ),
                 _env(None, Path(tmp)),
             ),
-            "LSST": (_lsst(lsst_python), _env(None, Path(tmp))),
+            "LSST": (_lsst(lsst_python, Path(tmp)), _env(None, Path(tmp))),
         }
         if base:
             commands = _ours(
