@@ -668,9 +668,12 @@ def run(
     started = None
     if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "dask":
         _configure_dask()
-        # the cluster starts (processes, imports) while the butler opens and the graph is built
+    if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "dask" and not (
+        cluster_address or cluster_config  # those may install signal handlers: main thread only
+    ):
+        # a local cluster starts (processes, imports) while the butler opens and the graph is
+        # built; it is closed however the command ends (graph errors, nothing to do, sys.exit)
         started = start_executor(executor, jobs, cluster_address, cluster_config, pdb)
-        # closed however the command ends (graph errors, nothing to do, sys.exit)
         click.get_current_context().call_on_close(functools.partial(close_started, started))
     butler = Butler(repo)
     pipeline, where = _pipeline_and_where(
