@@ -62,8 +62,7 @@ def write_model_picture(psf: ExtendedPsf, path: str, *, title: str = "") -> str:
     positive = np.concatenate([im[np.isfinite(im) & (im > 0)] for im in images] or [[1.0]])
     vmax = float(positive.max())
     vmin = max(float(np.percentile(positive, 1)), vmax * 1e-6)
-    cmap = colormaps["magma"].copy()
-    cmap.set_bad(_EMPTY_COLOUR)
+    cmap = colormaps["magma"].with_extremes(bad=_EMPTY_COLOUR)
     norm = LogNorm(vmin=vmin, vmax=vmax)
     shown = None
     for k, (name, model) in enumerate(models.items()):
