@@ -241,8 +241,10 @@ def execute_graph(
             _LOG.error("%s before any quantum ran", summary.interrupted)
             return summary
         except Exception as err:
-            first = str(err).splitlines()[0] if str(err) else ""  # not a driver's SQL dump
-            summary.error = f"{type(err).__name__}: {first}"
+            text = str(err)
+            if getattr(err, "statement", None) is not None and text:
+                text = text.splitlines()[0]  # a database driver's error: not its SQL dump
+            summary.error = f"{type(err).__name__}: {text}"
             _LOG.error("cannot start the execution: %s", summary.error)
             return summary
         known.update(qgraph.input_infos)
