@@ -26,6 +26,7 @@ __all__ = [
     "MissingCollectionError",
     "MissingDatasetTypeError",
     "RegistryBusyError",
+    "RegistryFullError",
     "RegistryUnreadableError",
     "RepositoryNotFoundError",
     "RepositoryVersionError",
@@ -142,6 +143,10 @@ class RegistryConnectionError(ButlerError, ConnectionError):
 
 class RegistryBusyError(ButlerError, TimeoutError):
     """The registry's database stayed locked by another process (or run) for too long."""
+
+
+class RegistryFullError(ButlerError, OSError):
+    """The registry's database could not write: its disk is full (nothing of the write was kept)."""
 
 
 class RunLeaseError(ButlerError, RuntimeError):

@@ -51,7 +51,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .._errors import ReadOnlyRegistryError, RegistryBusyError, RegistryConnectionError
+from .._errors import (
+    ReadOnlyRegistryError,
+    RegistryBusyError,
+    RegistryConnectionError,
+    RegistryFullError,
+)
 
 __all__ = ["Database", "connection_error", "display_url", "make_engine", "registry_schema"]
 
@@ -161,6 +166,14 @@ def _postgres_engine(url: sa.URL) -> sa.Engine:
 DEFAULT_BUSY_TIMEOUT = 5.0
 
 
+def _is_full(err: sa.exc.DBAPIError) -> bool:
+    """Whether a driver error says the database's disk is full."""
+    code = getattr(getattr(err.orig, "diag", None), "sqlstate", None)
+    if code in ("53100", "53200"):  # PostgreSQL: disk full, out of memory
+        return True
+    return "database or disk is full" in str(err.orig).lower()
+
+
 def _is_busy(err: sa.exc.DBAPIError) -> bool:
     """Whether a driver error says the database is locked by someone else."""
     code = getattr(err.orig, "pgcode", None) or getattr(
@@ -231,6 +244,11 @@ class Database:
                         finally:
                             self._connection = None
             except sa.exc.OperationalError as err:
+                if _is_full(err):
+                    raise RegistryFullError(
+                        "the registry database's disk is full; nothing of this write was kept: "
+                        "free some space and run the command again (or resume the run)"
+                    ) from err
                 if not _is_busy(err):
                     raise
                 raise RegistryBusyError(
