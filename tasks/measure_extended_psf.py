@@ -11,6 +11,13 @@ Otherwise the stamps of each region's detectors are stacked into that region's m
 detector with stamps but no region is ignored with one warning (per detector), a region
 without stamps is skipped with a warning. No stamps at all: `~pipeline.NoWorkFound` (no
 output; the quantum counts as done).
+
+``normalization`` chooses the era (`imaging.extended_psf_model`): ``ANNULUS`` stacks the
+stamps as ProcessBrightStarsTask normalized them; ``PSF_AMPLITUDE`` fits each stamp's
+amplitude and background pedestal, against the model and then the stack, ``fit_iterations``
+times. The output's metadata records which one made the model (``NORMALIZATION``, and for
+``PSF_AMPLITUDE`` ``FIT_ITER``, ``BKG_ORDER`` and ``FIT_START``, the first fit's model: the
+stamps carry no PSF kernel, so it is the annulus-normalized stack, ``ANNULUS_STACK``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 from imaging.extended_psf import ExtendedPsf
 from imaging.extended_psf_model import measure_model
 from imaging.geometry import Box
+from imaging.stamp_amplitude_fit import AmplitudeFitConfig
 from imaging.stamp_stacking import STACKING_STATISTICS, NoStampsError, StackingConfig
 from imaging.stamps import DEFAULT_BAD_MASK_PLANES, BrightStarStamps
 from pipeline import (
@@ -118,7 +126,19 @@ class MeasureExtendedPsfConfig(
         str,
         "How stamps are normalized before stacking",
         default="ANNULUS",
-        allowed={"ANNULUS": "LSST 2022: the annular flux ProcessBrightStarsTask measured"},
+        allowed={
+            "ANNULUS": "LSST 2022: the annular flux ProcessBrightStarsTask measured",
+            "PSF_AMPLITUDE": "LSST 2026: a fitted amplitude and polynomial pedestal per stamp, "
+            "against the model, then the stack, for fit_iterations",
+        },
+    )
+    fit_iterations = Field(int, "PSF_AMPLITUDE: fit-and-stack iterations", default=5)
+    background_order = Field(int, "PSF_AMPLITUDE: order of the pedestal polynomial", default=2)
+    pedestal_radius = Field(
+        float,
+        "PSF_AMPLITUDE: usable pixels at least this far from the star constrain the "
+        "pedestal; 0: the stamps' annulus outer radius",
+        default=0.0,
     )
 
     def validate(self) -> None:
@@ -131,6 +151,21 @@ class MeasureExtendedPsfConfig(
         """
         super().validate()
         self.stack_bright_stars.to_stacking()  # raises ValueError with the field's problem
+        if self.fit_iterations < 1:
+            raise ValueError(f"fit_iterations must be >= 1, got {self.fit_iterations}")
+        if self.background_order < 0 or self.pedestal_radius < 0:
+            raise ValueError(
+                f"background_order and pedestal_radius must be >= 0, got "
+                f"{self.background_order}, {self.pedestal_radius}"
+            )
+
+    def to_amplitude_fit(self) -> AmplitudeFitConfig:
+        """Return the per-stamp fit of ``PSF_AMPLITUDE`` (radius 0: the annulus outer one)."""
+        return AmplitudeFitConfig(
+            background_order=self.background_order,
+            pedestal_radius=self.pedestal_radius or None,
+            bad_mask_planes=tuple(self.stack_bright_stars.bad_mask_planes),
+        )
 
 
 class ButlerStampSource:
@@ -234,11 +269,14 @@ class MeasureExtendedPsfTask(PipelineTask):
         }
         if stacking.do_mag_cut:
             metadata["MAG_LIMIT"] = float(stacking.mag_limit)
-        extended_psf = ExtendedPsf(metadata=metadata)
+        if config.normalization == "PSF_AMPLITUDE":
+            metadata["FIT_ITER"] = int(config.fit_iterations)
+            metadata["BKG_ORDER"] = int(config.background_order)
         groups = self.select_detector_stamps(sources, detectors)
         region_names = [None] if not self.regions_by_detector else sorted(
             set(self.regions_by_detector.values())
         )
+        extended_psf = ExtendedPsf()
         total = 0
         for region in region_names:
             members = groups.get(region, [])
@@ -256,6 +294,8 @@ class MeasureExtendedPsfTask(PipelineTask):
                     stacking,
                     normalization=config.normalization,
                     detector_list=region_detectors,
+                    amplitude_fit=config.to_amplitude_fit(),
+                    fit_iterations=config.fit_iterations,
                 )
             except NoStampsError as err:
                 self.log.warning("Nothing to stack for %s: %s", label, err)
@@ -269,11 +309,15 @@ class MeasureExtendedPsfTask(PipelineTask):
                 stacking.statistic,
             )
             total += report.n_stamps
+            if report.fit_start is not None and config.normalization == "PSF_AMPLITUDE":
+                # the stamps carry no PSF kernel: the first fit is against the annulus stack
+                metadata["FIT_START"] = report.fit_start
             if region is None:
                 extended_psf.set_default(model)
             else:
                 extended_psf.add_regional_extended_psf(model, region, region_detectors)
         self.metadata["stampCount"] = total
+        extended_psf.metadata.update(metadata)
         if not extended_psf.regions:
             raise NoWorkFound("no bright-star stamp to stack for this band")
         return Struct(extended_psf=extended_psf)

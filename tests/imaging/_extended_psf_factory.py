@@ -70,13 +70,15 @@ def make_star_stamps(
     first_id=1,
     sky_level=None,
     sky_sigma=None,
+    record=None,
 ):
     """``n`` normalized stamps of stars with the truth profile (see the module docstring).
 
     ``noise`` is the per-pixel noise relative to the annulus mean of the star; ``background``
     the pedestal relative to it (a gradient of half its size is added too). With ``sky_level``
     and ``sky_sigma`` (e-) the pedestal and the noise are absolute instead, as a sky residual
-    is, and DETECTED marks where the noise-free star exceeds 5 sky sigma.
+    is, and DETECTED marks where the noise-free star exceeds 5 sky sigma. A ``record`` list
+    receives each stamp's ``flux`` and ``pedestal`` (image, before normalization and turns).
     """
     truth = truth_image(size, fwhm)
     ring = annulus_mean(truth, *radii)
@@ -87,10 +89,12 @@ def make_star_stamps(
         scale = flux * ring  # annulus level of this star
         image = flux * truth
         mask = Mask((size, size))
+        pedestal = np.zeros_like(image)
         if sky_level is not None:
             mask.set("DETECTED", image > 5 * sky_sigma)
             gx, gy = rng.uniform(-0.5, 0.5, 2) * sky_level / size
-            image = image + sky_level + gx * (xs - size / 2) + gy * (ys - size / 2)
+            pedestal = sky_level + gx * (xs - size / 2) + gy * (ys - size / 2)
+            image = image + pedestal
             image = image + rng.normal(0.0, sky_sigma, image.shape)
         else:
             if background:
@@ -116,6 +120,8 @@ def make_star_stamps(
             core = np.hypot(xs - size // 2, ys - size // 2) < 2.5
             image[core] = 0.7 * image[core]
             mask.set("SAT", core)
+        if record is not None:
+            record.append({"flux": flux, "pedestal": pedestal})
         image = np.rot90(image, k=-nb90Rots)
         mask = Mask(np.rot90(mask.array, k=-nb90Rots), mask.planes)
         stamp = BrightStarStamp(

@@ -129,3 +129,41 @@ def test_lost_detector_warns_once_and_no_stamps_is_no_work(caplog):
     config.stack_bright_stars.subregion_size = [0, 10]
     with pytest.raises(ValueError, match="subregion_size"):
         config.validate()
+
+
+def test_psf_amplitude_normalization_is_recorded(tmp_path):
+    from _extended_psf_factory import make_star_stamps
+
+    from imaging.extended_psf_io import read_extended_psf_fits, write_extended_psf_fits
+    from imaging.stamp_stacking import FileStampSource
+    from imaging.stamps_io import write_stamps_fits
+
+    rng = np.random.default_rng(4)
+    sources = []
+    for k in range(3):
+        path = tmp_path / f"d{k}.fits"
+        write_stamps_fits(
+            make_star_stamps(rng, 12, size=41, radii=(8, 12), nb90Rots=k, sky_level=0.0,
+                             sky_sigma=0.3, first_id=100 * k),
+            path,
+        )  # fmt: skip
+        sources.append(FileStampSource(str(path)))
+    config = MeasureExtendedPsfConfig()
+    config.normalization = "PSF_AMPLITUDE"
+    config.fit_iterations = 2
+    config.background_order = 1
+    psf = MeasureExtendedPsfTask(config=config).run(sources, [0, 1, 2]).extended_psf
+    expected = {"NORMALIZATION": "PSF_AMPLITUDE", "FIT_ITER": 2, "BKG_ORDER": 1,
+                "FIT_START": "ANNULUS_STACK"}  # fmt: skip
+    assert {k: psf.metadata[k] for k in expected} == expected
+    write_extended_psf_fits(psf, tmp_path / "epsf.fits")
+    assert read_extended_psf_fits(tmp_path / "epsf.fits").metadata == psf.metadata
+    truth = truth_image(41, 3.0)
+    ratio = azimuthal_profile(psf().image).value / azimuthal_profile(
+        truth / annulus_mean(truth, 8, 12)
+    ).value
+    assert np.all(np.abs(ratio[:13] - 1) < 0.03), ratio
+    assert psf.default.n_stamps == 36
+    config.fit_iterations = 0
+    with pytest.raises(ValueError, match="fit_iterations"):
+        config.validate()
