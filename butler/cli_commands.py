@@ -1,8 +1,10 @@
 """``butler`` commands LSST users reach for, with LSST's names and main flags.
 
 - ``prune-datasets``: remove datasets (records, then files) found in collections;
-- ``remove-collections``: remove CHAINED collections (RUNs: ``remove-runs``);
+- ``remove-collections``: remove CHAINED and TAGGED collections (RUNs: ``remove-runs``);
 - ``remove-dataset-type``: remove dataset types no dataset uses;
+- ``associate`` / ``disassociate``: add datasets found in collections to a TAGGED collection
+  (created if missing), or take them out of it (the datasets stay in their runs);
 - ``export`` / ``import``: datasets with their dimension records and files, through a folder
   holding ``export.yaml`` (or ``.json``) and the files (`butler.transfer`);
 - ``transfer-datasets``: the same, directly from one repository into another;
@@ -123,7 +125,7 @@ def prune_datasets(
 @click.argument("collections", nargs=-1, required=True)
 @click.option("--no-confirm", is_flag=True, help="Do not ask for confirmation.")
 def remove_collections(repo: str, collections: tuple[str, ...], no_confirm: bool) -> None:
-    """Remove CHAINED collections (their children stay; RUNs: use remove-runs)."""
+    """Remove CHAINED or TAGGED collections (children and datasets stay; RUNs: remove-runs)."""
     from .butler import Butler
 
     butler = Butler(repo)
@@ -146,6 +148,107 @@ def remove_dataset_type(repo: str, dataset_types: tuple[str, ...]) -> None:
     for name in _split(dataset_types):
         butler.registry.remove_dataset_type(name)
     click.echo(f"Removed {len(_split(dataset_types))} dataset type(s).")
+
+
+_dataset_type_option = click.option(
+    "-t",
+    "--dataset-type",
+    "dataset_type_options",
+    multiple=True,
+    help="Dataset types (repeatable or comma-separated; default: all).",
+)
+
+
+def _tagged_refs(
+    butler: Butler,
+    collections: tuple[str, ...],
+    dataset_types: tuple[str, ...],
+    where: str,
+    *,
+    find_first: bool,
+) -> list[DatasetRef]:
+    if not collections:
+        raise click.UsageError("name the collections to search: --collections COLL[,COLL...]")
+    return find_datasets(
+        butler, _split(collections), _split(dataset_types), where, find_first=find_first
+    )
+
+
+@click.command("associate")
+@click.argument("repo")
+@click.argument("collection")
+@click.argument("dataset_types", nargs=-1)
+@_dataset_type_option
+@_collections_option
+@_where_option
+@click.option(
+    "--find-first",
+    is_flag=True,
+    help="Only the first dataset of each data ID in the order of --collections.",
+)
+def associate(
+    repo: str,
+    collection: str,
+    dataset_types: tuple[str, ...],
+    dataset_type_options: tuple[str, ...],
+    collections: tuple[str, ...],
+    where: str,
+    find_first: bool,
+) -> None:
+    """Add the datasets found in --collections to the TAGGED COLLECTION (made if missing).
+
+    A tagged collection holds one dataset per dataset type and data ID; it can be searched
+    like a run, and put into chains. Example: butler associate REPO best calexp
+    --collections u/me/run2,u/me/run1 --find-first --where "visit = 11"
+    """
+    from .butler import Butler
+    from .registry import CollectionType
+
+    butler = Butler(repo)
+    refs = _tagged_refs(
+        butler, collections, dataset_types + dataset_type_options, where, find_first=find_first
+    )
+    keys = [(ref.dataset_type.name, ref.data_id) for ref in refs]
+    if len(set(keys)) != len(keys):
+        raise click.UsageError(
+            "some data IDs have a dataset in more than one of --collections: pass --find-first "
+            "to take the first one in search order"
+        )
+    with butler.registry.transaction():
+        butler.registry.register_collection(collection, CollectionType.TAGGED)
+        added = butler.registry.associate(collection, refs)
+    click.echo(
+        f"Associated {added} dataset(s) with {collection} ({len(refs) - added} already there)."
+    )
+
+
+@click.command("disassociate")
+@click.argument("repo")
+@click.argument("collection")
+@click.argument("dataset_types", nargs=-1)
+@_dataset_type_option
+@_collections_option
+@_where_option
+def disassociate(
+    repo: str,
+    collection: str,
+    dataset_types: tuple[str, ...],
+    dataset_type_options: tuple[str, ...],
+    collections: tuple[str, ...],
+    where: str,
+) -> None:
+    """Remove the datasets found in --collections from the TAGGED COLLECTION.
+
+    The datasets stay in their runs. --collections may be COLLECTION itself.
+    """
+    from .butler import Butler
+
+    butler = Butler(repo)
+    refs = _tagged_refs(
+        butler, collections, dataset_types + dataset_type_options, where, find_first=False
+    )
+    removed = butler.registry.disassociate(collection, refs)
+    click.echo(f"Disassociated {removed} dataset(s) from {collection}.")
 
 
 @click.command("export")
@@ -295,6 +398,8 @@ _COMMANDS = (
     prune_datasets,
     remove_collections,
     remove_dataset_type,
+    associate,
+    disassociate,
     export_command,
     import_command,
     transfer_datasets_command,

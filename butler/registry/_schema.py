@@ -13,6 +13,11 @@ Fixed tables:
     id, unique name, type (`CollectionType` value).
 ``collection_chain``
     (parent, position) -> child, the ordered members of CHAINED collections.
+``dataset_tag``
+    (TAGGED collection, dataset) pairs, with the dataset's type and canonical
+    data ID so that a tagged collection holds at most one dataset per (type,
+    data ID). Both foreign keys cascade on delete (SQLite runs with foreign
+    keys on): removing a dataset or the collection removes its tags.
 ``dataset``
     One row per dataset: its UUID, dataset type, run, the data ID both as one
     nullable column per dimension of the universe (for queries) and as its
@@ -55,7 +60,7 @@ from ..dimensions import Dimension, DimensionElement, DimensionUniverse, Metadat
 __all__ = ["SCHEMA_VERSION", "DatasetIdType", "ElementColumns", "RegistrySchema"]
 
 #: Version of the table layout written by this software.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SQL_TYPES: dict[str, Any] = {
     "int": sa.BigInteger,
@@ -220,6 +225,28 @@ class RegistrySchema:
                 sa.ForeignKey("collection.id", ondelete="CASCADE"),
                 nullable=False,
                 index=True,
+            ),
+        )
+        self.dataset_tag = sa.Table(
+            "dataset_tag",
+            md,
+            sa.Column(
+                "collection_id",
+                sa.Integer,
+                sa.ForeignKey("collection.id", ondelete="CASCADE"),
+                primary_key=True,
+            ),
+            sa.Column(
+                "dataset_id",
+                DatasetIdType(),
+                sa.ForeignKey("dataset.id", ondelete="CASCADE"),
+                primary_key=True,
+                index=True,
+            ),
+            sa.Column("dataset_type_id", sa.Integer, nullable=False),
+            sa.Column("data_id", sa.String, nullable=False),
+            sa.UniqueConstraint(
+                "collection_id", "dataset_type_id", "data_id", name="dataset_tag_unique"
             ),
         )
         self.elements: dict[str, ElementColumns] = {}

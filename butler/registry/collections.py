@@ -1,4 +1,4 @@
-"""Collections: RUNs that own datasets, and CHAINED lists of collections.
+"""Collections: RUNs that own datasets, CHAINED lists of collections, TAGGED sets of datasets.
 
 Design
 ------
@@ -15,8 +15,9 @@ children under that lock: two clients prepending their runs to one output
 chain at once both end up in it (a client-side read, then `set_collection_chain`,
 lost one of them).
 
-The dataset managers use it to resolve collections to RUNs inside their own
-connections (`collections_named`, `resolve_run_ids`); removing a RUN is split
+The dataset managers use it to resolve collections to the RUNs and TAGGED
+collections searched inside their own connections (`collections_named`,
+`resolve_search`); the tags themselves are `tags.DatasetTagManager`'s; removing a RUN is split
 between the datasets (its datasets) and this manager (`remove`), in one
 transaction of the registry.
 
@@ -57,6 +58,7 @@ class CollectionManager:
         self._db = db
         self._table = schema.collection
         self._chain = schema.collection_chain
+        self._tag = schema.dataset_tag
 
     def register_run(self, name: str) -> bool:
         """Register a RUN collection; True if new, False if it exists as a RUN."""
@@ -274,10 +276,12 @@ class CollectionManager:
         ).all()
         return [(r.id, r.name, CollectionType(r.type)) for r in rows]
 
-    def resolve_run_ids(
+    def resolve_search(
         self, connection: sa.Connection, collections: Sequence[str] | str
-    ) -> list[tuple[int, str]]:
-        """Return (ID, name) of the RUNs searched, in order (chains flattened depth-first).
+    ) -> list[tuple[int, str, CollectionType]]:
+        """Return (ID, name, type) of the RUN and TAGGED collections searched, in order.
+
+        Chains are flattened depth-first; the first occurrence of a collection wins.
 
         Raises
         ------
@@ -293,23 +297,41 @@ class CollectionManager:
                 raise MissingCollectionError(
                     f"collection {name!r} does not exist{suggest(str(name), names)}"
                 )
-        result: list[tuple[int, str]] = []
+        result: list[tuple[int, str, CollectionType]] = []
         seen: set[int] = set()
 
         def visit(cid: int, name: str, ctype: CollectionType) -> None:
             if cid in seen:
                 return
             seen.add(cid)
-            if ctype is CollectionType.RUN:
-                result.append((cid, name))
-            else:
+            if ctype is CollectionType.CHAINED:
                 for child in self._chain_children(connection, cid):
                     visit(*child)
+            else:
+                result.append((cid, name, ctype))
 
         for name in collections:
             cid, ctype = known[name]
             visit(cid, name, ctype)
         return result
+
+    def resolve_run_ids(
+        self, connection: sa.Connection, collections: Sequence[str] | str
+    ) -> list[tuple[int, str]]:
+        """Return (ID, name) of the RUNs searched, in order (chains flattened depth-first).
+
+        TAGGED collections are left out (see `resolve_search`).
+
+        Raises
+        ------
+        MissingCollectionError
+            If a collection does not exist (with a near-miss suggestion).
+        """
+        return [
+            (cid, name)
+            for cid, name, ctype in self.resolve_search(connection, collections)
+            if ctype is CollectionType.RUN
+        ]
 
     def resolve_collections(self, collections: Sequence[str] | str) -> list[str]:
         """Return the RUN collections searched, in order (chains flattened depth-first).
@@ -340,7 +362,10 @@ class CollectionManager:
         connection.execute(self._table.delete().where(self._table.c.id == collection_id))
 
     def remove_collection(self, name: str) -> None:
-        """Remove a CHAINED collection (not its children). See `SqlRegistry.remove_collection`."""
+        """Remove a CHAINED or TAGGED collection (not its children, not the datasets it tags).
+
+        See `SqlRegistry.remove_collection`.
+        """
         chain = self._chain
         with self._db.transaction() as connection:
             collection_id, ctype = self.find(connection, name)
@@ -360,6 +385,7 @@ class CollectionManager:
                     f"{name} --mode remove)"
                 )
             connection.execute(chain.delete().where(chain.c.parent_id == collection_id))
+            connection.execute(self._tag.delete().where(self._tag.c.collection_id == collection_id))
             connection.execute(self._table.delete().where(self._table.c.id == collection_id))
 
     def all_names(self, connection: sa.Connection) -> list[str]:

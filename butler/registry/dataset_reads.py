@@ -3,12 +3,14 @@
 Design
 ------
 `DatasetReads` reads the one wide ``dataset`` table (see `_schema`).
-Lookups in several collections resolve them to RUNs in search order and
-keep, per data ID, the dataset of the first RUN that has one ("find
-first"). Large reads skip SQLAlchemy's per-row result processing
-(`_fetch_raw`) and convert IDs with `as_uuid`; on SQLite, `get_stored_info`
-reads many refs of one (dataset type, run) with one scan of that pair's
-rows.
+Lookups in several collections resolve them to the RUN and TAGGED
+collections searched, in order (`_Search`), and keep, per data ID, the
+dataset of the first collection that has one ("find first"); a dataset
+found through a TAGGED collection keeps its own run. Without TAGGED
+collections in the search, the query is the plain ``run_id IN (...)``.
+Large reads skip SQLAlchemy's per-row result processing (`_fetch_raw`)
+and convert IDs with `as_uuid`; on SQLite, `get_stored_info` reads many
+refs of one (dataset type, run) with one scan of that pair's rows.
 
 No mutable state of its own: it uses the dataset-type cache of
 `DatasetTypeManager`, and the `Database`'s connections and compiled-SQL cache.
@@ -317,21 +319,22 @@ class DatasetReads:
         coordinate = DataCoordinate.standardize(data_id, group)
         dataset = self.schema.dataset
         with self._db.read() as connection:
-            runs = self._collections.resolve_run_ids(connection, collections)
-            if not runs:
+            search = _Search(self, connection, collections)
+            if not search.rank:
                 return None
-            rank = {run_id: i for i, (run_id, _) in enumerate(runs)}
             rows = connection.execute(
                 sa.select(dataset.c.id, dataset.c.run_id).where(
                     dataset.c.dataset_type_id == type_id,
                     dataset.c.data_id == coordinate.canonical_string(),
-                    dataset.c.run_id.in_(list(rank)),
+                    search.holds(dataset),
                 )
             ).all()
-        if not rows:
-            return None
-        best = min(rows, key=lambda r: rank[r.run_id])
-        return DatasetRef(dt, coordinate, runs[rank[best.run_id]][1], best.id)
+            if not rows:
+                return None
+            search.read_tags(type_id, [r.id for r in rows])
+            best = min(rows, key=lambda r: search.order(r.id, r.run_id))
+            run = search.run_names([best.run_id])[best.run_id]
+        return DatasetRef(dt, coordinate, run, best.id)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -353,15 +356,11 @@ class DatasetReads:
         dataset = self.schema.dataset
         group = dt.dimensions
         with self._db.read() as connection:
-            runs = self._collections.resolve_run_ids(connection, collections)
-            if not runs:
+            search = _Search(self, connection, collections)
+            if not search.rank:
                 return []
-            rank = {run_id: i for i, (run_id, _) in enumerate(runs)}
             builder = QueryBuilder(self.schema)
-            builder.join(
-                dataset,
-                [dataset.c.dataset_type_id == type_id, dataset.c.run_id.in_(list(rank))],
-            )
+            builder.join(dataset, [dataset.c.dataset_type_id == type_id, search.holds(dataset)])
             for dim in group.required:
                 builder.values[dim] = dataset.c[dim]
             builder.constrain(where, bind, data_id)
@@ -369,20 +368,30 @@ class DatasetReads:
                 dataset.c.id, dataset.c.run_id, *(dataset.c[d] for d in group.required)
             )
             rows = _fetch_raw(connection, query)
-        if len(runs) == 1 or not find_first:
+            if search.tags:
+                search.read_tags(type_id, [row[0] for row in rows])
+                run_names = search.run_names({row[1] for row in rows})
+                order = search.order
+            else:  # the common case: every row's run is searched; rank by run alone
+                run_names = search.run_names(search.runs)
+                rank_of_run = search.rank
+
+                def order(dataset_id: Any, run_id: int) -> int:
+                    return rank_of_run[run_id]
+
+        if (len(search.rank) == 1 and not search.tags) or not find_first:
             found = rows
         else:
             best: dict[tuple[Any, ...], tuple[int, Any]] = {}
             for row in rows:
                 values = row[2:]
-                order = rank[row[1]]
+                rank = order(row[0], row[1])
                 current = best.get(values)
-                if current is None or order < current[0]:
-                    best[values] = (order, row)
+                if current is None or rank < current[0]:
+                    best[values] = (rank, row)
             found = [row for _, row in best.values()]
         # Sorted by data ID, then search order.
-        found.sort(key=lambda row: (row[2:], rank[row[1]]))
-        run_names = {run_id: name for run_id, name in runs}
+        found.sort(key=lambda row: (row[2:], order(row[0], row[1])))
         return [
             DatasetRef(
                 dt, DataCoordinate(group, tuple(row[2:])), run_names[row[1]], as_uuid(row[0])
@@ -419,11 +428,11 @@ class DatasetReads:
                     raise MissingCollectionError(
                         "querying data IDs with datasets needs collections"
                     )
-                run_ids = [i for i, _ in self._collections.resolve_run_ids(connection, collections)]
+                search = _Search(self, connection, collections)
                 for name in datasets:
                     type_id, dt = self._dataset_types.entry(name)
                     alias = self.schema.dataset.alias(f"ds_{name}")
-                    on = [alias.c.dataset_type_id == type_id, alias.c.run_id.in_(run_ids)]
+                    on = [alias.c.dataset_type_id == type_id, search.holds(alias)]
                     for dim in dt.dimensions.required:
                         if dim in builder.values:
                             on.append(alias.c[dim] == builder.values[dim])
@@ -463,4 +472,85 @@ class DatasetReads:
             if None in known.values():
                 known = {dim: value for dim, value in known.items() if value is not None}
             result.append(DataCoordinate(group, tuple(row[:n]), known))
+        return result
+
+
+class _Search:
+    """The RUN and TAGGED collections a dataset lookup searches, in order.
+
+    A dataset is in the search if its run is one of the RUNs or a TAGGED collection of the
+    search holds it; its rank is the position of the first of those. Without TAGGED
+    collections this is the plain ``run_id IN (...)`` of before, with no extra query.
+
+    Parameters
+    ----------
+    reads : `DatasetReads`
+        Whose schema and collections are used.
+    connection : `sqlalchemy.Connection`
+        The connection of the lookup.
+    collections : `str` or sequence of `str`
+        The collections searched, in order.
+    """
+
+    def __init__(
+        self, reads: DatasetReads, connection: sa.Connection, collections: Sequence[str] | str
+    ) -> None:
+        self._connection = connection
+        self._schema = reads.schema
+        searched = reads._collections.resolve_search(connection, collections)
+        self.rank = {cid: i for i, (cid, _, _) in enumerate(searched)}
+        self._names = {cid: name for cid, name, ctype in searched if ctype is CollectionType.RUN}
+        self.runs = list(self._names)
+        self.tags = [cid for cid, _, ctype in searched if ctype is CollectionType.TAGGED]
+        self._tag_rank: dict[Any, int] = {}
+
+    def holds(self, dataset: Any) -> Any:
+        """Return the SQL condition that a row of ``dataset`` (or an alias) is in the search."""
+        in_runs = dataset.c.run_id.in_(self.runs)
+        if not self.tags:
+            return in_runs
+        tag = self._schema.dataset_tag
+        tagged = sa.select(tag.c.dataset_id).where(tag.c.collection_id.in_(self.tags))
+        return sa.or_(in_runs, dataset.c.id.in_(tagged))
+
+    def read_tags(self, type_id: int, ids: Iterable[Any]) -> None:
+        """Read the tags of the found datasets ``ids`` (driver values), for `order`."""
+        if not self.tags:
+            return
+        tag = self._schema.dataset_tag
+        wanted = {as_uuid(i) for i in ids}
+        rows = _fetch_raw(
+            self._connection,
+            sa.select(tag.c.dataset_id, tag.c.collection_id).where(
+                tag.c.collection_id.in_(self.tags), tag.c.dataset_type_id == type_id
+            ),
+        )
+        for raw_id, collection_id in rows:
+            dataset_id = as_uuid(raw_id)
+            if dataset_id in wanted:
+                rank = self.rank[collection_id]
+                if rank < self._tag_rank.get(dataset_id, len(self.rank)):
+                    self._tag_rank[dataset_id] = rank
+
+    def order(self, dataset_id: Any, run_id: int) -> int:
+        """Return a found dataset's rank in the search (lower is searched first)."""
+        rank = self.rank.get(run_id) if run_id in self._names else None
+        tagged = self._tag_rank.get(as_uuid(dataset_id)) if self._tag_rank else None
+        if rank is None:
+            return tagged if tagged is not None else len(self.rank)
+        return rank if tagged is None or rank < tagged else tagged
+
+    def run_names(self, run_ids: Iterable[int]) -> dict[int, str]:
+        """Return the names of runs of found datasets (a tagged dataset's run may be outside)."""
+        wanted = set(run_ids)
+        result = {cid: name for cid, name in self._names.items() if cid in wanted}
+        others = wanted - result.keys()
+        if others:
+            collection = self._schema.collection
+            rows = self._connection.execute(
+                sa.select(collection.c.id, collection.c.name).where(
+                    collection.c.id.in_(list(others))
+                )
+            ).all()
+            result.update((r.id, r.name) for r in rows)
         return result

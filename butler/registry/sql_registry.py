@@ -12,7 +12,8 @@ what it needs:
   compiled-SQL cache of hot statements; every manager takes it;
 - `DimensionRecordManager` (`dimension_records`): dimension records, regions;
 - `DatasetTypeManager` (`dataset_types`): dataset types and their cache;
-- `CollectionManager` (`collections`): RUN and CHAINED collections;
+- `CollectionManager` (`collections`): RUN, CHAINED and TAGGED collections;
+- `DatasetTagManager` (`tags`): which datasets a TAGGED collection holds;
 - `DatasetManager` (`datasets`): datasets, as a reading and a writing half,
   given the dataset types and collections it resolves names with;
 - `RunLeaseManager` (`run_leases`): which process executes into a run.
@@ -63,6 +64,7 @@ from .datasets import DatasetManager
 from .dimension_records import DimensionRecordManager
 from .regions import Region
 from .run_leases import RunLeaseManager
+from .tags import DatasetTagManager
 
 __all__ = ["SqlRegistry"]
 
@@ -91,6 +93,7 @@ class SqlRegistry:
         self._dataset_types = DatasetTypeManager(self._db, self.schema, universe)
         self._collections = CollectionManager(self._db, self.schema)
         self._leases = RunLeaseManager(self._db, self.schema, self._collections)
+        self._tags = DatasetTagManager(self._db, self.schema, self._collections)
         self._datasets = DatasetManager(
             self._db, self.schema, universe, self._dataset_types, self._collections
         )
@@ -180,6 +183,18 @@ class SqlRegistry:
                     )
                 )
             version = 2
+        if version == 2:  # version 3 added TAGGED collections (the dataset_tag table)
+            universe = DimensionUniverse(
+                json.loads(attributes["universe"]), source=f"{db_url} universe"
+            )
+            with engine.begin() as connection:
+                RegistrySchema(universe).dataset_tag.create(connection, checkfirst=True)
+                connection.execute(
+                    sa.text(
+                        "UPDATE butler_attributes SET value = '3' WHERE name = 'schema_version'"
+                    )
+                )
+            version = 3
         if version != SCHEMA_VERSION:
             engine.dispose()
             newer = version > SCHEMA_VERSION
@@ -436,7 +451,7 @@ class SqlRegistry:
         return self._collections.get_collection_chain(parent)
 
     def remove_collection(self, name: str) -> None:
-        """Remove a CHAINED collection; its children stay.
+        """Remove a CHAINED or TAGGED collection; its children and the datasets it tags stay.
 
         Raises
         ------
@@ -448,6 +463,48 @@ class SqlRegistry:
             If it is a child of another chain (remove it from there first).
         """
         self._collections.remove_collection(name)
+
+    def associate(self, collection: str, refs: Iterable[DatasetRef | uuid.UUID]) -> int:
+        """Add existing datasets to a TAGGED collection (daf_butler's ``associate``).
+
+        A tagged collection holds at most one dataset per (dataset type, data ID); one
+        already there is skipped. Searching the collection (also through a chain) finds
+        the datasets, each with its own run.
+
+        Returns
+        -------
+        added : `int`
+            How many datasets were not in the collection before.
+
+        Raises
+        ------
+        MissingCollectionError
+            If the collection does not exist.
+        CollectionTypeError
+            If it is not TAGGED.
+        DatasetNotFoundError
+            If a dataset is not in the registry.
+        ConflictingDefinitionError
+            If the collection holds another dataset of the same type and data ID.
+        """
+        return self._tags.associate(collection, refs)
+
+    def disassociate(self, collection: str, refs: Iterable[DatasetRef | uuid.UUID]) -> int:
+        """Remove datasets from a TAGGED collection (they stay in their runs).
+
+        Returns
+        -------
+        removed : `int`
+            How many of them the collection held.
+
+        Raises
+        ------
+        MissingCollectionError
+            If the collection does not exist.
+        CollectionTypeError
+            If it is not TAGGED.
+        """
+        return self._tags.disassociate(collection, refs)
 
     def query_collections(
         self,

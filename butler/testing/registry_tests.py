@@ -490,6 +490,65 @@ class RegistryTests:
             registry.get_collection_type("run")
         assert self.count_datasets(registry) == len(refs)
 
+    def test_tagged_collections(self) -> None:
+        """Associate, search (directly, in a chain, with where), disassociate, remove."""
+        registry = self.populated()
+        calexp = self.calexp(registry)
+        for run in ("old", "new"):
+            registry.register_run(run)
+        old = self.refs(calexp, "old")
+        new = self.refs(calexp, "new", visits=[11])
+        registry.insert_datasets(old)
+        registry.insert_datasets(new)
+        assert registry.register_collection("best", CollectionType.TAGGED) is True
+        assert registry.get_collection_type("best") is CollectionType.TAGGED
+        # the best of each data ID: visit 11 from "new", the rest from "old"
+        chosen = [r for r in old if r.data_id["visit"] != 11] + new
+        assert registry.associate("best", chosen) == len(chosen)
+        assert registry.associate("best", chosen[:3]) == 0  # already there: skipped
+        found = registry.query_datasets("calexp", collections="best")
+        assert sorted(r.id for r in found) == sorted(r.id for r in chosen)
+        assert {r.run for r in found} == {"old", "new"}  # refs keep their own runs
+        assert found == sorted(chosen, key=lambda r: tuple(r.data_id.required.values()))
+        data_id = {"instrument": "Sim", "visit": 11, "detector": 1}
+        assert registry.find_dataset("calexp", data_id, collections="best").run == "new"
+        where = registry.query_datasets("calexp", collections="best", where="visit = 10")
+        assert {r.data_id["visit"] for r in where} == {10} and len(where) == len(DETECTORS)
+        # another dataset of a data ID the collection holds is refused
+        clash = next(r for r in old if r.data_id["visit"] == 11)
+        with pytest.raises(ConflictingDefinitionError, match="disassociate it first"):
+            registry.associate("best", [clash])
+        with pytest.raises(DatasetNotFoundError):
+            registry.associate("best", [uuid.uuid4()])
+        with pytest.raises(CollectionTypeError, match="not TAGGED"):
+            registry.associate("old", new)
+        # a chain can hold it; search order across TAGGED and RUN collections
+        registry.register_collection("chain", CollectionType.CHAINED)
+        registry.set_collection_chain("chain", ["best", "old"])
+        in_chain = registry.query_datasets("calexp", collections="chain")
+        assert sorted(r.id for r in in_chain) == sorted(r.id for r in chosen)
+        registry.set_collection_chain("chain", ["old", "best"])
+        assert {r.run for r in registry.query_datasets("calexp", collections="chain")} == {"old"}
+        everything = registry.query_datasets("calexp", collections="chain", find_first=False)
+        assert len(everything) == len(old) + len(new)
+        ids = registry.query_data_ids(["visit"], datasets=["calexp"], collections="best")
+        assert [i["visit"] for i in ids] == list(VISITS)
+        # disassociate: gone from the collection, still in its run
+        assert registry.disassociate("best", new) == len(new)
+        assert registry.disassociate("best", new) == 0
+        assert registry.find_dataset("calexp", data_id, collections="best") is None
+        assert registry.find_dataset("calexp", data_id, collections="new").id == new[1].id
+        # removing a tagged dataset removes its tag; removing the collection keeps datasets
+        registry.remove_datasets([chosen[0]])
+        assert len(registry.query_datasets("calexp", collections="best")) == len(chosen) - 1 - len(
+            new
+        )
+        registry.set_collection_chain("chain", ["old"])
+        registry.remove_collection("best")
+        with pytest.raises(MissingCollectionError):
+            registry.get_collection_type("best")
+        assert self.count_datasets(registry) == len(old) + len(new) - 1
+
     def test_store_info(self) -> None:
         """File infos recorded after registration."""
         registry = self.populated()

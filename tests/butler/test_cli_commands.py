@@ -1,5 +1,6 @@
 """LSST's butler commands on real repositories: prune-datasets, remove-collections,
-remove-dataset-type, export/import, transfer-datasets, config-dump, config-validate."""
+remove-dataset-type, associate/disassociate, export/import, transfer-datasets, config-dump,
+config-validate."""
 
 from __future__ import annotations
 
@@ -139,6 +140,58 @@ def test_remove_collections_and_dataset_type(repo):
     types = {t.name for t in Butler(repo, writeable=False).registry.query_dataset_types()}
     assert types == {"img"}
     _run("remove-dataset-type", repo, "meta", code=1)  # not registered any more
+
+
+def test_associate_and_disassociate_tagged_collection(repo):
+    """Real datasets of two runs tagged, read back through the tag and a chain, untagged."""
+    newer = Butler(repo, run="r3")
+    newer.put(np.full((3, 3), -1, np.float32), "img", instrument="Cam", visit=1, detector=0)
+    clash = _run("associate", repo, "best", "img", "--collections", "r3,r1", code=2)
+    assert "--find-first" in clash.output
+    _run("associate", repo, "best", "img", "-t", "meta", "--collections", "r3,r2,r1",
+         "--where", "visit = 1", "--find-first")
+    butler = Butler(repo, writeable=False)
+    registry = butler.registry
+    assert registry.get_collection_type("best") is CollectionType.TAGGED
+    expected = [
+        *registry.query_datasets("img", collections=["r3", "r1"], where="visit = 1"),
+        *registry.query_datasets("meta", collections=["r2"]),
+    ]
+    tagged = [
+        *registry.query_datasets("img", collections=["best"]),
+        *registry.query_datasets("meta", collections=["best"]),
+    ]
+    assert tagged == expected and {r.run for r in tagged} == {"r1", "r2", "r3"}
+    assert np.all(butler.get(tagged[0]) == -1)  # visit 1 detector 0 comes from r3
+    assert butler.get("meta", instrument="Cam", visit=1, collections="best")["note"] == "second run"
+    _run("collection-chain", repo, "view", "best,r1")
+    through_chain = Butler(repo, writeable=False).registry.query_datasets(
+        "img", collections=["view"]
+    )
+    assert [r.id for r in through_chain if r.data_id["visit"] == 1] == [r.id for r in tagged[:3]]
+    assert {r.run for r in through_chain if r.data_id["visit"] == 2} == {"r1"}
+    listed = _run("query-collections", repo, "best", "--format", "csv").output
+    assert "best,TAGGED" in listed
+    again = _run("associate", repo, "best", "img", "--collections", "r3,r1", "--find-first",
+                 "--where", "visit = 1")
+    assert "Associated 0 dataset(s)" in again.output
+    out = _run("disassociate", repo, "best", "-t", "img", "--collections", "best",
+               "--where", "detector = 0")
+    assert "Disassociated 1 dataset(s)" in out.output
+    left = Butler(repo, writeable=False).registry.query_datasets("img", collections=["best"])
+    assert [r.data_id["detector"] for r in left] == [1, 2]
+    assert _all_datasets(repo) == 8  # nothing removed from the runs
+    _run("associate", repo, "r1", "img", "--collections", "r3", code=1)  # a RUN is not TAGGED
+    _run("remove-collections", repo, "view,best", "--no-confirm")
+    assert _all_datasets(repo) == 8
+
+
+def _all_datasets(root) -> int:
+    registry = Butler(root, writeable=False).registry
+    return sum(
+        len(registry.query_datasets(t, collections=["r1", "r2", "r3"], find_first=False))
+        for t in registry.query_dataset_types()
+    )
 
 
 def test_config_dump_and_validate(repo, tmp_path):

@@ -13,7 +13,7 @@ from butler._errors import (
     RepositoryVersionError,
 )
 from butler.dimensions import DimensionUniverse
-from butler.registry import SqlRegistry
+from butler.registry import CollectionType, SqlRegistry
 from butler.testing.registry_tests import RegistryTests
 
 
@@ -59,7 +59,7 @@ def test_schema_version_refusal(tmp_path):
     registry.close()
     with pytest.raises(
         RepositoryVersionError,
-        match=r"schema version 99 is newer than this software supports \(2\)",
+        match=r"schema version 99 is newer than this software supports \(3\)",
     ):
         SqlRegistry.open(url)
 
@@ -78,6 +78,24 @@ def test_version_1_registry_gains_the_checksum_column(tmp_path):
     registry = SqlRegistry.open(url)
     columns = {c["name"] for c in sa.inspect(registry.engine).get_columns("dataset")}
     assert "checksum" in columns
+    registry.close()
+
+
+def test_version_2_registry_gains_tagged_collections(tmp_path):
+    """A registry written before TAGGED collections (schema 2) gets the tag table when opened."""
+    url = f"sqlite:///{tmp_path}/r.sqlite3"
+    SqlRegistry.create(url, DimensionUniverse.default()).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("DROP TABLE dataset_tag"))
+        connection.execute(
+            sa.text("UPDATE butler_attributes SET value = '2' WHERE name = 'schema_version'")
+        )
+    engine.dispose()
+    registry = SqlRegistry.open(url)
+    assert sa.inspect(registry.engine).has_table("dataset_tag")
+    registry.register_collection("tagged", CollectionType.TAGGED)
+    assert registry.associate("tagged", []) == 0
     registry.close()
 
 
