@@ -26,6 +26,7 @@ __all__ = [
     "NoWorkFound",
     "PipelineDefinitionError",
     "PipelineError",
+    "QuantumTimeoutError",
     "RepeatableQuantumError",
     "UnknownConfigFieldError",
     "UpstreamFailureNoWorkFound",
@@ -141,6 +142,24 @@ class RepeatableQuantumError(PipelineError, RuntimeError):
     """The quantum failed in a way that would repeat on the same inputs; never retried."""
 
     EXIT_CODE = 20
+
+
+class QuantumTimeoutError(RepeatableQuantumError):
+    """The quantum ran longer than ``pipetask run --timeout``; never retried.
+
+    The executor raises it inside the quantum's thread, so it has no arguments there: the
+    message is the ``timeout_message`` of the thread the quantum runs in.
+    """
+
+    def __init__(self, *args: object) -> None:
+        import threading
+
+        if not args:
+            args = (
+                getattr(threading.current_thread(), "timeout_message", "")
+                or "the quantum ran longer than --timeout",
+            )
+        super().__init__(*args)
 
 
 class AlgorithmError(RepeatableQuantumError):

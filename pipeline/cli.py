@@ -588,6 +588,13 @@ def qgraph(
     is_flag=True,
     help="Stop at the first failed quantum (what finished is kept; exit code 1).",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Seconds one quantum may run; a longer one fails (task and data ID named), "
+    "the others go on, exit code 1.",
+)
 @click.option("--pdb", is_flag=True, help="Post-mortem debugger on failure (sync executor).")
 @click.option("--debug", is_flag=True, help="Switch on every task's debug stages (pictures).")
 @click.option(
@@ -634,6 +641,7 @@ def run(
     clustering: str,
     resume: bool,
     fail_fast: bool,
+    timeout: float | None,
     pdb: bool,
     debug: bool,
     no_progress: bool,
@@ -723,6 +731,7 @@ def run(
         registry_timeout=registry_timeout,
         resume_command=_resume_command(graph.output_run),
         fail_fast=fail_fast,
+        timeout=timeout or 0.0,
     )
     if summary.exit_code == EXIT_CANNOT_START:  # leave the repository as it was
         try:

@@ -60,6 +60,7 @@ class WorkerQuantumContext:
         self._outputs = {ref.id for ref in outputs}
         self.infos = infos
         self.written: dict[uuid.UUID, StoredFileInfo] = {}
+        self._stopped = ""  # why writing is over (`stop`), "" while the quantum may write
 
     @property
     def dataId(self) -> Any:
@@ -99,7 +100,13 @@ class WorkerQuantumContext:
     def _put_one(self, obj: Any, ref: DatasetRef) -> None:
         if ref.id not in self._outputs:
             raise KeyError(f"{ref} is not an output of the quantum with data ID {self._data_id}")
-        self.written[ref.id] = self.butler.put(obj, ref)
+        if self._stopped:
+            raise RuntimeError(f"not writing {ref}: {self._stopped}")
+        info = self.butler.put(obj, ref)
+        if self._stopped:  # stopped while this was being written
+            self.butler.remove(info)
+            raise RuntimeError(f"not keeping {ref}: {self._stopped}")
+        self.written[ref.id] = info
 
     def put(self, values: Any, dataset: Any) -> None:
         """Write datasets (see `~pipeline.pipeline_task.QuantumContext.put`).
@@ -139,6 +146,15 @@ class WorkerQuantumContext:
 
     def remove_written(self) -> None:
         """Delete every artifact written so far (cleanup after a failure)."""
-        for info in self.written.values():
+        for info in list(self.written.values()):
             self.butler.remove(info)
         self.written.clear()
+
+    def stop(self, reason: str) -> None:
+        """Refuse every later write, and delete what was written (a quantum given up on).
+
+        Called from another thread than the quantum's (``--timeout``): a write under way
+        when this is called is deleted when it ends.
+        """
+        self._stopped = reason
+        self.remove_written()

@@ -153,6 +153,7 @@ def execute_graph(
     registry_timeout: float = DEFAULT_REGISTRY_TIMEOUT,
     resume_command: str = "",
     fail_fast: bool = False,
+    timeout: float = 0.0,
 ) -> RunSummary:
     """Execute a quantum graph, resuming where an earlier execution stopped.
 
@@ -200,6 +201,10 @@ def execute_graph(
     fail_fast : `bool`
         Stop at the first quantum that fails for good (after its retries): nothing more is
         submitted, what finished is registered, exit code 1.
+    timeout : `float`
+        Seconds one quantum may run (0: no limit). A longer one fails with
+        `~pipeline._errors.QuantumTimeoutError` naming its task and data ID (never retried);
+        the others go on, and the exit code is 1.
 
     Returns
     -------
@@ -306,7 +311,8 @@ def execute_graph(
             _LOG.error("%s", summary.error)
             return summary
         summary.dashboard_link = runner.dashboard_link
-        fn = functools.partial(run_quantum_cluster, **runner.run_options())
+        options = runner.run_options() | ({"timeout": timeout} if timeout > 0 else {})
+        fn = functools.partial(run_quantum_cluster, **options)
 
         def submit(nodes: tuple[int, ...], attempt: int) -> Any:
             hints: dict[str, float] = {}

@@ -25,6 +25,10 @@ For each quantum, in order:
 4. on failure every output written is removed, the log (with the traceback) is still written,
    and the outcome carries the exception type, message, traceback and the repeatable flag.
 
+With a ``timeout`` (``pipetask run --timeout``) each quantum runs in a thread of its own, and
+one still running after ``timeout`` seconds gets `QuantumTimeoutError` raised inside it: it
+fails (never retried) like any quantum that raises, and the cluster goes on with the next one.
+
 Building a limited butler (it loads the storage-class plug-ins) and a task (import, config
 parsed from YAML) costs milliseconds, more than a trivial quantum. A `WorkerCache` keeps both
 for the life of a worker process: butlers keyed by their spec, tasks keyed by (spec, label,
@@ -47,6 +51,7 @@ import os
 import resource
 import socket
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -56,7 +61,12 @@ from typing import Any
 from butler.datastore.stored_file_info import StoredFileInfo
 from butler.limited import LimitedButlerSpec
 
-from .._errors import InvalidQuantumError, NoWorkFound, RepeatableQuantumError
+from .._errors import (
+    InvalidQuantumError,
+    NoWorkFound,
+    QuantumTimeoutError,
+    RepeatableQuantumError,
+)
 from ..connections import InputQuantizedConnection, OutputQuantizedConnection
 from ..graph.quantum_graph import Quantum, TaskInfo
 from ..task_metadata import TaskMetadata
@@ -228,6 +238,8 @@ class _ClusterRun:
         self.failed_outputs: set[uuid.UUID] = set()
         self.host = socket.gethostname()
         self.digests: dict[str, str] = {}
+        #: node -> its context while it runs (``--timeout`` stops one from another thread)
+        self.contexts: dict[int, WorkerQuantumContext] = {}
 
     def digest(self, label: str) -> str:
         """Return the SHA-256 of the config of ``label`` (recorded as provenance)."""
@@ -258,6 +270,7 @@ class _ClusterRun:
         ctx = WorkerQuantumContext(
             self.butler, quantum.data_id, quantum.all_inputs(), quantum.all_outputs(), self.infos
         )
+        self.contexts[quantum.node_id] = ctx
         status, error, message = QuantumStatus.SUCCEEDED, None, ""
         task = None
         with capture_logs() as records:  # run_quantum_cluster lowered the task loggers' level
@@ -344,12 +357,79 @@ class _ClusterRun:
         )
 
 
+class _QuantumThread(threading.Thread):
+    """The thread one quantum runs in under ``--timeout``; its message names the quantum."""
+
+    def __init__(self, runner: _ClusterRun, quantum: Quantum, timeout_message: str) -> None:
+        super().__init__(name=f"quantum-{quantum.node_id}", daemon=True)
+        self.runner = runner
+        self.quantum = quantum
+        self.timeout_message = timeout_message  # read by QuantumTimeoutError()
+        self.outcome: QuantumOutcome | None = None
+
+    def run(self) -> None:
+        try:
+            self.outcome = self.runner.run(self.quantum)
+        except QuantumTimeoutError:  # raised after the quantum's own handlers: it stopped
+            pass
+
+
+def _raise_in(thread: threading.Thread, exc_type: type[BaseException]) -> None:
+    """Raise ``exc_type`` in ``thread`` at its next Python instruction (not inside C calls)."""
+    import ctypes
+
+    if thread.ident is not None:
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type)
+        )
+
+
+def _run_with_timeout(runner: _ClusterRun, quantum: Quantum, timeout: float) -> QuantumOutcome:
+    """Run one quantum in its own thread; stop it after ``timeout`` seconds.
+
+    A quantum still running then gets `QuantumTimeoutError` raised inside it: it fails like
+    any quantum that raises (its outputs removed, its log written). One stuck inside a long
+    C call cannot be interrupted: after a grace period it is given up on, its context
+    refuses further writes and deletes what it wrote, and its thread is left to end alone.
+    """
+    data_id = dict(quantum.data_id.required)
+    message = f"ran longer than --timeout {timeout:g} s: task {quantum.task_label!r} {data_id}"
+    thread = _QuantumThread(runner, quantum, message)
+    started = time.perf_counter()
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        _raise_in(thread, QuantumTimeoutError)
+        thread.join(max(1.0, min(timeout, 10.0)))
+    if thread.outcome is not None:
+        return thread.outcome
+    outputs = {r.id for rs in quantum.outputs.values() for r in rs}
+    runner.failed_outputs |= outputs
+    ctx = runner.contexts.get(quantum.node_id)
+    stuck = f"{message} and did not stop; its outputs were removed"
+    if ctx is not None:
+        ctx.stop(stuck)
+    _LOG.error("%s (its thread is left running)", stuck)
+    return QuantumOutcome(
+        quantum.node_id,
+        QuantumStatus.FAILED,
+        error_type=_qualified(QuantumTimeoutError()),
+        message=stuck,
+        repeatable=True,
+        host=runner.host,
+        pid=os.getpid(),
+        attempt=runner.payload.attempt,
+        wall_time=time.perf_counter() - started,
+    )
+
+
 def run_quantum_cluster(
     spec: LimitedButlerSpec,
     payload: ClusterPayload,
     *,
     post_mortem: Callable[[Any], None] | None = None,
     cache: WorkerCache | Callable[[], WorkerCache | None] | None = None,
+    timeout: float = 0.0,
 ) -> list[QuantumOutcome]:
     """Run every quantum of a cluster, in order, and report what happened to each.
 
@@ -364,6 +444,9 @@ def run_quantum_cluster(
     cache : `WorkerCache` or callable, optional
         Butlers and tasks kept between calls, or a function returning the cache of the
         current worker (`None` if it has none). `None`: everything is built for this call.
+    timeout : `float`
+        Seconds one quantum may run (0: no limit); a longer one fails with
+        `~pipeline._errors.QuantumTimeoutError` (see `_run_with_timeout`).
 
     Returns
     -------
@@ -376,4 +459,6 @@ def run_quantum_cluster(
     runner = _ClusterRun(spec, payload, post_mortem, cache if cache is not None else WorkerCache())
     quanta = decode_quanta(payload, runner.tables)
     with lowered_levels([TASK_LOGGER]):  # once per cluster: setLevel walks every logger
+        if timeout > 0:
+            return [_run_with_timeout(runner, quantum, timeout) for quantum in quanta]
         return [runner.run(quantum) for quantum in quanta]

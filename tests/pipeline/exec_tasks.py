@@ -8,7 +8,9 @@ test can change it between runs without touching the graph:
 - ``failFile``: if it exists and lists ``visit,detector`` on a line, that quantum raises
   (``RepeatableQuantumError`` when ``repeatable``);
 - ``killFile``: if it exists, the quantum deletes it and SIGKILLs its own process (once);
-- ``sleep``: seconds to sleep in ``run`` (to kill things mid-run);
+- ``sleep``: seconds to sleep in ``run`` (to kill things mid-run), in 0.05 s steps, or in one
+  uninterruptible call with ``sleepBlocking``; with ``sleepFile``, only the quanta it lists
+  (``visit,detector`` lines) sleep;
 - ``noWorkDetectors``: detectors for which ExecA raises ``NoWorkFound``;
 - ``failAfterPut``: ExecB writes its output, then raises;
 - ``pidFile``: each quantum appends the id of the process running it (where it ran).
@@ -33,24 +35,36 @@ class BehaviourConfig(PipelineTaskConfig):
     repeatable = Field(bool, "fail with RepeatableQuantumError", default=False)
     killFile = Field(str, "if this file exists: delete it and SIGKILL own process", default="")
     sleep = Field(float, "seconds to sleep per quantum", default=0.0)
+    sleepFile = Field(str, "if set: only the quanta it lists ('visit,detector') sleep", default="")
+    sleepBlocking = Field(bool, "sleep in one call instead of 0.05 s steps", default=False)
     pidFile = Field(str, "append the id of the process running the quantum here", default="")
+
+
+def _lines(path):
+    if not os.path.exists(path):
+        return set()
+    with open(path) as stream:
+        return {line.strip() for line in stream if line.strip()}
 
 
 def _behave(config, data_id, log):
     if config.pidFile:
         with open(config.pidFile, "a") as stream:
             stream.write(f"{os.getpid()}\n")
-    if config.sleep:
-        time.sleep(config.sleep)
+    key = f"{data_id['visit']},{data_id.get('detector', '')}".rstrip(",")
+    if config.sleep and (not config.sleepFile or key in _lines(config.sleepFile)):
+        if config.sleepBlocking:
+            time.sleep(config.sleep)
+        else:
+            end = time.monotonic() + config.sleep
+            while time.monotonic() < end:
+                time.sleep(0.05)
     if config.killFile and os.path.exists(config.killFile):
         os.remove(config.killFile)
         log.warning("killing my own process %d", os.getpid())
         os.kill(os.getpid(), signal.SIGKILL)
     if config.failFile and os.path.exists(config.failFile):
-        with open(config.failFile) as stream:
-            wanted = {line.strip() for line in stream if line.strip()}
-        key = f"{data_id['visit']},{data_id.get('detector', '')}".rstrip(",")
-        if key in wanted:
+        if key in _lines(config.failFile):
             cls = RepeatableQuantumError if config.repeatable else RuntimeError
             raise cls(f"injected failure for {key}")
 
