@@ -21,6 +21,7 @@ __all__ = [
     "DuplicateRegistrationError",
     "FieldValidationError",
     "FrozenConfigError",
+    "InitOutputConflictError",
     "InvalidQuantumError",
     "LocatedError",
     "NoWorkFound",
@@ -164,6 +165,14 @@ class QuantumTimeoutError(RepeatableQuantumError):
 
 class AlgorithmError(RepeatableQuantumError):
     """An algorithm failed on these data (e.g. too few PSF stars); never retried."""
+
+
+class InitOutputConflictError(PipelineError, RuntimeError):
+    """The output run already holds a different init-output than this execution makes.
+
+    What is there (registered, or a file no registry row owns) is left as it is and the
+    execution does not start.
+    """
 
 
 class InvalidQuantumError(PipelineError, RuntimeError):

@@ -424,6 +424,29 @@ class FileDatastore:
             return True
         return bool(fs.exists(path)) and not _is_zarr_formatter(info.formatter)
 
+    def same_artifact(self, obj: Any, info: StoredFileInfo) -> bool:
+        """Whether the artifact at ``info`` holds exactly the bytes `put` would write for ``obj``.
+
+        ``obj`` is written with the artifact's formatter into a local temporary directory and
+        compared file by file (a directory artifact: the same relative names, each with the
+        same bytes). This proves an existing artifact identical to ``obj`` without trusting
+        who wrote it; a formatter whose output is not deterministic only ever answers False.
+
+        Parameters
+        ----------
+        obj : `object`
+            The in-memory dataset.
+        info : `StoredFileInfo`
+            The artifact (registered or predicted); a missing one is not the same.
+        """
+        if not self.exists(info):
+            return False
+        storage_class = self.storage_classes[info.storage_class]
+        formatter = self._formatter(info.formatter, storage_class, info.path)
+        fs, path = self._full_path(info.path)
+        with staged(lambda local_fs, local: formatter.write(obj, local_fs, local)) as local:
+            return _same_tree(local, fs, path)
+
     def remove(self, info: StoredFileInfo) -> None:
         """Delete the artifact (a missing one is fine; ``direct`` ingests are never deleted)."""
         if _is_absolute(info.path):
@@ -821,3 +844,28 @@ def _same_bytes(
                 return False
             if not block:
                 return True
+
+
+def _same_tree(local: str, fs: fsspec.AbstractFileSystem, path: str) -> bool:
+    """Whether ``path`` on ``fs`` has the same files with the same bytes as local ``local``."""
+    if not os.path.isdir(local):
+        if fs.isdir(path):
+            return False
+        with open(local, "rb") as stream:
+            return bool(fs.cat_file(path) == stream.read())
+    if not fs.isdir(path):
+        return False
+    mine = {}
+    for dirpath, _, filenames in os.walk(local):
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            mine[os.path.relpath(full, local).replace(os.sep, "/")] = full
+    prefix = fs._strip_protocol(path).rstrip("/") + "/"
+    theirs = {name[len(prefix) :]: name for name in fs.find(path)}
+    if set(mine) != set(theirs):
+        return False
+    for name, full in mine.items():
+        with open(full, "rb") as stream:
+            if fs.cat_file(theirs[name]) != stream.read():
+                return False
+    return True

@@ -22,11 +22,13 @@ from typing import Any
 
 import fsspec
 
+from butler._errors import ArtifactExistsError
 from butler.data_coordinate import DataCoordinate
 from butler.dataset_ref import DatasetRef
 from butler.dataset_type import DatasetType
 from butler.datastore.stored_file_info import StoredFileInfo
 
+from .._errors import InitOutputConflictError
 from ..definition.loader import import_by_name
 from ..graph.quantum_graph import Quantum, QuantumGraph
 from .packages import package_versions
@@ -165,10 +167,94 @@ class RunSetup:
         for info in removed:
             self.butler.datastore.remove(info)
 
+    def write_once(self, obj: Any, ref: DatasetRef, label: str, what: str) -> None:
+        """Store init-output ``obj`` of task ``label`` unless the run has exactly it already.
+
+        - registered and byte-identical to ``obj`` (`FileDatastore.same_artifact`): kept; a
+          different one is an error, or with ``clobber`` replaced (``label`` then counts as
+          changed: what its quanta made is stale);
+        - a file at the dataset's path that no registry row owns: adopted (registered as it
+          is, not rewritten) only if byte-identical. A different one is replaced, with a
+          warning naming it: the caller holds the run's lease, so no live process writes into
+          the run and the file was left by a dead execution of it (a client killed between
+          writing and registering, or a run removed without its files), the rule outputs of
+          unfinished quanta follow too;
+        - otherwise written without replacing anything (``replace=False``) and registered; if
+          another process registered the same dataset meanwhile, its artifact is compared and
+          only this call's own file (never a shared one) is deleted.
+
+        Raises
+        ------
+        InitOutputConflictError
+            If the run holds a different ``what`` (without ``clobber``).
+        """
+        datastore = self.butler.datastore
+        for _ in range(4):  # clobber, write, check; a concurrent writer adds one round
+            stored = self._existing(ref)
+            if stored is not None:
+                if datastore.same_artifact(obj, stored):
+                    return
+                if not self.clobber:
+                    raise self._conflict(what, datastore.uri(stored))
+                _LOG.warning(
+                    "replacing %s in run %r (--clobber-outputs): the stored one differs; every "
+                    "quantum of task %r, and everything downstream, is run again",
+                    what,
+                    self.qgraph.output_run,
+                    label,
+                )
+                self.changed.add(label)
+                self._remove([ref])
+                continue
+            predicted = datastore.predict(ref)
+            replace = False
+            if datastore.exists(predicted):
+                if datastore.same_artifact(obj, predicted):
+                    size = _artifact_size(self.butler, predicted)
+                    info = dataclasses.replace(predicted, file_size=size)
+                    self._insert_ignoring_duplicates(ref, info)
+                    _LOG.info("adopted %s: written (identical) but never registered", what)
+                    continue  # check what is registered now
+                _LOG.warning(
+                    "replacing %s at %s: an earlier execution of run %r left a different file "
+                    "there and never registered it",
+                    what,
+                    datastore.uri(predicted),
+                    self.qgraph.output_run,
+                )
+                replace = True
+            try:
+                info = datastore.put(obj, ref, replace=replace)
+            except ArtifactExistsError:
+                continue  # another writer committed it a moment ago: look again
+            try:
+                self._insert_ignoring_duplicates(ref, info)
+            except BaseException:
+                datastore.remove(info)  # ours: registration failed, nobody points at it
+                raise
+            now = self._existing(ref)
+            if now is not None and now.path != info.path:
+                datastore.remove(info)  # another process registered its own key first
+            continue  # check (and compare) what is registered now
+        raise InitOutputConflictError(f"{what}: could not settle it against concurrent writers")
+
+    def _insert_ignoring_duplicates(self, ref: DatasetRef, info: StoredFileInfo) -> None:
+        retry_busy(
+            lambda: self.registry.insert_datasets([ref], [info], on_conflict="ignore"),
+            self.timeout,
+            what=ref.dataset_type.name,
+        )
+
+    def _conflict(self, what: str, uri: str) -> InitOutputConflictError:
+        return InitOutputConflictError(
+            f"run {self.qgraph.output_run!r} already holds a different {what} ({uri}); it is "
+            "left as it is (use another output run, or --clobber-outputs to replace it)"
+        )
+
     def write_init_outputs(
         self, init_inputs: dict[str, dict[str, tuple[DatasetRef, StoredFileInfo | None]]]
     ) -> None:
-        """Write configs first (checking them), then the tasks' own init-outputs."""
+        """Write configs first (checking them), then the tasks' own init-outputs (`write_once`)."""
         refs_by_label = {label: self.qgraph.init_output_refs(label) for label in self.qgraph.tasks}
         for label, info in self.qgraph.tasks.items():
             ref = refs_by_label[label].get("_config")
@@ -197,11 +283,10 @@ class RunSetup:
                 )
                 self.changed.add(label)
                 self._remove([ref])
-            self._put(config, ref)
+            self.write_once(config, ref, label, f"config of task {label!r}")
         for label, info in self.qgraph.tasks.items():
             wanted = {k: r for k, r in refs_by_label[label].items() if k != "_config"}
-            missing = {k: r for k, r in wanted.items() if self._existing(r) is None}
-            if not missing:
+            if not wanted:
                 continue
             task = build_task(
                 info,
@@ -213,8 +298,9 @@ class RunSetup:
                 },
             )
             objects = task.getInitOutputDatasets()
-            for name, ref in missing.items():
-                self._put(objects[name], ref)
+            for name, ref in wanted.items():
+                what = f"init-output {ref.dataset_type.name!r} of task {label!r}"
+                self.write_once(objects[name], ref, label, what)
         packages_ref = empty_ref(self.qgraph, self.packages_type)
         if self._existing(packages_ref) is None:
             self._put(package_versions(), packages_ref)

@@ -22,7 +22,7 @@ import time
 
 from pipeline._errors import NoWorkFound, RepeatableQuantumError
 from pipeline.config import Field, ListField
-from pipeline.connections import Input, Output, PipelineTaskConnections
+from pipeline.connections import InitOutput, Input, Output, PipelineTaskConnections
 from pipeline.pipeline_task import PipelineTask, PipelineTaskConfig
 from pipeline.struct import Struct
 
@@ -159,3 +159,32 @@ class Noop(PipelineTask):
 
     def run(self, inp):
         return Struct(out=inp)
+
+
+class SConnections(PipelineTaskConnections, dimensions=VISIT_DET):
+    inp = Input("raw", "StructuredDataDict", VISIT_DET)
+    out = Output("es_out", "StructuredDataDict", VISIT_DET)
+    schema = InitOutput("es_schema", "StructuredDataDict")
+
+
+class SConfig(PipelineTaskConfig, pipelineConnections=SConnections):
+    schemaFile = Field(str, "the init-output holds this file's lines (read at init)", default="")
+
+
+class ExecS(PipelineTask):
+    """Writes an init-output whose content comes from a file (a schema that changes with the
+    software, not with the config)."""
+
+    ConfigClass = SConfig
+    _DefaultName = "execS"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        columns = []
+        if self.config.schemaFile and os.path.exists(self.config.schemaFile):
+            with open(self.config.schemaFile) as stream:
+                columns = [line.strip() for line in stream if line.strip()]
+        self.schema = {"columns": columns}
+
+    def run(self, inp):
+        return Struct(out={"value": inp["value"], "columns": self.schema["columns"]})
