@@ -20,10 +20,11 @@ dialect and statement key; statements never change, so it cannot go stale).
 
 On PostgreSQL (`make_engine`): psycopg 3 (the ``postgres`` extra; a missing
 driver is a one-line `RegistryConnectionError` naming it). Credentials never
-come from configuration files of ours: libpq reads ``PGPASSWORD`` and
-``~/.pgpass``. A ``schema=NAME`` query parameter of the URL puts the registry
-in that schema (created by `SqlRegistry.create`), so one database holds
-several repositories; connections set ``search_path`` to it.
+come from configuration files of ours: from the URL given on the command line, then
+libpq's ``PGPASSWORD``, then the ``db-auth`` file (`butler.registry.db_auth`, read only
+if its owner alone may read it), then libpq's ``~/.pgpass``. A ``schema=NAME`` query
+parameter of the URL puts the registry in that schema (created by `SqlRegistry.create`), so
+one database holds several repositories; connections set ``search_path`` to it.
 
 On SQLite (`make_engine`): WAL journal (file databases), 32 KiB pages (new
 databases), foreign keys on (the dataset table declares none there: see
@@ -57,6 +58,7 @@ from .._errors import (
     RegistryConnectionError,
     RegistryFullError,
 )
+from .db_auth import apply_db_auth
 
 __all__ = ["Database", "connection_error", "display_url", "make_engine", "registry_schema"]
 
@@ -147,6 +149,7 @@ def make_engine(db_url: str) -> sa.Engine:
 def _postgres_engine(url: sa.URL) -> sa.Engine:
     """Return a psycopg 3 engine, in the URL's schema if it names one."""
     schema = registry_schema(url)
+    url = apply_db_auth(url)
     if url.drivername == "postgresql":  # SQLAlchemy's default would be psycopg2
         url = url.set(drivername="postgresql+psycopg")
     connect_args: dict[str, Any] = {}
