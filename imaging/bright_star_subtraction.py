@@ -6,14 +6,19 @@ grid, after the detector's quarter turns, scaled to an annulus mean of 1) is:
 1. **Scaled** to the star: ``annularFlux`` × model (``ANNULAR_FLUX``: the stamp was divided
    by its annular flux, so this is the star in detector units), or by the least-squares factor
    between the stamp and the model over the stamp's usable pixels (``LEAST_SQUARES``), times
-   the annular flux.
+   the annular flux (a stamp kept unnormalized, annular flux NaN, is in counts already).
+   The annular flux is only as good as the annulus' signal to noise: for a star whose halo
+   at the annulus is below the sky noise (the demo's G 15-18 stars at r = 40-50 px) it is
+   noise, and ``ANNULAR_FLUX`` over- or under-subtracts the core by factors of several;
+   ``LEAST_SQUARES`` is set by the core.
 2. **Warped back**: the quarter turns are undone, and each detector pixel of the star's box is
    mapped through the stored transform (detector pixels → stamp grid, before the turns) to
    the model grid, where the model is interpolated (cubic spline; pixels that map outside the
    model, or onto a NaN of it, get nothing).
 3. **Subtracted** from the exposure's image, and added to a model image of the detector.
 
-Stamps without a finite annular flux are skipped. Overlapping stars add up.
+Stamps without a finite annular flux are skipped by ``ANNULAR_FLUX``. Overlapping stars add
+up.
 """
 
 from __future__ import annotations
@@ -60,10 +65,9 @@ def model_scale(
     if scaling not in SCALINGS:
         raise ValueError(f"scaling {scaling!r} not in {SCALINGS}")
     flux = stamp.annularFlux
-    if flux is None or not math.isfinite(flux):
-        return math.nan
+    normalized = flux is not None and math.isfinite(flux)
     if scaling == "ANNULAR_FLUX":
-        return float(flux)
+        return float(flux) if normalized else math.nan
     image = stamp.stamp_im.image
     mask = stamp.stamp_im.mask
     good = np.isfinite(image) & np.isfinite(model)
@@ -74,7 +78,9 @@ def model_scale(
     if not good.any() or denominator <= 0:
         return math.nan
     factor = float(np.sum(model[good].astype(float) * image[good])) / denominator
-    return factor * float(flux) if factor > 0 else math.nan
+    if not factor > 0:
+        return math.nan
+    return factor * float(flux) if normalized else factor  # unnormalized: already in counts
 
 
 def _star_box(

@@ -2,10 +2,11 @@
 
 `measure_model` is the algorithm behind `MeasureExtendedPsfTask` for one focal-plane region.
 ``ANNULUS`` (LSST 2022): the stamps are stacked as stored, i.e. normalized by their annular
-flux (`~imaging.stamp_stacking.stack_stamps`). The model is then scaled to a clipped mean of 1
-in the stamps' annulus (the annular flux per pixel: the units a subtraction scales by) and a
-Moffat core + power-law wing is fitted to its azimuthal profile
-(`~imaging.extended_psf_profile.fit_profile`).
+flux (`~imaging.stamp_stacking.stack_stamps`); stamps kept unnormalized (annular flux NaN: not
+positive, e.g. a faint star whose annulus is below the sky noise) are left out. The model is
+then scaled to a clipped mean of 1 in the stamps' annulus (the annular flux per pixel: the
+units a subtraction scales by) and a Moffat core + power-law wing is fitted to its azimuthal
+profile (`~imaging.extended_psf_profile.fit_profile`).
 
 ``PSF_AMPLITUDE`` (LSST 2026): each stamp's amplitude and polynomial background pedestal are
 fitted jointly (`~imaging.stamp_amplitude_fit`), first against a PSF model (``psf_model``; if
@@ -26,6 +27,7 @@ import numpy as np
 from ._convolve import clipped_stats
 from .extended_psf import RegionalExtendedPsf
 from .extended_psf_profile import azimuthal_profile, fit_profile
+from .geometry import Box
 from .stamp_amplitude_fit import AmplitudeFitConfig, StampFit, fit_stamps
 from .stamp_stacking import (
     NoStampsError,
@@ -113,7 +115,10 @@ def measure_model(
     )
     report = ModelReport(0, 0, 1.0, 0)
     if normalization == "ANNULUS" or psf_model is None:
-        result = stack_stamps(sources, stacking, shape=shape, inventory=inventory)
+        normalized = _normalized_only(sources, inventory, shape)
+        if not any(inv.selected for inv in normalized):
+            raise NoStampsError("no stamp was normalized by its annular flux")
+        result = stack_stamps(sources, stacking, shape=shape, inventory=normalized)
         report.peak_cube_bytes = result.peak_cube_bytes
         model = result.model.image
         report.fit_start = "ANNULUS_STACK"
@@ -149,6 +154,19 @@ def measure_model(
     profile = fit_profile(azimuthal_profile(model))
     regional = RegionalExtendedPsf(result.model, list(detector_list), report.n_stamps, profile)
     return regional, report
+
+
+def _normalized_only(
+    sources: Sequence[StampSource], inventory: Sequence[SourceInventory], shape: tuple[int, int]
+) -> list[SourceInventory]:
+    """Return the inventory without the stamps kept unnormalized (annular flux NaN or None)."""
+    center = Box(shape[1] // 2, shape[0] // 2, 1, 1)
+    out = []
+    for source, inv in zip(sources, inventory, strict=True):
+        fluxes = source.read(bbox=center).getAnnularFluxes()
+        keep = [i for i in inv.selected if fluxes[i] is not None and math.isfinite(fluxes[i])]
+        out.append(replace(inv, selected=keep))
+    return out
 
 
 def _normalized(model: np.ndarray, radii: tuple[int, int] | None) -> np.ndarray:

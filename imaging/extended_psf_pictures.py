@@ -13,6 +13,7 @@ Files are written atomically (temporary name, then rename); folders are created.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -121,6 +122,25 @@ def write_profile_picture(
     return _save(fig, path)
 
 
+def _asinh_ticks(vmin: float, vmax: float, linear_width: float) -> list[float]:
+    """Round tick values (0, ±1/2/5 × 10^k) at least 1/8 of an asinh colour bar apart."""
+
+    def position(v: float) -> float:
+        return math.asinh(v / linear_width)
+
+    spacing = (position(vmax) - position(vmin)) / 8.0
+    candidates = [0.0]
+    for k in range(-6, 12):
+        for m in (1.0, 2.0, 5.0):
+            candidates += [m * 10.0**k, -m * 10.0**k]
+    inside = sorted(v for v in candidates if vmin <= v <= vmax)
+    kept = [0.0] if vmin <= 0.0 <= vmax else []
+    for v in sorted(inside, key=abs):
+        if all(abs(position(v) - position(t)) >= spacing for t in kept):
+            kept.append(v)
+    return sorted(kept)
+
+
 def write_subtraction_picture(
     before: np.ndarray,
     after: np.ndarray,
@@ -132,6 +152,7 @@ def write_subtraction_picture(
 ) -> str:
     """Write a cut-out around ``center`` (``(x, y)`` array pixels) before and after."""
     from matplotlib.colors import AsinhNorm
+    from matplotlib.ticker import NullLocator
 
     cx, cy = int(round(center[0])), int(round(center[1]))
     ny, nx = before.shape
@@ -154,6 +175,9 @@ def write_subtraction_picture(
         ax.set_xlabel("x (detector pixels)")
         ax.set_ylabel("y (detector pixels)")
     bar = fig.colorbar(shown, ax=fig.axes, shrink=0.85)
+    bar.set_ticks(_asinh_ticks(norm.vmin, norm.vmax, max(noise, 1e-6)))
+    bar.ax.yaxis.set_major_formatter("{x:.3g}")
+    bar.ax.yaxis.set_minor_locator(NullLocator())
     bar.set_label(f"counts, arcsinh stretch (linear within {noise:.3g}, the noise)")
     fig.suptitle(title or "Bright-star subtraction", fontsize=10)
     return _save(fig, path)

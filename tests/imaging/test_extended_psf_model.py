@@ -112,3 +112,28 @@ def test_pedestal_needs_outer_pixels(tmp_path):
     assert np.isnan(fit.amplitude) and "outer pixels" in fit.problem
     with pytest.raises(ValueError, match="fit_iterations"):
         measure_model(sources, StackingConfig(), normalization="PSF_AMPLITUDE", fit_iterations=0)
+
+
+def test_unnormalized_stamps_stay_out_of_the_annulus_stack(tmp_path):
+    # ProcessBrightStarsTask keeps a star whose annular flux is not positive unnormalized
+    # (annularFlux NaN, pixels in counts) unless discardNanFluxStars: the demo's faint stars
+    rng = np.random.default_rng(2)
+    stamps = make_star_stamps(rng, 8, size=SIZE, radii=RADII, sky_level=0.0, sky_sigma=0.3)
+    raw = make_star_stamps(rng, 3, size=SIZE, radii=RADII, first_id=50)
+    for stamp in raw:
+        stamp.stamp_im.image *= np.float32(stamp.annularFlux)  # back to counts
+        stamp.annularFlux = float("nan")
+    write_stamps_fits(stamps, tmp_path / "good.fits")
+    write_stamps_fits(raw, tmp_path / "raw.fits")
+    good = [FileStampSource(str(tmp_path / "good.fits"))]
+    both = good + [FileStampSource(str(tmp_path / "raw.fits"))]
+    alone, _ = measure_model(good, StackingConfig(), normalization="ANNULUS")
+    mixed, report = measure_model(both, StackingConfig(), normalization="ANNULUS")
+    assert report.n_stamps == 8
+    np.testing.assert_array_equal(mixed.image.image, alone.image.image)
+    # the fitted normalization needs no annular flux: they count there
+    _, fitted = measure_model(
+        both, StackingConfig(), normalization="PSF_AMPLITUDE", fit_iterations=1,
+        psf_model=_truth_model(),
+    )  # fmt: skip
+    assert fitted.n_fitted == 11
