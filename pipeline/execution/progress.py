@@ -1,8 +1,10 @@
 """What an execution shows and returns: the live progress table and the run summary.
 
 On a terminal the table is redrawn in place; otherwise `~.progress_lines.ProgressLines`
-prints one line every few seconds. "running" counts at most ``parallelism`` quanta (what the
-workers can run at once); the other submitted ones are "queued".
+prints one line every few seconds. "running" counts the quanta the workers report running
+(`quantum_event`, from the executor's ``watch_quanta``); the other submitted ones are
+"queued". With an executor that cannot report, it is an estimate: at most ``parallelism``
+submitted quanta.
 
 Design
 ------
@@ -143,8 +145,12 @@ class Progress:
         self.label_of = label_of
         self.parallelism = parallelism
         self.column: dict[int, str] = {}
-        #: submitted, unfinished nodes in submission order (the first ``parallelism`` run)
+        #: submitted, unfinished nodes in submission order
         self.in_flight: dict[int, None] = {}
+        #: whether workers report quanta starting and ending (`quantum_event`)
+        self.reported = False
+        #: submitted nodes a worker reported started (and not yet ended)
+        self.started: set[int] = set()
         self.total = {label: qgraph.count(label) for label in qgraph.tasks}
         self.counts = {
             label: dict.fromkeys(("done", "running", "failed", "blocked"), 0)
@@ -178,25 +184,42 @@ class Progress:
             counts[old] -= 1
             del self.column[node]
             self.in_flight.pop(node, None)
+            self.started.discard(node)
         if column is not None:
             counts[column] += 1
             self.column[node] = column
             if column == "running":
                 self.in_flight[node] = None
 
+    def quantum_event(self, node: int, event: str) -> None:
+        """Record that a worker started (``"start"``) or ended (``"end"``) a quantum.
+
+        Called from the executor's thread. A start reported after the node's outcome (events
+        and results travel separately) is ignored.
+        """
+        if event == "start":
+            if node in self.in_flight:
+                self.started.add(node)
+        else:
+            self.started.discard(node)
+
     def snapshot(self) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
         """Return per-label and total counts: done, running, queued, failed, blocked, total.
 
-        "running" is what workers can be running: the first ``parallelism`` submitted,
-        unfinished quanta in submission order (all of them when ``parallelism`` is 0); the
-        rest of the submitted ones are "queued".
+        "running" is the submitted, unfinished quanta a worker reported started; without
+        reports, an estimate: the first ``parallelism`` of them in submission order (all
+        when ``parallelism`` is 0). The rest of the submitted ones are "queued".
         """
         import itertools
 
         in_flight = list(self.in_flight)  # a copy: the scheduling loop keeps changing it
-        limit = self.parallelism or len(in_flight)
+        if self.reported:
+            started = set(self.started)
+            running_nodes = [node for node in in_flight if node in started]
+        else:
+            running_nodes = list(itertools.islice(in_flight, self.parallelism or len(in_flight)))
         running_by_label: dict[str, int] = {}
-        for node in itertools.islice(in_flight, limit):
+        for node in running_nodes:
             label = self.label_of(node)
             running_by_label[label] = running_by_label.get(label, 0) + 1
         rows = {}

@@ -311,7 +311,24 @@ def execute_graph(
             _LOG.error("%s", summary.error)
             return summary
         summary.dashboard_link = runner.dashboard_link
+        display = Progress(
+            qgraph,
+            progress,
+            runner.dashboard_link,
+            lambda n: quanta[n].task_label,
+            parallelism=runner.parallelism(),
+        )
         options = runner.run_options() | ({"timeout": timeout} if timeout > 0 else {})
+        if progress:  # workers report quanta starting and ending: "running" is what runs
+
+            def on_quantum(execution_id: str, node: int, event: str) -> None:
+                if execution_id == summary.execution_id:
+                    display.quantum_event(node, event)
+
+            report = runner.watch_quanta(on_quantum)
+            if report is not None:
+                display.reported = True
+                options["report"] = report
         fn = functools.partial(run_quantum_cluster, **options)
 
         def submit(nodes: tuple[int, ...], attempt: int) -> Any:
@@ -321,13 +338,6 @@ def execute_graph(
                     hints[key] = max(hints.get(key, 0.0), value)
             return runner.submit(fn, spec, make_payload(nodes, attempt), resources=hints or None)
 
-        display = Progress(
-            qgraph,
-            progress,
-            runner.dashboard_link,
-            lambda n: quanta[n].task_label,
-            parallelism=runner.parallelism(),
-        )
         for node in complete:
             display.set(node, QuantumStatus.SKIPPED)
         statuses: dict[int, str] = {}  # what the loop said last, should it stop early
@@ -358,6 +368,8 @@ def execute_graph(
             else:
                 summary.interrupted = str(err)
         finally:
+            if display.reported:
+                runner.unwatch_quanta()
             if isinstance(executor, str):  # made here: closed here
                 runner.close()
         registrar.flush()  # what finished before a stop too (a signal now is ignored)

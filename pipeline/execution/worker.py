@@ -430,6 +430,7 @@ def run_quantum_cluster(
     post_mortem: Callable[[Any], None] | None = None,
     cache: WorkerCache | Callable[[], WorkerCache | None] | None = None,
     timeout: float = 0.0,
+    report: Callable[[str, int, str], None] | None = None,
 ) -> list[QuantumOutcome]:
     """Run every quantum of a cluster, in order, and report what happened to each.
 
@@ -447,6 +448,9 @@ def run_quantum_cluster(
     timeout : `float`
         Seconds one quantum may run (0: no limit); a longer one fails with
         `~pipeline._errors.QuantumTimeoutError` (see `_run_with_timeout`).
+    report : callable, optional
+        ``report(execution_id, node, "start" | "end")`` around each quantum (from the
+        executor's ``watch_quanta``: the live display counts quanta actually running).
 
     Returns
     -------
@@ -459,6 +463,18 @@ def run_quantum_cluster(
     runner = _ClusterRun(spec, payload, post_mortem, cache if cache is not None else WorkerCache())
     quanta = decode_quanta(payload, runner.tables)
     with lowered_levels([TASK_LOGGER]):  # once per cluster: setLevel walks every logger
-        if timeout > 0:
-            return [_run_with_timeout(runner, quantum, timeout) for quantum in quanta]
-        return [runner.run(quantum) for quantum in quanta]
+        if timeout <= 0 and report is None:
+            return [runner.run(quantum) for quantum in quanta]
+        outcomes = []
+        for quantum in quanta:
+            if report is not None:
+                report(payload.execution_id, quantum.node_id, "start")
+            try:
+                if timeout > 0:
+                    outcomes.append(_run_with_timeout(runner, quantum, timeout))
+                else:
+                    outcomes.append(runner.run(quantum))
+            finally:
+                if report is not None:
+                    report(payload.execution_id, quantum.node_id, "end")
+        return outcomes

@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from _exec_repo import make_graph, make_repo, pipeline_yaml
@@ -97,3 +98,64 @@ def test_progress_with_a_real_graph_counts_every_quantum(tmp_path):
     assert progress.snapshot()[1] == {
         "done": 0, "running": 1, "queued": 5, "failed": 0, "blocked": 0, "total": 6
     }
+
+
+def test_running_counts_what_workers_report():
+    label_of = {n: ("a" if n < 6 else "b") for n in range(10)}.__getitem__
+    progress = Progress(_Graph(), False, None, label_of, parallelism=2)
+    progress.reported = True
+    for node in range(10):
+        progress.set(node, "running")
+    assert progress.snapshot()[1]["running"] == 0  # submitted, not started: queued
+    progress.quantum_event(7, "start")
+    rows, totals = progress.snapshot()
+    assert (totals["running"], totals["queued"]) == (1, 9) and rows["b"]["running"] == 1
+    progress.quantum_event(7, "end")
+    progress.set(7, "succeeded")
+    progress.quantum_event(7, "start")  # a late report of a finished quantum is ignored
+    assert progress.snapshot()[1]["running"] == 0
+
+
+class _TimedLines:
+    """Standard error that keeps each progress line with the time it was written."""
+
+    def __init__(self):
+        self.lines = []
+
+    def write(self, text):
+        for line in text.splitlines():
+            if line.startswith("progress "):
+                self.lines.append((time.monotonic(), line))
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+def test_running_is_what_runs_on_a_real_local_cluster(tmp_path, monkeypatch):
+    """-j 2 with one worker thread kept busy by another dask task: at most one quantum runs
+    then, and "running" says 1 (the estimate said 2); never more than the 2 worker threads."""
+    from butler import Butler
+    from pipeline.execution.executors.dask import DaskExecutor
+    from pipeline.execution.run import execute_graph
+
+    repo = make_repo(tmp_path / "repo", n_visits=1, n_detectors=8)
+    graph = make_graph(repo, run="u/running", a_config={"sleep": 0.3}, tasks=("a",))
+    monkeypatch.setenv("SKYQUANTA_PROGRESS_INTERVAL", "0.1")
+    stderr = _TimedLines()
+    with DaskExecutor(jobs=2, dashboard_address=None) as executor:
+        assert executor.parallelism() == 2
+        busy = executor.client.submit(time.sleep, 5.0, pure=False)
+        while not any(executor.client.processing().values()):
+            time.sleep(0.02)
+        busy_until = time.monotonic() + 4.5  # it started no later than now
+        monkeypatch.setattr(sys, "stderr", stderr)
+        summary = execute_graph(Butler(repo), graph, executor=executor, progress=True)
+        monkeypatch.undo()
+        busy.result()
+    assert summary.exit_code == 0
+    running = [(t, int(re.search(r"running (\d+),", line).group(1))) for t, line in stderr.lines]
+    assert max(n for _, n in running) <= 2
+    while_busy = [n for t, n in running if t < busy_until]
+    assert len(while_busy) >= 5, running
+    assert max(while_busy) == 1, running

@@ -304,6 +304,21 @@ class Executor:
         """Return extra keyword arguments for `~pipeline.execution.worker.run_quantum_cluster`."""
         return {}
 
+    def watch_quanta(
+        self, callback: Callable[[str, int, str], None]
+    ) -> Callable[[str, int, str], None] | None:
+        """Have the workers report each quantum when it starts and ends.
+
+        Returns the ``report`` argument of `~pipeline.execution.worker.run_quantum_cluster`:
+        called on the worker as ``report(execution_id, node, "start" | "end")``, it makes
+        ``callback`` run with the same arguments on the client (on another thread than the
+        scheduling loop's). `None` (this base): the executor cannot report.
+        """
+        return None
+
+    def unwatch_quanta(self) -> None:
+        """Stop what `watch_quanta` started."""
+
     def wait(self, handles: list[Any]) -> Iterable[Any]:
         """Block until at least one handle is finished; return the finished ones.
 

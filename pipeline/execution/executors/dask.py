@@ -22,6 +22,10 @@ Each worker keeps a `~pipeline.execution.worker.WorkerCache` (limited butlers, b
 worker function, finds it on the worker running the task. `parallelism` (the total worker
 threads) lets the scheduling loop batch independent clusters into one dask task.
 
+Progress: `watch_quanta` subscribes the client to the `QUANTUM_TOPIC` events that
+`report_quantum` logs on a worker when a quantum starts and ends (dask's structured events
+travel through the scheduler), so the live display counts quanta actually running.
+
 State: the client, and the cluster when this executor started it (closed by `close`).
 """
 
@@ -37,9 +41,19 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from ..worker import WorkerCache
 from .base import Executor, ExecutorLostError
 
-__all__ = ["DaskExecutor", "IgnoreInterruptsPlugin", "WorkerCachePlugin", "worker_cache"]
+__all__ = [
+    "QUANTUM_TOPIC",
+    "DaskExecutor",
+    "IgnoreInterruptsPlugin",
+    "WorkerCachePlugin",
+    "report_quantum",
+    "worker_cache",
+]
 
 _LOG = logging.getLogger(__name__)
+
+#: dask event topic of the quanta starting and ending on workers (`report_quantum`).
+QUANTUM_TOPIC = "skyquanta-quantum"
 
 
 class WorkerCachePlugin(WorkerPlugin):
@@ -91,6 +105,17 @@ def worker_cache() -> WorkerCache | None:
         return None
     plugin = worker.plugins.get(WorkerCachePlugin.name)
     return getattr(plugin, "cache", None)
+
+
+def report_quantum(execution_id: str, node: int, event: str) -> None:
+    """Tell the client that a quantum starts or ends on this worker (a dask event)."""
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:  # not on a worker: nobody to tell
+        return
+    worker.log_event(QUANTUM_TOPIC, [execution_id, node, event])
 
 
 class _Closer:
@@ -178,6 +203,29 @@ class DaskExecutor(Executor):
     def run_options(self) -> dict[str, Any]:
         """Pass `worker_cache`: the worker function finds its worker's cache."""
         return {"cache": worker_cache}
+
+    def watch_quanta(
+        self, callback: Callable[[str, int, str], None]
+    ) -> Callable[[str, int, str], None] | None:
+        """Subscribe to the workers' `QUANTUM_TOPIC` events; return `report_quantum`."""
+
+        def on_event(event: tuple[float, Any]) -> None:
+            execution_id, node, what = event[1]
+            callback(execution_id, node, what)
+
+        try:
+            self.client.subscribe_topic(QUANTUM_TOPIC, on_event)
+        except Exception as err:  # progress falls back to an estimate
+            _LOG.debug("cannot subscribe to the workers' quantum events: %s", err)
+            return None
+        return report_quantum
+
+    def unwatch_quanta(self) -> None:
+        """Unsubscribe from the quantum events."""
+        try:
+            self.client.unsubscribe_topic(QUANTUM_TOPIC)
+        except Exception as err:  # already closed or never subscribed
+            _LOG.debug("unsubscribing from the quantum events: %s", err)
 
     def submit(
         self, fn: Callable[..., Any], *args: Any, resources: dict[str, float] | None = None

@@ -67,3 +67,9 @@ class SyncExecutor(Executor):
         if self.pdb:
             options["post_mortem"] = _pdb.post_mortem
         return options
+
+    def watch_quanta(
+        self, callback: Callable[[str, int, str], None]
+    ) -> Callable[[str, int, str], None] | None:
+        """Report quanta by calling ``callback`` directly: they run in this process."""
+        return callback
