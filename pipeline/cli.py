@@ -595,6 +595,21 @@ def qgraph(
     help="Seconds one quantum may run; a longer one fails (task and data ID named), "
     "the others go on, exit code 1.",
 )
+@click.option(
+    "--mock",
+    is_flag=True,
+    help="Run mock tasks that read the inputs and write placeholders (_mock_ dataset types "
+    "and labels): tests the pipeline's wiring without its science.",
+)
+@click.option(
+    "--mock-failure",
+    "mock_failures",
+    multiple=True,
+    callback=lambda ctx, param, value: _parse_mock_failures(value),
+    metavar="LABEL:WHERE:EXCEPTION",
+    help="With --mock: quanta of LABEL whose data ID matches WHERE raise EXCEPTION "
+    "(default ValueError). Repeatable.",
+)
 @click.option("--pdb", is_flag=True, help="Post-mortem debugger on failure (sync executor).")
 @click.option("--debug", is_flag=True, help="Switch on every task's debug stages (pictures).")
 @click.option(
@@ -642,6 +657,8 @@ def run(
     resume: bool,
     fail_fast: bool,
     timeout: float | None,
+    mock: bool,
+    mock_failures: tuple[Any, ...],
     pdb: bool,
     debug: bool,
     no_progress: bool,
@@ -671,8 +688,11 @@ def run(
                 "-d/--data-query": where,
                 "--skip-existing-in": skip_existing_in,
                 "--debug": debug,
+                "--mock": mock,
             }
         )
+    if mock_failures and not mock:
+        raise click.UsageError("--mock-failure needs --mock")
     started = None
     if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "dask":
         _configure_dask()
@@ -692,6 +712,10 @@ def run(
         for label in pipeline.labels:
             if _has_field(pipeline, label, "debugStages"):
                 pipeline.add_config_override(label, "debugStages", "[all]")
+    if pipeline is not None and mock:
+        from .definition.mock import mock_pipeline
+
+        pipeline = mock_pipeline(pipeline, mock_failures)
     try:
         graph, collections = _resolve_and_build(
             butler,
@@ -740,6 +764,16 @@ def run(
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
             click.echo(f"Warning: could not take back the run and chain: {first}", err=True)
     sys.exit(summary.exit_code)
+
+
+def _parse_mock_failures(values: tuple[str, ...]) -> tuple[Any, ...]:
+    """Parse each ``--mock-failure LABEL:WHERE:EXCEPTION`` (a bad one is a usage error)."""
+    from .definition.mock import MockFailure
+
+    try:
+        return tuple(MockFailure.parse(value) for value in values)
+    except Exception as err:
+        raise click.BadParameter(str(err).splitlines()[0], param_hint="--mock-failure") from err
 
 
 def _pipeline_and_where(

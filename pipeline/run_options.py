@@ -157,7 +157,8 @@ RUN_HELP_SECTIONS: dict[str, tuple[str, ...]] = {
     ),
     "Execution": (
         "--processes", "--cluster", "--cluster-config", "--executor", "--retries",
-        "--clustering", "--fail-fast", "--timeout", "--pdb", "--debug", "--no-progress",
+        "--clustering", "--fail-fast", "--timeout", "--mock", "--mock-failure", "--pdb",
+        "--debug", "--no-progress",
     ),
 }  # fmt: skip
 

@@ -3,7 +3,8 @@
 ``register(registry)`` is the ``skyquanta.storage_classes`` entry point of this package. It
 adds ``TaskMetadata`` (JSON), ``ButlerLogRecords`` (JSON), ``Config`` (YAML, via
 `ConfigFormatter`, which records the config class so that any subclass round-trips) and
-``Packages`` (a dict of package versions, YAML) and ``QuantumGraph`` (the graph a run was
+``Packages`` (a dict of package versions, YAML), ``MockDataset`` (the placeholder dict of
+``pipetask run --mock``, JSON) and ``QuantumGraph`` (the graph a run was
 executed with, `pipeline.graph.formatter`). No state.
 """
 
@@ -83,6 +84,8 @@ STORAGE_CLASSES = (
     StorageClass("ButlerLogRecords", "pipeline.execution.log_capture.ButlerLogRecords", _JSON),
     StorageClass("Config", "pipeline.config.Config", "pipeline.storage_classes.ConfigFormatter"),
     StorageClass("Packages", "builtins.dict", _YAML),
+    # the placeholders that `pipeline.definition.mock` tasks write
+    StorageClass("MockDataset", "builtins.dict", _JSON),
     StorageClass(
         "QuantumGraph",
         "pipeline.graph.quantum_graph.QuantumGraph",

@@ -145,3 +145,36 @@ def test_characterize_through_pipetask_run(repo):
         timeout=120,
     )
     assert report.returncode == 0 and "characterizeImage" in report.stdout
+
+
+def test_default_pipeline_mocked_with_a_failure(repo):
+    """--mock on the default pipeline: its whole graph wired (spatial refcat prerequisites, a
+    gather by band) with no science; --mock-failure fails one detector and blocks the rest."""
+    from pipeline.cli import main as pipetask_main
+
+    base = ["run", "-b", str(repo), "-p", str(ROOT / "pipelines.yaml"), "-i",
+            "SimCam/raw/all,SimCam/calib,refcats", "--no-progress", "--mock"]
+    result = CliRunner().invoke(pipetask_main, [*base, "-o", "u/test/mock"])
+    assert result.exit_code == 0, result.output
+    butler = Butler(repo, writeable=False)
+    run = butler.registry.get_collection_chain("u/test/mock")[0]
+    names = {t.name for t in butler.registry.query_dataset_types()
+             if butler.registry.query_datasets(t, collections=[run])}
+    assert names - {"packages", "quantum_graph", "run_status"} == {
+        n for n in names if n.startswith("_mock_")}
+    assert not {"icExp", "brightStarStamps", "extended_psf"} & names
+    for name, count in (("_mock_icExp", 4), ("_mock_brightStarStamps", 4),
+                        ("_mock_extended_psf", 1), ("_mock_brightStarSubtracted_calexp", 4)):
+        assert len(butler.query_datasets(name, collections=[run])) == count, name
+    stamps = butler.get("_mock_brightStarStamps", instrument="SimCam", visit=100, detector=2,
+                        collections=[run])
+    read = {i["dataset_type"] for i in stamps["inputs"]}
+    assert "_mock_icExp" in read and REFCAT in read  # the real refcat shards were read
+    failed = CliRunner().invoke(pipetask_main, [
+        *base, "-o", "u/test/mockfail", "--mock-failure",
+        "processBrightStars:detector = 1:RuntimeError"])
+    assert failed.exit_code == 1, failed.output
+    assert "failed _mock_processBrightStars" in failed.output
+    run = butler.registry.get_collection_chain("u/test/mockfail")[0]
+    assert len(butler.query_datasets("_mock_brightStarStamps", collections=[run])) == 3
+    assert not butler.query_datasets("_mock_extended_psf", collections=[run])  # blocked
