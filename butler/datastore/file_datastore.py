@@ -38,7 +38,7 @@ import posixpath
 import shutil
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NoReturn
 
 import fsspec
 import fsspec.core
@@ -55,7 +55,15 @@ from ..storage_class import StorageClass, StorageClassRegistry, import_object
 from ._atomic import commit, discard, is_local, is_temporary, temporary_sibling
 from ._object_store import attempt_path, copy_tree, staged, upload
 from .formatter import Formatter
-from .integrity import artifact_size, check_size, digest, verify_digest
+from .integrity import (
+    StreamDigest,
+    artifact_size,
+    check_algorithm,
+    check_size,
+    compare_digest,
+    digest,
+    verify_digest,
+)
 from .stored_file_info import StoredFileInfo
 from .templates import FileTemplates
 
@@ -256,9 +264,8 @@ class FileDatastore:
                 os.makedirs(posixpath.dirname(final), exist_ok=True)
             else:
                 fs.makedirs(posixpath.dirname(final), exist_ok=True)
-            formatter.write(obj, fs, temporary)
+            checksum = self._write(formatter, obj, fs, temporary)
             size = artifact_size(fs, temporary)
-            checksum = digest(fs, temporary) if self.checksums else None
             committing = True
             commit(fs, temporary, final, is_directory=formatter.is_directory, replace=replace)
         except BaseException as err:
@@ -273,6 +280,25 @@ class FileDatastore:
                 raise self._write_error(ref, info, formatter, err) from err
             raise
         return dataclasses.replace(info, file_size=size, checksum=checksum)
+
+    def _write(
+        self, formatter: Formatter, obj: Any, fs: fsspec.AbstractFileSystem, path: str
+    ) -> str | None:
+        """Have ``formatter`` write ``obj`` to ``path``; return its checksum if recorded here.
+
+        The checksum is hashed from the bytes as the formatter writes them when it
+        can feed a `StreamDigest` (a block at a time, while still in the CPU cache),
+        else read back from the file just written.
+        """
+        if not self.checksums:
+            formatter.write(obj, fs, path)
+            return None
+        if not formatter.feeds_digest:
+            formatter.write(obj, fs, path)
+            return digest(fs, path)
+        streamed = StreamDigest()
+        formatter.write(obj, fs, path, digest=streamed)
+        return streamed.finish(fs, path) or digest(fs, path)
 
     def _write_error(
         self, ref: DatasetRef, info: StoredFileInfo, formatter: Formatter, err: Exception
@@ -296,11 +322,13 @@ class FileDatastore:
             info = dataclasses.replace(info, path=attempt_path(info.path, formatter.extension))
         fs, final = self._full_path(info.path)
         uploading = False
-        checksum = None
+        checksums: list[str | None] = []
+
+        def write(local_fs: fsspec.AbstractFileSystem, local: str) -> None:
+            checksums.append(self._write(formatter, obj, local_fs, local))
+
         try:
-            with staged(lambda local_fs, local: formatter.write(obj, local_fs, local)) as local:
-                if self.checksums:
-                    checksum = digest(fsspec.filesystem("file"), local)
+            with staged(write) as local:
                 uploading = True
                 if replace:
                     discard(fs, final)  # an earlier unregistered attempt at the same key
@@ -311,7 +339,7 @@ class FileDatastore:
             if isinstance(err, Exception):
                 raise self._write_error(ref, info, formatter, err) from err
             raise
-        return dataclasses.replace(info, file_size=size, checksum=checksum)
+        return dataclasses.replace(info, file_size=size, checksum=checksums[0])
 
     def get(
         self,
@@ -351,8 +379,10 @@ class FileDatastore:
         -----
         The size is checked before every read (one ``stat``, a directory
         scan for zarr). A checksum is verified on reads of the whole dataset,
-        hashed in a second thread while the formatter reads; a partial read
-        (``bbox``) checks the size only, as hashing would read everything.
+        before it is returned: of the very bytes the formatter decodes when it
+        feeds a `StreamDigest` (local FITS images and zarr arrays), else hashed in
+        a second thread while the formatter reads; a partial read (``bbox``)
+        checks the size only, as hashing would read everything.
         """
         if isinstance(ref_or_info, DatasetRef):
             ref, info = ref_or_info, self.predict(ref_or_info)
@@ -368,6 +398,8 @@ class FileDatastore:
             raise ArtifactNotFoundError(f"no artifact for {where}")
         check_size(fs, path, info.file_size, where)
         verify = info.checksum is not None and not parameters
+        if verify and formatter.feeds_digest and is_local(fs):
+            return self._read_streamed(formatter, fs, path, info.checksum, where)
         with contextlib.ExitStack() as stack:
             if verify:
                 pool = stack.enter_context(ThreadPoolExecutor(1, "checksum"))
@@ -377,17 +409,44 @@ class FileDatastore:
             except Exception as err:
                 if verify:
                     verified.result()  # damaged bytes explain a failed read best
-                if isinstance(err, FormatterError):
-                    raise
-                if isinstance(err, FileNotFoundError):
-                    raise ArtifactNotFoundError(f"no artifact for {where}: {err}") from err
-                raise FormatterError(
-                    f"{type(formatter).__name__} failed to read {where}: "
-                    f"{type(err).__name__}: {err}"
-                ) from err
+                self._raise_read_error(formatter, where, err)
             if verify:
                 verified.result()
         return obj
+
+    def _read_streamed(
+        self,
+        formatter: Formatter,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        expected: str,
+        where: str,
+    ) -> Any:
+        """Read a whole dataset with a formatter that feeds the digest; verify it first."""
+        check_algorithm(expected, where)
+        streamed = StreamDigest()
+        try:
+            obj = formatter.read(fs, path, digest=streamed)
+        except Exception as err:
+            verify_digest(fs, path, expected, where)  # damaged bytes explain a failed read best
+            self._raise_read_error(formatter, where, err)
+        actual = streamed.finish(fs, path)
+        if actual is None:  # not all fed (another code path of the formatter): read back
+            verify_digest(fs, path, expected, where)
+        else:
+            compare_digest(actual, expected, where)
+        return obj
+
+    @staticmethod
+    def _raise_read_error(formatter: Formatter, where: str, err: Exception) -> NoReturn:
+        """Raise ``err`` of ``formatter.read`` as `ArtifactNotFoundError` or `FormatterError`."""
+        if isinstance(err, FormatterError):
+            raise err
+        if isinstance(err, FileNotFoundError):
+            raise ArtifactNotFoundError(f"no artifact for {where}: {err}") from err
+        raise FormatterError(
+            f"{type(formatter).__name__} failed to read {where}: {type(err).__name__}: {err}"
+        ) from err
 
     def check_artifact(self, info: StoredFileInfo, where: str, *, checksum: bool = True) -> None:
         """Check that an artifact is the one recorded, without reading it as a dataset.

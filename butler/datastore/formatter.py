@@ -18,6 +18,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from .._errors import FormatterError
 from ..storage_class import StorageClass
+from .integrity import HashingWriter, StreamDigest
 
 __all__ = ["Formatter"]
 
@@ -38,11 +39,20 @@ class Formatter(ABC):
     Subclasses set `extension` (with the dot, e.g. ``".fits"``), `is_directory`
     (True when the dataset is a directory, e.g. a zarr group), and
     `supported_parameters` (read parameters such as ``bbox``).
+
+    A formatter that moves every byte of its files itself may set `feeds_digest`:
+    then `write` and `read` also take a keyword ``digest``, a
+    `~butler.datastore.integrity.StreamDigest` to feed the bytes as they are
+    written or read (for a whole read), so that a repository with checksums
+    does not read the artifact a second time. Feeding it is optional on any
+    code path: whatever is not fed whole is read back by the datastore.
     """
 
     extension: ClassVar[str] = ""
     is_directory: ClassVar[bool] = False
     supported_parameters: ClassVar[frozenset[str]] = frozenset()
+    #: Whether `write` and `read` accept ``digest`` (see the class notes).
+    feeds_digest: ClassVar[bool] = False
 
     def __init__(self, storage_class: StorageClass) -> None:
         self.storage_class = storage_class
@@ -68,16 +78,21 @@ class Formatter(ABC):
 
     @staticmethod
     def write_through(
-        fs: fsspec.AbstractFileSystem, path: str, write: Callable[[BinaryIO], None]
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        write: Callable[[BinaryIO], None],
+        digest: StreamDigest | None = None,
     ) -> None:
         """Call ``write(stream)`` with a binary stream whose bytes end up at ``path``.
 
-        Local files are written directly; on other filesystems the bytes are
-        collected in memory and stored with one write (one object-store put).
+        Local files are written directly, through a `HashingWriter` feeding
+        ``digest`` if one is given (``write`` must then write the file in order,
+        without seeking); on other filesystems the bytes are collected in memory
+        and stored with one write (one object-store put), and ``digest`` is not fed.
         """
         if isinstance(fs, LocalFileSystem):
             with open(path, "wb") as stream:
-                write(stream)
+                write(stream if digest is None else HashingWriter(stream, digest))  # type: ignore[arg-type]
             return
         buffer = io.BytesIO()
         write(buffer)

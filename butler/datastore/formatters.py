@@ -37,11 +37,13 @@ from fsspec.implementations.local import LocalFileSystem
 
 from .._errors import FormatterError
 from .formatter import Formatter
+from .integrity import HashingReader, StreamDigest
 from .zarr_raw import (
     METADATA_KEY,
     WRITTEN_IN_FULL,
     RawLayout,
-    read_metadata,
+    parse_metadata,
+    read_metadata_bytes,
     read_raw_array,
     read_raw_array_from,
     write_raw_array,
@@ -225,6 +227,7 @@ class ZarrArrayFormatter(Formatter):
     extension: ClassVar[str] = ".zarr"
     is_directory: ClassVar[bool] = True
     supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
+    feeds_digest: ClassVar[bool] = True  # on the raw path (local, uncompressed)
     #: Target chunk size in bytes.
     chunk_bytes: ClassVar[int] = 4 << 20
     #: Tile shape of the last two axes; `None` for row bands when they fit `chunk_bytes`.
@@ -254,7 +257,14 @@ class ZarrArrayFormatter(Formatter):
         tile = self.chunk_shape or (1024, 1024)
         return lead + tuple(max(min(n, c), 1) for n, c in zip((ny, nx), tile, strict=True))
 
-    def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
+    def write(
+        self,
+        obj: Any,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        *,
+        digest: StreamDigest | None = None,
+    ) -> None:
         """Write a numpy array as an uncompressed, chunked zarr v3 array."""
         array = np.asarray(obj)
         if array.dtype.hasobject or array.dtype.names is not None:
@@ -262,7 +272,7 @@ class ZarrArrayFormatter(Formatter):
         chunks = self._chunks(array.shape, array.dtype.itemsize)
         if self._raw_ok(fs) and array.ndim and RawLayout.supports(array.dtype):
             layout = RawLayout(array.shape, array.dtype, chunks, written_in_full=True)
-            write_raw_array(array, path, layout)
+            write_raw_array(array, path, layout, digest)
             return
         import zarr
 
@@ -292,6 +302,7 @@ class ZarrArrayFormatter(Formatter):
         path: str,
         *,
         parameters: Mapping[str, Any] | None = None,
+        digest: StreamDigest | None = None,
     ) -> Any:
         """Read the array, or only ``bbox`` of it."""
         self.check_parameters(parameters)
@@ -299,10 +310,13 @@ class ZarrArrayFormatter(Formatter):
         if not fs.exists(f"{path}/{METADATA_KEY}"):
             raise FileNotFoundError(f"no zarr array at {path!r}")
         if self._raw_ok(fs):
-            layout = RawLayout.from_metadata(read_metadata(path))
+            text = read_metadata_bytes(path)
+            layout = RawLayout.from_metadata(parse_metadata(text, path))
             if layout is not None:
                 region = None if bbox is None else bbox_slices(bbox, layout.shape)
-                return read_raw_array(path, layout, region)
+                return read_raw_array(path, layout, region, digest=digest, metadata=text)
+        if digest is not None:
+            digest.abandon()  # zarr-python moves the bytes: the datastore reads them back
         elif type(self)._store is ZarrArrayFormatter._store:  # an object store: no zarr-python
             layout = RawLayout.from_metadata(_remote_metadata(fs, path))
             if layout is not None:
@@ -329,14 +343,22 @@ class FitsArrayFormatter(Formatter):
 
     extension: ClassVar[str] = ".fits"
     supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
+    feeds_digest: ClassVar[bool] = True  # for unscaled images in local files
 
-    def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
+    def write(
+        self,
+        obj: Any,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        *,
+        digest: StreamDigest | None = None,
+    ) -> None:
         """Write the array as the primary HDU."""
         from .fits_image import bitpix_for, write_primary_image
 
         array = np.asarray(obj)
         if array.ndim and bitpix_for(array.dtype) is not None:
-            self.write_through(fs, path, lambda stream: write_primary_image(stream, array))
+            self.write_through(fs, path, lambda stream: write_primary_image(stream, array), digest)
             return
         from astropy.io import fits
 
@@ -349,6 +371,7 @@ class FitsArrayFormatter(Formatter):
         path: str,
         *,
         parameters: Mapping[str, Any] | None = None,
+        digest: StreamDigest | None = None,
     ) -> Any:
         """Read the primary HDU, or only the rows of ``bbox`` and then its columns."""
         from astropy.io import fits
@@ -357,14 +380,24 @@ class FitsArrayFormatter(Formatter):
 
         self.check_parameters(parameters)
         bbox = (parameters or {}).get("bbox")
+        if digest is not None and (bbox is not None or not _is_local(fs)):
+            digest.abandon()
+            digest = None
         with open(path, "rb") if _is_local(fs) else fs.open(path, "rb") as stream:
-            layout = plain_image_layout(fits.Header.fromfile(stream))
+            # Fed the header as astropy reads it, the data unit as it is read, then the rest.
+            source = stream if digest is None else HashingReader(stream, digest)
+            layout = plain_image_layout(fits.Header.fromfile(source))
             if layout is not None:
                 if bbox is None:
-                    return read_data_unit(stream, layout)
+                    image = read_data_unit(source, layout)
+                    if digest is not None:
+                        digest.update_from(stream)  # the padding after the data unit
+                    return image
                 slices = bbox_slices(bbox, layout.shape)
                 rows = read_data_unit(stream, layout, slices[0])
                 return np.ascontiguousarray(rows[(slice(None), *slices[1:])])
+            if digest is not None:
+                digest.abandon()  # astropy reads it: the datastore reads it back
             stream.seek(0)
             with fits.open(stream, memmap=False, lazy_load_hdus=True) as hdul:
                 hdu = hdul[0]

@@ -31,12 +31,16 @@ from typing import Any
 import numpy as np
 
 from .._errors import FormatterError
+from .integrity import StreamDigest, local_files
 from .preallocate import preallocate
 
 __all__ = [
     "METADATA_KEY",
     "WRITTEN_IN_FULL",
     "RawLayout",
+    "parse_metadata",
+    "read_metadata",
+    "read_metadata_bytes",
     "read_raw_array",
     "read_raw_array_from",
     "write_raw_array",
@@ -211,8 +215,17 @@ def read_metadata(path: str) -> dict[str, Any]:
     FormatterError
         If it is not valid JSON.
     """
+    return parse_metadata(read_metadata_bytes(path), path)
+
+
+def read_metadata_bytes(path: str) -> bytes:
+    """Return the bytes of the ``zarr.json`` of the array directory ``path``."""
     with open(os.path.join(path, METADATA_KEY), "rb") as stream:
-        text = stream.read()
+        return stream.read()
+
+
+def parse_metadata(text: bytes, path: str) -> dict[str, Any]:
+    """Parse the bytes of the ``zarr.json`` of ``path`` (named in the error if not JSON)."""
     try:
         return json.loads(text)
     except ValueError as err:
@@ -221,7 +234,9 @@ def read_metadata(path: str) -> dict[str, Any]:
         ) from err
 
 
-def write_raw_array(array: np.ndarray, path: str, layout: RawLayout) -> None:
+def write_raw_array(
+    array: np.ndarray, path: str, layout: RawLayout, digest: StreamDigest | None = None
+) -> None:
     """Write ``array`` as a zarr v3 array directory: chunk files, then ``zarr.json``.
 
     Parameters
@@ -232,10 +247,17 @@ def write_raw_array(array: np.ndarray, path: str, layout: RawLayout) -> None:
         Local directory to create (must not hold another array).
     layout : `RawLayout`
         How to chunk it.
+    digest : `~butler.datastore.integrity.StreamDigest`, optional
+        Fed every file's bytes as they are written (chunks in the sorted order of
+        their keys, then ``zarr.json``, which sorts last), while each chunk is
+        still in the CPU cache.
     """
     os.makedirs(path, exist_ok=True)
     made: set[str] = {path}
-    for key, slices in layout.chunks():
+    chunks = layout.chunks()
+    if digest is not None:
+        chunks = iter(sorted(chunks, key=lambda item: item[0]))
+    for key, slices in chunks:
         block = array[slices]
         if block.shape != layout.chunk_shape:
             padded = np.full(layout.chunk_shape, layout.fill_value, dtype=layout.dtype)
@@ -246,15 +268,28 @@ def write_raw_array(array: np.ndarray, path: str, layout: RawLayout) -> None:
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
+        data = memoryview(np.ascontiguousarray(block)).cast("B")
         with open(target, "wb") as stream:
             preallocate(stream, block.nbytes, 0)
-            stream.write(memoryview(np.ascontiguousarray(block)).cast("B"))
-    with open(os.path.join(path, METADATA_KEY), "w", encoding="utf-8") as stream:
-        json.dump(layout.to_metadata(), stream, indent=2)
+            stream.write(data)
+        if digest is not None:
+            digest.start_file(key, data.nbytes)
+            digest.update(data)
+    text = json.dumps(layout.to_metadata(), indent=2).encode("utf-8")
+    with open(os.path.join(path, METADATA_KEY), "wb") as stream:
+        stream.write(text)
+    if digest is not None:
+        digest.start_file(METADATA_KEY, len(text))
+        digest.update(text)
 
 
 def read_raw_array(
-    path: str, layout: RawLayout, region: tuple[slice, ...] | None = None
+    path: str,
+    layout: RawLayout,
+    region: tuple[slice, ...] | None = None,
+    *,
+    digest: StreamDigest | None = None,
+    metadata: bytes | None = None,
 ) -> np.ndarray:
     """Read the whole array, or ``region`` of it touching only the chunks it overlaps.
 
@@ -266,6 +301,12 @@ def read_raw_array(
         Its layout (from `RawLayout.from_metadata`).
     region : `tuple` [`slice`, ...], optional
         One step-1 slice per axis; the whole array by default.
+    digest : `~butler.datastore.integrity.StreamDigest`, optional
+        For a whole read: fed every file of the directory in sorted order, each
+        chunk as it is read (files that are not chunks of the array are read
+        for the digest only), so it is the digest of the bytes returned.
+    metadata : `bytes`, optional
+        With ``digest``: the bytes of ``zarr.json`` the layout was parsed from.
 
     Returns
     -------
@@ -280,27 +321,57 @@ def read_raw_array(
     """
     region, shape = _resolve(layout, region)
     out = page_aligned_empty(shape, layout.dtype)
-    scratch: np.ndarray | None = None
-    for key, wanted, inside in _placements(layout, region):
+    placements = {key: (wanted, inside) for key, wanted, inside in _placements(layout, region)}
+    scratch = np.empty(layout.chunk_shape, dtype=layout.dtype) if placements else None
+    if digest is not None and region is None and metadata is not None:
+        for name, size in local_files(path):
+            digest.start_file(name, size)
+            if name == METADATA_KEY:
+                digest.update(metadata)
+                continue
+            with open(os.path.join(path, name), "rb") as stream:
+                if name in placements:
+                    wanted, inside = placements.pop(name)
+                    _read_chunk(stream, out[wanted], inside, scratch, name, path, digest)
+                digest.update_from(stream)  # the rest: normally nothing
+    elif digest is not None:
+        digest.abandon()
+    for key, (wanted, inside) in placements.items():
         try:
             stream = open(os.path.join(path, key), "rb")
         except FileNotFoundError:
             _missing_chunk(layout, key, path)
             out[wanted] = layout.fill_value
             continue
-        target = out[wanted]
         with stream:
-            if target.shape == layout.chunk_shape and target.flags.c_contiguous:
-                # A whole chunk that is one contiguous block of the output: straight in.
-                if stream.readinto(memoryview(target).cast("B")) != target.nbytes:
-                    raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
-                continue
-            if scratch is None:
-                scratch = np.empty(layout.chunk_shape, dtype=layout.dtype)
-            if stream.readinto(memoryview(scratch).cast("B")) != scratch.nbytes:
-                raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
-        target[...] = scratch[inside]
+            _read_chunk(stream, out[wanted], inside, scratch, key, path, None)
     return out
+
+
+def _read_chunk(
+    stream: Any,
+    target: np.ndarray,
+    inside: tuple[slice, ...],
+    scratch: Any,
+    key: str,
+    path: str,
+    digest: StreamDigest | None,
+) -> None:
+    """Read one chunk file into ``target`` (its part ``inside``), feeding ``digest`` the bytes."""
+    if target.shape == scratch.shape and target.flags.c_contiguous:
+        # A whole chunk that is one contiguous block of the output: straight in.
+        view = memoryview(target).cast("B")
+        if stream.readinto(view) != target.nbytes:
+            raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
+        if digest is not None:
+            digest.update(view)
+        return
+    view = memoryview(scratch).cast("B")
+    if stream.readinto(view) != scratch.nbytes:
+        raise FormatterError(f"zarr chunk {key!r} of {path!r} is truncated")
+    if digest is not None:
+        digest.update(view)
+    target[...] = scratch[inside]
 
 
 def _resolve(

@@ -10,6 +10,7 @@ import os
 import pickle
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pytest
 import yaml
@@ -17,8 +18,14 @@ from click.testing import CliRunner
 
 from butler import ArtifactIntegrityError, Butler, DatasetRef, DatasetType, FormatterError
 from butler.cli import main
+from butler.datastore.formatters import FitsArrayFormatter, ZarrArrayFormatter
+from butler.datastore.integrity import StreamDigest, digest
+from butler.storage_class import StorageClass
 
 IMAGE = np.random.default_rng(3).normal(1000.0, 30.0, (512, 512)).astype(np.float32)
+STORAGE_CLASS = StorageClass(
+    "NumpyArray", "numpy.ndarray", ZarrArrayFormatter.dotted_name(), ("bbox",)
+)
 
 
 def _repo(tmp_path: Path, *, checksums: bool) -> Butler:
@@ -147,5 +154,85 @@ def test_ingest_records_size_and_checksum(tmp_path):
     stored = butler.registry.get_stored_info([ref])[ref.id]
     assert stored.file_size == os.path.getsize(source) and stored.checksum
     _flip(Path(butler.get_uri(ref)), offset=1024)
+    with pytest.raises(ArtifactIntegrityError, match="checksum"):
+        butler.get(ref)
+
+
+# -- checksums hashed as the bytes are written and read ------------------------------------
+
+
+@pytest.mark.parametrize("name", ["fits_img", "zarr_img"])
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+@pytest.mark.filterwarnings("ignore:non-ASCII characters")
+def test_streamed_checksums_catch_flips_anywhere(tmp_path, name, where):
+    """The put hashes as it writes and the get as it reads: a flip in any byte is seen.
+
+    FITS: the header, the data and the block padding after it (which the reader skips);
+    zarr: the first chunk, the metadata document, and the edge of the last chunk.
+    """
+    butler = _repo(tmp_path, checksums=True)
+    ref, path = _put(butler, name)
+    stored = butler.registry.get_stored_info([ref])[ref.id]
+    # What put recorded is the digest of the bytes on disk, read back independently.
+    assert stored.checksum == digest(fsspec.filesystem("file"), str(path))
+    if path.is_file():
+        size = path.stat().st_size
+        target, offset = path, {"first": 10, "middle": size // 2, "last": size - 50}[where]
+    else:
+        files = _chunks(path) + [path / "zarr.json"]
+        target = {"first": files[0], "middle": files[-1], "last": files[-2]}[where]
+        offset = {"first": 0, "middle": 40, "last": target.stat().st_size - 8}[where]
+    _flip(target, offset, n=4)
+    with pytest.raises(ArtifactIntegrityError, match="checksum"):
+        butler.get(ref)
+
+
+class _ManyChunks(ZarrArrayFormatter):
+    chunk_bytes = 4 * 53 * 3  # three rows of 53 float32 per chunk: 13 chunks, the last partial
+
+
+@pytest.mark.parametrize("formatter_class", [_ManyChunks, FitsArrayFormatter])
+def test_stream_digest_is_the_digest_of_the_files(tmp_path, formatter_class):
+    """Fed while writing and while reading, it equals `digest` of the files (chunk keys
+    c.10.0 sort before c.2.0: the order must be the digest's, not the write order)."""
+    fs = fsspec.filesystem("file")
+    path = str(tmp_path / f"img{formatter_class.extension}")
+    image = np.random.default_rng(5).normal(size=(37, 53)).astype(np.float32)
+    formatter = formatter_class(STORAGE_CLASS)
+    written = StreamDigest()
+    formatter.write(image, fs, path, digest=written)
+    on_disk = digest(fs, path)
+    assert written.finish(fs, path) == on_disk
+    read = StreamDigest()
+    np.testing.assert_array_equal(formatter.read(fs, path, digest=read), image)
+    assert read.finish(fs, path) == on_disk
+
+
+def test_stream_digest_gives_none_when_a_file_was_not_fed(tmp_path):
+    """A file the writer did not feed (here one added afterwards) is never left out silently."""
+    fs = fsspec.filesystem("file")
+    path = tmp_path / "img.zarr"
+    formatter = _ManyChunks(STORAGE_CLASS)
+    written = StreamDigest()
+    formatter.write(np.zeros((37, 53), np.float32), fs, str(path), digest=written)
+    (path / "extra").write_bytes(b"x")
+    assert written.finish(fs, str(path)) is None
+    unfed = StreamDigest()
+    unfed.update(b"abc")
+    single = tmp_path / "f.bin"
+    single.write_bytes(b"abcd")  # one byte more than was fed
+    assert unfed.finish(fs, str(single)) is None
+
+
+def test_checksums_of_a_formatter_path_that_does_not_stream(tmp_path):
+    """uint16 FITS goes through astropy (BZERO): the datastore reads the file back instead."""
+    butler = _repo(tmp_path, checksums=True)
+    image = np.arange(512 * 512, dtype=np.uint16).reshape(512, 512)
+    ref = butler.put(image, "fits_img", instrument="Cam")
+    path = Path(butler.get_uri(ref))
+    stored = butler.registry.get_stored_info([ref])[ref.id]
+    assert stored.checksum == digest(fsspec.filesystem("file"), str(path))
+    np.testing.assert_array_equal(butler.get(ref), image)
+    _flip(path, offset=path.stat().st_size // 2, n=4)
     with pytest.raises(ArtifactIntegrityError, match="checksum"):
         butler.get(ref)
