@@ -8,6 +8,8 @@ finished, write its status and print how to resume; further signals while it doe
 noted and otherwise ignored. `Interrupted` derives from `BaseException`, like
 `KeyboardInterrupt`, so that the ``except Exception`` of task and executor code does not
 swallow it. Outside the main thread (signals cannot be caught there) it does nothing.
+The other reasons the loop stops early are here too: `FailFastError` (``--fail-fast``) and
+`DiskFullError` (the repository's disk filled up).
 
 State: the previous handlers, restored when the block ends, and whether a signal came.
 """
@@ -21,7 +23,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["FailFastError", "Interrupted", "catch_signals"]
+__all__ = ["DiskFullError", "FailFastError", "Interrupted", "catch_signals"]
 
 _LOG = logging.getLogger("pipeline.execution.run")
 
@@ -65,6 +67,25 @@ class FailFastError(RuntimeError):
 
     def __init__(self, label: str, data_id: dict[str, Any]) -> None:
         super().__init__(f"stopped at the first failure (--fail-fast): {label} {data_id}")
+
+
+class DiskFullError(RuntimeError):
+    """The repository's disk filled up: the execution stops (exit code 1), as for a signal.
+
+    Every other quantum would fail the same way; what finished is registered, and
+    ``--resume`` finishes the run once space is freed.
+
+    Parameters
+    ----------
+    reason : `str`
+        The first error that said so (one line).
+    """
+
+    #: How its message starts.
+    PREFIX = "stopped because the disk is full"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"{self.PREFIX} ({reason}); free some space")
 
 
 @contextlib.contextmanager

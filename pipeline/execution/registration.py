@@ -9,7 +9,9 @@ waited for: the transaction is retried with exponential backoff until ``timeout`
 have passed since the flush began (`retry_busy`). What still cannot be registered is
 *unregistered*: the quantum's files stay where they are (``--resume`` adopts them), and every
 later quantum that reads one of its outputs is not registered either, so the registry never
-holds an output whose inputs it does not hold.
+holds an output whose inputs it does not hold. A registry whose disk is full
+(`~butler.RegistryFullError`) is not retried one quantum at a time (each would fail the same
+way, noisily): the batch is unregistered and ``Registrar.full`` says why, so the run stops.
 
 State: only inside `Registrar` instances (the buffer, the time of the last flush, the
 unregistered nodes and their output IDs).
@@ -24,7 +26,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from butler._errors import RegistryBusyError
+from butler._errors import RegistryBusyError, RegistryFullError
 from butler.dataset_ref import DatasetRef
 from butler.datastore.stored_file_info import StoredFileInfo
 
@@ -125,6 +127,8 @@ class Registrar:
         self.last = time.monotonic()
         #: Done quanta whose outputs are not registered, and why (node -> message).
         self.unregistered: dict[int, str] = {}
+        #: Why the registry's disk is full, once a registration failed for that ("": it is not).
+        self.full = ""
         self._tainted: set[uuid.UUID] = set()  # outputs of unregistered quanta
 
     def add(self, quantum: Quantum, outcome: QuantumOutcome) -> None:
@@ -185,6 +189,10 @@ class Registrar:
             )
             for entry in ready:
                 self._give_up(entry, f"registry busy: {err}")
+        except RegistryFullError as err:  # one by one would fail the same way, noisily
+            self.full = str(err)
+            for entry in ready:
+                self._give_up(entry, f"{type(err).__name__}: {err}")
         except Exception as err:
             _LOG.warning("bulk registration failed (%s); registering quanta one by one", err)
             busy = ""
@@ -199,6 +207,10 @@ class Registrar:
                     self._insert([entry])
                 except RegistryBusyError as one_err:
                     busy = f"registry busy: {one_err}"
+                    self._give_up(entry, busy)
+                except RegistryFullError as one_err:
+                    self.full = str(one_err)
+                    busy = f"{type(one_err).__name__}: {one_err}"  # the rest: the same
                     self._give_up(entry, busy)
                 except Exception as one_err:
                     _LOG.error(

@@ -24,8 +24,15 @@ workers wrote and summarizes. In order:
    quantum's outputs inside one transaction with its metadata last;
 5. write a ``run_status`` dataset (what happened to each unfinished quantum) for the report,
    print the summary table, and return a `RunSummary` whose ``exit_code`` is 0 (all done,
-   including nothing to do), 1 (some failed, blocked or unregistered; a lost scheduler) or
-   2 (could not start); 130/143 after SIGINT/SIGTERM (`~pipeline.execution.interrupts`).
+   including nothing to do), 1 (some failed, blocked or unregistered; a lost scheduler; a
+   full disk) or 2 (could not start); 130/143 after SIGINT/SIGTERM
+   (`~pipeline.execution.interrupts`).
+
+A full disk (a quantum's write, or the registration of its outputs, fails with ``ENOSPC``)
+stops the run as a signal does: nothing more is submitted, what finished is registered, and
+one line says so with the resume command. The quanta it stopped are neither failed nor
+blocked (no failure lines, no tracebacks): ``--resume`` runs them once space is freed.
+Every write is atomic, so nothing is registered whose file is incomplete.
 
 Every registry write waits up to ``registry_timeout`` seconds for a registry that another
 process keeps busy (`~pipeline.execution.registration`).
@@ -46,8 +53,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..graph.quantum_graph import QuantumGraph
-from .executors.base import ExecutionResult, Executor, ExecutorLostError, schedule
-from .interrupts import FailFastError, Interrupted, catch_signals
+from .executors.base import RUNNING, ExecutionResult, Executor, ExecutorLostError, schedule
+from .interrupts import DiskFullError, FailFastError, Interrupted, catch_signals
 from .progress import _COLUMNS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, Progress, RunSummary
 from .registration import DEFAULT_REGISTRY_TIMEOUT, Registrar
 from .run_lease import RunLeaseKeeper
@@ -65,6 +72,7 @@ from .worker import (
     QuantumOutcome,
     QuantumStatus,
     encode_cluster,
+    is_disk_full,
     run_quantum_cluster,
     share_tables,
 )
@@ -289,10 +297,13 @@ def execute_graph(
             )
 
         last_outcome: dict[int, QuantumOutcome] = {}
+        disk_full: list[str] = []  # why the disk is full, once a quantum or registration says so
 
         def on_outcomes(outcomes: list[QuantumOutcome]) -> None:
             for outcome in outcomes:
                 last_outcome[outcome.node_id] = outcome
+                if outcome.disk_full and not disk_full:
+                    disk_full.append(outcome.message.splitlines()[0])
                 quantum = quanta[outcome.node_id]
                 if outcome.status in QuantumStatus.DONE:
                     written = {i.dataset_id: i for i in outcome.written}
@@ -303,6 +314,8 @@ def execute_graph(
                     outcome.repeatable or outcome.attempt > retries
                 ):
                     registrar.add(quantum, outcome)  # the log, with the traceback
+            if registrar.full and not disk_full:
+                disk_full.append(registrar.full.splitlines()[0])
 
         try:
             runner = _make_executor(executor, jobs, cluster_address, cluster_config, pdb)
@@ -347,6 +360,11 @@ def execute_graph(
             display.set(node, status)
             if fail_fast and status == QuantumStatus.FAILED:
                 raise FailFastError(quanta[node].task_label, dict(quanta[node].data_id.required))
+            # Stop at the quantum that found the disk full (the rest of its batch was not
+            # run), or before the next submission once a registration found it full.
+            outcome = last_outcome.get(node)
+            if disk_full and (status == RUNNING or (outcome is not None and outcome.disk_full)):
+                raise DiskFullError(disk_full[0])
 
         try:
             with display:
@@ -361,7 +379,7 @@ def execute_graph(
                     retries=retries,
                     parallelism=runner.parallelism(),
                 )
-        except (Interrupted, ExecutorLostError, FailFastError) as err:
+        except (Interrupted, ExecutorLostError, FailFastError, DiskFullError) as err:
             result = _partial_result(statuses, last_outcome)
             if isinstance(err, Interrupted):
                 summary.interrupted, summary.signal = f"interrupted by {err.name}", err.signum
@@ -373,9 +391,16 @@ def execute_graph(
             if isinstance(executor, str):  # made here: closed here
                 runner.close()
         registrar.flush()  # what finished before a stop too (a signal now is ignored)
+        if disk_full and not summary.interrupted:  # it filled up with nothing left to submit
+            summary.interrupted = str(DiskFullError(disk_full[0]))
         summary.result = result
         for node, status in result.status.items():
             quantum = quanta[node]
+            if disk_full and (
+                status == QuantumStatus.BLOCKED
+                or (status == QuantumStatus.FAILED and result.outcomes[node].disk_full)
+            ):
+                continue  # not run for want of space, not failed: the resume runs it
             if node in registrar.unregistered and status in QuantumStatus.DONE:
                 status = "unregistered"
                 summary.unregistered.append(
@@ -486,4 +511,11 @@ def _write_status(setup: RunSetup, qgraph: QuantumGraph, summary: RunSummary) ->
         setup._remove([ref])
         setup._put(data, ref)
     except Exception as err:  # the status file is a convenience; never fail the run for it
-        _LOG.warning("could not write the run status dataset: %s", err)
+        # After a stop for a full disk, the one line about it says all (the registry holds
+        # what is done; the report counts the rest from the saved graph).
+        full = summary.interrupted.startswith(DiskFullError.PREFIX) and is_disk_full(err)
+        _LOG.log(
+            logging.INFO if full else logging.WARNING,
+            "could not write the run status dataset: %s",
+            err,
+        )

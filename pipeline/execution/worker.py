@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import errno
 import logging
 import os
 import resource
@@ -58,6 +59,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from butler._errors import RegistryFullError
 from butler.datastore.stored_file_info import StoredFileInfo
 from butler.limited import LimitedButlerSpec
 
@@ -86,11 +88,13 @@ __all__ = [
     "build_task",
     "decode_quanta",
     "encode_cluster",
+    "is_disk_full",
     "run_quantum_cluster",
     "share_tables",
 ]
 
 _LOG = logging.getLogger(__name__)
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class QuantumStatus:
@@ -126,6 +130,10 @@ class QuantumOutcome:
         Whether retrying is pointless (`RepeatableQuantumError`, `InvalidQuantumError`).
     host, pid, attempt, wall_time, cpu_time
         Where and how long it ran (seconds).
+    disk_full : `bool`
+        It failed because a disk was full (``ENOSPC``/``EDQUOT`` somewhere in the
+        exception's chain): not the task's fault, and every other quantum writing there
+        would fail the same way, so the run stops (`pipeline.execution.run`).
     """
 
     node_id: int
@@ -140,6 +148,7 @@ class QuantumOutcome:
     attempt: int = 1
     wall_time: float = 0.0
     cpu_time: float = 0.0
+    disk_full: bool = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickle as plain tuples (a `StoredFileInfo` pickles slowly; outcomes travel back)."""
@@ -162,8 +171,28 @@ class QuantumOutcome:
                 self.attempt,
                 self.wall_time,
                 self.cpu_time,
+                self.disk_full,
             ),
         )
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error``, or an exception it was raised from, says a disk is full.
+
+    That is an `OSError` with ``ENOSPC`` (no space) or ``EDQUOT`` (quota), e.g. the
+    one under the `~butler.FormatterError` of a put, or a
+    `~butler.RegistryFullError`.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, RegistryFullError) or (
+            isinstance(current, OSError) and current.errno in _DISK_FULL_ERRNOS
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _rebuild_outcome(
@@ -240,6 +269,7 @@ class _ClusterRun:
         self.digests: dict[str, str] = {}
         #: node -> its context while it runs (``--timeout`` stops one from another thread)
         self.contexts: dict[int, WorkerQuantumContext] = {}
+        self.disk_full = False  # a quantum failed for want of space: the rest are not run
 
     def digest(self, label: str) -> str:
         """Return the SHA-256 of the config of ``label`` (recorded as provenance)."""
@@ -261,6 +291,14 @@ class _ClusterRun:
 
     def run(self, quantum: Quantum) -> QuantumOutcome:
         common = {"host": self.host, "pid": os.getpid(), "attempt": self.payload.attempt}
+        if self.disk_full:  # an earlier quantum found the disk full: this one would too
+            return QuantumOutcome(
+                quantum.node_id,
+                QuantumStatus.BLOCKED,
+                message="not run: the disk is full",
+                disk_full=True,
+                **common,
+            )
         outputs = {r.id for rs in quantum.outputs.values() for r in rs}
         if any(r.id in self.failed_outputs for r in quantum.all_inputs()):
             self.failed_outputs |= outputs
@@ -294,7 +332,7 @@ class _ClusterRun:
                     self.payload.attempt,
                     _qualified(err),
                     err,
-                    exc_info=True,
+                    exc_info=not is_disk_full(err),  # a full disk is not the task's bug
                 )
                 if self.post_mortem is not None:
                     self.post_mortem(err.__traceback__)
@@ -332,6 +370,7 @@ class _ClusterRun:
         if status == QuantumStatus.FAILED:
             self.failed_outputs |= outputs
             assert error is not None
+            self.disk_full = is_disk_full(error)
             return QuantumOutcome(
                 quantum.node_id,
                 status,
@@ -342,6 +381,7 @@ class _ClusterRun:
                 repeatable=isinstance(error, (RepeatableQuantumError, InvalidQuantumError)),
                 wall_time=time.perf_counter() - wall0,
                 cpu_time=time.process_time() - cpu0,
+                disk_full=self.disk_full,
                 **common,
             )
         self.infos.update(ctx.written)
@@ -456,7 +496,9 @@ def run_quantum_cluster(
     -------
     outcomes : `list` [`QuantumOutcome`]
         One per quantum, in payload order. Task exceptions never propagate; only
-        infrastructure errors (the butler cannot be built, the worker dies) do.
+        infrastructure errors (the butler cannot be built, the worker dies) do. After
+        a quantum that failed for a full disk the rest are not run (blocked, with
+        ``disk_full``): the client stops the run.
     """
     if callable(cache):
         cache = cache()

@@ -13,7 +13,8 @@ test can change it between runs without touching the graph:
   (``visit,detector`` lines) sleep;
 - ``noWorkDetectors``: detectors for which ExecA raises ``NoWorkFound``;
 - ``failAfterPut``: ExecB writes its output, then raises;
-- ``pidFile``: each quantum appends the id of the process running it (where it ran).
+- ``pidFile``: each quantum appends the id of the process running it (where it ran);
+- ``padBytes``: ExecA's output also holds a string of that many characters (to fill a disk).
 """
 
 import os
@@ -76,6 +77,7 @@ class AConnections(PipelineTaskConnections, dimensions=VISIT_DET):
 
 class AConfig(BehaviourConfig, pipelineConnections=AConnections):
     noWorkDetectors = ListField(int, "detectors with nothing to do", default=[])
+    padBytes = Field(int, "length of a padding string in the output", default=0)
 
 
 class ExecA(PipelineTask):
@@ -92,7 +94,10 @@ class ExecA(PipelineTask):
         _behave(self.config, self.dataId, self.log)
         self.log.info("A on %s", self.dataId)
         self.metadata["value"] = inp["value"]
-        return Struct(out={"value": inp["value"] * 2})
+        out = {"value": inp["value"] * 2}
+        if self.config.padBytes:
+            out["pad"] = "x" * self.config.padBytes
+        return Struct(out=out)
 
 
 class BConnections(PipelineTaskConnections, dimensions=VISIT_DET):

@@ -7,16 +7,18 @@ a -> b per detector, c per visit); the batching test runs on a real 2-worker Loc
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import os
+import pickle
 from pathlib import Path
 
 import pytest
 from _exec_repo import make_graph, make_repo, registered
 
-from butler import Butler
+from butler import Butler, FormatterError, RegistryFullError
 from pipeline.execution.executors import DaskExecutor, schedule
 from pipeline.execution.run import execute_graph
-from pipeline.execution.worker import QuantumOutcome, WorkerCache
+from pipeline.execution.worker import QuantumOutcome, WorkerCache, is_disk_full
 from pipeline.graph.clustering import make_clusters
 
 
@@ -173,7 +175,6 @@ def test_batches_on_a_local_cluster(repo):
 
 
 def test_payload_and_outcome_wire_forms_round_trip(repo):
-    import pickle
     import uuid
 
     from butler.datastore.stored_file_info import StoredFileInfo
@@ -207,3 +208,19 @@ def test_payload_and_outcome_wire_forms_round_trip(repo):
     assert payload.missing == {info.dataset_id.bytes} and payload.attempt == 2
     outcome = QuantumOutcome(3, "succeeded", (info,), message="m", attempt=2, wall_time=0.5)
     assert pickle.loads(pickle.dumps(outcome)) == outcome
+
+
+def test_a_full_disk_is_seen_through_the_exception_chain_and_travels_back():
+    """A put's FormatterError raised from ENOSPC is a full disk; other errors are not."""
+    try:
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as err:
+            raise FormatterError("failed to write x") from err
+    except FormatterError as err:
+        wrapped = err
+    assert is_disk_full(wrapped) and is_disk_full(RegistryFullError("the disk is full"))
+    assert not is_disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not is_disk_full(FormatterError("bad value"))
+    outcome = QuantumOutcome(3, "failed", disk_full=True)
+    assert pickle.loads(pickle.dumps(outcome)).disk_full
