@@ -178,24 +178,36 @@ def _candidates(image, mask, var, bkg, void_bits, min_sigma, block=64):
             bad |= (mask[r0:r0 + block] & void) != 0
         vb[bad] = _VOID
     ys, xs = [], []
+    lim = np.empty((block, w - 2), np.float32)
+    low = np.empty((block, w - 2), np.float32)
+    pair = np.empty((block, w - 2), np.float32)
     for r0 in range(1, h - 1, block):
         r1 = min(r0 + block, h - 1)
+        m = r1 - r0
         c = v[r0:r1, 1:-1]
-        # 2·(c − min_sigma·σ) > (a + b) for one of the four neighbour pairs
-        lim = np.sqrt(np.maximum(var[r0:r1, 1:-1], 0))
-        lim *= np.float32(-2.0 * min_sigma)
-        lim += c
-        lim += c
+        # 2·(c − min_sigma·σ) > (a + b) for one of the four neighbour pairs, i.e. above
+        # the smallest pair sum; float32 buffers reused across blocks
+        li, lo, pa = lim[:m], low[:m], pair[:m]
+        np.maximum(var[r0:r1, 1:-1], np.float32(0), out=li)
+        np.sqrt(li, out=li)
+        li *= np.float32(-2.0 * min_sigma)
+        li += c
+        li += c
         up, down = v[r0 - 1:r1 - 1], v[r0 + 1:r1 + 1]
         mid = v[r0:r1]
-        cand = lim > up[:, 1:-1] + down[:, 1:-1]
-        cand |= lim > mid[:, :-2] + mid[:, 2:]
-        cand |= lim > down[:, :-2] + up[:, 2:]
-        cand |= lim > up[:, :-2] + down[:, 2:]
-        cand &= (c > 0) & (c < _VOID)
-        y, x = np.nonzero(cand)
-        ys.append(y + r0)
-        xs.append(x + 1)
+        np.add(up[:, 1:-1], down[:, 1:-1], out=lo)
+        np.add(mid[:, :-2], mid[:, 2:], out=pa)
+        np.minimum(lo, pa, out=lo)
+        np.add(down[:, :-2], up[:, 2:], out=pa)
+        np.minimum(lo, pa, out=lo)
+        np.add(up[:, :-2], down[:, 2:], out=pa)
+        np.minimum(lo, pa, out=lo)
+        y, x = np.nonzero(li > lo)
+        # c > 0 and usable (void pixels hold _VOID), on the few candidates only
+        cv = c[y, x]
+        keep = (cv > 0) & (cv < _VOID)
+        ys.append(y[keep] + r0)
+        xs.append(x[keep] + 1)
     if not ys:
         return v, np.zeros(0, np.int64), np.zeros(0, np.int64)
     return v, np.concatenate(ys).astype(np.int64), np.concatenate(xs).astype(np.int64)

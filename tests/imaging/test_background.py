@@ -102,3 +102,34 @@ def test_evaluate_on_every_nth_pixel(sky, use_approx):
     both = BackgroundList([model, model])
     np.testing.assert_allclose(both.evaluate(step=5), (full + full)[::5, ::5], rtol=1e-6, atol=1e-3)
     assert BackgroundList().evaluate((10, 9), step=4).shape == (3, 3)
+
+
+def test_two_by_two_binning_agrees_with_single_pixels(sky):
+    """Cell statistics over 2x2 block means (default) against LSST's single pixels."""
+    single = estimate_background(
+        sky.image, sky.mask, planes=PLANES, config=BackgroundConfig(pixel_binning=1)
+    )
+    binned = estimate_background(sky.image, sky.mask, planes=PLANES)
+    far = _far_from_stars(sky)
+    assert np.abs(binned.evaluate() - sky.sky)[far].max() < 0.1 * sky.noise_sigma
+    # same cells, same precision of each cell mean
+    assert binned.values.shape == single.values.shape
+    inner = np.zeros(far.shape, bool)
+    inner[64:-64, 64:-64] = True  # inside the cell-centre grid (the fit extrapolates beyond)
+    diff = np.abs(binned.evaluate() - single.evaluate())[inner]
+    assert diff.max() < 0.03 * sky.noise_sigma, diff.max() / sky.noise_sigma
+    # on white noise each cell mean is as precise from blocks as from pixels
+    noise = np.random.default_rng(3).normal(100.0, 10.0, (512, 512)).astype(np.float32)
+    ratio = (
+        estimate_background(noise).variances
+        / estimate_background(noise, config=BackgroundConfig(pixel_binning=1)).variances
+    )
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.1)
+    # a block with one ignored pixel is left out: a masked hot spot leaves no trace
+    img, mask = sky.image.copy(), sky.mask.copy()
+    img[201:260:2, 301:360:2] += 5000.0  # every other pixel, so every block holds one
+    mask[201:260:2, 301:360:2] |= 1 << PLANES["BAD"]
+    hot = estimate_background(img, mask, planes=PLANES)
+    assert np.abs(hot.evaluate() - binned.evaluate())[inner].max() < 0.03 * sky.noise_sigma
+    with pytest.raises(ValueError, match="pixel_binning"):
+        estimate_background(sky.image, config=BackgroundConfig(pixel_binning=3))
