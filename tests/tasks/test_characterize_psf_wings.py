@@ -10,8 +10,12 @@ show (halos are issue 12's).
 
 Measured on this field (issue 14): the free-pixel model had negative wings down to -5% of the
 flux and unweighted-FWHM errors of 9-52% at the corners with 30-50 stars; the model with a
-regular wing basis and derivative-based spatial terms stays within 4% everywhere with 30-50
-stars (2-3% typical) and within 2% with 200 (1.4-1.8%); the issue asks for 1%.
+regular wing basis and derivative-based spatial terms stayed within 4% with 30-50 stars and
+within 1.2-1.6% with 200. With the outer core and wings varying as one stretched image and
+neighbours' light clipped per pixel (instead of rejecting whole stars), over 4 draws of stars
+per detector: 200 stars 0.5-1.1% (0.78% and 0.52% for the draws below), 50 stars 0.6-2.3%,
+30 stars 0.8-2.8% (order 1 would give 1.1-2.1% here but 2-3% at the centre of a detector
+whose PSF is bowl-shaped); the issue asks for 1% at every count.
 """
 
 from __future__ import annotations
@@ -78,9 +82,8 @@ def test_model_wings_physical_and_fwhm_at_corners(field, n_stars):
     assert max(truth_range) / min(truth_range) > 1.02  # the PSF does vary over the detector
     assert min(negative) >= -1e-3, f"negative wings sum to {min(negative):.2%} of the flux"
     corners = errors[[0, 0, -1, -1], [0, -1, 0, -1]]
-    limit = 0.02 if n_stars >= 200 else 0.04
+    limit = {30: 0.03, 50: 0.025, 200: 0.01}[n_stars]
     assert errors.max() < limit, f"unweighted FWHM errors (%):\n{np.round(100 * errors, 2)}"
-    assert errors.mean() < limit / 2, np.round(100 * errors, 2)
+    assert errors.mean() < 0.6 * limit, np.round(100 * errors, 2)
     assert corners.max() < limit, corners
-    order = result.metadata["spatialOrder"]
-    assert order == 2  # 30 stars are enough for the derivative basis (4 per term)
+    assert result.metadata["spatialOrder"] == 2  # 30 stars are enough (4 per term)
