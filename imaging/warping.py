@@ -36,12 +36,14 @@ from typing import Any
 
 import numpy as np
 
+from . import _warp_kernels as kernels
 from .geometry import Box
 from .mask import Mask
 
 __all__ = [
     "KERNEL_HALF_WIDTHS",
     "StampTransform",
+    "WARP_METHODS",
     "WarpResult",
     "WarpingError",
     "kernel_weights",
@@ -53,7 +55,6 @@ __all__ = [
 KERNEL_HALF_WIDTHS: dict[str, int] = {"bilinear": 1, "lanczos3": 3, "lanczos4": 4, "lanczos5": 5}
 """Supported warping kernels and their half widths ``n`` (the footprint is 2n pixels wide)."""
 
-_TABLE_STEPS = 4096  # kernel table samples per pixel: positions are exact to 1.2e-4 px
 _FIT_TOLERANCE = 1e-3  # px: largest allowed residual of the cubic fit of the inverse map
 
 
@@ -92,16 +93,21 @@ def _half_width(name: str) -> int:
         ) from None
 
 
-@functools.lru_cache(maxsize=32)
-def _kernel_table(name: str, extra: int) -> tuple[np.ndarray, np.ndarray]:
-    """Weights ``[position, tap]`` of taps ``-n+1 .. n+extra`` at ``d`` in ``[0, extra+1]``."""
+@functools.lru_cache(maxsize=8)
+def _kernel_table(name: str) -> np.ndarray:
+    """Weights ``[k, t]`` of taps ``t - n + 1`` (``t = 0 .. 2n - 1``) at ``d = k / steps``.
+
+    ``steps`` is `_warp_kernels.TABLE_STEPS`: a position ``p`` takes row ``round(p * steps)
+    mod steps`` for the source pixels ``floor(p) - n + 1 + t`` (see `_warp_kernels`); each row
+    is normalized to a sum of one.
+    """
     n = _half_width(name)
-    taps = np.arange(-n + 1, n + extra + 1)
-    grid = np.arange((extra + 1) * _TABLE_STEPS + 1) / _TABLE_STEPS
+    taps = np.arange(-n + 1, n + 1)
+    grid = np.arange(kernels.TABLE_STEPS) / kernels.TABLE_STEPS
     table = kernel_weights(name, grid[:, None] - taps[None, :])
     table = (table / table.sum(axis=1, keepdims=True)).astype(np.float32)  # normalized kernel
     table.setflags(write=False)
-    return table, taps
+    return table
 
 
 # -- transforms -------------------------------------------------------------------------------
@@ -293,100 +299,47 @@ class StampTransform:
 
 @dataclass(frozen=True, slots=True)
 class WarpResult:
-    """A warped masked image (destination arrays indexed ``[y, x]``)."""
+    """A warped masked image (destination arrays indexed ``[y, x]``).
+
+    ``method`` is ``"separable"`` (fitted inverse map, two 1-D passes) or ``"direct"`` (exact
+    inverse per pixel, 2-D kernel); ``fit_residual`` is the largest error (px) of the fitted
+    inverse map, 0 for ``"direct"`` without a fit.
+    """
 
     image: np.ndarray
     mask: Mask
     variance: np.ndarray | None
     fit_residual: float
+    method: str = "separable"
 
 
-def _cubic_terms(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return np.stack([u**p * v**q for p in range(4) for q in range(4 - p)], axis=-1)
+@dataclass(frozen=True, slots=True)
+class _InverseFit:
+    """Cubics of the inverse map over a destination box (see `_warp_kernels.fit_inverse`)."""
+
+    coefs: np.ndarray  # (3, 10): source x, source y, source x of the row pass
+    centre: tuple[float, float]
+    scale: float
+    ref_y: float
+    residual: float
 
 
-def _fit_cubic(u: np.ndarray, v: np.ndarray, values: np.ndarray) -> tuple[Any, float]:
-    """Least-squares bivariate cubic(s) of ``values`` at ``(u, v)``: (coefs, max residual).
-
-    ``values`` is one array of the shape of ``u``, or ``(N, k)`` columns fitted at once (then
-    the coefficients come back as ``k`` arrays).
-    """
-    design = _cubic_terms(u.ravel(), v.ravel())
-    target = values if values.ndim == 2 and values.shape[0] == u.size else values.ravel()
-    coefs, *_ = np.linalg.lstsq(design, target, rcond=None)
-    residual = float(np.max(np.abs(design @ coefs - target)))
-    return (coefs if coefs.ndim == 1 else tuple(coefs.T)), residual
-
-
-def _eval_cubic_grid(coefs: np.ndarray, us: np.ndarray, vs: np.ndarray) -> np.ndarray:
-    """Evaluate a `_fit_cubic` polynomial on the grid ``vs[:, None]``, ``us[None, :]`` (float32).
-
-    Horner's scheme in ``v`` over per-column polynomials in ``u``: six float32 passes over the
-    grid (positions of a few hundred pixels keep ~3e-5 px).
-    """
-    rows = [np.zeros(us.size) for _ in range(4)]
-    k = 0
-    for p in range(4):
-        for q in range(4 - p):
-            rows[q] += coefs[k] * us**p
-            k += 1
-    r = [row.astype(np.float32) for row in rows]
-    v = vs.astype(np.float32)[:, None]
-    out = np.multiply.outer(vs.astype(np.float32), r[3])
-    for q in (2, 1, 0):
-        out += r[q]
-        if q:
-            out *= v
-    return out
+def _fit_inverse(transform: StampTransform, dest_box: Box, margin: int) -> _InverseFit:
+    coefs, params = kernels.fit_inverse(
+        np.asarray(transform.crpix),
+        transform.sip_a,
+        transform.sip_b,
+        np.asarray(transform.shift),
+        np.array([dest_box.x0, dest_box.y0, dest_box.width, dest_box.height], dtype=float),
+        float(margin),
+    )
+    cx, cy, scale, ref_y, residual = (float(v) for v in params)
+    return _InverseFit(coefs, (cx, cy), scale, ref_y, residual)
 
 
-def _resample_lines(
-    planes: list[np.ndarray], positions: np.ndarray, kernel: str, squared: list[bool]
-) -> list[np.ndarray]:
-    """Resample every line ``l`` of each plane at ``positions[l]`` (increasing along the line).
-
-    Lines must be padded so that every tap is inside. The tabulated weights are normalized to
-    a sum of one; planes flagged in ``squared`` use the squared weights (variance).
-    """
-    n_lines, n_out = positions.shape
-    offsets = positions - np.arange(n_out, dtype=positions.dtype)
-    base = np.floor(offsets.min(axis=1)).astype(np.intp)
-    frac = offsets - base[:, None].astype(positions.dtype)
-    extra = int(frac.max())
-    table, taps = _kernel_table(kernel, extra)
-    frac *= _TABLE_STEPS
-    frac += 0.5
-    index = frac.astype(np.intp)  # nearest table sample (positions are non-negative here)
-    # (lines, out, taps): one gather of short contiguous rows; squares only if a plane needs them.
-    weights = table.take(index, axis=0)
-    squares = weights * weights if any(squared) else None
-    outs = [np.zeros((n_lines, n_out), dtype=np.float32) for _ in planes]
-    scratch = np.empty((n_lines, n_out), dtype=np.float32)
-    # The first tap of each line is base + tap: base changes rarely from line to line, so the
-    # lines are taken in runs of equal base, where every tap is a plain 2-D slice (no gather).
-    starts = np.flatnonzero(np.diff(base)) + 1
-    bounds = zip(np.r_[0, starts], np.r_[starts, n_lines], strict=True)
-    for first, last in bounds:
-        b = int(base[first])
-        tmp = scratch[first:last]
-        for i, tap in enumerate(taps):
-            lo = b + int(tap)
-            for plane, out, sq in zip(planes, outs, squared, strict=True):
-                w = (squares if sq else weights)[first:last, :, i]
-                np.multiply(plane[first:last, lo : lo + n_out], w, out=tmp)
-                out[first:last] += tmp
-    return outs
-
-
-def _box_or(array: np.ndarray, width: int, axis: int) -> np.ndarray:
-    """``out[i] = OR(array[i : i + width])`` along ``axis`` (output shorter by ``width - 1``)."""
-    out = np.moveaxis(array, axis, 0)
-    span = 1
-    while span < width:  # doubling: windows of 1, 2, 4, ... then the remainder
-        step = min(span, width - span)
-        out = out[:-step] | out[step:]
-        span += step
-    return np.moveaxis(out, 0, axis)
+_EMPTY_VARIANCE = np.zeros((0, 0), np.float32)
+WARP_METHODS = ("auto", "separable", "direct")
+"""``method`` values of `warp_masked_image`."""
 
 
 def warp_masked_image(
@@ -398,6 +351,8 @@ def warp_masked_image(
     source_xy0: tuple[int, int],
     dest_box: Box,
     kernel: str = "lanczos5",
+    method: str = "auto",
+    quarter_turns: int = 0,
 ) -> WarpResult:
     """Warp a masked image onto the destination grid ``dest_box`` through ``transform``.
 
@@ -417,131 +372,103 @@ def warp_masked_image(
         Destination pixels to compute (its origin is the destination ``xy0``).
     kernel : `str`
         ``bilinear``, ``lanczos3``, ``lanczos4`` or ``lanczos5``.
+    method : `str`
+        ``separable``: the inverse map fitted with cubics, then two 1-D kernel passes (fast);
+        ``direct``: the exact inverse (Newton) at every pixel and the 2-D kernel, ``(2n)²``
+        taps per pixel (the reference); ``auto``: separable when the fit is within 1e-3 px,
+        direct otherwise.
+    quarter_turns : `int`
+        Turn the result by this many quarter turns as `rotate_quarter_turns` does (written in
+        place, no extra copy).
 
     Returns
     -------
     result : `WarpResult`
         Image (float32), mask (the source planes), variance (float32 or `None`) of shape
-        ``dest_box.shape``, and the residual (px) of the fitted inverse map.
+        ``dest_box.shape`` (transposed by an odd ``quarter_turns``), the residual (px) of the
+        fitted inverse map and the method used.
 
     Raises
     ------
     WarpingError
-        For an unknown kernel, or a transform too far from smooth over the box.
+        For an unknown kernel or method, or (``separable``) a transform too far from smooth
+        over the box.
     """
     n = _half_width(kernel)
+    quarter_turns = int(quarter_turns) % 4
+    if method not in WARP_METHODS:
+        raise WarpingError(f"unknown warping method {method!r}; choose one of {WARP_METHODS}")
     height, width = image.shape
     dest_h, dest_w = dest_box.shape
     xs_d = dest_box.x0 + np.arange(dest_w, dtype=float)
     ys_d = dest_box.y0 + np.arange(dest_h, dtype=float)
-
-    # 1. fit the inverse map with cubics from forward samples (no per-pixel inversion): a 9x9
-    # grid of source points over the pre-image of the box (grown by the pass-1 row margin) is
-    # mapped forward; source x and y are fitted as functions of destination (X, Y), and source
-    # x as a function of (X, source y) for pass 1. A staggered 8x8 grid checks the fits.
-    margin = n + 6
-    cx, cy = dest_box.center
-    scale = max(dest_w, dest_h, 2) / 2.0
-    corner_x = np.array([xs_d[0], xs_d[-1], xs_d[0], xs_d[-1], cx])
-    corner_y = np.array([ys_d[0], ys_d[0], ys_d[-1], ys_d[-1], cy])
-    pre_x, pre_y = transform.approximate_inverse(corner_x, corner_y)
-    lo_x, hi_x = float(pre_x.min()) - 3.0, float(pre_x.max()) + 3.0
-    lo_y, hi_y = float(pre_y.min()) - margin - 2.0, float(pre_y.max()) + margin + 2.0
-    ref_y = (lo_y + hi_y) / 2.0
+    fit = None
     residual = 0.0
-    for k, count in enumerate((9, 8)):
-        step_x = (hi_x - lo_x) / 8.0
-        step_y = (hi_y - lo_y) / 8.0
-        offset = 0.5 * k
-        gx, gy = np.meshgrid(
-            lo_x + (np.arange(count) + offset) * step_x, lo_y + (np.arange(count) + offset) * step_y
-        )
-        fx, fy = transform.apply(gx, gy)
-        fu, fv = (fx - cx) / scale, (fy - cy) / scale
-        rv = (gy - ref_y) / scale
-        if k == 0:
-            (coef_x, coef_y), res_xy = _fit_cubic(fu, fv, np.stack([gx.ravel(), gy.ravel()], 1))
-            coef_r, res_r = _fit_cubic(fu, rv, gx)
-            residual = max(res_xy, res_r)
-        else:
-            for coefs, u, v, truth in (
-                (coef_x, fu, fv, gx),
-                (coef_y, fu, fv, gy),
-                (coef_r, fu, rv, gx),
-            ):
-                model = _cubic_terms(u.ravel(), v.ravel()) @ coefs
-                residual = max(residual, float(np.max(np.abs(model - truth.ravel()))))
-    if not residual <= _FIT_TOLERANCE:
-        raise WarpingError(
-            f"transform is not smooth over {dest_box}: cubic fit residual {residual:.2g} px"
-        )
-    us, vs = (xs_d - cx) / scale, (ys_d - cy) / scale
-    src_x = _eval_cubic_grid(coef_x, us, vs) - source_xy0[0]  # source array coordinates
-    src_y = _eval_cubic_grid(coef_y, us, vs) - source_xy0[1]
+    if method != "direct":
+        fit = _fit_inverse(transform, dest_box, margin=n + 6)
+        residual = fit.residual
+        if not residual <= _FIT_TOLERANCE:
+            if method == "separable":
+                raise WarpingError(
+                    f"transform is not smooth over {dest_box}: cubic fit residual "
+                    f"{residual:.2g} px"
+                )
+            fit = None
 
-    # 2. pad the source so that every tap of every pass is inside.
-    min_x, max_x = float(src_x.min()), float(src_x.max())
-    min_y, max_y = float(src_y.min()), float(src_y.max())
-    pad_lo_x = max(0, -math.floor(min_x) + margin)
-    pad_hi_x = max(0, math.ceil(max_x) - width + margin)
-    pad_lo_y = max(0, -math.floor(min_y) + margin)
-    pad_hi_y = max(0, math.ceil(max_y) - height + margin)
-    pad = ((pad_lo_y, pad_hi_y), (pad_lo_x, pad_hi_x))
-    invalid = ~np.isfinite(image)
-    src_image = np.where(invalid, np.float32(0.0), image).astype(np.float32, copy=False)
-    src_image = np.pad(src_image, pad)
-    invalid = np.pad(invalid, pad, constant_values=True)
-    planes = [src_image]
-    squared = [False]
-    if variance is not None:
-        src_var = np.where(
-            invalid[pad_lo_y : pad_lo_y + height, pad_lo_x : pad_lo_x + width],
-            np.float32(0.0),
-            variance,
-        ).astype(np.float32, copy=False)
-        planes.append(np.pad(src_var, pad))
-        squared.append(True)
-    px = src_x + pad_lo_x
-    py = src_y + pad_lo_y
-
-    # 3. pass 1 along source rows: positions x(X, row) where the forward map reaches column X.
-    row0 = max(math.floor(min_y + pad_lo_y) - margin + 1, 0)
-    row1 = min(math.ceil(max_y + pad_lo_y) + margin, planes[0].shape[0])
-    rows = np.arange(row0, row1, dtype=float) - pad_lo_y + source_xy0[1]  # parent source y
-    pos1 = _eval_cubic_grid(coef_r, us, (rows - ref_y) / scale) - source_xy0[0] + pad_lo_x
-    lines = [p[row0:row1] for p in planes]
-    pass1 = _resample_lines(lines, pos1, kernel, squared)
-
-    # 4. pass 2 along the columns of the intermediate image to the destination rows.
-    transposed = [np.ascontiguousarray(p.T) for p in pass1]
-    pos2 = (py - row0).T
-    pass2 = _resample_lines(transposed, np.ascontiguousarray(pos2), kernel, squared)
-    out_image = np.ascontiguousarray(pass2[0].T)
-    out_var = np.ascontiguousarray(pass2[1].T) if variance is not None else None
-
-    # 5. mask: OR over the 2n x 2n footprint; no-data where the footprint leaves the data.
-    # The invalid pixels ride along on a mask bit no plane uses, so one box-OR does both.
+    # No-data source pixels travel on a mask bit no plane uses (bit 32 of a uint64 copy if
+    # all 32 are taken), so that one OR over the footprint finds both.
     used = set(mask.planes.values())
-    spare = np.uint32(1 << next(b for b in range(31, -1, -1) if b not in used))
-    src_mask = mask.array | (
-        invalid[pad_lo_y : pad_lo_y + height, pad_lo_x : pad_lo_x + width].astype(np.uint32) * spare
+    spare = next((bit for bit in range(31, -1, -1) if bit not in used), None)
+    src_mask = mask.array if spare is not None else mask.array.astype(np.uint64)
+    invalid = src_mask.dtype.type(1 << (32 if spare is None else spare))
+    no_data_bits = src_mask.dtype.type(mask.get_plane_bitmask("NO_DATA"))
+    table = _kernel_table(kernel)
+    src_variance = _EMPTY_VARIANCE if variance is None else variance
+    out_shape = (dest_w, dest_h) if quarter_turns % 2 else (dest_h, dest_w)
+    out_image = np.empty(out_shape, np.float32)
+    out_mask = np.empty(out_shape, np.uint32)
+    out_var = np.empty(out_shape if variance is not None else (1, 1), np.float32)
+    # Views in which [Y, X] is the unturned destination pixel: writing them turns the result.
+    image_view = np.rot90(out_image, k=quarter_turns)
+    mask_view = np.rot90(out_mask, k=quarter_turns)
+    var_view = np.rot90(out_var, k=quarter_turns) if variance is not None else out_var
+    x0, y0 = float(source_xy0[0]), float(source_xy0[1])
+    if fit is not None:
+        kernels.separable_warper(n, variance is not None)(
+            image, src_mask, src_variance, fit.coefs,
+            (xs_d - fit.centre[0]) / fit.scale, (ys_d - fit.centre[1]) / fit.scale,
+            (y0 - fit.ref_y) / fit.scale, 1.0 / fit.scale, x0, y0, no_data_bits, invalid,
+            table, image_view, mask_view, var_view,
+        )  # fmt: skip
+    else:
+        grid_x, grid_y = np.meshgrid(xs_d, ys_d)
+        src_x, src_y = transform.apply_inverse(grid_x, grid_y)
+        src_x -= x0
+        src_y -= y0
+        pad_x = max(0, n - 1 - math.floor(float(src_x.min())))
+        pad_y = max(0, n - 1 - math.floor(float(src_y.min())))
+        shape = (  # +1: see the table rounding in `_warp_kernels`
+            pad_y + max(height, math.floor(float(src_y.max())) + n + 1) + 1,
+            pad_x + max(width, math.floor(float(src_x.max())) + n + 1) + 1,
+        )
+        src_image, src_var, padded_mask = kernels.pad_source(
+            image, src_mask, src_variance, pad_y, pad_x, shape, no_data_bits, invalid
+        )
+        kernels.apply_footprints(
+            kernels.box_or(2 * n)(padded_mask), src_x, src_y, float(pad_x), float(pad_y), n,
+            no_data_bits, invalid, image_view, var_view, mask_view,
+        )  # fmt: skip
+        kernels.direct_resampler(n, variance is not None)(
+            src_image, src_var, src_x, src_y, float(pad_x), float(pad_y), table, image_view,
+            var_view,
+        )  # fmt: skip
+    return WarpResult(
+        out_image,
+        Mask(out_mask, mask.planes),
+        out_var if variance is not None else None,
+        residual,
+        "separable" if fit is not None else "direct",
     )
-    edge = np.uint32(mask.get_plane_bitmask("NO_DATA")) | spare
-    src_mask = np.pad(src_mask, pad, constant_values=edge)
-    window = 2 * n
-    boxed = _box_or(_box_or(src_mask, window, 1), window, 0)
-    fy = np.floor(py).astype(np.intp) - n + 1
-    fx = np.floor(px).astype(np.intp) - n + 1
-    footprint = boxed[fy, fx]
-    no_data = (footprint & spare) != 0
-    footprint &= ~spare
-    out_mask = Mask(footprint, mask.planes)
-    if no_data.any():
-        out_image[no_data] = np.nan
-        out_mask.set("NO_DATA", no_data)
-        if out_var is not None:
-            out_var[no_data] = np.inf
-    return WarpResult(out_image, out_mask, out_var, residual)
 
 
 def nb90_rotations(orientation_deg: float) -> int:

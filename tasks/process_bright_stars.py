@@ -36,7 +36,6 @@ from imaging.warping import (
     KERNEL_HALF_WIDTHS,
     StampTransform,
     nb90_rotations,
-    rotate_quarter_turns,
     warp_masked_image,
 )
 from pipeline import (
@@ -481,12 +480,11 @@ class ProcessBrightStarsTask(PipelineTask):
                 source_xy0=stamp.xy0,
                 dest_box=Box(new_bl[0], new_bl[1], model_w, model_h),
                 kernel=self.config.warpingKernelName,
+                quarter_turns=nb90,
             )
             if not np.isfinite(result.image).any():
                 self.log.debug("warp of the stamp at %s produced no good pixel", stamp.xy0)
-            image = rotate_quarter_turns(result.image, nb90)
-            mask = Mask(rotate_quarter_turns(result.mask.array, nb90), result.mask.planes)
-            warped.append(Exposure(image, mask=mask))
+            warped.append(Exposure(result.image, mask=result.mask))
             transforms.append(transform)
             xy0s.append(new_bl)
         return Struct(warpedStars=warped, warpTransforms=transforms, xy0s=xy0s, nb90Rots=nb90)
