@@ -17,7 +17,9 @@ grid, after the detector's quarter turns, scaled to an annulus mean of 1) is:
    model, or onto a NaN of it, get nothing).
 3. **Subtracted** from the exposure's image, and added to a model image of the detector.
 
-Stamps without a finite annular flux are skipped by ``ANNULAR_FLUX``. Overlapping stars add
+A radially aligned model (``alignment="RADIAL"``) is turned back star by star instead: each
+detector pixel's stamp coordinates are rotated by the star's angle into the model's radial
+frame. Stamps without a finite annular flux are skipped by ``ANNULAR_FLUX``. Overlapping stars add
 up.
 """
 
@@ -31,6 +33,12 @@ from scipy import ndimage
 
 from .exposure import Exposure
 from .geometry import Box
+from .radial_alignment import (
+    ALIGNMENTS,
+    align_radially,
+    radial_frame_coordinates,
+    radial_rotation,
+)
 from .stamps import DEFAULT_BAD_MASK_PLANES, BrightStarStamp, BrightStarStamps
 from .warping import StampTransform, rotate_quarter_turns
 
@@ -105,6 +113,7 @@ def subtract_bright_stars(
     *,
     scaling: str = "ANNULAR_FLUX",
     bad_mask_planes: tuple[str, ...] = DEFAULT_BAD_MASK_PLANES,
+    alignment: str = "QUARTER_TURNS",
 ) -> SubtractionResult:
     """Subtract the scaled, warped-back model of every star from ``exposure`` (in place).
 
@@ -120,6 +129,10 @@ def subtract_bright_stars(
         ``ANNULAR_FLUX`` or ``LEAST_SQUARES``.
     bad_mask_planes : `tuple` [`str`, ...]
         Planes left out of the least-squares scaling.
+    alignment : `str`
+        How the model is oriented: ``QUARTER_TURNS`` (the stamps' frame) or ``RADIAL`` (radial
+        direction along +x, `~imaging.radial_alignment`; the model is rotated back by each
+        star's angle, and the least-squares scale is fitted in the radial frame).
 
     Returns
     -------
@@ -131,8 +144,14 @@ def subtract_bright_stars(
     ValueError
         If a stamp has no transform or its shape differs from the model's.
     """
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment {alignment!r} not in {ALIGNMENTS}")
+    radial = alignment == "RADIAL"
     nb90 = int(stamps.nb90Rots or 0)
-    unrotated = rotate_quarter_turns(model, -nb90)  # back to the frame the transform reaches
+    # back to the frame the transform reaches (a radial model turns star by star below)
+    unrotated = model if radial else rotate_quarter_turns(model, -nb90)
+    # the least-squares scale compares the stamp with the model: in the model's frame
+    radial_stamps = align_radially(stamps) if radial and scaling == "LEAST_SQUARES" else None
     filled = np.nan_to_num(unrotated, nan=0.0).astype(np.float64)
     coefficients = ndimage.spline_filter(filled, order=3)
     valid = np.isfinite(unrotated).astype(np.float64)
@@ -146,7 +165,8 @@ def subtract_bright_stars(
             )
         if stamp.archive_element is None:
             raise ValueError(f"star {stamp.gaiaId}: no stored transform to warp the model back")
-        scale = model_scale(stamp, model, scaling, bad_mask_planes=bad_mask_planes)
+        fitted = radial_stamps[len(scales)] if radial_stamps is not None else stamp
+        scale = model_scale(fitted, model, scaling, bad_mask_planes=bad_mask_planes)
         scales.append(scale)
         if not math.isfinite(scale):
             continue
@@ -157,6 +177,10 @@ def subtract_bright_stars(
         gx, gy = stamp.archive_element.apply(xs, ys)
         u = gx - stamp.position[0]
         v = gy - stamp.position[1]
+        if radial:
+            theta = radial_rotation(stamp, stamps.metadata)
+            center = (model.shape[1] // 2, model.shape[0] // 2)
+            u, v = radial_frame_coordinates(u, v, theta, center)
         coords = np.stack([v.ravel(), u.ravel()])
         values = ndimage.map_coordinates(
             coefficients, coords, order=3, mode="constant", cval=0.0, prefilter=False

@@ -14,11 +14,16 @@ none is given, the annulus-normalized stack stands in for it and sets the zero l
 against the current stack, for ``fit_iterations``; every iteration restacks the stamps with
 ``(stamp - pedestal) / amplitude`` (`~imaging.stamp_stacking.stack_stamps`' corrections) and
 rescales the stack to an annulus mean of 1. Stamps that cannot be fitted are left out.
+
+Either way the stamps may be aligned radially first (``alignment="RADIAL"``,
+`imaging.radial_alignment`) instead of by the detectors' quarter turns.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -28,8 +33,10 @@ from ._convolve import clipped_stats
 from .extended_psf import RegionalExtendedPsf
 from .extended_psf_profile import azimuthal_profile, fit_profile
 from .geometry import Box
+from .radial_alignment import ALIGNMENTS, align_radially
 from .stamp_amplitude_fit import AmplitudeFitConfig, StampFit, fit_stamps
 from .stamp_stacking import (
+    FileStampSource,
     NoStampsError,
     SourceInventory,
     StackingConfig,
@@ -40,6 +47,7 @@ from .stamp_stacking import (
     take_inventory,
 )
 from .stamps import annulus_mask
+from .stamps_io import write_stamps_fits
 
 __all__ = ["NORMALIZATIONS", "ModelReport", "measure_model"]
 
@@ -75,6 +83,7 @@ def measure_model(
     amplitude_fit: AmplitudeFitConfig | None = None,
     fit_iterations: int = 5,
     psf_model: np.ndarray | None = None,
+    alignment: str = "QUARTER_TURNS",
 ) -> tuple[RegionalExtendedPsf, ModelReport]:
     """Stack ``sources`` into one model (see the module docstring).
 
@@ -96,6 +105,10 @@ def measure_model(
         ``PSF_AMPLITUDE``: fit-and-stack iterations (the first against ``psf_model``).
     psf_model : `numpy.ndarray`, optional
         ``PSF_AMPLITUDE``: the first iteration's model on the stamp grid.
+    alignment : `str`
+        ``QUARTER_TURNS`` (the stamps as stored) or ``RADIAL``: each source's stamps are
+        rotated into their radial frames (`~imaging.radial_alignment.align_radially`) and
+        spilled to a temporary FITS file that the stacking then reads in parts.
 
     Raises
     ------
@@ -108,6 +121,19 @@ def measure_model(
         raise ValueError(f"normalization {normalization!r} not in {NORMALIZATIONS}")
     if fit_iterations < 1:
         raise ValueError(f"fit_iterations must be >= 1, got {fit_iterations}")
+    if alignment not in ALIGNMENTS:
+        raise ValueError(f"alignment {alignment!r} not in {ALIGNMENTS}")
+    if alignment == "RADIAL":
+        with tempfile.TemporaryDirectory(prefix="radial_stamps_") as folder:
+            aligned = [
+                _spill_aligned(source, os.path.join(folder, f"{k}.fits"), k)
+                for k, source in enumerate(sources)
+            ]
+            return measure_model(
+                aligned, stacking, normalization=normalization, annulus_radii=annulus_radii,
+                detector_list=detector_list, amplitude_fit=amplitude_fit,
+                fit_iterations=fit_iterations, psf_model=psf_model,
+            )  # fmt: skip
     shape = stamp_shape(sources)
     inventory = take_inventory(sources, shape, stacking)
     radii = annulus_radii or next(
@@ -154,6 +180,13 @@ def measure_model(
     profile = fit_profile(azimuthal_profile(model))
     regional = RegionalExtendedPsf(result.model, list(detector_list), report.n_stamps, profile)
     return regional, report
+
+
+def _spill_aligned(source: StampSource, path: str, index: int) -> FileStampSource:
+    """Write ``source``'s stamps, radially aligned, to ``path``; return a source reading it."""
+    stamps = source.read()
+    write_stamps_fits(align_radially(stamps, source=f"stamp source {index}"), path)
+    return FileStampSource(path)
 
 
 def _normalized_only(

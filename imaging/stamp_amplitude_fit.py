@@ -3,11 +3,12 @@
 Each stamp is modelled as ``a · M(x, y) + Σ_k c_k T_k(u, v)``: ``M`` is the current model on
 the stamp grid (a PSF model, later the stack itself), ``T_k`` the background polynomial terms
 ``u^p v^q`` (``p + q ≤ order``; `~imaging.stamp_stacking.polynomial_terms`, the same terms the
-stacker subtracts). ``a`` and the ``c_k`` are one linear least-squares solve with the design
-matrix ``[M, 1, u, v, …]`` over the stamp's usable pixels (finite in stamp and model, free of
-the bad mask planes, not in a *neighbour's* ``DETECTED`` footprint; the star's own footprint,
-the ``DETECTED`` component at the centre, is where the amplitude is measured), weighted by
-the inverse variance when the stamp has one.
+stacker subtracts; none with ``background_order=None``: the amplitude alone, for stamps whose
+sky was subtracted already). ``a`` and the ``c_k`` are one linear least-squares solve with
+the design matrix ``[M, 1, u, v, …]`` over the stamp's usable pixels (finite in stamp and
+model, free of the bad mask planes, not in a *neighbour's* ``DETECTED`` footprint; the star's
+own footprint, the ``DETECTED`` component at the centre, is where the amplitude is measured),
+weighted by the inverse variance when the stamp has one.
 
 Why the fit is not degenerate: ``M`` and the polynomial are separable only where they differ.
 The star's footprint constrains ``a`` (the model is peaked there, the polynomial smooth); the
@@ -21,7 +22,10 @@ smooth pedestal.
 
 The zero level of the model itself is not determined by these fits (``M + Q`` with ``Q`` in
 the polynomial space fits every stamp as well as ``M``, with pedestals ``c - a·Q``): it is
-the zero level of the first model, which is why the iteration starts from a PSF model.
+the zero level of the first model, which is why the iteration starts from a PSF model. On the
+demo's faint stars (halo below the sky noise past r ≈ 20 px) an order-2 pedestal started from
+the annulus stack took the halo with it (negative wings); there, stamps cut from a
+sky-subtracted exposure are better fitted by the amplitude alone.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class AmplitudeFitConfig:
         On a negative order, a non-positive radius or pixel count.
     """
 
-    background_order: int = 2
+    background_order: int | None = 2
     pedestal_radius: float | None = None
     min_outer_pixels_per_term: int = 20
     bad_mask_planes: tuple[str, ...] = DEFAULT_BAD_MASK_PLANES
@@ -57,8 +61,11 @@ class AmplitudeFitConfig:
     max_condition: float = 1e10
 
     def __post_init__(self) -> None:
-        if self.background_order < 0:
-            raise ValueError(f"background_order must be >= 0, got {self.background_order}")
+        if self.background_order is not None and self.background_order < 0:
+            raise ValueError(
+                f"background_order must be >= 0 (or None: no pedestal), got "
+                f"{self.background_order}"
+            )
         radius = self.pedestal_radius
         if (radius is not None and radius <= 0) or self.min_outer_pixels_per_term < 1:
             raise ValueError(
@@ -69,8 +76,9 @@ class AmplitudeFitConfig:
 
     @property
     def n_terms(self) -> int:
-        """Number of background polynomial terms."""
-        return (self.background_order + 1) * (self.background_order + 2) // 2
+        """Number of background polynomial terms (0 without a pedestal)."""
+        order = self.background_order
+        return 0 if order is None else (order + 1) * (order + 2) // 2
 
 
 @dataclass(frozen=True)
@@ -189,9 +197,12 @@ def fit_stamps(
     """
     shape = model.shape
     ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]]
-    terms = polynomial_terms(config.background_order, xs.ravel(), ys.ravel(), shape).reshape(
-        -1, *shape
-    )
+    if config.background_order is None:
+        terms = np.empty((0, *shape))
+    else:
+        terms = polynomial_terms(
+            config.background_order, xs.ravel(), ys.ravel(), shape
+        ).reshape(-1, *shape)
     amplitude = np.full(n_stamps, np.nan)
     background = np.full((n_stamps, terms.shape[0]), np.nan)
     fits = []
@@ -200,4 +211,6 @@ def fit_stamps(
         fits.append(fit)
         amplitude[index] = fit.amplitude
         background[index] = fit.background
+    if config.background_order is None:
+        return StampCorrections(amplitude, None, 0), fits
     return StampCorrections(amplitude, background, config.background_order), fits

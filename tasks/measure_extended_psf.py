@@ -18,6 +18,9 @@ amplitude and background pedestal, against the model and then the stack, ``fit_i
 times. The output's metadata records which one made the model (``NORMALIZATION``, and for
 ``PSF_AMPLITUDE`` ``FIT_ITER``, ``BKG_ORDER`` and ``FIT_START``, the first fit's model: the
 stamps carry no PSF kernel, so it is the annulus-normalized stack, ``ANNULUS_STACK``).
+``alignment`` chooses between the detectors' quarter turns and a radial alignment of every
+stamp (`imaging.radial_alignment`); ``ALIGNMENT`` records it, and SubtractBrightStarsTask
+follows it.
 """
 
 from __future__ import annotations
@@ -132,7 +135,24 @@ class MeasureExtendedPsfConfig(
             "against the model, then the stack, for fit_iterations",
         },
     )
+    alignment = ChoiceField(
+        str,
+        "How stamps are oriented before stacking",
+        default="QUARTER_TURNS",
+        allowed={
+            "QUARTER_TURNS": "LSST 2022: as stored, turned by their detector's quarter turns",
+            "RADIAL": "LSST 2026: rotated by the star's focal-plane angle (radial along +x), "
+            "from the detector geometry in the stamps' metadata and the stored transform",
+        },
+    )
     fit_iterations = Field(int, "PSF_AMPLITUDE: fit-and-stack iterations", default=5)
+    fit_background = Field(
+        bool,
+        "PSF_AMPLITUDE: fit a polynomial pedestal with each amplitude. Without a PSF model the "
+        "first fit is against the annulus stack, whose zero level the iterations keep: a "
+        "pedestal then trades with a faint halo; sky-subtracted stamps need none",
+        default=True,
+    )
     background_order = Field(int, "PSF_AMPLITUDE: order of the pedestal polynomial", default=2)
     pedestal_radius = Field(
         float,
@@ -162,7 +182,7 @@ class MeasureExtendedPsfConfig(
     def to_amplitude_fit(self) -> AmplitudeFitConfig:
         """Return the per-stamp fit of ``PSF_AMPLITUDE`` (radius 0: the annulus outer one)."""
         return AmplitudeFitConfig(
-            background_order=self.background_order,
+            background_order=self.background_order if self.fit_background else None,
             pedestal_radius=self.pedestal_radius or None,
             bad_mask_planes=tuple(self.stack_bright_stars.bad_mask_planes),
         )
@@ -263,6 +283,7 @@ class MeasureExtendedPsfTask(PipelineTask):
         stacking = config.stack_bright_stars.to_stacking()
         metadata = {
             "NORMALIZATION": config.normalization,
+            "ALIGNMENT": config.alignment,
             "STATISTIC": stacking.statistic,
             "NSIGCLIP": float(stacking.num_sigma_clip),
             "NITER": int(stacking.num_iter),
@@ -271,7 +292,8 @@ class MeasureExtendedPsfTask(PipelineTask):
             metadata["MAG_LIMIT"] = float(stacking.mag_limit)
         if config.normalization == "PSF_AMPLITUDE":
             metadata["FIT_ITER"] = int(config.fit_iterations)
-            metadata["BKG_ORDER"] = int(config.background_order)
+            order = int(config.background_order) if config.fit_background else -1
+            metadata["BKG_ORDER"] = order  # -1: no pedestal
         groups = self.select_detector_stamps(sources, detectors)
         region_names = [None] if not self.regions_by_detector else sorted(
             set(self.regions_by_detector.values())
@@ -296,6 +318,7 @@ class MeasureExtendedPsfTask(PipelineTask):
                     detector_list=region_detectors,
                     amplitude_fit=config.to_amplitude_fit(),
                     fit_iterations=config.fit_iterations,
+                    alignment=config.alignment,
                 )
             except NoStampsError as err:
                 self.log.warning("Nothing to stack for %s: %s", label, err)

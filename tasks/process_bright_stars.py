@@ -30,6 +30,7 @@ from scipy import ndimage
 from imaging.exposure import Exposure
 from imaging.geometry import Box
 from imaging.mask import Mask
+from imaging.radial_alignment import geometry_metadata
 from imaging.refcat_loader import ReferenceObjectLoader, julian_epoch, mag_to_njy
 from imaging.stamps import DEFAULT_BAD_MASK_PLANES, BrightStarStamp, BrightStarStamps
 from imaging.warping import (
@@ -328,9 +329,12 @@ class ProcessBrightStarsTask(PipelineTask):
             )
         ]
         inner, outer = self.config.annularFluxRadii
-        metadata = {"MAGLIMIT": float(self.config.magLimit)}
+        metadata: dict[str, Any] = {"MAGLIMIT": float(self.config.magLimit)}
         if dataId is not None:
             metadata["DATAID"] = str(dataId)[:60]
+        if inputExposure.detector is not None:
+            # where each star lies on the focal plane, for a radial alignment downstream
+            metadata.update(geometry_metadata(inputExposure.detector))
         with self.timer("normalize"):
             stamps_out = BrightStarStamps.initAndNormalize(
                 stamps,

@@ -2,7 +2,8 @@
 
 Per (instrument, visit, detector): read the exposure the stamps were cut from, its
 ``brightStarStamps`` and the band's ``extended_psf``; scale the detector's model to each star,
-warp it back with the stamp's stored transform and quarter turns, subtract it
+warp it back with the stamp's stored transform and quarter turns (or, for a radially aligned
+model, ``ALIGNMENT = RADIAL`` in its metadata, the star's focal-plane angle), subtract it
 (`imaging.bright_star_subtraction`), and write the subtracted exposure and the model image
 that was removed. A detector without stamps has no quantum input and raises
 `~pipeline.NoWorkFound` (LSST's 2023 task, science.md §4.1 era notes).
@@ -140,6 +141,7 @@ class SubtractBrightStarsTask(PipelineTask):
             model.image,
             scaling=self.config.scalingType,
             bad_mask_planes=tuple(self.config.badMaskPlanes),
+            alignment=str(inputExtendedPsf.metadata.get("ALIGNMENT", "QUARTER_TURNS")),
         )
         self.metadata["subtractedStarCount"] = result.n_subtracted
         self.log.info(

@@ -164,6 +164,13 @@ def test_psf_amplitude_normalization_is_recorded(tmp_path):
     ).value
     assert np.all(np.abs(ratio[:13] - 1) < 0.03), ratio
     assert psf.default.n_stamps == 36
+    config.fit_background = False  # the amplitude alone: no pedestal recorded (-1)
+    alone = MeasureExtendedPsfTask(config=config).run(sources, [0, 1, 2]).extended_psf
+    assert alone.metadata["BKG_ORDER"] == -1 and alone.default.n_stamps == 36
+    ratio = azimuthal_profile(alone().image).value / azimuthal_profile(
+        truth / annulus_mean(truth, 8, 12)
+    ).value
+    assert np.all(np.abs(ratio[:13] - 1) < 0.03), ratio
     config.fit_iterations = 0
     with pytest.raises(ValueError, match="fit_iterations"):
         config.validate()
