@@ -20,6 +20,8 @@ import logging
 import threading
 from typing import Any
 
+from butler._errors import RegistryFullError
+
 __all__ = ["RunLeaseKeeper"]
 
 _LOG = logging.getLogger("pipeline.execution.run")
@@ -84,4 +86,7 @@ class RunLeaseKeeper:
             self.registry.release_run_lease(self.run, self.token)
         except Exception as err:  # the next client takes over a dead holder's lease
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
-            _LOG.warning("could not release the lease of run %r: %s", self.run, first)
+            # A full registry disk has been reported by the run already (and is the
+            # reason it stopped): not a second warning about the same disk.
+            level = logging.INFO if isinstance(err, RegistryFullError) else logging.WARNING
+            _LOG.log(level, "could not release the lease of run %r: %s", self.run, first)
