@@ -47,3 +47,14 @@ def s3_server():
 def s3_bucket(s3_server):
     """Name of a new, empty bucket on the session's S3 server."""
     return s3_server.new_bucket()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked ``soak`` unless the ``-m`` expression names them (``pytest -m soak``):
+    they take minutes, longer than the suite's budget on a quiet 2-core machine."""
+    if "soak" in (config.getoption("markexpr") or ""):
+        return
+    skip = pytest.mark.skip(reason="soak test: run it with `pytest -m soak`")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)

@@ -36,7 +36,7 @@ import dataclasses
 import os
 import posixpath
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
@@ -482,6 +482,67 @@ class FileDatastore:
         if fs.exists(posixpath.join(path, "zarr.json")):
             return True
         return bool(fs.exists(path)) and not _is_zarr_formatter(info.formatter)
+
+    def existing(self, infos: Iterable[StoredFileInfo]) -> dict[str, int | None]:
+        """Return which of these artifacts exist, by path, with their size when it is cheap.
+
+        One directory listing per distinct parent folder instead of one `exists` call per
+        artifact: on an object store an ``exists`` of a missing key costs two or three
+        requests (a resume checking 1,300 quanta took about a minute against moto under
+        load; one listing of 300 keys took 0.2 s). Artifacts that are directories (zarr), or
+        whose path is absolute, are checked one by one with `exists`.
+
+        Returns
+        -------
+        found : `dict` [`str`, `int` or `None`]
+            Path of each existing artifact -> its size in bytes (`None` for a directory).
+        """
+        by_folder: dict[str, list[StoredFileInfo]] = {}
+        found: dict[str, int | None] = {}
+        for info in infos:
+            if _is_absolute(info.path) or _is_zarr_formatter(info.formatter):
+                if self.exists(info):
+                    found[info.path] = None
+            else:
+                by_folder.setdefault(posixpath.dirname(info.path), []).append(info)
+        for folder, members in by_folder.items():
+            fs, path = self._full_path(folder)
+            try:
+                if not is_local(fs):
+                    fs.invalidate_cache(path)
+                entries = fs.ls(path, detail=True)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            listed = {
+                posixpath.basename(str(e["name"]).rstrip("/")): e for e in entries
+            }
+            for info in members:
+                entry = listed.get(posixpath.basename(info.path))
+                if entry is None:
+                    continue
+                is_file = entry.get("type") == "file"
+                found[info.path] = int(entry["size"]) if is_file else None
+        return found
+
+    def records_of_existing(self, infos: Iterable[StoredFileInfo]) -> list[StoredFileInfo]:
+        """Return the records of those artifacts that exist, as `put` would have returned them.
+
+        With their sizes (and checksums when this datastore records them), in the order
+        given; found in bulk (`existing`). For registering files written earlier whose
+        records were lost (a resumed run adopting a finished quantum's outputs).
+        """
+        infos = list(infos)
+        found = self.existing(infos)
+        records = []
+        for info in infos:
+            if info.path not in found:
+                continue
+            size = found[info.path]
+            if size is None:
+                fs, path = self._full_path(info.path)
+                size = artifact_size(fs, path)
+            records.append(self._with_checksum(dataclasses.replace(info, file_size=size)))
+        return records
 
     def same_artifact(self, obj: Any, info: StoredFileInfo) -> bool:
         """Whether the artifact at ``info`` holds exactly the bytes `put` would write for ``obj``.

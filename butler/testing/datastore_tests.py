@@ -255,6 +255,35 @@ class DatastoreTests:
         datastore.remove(info)  # missing is fine
         assert self.all_files(datastore) == []
 
+    def test_existing_agrees_with_exists(self, datastore, universe):
+        """`existing` finds exactly what `exists` finds, with file sizes, in bulk."""
+
+        def at(detector, name="calexp"):
+            return self.ref(universe, name, instrument="Cam", visit=42, detector=detector)
+
+        written = [datastore.put({"d": d}, at(d)) for d in range(3)]
+        image = datastore.put(np.zeros((3, 3)), self.ref(universe, "image", "NumpyArray"))
+        missing = [datastore.predict(at(d)) for d in (7, 8)]
+        elsewhere = datastore.predict(at(1, "nothing_here"))
+        found = datastore.existing([*written, image, *missing, elsewhere])
+        assert set(found) == {info.path for info in [*written, image]}
+        assert all(found[info.path] == info.file_size for info in written)
+        for info in [*written, image, *missing, elsewhere]:
+            assert (info.path in found) == datastore.exists(info)
+        datastore.remove(written[0])  # a listing made before is not reused
+        assert written[0].path not in datastore.existing(written)
+
+    def test_same_artifact_compares_bytes(self, datastore, universe):
+        """`same_artifact`: true only for what `put` would write for this object."""
+        info = datastore.put({"a": [1, 2]}, self.ref(universe))
+        assert datastore.same_artifact({"a": [1, 2]}, info)
+        assert not datastore.same_artifact({"a": [1, 3]}, info)
+        assert not datastore.same_artifact({"a": [1, 2]}, datastore.predict(
+            self.ref(universe, instrument="Cam", visit=42, detector=9)))
+        image = datastore.put(np.arange(6.0).reshape(2, 3), self.ref(universe, "i", "NumpyArray"))
+        assert datastore.same_artifact(np.arange(6.0).reshape(2, 3), image)
+        assert not datastore.same_artifact(np.zeros((2, 3)), image)
+
     # -- failures ------------------------------------------------------------------
 
     @pytest.mark.parametrize("storage_class", ["Exploding", "ExplodingDir"])

@@ -12,7 +12,6 @@ State: only inside `RunSetup` instances (the butler, graph and dataset types of 
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import logging
 import posixpath
@@ -60,11 +59,6 @@ GRAPH_DATASET = "quantum_graph"
 def empty_ref(qgraph: QuantumGraph, dtype: DatasetType) -> DatasetRef:
     """Return the ref of a run-level dataset (empty data ID) in the graph's output run."""
     return DatasetRef.make(dtype, DataCoordinate(qgraph.universe.group(()), ()), qgraph.output_run)
-
-
-def _artifact_size(butler: Any, info: StoredFileInfo) -> int:
-    fs, path = fsspec.core.url_to_fs(butler.datastore.uri(info))
-    return int(fs.du(path, total=True)) if fs.isdir(path) else int(fs.size(path))
 
 
 def _config_of(info: Any) -> Any:
@@ -210,8 +204,7 @@ class RunSetup:
             replace = False
             if datastore.exists(predicted):
                 if datastore.same_artifact(obj, predicted):
-                    size = _artifact_size(self.butler, predicted)
-                    info = dataclasses.replace(predicted, file_size=size)
+                    (info,) = datastore.records_of_existing([predicted])
                     self._insert_ignoring_duplicates(ref, info)
                     _LOG.info("adopted %s: written (identical) but never registered", what)
                     continue  # check what is registered now
@@ -401,14 +394,22 @@ def resume_state(
             registered.pop(ref.id, None)
     adopted, refused = 0, []
     digests = {label: config_digest(info.config_yaml) for label, info in qgraph.tasks.items()}
-    for node, quantum in quanta.items():
-        if node in complete or node in redo or not skip_existing:
+    datastore = butler.datastore
+    # Which unfinished quanta have a metadata file: one listing per folder, not one request
+    # per quantum (`FileDatastore.existing`).
+    candidates = {
+        node: datastore.predict(quantum.metadata_ref)
+        for node, quantum in quanta.items()
+        if skip_existing and node not in complete and node not in redo
+    }
+    with_metadata = datastore.existing(candidates.values())
+    adoptable: list[int] = []
+    for node, meta in candidates.items():
+        if meta.path not in with_metadata:
             continue
-        meta = butler.datastore.predict(quantum.metadata_ref)
-        if not butler.datastore.exists(meta):
-            continue
+        quantum = quanta[node]
         try:
-            recorded = butler.datastore.get(meta).to_dict().get("quantum")
+            recorded = datastore.get(meta).to_dict().get("quantum")
         except Exception as err:  # unreadable: not ours to trust
             recorded, why = None, f"unreadable metadata ({err})"
         else:
@@ -416,23 +417,20 @@ def resume_state(
         if why:
             refused.append(f"{quantum.task_label} {quantum.data_id}: {why}")
             continue
-        refs, infos = [], []
-        for ref in quantum.all_outputs():
-            predicted = butler.datastore.predict(ref)
-            if butler.datastore.exists(predicted):
-                info = dataclasses.replace(predicted, file_size=_artifact_size(butler, predicted))
-                refs.append(ref)
-                infos.append(info)
+        adoptable.append(node)
+    refs_by_id = {ref.id: ref for node in adoptable for ref in quanta[node].all_outputs()}
+    # each quantum's outputs with its metadata last (`Quantum.all_outputs`), all in one batch
+    infos = datastore.records_of_existing(datastore.predict(ref) for ref in refs_by_id.values())
+    refs = [refs_by_id[info.dataset_id] for info in infos]
+    if refs:
         retry_busy(
-            lambda refs=refs, infos=infos: registry.insert_datasets(
-                refs, infos, on_conflict="ignore"
-            ),
+            lambda: registry.insert_datasets(refs, infos, on_conflict="ignore"),
             setup.timeout,
             what="adopted outputs",
         )
-        registered.update({i.dataset_id: i for i in infos})
-        complete.add(node)
-        adopted += 1
+    registered.update({i.dataset_id: i for i in infos})
+    complete.update(adoptable)
+    adopted = len(adoptable)
     if adopted:
         _LOG.info("adopted %d quanta whose outputs were written but never registered", adopted)
     if refused:

@@ -289,6 +289,48 @@ class _ClusterRun:
             },
         )
 
+    def finished_before(self, quantum: Quantum) -> QuantumOutcome | None:
+        """Return the outcome of ``quantum`` if this execution already ran it to the end.
+
+        dask runs a finished task again when the worker holding its result dies before the
+        client has released it (the scheduler recomputes a lost key that is still wanted),
+        and a retried batch holds quanta that finished before the worker died. The client may
+        have registered the first run's outputs already: running the quantum again would
+        overwrite registered files with other bytes (the metadata's timings), so that the
+        registry no longer describes them. The metadata file is written last: if it exists
+        and names this execution, the quantum is done, and its outcome is rebuilt from the
+        files that are there instead (one existence check per quantum when it is not).
+        """
+        datastore = self.butler.datastore
+        meta = datastore.predict(quantum.metadata_ref)
+        if not datastore.exists(meta):
+            return None
+        try:
+            recorded = datastore.get(meta).to_dict().get("quantum") or {}
+        except Exception:  # unreadable (a torn leftover of another run): run it again
+            return None
+        if recorded.get("execution_id") != self.payload.execution_id:
+            return None
+        written = datastore.records_of_existing(datastore.predict(r) for r in quantum.all_outputs())
+        _LOG.info(
+            "quantum %s (node %d) was already run to the end by this execution (attempt %s); "
+            "not running it again",
+            quantum.data_id,
+            quantum.node_id,
+            recorded.get("attempt"),
+        )
+        return QuantumOutcome(
+            quantum.node_id,
+            recorded.get("status", QuantumStatus.SUCCEEDED),
+            tuple(written),
+            message=recorded.get("message", ""),
+            host=recorded.get("host", ""),
+            pid=int(recorded.get("pid", 0)),
+            attempt=int(recorded.get("attempt", self.payload.attempt)),
+            wall_time=float(recorded.get("wall_time", 0.0)),
+            cpu_time=float(recorded.get("cpu_time", 0.0)),
+        )
+
     def run(self, quantum: Quantum) -> QuantumOutcome:
         common = {"host": self.host, "pid": os.getpid(), "attempt": self.payload.attempt}
         if self.disk_full:  # an earlier quantum found the disk full: this one would too
@@ -300,6 +342,9 @@ class _ClusterRun:
                 **common,
             )
         outputs = {r.id for rs in quantum.outputs.values() for r in rs}
+        before = self.finished_before(quantum)
+        if before is not None:
+            return before
         if any(r.id in self.failed_outputs for r in quantum.all_inputs()):
             self.failed_outputs |= outputs
             return QuantumOutcome(quantum.node_id, QuantumStatus.BLOCKED, **common)
