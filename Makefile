@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,sim]'
+	-$(PY) scripts/fetch_test_data.py
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -7,9 +7,12 @@ one-column bleed trail, clipped at the saturation level as an ADC does.
 
 `write_dss_m13_raw` wraps a real image that ships with astropy (its FITS test data): a 300²
 Digitized Sky Survey frame of the globular cluster M13 with a TAN WCS (1"/pixel), as a plain
-raw with the keywords of `M13_KEYWORDS`. The sep source distribution's 256² ESO/EMMI frame with
-SExtractor's background is *not* in the installed sep wheel (1.4.1 ships only its extension
-module), so it is not used: nothing is downloaded at test time.
+raw with the keywords of `M13_KEYWORDS`.
+
+`write_emmi_raw` wraps the sep source distribution's 256² ESO/EMMI frame (SExtractor's
+background, RMS map and catalog beside it) as a plain raw with `EMMI_KEYWORDS`. The sep wheel
+does not ship it: ``scripts/fetch_test_data.py`` (run by ``make .venv/.installed``) unpacks it
+from the sep sdist into `sep_data_dir` at install time; nothing is downloaded at test time.
 """
 
 from __future__ import annotations
@@ -21,11 +24,16 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 __all__ = [
+    "EMMI_KEYWORDS",
+    "EMMI_SATURATE",
     "M13_KEYWORDS",
     "RAW_KEYWORDS",
     "m13_path",
+    "read_sep_image",
     "saturated_star_image",
+    "sep_data_dir",
     "write_dss_m13_raw",
+    "write_emmi_raw",
     "write_plain_raw",
 ]
 
@@ -143,3 +151,51 @@ def write_dss_m13_raw(path: str | Path) -> Path:
     path = Path(path)
     fits.PrimaryHDU(image, header=header).writeto(path)
     return path
+
+
+#: Header values that make the EMMI frame a raw. The frame is a sum of three exposures (1200 s
+#: in all, ESO NTT, 1992-10-26); SATURATE is SExtractor's SATUR_LEVEL of sep's ``default.sex``
+#: (50000: its catalog flags the brightest star, peak 98215, as saturated); GAIN is the sky's
+#: Poisson gain (level 6850 ADU, rms 65 ADU: 6850 / 65² = 1.6 e-/ADU); RDNOISE is not in the
+#: header and is small against the sky noise (5 ADU assumed).
+EMMI_KEYWORDS: dict[str, object] = {
+    "INSTRUME": "EMMI",
+    "DETECTOR": 0,
+    "VISIT": 1,
+    "FILTER": "R",
+    "BAND": "r",
+    "EXPTIME": 1200.0,
+    "MJD-OBS": 48921.62787,
+    "BORE-RA": 0.0,
+    "BORE-DEC": 0.0,
+    "GAIN": 1.6,
+    "RDNOISE": 5.0,
+}
+#: SATURATE of the EMMI raw (SExtractor's SATUR_LEVEL for this frame).
+EMMI_SATURATE = 50000.0
+
+
+def sep_data_dir() -> Path:
+    """Where ``scripts/fetch_test_data.py`` put sep's ``data/`` files (may not exist)."""
+    import sys
+
+    return Path(sys.prefix) / "share" / "skyquanta-test-data" / "sep"
+
+
+def read_sep_image(name: str) -> np.ndarray:
+    """One image of `sep_data_dir` (``image.fits``, ``back.fits``, ``rms.fits``) as float64."""
+    import warnings
+
+    from astropy.utils.exceptions import AstropyUserWarning
+
+    with warnings.catch_warnings():  # their ESO-LOG cards are not standard FITS: not used here
+        warnings.simplefilter("ignore", AstropyUserWarning)
+        return fits.getdata(sep_data_dir() / name).astype(np.float64)
+
+
+def write_emmi_raw(path: str | Path) -> Path:
+    """Write sep's EMMI frame as a plain raw (`EMMI_KEYWORDS`, TAN WCS at 0.27"/pixel)."""
+    image = read_sep_image("image.fits").astype(np.float32)
+    return write_plain_raw(
+        path, image, saturation=EMMI_SATURATE, keywords=EMMI_KEYWORDS, pixel_scale=0.27
+    )
