@@ -6,13 +6,16 @@ the BLAS/OpenMP pools limited to one thread, so the rates are per core.
 1. **In memory, same cube**: 1,000 stamps of 275² (a core + halo star, noise, 3% masked
    pixels) held as one ``(stamps, y, x)`` float32 cube with NaN at masked pixels. Timed:
    - ours: `imaging.stamp_stacking.pixel_statistic` MEANCLIP (afw's clipped mean: median and
-     0.741 IQR, then 3 iterations of 4-sigma mean/std), including the transposition to its
-     ``(pixels, stamps)`` layout;
+     0.741 IQR, then 3 iterations of 4-sigma mean/std; `imaging._meanclip_kernel`) on the
+     cube's ``(pixels, stamps)`` view, so the time includes the transposition (block by
+     block); numba's compile or cache load happens once before, reported as ``warm-up``;
    - astropy: ``sigma_clip(cube, sigma=4, maxiters=3, axis=0)`` then the mean of what is left;
    - ccdproc: ``Combiner`` over 1,000 ``CCDData`` (mask = the NaN pixels),
      ``sigma_clipping(low_thresh=4, high_thresh=4)`` then ``average_combine``.
-   The clipping rules differ in detail (the peers recentre on the median each iteration);
-   the table gives the largest difference of the results.
+   The clipping rules differ in detail (the peers recentre on the median each iteration and
+   never give a clipped value back); the table gives the largest difference of the results.
+   Each stacker's time is the least CPU time of two runs (the machine may be shared); the
+   target is ours >= 5x faster than the faster peer.
 2. **From files**: 200 stamps in 10 collections, stacked by `stack_stamps` through the FITS
    (LSST layout) and the zarr formatters' partial reads, sub-boxes of 100².
 3. **Peak memory at 10,000 stamps** (275², 40 collections of 250, default 128 MiB cube
@@ -67,46 +70,61 @@ def _cube(n: int, seed: int = 1) -> np.ndarray:
     return cube
 
 
-def case_memory() -> dict[str, Any]:
-    """Time the three stackers on the same in-memory cube."""
-    from imaging.stamp_stacking import pixel_statistic
+def _best_cpu(func: Any, repeats: int) -> tuple[float, Any]:
+    """Least CPU time of ``repeats`` calls of ``func`` (the machine may be shared) and a result."""
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.process_time()
+        result = func()
+        best = min(best, time.process_time() - start)
+    return best, result
 
-    cube = _cube(N_MEMORY)
-    out: dict[str, Any] = {"n": N_MEMORY}
-    start = time.process_time()
-    flat = np.ascontiguousarray(cube.reshape(N_MEMORY, -1).T)
-    ours, _ = pixel_statistic(flat, "MEANCLIP", num_sigma_clip=4.0, num_iter=3)
-    out["ours"] = time.process_time() - start
-    ours = ours.reshape(SIZE, SIZE)
-    del flat
+
+def case_memory(repeats: int = 2) -> dict[str, Any]:
+    """Time the three stackers on the same in-memory cube (best CPU time of ``repeats``)."""
+    import warnings
 
     from astropy.stats import sigma_clip
 
-    start = time.process_time()
-    clipped = sigma_clip(cube, sigma=4, maxiters=3, axis=0, masked=True)
-    astropy_mean = np.ma.mean(clipped, axis=0).filled(np.nan)
-    out["astropy"] = time.process_time() - start
-    del clipped
+    from imaging.stamp_stacking import pixel_statistic
 
+    cube = _cube(N_MEMORY)
+    out: dict[str, Any] = {"n": N_MEMORY, "repeats": repeats}
+    start = time.perf_counter()  # numba: compile, or load from its cache, once per process
+    pixel_statistic(np.ones((4, 8), np.float32), "MEANCLIP")
+    out["warmup"] = time.perf_counter() - start
+    # the (pixels, stamps) view of the cube: the kernel transposes it block by block
+    out["ours"], ours = _best_cpu(
+        lambda: pixel_statistic(
+            cube.reshape(N_MEMORY, -1).T, "MEANCLIP", num_sigma_clip=4.0, num_iter=3
+        )[0].reshape(SIZE, SIZE),
+        repeats,
+    )
+
+    def astropy_stack() -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Input data contains invalid values"
+            clipped = sigma_clip(cube, sigma=4, maxiters=3, axis=0, masked=True)
+            return np.ma.mean(clipped, axis=0).filled(np.nan)
+
+    out["astropy"], astropy_mean = _best_cpu(astropy_stack, repeats)
     try:
-        import warnings
-
         from astropy.nddata import CCDData
         from ccdproc import Combiner
     except ImportError as err:
         out["ccdproc"] = None
         out["ccdproc_error"] = str(err)
     else:
-        start = time.process_time()
-        frames = [
-            CCDData(np.nan_to_num(c), mask=np.isnan(c), unit="adu") for c in cube
-        ]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            combiner = Combiner(frames)
-            combiner.sigma_clipping(low_thresh=4, high_thresh=4)
-            ccd_mean = np.asarray(combiner.average_combine().data)
-        out["ccdproc"] = time.process_time() - start
+
+        def ccdproc_stack() -> np.ndarray:
+            frames = [CCDData(np.nan_to_num(c), mask=np.isnan(c), unit="adu") for c in cube]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                combiner = Combiner(frames)
+                combiner.sigma_clipping(low_thresh=4, high_thresh=4)
+                return np.asarray(combiner.average_combine().data)
+
+        out["ccdproc"], ccd_mean = _best_cpu(ccdproc_stack, repeats)
         out["diff_ccdproc"] = float(np.nanmax(np.abs(ccd_mean - ours)) / ours.max())
     out["diff_astropy"] = float(np.nanmax(np.abs(astropy_mean - ours)) / ours.max())
     return out
@@ -225,15 +243,24 @@ def main() -> None:
         ["astropy sigma_clip", memory["astropy"], n / memory["astropy"],
          memory["astropy"] / memory["ours"], f"{memory['diff_astropy']:.2g}"]
     )  # fmt: skip
+    peers = [memory["astropy"]]
     if memory.get("ccdproc") is not None:
+        peers.append(memory["ccdproc"])
         rows.append(
             ["ccdproc Combiner", memory["ccdproc"], n / memory["ccdproc"],
              memory["ccdproc"] / memory["ours"], f"{memory['diff_ccdproc']:.2g}"]
         )  # fmt: skip
     print_table(
-        f"Stacking {n} stamps of {SIZE}x{SIZE} held in memory (one core)",
+        f"Stacking {n} stamps of {SIZE}x{SIZE} held in memory (one core, best CPU of "
+        f"{memory['repeats']})",
         ["stacker", "CPU s", "stamps/s/core", "peer time / ours", "max |diff| / peak"],
         rows,
+        notes=(
+            f"ours vs the faster peer: {min(peers) / memory['ours']:.2f}x (target >= 5x); "
+            f"numba warm-up (compile or cache load, once per process) {memory['warmup']:.2f} s"
+            + ("" if memory.get("ccdproc") is not None else
+               f"; ccdproc not installed: {memory.get('ccdproc_error')}")
+        ),
     )
     file_rows = []
     for fmt in ("zarr", "fits"):

@@ -15,9 +15,9 @@ Design (LSST's ``StackBrightStarsTask``, science.md §4.1, plus a memory bound):
    ``MEANCLIP``, afw's clipped mean: start from the median and 0.741 × the inter-quartile
    range, then ``num_iter`` times keep the values within ``num_sigma_clip`` of the centre and
    take their mean and standard deviation (a pixel stops iterating when fewer than 2 values
-   stay or the width is 0; `imaging._convolve.clipped_stats` is the 1-D reference).
-   The cube is sorted once per pixel; every clipping iteration then only counts values below
-   the two limits and reads sums from cumulative sums (no per-iteration mask of the cube).
+   stay or the width is 0; `imaging._convolve.clipped_stats` is the 1-D reference). The
+   kernel is `imaging._meanclip_kernel`: cache-sized pixel blocks, one vectorized sort per
+   pixel, then numba passes; its temporaries are one block, whatever the cube's size.
 4. **Corrections** (the 2026 normalization): an optional per-stamp amplitude and polynomial
    background: a stamp pixel becomes ``(value - background(x, y)) / amplitude`` before the
    statistic.
@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ._meanclip_kernel import meanclip_rows
 from .exposure import Exposure
 from .geometry import Box
 from .mask import Mask
@@ -358,7 +359,8 @@ def pixel_statistic(
     num_sigma_clip, num_iter : `float`, `int`
         Clipping of ``MEANCLIP``.
     chunk_values : `int`
-        Values processed at once (the temporaries take ~32 bytes per value).
+        Values processed at once by ``MEAN`` and ``MEDIAN`` (their temporaries take ~32 bytes
+        per value; ``MEANCLIP`` works in blocks of its own, about 0.5 MiB).
 
     Returns
     -------
@@ -367,18 +369,15 @@ def pixel_statistic(
     """
     if statistic not in STACKING_STATISTICS:
         raise ValueError(f"stacking statistic {statistic!r} not in {STACKING_STATISTICS}")
+    if statistic == "MEANCLIP":  # its own blocks of pixels, small and reused
+        return meanclip_rows(cube, num_sigma_clip, num_iter)
     n_pix, n = cube.shape
     value = np.empty(n_pix, dtype=np.float32)
     count = np.empty(n_pix, dtype=np.int32)
     step = max(1, chunk_values // max(n, 1))
     for start in range(0, n_pix, step):
         part = cube[start : start + step]
-        if statistic == "MEAN":
-            v, c = _mean(part)
-        elif statistic == "MEDIAN":
-            v, c = _median(part)
-        else:
-            v, c = _clipped_mean(part, num_sigma_clip, num_iter)
+        v, c = _mean(part) if statistic == "MEAN" else _median(part)
         value[start : start + step] = v
         count[start : start + step] = c
     return value, count
@@ -410,75 +409,3 @@ def _median(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ordered = np.sort(part, axis=1)  # NaN last
     n = np.count_nonzero(~np.isnan(part), axis=1)
     return _quantile(ordered, n, 0.5).astype(np.float32), n
-
-
-def _clipped_mean(
-    part: np.ndarray, num_sigma_clip: float, num_iter: int
-) -> tuple[np.ndarray, np.ndarray]:
-    ordered = np.sort(part, axis=1)  # NaN last: row i's values are ordered[i, :n[i]]
-    n_rows, width_n = ordered.shape
-    n = np.count_nonzero(~np.isnan(ordered), axis=1)
-    q25 = _quantile(ordered, n, 0.25)
-    centre = _quantile(ordered, n, 0.5)
-    q75 = _quantile(ordered, n, 0.75)
-    width = 0.741 * (q75 - q25)
-    # cumulative sums (float64) of the sorted values: any kept range [lo, hi) sums in O(1);
-    # NaN only follow the valid values, so the sums up to n are clean.
-    values = ordered.astype(np.float64)
-    csum = np.zeros((n_rows, width_n + 1))
-    csum2 = np.zeros((n_rows, width_n + 1))
-    np.cumsum(values, axis=1, out=csum[:, 1:])
-    np.multiply(values, values, out=values)
-    np.cumsum(values, axis=1, out=csum2[:, 1:])
-    del values
-    rows = np.arange(n_rows)
-    # width <= 0: fall back to the standard deviation of all values
-    flat = (width <= 0) & (n > 0)
-    if flat.any():
-        nn = n[flat]
-        s1 = csum[rows[flat], nn]
-        s2 = csum2[rows[flat], nn]
-        width[flat] = np.sqrt(np.maximum(s2 / nn - (s1 / nn) ** 2, 0.0))
-    used = n.copy()
-    active = (n > 0) & (width > 0)
-    for _ in range(num_iter):
-        idx = np.flatnonzero(active)
-        if not idx.size:
-            break
-        c, w, nv = centre[idx], width[idx], n[idx]
-        # kept values: lo <= i < hi with ordered[lo-1] <= c - kw < ordered[lo] and
-        # ordered[hi-1] < c + kw <= ordered[hi] (strict limits, as clipped_stats)
-        lo = _count_sorted(ordered, idx, nv, c - num_sigma_clip * w, strict=False)
-        hi = _count_sorted(ordered, idx, nv, c + num_sigma_clip * w, strict=True)
-        k = hi - lo
-        stop = k < 2
-        active[idx[stop]] = False
-        go = ~stop
-        idx, lo, hi, k = idx[go], lo[go], hi[go], k[go]
-        s1 = csum[idx, hi] - csum[idx, lo]
-        s2 = csum2[idx, hi] - csum2[idx, lo]
-        mean = s1 / k
-        centre[idx] = mean
-        width[idx] = np.sqrt(np.maximum(s2 / k - mean * mean, 0.0))
-        used[idx] = k
-        active[idx[width[idx] <= 0]] = False
-    return centre.astype(np.float32), used
-
-
-def _count_sorted(
-    ordered: np.ndarray, rows: np.ndarray, n: np.ndarray, limit: np.ndarray, *, strict: bool
-) -> np.ndarray:
-    """Per row, how many of the first ``n`` sorted values are ``< limit`` (or ``<=``).
-
-    A vectorized binary search: ~log2(columns) gathers of one value per row.
-    """
-    count = np.zeros(rows.size, dtype=np.intp)
-    step = 1 << max(int(ordered.shape[1]).bit_length() - 1, 0)
-    while step:
-        candidate = count + step
-        inside = candidate <= n
-        probe = ordered[rows[inside], candidate[inside] - 1].astype(np.float64)
-        below = probe < limit[inside] if strict else probe <= limit[inside]
-        count[np.flatnonzero(inside)[below]] = candidate[inside][below]
-        step >>= 1
-    return count
