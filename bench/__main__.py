@@ -14,6 +14,7 @@ BENCHMARKS = {
     "bright_stars": "bench.bright_stars_bench",
     "extended_psf": "bench.extended_psf_bench",
     "startup": "bench.startup_bench",
+    "bulk": "bench.bulk_bench",
 }
 
 

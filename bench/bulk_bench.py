@@ -1,0 +1,265 @@
+"""Bulk benchmark: the whole default pipeline over a simulated focal plane, on ``-j 2``.
+
+Run with ``python -m bench bulk``. Steps:
+
+1. **Simulation, made once.** ``butler simulate`` (the demo's options: every star with the
+   extended core + halo profile, extra bright stars for the stamps) writes a repository of
+   ``DETECTORS × VISITS`` exposures of ``SIZE²`` px into the cache folder, under a name made
+   of the sizes. It is made in a ``*.partial-<pid>`` folder and renamed when complete, so a
+   later run reuses only a finished simulation. The simulator's truth images are not kept
+   (the benchmark does not use them; they are a third of the bytes).
+2. **The run.** ``pipetask run -p pipelines.yaml`` (characterizeImage → processBrightStars →
+   measureExtendedPsf → subtractBrightStars) on a local dask cluster of ``JOBS`` single-thread
+   workers (BLAS/OpenMP pools limited to one thread), into a new output run. The wall time is
+   the whole command as a user waits for it (start-up, graph build, execution, registration).
+3. **Accounting.** Every quantum's own CPU time is read from its ``<label>_metadata``
+   (``quantum.cpu_time``: the worker's process CPU from before the task is built to after its
+   outputs are written). Framework share = (wall × workers − Σ quantum CPU) / (wall ×
+   workers), for the whole command and for the execution window alone (first quantum start to
+   last quantum end). Detectors per minute per core = detector-visits / wall minutes / workers.
+4. The output run and its chain are removed afterwards (``BENCH_BULK_KEEP=1`` keeps it).
+
+The full size (189 × 2 × 2048²) needs ~19 GB of raws in the cache and ~45 GB of outputs per
+run; set the size with the environment:
+
+``BENCH_BULK_DETECTORS`` (189), ``BENCH_BULK_VISITS`` (2), ``BENCH_BULK_SIZE`` (2048),
+``BENCH_BULK_JOBS`` (2), ``BENCH_BULK_CACHE`` (``~/.cache/skyquanta-bench``),
+``BENCH_BULK_KEEP`` (0). The machine's load (``os.getloadavg``) is printed with the result:
+on a shared machine the framework share is not meaningful (waiting for a core counts as
+framework time).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._table import print_table
+
+__all__ = ["BulkSize", "account", "cached_simulation", "main", "run_pipeline"]
+
+#: The default pipeline (the repository's pipelines.yaml).
+PIPELINE = Path(__file__).resolve().parent.parent / "pipelines.yaml"
+INPUTS = "SimCam/raw/all,SimCam/calib,refcats"
+#: Options of ``butler simulate`` (the demo's: extended halos, bright stars for the stamps).
+SIMULATE_OPTIONS = ("--extended-halos", "--bright-star-density", "300")
+_ONE_THREAD = dict.fromkeys(
+    ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"), "1"
+)
+_COMPLETE = "BENCH_SIMULATION_COMPLETE"
+
+
+class BulkBenchError(RuntimeError):
+    """A step of the bulk benchmark failed (the message names the command and its output)."""
+
+
+@dataclass(frozen=True)
+class BulkSize:
+    """How much to simulate and run."""
+
+    detectors: int = 189
+    visits: int = 2
+    size: int = 2048
+    jobs: int = 2
+
+    @property
+    def key(self) -> str:
+        """Name of the cached simulation of this size."""
+        return f"bulk-d{self.detectors}-v{self.visits}-s{self.size}"
+
+    @classmethod
+    def from_environment(cls) -> BulkSize:
+        """Read ``BENCH_BULK_DETECTORS``/``VISITS``/``SIZE``/``JOBS`` (defaults: full size)."""
+        values = {}
+        for name in ("detectors", "visits", "size", "jobs"):
+            text = os.environ.get(f"BENCH_BULK_{name.upper()}")
+            if text is not None:
+                try:
+                    values[name] = int(text)
+                except ValueError:
+                    raise BulkBenchError(
+                        f"BENCH_BULK_{name.upper()}={text!r} is not an integer"
+                    ) from None
+                if values[name] < 1:
+                    raise BulkBenchError(f"BENCH_BULK_{name.upper()}={text} must be >= 1")
+        return cls(**values)
+
+
+def _tool(name: str) -> str:
+    """Return the ``butler``/``pipetask`` script of this Python's environment."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        raise BulkBenchError(f"cannot find the {name!r} command next to {sys.executable}")
+    return found
+
+
+def _run(command: list[str], *, env: dict[str, str] | None = None) -> float:
+    """Run ``command``; return its wall time. Raises `BulkBenchError` with its output tail."""
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+        raise BulkBenchError(
+            f"{' '.join(command[:3])} ... exited {done.returncode}:\n" + "\n".join(tail)
+        )
+    return wall
+
+
+def cached_simulation(size: BulkSize, cache: Path) -> tuple[Path, float | None]:
+    """Return the simulated repository of ``size`` in ``cache`` (made if missing).
+
+    Returns the repository and the wall time of the simulation (`None` if it was cached).
+    """
+    repo = cache / size.key
+    if (repo / _COMPLETE).exists():
+        return repo, None
+    if repo.exists():
+        raise BulkBenchError(
+            f"{repo} exists but is not a complete benchmark simulation (no {_COMPLETE}); "
+            "remove it or choose another BENCH_BULK_CACHE"
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = cache / f"{size.key}.partial-{os.getpid()}"
+    wall = _run(
+        [
+            _tool("butler"), "simulate", str(partial),
+            "--detectors", str(size.detectors), "--size", str(size.size),
+            "--visits", str(size.visits), "-j", str(size.jobs), *SIMULATE_OPTIONS,
+        ],  # fmt: skip
+        env={**os.environ, **_ONE_THREAD},
+    )
+    shutil.rmtree(partial / "sim_truth", ignore_errors=True)  # written by this call, unused
+    (partial / _COMPLETE).write_text(
+        f"{size}\nsimulated in {wall:.1f} s on {datetime.datetime.now(datetime.UTC)}\n"
+    )
+    partial.rename(repo)  # repositories store paths relative to their root
+    return repo, wall
+
+
+def run_pipeline(repo: Path, size: BulkSize, output: str) -> dict[str, Any]:
+    """Run the default pipeline on every detector of ``repo``; return the run and its wall."""
+    run = f"{output}/run"
+    wall = _run(
+        [
+            _tool("pipetask"), "--log-level", "WARNING", "run", "-b", str(repo),
+            "-p", str(PIPELINE), "-i", INPUTS, "-o", output, "--output-run", run,
+            "-j", str(size.jobs), "--no-progress",
+        ],  # fmt: skip
+        env={**os.environ, **_ONE_THREAD},
+    )
+    return {"run": run, "wall": wall}
+
+
+def account(repo: Path, run: str) -> dict[str, Any]:
+    """Sum the quanta's own CPU and wall time from their metadata in ``run``, per task."""
+    from butler import Butler
+
+    butler = Butler(str(repo))
+    per_task: dict[str, dict[str, float]] = {}
+    starts, ends = [], []
+    for dataset_type in butler.registry.query_dataset_types("*_metadata"):
+        refs = butler.query_datasets(dataset_type.name, collections=run)
+        if not refs:
+            continue
+        label = dataset_type.name.removesuffix("_metadata")
+        row = per_task.setdefault(label, {"quanta": 0, "cpu": 0.0, "wall": 0.0})
+        for ref in refs:
+            quantum = butler.get(ref)["quantum"]
+            row["quanta"] += 1
+            row["cpu"] += float(quantum["cpu_time"])
+            row["wall"] += float(quantum["wall_time"])
+            starts.append(datetime.datetime.fromisoformat(quantum["start_utc"]))
+            ends.append(datetime.datetime.fromisoformat(quantum["end_utc"]))
+    if not per_task:
+        raise BulkBenchError(f"no quantum metadata in run {run} of {repo}")
+    window = (max(ends) - min(starts)).total_seconds()
+    return {"per_task": per_task, "window": window}
+
+
+def framework_share(wall: float, workers: int, quanta_cpu: float) -> float:
+    """(wall × workers − Σ quantum CPU) / (wall × workers)."""
+    return (wall * workers - quanta_cpu) / (wall * workers)
+
+
+def measure(size: BulkSize, cache: Path, *, keep: bool = False) -> dict[str, Any]:
+    """Simulate (or reuse), run, account; return every number of the table."""
+    repo, simulated = cached_simulation(size, cache)
+    load_before = os.getloadavg()
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S")
+    output = f"bench/bulk/{stamp}"
+    result = run_pipeline(repo, size, output)
+    load_after = os.getloadavg()
+    try:
+        result.update(account(repo, result["run"]))
+    finally:
+        if not keep:  # what this run wrote: its RUN and the output chain made for it
+            from butler import Butler
+
+            butler = Butler(str(repo))
+            butler.remove_runs([result["run"]])
+            butler.registry.remove_collection(output)
+    cpu = sum(row["cpu"] for row in result["per_task"].values())
+    exposures = size.detectors * size.visits
+    result.update(
+        size=size,
+        repo=str(repo),
+        simulated=simulated,
+        quanta_cpu=cpu,
+        exposures=exposures,
+        detectors_per_minute_per_core=exposures / (result["wall"] / 60.0) / size.jobs,
+        share_command=framework_share(result["wall"], size.jobs, cpu),
+        share_window=framework_share(result["window"], size.jobs, cpu),
+        load=(load_before, load_after),
+    )
+    return result
+
+
+def main() -> None:
+    size = BulkSize.from_environment()
+    cache = Path(
+        os.environ.get("BENCH_BULK_CACHE", Path.home() / ".cache" / "skyquanta-bench")
+    ).expanduser()
+    keep = os.environ.get("BENCH_BULK_KEEP", "0") not in ("", "0")
+    r = measure(size, cache, keep=keep)
+    rows = [
+        [label, int(t["quanta"]), t["cpu"], t["wall"], t["cpu"] / t["quanta"]]
+        for label, t in r["per_task"].items()
+    ]
+    rows.append(["all quanta", sum(int(t["quanta"]) for t in r["per_task"].values()),
+                 r["quanta_cpu"], sum(t["wall"] for t in r["per_task"].values()), "-"])  # fmt: skip
+    print_table(
+        f"Default pipeline on {size.detectors} detectors x {size.visits} visits of "
+        f"{size.size}^2 px, -j {size.jobs} (quanta from their metadata)",
+        ["task", "quanta", "CPU s", "wall s", "CPU s / quantum"],
+        rows,
+    )
+    print_table(
+        "Bulk throughput and the framework's share of the wall time",
+        ["measure", "value", "target"],
+        [
+            ["pipetask run wall s", r["wall"], ""],
+            ["execution window s (first quantum start .. last end)", r["window"], ""],
+            ["detectors / minute / core", r["detectors_per_minute_per_core"], ""],
+            ["framework share, whole command", f"{100 * r['share_command']:.1f}%", "<= 5%"],
+            ["framework share, execution window", f"{100 * r['share_window']:.1f}%", "<= 5%"],
+        ],
+        notes=(
+            f"load average (1, 5, 15 min) before {tuple(round(v, 1) for v in r['load'][0])}, "
+            f"after {tuple(round(v, 1) for v in r['load'][1])} on {os.cpu_count()} cores; "
+            f"simulation {'reused from' if r['simulated'] is None else 'made in'} {r['repo']}"
+            + ("" if r["simulated"] is None else f" ({r['simulated']:.0f} s)")
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()
