@@ -475,10 +475,41 @@ def _write_graph_files(
                 stream.write("\n".join(lines_mm) + "\n")
 
 
+def _mock_options(func: Any) -> Any:
+    """Add ``--mock`` and ``--mock-failure`` (LSST's names) to a command."""
+    func = click.option(
+        "--mock-failure",
+        "mock_failures",
+        multiple=True,
+        callback=lambda ctx, param, value: _parse_mock_failures(value),
+        metavar="LABEL:WHERE:EXCEPTION",
+        help="With --mock: quanta of LABEL whose data ID matches WHERE raise EXCEPTION "
+        "(default ValueError). Repeatable.",
+    )(func)
+    return click.option(
+        "--mock",
+        is_flag=True,
+        help="Mock tasks that read the inputs and write placeholders (_mock_ dataset types "
+        "and labels): tests the pipeline's wiring without its science.",
+    )(func)
+
+
+def _mocked(pipeline: Pipeline | None, mock: bool, failures: tuple[Any, ...]) -> Pipeline | None:
+    """Return the mock of ``pipeline`` with ``--mock``, else ``pipeline``."""
+    if failures and not mock:
+        raise click.UsageError("--mock-failure needs --mock")
+    if pipeline is None or not mock:
+        return pipeline
+    from .definition.mock import mock_pipeline
+
+    return mock_pipeline(pipeline, failures)
+
+
 @main.command()
 @_pipeline_options
 @run_extra_options
 @_graph_options
+@_mock_options
 @_user_errors
 def qgraph(
     pipeline_path: str | None,
@@ -503,6 +534,8 @@ def qgraph(
     extend_run: bool,
     clobber_outputs: bool,
     show: tuple[str, ...],
+    mock: bool,
+    mock_failures: tuple[Any, ...],
 ) -> None:
     """Build a quantum graph (and save or show it)."""
     from butler import Butler
@@ -513,6 +546,7 @@ def qgraph(
     pipeline, where = _pipeline_and_where(
         pipeline_path, config_overrides, config_files, tasks, data_id_table, save_pipeline, where
     )
+    pipeline = _mocked(pipeline, mock, mock_failures)
     try:
         graph, collections = _resolve_and_build(
             butler,
@@ -595,21 +629,7 @@ def qgraph(
     help="Seconds one quantum may run; a longer one fails (task and data ID named), "
     "the others go on, exit code 1.",
 )
-@click.option(
-    "--mock",
-    is_flag=True,
-    help="Run mock tasks that read the inputs and write placeholders (_mock_ dataset types "
-    "and labels): tests the pipeline's wiring without its science.",
-)
-@click.option(
-    "--mock-failure",
-    "mock_failures",
-    multiple=True,
-    callback=lambda ctx, param, value: _parse_mock_failures(value),
-    metavar="LABEL:WHERE:EXCEPTION",
-    help="With --mock: quanta of LABEL whose data ID matches WHERE raise EXCEPTION "
-    "(default ValueError). Repeatable.",
-)
+@_mock_options
 @click.option("--pdb", is_flag=True, help="Post-mortem debugger on failure (sync executor).")
 @click.option("--debug", is_flag=True, help="Switch on every task's debug stages (pictures).")
 @click.option(
@@ -691,8 +711,6 @@ def run(
                 "--mock": mock,
             }
         )
-    if mock_failures and not mock:
-        raise click.UsageError("--mock-failure needs --mock")
     started = None
     if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "dask":
         _configure_dask()
@@ -712,10 +730,7 @@ def run(
         for label in pipeline.labels:
             if _has_field(pipeline, label, "debugStages"):
                 pipeline.add_config_override(label, "debugStages", "[all]")
-    if pipeline is not None and mock:
-        from .definition.mock import mock_pipeline
-
-        pipeline = mock_pipeline(pipeline, mock_failures)
+    pipeline = _mocked(pipeline, mock, mock_failures)
     try:
         graph, collections = _resolve_and_build(
             butler,

@@ -108,3 +108,16 @@ def test_mock_pipeline_keeps_the_wiring():
             (e.kind, e.attribute, e.dimensions, e.multiple) for e in node.inputs
         ]
     assert set(mocked.overall_inputs) == set(original.overall_inputs) == {"raw"}
+
+
+def test_a_saved_mock_graph_runs_with_g(repo, pipe, tmp_path):
+    saved = tmp_path / "mock.qgraph"
+    result = CliRunner().invoke(pipetask_main, [
+        "qgraph", "-b", str(repo), "-p", str(pipe), "-i", "raw/all", "--output-run", "u/g",
+        "--mock", "--mock-failure", "c::", "--save-qgraph", str(saved)])
+    assert result.exit_code == 0, result.output
+    assert "_mock_a: 6" in result.output
+    _run(repo, "-g", saved, code=1)  # every _mock_c quantum fails, as asked
+    made = registered(Butler(repo, writeable=False), "u/g")
+    assert len(made["_mock_eb_out"]) == 6 and "_mock_ec_out" not in made
+    _run(repo, "-g", saved, "--mock", code=2)  # the graph says what runs: refused with -g
