@@ -120,6 +120,10 @@ class DatasetTypeManager:
         type_id, _ = self.entry(name)
         table, datasets = self._table, self._dataset_table
         with self._db.transaction() as connection:
+            if connection.dialect.name == "postgresql":  # inserts of its datasets finish first
+                connection.execute(
+                    sa.select(table.c.id).where(table.c.id == type_id).with_for_update()
+                )
             used = connection.execute(
                 sa.select(sa.func.count()).where(datasets.c.dataset_type_id == type_id)
             ).scalar_one()

@@ -169,3 +169,87 @@ def test_concurrent_dataset_type_registration(postgres_server):
         registry.close()
     assert errors == []
     assert sum(inserted) == len(names)  # each type inserted exactly once
+
+
+def _registry_with_run(url, run="r"):
+    from butler import DatasetType
+
+    registry = SqlRegistry.create(url, DimensionUniverse.default())
+    registry.insert_dimension_records("instrument", [{"name": "Cam", "detector_max": 9,
+                                                      "visit_max": 9}])
+    registry.insert_dimension_records("detector", [{"instrument": "Cam", "id": d,
+                                                    "full_name": f"D{d}"} for d in range(4)])
+    registry.register_dataset_type(DatasetType.make("d", ["instrument", "detector"],
+                                                    "StructuredDataDict", registry.universe))
+    registry.register_run(run)
+    return registry
+
+
+def _refs(registry, run="r"):
+    from butler import DatasetRef
+
+    dtype = registry.get_dataset_type("d")
+    return [DatasetRef.make(dtype, {"instrument": "Cam", "detector": d}, run) for d in range(4)]
+
+
+def _dataset_rows(url):
+    engine = sa.create_engine(url)
+    with engine.connect() as connection:
+        count = connection.execute(sa.text("SELECT count(*) FROM dataset")).scalar_one()
+    engine.dispose()
+    return count
+
+
+def test_a_run_removed_while_datasets_go_into_it_leaves_no_orphans(postgres_server):
+    """The dataset table has no foreign keys (bulk speed): an insert locks its run, and
+    remove_run locks it first, so a removal waits for the insert and deletes its rows too."""
+    import threading
+    import time
+
+    url = postgres_server.url(postgres_server.create_database())
+    writer = _registry_with_run(url)
+    remover = SqlRegistry.open(url)
+    done = threading.Event()
+    errors = []
+
+    def remove():
+        try:
+            remover.remove_run("r")
+        except Exception as err:  # reported below
+            errors.append(err)
+        done.set()
+
+    with writer.transaction():
+        writer.insert_datasets(_refs(writer))
+        thread = threading.Thread(target=remove)
+        thread.start()
+        time.sleep(1.0)
+        assert not done.is_set()  # waits for the inserting transaction
+    thread.join(30)
+    assert done.is_set() and not errors, errors
+    assert _dataset_rows(url) == 0  # the inserted rows went with their run
+    writer.close()
+    remover.close()
+
+
+def test_an_insert_into_a_run_being_removed_is_refused(postgres_server):
+    from butler._errors import MissingCollectionError
+
+    url = postgres_server.url(postgres_server.create_database())
+    writer = _registry_with_run(url)
+    remover = SqlRegistry.open(url)
+    refs = _refs(writer)  # dataset type and run read (cached) before the removal
+    with remover.transaction():
+        remover.remove_run("r")
+        import threading
+
+        failure = []
+        thread = threading.Thread(target=lambda: failure.append(
+            pytest.raises(MissingCollectionError, writer.insert_datasets, refs)))
+        thread.start()
+        thread.join(1.0)
+    thread.join(30)
+    assert failure and "r" in str(failure[0].value)
+    assert _dataset_rows(url) == 0
+    writer.close()
+    remover.close()
