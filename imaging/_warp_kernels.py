@@ -309,7 +309,7 @@ def separable_warper(n: int, with_variance: bool):
     2. `pad_source` and `box_or` (mask footprints), then every destination pixel's mask and
        its no-data state (image NaN, variance infinity);
     3. row pass: on each source row the kernel at the source x where the forward map reaches
-       each destination column, into ``inter[X, row]``;
+       each destination column that has data, into ``inter[X, row]``;
     4. column pass: along ``inter[X]`` at each destination pixel's source y, skipping no-data
        pixels.
 
@@ -383,6 +383,7 @@ def separable_warper(n: int, with_variance: bool):
         boxed = box(src_mask)
         first_tap = np.uint64(n - 1)
         valid = np.empty((dest_w, dest_h), np.bool_)
+        column_used = np.zeros(dest_w, np.bool_)  # a destination column with data
         for i in range(dest_h):
             a0, a1, a2, a3 = in_u[i, 0, 0], in_u[i, 0, 1], in_u[i, 0, 2], in_u[i, 0, 3]
             b0, b1, b2, b3 = in_u[i, 1, 0], in_u[i, 1, 1], in_u[i, 1, 2], in_u[i, 1, 3]
@@ -393,7 +394,9 @@ def separable_warper(n: int, with_variance: bool):
                 bits = boxed[np.uint64(sy) - first_tap, np.uint64(sx) - first_tap]
                 ok = not (bits & invalid)
                 valid[j, i] = ok
-                if not ok:
+                if ok:
+                    column_used[j] = True
+                else:
                     bits |= no_data_bits
                     out_image[i, j] = np.nan
                     if with_variance:
@@ -416,6 +419,8 @@ def separable_warper(n: int, with_variance: bool):
                 u = us[j]
                 where[j] = np.uint64((c0 + u * (c1 + u * (c2 + u * c3))) * TABLE_STEPS + shift_x)
             for j in range(dest_w):
+                if not column_used[j]:
+                    continue
                 q = where[j]
                 start = (q >> _SHIFT) - first_tap
                 weights = table[q & _FRACTION]

@@ -1,12 +1,18 @@
-"""Detections: a footprint (a connected region of a label image) and its peaks."""
+"""Detections: a footprint (a connected region of a label image) and its peaks.
+
+`connected_region` finds the one 8-connected region through a pixel by a flood fill (numba),
+at a cost that grows with that region's size instead of the image's (a full labelling of a
+bright-star stamp's DETECTED plane costs ten times more than the star's own footprint).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
-__all__ = ["Footprint", "Peaks"]
+__all__ = ["Footprint", "Peaks", "connected_region"]
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -60,3 +66,49 @@ class Footprint:
         """(y, x) index arrays of the footprint's pixels in the full image."""
         yy, xx = np.nonzero(self.pixel_mask(labels))
         return yy + self.slices[0].start, xx + self.slices[1].start
+
+
+def connected_region(pixels: np.ndarray, x: int, y: int) -> np.ndarray | None:
+    """Return the 8-connected region of set ``pixels`` through ``pixels[y, x]``.
+
+    Parameters
+    ----------
+    pixels : `numpy.ndarray` [`bool`]
+        2-D array of set pixels (e.g. a DETECTED plane).
+    x, y : `int`
+        Column and row of the seed pixel.
+
+    Returns
+    -------
+    region : `numpy.ndarray` [`bool`] or `None`
+        The region (``pixels``' shape), or `None` if the seed is outside the array or unset;
+        equal to ``labels == labels[y, x]`` of ``scipy.ndimage.label`` with a 3x3 structure.
+    """
+    height, width = pixels.shape
+    if not (0 <= x < width and 0 <= y < height) or not pixels[y, x]:
+        return None
+    return _flood_fill(np.ascontiguousarray(pixels, dtype=np.bool_), int(x), int(y))
+
+
+@njit(cache=True, nogil=True)
+def _flood_fill(pixels, x, y):
+    height, width = pixels.shape
+    region = np.zeros((height, width), np.bool_)
+    stack = np.empty(64, np.int64)
+    region[y, x] = True
+    stack[0] = y * width + x
+    size = 1
+    while size:
+        size -= 1
+        cy, cx = divmod(stack[size], width)
+        for ny in range(max(cy - 1, 0), min(cy + 2, height)):
+            for nx in range(max(cx - 1, 0), min(cx + 2, width)):
+                if pixels[ny, nx] and not region[ny, nx]:
+                    region[ny, nx] = True
+                    if size == stack.size:
+                        grown = np.empty(2 * size, np.int64)
+                        grown[:size] = stack
+                        stack = grown
+                    stack[size] = ny * width + nx
+                    size += 1
+    return region

@@ -177,6 +177,8 @@ class StampTransform:
         object.__setattr__(self, "sip_b", b)
         object.__setattr__(self, "crpix", (float(self.crpix[0]), float(self.crpix[1])))
         object.__setattr__(self, "shift", (float(self.shift[0]), float(self.shift[1])))
+        object.__setattr__(self, "_crpix", np.array(self.crpix))  # for the compiled code
+        object.__setattr__(self, "_shift", np.array(self.shift))
 
     @classmethod
     def from_wcs(cls, wcs: Any) -> StampTransform:
@@ -204,6 +206,11 @@ class StampTransform:
         """Map source pixels ``(x, y)`` to destination pixels."""
         x = np.asarray(x, dtype=float)
         y = np.asarray(y, dtype=float)
+        if x.ndim == 0 and y.ndim == 0:  # one point: the compiled loop, no array temporaries
+            big_x, big_y = kernels.sip_apply(
+                float(x), float(y), self._crpix, self.sip_a, self.sip_b, self._shift
+            )
+            return np.asarray(big_x), np.asarray(big_y)
         u, v = x - self.crpix[0], y - self.crpix[1]
         return (
             x + _poly(self.sip_a, u, v) + self.shift[0],
@@ -326,10 +333,10 @@ class _InverseFit:
 
 def _fit_inverse(transform: StampTransform, dest_box: Box, margin: int) -> _InverseFit:
     coefs, params = kernels.fit_inverse(
-        np.asarray(transform.crpix),
+        transform._crpix,
         transform.sip_a,
         transform.sip_b,
-        np.asarray(transform.shift),
+        transform._shift,
         np.array([dest_box.x0, dest_box.y0, dest_box.width, dest_box.height], dtype=float),
         float(margin),
     )

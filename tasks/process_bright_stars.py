@@ -20,14 +20,15 @@ then raises `~pipeline.NoWorkFound` (no output, the quantum counts as done).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 from imaging.exposure import Exposure
+from imaging.footprint import connected_region
 from imaging.geometry import Box
 from imaging.mask import Mask
 from imaging.radial_alignment import geometry_metadata
@@ -421,28 +422,28 @@ class ProcessBrightStarsTask(PipelineTask):
     def _remove_other_detections(
         self, stamp: Exposure, center: tuple[int, int], gaia_id: int
     ) -> None:
+        """Mark BAD every DETECTED footprint of the stamp but the one through its centre."""
         mask = stamp.mask
         if "DETECTED" not in mask.planes:
             return
-        labels, count = ndimage.label(mask.is_set("DETECTED"), structure=np.ones((3, 3)))
-        if not count:
+        detected = mask.is_set("DETECTED")
+        if not detected.any():
             self.log.warning(
                 "Failed to uniquely identify central DETECTION footprint for star %d "
                 "(no footprint)",
                 gaia_id,
             )
             return
-        cx, cy = center[0] - stamp.xy0[0], center[1] - stamp.xy0[1]
-        h, w = labels.shape
-        central = int(labels[cy, cx]) if 0 <= cx < w and 0 <= cy < h else 0
-        if central == 0:
+        central = connected_region(detected, center[0] - stamp.xy0[0], center[1] - stamp.xy0[1])
+        if central is None:
             self.log.warning(
                 "Failed to uniquely identify central DETECTION footprint for star %d "
                 "(0 footprints contain it)",
                 gaia_id,
             )
-        others = (labels > 0) & (labels != central)
-        mask.set("BAD", others)
+        else:
+            detected &= ~central
+        mask.set("BAD", detected)
 
     def warpStamps(self, stamps: list[Exposure], pixCenters: list[tuple[float, float]]) -> Struct:
         """Warp every stamp onto the common model grid, star on the centre pixel.
@@ -486,7 +487,7 @@ class ProcessBrightStarsTask(PipelineTask):
                 kernel=self.config.warpingKernelName,
                 quarter_turns=nb90,
             )
-            if not np.isfinite(result.image).any():
+            if self.log.isEnabledFor(logging.DEBUG) and not np.isfinite(result.image).any():
                 self.log.debug("warp of the stamp at %s produced no good pixel", stamp.xy0)
             warped.append(Exposure(result.image, mask=result.mask))
             transforms.append(transform)
@@ -520,8 +521,19 @@ def _cutout(exposure: Exposure, box: Box) -> Exposure | None:
     inside = exposure.bbox.intersection(box)
     if inside.is_empty():
         return None
-    if inside == box:
-        return exposure.subset(box, copy=True)
+    if inside == box:  # a copy of the pixels; the detector's header cards stay behind
+        rows, cols = box.slices(exposure.xy0)
+        return Exposure(
+            exposure.image[rows, cols].copy(),
+            mask=exposure.mask[rows, cols].copy(),
+            variance=exposure.variance[rows, cols].copy(),
+            wcs=exposure.wcs,
+            psf=exposure.psf,
+            detector=exposure.detector,
+            visit=exposure.visit,
+            zero_point=exposure.zero_point,
+            xy0=box.origin,
+        )
     image = np.full(box.shape, np.nan, dtype=np.float32)
     mask = Mask(box.shape, exposure.mask.planes)
     mask.array[:] = np.uint32(mask.get_plane_bitmask("NO_DATA"))
