@@ -317,24 +317,36 @@ class DatasetReads:
         names = set(group.required) | set(group.implied)
         data_id = {k: v for k, v in dict(data_id).items() if k in names or k not in self.universe}
         coordinate = DataCoordinate.standardize(data_id, group)
-        dataset = self.schema.dataset
+        dataset, tag = self.schema.dataset, self.schema.dataset_tag
+        key = coordinate.canonical_string()
         with self._db.read() as connection:
             search = _Search(self, connection, collections)
-            if not search.rank:
+            found: list[tuple[int, Any, int]] = []  # (rank, ID, run ID)
+            if search.runs:
+                rows = connection.execute(
+                    sa.select(dataset.c.id, dataset.c.run_id).where(
+                        dataset.c.dataset_type_id == type_id,
+                        dataset.c.data_id == key,
+                        dataset.c.run_id.in_(search.runs),
+                    )
+                ).all()
+                found += [(search.rank[r.run_id], r.id, r.run_id) for r in rows]
+            if search.tags:  # through the tag table's (collection, type, data ID) index
+                rows = connection.execute(
+                    sa.select(dataset.c.id, dataset.c.run_id, tag.c.collection_id)
+                    .select_from(tag.join(dataset, dataset.c.id == tag.c.dataset_id))
+                    .where(
+                        tag.c.collection_id.in_(search.tags),
+                        tag.c.dataset_type_id == type_id,
+                        tag.c.data_id == key,
+                    )
+                ).all()
+                found += [(search.rank[r.collection_id], r.id, r.run_id) for r in rows]
+            if not found:
                 return None
-            rows = connection.execute(
-                sa.select(dataset.c.id, dataset.c.run_id).where(
-                    dataset.c.dataset_type_id == type_id,
-                    dataset.c.data_id == coordinate.canonical_string(),
-                    search.holds(dataset),
-                )
-            ).all()
-            if not rows:
-                return None
-            search.read_tags(type_id, [r.id for r in rows])
-            best = min(rows, key=lambda r: search.order(r.id, r.run_id))
-            run = search.run_names([best.run_id])[best.run_id]
-        return DatasetRef(dt, coordinate, run, best.id)
+            _, best_id, run_id = min(found, key=lambda item: item[0])
+            run = search.run_names([run_id])[run_id]
+        return DatasetRef(dt, coordinate, run, best_id)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -359,44 +371,86 @@ class DatasetReads:
             search = _Search(self, connection, collections)
             if not search.rank:
                 return []
-            builder = QueryBuilder(self.schema)
-            builder.join(dataset, [dataset.c.dataset_type_id == type_id, search.holds(dataset)])
-            for dim in group.required:
-                builder.values[dim] = dataset.c[dim]
-            builder.constrain(where, bind, data_id)
-            query = builder.select(
-                dataset.c.id, dataset.c.run_id, *(dataset.c[d] for d in group.required)
-            )
-            rows = _fetch_raw(connection, query)
+            rows: list[Any] = []  # (ID, run ID, data ID values...)
+            if search.runs:
+                builder = QueryBuilder(self.schema)
+                builder.join(
+                    dataset,
+                    [dataset.c.dataset_type_id == type_id, dataset.c.run_id.in_(search.runs)],
+                )
+                for dim in group.required:
+                    builder.values[dim] = dataset.c[dim]
+                builder.constrain(where, bind, data_id)
+                query = builder.select(
+                    dataset.c.id, dataset.c.run_id, *(dataset.c[d] for d in group.required)
+                )
+                rows = _fetch_raw(connection, query)
+            tagged: list[Any] = []  # (ID, run ID, tagged collection ID, data ID values...)
             if search.tags:
-                search.read_tags(type_id, [row[0] for row in rows])
-                run_names = search.run_names({row[1] for row in rows})
-                order = search.order
-            else:  # the common case: every row's run is searched; rank by run alone
-                run_names = search.run_names(search.runs)
-                rank_of_run = search.rank
-
-                def order(dataset_id: Any, run_id: int) -> int:
-                    return rank_of_run[run_id]
-
-        if (len(search.rank) == 1 and not search.tags) or not find_first:
-            found = rows
-        else:
+                tag = self.schema.dataset_tag
+                builder = QueryBuilder(self.schema)
+                builder.join(
+                    tag,
+                    [tag.c.collection_id.in_(search.tags), tag.c.dataset_type_id == type_id],
+                )
+                builder.join(dataset, [dataset.c.id == tag.c.dataset_id])
+                for dim in group.required:
+                    builder.values[dim] = dataset.c[dim]
+                builder.constrain(where, bind, data_id)
+                query = builder.select(
+                    dataset.c.id,
+                    dataset.c.run_id,
+                    tag.c.collection_id,
+                    *(dataset.c[d] for d in group.required),
+                )
+                tagged = _fetch_raw(connection, query)
+            run_names = search.run_names(
+                search.runs if not tagged else {row[1] for row in (*rows, *tagged)}
+            )
+        rank = search.rank
+        if not tagged:  # the common case, as fast as before tags existed
+            if len(rank) == 1 or not find_first:
+                found = rows
+            else:
+                first: dict[tuple[Any, ...], Any] = {}
+                for row in rows:
+                    values = row[2:]
+                    current = first.get(values)
+                    if current is None or rank[row[1]] < rank[current[1]]:
+                        first[values] = row
+                found = list(first.values())
+            # Sorted by data ID, then search order.
+            found.sort(key=lambda row: (row[2:], rank[row[1]]))
+            return [
+                DatasetRef(
+                    dt, DataCoordinate(group, tuple(row[2:])), run_names[row[1]], as_uuid(row[0])
+                )
+                for row in found
+            ]
+        # rank each row by the first collection holding it, one row per dataset
+        ranked: dict[Any, tuple[int, tuple[Any, ...]]] = {}
+        for row in rows:
+            ranked[row[0]] = (rank[row[1]], tuple(row))
+        for row in tagged:
+            order = rank[row[2]]
+            current = ranked.get(row[0])
+            if current is None or order < current[0]:
+                ranked[row[0]] = (order, (row[0], row[1], *row[3:]))
+        pairs = list(ranked.values())
+        if find_first:
             best: dict[tuple[Any, ...], tuple[int, Any]] = {}
-            for row in rows:
+            for order, row in pairs:
                 values = row[2:]
-                rank = order(row[0], row[1])
-                current = best.get(values)
-                if current is None or rank < current[0]:
-                    best[values] = (rank, row)
-            found = [row for _, row in best.values()]
-        # Sorted by data ID, then search order.
-        found.sort(key=lambda row: (row[2:], order(row[0], row[1])))
+                held = best.get(values)
+                if held is None or order < held[0]:
+                    best[values] = (order, row)
+            pairs = list(best.values())
+        pairs.sort(key=lambda pair: (pair[1][2:], pair[0]))
         return [
             DatasetRef(
                 dt, DataCoordinate(group, tuple(row[2:])), run_names[row[1]], as_uuid(row[0])
             )
-            for row in found
+            for _, row in pairs
         ]
 
     def query_data_ids(
@@ -479,8 +533,9 @@ class _Search:
     """The RUN and TAGGED collections a dataset lookup searches, in order.
 
     A dataset is in the search if its run is one of the RUNs or a TAGGED collection of the
-    search holds it; its rank is the position of the first of those. Without TAGGED
-    collections this is the plain ``run_id IN (...)`` of before, with no extra query.
+    search holds it; its rank is the position of the first of those. Lookups query the RUNs
+    as before (``run_id IN (...)``) and, only if there are TAGGED collections, the tag table
+    joined to the datasets, which says which collection holds each row.
 
     Parameters
     ----------
@@ -502,7 +557,6 @@ class _Search:
         self._names = {cid: name for cid, name, ctype in searched if ctype is CollectionType.RUN}
         self.runs = list(self._names)
         self.tags = [cid for cid, _, ctype in searched if ctype is CollectionType.TAGGED]
-        self._tag_rank: dict[Any, int] = {}
 
     def holds(self, dataset: Any) -> Any:
         """Return the SQL condition that a row of ``dataset`` (or an alias) is in the search."""
@@ -512,33 +566,6 @@ class _Search:
         tag = self._schema.dataset_tag
         tagged = sa.select(tag.c.dataset_id).where(tag.c.collection_id.in_(self.tags))
         return sa.or_(in_runs, dataset.c.id.in_(tagged))
-
-    def read_tags(self, type_id: int, ids: Iterable[Any]) -> None:
-        """Read the tags of the found datasets ``ids`` (driver values), for `order`."""
-        if not self.tags:
-            return
-        tag = self._schema.dataset_tag
-        wanted = {as_uuid(i) for i in ids}
-        rows = _fetch_raw(
-            self._connection,
-            sa.select(tag.c.dataset_id, tag.c.collection_id).where(
-                tag.c.collection_id.in_(self.tags), tag.c.dataset_type_id == type_id
-            ),
-        )
-        for raw_id, collection_id in rows:
-            dataset_id = as_uuid(raw_id)
-            if dataset_id in wanted:
-                rank = self.rank[collection_id]
-                if rank < self._tag_rank.get(dataset_id, len(self.rank)):
-                    self._tag_rank[dataset_id] = rank
-
-    def order(self, dataset_id: Any, run_id: int) -> int:
-        """Return a found dataset's rank in the search (lower is searched first)."""
-        rank = self.rank.get(run_id) if run_id in self._names else None
-        tagged = self._tag_rank.get(as_uuid(dataset_id)) if self._tag_rank else None
-        if rank is None:
-            return tagged if tagged is not None else len(self.rank)
-        return rank if tagged is None or rank < tagged else tagged
 
     def run_names(self, run_ids: Iterable[int]) -> dict[int, str]:
         """Return the names of runs of found datasets (a tagged dataset's run may be outside)."""
