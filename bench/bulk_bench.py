@@ -17,6 +17,10 @@ Run with ``python -m bench bulk``. Steps:
    outputs are written). Framework share = (wall × workers − Σ quantum CPU) / (wall ×
    workers), for the whole command and for the execution window alone (first quantum start to
    last quantum end). Detectors per minute per core = detector-visits / wall minutes / workers.
+   Two companions less sensitive to a shared machine: the framework's share of the CPU the
+   whole command tree used (``RUSAGE_CHILDREN`` around the command: pipetask, the dask
+   scheduler and workers) and the workers' wall time spent outside any quantum (from the
+   quanta's own wall times; a gather that leaves a worker idle counts there).
 4. The output run and its chain are removed afterwards (``BENCH_BULK_KEEP=1`` keeps it).
 
 The full size (189 × 2 × 2048²) needs ~19 GB of raws in the cache and ~45 GB of outputs per
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -101,17 +106,27 @@ def _tool(name: str) -> str:
     return found
 
 
-def _run(command: list[str], *, env: dict[str, str] | None = None) -> float:
-    """Run ``command``; return its wall time. Raises `BulkBenchError` with its output tail."""
-    start = time.perf_counter()
+def _children_cpu() -> float:
+    """CPU time (user + system) of this process's waited-for descendants so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(command: list[str], *, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Run ``command``; return its wall time and the CPU time of its whole process tree.
+
+    Raises `BulkBenchError` with the command's output tail if it fails.
+    """
+    start, cpu0 = time.perf_counter(), _children_cpu()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
+    cpu = _children_cpu() - cpu0  # dask's worker processes are reaped inside the tree
     if done.returncode != 0:
         tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
         raise BulkBenchError(
             f"{' '.join(command[:3])} ... exited {done.returncode}:\n" + "\n".join(tail)
         )
-    return wall
+    return wall, cpu
 
 
 def cached_simulation(size: BulkSize, cache: Path) -> tuple[Path, float | None]:
@@ -129,7 +144,7 @@ def cached_simulation(size: BulkSize, cache: Path) -> tuple[Path, float | None]:
         )
     cache.mkdir(parents=True, exist_ok=True)
     partial = cache / f"{size.key}.partial-{os.getpid()}"
-    wall = _run(
+    wall, _ = _run(
         [
             _tool("butler"), "simulate", str(partial),
             "--detectors", str(size.detectors), "--size", str(size.size),
@@ -148,7 +163,7 @@ def cached_simulation(size: BulkSize, cache: Path) -> tuple[Path, float | None]:
 def run_pipeline(repo: Path, size: BulkSize, output: str) -> dict[str, Any]:
     """Run the default pipeline on every detector of ``repo``; return the run and its wall."""
     run = f"{output}/run"
-    wall = _run(
+    wall, cpu = _run(
         [
             _tool("pipetask"), "--log-level", "WARNING", "run", "-b", str(repo),
             "-p", str(PIPELINE), "-i", INPUTS, "-o", output, "--output-run", run,
@@ -156,7 +171,7 @@ def run_pipeline(repo: Path, size: BulkSize, output: str) -> dict[str, Any]:
         ],  # fmt: skip
         env={**os.environ, **_ONE_THREAD},
     )
-    return {"run": run, "wall": wall}
+    return {"run": run, "wall": wall, "command_cpu": cpu}
 
 
 def account(repo: Path, run: str) -> dict[str, Any]:
@@ -208,8 +223,15 @@ def measure(size: BulkSize, cache: Path, *, keep: bool = False) -> dict[str, Any
             butler.remove_runs([result["run"]])
             butler.registry.remove_collection(output)
     cpu = sum(row["cpu"] for row in result["per_task"].values())
+    quanta_wall = sum(row["wall"] for row in result["per_task"].values())
     exposures = size.detectors * size.visits
     result.update(
+        quanta_wall=quanta_wall,
+        # load-robust companions: the framework's CPU over all CPU the command used, and the
+        # workers' wall time outside any quantum (waiting for a core inside a quantum is not
+        # counted there)
+        framework_cpu_share=(result["command_cpu"] - cpu) / result["command_cpu"],
+        outside_quanta_share=framework_share(result["wall"], size.jobs, quanta_wall),
         size=size,
         repo=str(repo),
         simulated=simulated,
@@ -251,6 +273,12 @@ def main() -> None:
             ["detectors / minute / core", r["detectors_per_minute_per_core"], ""],
             ["framework share, whole command", f"{100 * r['share_command']:.1f}%", "<= 5%"],
             ["framework share, execution window", f"{100 * r['share_window']:.1f}%", "<= 5%"],
+            ["CPU of the whole command tree s (pipetask, scheduler, workers)",
+             r["command_cpu"], ""],
+            ["framework CPU share: (command CPU - quanta CPU) / command CPU",
+             f"{100 * r['framework_cpu_share']:.1f}%", ""],
+            ["workers outside quanta: (wall x workers - sum quantum wall) / (wall x workers)",
+             f"{100 * r['outside_quanta_share']:.1f}%", ""],
         ],
         notes=(
             f"load average (1, 5, 15 min) before {tuple(round(v, 1) for v in r['load'][0])}, "

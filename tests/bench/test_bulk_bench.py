@@ -46,6 +46,9 @@ def test_a_run_is_accounted_from_the_quanta_metadata_and_removed(cache):
     assert 0 < result["window"] <= result["wall"]
     assert result["share_command"] == pytest.approx(framework_share(result["wall"], 2, cpu))
     assert result["share_window"] <= result["share_command"] < 1
+    assert result["command_cpu"] >= cpu  # the quanta ran inside the command's process tree
+    assert 0 <= result["framework_cpu_share"] < 1
+    assert result["outside_quanta_share"] < 1
     assert result["detectors_per_minute_per_core"] == pytest.approx(
         2 / (result["wall"] / 60) / 2
     )
