@@ -380,9 +380,10 @@ class FileDatastore:
         The size is checked before every read (one ``stat``, a directory
         scan for zarr). A checksum is verified on reads of the whole dataset,
         before it is returned: of the very bytes the formatter decodes when it
-        feeds a `StreamDigest` (local FITS images and zarr arrays), else hashed in
-        a second thread while the formatter reads; a partial read (``bbox``)
-        checks the size only, as hashing would read everything.
+        feeds a `StreamDigest` (FITS images and raw zarr arrays, local or on an
+        object store: nothing is fetched twice), else hashed in a second thread
+        while the formatter reads; a partial read (``bbox``) checks the size
+        only, as hashing would read everything.
         """
         if isinstance(ref_or_info, DatasetRef):
             ref, info = ref_or_info, self.predict(ref_or_info)
@@ -398,7 +399,7 @@ class FileDatastore:
             raise ArtifactNotFoundError(f"no artifact for {where}")
         check_size(fs, path, info.file_size, where)
         verify = info.checksum is not None and not parameters
-        if verify and formatter.feeds_digest and is_local(fs):
+        if verify and formatter.feeds_digest:
             return self._read_streamed(formatter, fs, path, info.checksum, where)
         with contextlib.ExitStack() as stack:
             if verify:

@@ -127,11 +127,12 @@ def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def _remote_metadata(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, Any]:
-    """Return the parsed ``zarr.json`` of an array on any filesystem."""
+def _remote_metadata(fs: fsspec.AbstractFileSystem, path: str) -> tuple[dict[str, Any], bytes]:
+    """Return the parsed ``zarr.json`` of an array on any filesystem, and its bytes."""
     key = f"{path.rstrip('/')}/{METADATA_KEY}"
+    text = fs.cat_file(key)
     try:
-        return json.loads(fs.cat_file(key))
+        return json.loads(text), text
     except ValueError as err:
         raise FormatterError(f"{key} is not valid JSON: {err}") from err
 
@@ -227,7 +228,7 @@ class ZarrArrayFormatter(Formatter):
     extension: ClassVar[str] = ".zarr"
     is_directory: ClassVar[bool] = True
     supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
-    feeds_digest: ClassVar[bool] = True  # on the raw path (local, uncompressed)
+    feeds_digest: ClassVar[bool] = True  # on the raw path (uncompressed, no custom store)
     #: Target chunk size in bytes.
     chunk_bytes: ClassVar[int] = 4 << 20
     #: Tile shape of the last two axes; `None` for row bands when they fit `chunk_bytes`.
@@ -315,13 +316,14 @@ class ZarrArrayFormatter(Formatter):
             if layout is not None:
                 region = None if bbox is None else bbox_slices(bbox, layout.shape)
                 return read_raw_array(path, layout, region, digest=digest, metadata=text)
-        if digest is not None:
-            digest.abandon()  # zarr-python moves the bytes: the datastore reads them back
         elif type(self)._store is ZarrArrayFormatter._store:  # an object store: no zarr-python
-            layout = RawLayout.from_metadata(_remote_metadata(fs, path))
+            doc, text = _remote_metadata(fs, path)
+            layout = RawLayout.from_metadata(doc)
             if layout is not None:
                 region = None if bbox is None else bbox_slices(bbox, layout.shape)
-                return read_raw_array_from(fs, path, layout, region)
+                return read_raw_array_from(fs, path, layout, region, digest=digest, metadata=text)
+        if digest is not None:
+            digest.abandon()  # zarr-python moves the bytes: the datastore reads them back
         import zarr
 
         zarray = zarr.open_array(self._store(fs, path, read_only=True), mode="r")
@@ -343,7 +345,7 @@ class FitsArrayFormatter(Formatter):
 
     extension: ClassVar[str] = ".fits"
     supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox"})
-    feeds_digest: ClassVar[bool] = True  # for unscaled images in local files
+    feeds_digest: ClassVar[bool] = True  # for unscaled images
 
     def write(
         self,
@@ -380,7 +382,7 @@ class FitsArrayFormatter(Formatter):
 
         self.check_parameters(parameters)
         bbox = (parameters or {}).get("bbox")
-        if digest is not None and (bbox is not None or not _is_local(fs)):
+        if digest is not None and bbox is not None:
             digest.abandon()
             digest = None
         with open(path, "rb") if _is_local(fs) else fs.open(path, "rb") as stream:

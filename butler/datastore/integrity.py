@@ -58,6 +58,7 @@ __all__ = [
     "compare_digest",
     "digest",
     "local_files",
+    "remote_files",
     "verify_digest",
 ]
 
@@ -211,15 +212,18 @@ class StreamDigest:
             `None` unless every file of the artifact, as listed on disk now, was
             fed whole and in order (then `digest` must be used).
         """
-        if self._broken or not is_local(fs):
+        if self._broken:
             return None
-        if os.path.isdir(path):
+        local = is_local(fs)
+        if os.path.isdir(path) if local else fs.isdir(path):
             if not self._files or self._fed != self._files[-1][1]:
                 return None
-            if local_files(path) != self._files:
+            if (local_files(path) if local else remote_files(fs, path)) != self._files:
                 return None
-        elif self._files or not self._fed or self._fed != os.path.getsize(path):
+        elif self._files or not self._fed:
             return None  # an empty file fed nothing: read it back (it costs nothing)
+        elif self._fed != (os.path.getsize(path) if local else fs.size(path)):
+            return None
         return f"{ALGORITHM}:{self._hasher.hexdigest()}"
 
 
@@ -297,6 +301,17 @@ class HashingReader(_HashingStream):
         if n:
             self._digest.update(memoryview(buffer).cast("B")[:n])
         return n or 0
+
+
+def remote_files(fs: fsspec.AbstractFileSystem, path: str) -> list[tuple[str, int]]:
+    """Return (relative name, size) of every file under a directory on any filesystem, sorted.
+
+    The order and names are the ones `digest` hashes a directory in (one listing call).
+    """
+    found = fs.find(path, detail=True)
+    return sorted(
+        (posixpath.relpath(name, path), int(entry["size"])) for name, entry in found.items()
+    )
 
 
 def local_files(path: str) -> list[tuple[str, int]]:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import FormatterError
-from .integrity import StreamDigest, local_files
+from .integrity import StreamDigest, local_files, remote_files
 from .preallocate import preallocate
 
 __all__ = [
@@ -406,7 +406,13 @@ def _placements(
 
 
 def read_raw_array_from(
-    fs: Any, path: str, layout: RawLayout, region: tuple[slice, ...] | None = None
+    fs: Any,
+    path: str,
+    layout: RawLayout,
+    region: tuple[slice, ...] | None = None,
+    *,
+    digest: StreamDigest | None = None,
+    metadata: bytes | None = None,
 ) -> np.ndarray:
     """`read_raw_array` on any fsspec filesystem: the needed chunks are fetched in one call.
 
@@ -420,12 +426,21 @@ def read_raw_array_from(
         Its layout.
     region : `tuple` [`slice`, ...], optional
         One step-1 slice per axis; the whole array by default.
+    digest : `~butler.datastore.integrity.StreamDigest`, optional
+        For a whole read: fed every file under ``path`` (as listed) in sorted order, the
+        chunks from the bytes fetched to decode, so nothing is downloaded twice.
+    metadata : `bytes`, optional
+        With ``digest``: the bytes of ``zarr.json`` the layout was parsed from.
     """
     region, shape = _resolve(layout, region)
     out = np.empty(shape, dtype=layout.dtype)
     placements = list(_placements(layout, region))
     paths = [f"{path.rstrip('/')}/{key}" for key, _, _ in placements]
     found = fs.cat(paths, on_error="omit") if paths else {}
+    if digest is not None and region is None and metadata is not None:
+        _feed_remote(fs, path, found, metadata, digest)
+    elif digest is not None:
+        digest.abandon()
     chunk_bytes = math.prod(layout.chunk_shape) * layout.dtype.itemsize
     for (key, wanted, inside), chunk_path in zip(placements, paths, strict=True):
         data = found.get(chunk_path)
@@ -438,6 +453,21 @@ def read_raw_array_from(
         chunk = np.frombuffer(data, dtype=layout.dtype, count=math.prod(layout.chunk_shape))
         out[wanted] = chunk.reshape(layout.chunk_shape)[inside]
     return out
+
+
+def _feed_remote(
+    fs: Any, path: str, found: Mapping[str, bytes], metadata: bytes, digest: StreamDigest
+) -> None:
+    """Feed ``digest`` every file under ``path`` in sorted order; fetch only what is not in hand."""
+    for name, size in remote_files(fs, path):
+        digest.start_file(name, size)
+        full = f"{path.rstrip('/')}/{name}"
+        if name == METADATA_KEY:
+            digest.update(metadata)
+        elif full in found:
+            digest.update(found[full])
+        else:  # not a chunk of the array: fetched for the digest only
+            digest.update(fs.cat_file(full))
 
 
 def _missing_chunk(layout: RawLayout, key: str, path: str) -> None:

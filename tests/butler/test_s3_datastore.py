@@ -7,10 +7,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from butler import ArtifactChecksumError
 from butler.dataset_ref import DatasetRef
 from butler.dataset_type import DatasetType
 from butler.datastore.file_datastore import FileDatastore
-from butler.datastore.formatters import FitsArrayFormatter
+from butler.datastore.formatters import FitsArrayFormatter, ZarrArrayFormatter
+from butler.datastore.integrity import StreamDigest, digest
 from butler.dimensions import DimensionUniverse
 from butler.storage_class import StorageClassRegistry
 from butler.testing.datastore_tests import DatastoreTests
@@ -104,3 +106,32 @@ def test_partial_zarr_is_not_an_artifact(s3_store):
     info = s3_store.predict(ref)
     s3_store.fs.pipe_file(f"{s3_store.root}/{info.path}/c.0.0", b"\0" * 16)
     assert not s3_store.exists(info)
+
+
+@pytest.mark.parametrize("fits", [False, True], ids=["zarr", "fits"])
+def test_checksums_on_s3(s3_server, s3_bucket, fits):
+    """Recorded at put (hashed while staging, before the upload), verified at get (hashed
+    from the bytes fetched to decode them: nothing is downloaded twice)."""
+    store = FileDatastore(
+        f"s3://{s3_bucket}/repo",
+        storage_classes=StorageClassRegistry(load_entry_points=False),
+        storage_options=s3_server.storage_options,
+        checksums=True,
+    )
+    if fits:
+        store.formatter_overrides["NumpyArray"] = FitsArrayFormatter.dotted_name()
+    array = np.random.default_rng(4).normal(size=(300, 500)).astype(np.float32)
+    info = store.put(array, _ref("image", "NumpyArray", instrument="Cam", visit=2))
+    fs, path = store._full_path(info.path)
+    assert info.checksum == digest(fs, path)  # the bytes in the bucket, fetched again
+    np.testing.assert_array_equal(store.get(info), array)
+    streamed = StreamDigest()  # what get verifies: the bytes fetched to decode, hashed
+    formatter_class = FitsArrayFormatter if fits else ZarrArrayFormatter
+    formatter_class(store.storage_classes["NumpyArray"]).read(fs, path, digest=streamed)
+    assert streamed.finish(fs, path) == info.checksum
+    key = path if fits else f"{path}/c.0.0"
+    data = bytearray(fs.cat_file(key))
+    data[len(data) // 2] ^= 0xFF
+    fs.pipe_file(key, bytes(data))  # same size: only the checksum can tell
+    with pytest.raises(ArtifactChecksumError):
+        store.get(info)
