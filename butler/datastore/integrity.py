@@ -202,7 +202,7 @@ class StreamDigest:
         Parameters
         ----------
         fs : `fsspec.AbstractFileSystem`
-            The artifact's filesystem (only local artifacts are fed).
+            The artifact's filesystem.
         path : `str`
             The artifact that was written or read.
 
