@@ -22,16 +22,14 @@ from astropy.wcs import WCS, Sip
 from imaging.exposure import DetectorInfo, Exposure
 from imaging.extended_psf_profile import azimuthal_profile
 from imaging.geometry import Box
-from imaging.radial_alignment import geometry_metadata
 from imaging.stamp_stacking import FileStampSource
-from imaging.stamps import BrightStarStamp, BrightStarStamps
 from imaging.stamps_io import write_stamps_fits
 from imaging.warping import StampTransform
 from tasks.measure_extended_psf import MeasureExtendedPsfConfig, MeasureExtendedPsfTask
-from tasks.process_bright_stars import ProcessBrightStarsConfig, ProcessBrightStarsTask, _cutout
 from tasks.subtract_bright_stars import SubtractBrightStarsTask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imaging"))
+from _bright_star_scene import cut_stamps  # noqa: E402
 from _extended_psf_factory import (  # noqa: E402
     CORE_BETA,
     HALO_BETA,
@@ -117,30 +115,10 @@ def _observe(detector, visit, fwhm, rng, *, q=1.0, focal_plane=(0.0, 0.0)):
                 truth += flux / 9 * _profile(_elliptical_r(gx - cx, gy - cy, q, radial), fwhm)
     image = truth + rng.normal(0, SKY_SIGMA, truth.shape)
     exposure = Exposure(image.astype(np.float32), wcs=wcs, detector=info, visit=visit)
-    config = ProcessBrightStarsConfig()
-    config.stampSize = [STAMP, STAMP]
-    task = ProcessBrightStarsTask(config=config)
-    half = STAMP // 2
-    cutouts = []
-    for (x, y), _ in stars:
-        nx, ny = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
-        cutouts.append(_cutout(exposure, Box(nx - half, ny - half, STAMP, STAMP)))
-    warped = task.warpStamps(cutouts, [xy for xy, _ in stars])
-    assert warped.nb90Rots == int(ORIENTATIONS[detector] // 90)
-    stamps = BrightStarStamps.initAndNormalize(
-        [
-            BrightStarStamp(im, 10.0, 1000 * visit + 10 * detector + i, xy0, transform)
-            for i, (im, xy0, transform) in enumerate(
-                zip(warped.warpedStars, warped.xy0s, warped.warpTransforms, strict=True)
-            )
-        ],
-        innerRadius=RADII[0],
-        outerRadius=RADII[1],
-        nb90Rots=warped.nb90Rots,
-        use_archive=True,
-        imCenter=task.modelCenter,
-        metadata=geometry_metadata(info),  # as ProcessBrightStarsTask.run records it
+    stamps = cut_stamps(
+        exposure, [xy for xy, _ in stars], stamp_size=STAMP, first_id=1000 * visit + 10 * detector
     )
+    assert stamps.nb90Rots == int(ORIENTATIONS[detector] // 90)
     return exposure, truth, stars, stamps
 
 

@@ -8,15 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _bright_star_scene import cut_stamps
 from astropy.wcs import WCS, Sip
 
 from imaging.exposure import DetectorInfo, Exposure
 from imaging.extended_psf import ExtendedPsf
 from imaging.extended_psf_profile import azimuthal_profile
 from imaging.geometry import Box
-from imaging.stamps import BrightStarStamp, BrightStarStamps
 from imaging.warping import StampTransform, rotate_quarter_turns
-from tasks.process_bright_stars import ProcessBrightStarsConfig, ProcessBrightStarsTask, _cutout
 from tasks.subtract_bright_stars import SubtractBrightStarsConfig, SubtractBrightStarsTask
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "imaging"))
@@ -89,31 +88,9 @@ def scene():
     image += rng.normal(0, SKY_SIGMA, image.shape)
     detector = DetectorInfo(3, "D3", Box(0, 0, SIZE, SIZE), orientation=90.0)
     exposure = Exposure(image.astype(np.float32), wcs=wcs, detector=detector)
-    config = ProcessBrightStarsConfig()
-    config.stampSize = [150, 150]
-    config.annularFluxRadii = list(RADII)
-    task = ProcessBrightStarsTask(config=config)
-    cutouts, centers = [], []
-    for (x, y), _ in STARS:
-        nearest = (int(np.floor(x + 0.5)), int(np.floor(y + 0.5)))
-        cutouts.append(_cutout(exposure, Box(nearest[0] - 75, nearest[1] - 75, 150, 150)))
-        centers.append((x, y))
-    warped = task.warpStamps(cutouts, centers)
-    assert warped.nb90Rots == 1
-    stamps = BrightStarStamps.initAndNormalize(
-        [
-            BrightStarStamp(im, 10.0, i, xy0, transform)
-            for i, (im, xy0, transform) in enumerate(
-                zip(warped.warpedStars, warped.xy0s, warped.warpTransforms, strict=True)
-            )
-        ],
-        innerRadius=RADII[0],
-        outerRadius=RADII[1],
-        nb90Rots=warped.nb90Rots,
-        use_archive=True,
-        imCenter=task.modelCenter,
-    )
-    model = _model(165, warped.nb90Rots)
+    stamps = cut_stamps(exposure, [xy for xy, _ in STARS], radii=RADII)
+    assert stamps.nb90Rots == 1
+    model = _model(165, stamps.nb90Rots)
     return exposure, truth, stamps, ExtendedPsf(Exposure(model.astype(np.float32)))
 
 
