@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +59,12 @@ def write_model_picture(psf: ExtendedPsf, path: str, *, title: str = "") -> str:
 
     models = psf.regions
     n = max(len(models), 1)
-    fig = _figure(4.6 * n + 1.2, 4.8)
+    width = 4.6 * n + 1.2
+    meta = ", ".join(f"{k}={v}" for k, v in psf.metadata.items())
+    lines = [title] if title else ["Extended PSF", *textwrap.wrap(meta, int(width * 11))]
+    height = 4.4 + 0.16 * len(lines)  # room for every line of the title above the axes
+    fig = _figure(width, height)
+    fig.subplots_adjust(top=1.0 - (0.35 + 0.16 * len(lines)) / height)
     images = [np.asarray(m.image.image, dtype=float) for m in models.values()]
     positive = np.concatenate([im[np.isfinite(im) & (im > 0)] for im in images] or [[1.0]])
     vmax = float(positive.max())
@@ -83,8 +89,7 @@ def write_model_picture(psf: ExtendedPsf, path: str, *, title: str = "") -> str:
         loc="lower left",
         fontsize=8,
     )
-    meta = ", ".join(f"{k}={v}" for k, v in psf.metadata.items())
-    fig.suptitle(title or f"Extended PSF\n{meta}", fontsize=9)
+    fig.suptitle("\n".join(lines), fontsize=9)
     return _save(fig, path)
 
 
