@@ -27,6 +27,7 @@ import sqlalchemy as sa
 
 from .._errors import MissingCollectionError, RunLeaseError
 from ._schema import RegistrySchema
+from ._util import insert_ignoring
 from .collection_type import CollectionType
 from .collections import CollectionManager
 from .database import Database
@@ -45,6 +46,16 @@ def lease_holder_alive(lease: dict[str, Any], stale_after: float) -> bool:
             return True
         return True
     return time.time() - float(lease.get("heartbeat", 0.0)) < stale_after
+
+
+def _held_by(run: str, held: dict[str, Any], now: float) -> RunLeaseError:
+    """Return the error of a lease of ``run`` that another live process holds."""
+    since = time.strftime("%H:%M:%S", time.localtime(held.get("since", now)))
+    return RunLeaseError(
+        f"run {run!r} is being executed by process {held.get('pid')} on "
+        f"{held.get('host')} (since {since}); wait for it to finish or stop it "
+        "first, or write to another run"
+    )
 
 
 class RunLeaseManager:
@@ -102,16 +113,19 @@ class RunLeaseManager:
             held = self._read(connection, key)
             if held is not None and held.get("token") != token:
                 if lease_holder_alive(held, stale_after):
-                    since = time.strftime("%H:%M:%S", time.localtime(held.get("since", now)))
-                    raise RunLeaseError(
-                        f"run {run!r} is being executed by process {held.get('pid')} on "
-                        f"{held.get('host')} (since {since}); wait for it to finish or stop it "
-                        "first, or write to another run"
-                    )
+                    raise _held_by(run, held, now)
                 connection.execute(self._table.delete().where(self._table.c.name == key))
             elif held is not None:
                 connection.execute(self._table.delete().where(self._table.c.name == key))
-            connection.execute(self._table.insert(), [{"name": key, "value": json.dumps(mine)}])
+            # Two processes that both found no lease (PostgreSQL reads do not lock) both
+            # insert one: the second insert waits for the first to commit and then does
+            # nothing, and its process is refused, naming the one that took it.
+            inserted = connection.execute(
+                insert_ignoring(connection, self._table, ["name"]).returning(self._table.c.name),
+                {"name": key, "value": json.dumps(mine)},
+            ).first()
+            if inserted is None:
+                raise _held_by(run, self._read(connection, key) or {}, now)
 
     def refresh(self, run: str, token: str) -> bool:
         """Record a heartbeat; return False if the lease is no longer the caller's."""

@@ -253,3 +253,40 @@ def test_an_insert_into_a_run_being_removed_is_refused(postgres_server):
     assert _dataset_rows(url) == 0
     writer.close()
     remover.close()
+
+
+def test_clients_taking_one_run_lease_at_once(postgres_server):
+    """Many clients take the lease of one run at the same moment: exactly one gets it, every
+    other is refused with RunLeaseError naming the holder (before: a unique-key violation
+    when two found no lease and both inserted one)."""
+    import threading
+
+    from butler._errors import RunLeaseError
+
+    url = postgres_server.url(postgres_server.create_database())
+    registry = SqlRegistry.create(url, DimensionUniverse.default())
+    registry.register_run("r")
+    n = 8
+    clients = [SqlRegistry.open(url) for _ in range(n)]
+    barrier = threading.Barrier(n)
+    results = []
+
+    def take(i):
+        try:
+            barrier.wait(30)
+            clients[i].acquire_run_lease("r", f"token-{i}")
+            results.append("ok")
+        except Exception as err:  # reported below
+            results.append(err)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results.count("ok") == 1, results
+    refused = [r for r in results if r != "ok"]
+    assert all(isinstance(r, RunLeaseError) for r in refused), refused
+    for client in clients:
+        client.close()
+    registry.close()

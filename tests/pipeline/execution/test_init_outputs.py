@@ -30,13 +30,19 @@ def _graph(repo, schema_file, run="out/s"):
     )
 
 
-def test_a_changed_init_output_in_the_run_is_refused(repo, tmp_path):
+def _run_then_change_schema(repo, tmp_path):
+    """Run once with schema ["flux"], then make the task's schema another (same config)."""
     schema = tmp_path / "schema.txt"
     schema.write_text("flux\n")
     butler = Butler(repo)
     first = execute_graph(butler, _graph(repo, schema), executor="sync", progress=False)
     assert first.exit_code == 0
-    schema.write_text("flux\nflux_err\n")  # the software now makes another schema, same config
+    schema.write_text("flux\nflux_err\n")
+    return butler, schema
+
+
+def test_a_changed_init_output_in_the_run_is_refused(repo, tmp_path):
+    butler, schema = _run_then_change_schema(repo, tmp_path)
     refused = execute_graph(
         butler, _graph(repo, schema), executor="sync", skip_existing=True, progress=False
     )
@@ -90,12 +96,7 @@ def test_a_different_unregistered_init_output_is_replaced_with_a_warning(repo, t
 
 
 def test_clobber_outputs_replaces_a_changed_init_output_and_reruns_its_task(repo, tmp_path):
-    schema = tmp_path / "schema.txt"
-    schema.write_text("flux\n")
-    butler = Butler(repo)
-    first = execute_graph(butler, _graph(repo, schema), executor="sync", progress=False)
-    assert first.exit_code == 0
-    schema.write_text("flux\nflux_err\n")
+    butler, schema = _run_then_change_schema(repo, tmp_path)
     summary = execute_graph(butler, _graph(repo, schema), executor="sync", skip_existing=True,
                             clobber_outputs=True, progress=False)
     assert summary.exit_code == 0, summary.error
