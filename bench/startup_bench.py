@@ -7,7 +7,8 @@ round (which also writes the bytecode caches): ``pipetask --help``, ``butler --h
 graph (3 trivial tasks, 4 visits x 10 detectors, 32x32 float32 arrays: `bench._startup_tasks`)
 with ``-j 1`` (in the pipetask process) and ``-j 2`` (a local dask cluster), graph build
 included, each into a new output run. Next to the wall time: the CPU time (user + system) of
-the process and everything it started, which a loaded machine inflates much less.
+the process and everything it started (on Linux also the processes that outlive it, such as
+the server the dask workers fork from), which a loaded machine inflates much less.
 
 Peers, in the same rounds:
 
@@ -79,16 +80,47 @@ def make_repo(root: Path) -> Path:
     return root
 
 
+def _adopt_orphans() -> bool:
+    """Make this process the reaper of its descendants' orphans (Linux); return if it is.
+
+    ``pipetask run -j 2`` forks its dask workers from a server process (see
+    `cluster.worker_server`) that outlives ``pipetask`` by a moment: adopted and waited for
+    here, its CPU time (and its workers') counts in the run's.
+    """
+    try:
+        import ctypes
+
+        set_child_subreaper = 36  # PR_SET_CHILD_SUBREAPER
+        return ctypes.CDLL(None, use_errno=True).prctl(set_child_subreaper, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _reap_orphans(timeout: float = 30.0) -> None:
+    """Wait for every adopted descendant to end (at most ``timeout`` seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.01)
+
+
 def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Wall and CPU time (s) of ``command`` as a fresh process; raises if it fails.
 
-    The CPU time is the user + system time of the process and of every process it waited
-    for (the dask workers included), from ``getrusage(RUSAGE_CHILDREN)``.
+    The wall time ends when the process exits. The CPU time is the user + system time of
+    the process and of every process it started (the dask workers and the server they fork
+    from included, which `_adopt_orphans` makes this process wait for), from
+    ``getrusage(RUSAGE_CHILDREN)``.
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     wall = time.perf_counter() - start
+    _reap_orphans()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -180,6 +212,7 @@ def _env(source: Path | None, tasks_dir: Path) -> dict[str, str]:
 def measure(rounds: int = ROUNDS) -> tuple[list[str], list[list[Any]]]:
     """Time every case ``rounds`` times, interleaved; return the columns and rows."""
     base = os.environ.get("BENCH_STARTUP_BASE")
+    _adopt_orphans()
     lsst_python = _lsst_python()
     binary = Path(sys.executable).parent
     with tempfile.TemporaryDirectory() as tmp:

@@ -109,6 +109,14 @@ def start_executor(
     started this way, it does so while the caller builds the quantum graph. Pass the future
     to `execute_graph` (which waits for it) and close it with `close_started` when done.
     """
+    local = cluster_address is None and cluster_config is None
+    if local and jobs >= 1 and executor_kind(executor, jobs, None, None, pdb) == "dask":
+        # the process local workers fork from imports dask on another core meanwhile
+        from cluster import start_worker_server
+
+        from .executors import LOCAL_WORKER_MODULES
+
+        start_worker_server(LOCAL_WORKER_MODULES)
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="executor-start")
     future = pool.submit(_make_executor, executor, jobs, cluster_address, cluster_config, pdb)
     pool.shutdown(wait=False)  # the thread ends when the executor is made

@@ -39,6 +39,7 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..worker import WorkerCache
+from . import LOCAL_WORKER_MODULES
 from .base import Executor, ExecutorLostError
 
 __all__ = [
@@ -178,6 +179,7 @@ class DaskExecutor(Executor):
                 dashboard_address=dashboard_address,
                 # advertised so that task resource hints (getResourceConfig) can be honoured
                 resources={"cpus": 1.0, "memory_mb": float(int(memory_mb))},
+                worker_preload=LOCAL_WORKER_MODULES,
             )
             self._owned.extend([cluster])
             self.client = Client(cluster)

@@ -1,0 +1,73 @@
+"""Local dask workers fork from a server that imported dask once (`cluster.worker_server`), and
+are spawned as before whenever a forked one would not see what a spawned one would.
+
+The scenario runs in a fresh Python process: the server is one per process, and earlier tests
+of this session may have changed the environment since it started (then every local cluster
+of the session spawns its workers, which is the rule under test, but not a known start).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+SCENARIO = r"""
+import json, os
+from distributed import Client
+from cluster import local_cluster
+
+def worker_process():
+    import os, sys
+    return [os.getppid(), os.environ.get("SKYQUANTA_WORKER_SERVER_PROBE"),
+            os.environ.get("OMP_NUM_THREADS"), "pipeline.execution.worker" in sys.modules]
+
+def probe(**options):
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=True,
+                       dashboard_address=None, worker_preload=("pipeline.execution.worker",),
+                       **options) as cluster, Client(cluster) as client:
+        return list(client.run(worker_process).values())
+
+if __name__ == "__main__":
+    os.environ.pop("SKYQUANTA_WORKER_SERVER_PROBE", None)
+    result = {"client": os.getpid(), "forked": probe()}
+    os.environ["SKYQUANTA_WORKER_SERVER_PROBE"] = "set after the server started"
+    result["changed_environment"] = probe()
+    del os.environ["SKYQUANTA_WORKER_SERVER_PROBE"]
+    result["asked_to_spawn"] = probe(
+        dask_config={"distributed.worker.multiprocessing-method": "spawn"})
+    result["again"] = probe()
+    print("RESULT", json.dumps(result))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_workers_fork_from_the_server_unless_the_environment_changed(tmp_path):
+    script = tmp_path / "scenario.py"
+    script.write_text(SCENARIO)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=280
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.rpartition("RESULT ")[2])
+    client = result["client"]
+
+    def parents(case: str) -> set[int]:
+        return {worker[0] for worker in result[case]}
+
+    forked = result["forked"]
+    assert len(forked) == 2
+    # not children of the client (spawned workers are) but of the one server; the modules it
+    # preloaded are there before any task ran; dask's pre-spawn settings hold as when spawned
+    assert len(parents("forked")) == 1 and parents("forked") != {client}
+    assert {(probe, omp, preloaded) for _, probe, omp, preloaded in forked} == {
+        (None, "1", True)
+    }
+    # a variable set since the server started: a forked worker would miss it, so spawned
+    assert parents("changed_environment") == {client}
+    assert {w[1] for w in result["changed_environment"]} == {"set after the server started"}
+    # a cluster that asks for spawned workers gets them; then the server serves again
+    assert parents("asked_to_spawn") == {client}
+    assert parents("again") == parents("forked")
