@@ -14,8 +14,10 @@ client itself: it has threads and open database connections.
 `start` launches the server (a no-op when it runs) with what a spawned worker would get:
 this process's environment plus dask's ``distributed.nanny.pre-spawn-environ`` (applied to
 this process's environment, as the nanny itself does before spawning), its ``sys.path``
-and working directory. ``pipetask run`` calls it first thing, so the server imports while
-the client imports distributed and builds the graph, on the other core.
+and working directory. ``pipetask run`` calls it first thing (before it imports dask: the
+environment then comes from distributed's defaults and the local cluster settings), so the
+server imports while the client imports dask and the butler and builds the graph, on the
+other core.
 
 A forked worker sees the server's environment, ``sys.path`` and working directory as they
 were at its launch; `matches` tells whether they still equal what a spawned worker would get
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["DEFAULT_PRELOAD", "matches", "pre_spawn_environ", "start"]
@@ -38,21 +40,31 @@ __all__ = ["DEFAULT_PRELOAD", "matches", "pre_spawn_environ", "start"]
 #: Modules every local dask worker imports, imported once by the server.
 DEFAULT_PRELOAD = ("distributed", "numpy")
 
+_PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
+
 #: What the server was launched with: environment, sys.path, working directory.
 _launched: tuple[dict[str, str], list[str], str] | None = None
 
 
-def pre_spawn_environ() -> dict[str, str]:
+def pre_spawn_environ(settings: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Return the environment variables dask's nanny sets before it starts a worker process.
 
     The same rule as the nanny's: ``distributed.nanny.pre-spawn-environ`` (a value of `None`
     unsets nothing and is left out; a variable already in the environment wins), plus
-    ``PYTHONHASHSEED=6640`` when unset or 0, so that all workers hash alike.
+    ``PYTHONHASHSEED=6640`` when unset or 0, so that all workers hash alike. The setting is
+    distributed's default, then dask's configuration if dask is imported, then ``settings``
+    (dotted keys, as for ``dask.config.set``).
     """
-    import dask.config
+    config = dict(_distributed_default(_PRE_SPAWN))
+    if "dask.config" in sys.modules:
+        import dask.config
 
-    key = "distributed.nanny.pre-spawn-environ"
-    config = {**_distributed_default(key), **(dask.config.get(key, default=None) or {})}
+        config.update(dask.config.get(_PRE_SPAWN, default=None) or {})
+    for key, value in (settings or {}).items():
+        if key == _PRE_SPAWN:
+            config.update(value or {})
+        elif key.startswith(_PRE_SPAWN + "."):
+            config[key[len(_PRE_SPAWN) + 1 :]] = value
     env = {name: os.environ.get(name, str(v)) for name, v in config.items() if v is not None}
     if env.get("PYTHONHASHSEED") in (None, "0"):
         env["PYTHONHASHSEED"] = "6640"
@@ -65,7 +77,7 @@ def _distributed_default(key: str) -> dict[str, Any]:
     distributed adds its defaults to dask's configuration when it is imported; the server is
     launched before that, so they are read from its ``distributed.yaml`` (2 ms with libyaml).
     """
-    if "distributed" in sys.modules:
+    if "distributed.config" in sys.modules:
         return {}  # imported: dask's configuration has them
     import importlib.util
 
@@ -86,8 +98,10 @@ def _distributed_default(key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _wanted() -> tuple[dict[str, str], list[str], str]:
-    return {**os.environ, **pre_spawn_environ()}, list(sys.path), os.getcwd()
+def _wanted(
+    settings: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, str], list[str], str]:
+    return {**os.environ, **pre_spawn_environ(settings)}, list(sys.path), os.getcwd()
 
 
 def matches() -> bool:
@@ -95,8 +109,11 @@ def matches() -> bool:
     return _launched is not None and _launched == _wanted()
 
 
-def start(preload: Sequence[str] = ()) -> bool:
+def start(preload: Sequence[str] = (), settings: Mapping[str, Any] | None = None) -> bool:
     """Launch the fork server now, importing `DEFAULT_PRELOAD` and ``preload``.
+
+    ``settings`` are dask settings that will be in force when the cluster starts (see
+    `pre_spawn_environ`), for a launch before dask is imported.
 
     Returns
     -------
@@ -113,12 +130,12 @@ def start(preload: Sequence[str] = ()) -> bool:
     # as the nanny does before it spawns a worker: the server and its forks inherit these;
     # __DASK_PARENT_PID (the nanny's process, where dask shows worker process titles from)
     # too, so that the environment compares equal once a nanny has set it
-    os.environ.update(pre_spawn_environ())
+    os.environ.update(pre_spawn_environ(settings))
     os.environ["__DASK_PARENT_PID"] = str(os.getpid())
     context: Any = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([*DEFAULT_PRELOAD, *preload])
     from multiprocessing import forkserver
 
     forkserver.ensure_running()
-    _launched = _wanted()
+    _launched = _wanted(settings)
     return True

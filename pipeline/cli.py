@@ -685,6 +685,11 @@ def run(
     registry_timeout: float,
 ) -> None:
     """Build (or load) a quantum graph and execute it."""
+    from .execution.local_workers import start_worker_server
+
+    # before the imports below: a local cluster's worker server imports on another core
+    start_worker_server(executor, jobs, cluster_address, cluster_config, pdb)
+
     from butler import Butler
 
     from .execution.run import close_started, execute_graph, executor_kind, start_executor

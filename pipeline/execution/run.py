@@ -55,6 +55,7 @@ from typing import Any
 from ..graph.quantum_graph import QuantumGraph
 from .executors.base import RUNNING, ExecutionResult, Executor, ExecutorLostError, schedule
 from .interrupts import DiskFullError, FailFastError, Interrupted, catch_signals
+from .local_workers import executor_kind, start_worker_server
 from .progress import _COLUMNS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, Progress, RunSummary
 from .registration import DEFAULT_REGISTRY_TIMEOUT, Registrar
 from .run_lease import RunLeaseKeeper
@@ -77,27 +78,17 @@ from .worker import (
     share_tables,
 )
 
-__all__ = ["EXIT_FAILED", "EXIT_NOT_STARTED", "EXIT_OK", "RunSummary", "execute_graph"]
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_NOT_STARTED",
+    "EXIT_OK",
+    "RunSummary",
+    "execute_graph",
+    "executor_kind",
+    "start_executor",
+]
 
 _LOG = logging.getLogger(__name__)
-
-
-def executor_kind(
-    executor: str, jobs: int, cluster_address: str | None, cluster_config: str | None, pdb: bool
-) -> str:
-    """Return ``"sync"`` or ``"dask"``: the executor an ``executor`` name stands for.
-
-    ``"auto"`` is ``"sync"`` (in this process) for ``jobs=1`` without a cluster address or
-    spec, as LSST's ``pipetask -j 1``, else ``"dask"``; ``pdb`` always runs in-process.
-    """
-    if executor == "auto":
-        local_one = jobs == 1 and cluster_address is None and cluster_config is None
-        executor = "sync" if local_one else "dask"
-    if pdb:
-        return "sync"
-    if executor not in ("sync", "dask"):
-        raise ValueError(f"unknown executor {executor!r}; use 'auto', 'dask' or 'sync'")
-    return executor
 
 
 def start_executor(
@@ -109,14 +100,8 @@ def start_executor(
     started this way, it does so while the caller builds the quantum graph. Pass the future
     to `execute_graph` (which waits for it) and close it with `close_started` when done.
     """
-    local = cluster_address is None and cluster_config is None
-    if local and jobs >= 1 and executor_kind(executor, jobs, None, None, pdb) == "dask":
-        # the process local workers fork from imports dask on another core meanwhile
-        from cluster import start_worker_server
-
-        from .executors import LOCAL_WORKER_MODULES
-
-        start_worker_server(LOCAL_WORKER_MODULES)
+    # the process local workers fork from (if not yet launched) imports on another core
+    start_worker_server(executor, jobs, cluster_address, cluster_config, pdb)
     pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="executor-start")
     future = pool.submit(_make_executor, executor, jobs, cluster_address, cluster_config, pdb)
     pool.shutdown(wait=False)  # the thread ends when the executor is made

@@ -13,7 +13,8 @@ test can change it between runs without touching the graph:
   (``visit,detector`` lines) sleep;
 - ``noWorkDetectors``: detectors for which ExecA raises ``NoWorkFound``;
 - ``failAfterPut``: ExecB writes its output, then raises;
-- ``pidFile``: each quantum appends the id of the process running it (where it ran);
+- ``pidFile``: each quantum appends the id of the process running it (where it ran) and of
+  that process's parent, as a ``pid parent`` line;
 - ``padBytes``: ExecA's output also holds a string of that many characters (to fill a disk).
 """
 
@@ -51,7 +52,7 @@ def _lines(path):
 def _behave(config, data_id, log):
     if config.pidFile:
         with open(config.pidFile, "a") as stream:
-            stream.write(f"{os.getpid()}\n")
+            stream.write(f"{os.getpid()} {os.getppid()}\n")
     key = f"{data_id['visit']},{data_id.get('detector', '')}".rstrip(",")
     if config.sleep and (not config.sleepFile or key in _lines(config.sleepFile)):
         if config.sleepBlocking:

@@ -16,18 +16,7 @@ from .sync import SyncExecutor
 if TYPE_CHECKING:
     from .dask import DaskExecutor as DaskExecutor
 
-__all__ = [
-    "LOCAL_WORKER_MODULES",
-    "DaskExecutor",
-    "ExecutionResult",
-    "Executor",
-    "SyncExecutor",
-    "schedule",
-]
-
-#: Modules a local dask worker runs quanta with: imported once by the process the workers
-#: fork from (`cluster.worker_server`), not by each worker.
-LOCAL_WORKER_MODULES = ("pipeline.execution.worker", "pipeline.execution.executors.dask")
+__all__ = ["DaskExecutor", "ExecutionResult", "Executor", "SyncExecutor", "schedule"]
 
 
 def __getattr__(name: str) -> Any:

@@ -38,8 +38,8 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from ..local_workers import LOCAL_WORKER_MODULES
 from ..worker import WorkerCache
-from . import LOCAL_WORKER_MODULES
 from .base import Executor, ExecutorLostError
 
 __all__ = [

@@ -1,6 +1,7 @@
 """``pipetask run -j 1`` runs the quanta in the client process (as LSST's ``pipetask``), through
 the same worker function as ``-j 2`` on a local dask cluster: both store the same datasets with
-the same bytes (task metadata and logs aside)."""
+the same bytes (task metadata and logs aside). The ``-j 2`` workers are forked from the server
+pipetask launched before it imported dask (`cluster.worker_server`), not spawned by it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from _faults import start_pipetask
 from butler import Butler
 
 
-def _run(repo, pipe, run: str, jobs: str, pid_file) -> tuple[int, set[int]]:
-    """Run pipetask into chain ``run`` (RUN ``run/run``); return its pid and the quanta's pids."""
+def _run(repo, pipe, run: str, jobs: str, pid_file) -> tuple[int, set[int], set[int]]:
+    """Run pipetask into chain ``run`` (RUN ``run/run``); return its pid, the pids of the
+    processes that ran the quanta and their parents' pids."""
     pid_file.write_text("")
     proc = start_pipetask(
         "run", "-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", run,
@@ -19,7 +21,8 @@ def _run(repo, pipe, run: str, jobs: str, pid_file) -> tuple[int, set[int]]:
     )
     out, err = proc.communicate(timeout=180)
     assert proc.returncode == 0, out + err
-    return proc.pid, {int(line) for line in pid_file.read_text().split()}
+    lines = [line.split() for line in pid_file.read_text().splitlines() if line.strip()]
+    return proc.pid, {int(pid) for pid, _ in lines}, {int(parent) for _, parent in lines}
 
 
 def test_jobs_1_in_process_same_outputs_as_jobs_2(tmp_path):
@@ -29,10 +32,11 @@ def test_jobs_1_in_process_same_outputs_as_jobs_2(tmp_path):
     pipe = tmp_path / "pipe.yaml"
     pipe.write_text(pipeline_yaml(a_config=behaviour, b_config=behaviour, c_config=behaviour))
 
-    client, workers = _run(repo, pipe, "u/j1", "1", pid_file)
+    client, workers, _ = _run(repo, pipe, "u/j1", "1", pid_file)
     assert workers == {client}  # every quantum ran inside pipetask itself
-    client, workers = _run(repo, pipe, "u/j2", "2", pid_file)
-    assert workers and client not in workers  # ... and on dask worker processes with -j 2
+    client, workers, parents = _run(repo, pipe, "u/j2", "2", pid_file)
+    assert workers and client not in workers  # ... and on dask worker processes with -j 2,
+    assert len(parents) == 1 and client not in parents  # forked from one server process
 
     butler = Butler(repo, writeable=False)
     one, two = registered(butler, "u/j1/run"), registered(butler, "u/j2/run")
