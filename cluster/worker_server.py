@@ -30,6 +30,7 @@ State: the environment, ``sys.path`` and working directory the server was launch
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,8 @@ __all__ = ["DEFAULT_PRELOAD", "matches", "pre_spawn_environ", "start"]
 DEFAULT_PRELOAD = ("distributed", "numpy")
 
 _PRE_SPAWN = "distributed.nanny.pre-spawn-environ"
+
+_LOG = logging.getLogger(__name__)
 
 #: What the server was launched with: environment, sys.path, working directory.
 _launched: tuple[dict[str, str], list[str], str] | None = None
@@ -119,14 +122,16 @@ def start(preload: Sequence[str] = (), settings: Mapping[str, Any] | None = None
     -------
     started : `bool`
         True if the server runs with what a spawned worker would get now (launched here or
-        earlier with the same); False if it was launched with something else (then
-        `local_cluster` spawns its workers).
+        earlier with the same); False if it was launched with something else or cannot run
+        here (then `local_cluster` spawns its workers).
     """
     import multiprocessing
 
     global _launched
     if _launched is not None:
         return matches()
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return False  # e.g. Windows: workers are spawned
     # as the nanny does before it spawns a worker: the server and its forks inherit these;
     # __DASK_PARENT_PID (the nanny's process, where dask shows worker process titles from)
     # too, so that the environment compares equal once a nanny has set it
@@ -136,6 +141,10 @@ def start(preload: Sequence[str] = (), settings: Mapping[str, Any] | None = None
     context.set_forkserver_preload([*DEFAULT_PRELOAD, *preload])
     from multiprocessing import forkserver
 
-    forkserver.ensure_running()
+    try:
+        forkserver.ensure_running()
+    except OSError as err:  # e.g. no room for its socket: spawn instead
+        _LOG.warning("could not start the dask worker fork server (%s); spawning workers", err)
+        return False
     _launched = _wanted(settings)
     return True

@@ -159,3 +159,25 @@ def test_repeatable_error_is_not_retried(repo, tmp_path):
     assert summary.exit_code == 1
     assert summary.failures[0]["attempts"] == 1
     assert summary.failures[0]["error_type"] == "pipeline._errors.RepeatableQuantumError"
+
+
+def test_closing_heartbeat_filter_drops_only_the_shutdown_race():
+    import logging
+    from types import SimpleNamespace
+
+    from distributed.core import Status
+
+    from pipeline.execution.executors.dask import ClosingHeartbeatFilter
+
+    def record(message: str) -> logging.LogRecord:
+        return logging.LogRecord("distributed.worker", logging.ERROR, "w.py", 1, message, (), None)
+
+    heartbeat = record("Failed to communicate with scheduler during heartbeat.")
+    other = record("Unexpected exception during heartbeat. Closing worker.")
+    worker = SimpleNamespace(status=Status.running)
+    quiet = ClosingHeartbeatFilter(worker)
+    assert quiet.filter(heartbeat) and quiet.filter(other)  # a running worker: kept
+    for status in (Status.closing, Status.closed):
+        worker.status = status
+        assert not quiet.filter(heartbeat)  # the race of a closing worker: dropped
+        assert quiet.filter(other)
