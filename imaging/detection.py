@@ -444,7 +444,10 @@ def detect_sources(
             image, mask, config=config.background, planes=planes, xy0=xy0
         )
     if config.polarity == "positive":
-        if neg_bit:
+        if neg_bit and neg_labels is None and config.re_estimate_background:
+            # only the pixels set above carry the bit (it was cleared at the start)
+            mask[neg[0], neg[1]] &= np.uint32(~neg_bit & 0xFFFFFFFF)
+        elif neg_bit:
             mask &= np.uint32(~neg_bit & 0xFFFFFFFF)
         neg_fps, neg_labels = [], None
     if config.polarity == "negative":
