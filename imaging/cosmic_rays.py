@@ -10,7 +10,8 @@ Design, on a background-subtracted working copy ``v`` (background = image median
   (mean PSF value one pixel from the centre along d) / (central PSF value)`` and
   ``f = cond3_fac``; a star, however bright, has neighbours at least
   ``psf_1/psf_0`` of its peak and never passes;
-* condition 4 — the pixel is not BAD/INTRP/SAT/NO_DATA and touches no INTRP pixel;
+* condition 4 — the pixel is not BAD/INTRP/SAT/NO_DATA, touches no INTRP pixel and lies
+  more than ``saturated_grow`` rows and columns from a SAT pixel (a bleed trail's tip);
 * a flagged pixel is replaced at once by the pair mean, and its neighbours are
   re-examined until nothing changes (the vectorised analogue of CR.cc's raster scan);
 * 8-connected groups whose summed excess is below ``min_dn`` are dropped (condition 1);
@@ -86,6 +87,12 @@ class CosmicRayConfig:
         ``"pairs"``: conditions 2 and 3 against neighbour-pair means (see module docstring).
     extend_box : int
         Odd box size of the ``"local"`` background.
+    saturated_planes : tuple of str
+        Planes of saturated pixels (bleed trails).
+    saturated_grow : int
+        Pixels within this many rows and columns of a saturated one are never CRs: the
+        charge spilled past a trail's last full-well pixel is a step sharper than the PSF
+        (on a 4k² simulated detector 8 such tips were flagged).  0 turns this off.
     """
 
     n_cr_pixel_max: int = 10000
@@ -99,6 +106,8 @@ class CosmicRayConfig:
     extend_sigma: float = 2.5
     extend_mode: str = "local"
     extend_box: int = 5
+    saturated_planes: tuple[str, ...] = ("SAT",)
+    saturated_grow: int = 2
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -278,10 +287,18 @@ def find_cosmic_rays(
     flagged = np.zeros((h, w), bool)
     original = image
 
+    sat_bits = np.uint32(bitmask(planes, config.saturated_planes))
+    grow = int(config.saturated_grow)
+
     def usable(py, px):
         ok = v[py, px] < _VOID
         if bad_bits:
             ok &= (mask[py, px] & np.uint32(bad_bits)) == 0
+        if sat_bits and grow > 0:  # near a saturated pixel: a bleed trail's tip
+            for dy in range(-grow, grow + 1):
+                qy = np.clip(py + dy, 0, h - 1)
+                for dx in range(-grow, grow + 1):
+                    ok &= (mask[qy, np.clip(px + dx, 0, w - 1)] & sat_bits) == 0
         if intrp_bit:
             for dy, dx in _NEIGHBOURS:
                 ok &= (mask[py + dy, px + dx] & np.uint32(intrp_bit)) == 0

@@ -107,3 +107,29 @@ def test_interpolation_restores_a_smooth_image():
     img[31, 20] = -1e4
     interpolate_pixels(img, mask, ty, tx, planes=PLANES)
     np.testing.assert_allclose(img[ty, tx], smooth[ty, tx], atol=2.0)
+
+
+def test_bleed_trail_tips_are_not_cosmic_rays():
+    """The charge spilled past a bleed trail's last full pixel is no cosmic ray.
+
+    A saturated star's trail runs along its column at full well (SAT); the charge left over
+    fills the next pixel only in part, a one-pixel step sharper than any PSF. On a 4k²
+    simulated detector 8 such tips next to two saturated stars were flagged as CRs.
+    """
+    rng = np.random.default_rng(4)
+    noise = 10.0
+    img = rng.normal(0.0, noise, (101, 101)).astype(np.float32)
+    variance = np.full(img.shape, noise**2, np.float32)
+    mask = np.zeros(img.shape, np.uint32)
+    full_well = 60000.0
+    yy, xx = np.mgrid[0:101, 0:101]
+    img += (3e6 / (2 * np.pi * 2.0**2) * np.exp(-((xx - 50) ** 2 + (yy - 50) ** 2) / 8.0)).astype(
+        np.float32
+    )
+    img[35:66, 50] = full_well  # the trail, 15 rows each way
+    mask[img >= full_well] |= 1 << PLANES["SAT"]
+    img[34, 50] = 0.3 * full_well  # the tips: spilled charge below full well
+    img[66, 50] = 0.3 * full_well
+    img[67, 50] = 0.01 * full_well  # and a little beyond (the sim's trails end so too)
+    res = find_cosmic_rays(img, mask, variance, GaussianPsf(2.0), keep_crs=True, planes=PLANES)
+    assert res.n_pixels == 0, list(zip(res.x, res.y, strict=True))
