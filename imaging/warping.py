@@ -1,30 +1,36 @@
 """Resampling of a masked image through a smooth pixel transform (Lanczos or bilinear).
 
-This is the warper of the bright-star stamps (plain numpy, no task framework): a stamp cut from
-a detector is resampled onto a common grid through a `StampTransform`, a polynomial map from
-source pixels to destination pixels. `StampTransform.from_wcs` builds LSST's PIXELS →
-TAN_PIXELS map from a TAN-SIP WCS: the detector's WCS with its SIP terms removed, i.e. a
-distortion-free frame at the boresight pixel scale with the same axes as the detector pixels.
+This is the warper of the bright-star stamps (arrays in, arrays out; no task framework): a
+stamp cut from a detector is resampled onto a common grid through a `StampTransform`, a
+polynomial map from source pixels to destination pixels. `StampTransform.from_wcs` builds
+LSST's PIXELS → TAN_PIXELS map from a TAN-SIP WCS: the detector's WCS with its SIP terms
+removed, i.e. a distortion-free frame at the boresight pixel scale with the same axes as the
+detector pixels.
 
 Algorithm of `warp_masked_image` (a destination pixel takes the value of the source at
-``transform.apply_inverse(X, Y)``, resampled with the tensor-product kernel):
+``transform.apply_inverse(X, Y)``, resampled with the tensor-product kernel); the loops are
+compiled (numba, `imaging._warp_kernels`), which takes a 275×275 lanczos5 stamp from ~5.7 ms
+in numpy to ~1 ms:
 
 1. The transform is evaluated forward on a coarse grid of source points and the inverse map is
    fitted there with bivariate cubics; over a 275-pixel stamp of a 4k×4k detector the fit is
    exact to < 1e-4 px (the residual, checked on a staggered grid, is reported in
-   `WarpResult.fit_residual`; a large residual is an error, never a silent approximation).
-2. Two separable passes (Catmull-Smith): along the source rows to the destination columns,
-   then along the columns to the destination rows. Each pass resamples every line at its own
-   positions; the kernel weights come from a table of the kernel sampled at 1/4096 px and the
-   pixels from contiguous row windows (no per-pixel 2-D kernel). Weights are normalized to a
-   sum of one; the variance is resampled with the squared weights.
+   `WarpResult.fit_residual`). A residual above 1e-3 px is never silently approximated: the
+   ``direct`` method takes over (``separable`` alone raises).
+2. ``separable`` (the fast path): two 1-D passes (Catmull-Smith), along the source rows to
+   the destination columns, then along the columns to the destination rows, each line at its
+   own positions (the cubics evaluated on the fly). ``direct`` (the reference): the exact
+   inverse at every pixel (Newton) and the 2-D kernel, ``(2n)²`` taps. For a translation the
+   two agree to the last bit; for the affine part of a stamp's distortion to ~1e-4 of the peak
+   (tested). Weights come from a table of the kernel sampled at 1/4096 px, each row normalized
+   to a sum of one; the variance is resampled with the squared weights.
 3. Mask bits are ORed over each destination pixel's full kernel footprint (2n × 2n source
-   pixels) through a separable box-OR and one lookup.
+   pixels) through a box-OR of the source mask and one lookup.
 4. A destination pixel whose footprint touches a pixel outside the source or a non-finite one
    is "no data": image NaN, variance infinity, ``NO_DATA`` set (afw's edge pixels).
-
-`rotate_quarter_turns` applies the detector's quarter turns afterwards (numpy's ``rot90`` with
-``k = -nb90Rots``: counter-clockwise when shown with y up, as afw's ``rotateImageBy90``).
+5. ``quarter_turns`` writes the result already turned (as `rotate_quarter_turns`: numpy's
+   ``rot90`` with ``k = -nb90Rots``, counter-clockwise when shown with y up, as afw's
+   ``rotateImageBy90``).
 """
 
 from __future__ import annotations
