@@ -318,6 +318,26 @@ def separable_warper(n: int, with_variance: bool):
     """
     taps = 2 * n
     box = box_or(2 * n)
+    first_tap = np.uint64(n - 1)
+
+    @njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+    def resample_line(line, var_line, where, use, table, out, out_var, column):
+        """``out[k, column]`` = the kernel on ``line`` at ``where[k]`` for each ``use[k]``."""
+        for k in range(use.size):
+            if not use[k]:
+                continue
+            q = where[k]
+            start = (q >> _SHIFT) - first_tap
+            weights = table[q & _FRACTION]
+            acc = np.float32(0.0)
+            for t in range(taps):
+                acc += weights[t] * line[start + np.uint64(t)]
+            out[k, column] = acc
+            if with_variance:
+                acc_var = np.float32(0.0)
+                for t in range(taps):
+                    acc_var += weights[t] * weights[t] * var_line[start + np.uint64(t)]
+                out_var[k, column] = acc_var
 
     @njit(cache=True, nogil=True, fastmath=_FAST)
     def warp(
@@ -381,7 +401,6 @@ def separable_warper(n: int, with_variance: bool):
             image, mask, variance, pad_y, pad_x, shape, no_data_bits, invalid
         )
         boxed = box(src_mask)
-        first_tap = np.uint64(n - 1)
         valid = np.empty((dest_w, dest_h), np.bool_)
         column_used = np.zeros(dest_w, np.bool_)  # a destination column with data
         for i in range(dest_h):
@@ -418,21 +437,7 @@ def separable_warper(n: int, with_variance: bool):
             for j in range(dest_w):  # positions first: a loop LLVM vectorizes
                 u = us[j]
                 where[j] = np.uint64((c0 + u * (c1 + u * (c2 + u * c3))) * TABLE_STEPS + shift_x)
-            for j in range(dest_w):
-                if not column_used[j]:
-                    continue
-                q = where[j]
-                start = (q >> _SHIFT) - first_tap
-                weights = table[q & _FRACTION]
-                acc = np.float32(0.0)
-                for t in range(taps):
-                    acc += weights[t] * line[start + np.uint64(t)]
-                inter[j, r] = acc
-                if with_variance:
-                    acc_var = np.float32(0.0)
-                    for t in range(taps):
-                        acc_var += weights[t] * weights[t] * var_line[start + np.uint64(t)]
-                    inter_var[j, r] = acc_var
+            resample_line(line, var_line, where, column_used, table, inter, inter_var, r)
 
         # 4. column pass: destination column X reads inter[X] at source y - row_lo.
         in_v = np.empty(4)
@@ -442,25 +447,10 @@ def separable_warper(n: int, with_variance: bool):
             d0, d1, d2, d3 = in_v[0] - y0, in_v[1], in_v[2], in_v[3]
             line = inter[j]
             var_line = inter_var[j] if with_variance else line
-            ok = valid[j]
             for i in range(dest_h):
                 v = vs[i]
                 where[i] = np.uint64((d0 + v * (d1 + v * (d2 + v * d3))) * TABLE_STEPS + shift_y)
-            for i in range(dest_h):
-                if not ok[i]:
-                    continue
-                q = where[i]
-                start = (q >> _SHIFT) - first_tap
-                weights = table[q & _FRACTION]
-                acc = np.float32(0.0)
-                for t in range(taps):
-                    acc += weights[t] * line[start + np.uint64(t)]
-                out_image[i, j] = acc
-                if with_variance:
-                    acc_var = np.float32(0.0)
-                    for t in range(taps):
-                        acc_var += weights[t] * weights[t] * var_line[start + np.uint64(t)]
-                    out_var[i, j] = acc_var
+            resample_line(line, var_line, where, valid[j], table, out_image, out_var, j)
 
     return warp
 
