@@ -1,16 +1,17 @@
 """Detections: a footprint (a connected region of a label image) and its peaks.
 
-`connected_region` finds the one 8-connected region through a pixel by a flood fill (numba),
-at a cost that grows with that region's size instead of the image's (a full labelling of a
-bright-star stamp's DETECTED plane costs ten times more than the star's own footprint).
+`connected_region` finds the one 8-connected region through a pixel by a flood fill (numba,
+imported and compiled on first use only), at a cost that grows with that region's size instead
+of the image's (a full labelling of a bright-star stamp's DETECTED plane costs ten times more
+than the star's own footprint).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 __all__ = ["Footprint", "Peaks", "connected_region"]
 
@@ -87,11 +88,18 @@ def connected_region(pixels: np.ndarray, x: int, y: int) -> np.ndarray | None:
     height, width = pixels.shape
     if not (0 <= x < width and 0 <= y < height) or not pixels[y, x]:
         return None
-    return _flood_fill(np.ascontiguousarray(pixels, dtype=np.bool_), int(x), int(y))
+    return _flood_fill()(np.ascontiguousarray(pixels, dtype=np.bool_), int(x), int(y))
 
 
-@njit(cache=True, nogil=True)
-def _flood_fill(pixels, x, y):
+@functools.cache
+def _flood_fill():
+    """Compile the fill on first use (numba is imported here, not by detection)."""
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_fill)
+
+
+def _fill(pixels, x, y):
     height, width = pixels.shape
     region = np.zeros((height, width), np.bool_)
     stack = np.empty(64, np.int64)

@@ -42,7 +42,6 @@ from typing import Any
 
 import numpy as np
 
-from . import _warp_kernels as kernels
 from .geometry import Box
 from .mask import Mask
 
@@ -62,6 +61,17 @@ KERNEL_HALF_WIDTHS: dict[str, int] = {"bilinear": 1, "lanczos3": 3, "lanczos4": 
 """Supported warping kernels and their half widths ``n`` (the footprint is 2n pixels wide)."""
 
 _FIT_TOLERANCE = 1e-3  # px: largest allowed residual of the cubic fit of the inverse map
+
+
+@functools.cache
+def _kernels() -> Any:
+    """Return `imaging._warp_kernels`, imported on first use.
+
+    Importing numba takes about a second, which a process that never warps should not pay.
+    """
+    from . import _warp_kernels
+
+    return _warp_kernels
 
 
 class WarpingError(ValueError):
@@ -109,7 +119,7 @@ def _kernel_table(name: str) -> np.ndarray:
     """
     n = _half_width(name)
     taps = np.arange(-n + 1, n + 1)
-    grid = np.arange(kernels.TABLE_STEPS) / kernels.TABLE_STEPS
+    grid = np.arange(_kernels().TABLE_STEPS) / _kernels().TABLE_STEPS
     table = kernel_weights(name, grid[:, None] - taps[None, :])
     table = (table / table.sum(axis=1, keepdims=True)).astype(np.float32)  # normalized kernel
     table.setflags(write=False)
@@ -213,7 +223,7 @@ class StampTransform:
         x = np.asarray(x, dtype=float)
         y = np.asarray(y, dtype=float)
         if x.ndim == 0 and y.ndim == 0:  # one point: the compiled loop, no array temporaries
-            big_x, big_y = kernels.sip_apply(
+            big_x, big_y = _kernels().sip_apply(
                 float(x), float(y), self._crpix, self.sip_a, self.sip_b, self._shift
             )
             return np.asarray(big_x), np.asarray(big_y)
@@ -338,7 +348,7 @@ class _InverseFit:
 
 
 def _fit_inverse(transform: StampTransform, dest_box: Box, margin: int) -> _InverseFit:
-    coefs, params = kernels.fit_inverse(
+    coefs, params = _kernels().fit_inverse(
         transform._crpix,
         transform.sip_a,
         transform.sip_b,
@@ -447,7 +457,7 @@ def warp_masked_image(
     var_view = np.rot90(out_var, k=quarter_turns) if variance is not None else out_var
     x0, y0 = float(source_xy0[0]), float(source_xy0[1])
     if fit is not None:
-        kernels.separable_warper(n, variance is not None)(
+        _kernels().separable_warper(n, variance is not None)(
             image, src_mask, src_variance, fit.coefs,
             (xs_d - fit.centre[0]) / fit.scale, (ys_d - fit.centre[1]) / fit.scale,
             (y0 - fit.ref_y) / fit.scale, 1.0 / fit.scale, x0, y0, no_data_bits, invalid,
@@ -464,14 +474,14 @@ def warp_masked_image(
             pad_y + max(height, math.floor(float(src_y.max())) + n + 1) + 1,
             pad_x + max(width, math.floor(float(src_x.max())) + n + 1) + 1,
         )
-        src_image, src_var, padded_mask = kernels.pad_source(
+        src_image, src_var, padded_mask = _kernels().pad_source(
             image, src_mask, src_variance, pad_y, pad_x, shape, no_data_bits, invalid
         )
-        kernels.apply_footprints(
-            kernels.box_or(2 * n)(padded_mask), src_x, src_y, float(pad_x), float(pad_y), n,
+        _kernels().apply_footprints(
+            _kernels().box_or(2 * n)(padded_mask), src_x, src_y, float(pad_x), float(pad_y), n,
             no_data_bits, invalid, image_view, var_view, mask_view,
         )  # fmt: skip
-        kernels.direct_resampler(n, variance is not None)(
+        _kernels().direct_resampler(n, variance is not None)(
             src_image, src_var, src_x, src_y, float(pad_x), float(pad_y), table, image_view,
             var_view,
         )  # fmt: skip
