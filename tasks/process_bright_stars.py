@@ -517,32 +517,28 @@ class _Deferred:
 
 
 def _cutout(exposure: Exposure, box: Box) -> Exposure | None:
-    """Return the part of ``exposure`` in ``box``; off-edge pixels are NaN and ``NO_DATA``."""
+    """Return a copy of the part of ``exposure`` in ``box`` (off-edge: NaN and ``NO_DATA``).
+
+    The detector's header cards stay behind: a stamp needs none of them.
+    """
     inside = exposure.bbox.intersection(box)
     if inside.is_empty():
         return None
-    if inside == box:  # a copy of the pixels; the detector's header cards stay behind
+    if inside == box:
         rows, cols = box.slices(exposure.xy0)
-        return Exposure(
-            exposure.image[rows, cols].copy(),
-            mask=exposure.mask[rows, cols].copy(),
-            variance=exposure.variance[rows, cols].copy(),
-            wcs=exposure.wcs,
-            psf=exposure.psf,
-            detector=exposure.detector,
-            visit=exposure.visit,
-            zero_point=exposure.zero_point,
-            xy0=box.origin,
-        )
-    image = np.full(box.shape, np.nan, dtype=np.float32)
-    mask = Mask(box.shape, exposure.mask.planes)
-    mask.array[:] = np.uint32(mask.get_plane_bitmask("NO_DATA"))
-    variance = np.full(box.shape, np.inf, dtype=np.float32)
-    dst = inside.slices(box.origin)
-    src = inside.slices(exposure.xy0)
-    image[dst] = exposure.image[src]
-    mask.array[dst] = exposure.mask.array[src]
-    variance[dst] = exposure.variance[src]
+        image = exposure.image[rows, cols].copy()
+        mask = exposure.mask[rows, cols].copy()
+        variance = exposure.variance[rows, cols].copy()
+    else:
+        image = np.full(box.shape, np.nan, dtype=np.float32)
+        mask = Mask(box.shape, exposure.mask.planes)
+        mask.array[:] = np.uint32(mask.get_plane_bitmask("NO_DATA"))
+        variance = np.full(box.shape, np.inf, dtype=np.float32)
+        dst = inside.slices(box.origin)
+        src = inside.slices(exposure.xy0)
+        image[dst] = exposure.image[src]
+        mask.array[dst] = exposure.mask.array[src]
+        variance[dst] = exposure.variance[src]
     return Exposure(
         image,
         mask=mask,
