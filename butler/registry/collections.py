@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from .._errors import CollectionError, CollectionTypeError, MissingCollectionError
 from ..dataset_type import validate_name
 from ._schema import RegistrySchema
-from ._util import chunks, suggest
+from ._util import chunks, insert_ignoring, suggest
 from .collection_type import CollectionType
 from .database import Database
 
@@ -74,10 +74,15 @@ class CollectionManager:
         if found is not None and found.type == type:
             return False
         with self._db.transaction() as connection:
-            row = connection.execute(sa.select(table.c.type).where(table.c.name == name)).first()
-            if row is None:
-                connection.execute(table.insert(), [{"name": name, "type": int(type)}])
+            # Another process may register the same name between our read and insert
+            # (PostgreSQL reads do not lock): the insert then does nothing and we read theirs.
+            inserted = connection.execute(
+                insert_ignoring(connection, table, ["name"]).returning(table.c.id),
+                {"name": name, "type": int(type)},
+            ).first()
+            if inserted is not None:
                 return True
+            row = connection.execute(sa.select(table.c.type).where(table.c.name == name)).one()
         if row.type != type:
             raise CollectionTypeError(
                 f"collection {name!r} exists as {CollectionType(row.type).name}, not {type.name}"

@@ -290,3 +290,33 @@ def test_clients_taking_one_run_lease_at_once(postgres_server):
     for client in clients:
         client.close()
     registry.close()
+
+
+def test_clients_registering_one_run_at_once(postgres_server):
+    """Many clients register the same run at the same moment: all succeed, one made it (before:
+    a unique-key violation when two found no row and both inserted one)."""
+    import threading
+
+    url = postgres_server.url(postgres_server.create_database())
+    registry = SqlRegistry.create(url, DimensionUniverse.default())
+    n = 8
+    clients = [SqlRegistry.open(url) for _ in range(n)]
+    barrier = threading.Barrier(n)
+    results = []
+
+    def register(i):
+        try:
+            barrier.wait(30)
+            results.append(clients[i].register_run("u/same"))
+        except Exception as err:  # reported below
+            results.append(err)
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(results, key=str) == [False] * (n - 1) + [True], results
+    for client in clients:
+        client.close()
+    registry.close()
