@@ -33,7 +33,6 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ._meanclip_kernel import meanclip_rows
 from .exposure import Exposure
 from .geometry import Box
 from .mask import Mask
@@ -370,6 +369,10 @@ def pixel_statistic(
     if statistic not in STACKING_STATISTICS:
         raise ValueError(f"stacking statistic {statistic!r} not in {STACKING_STATISTICS}")
     if statistic == "MEANCLIP":  # its own blocks of pixels, small and reused
+        # imported on first use: numba takes ~1 s to import, which a process that never
+        # stacks (characterization, warping only) should not pay
+        from ._meanclip_kernel import meanclip_rows
+
         return meanclip_rows(cube, num_sigma_clip, num_iter)
     n_pix, n = cube.shape
     value = np.empty(n_pix, dtype=np.float32)
