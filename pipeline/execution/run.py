@@ -64,6 +64,7 @@ from .setup import (
     RUN_STATUS_DATASET,  # noqa: F401
     RunSetup,
     empty_ref,
+    remove_temporaries,
     resume_state,
     save_graph,
     task_resources,
@@ -359,6 +360,7 @@ def execute_graph(
             if disk_full and (status == RUNNING or (outcome is not None and outcome.disk_full)):
                 raise DiskFullError(disk_full[0])
 
+        finished = False  # every submission came back (no worker of ours writes any more)
         try:
             with display:
                 result = schedule(
@@ -372,6 +374,7 @@ def execute_graph(
                     retries=retries,
                     parallelism=runner.parallelism(),
                 )
+                finished = True
         except (Interrupted, ExecutorLostError, FailFastError, DiskFullError) as err:
             result = _partial_result(statuses, last_outcome)
             if isinstance(err, Interrupted):
@@ -384,6 +387,12 @@ def execute_graph(
             if isinstance(executor, str):  # made here: closed here
                 runner.close()
         registrar.flush()  # what finished before a stop too (a signal now is ignored)
+        if finished and todo:
+            # Workers killed mid-write leave temporaries beside the outputs; every attempt has
+            # come back and the run's lease is ours, so no live writer owns them any more.
+            left = remove_temporaries(butler, (quanta[n] for n in todo))
+            if left:
+                _LOG.info("removed %d temporary files left by workers killed mid-write", left)
         if disk_full and not summary.interrupted:  # it filled up with nothing left to submit
             summary.interrupted = str(DiskFullError(disk_full[0]))
         summary.result = result

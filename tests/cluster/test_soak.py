@@ -40,7 +40,7 @@ from cluster.processes import SchedulerProcesses
 PIPELINE_TESTS = Path(__file__).parents[1] / "pipeline"
 PIPETASK = str(Path(sys.executable).parent / "pipetask")
 N_VISITS, N_DETECTORS = 40, 50  # 2,000 quanta
-KILL_EVERY = 3.0  # seconds between worker kills
+KILL_EVERY = 2.0  # seconds between worker kills (about)
 KILL_CLIENT_AT = 0.35  # share of the quanta registered when the client is killed
 HARD_LIMIT = 180.0  # seconds, the whole test
 RUN = "u/soak"
@@ -102,7 +102,11 @@ class WorkerKiller(threading.Thread):
     def run(self):
         rng = random.Random(15)
         while not self.stop.wait(self.every * rng.uniform(0.7, 1.3)):
-            children = [c for n in self.nannies for c in n.children() if c.is_running()]
+            children = [
+                c for n in self.nannies for c in n.children()
+                if c.pid not in self.killed and c.is_running()
+                and c.status() != psutil.STATUS_ZOMBIE
+            ]
             if children:
                 victim = rng.choice(children)
                 try:
@@ -115,7 +119,7 @@ class WorkerKiller(threading.Thread):
 def _count_metadata(butler):
     """Quanta of the run registered so far (0 before the run and its dataset types exist)."""
     try:
-        return len(butler.registry.query_datasets("noop_metadata", collections=[RUN]))
+        return len(butler.registry.query_datasets("a_metadata", collections=[RUN]))
     except (MissingCollectionError, MissingDatasetTypeError):
         return 0
 
@@ -139,7 +143,10 @@ def test_soak_worker_kills_and_a_client_kill_then_resume(tmp_path, postgres_serv
         butler = _make_repo(repo, url, s3)
         print(f"soak: repository made in {time.monotonic() - start:.0f} s")
         pipe = tmp_path / "soak.yaml"
-        pipe.write_text("description: soak\ntasks:\n  noop:\n    class: exec_tasks.Noop\n")
+        # 5 ms per quantum: at least 5 s of work on 2 workers, so that a quiet machine too
+        # sees several worker kills
+        pipe.write_text("description: soak\ntasks:\n  a:\n    class: exec_tasks.ExecA\n"
+                        "    config:\n      - {sleep: 0.005}\n")
         env = dict(os.environ,
                    PYTHONPATH=f"{PIPELINE_TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
         worker_env = {k: v for k, v in env.items() if not k.startswith("PG")}
@@ -182,16 +189,16 @@ def test_soak_worker_kills_and_a_client_kill_then_resume(tmp_path, postgres_serv
 
         # every quantum succeeded exactly once
         butler = Butler(repo)
-        metadata = butler.registry.query_datasets("noop_metadata", collections=[RUN])
-        outputs = butler.registry.query_datasets("noop_out", collections=[RUN])
+        metadata = butler.registry.query_datasets("a_metadata", collections=[RUN])
+        outputs = butler.registry.query_datasets("ea_out", collections=[RUN])
         keys = {(r.data_id["visit"], r.data_id["detector"]) for r in outputs}
         assert len(metadata) == len(outputs) == len(keys) == N_VISITS * N_DETECTORS
         assert {(r.data_id["visit"], r.data_id["detector"]) for r in metadata} == keys
         statuses = {butler.get(r)["quantum"]["status"] for r in metadata[:: N_DETECTORS]}
         assert statuses == {"succeeded"}
         for ref in outputs[:: N_DETECTORS // 5]:
-            assert butler.get(ref) == {"value": ref.data_id["visit"] * 100
-                                       + ref.data_id["detector"]}
+            assert butler.get(ref) == {"value": 2 * (ref.data_id["visit"] * 100
+                                                     + ref.data_id["detector"])}
 
         # registry and object store agree: no dataset without its object, no orphan object
         refs = [r for dtype in butler.registry.query_dataset_types()
