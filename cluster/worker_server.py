@@ -30,6 +30,7 @@ State: the environment, ``sys.path`` and working directory the server was launch
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -147,4 +148,22 @@ def start(preload: Sequence[str] = (), settings: Mapping[str, Any] | None = None
         _LOG.warning("could not start the dask worker fork server (%s); spawning workers", err)
         return False
     _launched = _wanted(settings)
+    # atexit runs handlers last-in first-out, and distributed registers its cluster clean-up
+    # when it is imported, after this: clusters close first, then the server is stopped and
+    # waited for, so that no process of ours outlives the command and the server's CPU time
+    # (and its workers') counts in the command's.
+    atexit.register(_stop_server)
     return True
+
+
+def _stop_server() -> None:
+    """Stop multiprocessing's fork server and wait for it (at exit; idempotent)."""
+    from multiprocessing import forkserver
+
+    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
+    if stop is None:  # a Python without it: the server ends by itself once we are gone
+        return
+    try:
+        stop()
+    except (OSError, ChildProcessError) as err:
+        _LOG.debug("stopping the dask worker fork server: %s", err)

@@ -9,6 +9,7 @@ of the session spawns its workers, which is the rule under test, but not a known
 from __future__ import annotations
 
 import json
+import resource
 import subprocess
 import sys
 
@@ -71,3 +72,40 @@ def test_workers_fork_from_the_server_unless_the_environment_changed(tmp_path):
     # a cluster that asks for spawned workers gets them; then the server serves again
     assert parents("asked_to_spawn") == {client}
     assert parents("again") == parents("forked")
+
+
+EXIT_SCENARIO = r"""
+import resource, time
+from distributed import Client
+from cluster import local_cluster
+
+def burn(seconds=0.5):
+    start = time.process_time()
+    while time.process_time() - start < seconds:
+        pass
+    return seconds
+
+if __name__ == "__main__":
+    with local_cluster(n_workers=2, threads_per_worker=1, processes=True,
+                       dashboard_address=None) as cluster, Client(cluster) as client:
+        assert sum(client.run(burn).values()) == 1.0
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    print("OWN_CPU", own.ru_utime + own.ru_stime)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_the_server_and_its_workers_end_with_the_command(tmp_path):
+    """No process of a command's local cluster outlives it: the fork server is stopped and
+    waited for at exit, so the workers' CPU time (2 x 0.5 s burnt) is in the command's."""
+    script = tmp_path / "exit_scenario.py"
+    script.write_text(EXIT_SCENARIO)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=280
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert out.returncode == 0, out.stderr[-3000:]
+    tree = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    own = float(out.stdout.rpartition("OWN_CPU ")[2])
+    assert tree - own >= 0.9, (tree, own)
