@@ -63,6 +63,7 @@ __all__ = [
     "ClusterStartupError",
     "close_client",
     "get_client",
+    "kill_local_workers",
     "kubernetes_cluster_spec",
     "load_spec",
     "local_cluster",
@@ -134,6 +135,29 @@ def local_cluster(
             with dask.config.set({_METHOD: "spawn"}):
                 return LocalCluster(**options)
         return LocalCluster(**options)
+
+
+def kill_local_workers() -> int:
+    """Kill the worker processes that local clusters of this process started; return how many.
+
+    For a local cluster whose start is given up (a worker that never connects, a stop
+    signal while it starts): its nannies run in this process and cannot be closed while the
+    start hangs, but the worker processes are this process's multiprocessing children (also
+    when forked from `cluster.worker_server`). Nothing else is touched.
+    """
+    import multiprocessing
+
+    killed = 0
+    for process in multiprocessing.active_children():
+        if process.name.startswith(_WORKER_PROCESS_NAME):
+            process.kill()
+            process.join(5)
+            killed += 1
+    return killed
+
+
+#: How distributed's nanny names the processes of its workers.
+_WORKER_PROCESS_NAME = "Dask Worker process"
 
 
 def start_worker_server(

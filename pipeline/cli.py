@@ -629,6 +629,15 @@ def qgraph(
     help="Seconds one quantum may run; a longer one fails (task and data ID named), "
     "the others go on, exit code 1.",
 )
+@click.option(
+    "--cluster-start-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    envvar="SKYQUANTA_CLUSTER_START_TIMEOUT",
+    show_envvar=True,
+    help="Seconds the local processes of -j N may take to start (default 60); "
+    "longer: one line, exit code 2.",
+)
 @_mock_options
 @click.option("--pdb", is_flag=True, help="Post-mortem debugger on failure (sync executor).")
 @click.option("--debug", is_flag=True, help="Switch on every task's debug stages (pictures).")
@@ -677,6 +686,7 @@ def run(
     resume: bool,
     fail_fast: bool,
     timeout: float | None,
+    cluster_start_timeout: float | None,
     mock: bool,
     mock_failures: tuple[Any, ...],
     pdb: bool,
@@ -724,7 +734,9 @@ def run(
     ):
         # a local cluster starts (processes, imports) while the butler opens and the graph is
         # built; it is closed however the command ends (graph errors, nothing to do, sys.exit)
-        started = start_executor(executor, jobs, cluster_address, cluster_config, pdb)
+        started = start_executor(
+            executor, jobs, cluster_address, cluster_config, pdb, cluster_start_timeout
+        )
         click.get_current_context().call_on_close(functools.partial(close_started, started))
     butler = Butler(repo)
     pipeline, where = _pipeline_and_where(
@@ -776,6 +788,7 @@ def run(
         resume_command=_resume_command(graph.output_run),
         fail_fast=fail_fast,
         timeout=timeout or 0.0,
+        start_timeout_seconds=cluster_start_timeout,
     )
     if summary.exit_code == EXIT_CANNOT_START:  # leave the repository as it was
         try:

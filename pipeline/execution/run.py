@@ -47,6 +47,9 @@ import concurrent.futures
 import contextlib
 import functools
 import logging
+import os
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -83,34 +86,140 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_NOT_STARTED",
     "EXIT_OK",
+    "DEFAULT_START_TIMEOUT",
+    "ExecutorStart",
     "RunSummary",
     "execute_graph",
     "executor_kind",
     "start_executor",
+    "start_timeout",
 ]
 
 _LOG = logging.getLogger(__name__)
 
 
+#: Seconds a local cluster may take to start (every worker connected), unless
+#: `START_TIMEOUT_VARIABLE` or ``pipetask run --cluster-start-timeout`` says otherwise.
+DEFAULT_START_TIMEOUT = 60.0
+#: Environment variable with the start timeout of local clusters, in seconds.
+START_TIMEOUT_VARIABLE = "SKYQUANTA_CLUSTER_START_TIMEOUT"
+
+
+def start_timeout(seconds: float | None = None) -> float:
+    """Return the start timeout of a local cluster: ``seconds``, else the variable, else 60.
+
+    Raises
+    ------
+    ValueError
+        If `START_TIMEOUT_VARIABLE` is not a positive number of seconds.
+    """
+    if seconds is not None:
+        return float(seconds)
+    text = os.environ.get(START_TIMEOUT_VARIABLE, "")
+    if not text:
+        return DEFAULT_START_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise ValueError(
+            f"{START_TIMEOUT_VARIABLE} must be a positive number of seconds, got {text!r}"
+        )
+    return value
+
+
+class ExecutorStart(concurrent.futures.Future):  # type: ignore[type-arg]
+    """An executor being made in a background thread, due within ``timeout`` seconds.
+
+    `wait` returns it or raises `~cluster.ClusterStartupError` once the deadline has passed;
+    `abort` gives a start up: the worker processes of a local cluster are killed (the start
+    itself cannot be cancelled; its thread is a daemon, so it never keeps the process alive),
+    and an executor made after all is closed at once.
+
+    State: the deadline, whether the start was given up.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self._aborted = False
+        self._lock = threading.Lock()
+
+    def wait(self) -> Executor:
+        """Return the executor once made; raise what its start raised, or on the deadline."""
+        try:
+            return self.result(timeout=max(0.0, self.deadline - time.monotonic()))
+        except concurrent.futures.TimeoutError:
+            from cluster import ClusterStartupError
+
+            self.abort()
+            raise ClusterStartupError(
+                f"a worker of the local cluster did not connect within {self.timeout:g} s "
+                f"(the limit is --cluster-start-timeout or {START_TIMEOUT_VARIABLE})"
+            ) from None
+
+    def abort(self) -> None:
+        """Give the start up: kill its worker processes; an executor made later is closed."""
+        with self._lock:
+            self._aborted = True
+            made = self.done() and self.exception() is None
+        if made:
+            self.result().close()
+            return
+        if "cluster" in sys.modules:
+            from cluster import kill_local_workers
+
+            killed = kill_local_workers()
+            _LOG.debug("killed %d worker processes of a local cluster that did not start", killed)
+
+    def _made(self, executor: Executor) -> None:
+        with self._lock:
+            if not self._aborted:
+                self.set_result(executor)
+                return
+        executor.close()  # given up before it was ready: nobody will use or close it
+        self.set_exception(RuntimeError("the executor's start was given up"))
+
+
 def start_executor(
-    executor: str, jobs: int, cluster_address: str | None, cluster_config: str | None, pdb: bool
-) -> concurrent.futures.Future[Executor]:
+    executor: str,
+    jobs: int,
+    cluster_address: str | None,
+    cluster_config: str | None,
+    pdb: bool,
+    timeout: float | None = None,
+) -> ExecutorStart:
     """Start making an executor in a background thread; return the future executor.
 
     A local dask cluster takes about half a second to start (worker processes, imports):
     started this way, it does so while the caller builds the quantum graph. Pass the future
-    to `execute_graph` (which waits for it) and close it with `close_started` when done.
+    to `execute_graph` (which waits for it, at most ``timeout`` seconds from now: see
+    `start_timeout`) and close it with `close_started` when done.
     """
     # the process local workers fork from (if not yet launched) imports on another core
     start_worker_server(executor, jobs, cluster_address, cluster_config, pdb)
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="executor-start")
-    future = pool.submit(_make_executor, executor, jobs, cluster_address, cluster_config, pdb)
-    pool.shutdown(wait=False)  # the thread ends when the executor is made
+    future = ExecutorStart(start_timeout(timeout))
+
+    def make() -> None:
+        try:
+            made = _make_executor(executor, jobs, cluster_address, cluster_config, pdb)
+        except BaseException as err:  # noqa: BLE001 - handed to whoever waits
+            future.set_exception(err)
+            return
+        future._made(made)
+
+    # a daemon: a start that hangs never keeps the command alive (`ExecutorStart.abort`)
+    threading.Thread(target=make, name="executor-start", daemon=True).start()
     return future
 
 
 def close_started(future: concurrent.futures.Future[Executor]) -> None:
-    """Close an executor from `start_executor` (waiting for it to start; errors are logged)."""
+    """Close an executor from `start_executor`; give up its start if it is not made yet."""
+    if isinstance(future, ExecutorStart) and not future.done():
+        future.abort()
+        return
     try:
         future.result().close()
     except Exception as err:  # it never started (execute_graph reported why) or cannot close
@@ -126,6 +235,8 @@ def _make_executor(
 ) -> Executor:
     if isinstance(executor, Executor):
         return executor
+    if isinstance(executor, ExecutorStart):
+        return executor.wait()
     if isinstance(executor, concurrent.futures.Future):
         return executor.result()
     if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "sync":
@@ -156,6 +267,7 @@ def execute_graph(
     resume_command: str = "",
     fail_fast: bool = False,
     timeout: float = 0.0,
+    start_timeout_seconds: float | None = None,
 ) -> RunSummary:
     """Execute a quantum graph, resuming where an earlier execution stopped.
 
@@ -207,6 +319,11 @@ def execute_graph(
         Seconds one quantum may run (0: no limit). A longer one fails with
         `~pipeline._errors.QuantumTimeoutError` naming its task and data ID (never retried);
         the others go on, and the exit code is 1.
+    start_timeout_seconds : `float`, optional
+        Seconds a local dask cluster made here may take to start (`start_timeout`: the
+        environment's `START_TIMEOUT_VARIABLE` or `DEFAULT_START_TIMEOUT` when `None`); a
+        future executor carries its own. A cluster not started in time stops the run
+        (exit code 2) with its worker processes killed.
 
     Returns
     -------
@@ -311,8 +428,18 @@ def execute_graph(
             if registrar.full and not disk_full:
                 disk_full.append(registrar.full.splitlines()[0])
 
+        made_here = isinstance(executor, str)
         try:
+            if made_here and local and executor_kind(executor, jobs, None, None, pdb) == "dask":
+                # a local cluster starts in the background, bounded by its start timeout
+                executor = start_executor(executor, jobs, None, None, pdb, start_timeout_seconds)
             runner = _make_executor(executor, jobs, cluster_address, cluster_config, pdb)
+        except Interrupted as err:  # while a cluster started: give its start up
+            if isinstance(executor, ExecutorStart):
+                executor.abort()
+            summary.interrupted, summary.signal = f"interrupted by {err.name}", err.signum
+            _LOG.error("%s before any quantum ran", summary.interrupted)
+            return summary
         except Exception as err:
             summary.error = f"cannot start the executor: {type(err).__name__}: {err}"
             _LOG.error("%s", summary.error)
@@ -384,7 +511,7 @@ def execute_graph(
         finally:
             if display.reported:
                 runner.unwatch_quanta()
-            if isinstance(executor, str):  # made here: closed here
+            if made_here:  # made here: closed here
                 runner.close()
         registrar.flush()  # what finished before a stop too (a signal now is ignored)
         if finished and todo:

@@ -7,18 +7,39 @@ resumes, leave the registry consistent (nothing registered whose inputs are not)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 from _exec_repo import make_repo, pipeline_yaml, registered
 from _faults import ENV, resume_command_in, start_pipetask, wait_for_files
 
 from butler import Butler
 
 N_VISITS, N_DETECTORS = 2, 6
+
+
+@pytest.fixture
+def pipetask():
+    """Start ``pipetask`` in a session of its own; its whole process group is killed after
+    the test, passed or failed (a failed assertion must not leave a run or its cluster)."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        proc = start_pipetask(*args, start_new_session=True)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ValueError):  # its pipes were read to the end already
+            proc.communicate(timeout=30)
 
 
 def _setup(tmp_path, sleep=0.3):
@@ -51,10 +72,10 @@ def _run_of(repo, output):
     return Butler(repo).registry.get_collection_chain(output)[0]
 
 
-def test_sigterm_exits_143_with_resume_command(tmp_path):
+def test_sigterm_exits_143_with_resume_command(tmp_path, pipetask):
     repo, pipe = _setup(tmp_path)
     args = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/term", "--no-progress"]
-    proc = start_pipetask("run", *args, "--executor", "sync")
+    proc = pipetask("run", *args, "--executor", "sync")
     wait_for_files(repo, "/b_metadata/", 2, proc)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
@@ -66,11 +87,11 @@ def test_sigterm_exits_143_with_resume_command(tmp_path):
     _resume_and_check(repo, run, resume_command_in(stderr))
 
 
-def test_ctrl_c_on_a_dask_run_exits_130(tmp_path):
+def test_ctrl_c_on_a_dask_run_exits_130(tmp_path, pipetask):
     repo, pipe = _setup(tmp_path)
     args = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/int", "--no-progress"]
     # Ctrl-C in a terminal signals the whole process group: the client and its workers
-    proc = start_pipetask("run", *args, "--executor", "dask", "-j", "1", start_new_session=True)
+    proc = pipetask("run", *args, "--executor", "dask", "-j", "1")
     wait_for_files(repo, "/b_metadata/", 2, proc, timeout=120)
     os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)
@@ -85,7 +106,7 @@ SCHEDULER = [sys.executable, "-m", "distributed.cli.dask_scheduler", "--no-dashb
 WORKER = [sys.executable, "-m", "distributed.cli.dask_worker", "--nthreads", "1"]
 
 
-def test_lost_scheduler_is_caught_with_run_status(tmp_path):
+def test_lost_scheduler_is_caught_with_run_status(tmp_path, pipetask):
     repo, pipe = _setup(tmp_path)
     sched_file = tmp_path / "scheduler.json"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
@@ -102,7 +123,7 @@ def test_lost_scheduler_is_caught_with_run_status(tmp_path):
             [*WORKER, "--scheduler-file", str(sched_file), "--no-dashboard"], env=ENV, **quiet
         )
         args = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/lost"]
-        proc = start_pipetask("run", *args, "--no-progress", "--cluster", str(sched_file))
+        proc = pipetask("run", *args, "--no-progress", "--cluster", str(sched_file))
         wait_for_files(repo, "/b_metadata/", 2, proc, timeout=120)
         scheduler.kill()
         stdout, stderr = proc.communicate(timeout=120)
