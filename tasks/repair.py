@@ -35,6 +35,18 @@ class FindCosmicRaysConfig(Config):
     extendSigma = RangeField(
         float, "A neighbour joins a CR if its excess is above this many sigma", default=2.5, min=0.0
     )
+    extendSigmaFlanked = RangeField(
+        float,
+        "'local' extension: the threshold of a neighbour with >= 4 CR pixels among its 8",
+        default=1.9,
+        min=0.0,
+    )
+    extendSigmaLone = RangeField(
+        float,
+        "'local' extension: the threshold of a neighbour with <= 1 CR pixel among its 8",
+        default=3.0,
+        min=0.0,
+    )
     extendMode = ChoiceField(
         str,
         "How the extension passes judge a CR's neighbours",
@@ -62,6 +74,8 @@ class FindCosmicRaysConfig(Config):
                 "cond3_fac2": "cond3_fac2",
                 "niteration": "niteration",
                 "extend_sigma": "extendSigma",
+                "flanked_sigma": "extendSigmaFlanked",
+                "lone_sigma": "extendSigmaLone",
                 "extend_mode": "extendMode",
                 "bad_planes": "badPlanes",
             },

@@ -78,7 +78,9 @@ def test_cosmic_ray_recall_and_false_pixels(run):
     assert truth.sum() > 200
     recall = (found & truth).sum() / truth.sum()
     false = (found & ~truth).sum()
-    assert recall >= 0.97
+    # issue 14: thresholds that fall with a neighbour's CR neighbours (1.9-3.0 sigma)
+    # took these detectors from 0.979/0.976 to 0.986/0.985
+    assert recall >= 0.98
     # astroscrappy needs 0.3 (4k², issue 6) to 2 (2k², sigclip 3.5) false pixels per true
     # CR pixel to reach a recall of 0.97; ours stays near 0.12
     assert false < 0.2 * truth.sum()
