@@ -16,8 +16,9 @@ Design (LSST's ``StackBrightStarsTask``, science.md §4.1, plus a memory bound):
    range, then ``num_iter`` times keep the values within ``num_sigma_clip`` of the centre and
    take their mean and standard deviation (a pixel stops iterating when fewer than 2 values
    stay or the width is 0; `imaging._convolve.clipped_stats` is the 1-D reference). The
-   kernel is `imaging._meanclip_kernel`: cache-sized pixel blocks, one vectorized sort per
-   pixel, then numba passes; its temporaries are one block, whatever the cube's size.
+   kernel is `imaging._meanclip_kernel`: cache-sized pixel blocks, exact quartiles from a
+   value histogram (no sort), then numba passes; its temporaries are one block, whatever
+   the cube's size.
 4. **Corrections** (the 2026 normalization): an optional per-stamp amplitude and polynomial
    background: a stamp pixel becomes ``(value - background(x, y)) / amplitude`` before the
    statistic.

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from astropy.stats import sigma_clip
 
+from imaging import _meanclip_kernel as kernel
 from imaging._convolve import clipped_stats
 from imaging._meanclip_kernel import meanclip_rows
 
@@ -101,3 +102,138 @@ def test_empty_shapes():
     assert np.isnan(value).all() and (count == 0).all()
     value, count = meanclip_rows(np.empty((0, 5), np.float32), 4.0, 3)
     assert value.shape == count.shape == (0,)
+
+
+# --- the quartiles without sorting (`_quartiles`) against sorting ---
+
+
+def _sorted_quartiles(row):
+    """The kernel's quartile definition, by sorting: numpy's linear-interpolation positions,
+    ``a + (b - a) * frac`` in float64 between the two neighbouring sorted finite values."""
+    values = np.sort(row[np.isfinite(row)]).astype(np.float64)
+    k = values.size
+    out = []
+    for q in (0.25, 0.5, 0.75):
+        pos = (k - 1) * q
+        i = int(np.floor(pos))
+        a, b = values[i], values[min(i + 1, k - 1)]
+        out.append(a + (b - a) * (pos - i))
+    return np.array(out), k
+
+
+def _histogram_quartiles(row):
+    """`_quartiles` on one row with its scratch arrays: (quartiles, finite count or -1)."""
+    n = row.shape[0]
+    hist = np.empty(max(kernel.MIN_BINS, n // kernel.VALUES_PER_BIN) + 2, np.int64)
+    out = np.full(3, np.nan)
+    k = kernel._quartiles(
+        row,
+        np.empty(n, np.int32),
+        hist,
+        np.zeros(hist.shape[0], np.int64),
+        np.empty(kernel.SAMPLE, np.float32),
+        np.empty(6, np.int64),
+        np.empty(12, np.int64),
+        np.empty((6, kernel.GATHER), np.float32),
+        np.empty(6, np.int64),
+        out,
+    )
+    return out, k
+
+
+def _varied_rows(rng, n):
+    """Rows of ``n`` values: many distributions, scales and signs, with NaN, infinities and
+    outliers (some inside the sample that places the bins)."""
+    rows = []
+    for _ in range(30):
+        rows.append(rng.normal(0.0, 1.0, n))  # crosses zero
+        rows.append(rng.normal(1e4, 3.0, n))
+        rows.append(rng.uniform(0.8, 1.2, n) * 1e-30)  # tiny values
+        rows.append(rng.lognormal(0.0, 2.0, n))  # skewed, long tail
+        rows.append(rng.standard_cauchy(n))  # very heavy tails
+        rows.append(np.concatenate([rng.normal(-5, 1, n // 2), rng.normal(5, 1, n - n // 2)]))
+        rows.append(rng.normal(0.002, 0.001, n) + (rng.random(n) < 0.05) * 1e4)  # cosmic rays
+    cube = np.array(rows, dtype=np.float32)
+    cube[rng.random(cube.shape) < 0.1] = np.nan
+    cube[rng.random(cube.shape) < 0.01] = np.inf
+    cube[rng.random(cube.shape) < 0.01] = -np.inf
+    return cube
+
+
+@pytest.mark.parametrize("n", [40, 333, 1000, 4000])
+def test_quartiles_without_sorting_equal_the_sorted_ones(n):
+    rng = np.random.default_rng(n)
+    cube = _varied_rows(rng, n)
+    histogram_route = 0
+    for row in cube:
+        expected, k = _sorted_quartiles(row)
+        got, got_k = _histogram_quartiles(row)
+        if got_k < 0:
+            continue  # declined: the caller sorts the row (tested below)
+        histogram_route += 1
+        assert got_k == k
+        np.testing.assert_array_equal(got, expected)  # exact, not close
+        finite = row[np.isfinite(row)].astype(np.float64)
+        np.testing.assert_allclose(got, np.percentile(finite, [25, 50, 75]), rtol=1e-12)
+    assert histogram_route >= 0.9 * len(cube)  # the comparison is not all declines
+
+
+def test_quartiles_decline_rows_they_cannot_do_exactly():
+    rng = np.random.default_rng(3)
+    n = 200
+    ties = np.round(rng.normal(0, 1, n)).astype(np.float32)  # a handful of distinct values
+    constant = np.full(n, 2.5, np.float32)
+    masked = np.full(n, np.nan, np.float32)
+    few = np.full(n, np.nan, np.float32)
+    few[::20] = rng.normal(0, 1, 10)  # 10 values: under MIN_VALUES
+    for row in (ties, constant, masked, few):
+        assert _histogram_quartiles(row)[1] == -1
+
+
+def _sort_route(cube, num_sigma, num_iter):
+    """MEANCLIP through the sorted-row kernel only (what declined rows get)."""
+    value = np.empty(len(cube))
+    count = np.empty(len(cube), np.int64)
+    kernel._clip_sorted_rows(np.sort(cube, axis=1), num_sigma, num_iter, value, count)
+    return value.astype(np.float32), count
+
+
+@pytest.mark.parametrize(("num_sigma", "num_iter"), [(4.0, 3), (3.0, 5), (2.0, 1)])
+def test_meanclip_matches_the_plain_references_on_varied_rows(num_sigma, num_iter):
+    rng = np.random.default_rng(int(num_sigma * 10 + num_iter))
+    cube = _varied_rows(rng, 300)
+    edge = np.full((6, 300), np.nan, np.float32)
+    edge[1, 7] = 4.0  # one value
+    edge[2, [3, 9]] = [1.0, 2.0]  # two
+    edge[3] = np.round(rng.normal(0, 1, 300))  # ties
+    edge[4] = 7.0  # constant: width 0
+    edge[5, :] = rng.normal(0, 1, 300)
+    edge[5, ::2] = np.inf  # half infinite
+    cube = np.concatenate([cube, edge.astype(np.float32)])
+    value, count = meanclip_rows(cube, num_sigma, num_iter)
+    sorted_value, sorted_count = _sort_route(cube, num_sigma, num_iter)
+    np.testing.assert_array_equal(count, sorted_count)
+    np.testing.assert_allclose(value, sorted_value, rtol=4e-7, atol=0, equal_nan=True)
+    for row, v, c in zip(cube, value, count, strict=True):
+        ref_v, _, ref_c = clipped_stats(row, n_sigma=num_sigma, n_iter=num_iter)
+        np.testing.assert_allclose(v, ref_v, rtol=1e-6, atol=1e-37, equal_nan=True)
+        assert c == ref_c
+    assert np.isnan(value[-6]) and count[-6] == 0  # all masked
+    assert value[-5] == 4.0 and count[-5] == 1
+
+
+def test_one_stamp():
+    stack = np.array([[3.0], [np.nan], [np.inf], [-2.0]], np.float32)
+    value, count = meanclip_rows(stack, 4.0, 3)
+    np.testing.assert_array_equal(value, [3.0, np.nan, np.nan, -2.0])
+    np.testing.assert_array_equal(count, [1, 0, 0, 1])
+
+
+def test_ten_thousand_stamps_take_the_histogram_route():
+    # the bins grow with the stamps: a pixel of 10,000 noisy stamps is not declined (sorted)
+    rng = np.random.default_rng(9)
+    row = (rng.normal(0.002, 0.001, 10_000) * rng.uniform(0.8, 1.2, 10_000)).astype(np.float32)
+    row[rng.random(row.size) < 0.03] = np.nan
+    got, k = _histogram_quartiles(row)
+    assert k == np.count_nonzero(np.isfinite(row))
+    np.testing.assert_array_equal(got, _sorted_quartiles(row)[0])
