@@ -15,6 +15,7 @@ BENCHMARKS = {
     "extended_psf": "bench.extended_psf_bench",
     "startup": "bench.startup_bench",
     "bulk": "bench.bulk_bench",
+    "psf_wings": "bench.psf_wings_bench",
 }
 
 

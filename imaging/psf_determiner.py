@@ -13,12 +13,20 @@ Design:
   degree ``spatial_order`` in the scaled position (u, v) ∈ [-1, 1]².
 * Core (radius ``core_radius`` × the stars' FWHM): the mean PSF is free pixels (one
   weighted least-squares solve per pixel; weights flux² / variance).  With
-  ``variation="derivatives"`` (default) every term is free per pixel only in the bright
-  inner core (``free_radius`` × FWHM); further out the polynomial terms beyond the
-  constant are combinations of five derivative images of the mean (shift and second
-  derivatives: a change of position, size and shape), fitted jointly with the mean by
-  alternation.  With ``"pixels"`` every pixel of every term is free, which overfits the
-  noise of few stars.
+  ``variation="derivatives"`` (default) the polynomial terms beyond the constant are
+  combinations of derivative images of the mean (``variation_basis="affine"``: a shift,
+  a flux-conserving stretch along x and y, a shear), fitted jointly for the whole stamp;
+  only within ``free_radius`` × FWHM (default 0: nowhere) is every term free per pixel.
+  With ``"pixels"`` every pixel of every term is free, which overfits the noise of few
+  stars (8.9% mean unweighted-FWHM error on the 5x5 grid with 30 noisy stars).
+* The mean and the variation are fitted in turn with the polynomial terms centred on the
+  stars' S/N²-weighted position (the constant term is the PSF there; the coefficients go
+  back to the plain basis afterwards).  About the detector's centre the two shared a
+  direction whenever the few bright stars that weigh most sat off-centre, and two rounds
+  were far from converged: noise-free stars drawn from the simulator's PSF gave 1-4% at
+  the grid's edges with 30 stars, 0.2-0.4% with the centring.  The stretch images used to
+  lack the flux term (d/da of I(x/(1+a))/(1+a) is -(x ∂x I + I)): the star amplitudes
+  absorbed it and a third of a 7% size change over the field was captured.
 * Wings (outside the core): a regular basis instead of free pixels, power laws ``r^-p``
   (``wing_powers``) times (1, cos 2φ, sin 2φ), fitted jointly to all wing pixels of all
   stars.  Free wing pixels fit each star's noise: with 50 stars they summed to −5% of the
@@ -34,14 +42,27 @@ Design:
 * The spatial order drops while there are fewer than ``min_stars_per_term`` stars per
   polynomial term (PSFEx and LSST lower it when stars are few): order 2 needs 4 × 6 = 24
   stars, order 1 needs 12 (the derivative basis has few parameters per term).  Order 1
-  on a detector whose PSF is bowl-shaped is off by 2–3% at its centre; 8 stars per term
-  (order 1 below 48 stars) traded 0.8–2.8% at the grid's edges with 30 stars for that.
+  on a detector whose PSF is bowl-shaped is off by 2–3% at its centre; on the simulator's
+  2048² detectors (``python -m bench psf_wings``, 16 draws) order 1 gives a max error
+  over the 5x5 grid of 2.1% / 1.9% / 1.0% (worst draw) with 30 / 50 / 200 stars, order
+  2 gives 3.3% / 1.5% / 0.6% (means of the draws 1.39 vs 1.36, 1.20 vs 0.87, 0.73 vs
+  0.41%): the curvature of the field is real, and order 2 stays from 24 stars on.
   Stellar fluxes are then refitted as PSF amplitudes and the fit is repeated.
 * Light of neighbours in the stamps: pixels outside ``pixel_clip_radius`` × FWHM lying
   more than ``pixel_clip`` σ above the model (and their 8 neighbours) leave the fit for
   the following rounds.  Rejecting whole stars by χ² alone kept the stars with faint
   neighbours and dropped bright stars whose χ² is model mismatch; the model came out
   0.5–1% narrower or wider than the truth.
+* A common pedestal (counts, the same under every star: background left in the stamps;
+  near stars the sky estimate includes their undetected wings) is fitted with the star
+  amplitudes from ``pedestal_min_stars`` stars on.  A star's wings scale with its flux and
+  the pedestal does not, so faint and bright stars tell them apart; one pedestal per star
+  is degenerate with the wings.  With 200 stars it took the 5x5-grid error from 0.2-0.9%
+  to 0.2-0.6%; with 30 it added noise (mean of the draws' max 1.36% -> 1.59%).
+* ``max_snr`` (Piff's maxSNR, default off) caps each star's weight at that S/N.  Measured
+  on the simulator it makes things worse (200 stars: 0.46% -> 0.96% at S/N 300): the
+  faint stars' wings are lower than the truth (the background above), and the bright
+  stars' high weight is deserved.
 * Stars whose reduced χ² is an outlier (> median + ``spatial_reject`` × 1.4826·MAD and
   > ``reduced_chi2_for_psf_candidates``) are rejected, for ``n_iter_reject`` rounds.
 * Reserved stars never enter the fit; their χ² against the model is reported.
@@ -278,10 +299,10 @@ class PixelPsfDeterminerConfig:
     bad_planes : tuple of str
         Planes whose pixels get zero weight (``badMaskBits`` plus CR, BAD, NO_DATA).
     free_radius : float
-        Radius (in FWHM) of the inner core where every term is free pixels.
+        Radius (in FWHM) of the inner core where every term is free pixels (0: none).
     variation_basis : str
-        Derivative images of the varying terms: ``"affine"`` (shift, stretch, shear),
-        ``"blur"`` (shift and second derivatives) or ``"affine+blur"``.
+        Derivative images of the varying terms: ``"affine"`` (shift, flux-conserving
+        stretch, shear), ``"blur"`` (shift and second derivatives) or ``"affine+blur"``.
     wing_variation : str
         ``"stretch"``, ``"scale"``, ``"radial"`` or ``"none"`` (see the module docstring).
     wing_scale_min_stars : int
@@ -296,6 +317,11 @@ class PixelPsfDeterminerConfig:
         Stamp pixels this many σ above the model leave the fit (0: never).
     pixel_clip_radius : float
         Only pixels farther than this (in FWHM) from the centre are clipped.
+    max_snr : float
+        Stars' weights are scaled down so that no star's S/N exceeds this (0: no cap).
+    pedestal_min_stars : int
+        From this many stars on, a pedestal common to all stamps is fitted with the star
+        amplitudes (0: never).
     centroid_x, centroid_y, flux_field, flux_flag : str
         Column names.
     """
@@ -308,7 +334,7 @@ class PixelPsfDeterminerConfig:
     core_radius: float = 2.0
     wing_powers: tuple[float, ...] = (3.0, 5.0, 7.0)
     variation: str = "derivatives"
-    free_radius: float = 1.0
+    free_radius: float = 0.0
     variation_basis: str = "affine"
     wing_variation: str = "stretch"
     wing_scale_min_stars: int = 100
@@ -319,6 +345,8 @@ class PixelPsfDeterminerConfig:
     reduced_chi2_for_psf_candidates: float = 2.0
     pixel_clip: float = 4.0
     pixel_clip_radius: float = 1.0
+    max_snr: float = 0.0
+    pedestal_min_stars: int = 100
     centroid_x: str = "base_SdssCentroid_x"
     centroid_y: str = "base_SdssCentroid_y"
     flux_field: str = "base_CircularApertureFlux_9_0_instFlux"
@@ -424,6 +452,9 @@ class PixelPsfDeterminer(PsfDeterminer):
         data = data.reshape(ns, k2)
         var = var.reshape(ns, k2)
         inv_var = np.where(weight_ok.reshape(ns, k2), 1.0 / np.where(var > 0, var, 1.0), 0.0)
+        if cfg.max_snr > 0:
+            snr = np.sqrt(np.maximum((data * data * inv_var).sum(axis=1), 0.0))
+            inv_var *= np.minimum(1.0, (cfg.max_snr / np.maximum(snr, 1e-300)) ** 2)[:, None]
 
         x_range = (float(xy0[0]), float(xy0[0] + w - 1))
         y_range = (float(xy0[1]), float(xy0[1] + h - 1))
@@ -453,6 +484,8 @@ class PixelPsfDeterminer(PsfDeterminer):
             dd = np.arange(-half, half + 1, dtype=np.float64)
             inner = (np.hypot(dd[None, :], dd[:, None]) <= r_free).ravel()
         amp = flux[idx].copy()
+        ped = np.zeros(ns)
+        fit_pedestal = 0 < cfg.pedestal_min_stars <= use.sum()
         chi2 = np.full(ns, np.nan)
         dd = np.arange(-(size // 2), size // 2 + 1, dtype=np.float64)
         clip_zone = (np.hypot(dd[None, :], dd[:, None]) > cfg.pixel_clip_radius
@@ -461,25 +494,30 @@ class PixelPsfDeterminer(PsfDeterminer):
         for it in range(cfg.n_iter_reject + 1):
             for _ in range(2):
                 if cfg.variation == "derivatives" and nterm > 1:
-                    coeffs = _solve_derivatives(design[use], data[use] / amp[use, None],
+                    norm = (data[use] - ped[use, None]) / amp[use, None]
+                    coeffs = _solve_derivatives(design[use], norm,
                                                 inv_var[use] * amp[use, None] ** 2, size,
                                                 wing_basis, cfg.variation_basis,
                                                 wing_variation, inner)
                 else:
-                    coeffs = _solve(design[use], data[use] / amp[use, None],
-                                    inv_var[use] * amp[use, None] ** 2, nterm, wing_basis)
+                    norm = (data[use] - ped[use, None]) / amp[use, None]
+                    coeffs = _solve(design[use], norm, inv_var[use] * amp[use, None] ** 2,
+                                    nterm, wing_basis)
                 model = design @ coeffs  # (ns, k2), per-star model before normalisation
                 model /= model.sum(axis=1, keepdims=True)
-                num = (model * data * inv_var).sum(axis=1)
-                den = (model * model * inv_var).sum(axis=1)
-                amp = np.where(den > 0, num / np.where(den > 0, den, 1.0), amp)
+                if fit_pedestal:
+                    amp, ped = _amplitude_and_pedestal(data, model, inv_var, amp, ped, use)
+                else:
+                    num = (model * data * inv_var).sum(axis=1)
+                    den = (model * model * inv_var).sum(axis=1)
+                    amp = np.where(den > 0, num / np.where(den > 0, den, 1.0), amp)
             clipped = False
             if cfg.pixel_clip > 0 and it < cfg.n_iter_reject:
                 before = inv_var
-                inv_var = _clip_contaminated(data, amp[:, None] * model, inv_var, size,
-                                             cfg.pixel_clip, clip_zone)
+                inv_var = _clip_contaminated(data, amp[:, None] * model + ped[:, None], inv_var,
+                                             size, cfg.pixel_clip, clip_zone)
                 clipped = inv_var is not before
-            resid = (data - amp[:, None] * model) ** 2 * inv_var
+            resid = (data - amp[:, None] * model - ped[:, None]) ** 2 * inv_var
             npix = (inv_var > 0).sum(axis=1)
             chi2 = resid.sum(axis=1) / np.maximum(npix - 1, 1)
             if it == cfg.n_iter_reject:
@@ -514,6 +552,31 @@ class PixelPsfDeterminer(PsfDeterminer):
             metadata["reservedChi2"] = float(np.mean(chi2[res_sel]))
         _log.info("PSF determination using %d/%d stars.", use.sum(), n)
         return PsfDeterminationResult(psf=psf, used=used, metadata=metadata)
+
+
+def _amplitude_and_pedestal(data: np.ndarray, model: np.ndarray, inv_var: np.ndarray,
+                            amp: np.ndarray, ped: np.ndarray,
+                            use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares of ``data ≈ amp_s · model_s + b``: one amplitude per star, one pedestal.
+
+    The pedestal ``b`` (counts, the same under every star: a background level left in the
+    stamps) is fitted from the stars in ``use``; the wings of a star scale with its flux and
+    the pedestal does not, so faint and bright stars tell them apart.
+    """
+    smm = (model * model * inv_var).sum(axis=1)
+    sm = (model * inv_var).sum(axis=1)
+    s1 = inv_var.sum(axis=1)
+    smd = (model * data * inv_var).sum(axis=1)
+    sd = (data * inv_var).sum(axis=1)
+    good = use & (smm > 0)
+    if not good.any():
+        return amp, ped
+    safe = np.where(smm > 0, smm, 1.0)
+    num = (sd - sm * smd / safe)[good].sum()
+    den = (s1 - sm * sm / safe)[good].sum()
+    b = num / den if den > 0 else 0.0
+    new_amp = np.where(smm > 0, (smd - b * sm) / safe, amp)
+    return new_amp, np.full_like(ped, b)
 
 
 def _clip_contaminated(data: np.ndarray, model: np.ndarray, inv_var: np.ndarray, size: int,
@@ -586,7 +649,10 @@ def _derivative_images(mean: np.ndarray, size: int, kind: str = "affine") -> np.
     gy, gx = np.gradient(img)
     images = [gx, gy]
     if "affine" in kind:
-        images += [x * gx, y * gy, x * gy + y * gx]
+        # a stretch conserves flux: d/da of I(x/(1+a))/(1+a) is -(x ∂x I + I); without the
+        # I term each stretch image carries -1 of flux, the per-star amplitudes absorb it
+        # and the fit captured a third of a 7% FWHM change over the field
+        images += [x * gx + img, y * gy + img, x * gy + y * gx]
     if "blur" in kind:
         # three-point second differences: np.gradient twice has a 5-point stencil that
         # smooths the curvature of a ~2 px core by ~10% and under-fits the PSF variation
@@ -625,7 +691,25 @@ def _joint_fit(design: np.ndarray, data: np.ndarray, weight: np.ndarray,
     return out.reshape(nterm, nb)
 
 
-def _solve_derivatives(
+def _solve_derivatives(design: np.ndarray, data: np.ndarray, weight: np.ndarray,
+                       *args, **kwargs) -> np.ndarray:
+    """`_solve_derivatives_about` with the polynomial terms centred on the stars' weight.
+
+    The constant term is fitted as the PSF where the stars' weights are centred (each star
+    weighs by its S/N²), so the mean image and the variation hardly share a direction and
+    their alternating fits converge; the coefficients go back to the plain polynomial basis.
+    """
+    if design.shape[1] == 1:
+        return _solve_derivatives_about(design, data, weight, *args, **kwargs)
+    w = (weight * data * data).sum(axis=1)
+    centre = (w @ design[:, 1:]) / max(w.sum(), 1e-300)
+    coeffs = _solve_derivatives_about(design - np.r_[0.0, centre][None, :], data, weight,
+                                      *args, **kwargs)
+    coeffs[0] -= centre @ coeffs[1:]
+    return coeffs
+
+
+def _solve_derivatives_about(
     design: np.ndarray,
     data: np.ndarray,
     weight: np.ndarray,

@@ -1,21 +1,23 @@
 """PSF model wings out to the corners, against the simulator's field-varying truth PSF.
 
 Two 2048² detectors of a 3×3 camera (a corner one at 0°, an edge one at 90°) see the optical
-pattern of the focal plane: the FWHM grows 8% from one corner of the corner detector to the
-other. After CharacterizeImageTask, the PSF determiner is refitted on 30, 50 and 200 of its
-candidates; the model is compared with the truth on a 5×5 grid including the corners, by the
-FWHM of *unweighted* second moments (negative pixels clipped), which is what a user taking the
-model image as it is sees. Bright-star halos are off: the truth PSF is the core that faint stars
-show (halos are issue 12's).
+pattern of the focal plane: the FWHM changes 7.5% from one corner of the corner detector to the
+other and the PSF grows elliptical towards the field's edge. After CharacterizeImageTask, the PSF
+determiner is refitted on 30, 50 and 200 of its candidates, three draws of stars each (seeds
+0, 1, 2, fixed before the model was tuned); the model is compared with the truth on a 5×5 grid
+including the corners, by the FWHM of *unweighted* second moments (negative pixels clipped) of
+the 25×25 kernel image, which is what a user taking the model image as it is sees. The truth is
+the simulator's PSF drawn at the same position, cut to the same 25×25 box and normalised the
+same way (the model is fitted to 25×25 stamps normalised by their PSF amplitude in that box).
+Bright-star halos are off: the truth PSF is the core that faint stars show (halos are issue
+12's).
 
-Measured on this field (issue 14): the free-pixel model had negative wings down to -5% of the
-flux and unweighted-FWHM errors of 9-52% at the corners with 30-50 stars; the model with a
-regular wing basis and derivative-based spatial terms stayed within 4% with 30-50 stars and
-within 1.2-1.6% with 200. With the outer core and wings varying as one stretched image and
-neighbours' light clipped per pixel (instead of rejecting whole stars), over 4 draws of stars
-per detector: 200 stars 0.5-1.1% (0.78% and 0.52% for the draws below), 50 stars 0.6-2.3%,
-30 stars 0.8-2.8% (order 1 would give 1.1-2.1% here but 2-3% at the centre of a detector
-whose PSF is bowl-shaped); the issue asks for 1% at every count.
+Measured (issue 14, ``python -m bench psf_wings``; 8 draws × 2 detectors): the max error over
+the grid was 0.8-2.9% with 30 stars, 0.6-2.4% with 50 and 0.4-1.1% with 200 before the
+derivative basis conserved flux and the mean and the variation were fitted about the stars'
+weighted centre; it is now 0.9-3.3% (mean 1.4%) with 30, 0.3-1.5% (mean 0.9%) with 50 and
+0.2-0.6% (mean 0.4%) with 200. The issue's 1% at every grid point holds with 200 stars; with
+30 and 50 it does not (``test_one_percent_with_few_stars`` is a strict xfail that says so).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ from tasks import CharacterizeImageTask  # noqa: E402
 
 SIZE = 2048
 GRID = np.linspace(0.0, 1.0, 5)
+SEEDS = (0, 1, 2)  # draws of stars, chosen before tuning
+#: What is reached at every grid point over SEEDS on both detectors (issue 14 asks 1%).
+REACHED = {30: 0.035, 50: 0.016, 200: 0.01}
+CORNERS = ([0, 0, -1, -1], [0, -1, 0, -1])
 
 
 def _crop(kernel: np.ndarray, n: int) -> np.ndarray:
@@ -55,35 +61,84 @@ def field(request):
     catalog = CharacterizeImageTask(config=config).run(exposure, exposureIdInfo=1).sourceCat
     candidates = catalog[catalog["calib_psf_candidate"]]
     assert len(candidates) >= 200
-    return sim, exposure, candidates
+    h, w = exposure.image.shape
+    positions = [(fx * (w - 1), fy * (h - 1)) for fy in GRID for fx in GRID]
+    truth = [_crop(sim.truth.psf.kernel_image(p), 25) for p in positions]
+    return exposure, candidates, positions, truth, sim.truth.psf
 
 
-@pytest.mark.parametrize("n_stars", [30, 50, 200])
-def test_model_wings_physical_and_fwhm_at_corners(field, n_stars):
-    sim, exposure, candidates = field
-    rng = np.random.default_rng(0)
+def _grid_errors(field, n_stars: int, seed: int):
+    """(5, 5) relative unweighted-FWHM errors, the model kernels, and the fit's metadata."""
+    exposure, candidates, positions, truth, _ = field
+    rng = np.random.default_rng(seed)
     chosen = candidates[np.sort(rng.choice(len(candidates), n_stars, replace=False))]
     result = PixelPsfDeterminer().determine(
         exposure.image, exposure.mask.array, exposure.variance, chosen,
         planes=exposure.mask.planes,
     )
-    psf = result.psf
+    kernels = [result.psf.kernel_image(p) for p in positions]
+    errors = [unweighted_fwhm(k) / unweighted_fwhm(t) - 1.0 for k, t in zip(kernels, truth,
+                                                                             strict=True)]
+    return np.array(errors).reshape(5, 5), kernels, result.metadata
+
+
+@pytest.mark.parametrize("n_stars", [30, 50, 200])
+def test_model_wings_physical_and_fwhm_at_corners(field, n_stars):
+    truth = field[3]
+    widths = [unweighted_fwhm(t) for t in truth]
+    assert max(widths) / min(widths) > 1.02  # the PSF does vary over the detector
+    limit = REACHED[n_stars]
+    for seed in SEEDS:
+        errors, kernels, metadata = _grid_errors(field, n_stars, seed)
+        table = f"seed {seed}, unweighted FWHM errors (%):\n{np.round(100 * errors, 2)}"
+        assert metadata["spatialOrder"] == 2, table  # 30 stars are enough (4 per term)
+        for kernel in kernels:  # non-negative, unit flux (flux conserving)
+            assert kernel.min() >= 0.0 and kernel.sum() == pytest.approx(1.0, abs=1e-12)
+        assert abs(errors[2, 2]) < limit, table  # the centre
+        assert np.abs(errors[CORNERS]).max() < limit, table  # the corners
+        assert np.abs(errors).max() < limit, table  # every grid point
+        assert np.abs(errors).mean() < 0.5 * limit, table
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14: 1% at every grid point is reached with 200 "
+                   "stars; with 30 and 50 the corners, far from any star, are off by up to "
+                   "3.3% and 1.5% (noise of the quadratic terms extrapolated)")
+def test_one_percent_with_few_stars(field):
+    worst = max(np.abs(_grid_errors(field, n, seed)[0]).max() for n in (30, 50) for seed in SEEDS)
+    assert worst < 0.01, f"{100 * worst:.2f}%"
+
+
+def test_model_matches_noise_free_stars_out_to_the_corners(field):
+    """Noise-free stars drawn from the truth PSF at 30 candidates' (whole-pixel) positions.
+
+    No noise, no neighbours, no resampling: what is left is the model's own error. The
+    stretch images of the derivative basis did not conserve flux (the star amplitudes
+    absorbed it and a third of the size change over the field was captured), and the mean
+    image and the variation, fitted in turn about the detector's centre, had not converged
+    when the few bright stars that weigh most sat off-centre: 0.4-4.2% at the grid's edges.
+    """
+    exposure, candidates, positions, truth, psf_truth = field
     h, w = exposure.image.shape
-    truth_range, errors, negative = [], [], []
-    for fy in GRID:
-        for fx in GRID:
-            position = (fx * (w - 1), fy * (h - 1))
-            model = psf.kernel_image(position)
-            truth = _crop(sim.truth.psf.kernel_image(position), model.shape[0])
-            truth_range.append(unweighted_fwhm(truth))
-            errors.append(unweighted_fwhm(model) / truth_range[-1] - 1.0)
-            negative.append(model[model < 0].sum())
-    errors = np.abs(np.array(errors).reshape(5, 5))
-    assert max(truth_range) / min(truth_range) > 1.02  # the PSF does vary over the detector
-    assert min(negative) >= -1e-3, f"negative wings sum to {min(negative):.2%} of the flux"
-    corners = errors[[0, 0, -1, -1], [0, -1, 0, -1]]
-    limit = {30: 0.03, 50: 0.025, 200: 0.01}[n_stars]
-    assert errors.max() < limit, f"unweighted FWHM errors (%):\n{np.round(100 * errors, 2)}"
-    assert errors.mean() < 0.6 * limit, np.round(100 * errors, 2)
-    assert corners.max() < limit, corners
-    assert result.metadata["spatialOrder"] == 2  # 30 stars are enough (4 per term)
+    worst = 0.0
+    for seed in SEEDS:
+        rng = np.random.default_rng(seed)
+        chosen = candidates[np.sort(rng.choice(len(candidates), 30, replace=False))].copy()
+        image = np.zeros((h, w))
+        for name in ("base_SdssCentroid_x", "base_SdssCentroid_y"):
+            chosen[name] = np.round(chosen[name])
+        for row in chosen:
+            x, y = int(row["base_SdssCentroid_x"]), int(row["base_SdssCentroid_y"])
+            star = row["base_CircularApertureFlux_9_0_instFlux"] * psf_truth.kernel_image((x, y))
+            half = star.shape[0] // 2
+            y0, x0 = max(y - half, 0), max(x - half, 0)
+            y1, x1 = min(y + half + 1, h), min(x + half + 1, w)
+            cut = star[y0 - y + half : y1 - y + half, x0 - x + half : x1 - x + half]
+            image[y0:y1, x0:x1] += cut
+        variance = 300.0 + image
+        result = PixelPsfDeterminer().determine(image, np.zeros((h, w), np.uint32), variance,
+                                                chosen, planes=exposure.mask.planes)
+        errors = [unweighted_fwhm(result.psf.kernel_image(p)) / unweighted_fwhm(t) - 1.0
+                  for p, t in zip(positions, truth, strict=True)]
+        worst = max(worst, float(np.abs(errors).max()))
+    assert worst < 0.005, f"{100 * worst:.2f}%"
+
