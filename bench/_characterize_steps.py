@@ -78,13 +78,15 @@ def run_chain(image, mask, variance, planes, *, psf_iterations=2, timer=None):
         model, _ = subtract_background(image, mask, variance, planes=planes)
     background = BackgroundList([model])
     psf = None
+    candidates = None  # condition-2 pixels, found once (as CharacterizeImageTask does)
     for _ in range(psf_iterations):
         sigma = 1.5 if psf is None else psf.sigma(psf.average_position)
         simple = GaussianPsf(sigma, size=11 if psf is None else psf.size)
         with timer("cosmic_rays"):
-            find_cosmic_rays(
-                image, mask, variance, simple, keep_crs=True, planes=planes, config=cr_config
-            )
+            candidates = find_cosmic_rays(
+                image, mask, variance, simple, keep_crs=True, planes=planes, config=cr_config,
+                candidates=candidates,
+            ).candidates
         with timer("detection"):
             det = detect_sources(image, mask, variance, sigma, planes=planes)
         background.append(det.background)
@@ -105,7 +107,8 @@ def run_chain(image, mask, variance, planes, *, psf_iterations=2, timer=None):
             cat["calib_psf_used"] = used
     with timer("cr_repair"):
         find_cosmic_rays(
-            image, mask, variance, psf, keep_crs=False, planes=planes, config=cr_config
+            image, mask, variance, psf, keep_crs=False, planes=planes, config=cr_config,
+            candidates=candidates,
         )
     with timer("final_measurement"):
         final = measure_sources(

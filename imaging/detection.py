@@ -420,8 +420,15 @@ def detect_sources(
         _set_bits(mask, labels, det_bit)
     neg_fps: list[Footprint] = []
     neg_labels = None
-    if config.re_estimate_background or config.polarity in ("negative", "both"):
-        want = config.polarity in ("negative", "both")
+    want = config.polarity in ("negative", "both")
+    if not want and config.re_estimate_background and h > 2 * half and w > 2 * half and (
+        -float(smoothed[half:h - half, half:w - half].min())
+        < level * config.include_threshold_multiplier
+    ):
+        # only negative footprints reaching level x include would be kept (and masked
+        # for the background re-estimate): none can, so the threshold pass is skipped
+        neg = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+    elif config.re_estimate_background or want:
         neg_fps, neg = _find_footprints(
             smoothed, half, level, config.include_threshold_multiplier, config.min_pixels,
             n_grow, tvalue, with_peaks=want, sign=-1.0,

@@ -244,9 +244,15 @@ class CharacterizeImageTask(PipelineTask):
         self._display("background_iter", exposure)
         iterations = self.config.psfIterations if self.config.doMeasurePsf else 1
         result = None
+        # the CR finder's condition-2 pixels (a full-image pass) do not change with the
+        # smooth background subtracted between its calls: found once, passed on
+        cr_candidates = None
         for iteration in range(iterations):
             with self.timer(f"psfIteration{iteration}"):
-                result = self.detectMeasureAndEstimatePsf(exposure, exp_id, background)
+                result = self.detectMeasureAndEstimatePsf(
+                    exposure, exp_id, background, crCandidates=cr_candidates
+                )
+            cr_candidates = result.crCandidates
             position = psf_average_position(exposure)
             sigma = float(exposure.psf.sigma(position))
             size = exposure.psf.kernel_image(position).shape
@@ -266,7 +272,9 @@ class CharacterizeImageTask(PipelineTask):
                 raise RuntimeError("PSF sigma is NaN, cannot continue PSF determination.")
         assert result is not None
         self._display("psf", exposure, result.sourceCat)
-        n_cr_pixels = self.repair.run(exposure, keepCRs=None).nCrPixels
+        n_cr_pixels = self.repair.run(
+            exposure, keepCRs=None, crCandidates=cr_candidates
+        ).nCrPixels
         self._display("repair", exposure, result.sourceCat)
         detections, flags = result.detections, result.sourceCat
         if self.config.doRemoveCosmicRaySources:
@@ -308,14 +316,22 @@ class CharacterizeImageTask(PipelineTask):
         )
 
     def detectMeasureAndEstimatePsf(
-        self, exposure: Any, exposureIdInfo: Any, background: BackgroundList
+        self,
+        exposure: Any,
+        exposureIdInfo: Any,
+        background: BackgroundList,
+        crCandidates: Any = None,
     ) -> Struct:
         """Perform one iteration of detect, measure, and estimate PSF.
+
+        ``crCandidates`` are those of an earlier iteration's CR repair (see
+        `RepairTask.run`), or `None`.
 
         Returns
         -------
         result : `Struct`
-            ``exposure``, ``sourceCat``, ``background``, ``psfCellSet`` and ``detections``.
+            ``exposure``, ``sourceCat``, ``background``, ``psfCellSet``, ``detections``
+            and ``crCandidates`` (the CR repair's, or those given).
 
         Raises
         ------
@@ -325,8 +341,11 @@ class CharacterizeImageTask(PipelineTask):
         exp_id = int(exposureIdInfo or 0)
         if not exposure.has_psf() or (self.config.doMeasurePsf and self.config.useSimplePsf):
             self.installSimplePsf.run(exposure)
+        cr_candidates = crCandidates
         try:
-            self.repair.run(exposure, keepCRs=True)
+            cr_candidates = self.repair.run(
+                exposure, keepCRs=True, crCandidates=crCandidates
+            ).crCandidates
         except LengthError:
             if self.config.requireCrForPsf:
                 raise
@@ -353,6 +372,7 @@ class CharacterizeImageTask(PipelineTask):
             background=background,
             psfCellSet=cell_set,
             detections=detections,
+            crCandidates=cr_candidates,
         )
 
     def _measure(

@@ -95,7 +95,7 @@ class RepairTask(Task):
     ConfigClass = RepairConfig
     _DefaultName = "repair"
 
-    def run(self, exposure: Any, keepCRs: bool | None = None) -> Struct:
+    def run(self, exposure: Any, keepCRs: bool | None = None, crCandidates: Any = None) -> Struct:
         """Repair cosmic rays in ``exposure`` (in place).
 
         Parameters
@@ -104,11 +104,16 @@ class RepairTask(Task):
             Exposure with a PSF.
         keepCRs : `bool`, optional
             Keep CR pixel values; `None` uses ``config.cosmicray.keepCRs``.
+        crCandidates : `tuple` of `numpy.ndarray`, optional
+            The ``crCandidates`` of an earlier run on the same exposure, changed since
+            by a smooth background at most (see `imaging.cosmic_rays.find_cosmic_rays`'s
+            ``candidates``): the full-image condition-2 pass is skipped.
 
         Returns
         -------
         result : `Struct`
-            ``nCrPixels``: number of CR pixels found.
+            ``nCrPixels``: number of CR pixels found; ``nCosmicRays``; ``crCandidates``
+            (`None` when ``doCosmicRay`` is off).
 
         Raises
         ------
@@ -116,7 +121,7 @@ class RepairTask(Task):
             "Too many CR pixels (max N)", a `LengthError`.
         """
         if not self.config.doCosmicRay:
-            return Struct(nCrPixels=0)
+            return Struct(nCrPixels=0, nCosmicRays=0, crCandidates=None)
         keep = self.config.cosmicray.keepCRs if keepCRs is None else keepCRs
         with self.timer("cosmicRay"):
             result = find_cosmic_rays(
@@ -128,6 +133,7 @@ class RepairTask(Task):
                 keep_crs=keep,
                 planes=exposure.mask.planes,
                 xy0=exposure.xy0,
+                candidates=crCandidates,
             )
         n_pixels = int(result.y.size)
         self.metadata["nCrPixels"] = n_pixels
@@ -138,4 +144,8 @@ class RepairTask(Task):
             n_pixels,
             "" if keep else ", interpolated",
         )
-        return Struct(nCrPixels=n_pixels, nCosmicRays=int(result.n_cosmic_rays))
+        return Struct(
+            nCrPixels=n_pixels,
+            nCosmicRays=int(result.n_cosmic_rays),
+            crCandidates=result.candidates,
+        )
