@@ -185,3 +185,25 @@ def test_a_track_beside_a_star_does_not_spread_into_its_core():
     found[res.y, res.x] = True
     assert (found & truth).sum() / truth.sum() > 0.9  # the tracks are found
     assert not (found & ~truth & cores).any(), int((found & ~truth & cores).sum())
+
+
+def test_condition_two_candidates_carry_over_a_smooth_background(crs):
+    """characterizeImage's later CR calls reuse the first call's condition-2 pixels.
+
+    Condition 2 compares a pixel with its neighbour-pair means; a smooth background
+    subtracted between the calls leaves it unchanged, so a call given the earlier
+    candidates finds what a fresh call finds.
+    """
+    s, img, psf = crs
+    first = find_cosmic_rays(img.copy(), s.mask.copy(), s.variance, psf, keep_crs=True,
+                             planes=PLANES)
+    assert first.candidates is not None and first.candidates[0].size >= first.n_pixels > 0
+    yy, xx = np.mgrid[0 : img.shape[0], 0 : img.shape[1]]
+    later = (img - (3.0 + 0.01 * xx - 0.004 * yy)).astype(np.float32)
+    m_fresh, m_reused = s.mask.copy(), s.mask.copy()
+    fresh = find_cosmic_rays(later.copy(), m_fresh, s.variance, psf, keep_crs=True,
+                             planes=PLANES)
+    reused = find_cosmic_rays(later.copy(), m_reused, s.variance, psf, keep_crs=True,
+                              planes=PLANES, candidates=first.candidates)
+    np.testing.assert_array_equal(m_fresh, m_reused)
+    assert reused.n_pixels == fresh.n_pixels
