@@ -14,6 +14,7 @@ import dataclasses
 import importlib
 import importlib.metadata
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,6 +105,20 @@ class StorageClassRegistry:
     def __init__(self, *, load_entry_points: bool = True) -> None:
         self._classes: dict[str, StorageClass] = {sc.name: sc for sc in _BUILTIN}
         self._plugins_loaded = not load_entry_points
+        # Threads of one process share a registry (a dask worker's threads share its limited
+        # butler): one loads the plug-ins while the others wait; a plug-in that looks a name
+        # up while registering (same thread) does not load them again.
+        self._loading = threading.RLock()
+        self._in_load = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_loading"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._loading = threading.RLock()
 
     def register(self, storage_class: StorageClass, *, overwrite: bool = False) -> None:
         """Add a storage class.
@@ -126,14 +141,23 @@ class StorageClassRegistry:
         """Load every ``skyquanta.storage_classes`` entry point (once)."""
         if self._plugins_loaded:
             return
-        self._plugins_loaded = True
-        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        with self._loading:
+            if self._plugins_loaded or self._in_load:
+                return
+            self._in_load = True
             try:
-                register = entry_point.load()
-            except Exception as err:  # a broken plug-in must not break the butler
-                _LOG.warning("storage class plug-in %s failed to load: %s", entry_point.name, err)
-                continue
-            register(self)
+                for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+                    try:
+                        register = entry_point.load()
+                    except Exception as err:  # a broken plug-in must not break the butler
+                        _LOG.warning(
+                            "storage class plug-in %s failed to load: %s", entry_point.name, err
+                        )
+                        continue
+                    register(self)
+            finally:
+                self._in_load = False
+                self._plugins_loaded = True
 
     def __getitem__(self, name: str) -> StorageClass:
         if name not in self._classes:
