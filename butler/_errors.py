@@ -21,6 +21,7 @@ __all__ = [
     "DatasetTypeError",
     "DimensionConfigError",
     "DuplicateDatasetError",
+    "ExecutionSupersededError",
     "FormatterError",
     "InvalidNameError",
     "MissingCollectionError",
@@ -151,3 +152,7 @@ class RegistryFullError(ButlerError, OSError):
 
 class RunLeaseError(ButlerError, RuntimeError):
     """Another process is executing into the same run (it holds the run's lease)."""
+
+
+class ExecutionSupersededError(ButlerError, RuntimeError):
+    """A worker's execution no longer holds its run: another one took it over (nothing written)."""

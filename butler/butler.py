@@ -558,6 +558,8 @@ class Butler:
             runs = [n for n, _ in self.registry.query_collections(types=[CollectionType.RUN])]
             for name in names:
                 self._remove_run_leftovers(name, [r for r in runs if r.startswith(f"{name}/")])
+        for name in names:  # a removed run has no writer: its stale workers write nothing
+            self.datastore.forget_run(name)
         return len(infos)
 
     def _remove_run_leftovers(self, run: str, nested_runs: Sequence[str]) -> None:

@@ -98,14 +98,33 @@ class LimitedButler:
             info if info is not None else self.predict(ref), parameters=parameters, ref=ref
         )
 
-    def put(self, obj: Any, ref: DatasetRef) -> StoredFileInfo:
-        """Write a dataset to its predicted location, atomically; return its record."""
-        return self.datastore.put(obj, ref)
+    def put(self, obj: Any, ref: DatasetRef, *, writer: str = "") -> StoredFileInfo:
+        """Write a dataset to its predicted location, atomically; return its record.
+
+        With ``writer`` (the ID of the worker's execution), the run's writer marker is
+        checked immediately before the artifact is renamed into place: if another execution
+        holds the run now, `~butler.ExecutionSupersededError` is raised and nothing is
+        renamed (`~butler.datastore.run_writer`).
+        """
+        if not writer:
+            return self.datastore.put(obj, ref)
+        info = self.predict(ref)
+
+        def check() -> None:
+            self.datastore.check_run_writer(ref.run, writer, f"write {info.path}")
+
+        return self.datastore.put(obj, ref, info=info, before_commit=check)
 
     def exists(self, ref: DatasetRef, *, info: StoredFileInfo | None = None) -> bool:
         """Whether the artifact of ``ref`` exists."""
         return self.datastore.exists(info if info is not None else self.predict(ref))
 
-    def remove(self, info: StoredFileInfo) -> None:
-        """Delete an artifact (used to clean up after a failed quantum)."""
+    def remove(self, info: StoredFileInfo, *, run: str = "", writer: str = "") -> None:
+        """Delete an artifact (used to clean up after a failed quantum).
+
+        With ``writer``, only while that execution still holds ``run`` (else
+        `~butler.ExecutionSupersededError`: the file is the new holder's now).
+        """
+        if writer:
+            self.datastore.check_run_writer(run, writer, f"remove {info.path}")
         self.datastore.remove(info)

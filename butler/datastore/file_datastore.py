@@ -36,7 +36,7 @@ import dataclasses
 import os
 import posixpath
 import shutil
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NoReturn
 
@@ -46,12 +46,14 @@ import fsspec.core
 from .._errors import (
     ArtifactExistsError,
     ArtifactNotFoundError,
+    ExecutionSupersededError,
     FormatterError,
     InvalidNameError,
     StorageClassError,
 )
 from ..dataset_ref import DatasetRef
 from ..storage_class import StorageClass, StorageClassRegistry, import_object
+from . import run_writer
 from ._atomic import commit, discard, is_local, is_temporary, temporary_sibling
 from ._object_store import attempt_path, copy_tree, staged, upload
 from .formatter import Formatter
@@ -206,6 +208,7 @@ class FileDatastore:
         *,
         info: StoredFileInfo | None = None,
         replace: bool = True,
+        before_commit: Callable[[], None] | None = None,
     ) -> StoredFileInfo:
         """Write ``obj`` as dataset ``ref``, atomically.
 
@@ -220,6 +223,11 @@ class FileDatastore:
         replace : `bool`
             Whether an artifact already at the final path is replaced (a worker
             rewriting an output it never registered) or is an error (a new dataset).
+        before_commit : callable, optional
+            Called once the artifact is fully written, immediately before it is renamed into
+            place (uploaded, on an object store); if it raises, the temporary is discarded,
+            nothing is renamed and its exception propagates as it is (a worker's
+            `check_run_writer`).
 
         Returns
         -------
@@ -255,7 +263,9 @@ class FileDatastore:
             )
         formatter = self._formatter(info.formatter, storage_class, _describe(ref))
         if not is_local(self.fs):
-            return self._put_object(obj, ref, info, formatter, replace=replace)
+            return self._put_object(
+                obj, ref, info, formatter, replace=replace, before_commit=before_commit
+            )
         fs, final = self._full_path(info.path)
         temporary = temporary_sibling(final)
         committing = False
@@ -266,6 +276,8 @@ class FileDatastore:
                 fs.makedirs(posixpath.dirname(final), exist_ok=True)
             checksum = self._write(formatter, obj, fs, temporary)
             size = artifact_size(fs, temporary)
+            if before_commit is not None:
+                before_commit()
             committing = True
             commit(fs, temporary, final, is_directory=formatter.is_directory, replace=replace)
         except BaseException as err:
@@ -276,7 +288,7 @@ class FileDatastore:
                     "not registered (left by an interrupted put, or another process is "
                     "writing the same dataset right now); remove it, or put into another run"
                 ) from err
-            if isinstance(err, Exception):
+            if isinstance(err, Exception) and not isinstance(err, ExecutionSupersededError):
                 raise self._write_error(ref, info, formatter, err) from err
             raise
         return dataclasses.replace(info, file_size=size, checksum=checksum)
@@ -316,6 +328,7 @@ class FileDatastore:
         formatter: Formatter,
         *,
         replace: bool,
+        before_commit: Callable[[], None] | None = None,
     ) -> StoredFileInfo:
         """`put` on an object store: stage locally, upload, metadata last (no renames)."""
         if not replace:  # a key of this attempt's own: never shared with another writer
@@ -329,6 +342,8 @@ class FileDatastore:
 
         try:
             with staged(write) as local:
+                if before_commit is not None:
+                    before_commit()
                 uploading = True
                 if replace:
                     discard(fs, final)  # an earlier unregistered attempt at the same key
@@ -336,7 +351,7 @@ class FileDatastore:
         except BaseException as err:
             if uploading:
                 discard(fs, final)  # ours: this attempt's key, or an unregistered rewrite
-            if isinstance(err, Exception):
+            if isinstance(err, Exception) and not isinstance(err, ExecutionSupersededError):
                 raise self._write_error(ref, info, formatter, err) from err
             raise
         return dataclasses.replace(info, file_size=size, checksum=checksums[0])
@@ -574,6 +589,23 @@ class FileDatastore:
             return
         fs, path = self._full_path(info.path)
         discard(fs, path)
+
+    # -- which execution writes into a run (see `.run_writer`) ------------------------
+
+    def claim_run(self, run: str, execution_id: str) -> None:
+        """Make ``execution_id`` the only execution whose workers may write into ``run``.
+
+        Call it only while holding the run's lease in the registry.
+        """
+        run_writer.claim(self.fs, self.root, run, execution_id)
+
+    def check_run_writer(self, run: str, execution_id: str, what: str) -> None:
+        """Raise `~butler.ExecutionSupersededError` unless ``execution_id`` holds ``run``."""
+        run_writer.check(self.fs, self.root, run, execution_id, what)
+
+    def forget_run(self, run: str) -> None:
+        """Remove the writer marker of a removed ``run``."""
+        run_writer.forget(self.fs, self.root, run)
 
     # -- ingest / retrieve ------------------------------------------------------
 
@@ -878,8 +910,8 @@ class FileDatastore:
         -------
         orphans : `list` [`str`]
             Sorted relative paths of unknown files; a directory artifact
-            (e.g. ``x.zarr``) is listed once as a whole. Temporaries are not
-            listed (see `cleanup_temporaries`).
+            (e.g. ``x.zarr``) is listed once as a whole. Temporaries and the runs'
+            writer markers (`.run_writer`) are not listed.
         """
         dir_exts = self._directory_extensions()
         root = self.root.rstrip("/")
@@ -889,7 +921,7 @@ class FileDatastore:
             keep = []
             for name in dirnames:
                 rel = posixpath.join(rel_dir, name) if rel_dir else name
-                if is_temporary(name) or rel in known_paths:
+                if is_temporary(name) or rel in known_paths or rel == run_writer.MARKER_DIRECTORY:
                     continue
                 if any(name.endswith(ext) for ext in dir_exts):
                     orphans.append(rel)

@@ -31,6 +31,7 @@ from .._errors import (
     ArtifactIntegrityError,
     ArtifactNotFoundError,
     DatasetNotFoundError,
+    ExecutionSupersededError,
     FormatterError,
     InvalidNameError,
     StorageClassError,
@@ -319,6 +320,41 @@ class DatastoreTests:
         assert self.all_files(datastore) == before
         back = datastore.get(old)
         assert back == expected if isinstance(expected, dict) else np.array_equal(back, expected)
+
+    # -- which execution writes into a run ---------------------------------------------
+
+    @pytest.mark.parametrize("storage_class", ["StructuredDataDict", "NumpyArray"])
+    def test_a_superseded_execution_renames_and_removes_nothing(
+        self, datastore, universe, storage_class
+    ):
+        """A put of an execution whose run another one claimed is refused before its rename.
+
+        The new execution's artifact stays, no temporary is left; a cleanup deletion is
+        refused too. The marker is never an orphan.
+        """
+        ref = self.ref(universe, "out", storage_class)
+        obj_new: Any = {"v": "new"} if storage_class == "StructuredDataDict" else np.arange(3)
+        obj_old: Any = {"v": "old!"} if storage_class == "StructuredDataDict" else np.arange(5)
+
+        def checker(execution: str):
+            return lambda: datastore.check_run_writer(ref.run, execution, "write out")
+
+        datastore.claim_run(ref.run, "old")
+        datastore.put(obj_old, ref, before_commit=checker("old"))  # it holds the run
+        datastore.claim_run(ref.run, "new")
+        stored = datastore.put(obj_new, ref, before_commit=checker("new"))
+        before = self.all_files(datastore)
+        with pytest.raises(ExecutionSupersededError, match="superseded by execution new"):
+            datastore.put(obj_old, ref, before_commit=checker("old"))
+        assert self.all_files(datastore) == before
+        back = datastore.get(stored)
+        assert back == obj_new if isinstance(obj_new, dict) else np.array_equal(back, obj_new)
+        with pytest.raises(ExecutionSupersededError, match="was superseded by execution new"):
+            datastore.check_run_writer(ref.run, "old", f"remove {stored.path}")
+        assert datastore.find_orphans({stored.path}) == []
+        datastore.forget_run(ref.run)  # the run was removed: nobody writes there any more
+        with pytest.raises(ExecutionSupersededError, match="marker .* is gone"):
+            datastore.put(obj_new, ref, before_commit=checker("new"))
 
     # -- ingest / retrieve -------------------------------------------------------------
 

@@ -7,7 +7,10 @@ Design
 (``infos``: dataset ID -> `StoredFileInfo`); a ref without a record is read from its predicted
 location. Writes go to predicted locations and are recorded in ``written`` (dataset ID ->
 `StoredFileInfo`), which the executor returns to the client for registration and uses to clean
-up after a failure. Only refs that belong to the quantum may be read or written.
+up after a failure. Only refs that belong to the quantum may be read or written. With a
+``writer`` (the execution's ID), every write and every cleanup deletion happens only while that
+execution still holds the run (`~butler.datastore.run_writer`): once another execution took the
+run over, `~butler.ExecutionSupersededError` is raised and nothing is renamed or deleted.
 
 Mutable state: ``written`` (filled by `put`) and ``infos`` (extended by the executor with the
 outputs of earlier quanta of the same cluster).
@@ -15,10 +18,12 @@ outputs of earlier quanta of the same cluster).
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from butler._errors import ExecutionSupersededError
 from butler.dataset_ref import DatasetRef
 from butler.datastore.stored_file_info import StoredFileInfo
 from butler.limited import LimitedButler
@@ -27,6 +32,8 @@ from ..connections import InputQuantizedConnection, OutputQuantizedConnection
 from ..struct import Struct
 
 __all__ = ["WorkerQuantumContext"]
+
+_LOG = logging.getLogger(__name__)
 
 
 class WorkerQuantumContext:
@@ -44,6 +51,9 @@ class WorkerQuantumContext:
         Refs the quantum may write.
     infos : mapping of `uuid.UUID` to `StoredFileInfo`
         Stored-file records of inputs (missing ones are read from their predicted location).
+    writer : `str`
+        The ID of the execution writing (its run's writer marker is checked before every
+        rename and deletion); "" checks nothing.
     """
 
     def __init__(
@@ -53,11 +63,13 @@ class WorkerQuantumContext:
         inputs: Iterable[DatasetRef],
         outputs: Iterable[DatasetRef],
         infos: Mapping[uuid.UUID, StoredFileInfo],
+        writer: str = "",
     ) -> None:
         self.butler = butler
         self._data_id = data_id
         self._inputs = {ref.id for ref in inputs}
-        self._outputs = {ref.id for ref in outputs}
+        self._outputs = {ref.id: ref for ref in outputs}
+        self._writer = writer
         self.infos = infos
         self.written: dict[uuid.UUID, StoredFileInfo] = {}
         self._stopped = ""  # why writing is over (`stop`), "" while the quantum may write
@@ -102,9 +114,9 @@ class WorkerQuantumContext:
             raise KeyError(f"{ref} is not an output of the quantum with data ID {self._data_id}")
         if self._stopped:
             raise RuntimeError(f"not writing {ref}: {self._stopped}")
-        info = self.butler.put(obj, ref)
+        info = self.butler.put(obj, ref, writer=self._writer)
         if self._stopped:  # stopped while this was being written
-            self.butler.remove(info)
+            self._remove(ref, info)
             raise RuntimeError(f"not keeping {ref}: {self._stopped}")
         self.written[ref.id] = info
 
@@ -144,10 +156,20 @@ class WorkerQuantumContext:
             f"cannot put to {dataset!r}: not a DatasetRef, list or quantized connection"
         )
 
+    def _remove(self, ref: DatasetRef, info: StoredFileInfo) -> None:
+        self.butler.remove(info, run=ref.run, writer=self._writer)
+
     def remove_written(self) -> None:
-        """Delete every artifact written so far (cleanup after a failure)."""
-        for info in list(self.written.values()):
-            self.butler.remove(info)
+        """Delete every artifact written so far (cleanup after a failure).
+
+        Nothing is deleted once another execution holds the run: what is at those paths is
+        the new holder's (a warning says so).
+        """
+        try:
+            for dataset_id, info in list(self.written.items()):
+                self._remove(self._outputs[dataset_id], info)
+        except ExecutionSupersededError as err:
+            _LOG.warning("%s", err)
         self.written.clear()
 
     def stop(self, reason: str) -> None:

@@ -350,7 +350,9 @@ def execute_graph(
         quanta = {node: qgraph.get_quantum(node) for node in qgraph.node_ids()}
         skip = skip_existing or extend_run
         setup = RunSetup(butler, qgraph, clobber=clobber_outputs, timeout=registry_timeout)
-        lease = RunLeaseKeeper(butler.registry, qgraph.output_run, summary.execution_id)
+        lease = RunLeaseKeeper(
+            butler.registry, qgraph.output_run, summary.execution_id, datastore=butler.datastore
+        )
         try:
             setup.register()
             stack.enter_context(lease)  # before anything in the run is written or removed

@@ -11,6 +11,12 @@ ends. A client killed with SIGKILL leaves its lease behind; the next client of t
 sees that its process is gone and takes it over (from another host: once the heartbeat is
 older than ``stale_after``).
 
+Workers never open the registry, so with a ``datastore`` the keeper also claims the run there
+(`~butler.datastore.file_datastore.FileDatastore.claim_run`: a marker naming this execution)
+right after taking the lease: a dead client's quanta still running on an external cluster are
+then refused before they rename anything into a run a resumed execution holds
+(`~butler.datastore.run_writer`). The marker stays after the lease is given back.
+
 State: the token of this execution, the heartbeat thread and its stop event.
 """
 
@@ -42,6 +48,8 @@ class RunLeaseKeeper:
         Seconds between heartbeats.
     stale_after : `float`
         Seconds without a heartbeat after which another host's lease counts as abandoned.
+    datastore : `~butler.datastore.file_datastore.FileDatastore`, optional
+        Where the run is claimed for this execution once the lease is taken.
     """
 
     def __init__(
@@ -52,17 +60,25 @@ class RunLeaseKeeper:
         *,
         interval: float = 30.0,
         stale_after: float = 300.0,
+        datastore: Any = None,
     ) -> None:
         self.registry = registry
         self.run = run
         self.token = token
         self.interval = interval
         self.stale_after = stale_after
+        self.datastore = datastore
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> RunLeaseKeeper:
         self.registry.acquire_run_lease(self.run, self.token, stale_after=self.stale_after)
+        if self.datastore is not None:
+            try:
+                self.datastore.claim_run(self.run, self.token)
+            except BaseException:
+                self.registry.release_run_lease(self.run, self.token)
+                raise
         self._thread = threading.Thread(
             target=self._beat, name=f"run-lease-{self.run}", daemon=True
         )

@@ -25,6 +25,13 @@ For each quantum, in order:
 4. on failure every output written is removed, the log (with the traceback) is still written,
    and the outcome carries the exception type, message, traceback and the repeatable flag.
 
+Every rename into place (and every cleanup deletion) first checks that this execution still
+holds the run (`~butler.datastore.run_writer`: the client claims the run when it takes its
+lease). A quantum of a dead client still running on an external cluster when a resumed
+execution took the run over is refused there (`~butler.ExecutionSupersededError`, "superseded
+by execution X"): it fails with nothing renamed or deleted, and the rest of its cluster is not
+run.
+
 With a ``timeout`` (``pipetask run --timeout``) each quantum runs in a thread of its own, and
 one still running after ``timeout`` seconds gets `QuantumTimeoutError` raised inside it: it
 fails (never retried) like any quantum that raises, and the cluster goes on with the next one.
@@ -59,7 +66,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from butler._errors import RegistryFullError
+from butler._errors import ExecutionSupersededError, RegistryFullError
 from butler.datastore.stored_file_info import StoredFileInfo
 from butler.limited import LimitedButlerSpec
 
@@ -270,6 +277,7 @@ class _ClusterRun:
         #: node -> its context while it runs (``--timeout`` stops one from another thread)
         self.contexts: dict[int, WorkerQuantumContext] = {}
         self.disk_full = False  # a quantum failed for want of space: the rest are not run
+        self.superseded = ""  # another execution holds the run now: why nothing more is run
 
     def digest(self, label: str) -> str:
         """Return the SHA-256 of the config of ``label`` (recorded as provenance)."""
@@ -341,6 +349,10 @@ class _ClusterRun:
                 disk_full=True,
                 **common,
             )
+        if self.superseded:
+            return QuantumOutcome(
+                quantum.node_id, QuantumStatus.BLOCKED, message=self.superseded, **common
+            )
         outputs = {r.id for rs in quantum.outputs.values() for r in rs}
         before = self.finished_before(quantum)
         if before is not None:
@@ -351,7 +363,12 @@ class _ClusterRun:
         wall0, cpu0 = time.perf_counter(), time.process_time()
         start = datetime.datetime.now(datetime.UTC).isoformat()
         ctx = WorkerQuantumContext(
-            self.butler, quantum.data_id, quantum.all_inputs(), quantum.all_outputs(), self.infos
+            self.butler,
+            quantum.data_id,
+            quantum.all_inputs(),
+            quantum.all_outputs(),
+            self.infos,
+            writer=self.payload.execution_id,
         )
         self.contexts[quantum.node_id] = ctx
         status, error, message = QuantumStatus.SUCCEEDED, None, ""
@@ -416,6 +433,9 @@ class _ClusterRun:
             self.failed_outputs |= outputs
             assert error is not None
             self.disk_full = is_disk_full(error)
+            if isinstance(error, ExecutionSupersededError):
+                self.superseded = str(error)
+                _LOG.warning("quantum %s (node %d): %s", quantum.data_id, quantum.node_id, error)
             return QuantumOutcome(
                 quantum.node_id,
                 status,

@@ -12,8 +12,8 @@ from pipeline.graph.builder import build_quantum_graph
 HERE = Path(__file__).parent
 
 
-def make_repo(root, n_visits=4, n_detectors=8, *, registry_url=None):
-    Butler.create(root, registry_url=registry_url)
+def make_repo(root, n_visits=4, n_detectors=8, *, registry_url=None, checksums=False):
+    Butler.create(root, registry_url=registry_url, checksums=checksums)
     butler = Butler(root, run="raw/all")
     reg = butler.registry
     reg.insert_dimension_records(

@@ -11,6 +11,9 @@ test can change it between runs without touching the graph:
 - ``sleep``: seconds to sleep in ``run`` (to kill things mid-run), in 0.05 s steps, or in one
   uninterruptible call with ``sleepBlocking``; with ``sleepFile``, only the quanta it lists
   (``visit,detector`` lines) sleep;
+- ``holdFile``: the quanta listed in ``sleepFile`` wait while this file exists (0.05 s
+  steps), after appending their key to ``<holdFile>.held``; once it is gone they append
+  their key to ``<holdFile>.woke`` and go on;
 - ``noWorkDetectors``: detectors for which ExecA raises ``NoWorkFound``;
 - ``failAfterPut``: ExecB writes its output, then raises;
 - ``pidFile``: each quantum appends the id of the process running it (where it ran) and of
@@ -40,6 +43,7 @@ class BehaviourConfig(PipelineTaskConfig):
     sleepFile = Field(str, "if set: only the quanta it lists ('visit,detector') sleep", default="")
     sleepBlocking = Field(bool, "sleep in one call instead of 0.05 s steps", default=False)
     pidFile = Field(str, "append the id of the process running the quantum here", default="")
+    holdFile = Field(str, "the sleepFile quanta wait while this file exists", default="")
 
 
 def _lines(path):
@@ -49,11 +53,21 @@ def _lines(path):
         return {line.strip() for line in stream if line.strip()}
 
 
+def _append(path, line):
+    with open(path, "a") as stream:
+        stream.write(line + "\n")
+
+
 def _behave(config, data_id, log):
     if config.pidFile:
         with open(config.pidFile, "a") as stream:
             stream.write(f"{os.getpid()} {os.getppid()}\n")
     key = f"{data_id['visit']},{data_id.get('detector', '')}".rstrip(",")
+    if config.holdFile and key in _lines(config.sleepFile):
+        _append(config.holdFile + ".held", key)
+        while os.path.exists(config.holdFile):
+            time.sleep(0.05)
+        _append(config.holdFile + ".woke", key)
     if config.sleep and (not config.sleepFile or key in _lines(config.sleepFile)):
         if config.sleepBlocking:
             time.sleep(config.sleep)
