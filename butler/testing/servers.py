@@ -7,28 +7,118 @@ threaded server on a free port of 127.0.0.1. Both are started once per test sess
 fixtures in ``tests/conftest.py`` and stopped at its end; ``bench`` starts its own.
 `server_unavailable` says why one cannot start here (the tests then skip with that reason;
 ``.ci/run`` installs what they need).
+
+A killed test run (SIGKILL, a CI timeout) never reaches the fixtures' teardown, and ``pg_ctl``
+daemonizes the server: it would run forever. So `PostgresServer.start` first starts a watchdog
+(`start_watchdog`), a tiny Python process in a session of its own that polls whether the process
+that started it is still its parent (every 0.2 s); once that process is gone it stops the server
+(``pg_ctl stop -m immediate``, again if a start under way finishes later) and deletes its
+directory. moto's server is a thread of the test process: it ends with it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["PostgresServer", "S3Server", "free_port", "postgres_bin_dir", "server_unavailable"]
+__all__ = [
+    "PostgresServer",
+    "S3Server",
+    "free_port",
+    "postgres_bin_dir",
+    "server_unavailable",
+    "start_watchdog",
+]
 
 #: Credentials of the throw-away servers (moto accepts any).
 PG_USER = "skyquanta"
 PG_PASSWORD = "test-" + uuid.uuid4().hex[:12]
 S3_KEY, S3_SECRET = "testing-key", "testing-secret"
+
+
+#: The watchdog's program (``python -c WATCHDOG SPEC``): see `start_watchdog`.
+_WATCHDOG = """
+import json, os, shutil, subprocess, sys, time
+spec = json.loads(sys.argv[1])
+while os.getppid() == spec["parent"]:
+    time.sleep(spec["every"])
+pidfile = spec["pidfile"]
+quiet_since = None
+deadline = time.monotonic() + spec["settle"]
+while time.monotonic() < deadline:
+    if not pidfile or os.path.exists(pidfile):
+        quiet_since = None
+        try:
+            subprocess.run(spec["stop"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60)
+        except Exception:
+            pass
+        if not pidfile:
+            break
+    elif quiet_since is None:
+        quiet_since = time.monotonic()
+    elif time.monotonic() - quiet_since > spec["quiet"]:
+        break
+    time.sleep(0.2)
+for path in spec["remove"]:
+    shutil.rmtree(path, ignore_errors=True)
+"""
+
+
+def start_watchdog(
+    stop: list[str], *, pidfile: str = "", remove: tuple[str, ...] = (), every: float = 0.2
+) -> subprocess.Popen:
+    """Start a process that runs ``stop`` once this process has died.
+
+    It polls every ``every`` seconds whether this process is still its parent (no PID can be
+    reused for that), in a session of its own (a signal to the test run's process group does
+    not reach it). With ``pidfile`` (a server's PID file), ``stop`` is run again whenever the
+    file exists, until it has been absent for 3 s (a start under way when the parent died
+    finishes after the first stop); then the ``remove`` directories are deleted.
+
+    Parameters
+    ----------
+    stop : `list` [`str`]
+        The command that stops the server.
+    pidfile : `str`
+        The server's PID file ("" to run ``stop`` once).
+    remove : `tuple` [`str`, ...]
+        Directories to delete afterwards.
+    every : `float`
+        Seconds between two looks at the parent.
+
+    Returns
+    -------
+    watchdog : `subprocess.Popen`
+        Kill it (and wait for it) when the server is stopped the normal way.
+    """
+    spec = {
+        "parent": os.getpid(),
+        "stop": stop,
+        "pidfile": pidfile,
+        "remove": list(remove),
+        "every": every,
+        "quiet": 3.0,
+        "settle": 70.0,  # longer than pg_ctl's start timeout (-t 60)
+    }
+    return subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _WATCHDOG, json.dumps(spec)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def free_port() -> int:
@@ -88,6 +178,7 @@ class PostgresServer:
         self.user, self.password = PG_USER, PG_PASSWORD
         self.dir = Path(tempfile.mkdtemp(prefix="skyquanta-pg-"))
         self._as_user: list[str] = []
+        self._watchdog: subprocess.Popen | None = None
         if os.geteuid() == 0:
             account = pwd.getpwnam("postgres")
             os.chown(self.dir, account.pw_uid, account.pw_gid)
@@ -105,6 +196,12 @@ class PostgresServer:
         if self._as_user:
             shutil.chown(pwfile, "postgres")
         data = self.dir / "data"
+        # before anything is started: whatever of it runs when this process dies is stopped
+        self._watchdog = start_watchdog(
+            [*self._as_user, *self._stop_command()],
+            pidfile=str(data / "postmaster.pid"),
+            remove=(str(self.dir),),
+        )
         try:
             self._run(
                 str(self.bin / "initdb"), "-D", str(data), "-U", self.user,
@@ -127,12 +224,19 @@ class PostgresServer:
         finally:
             pwfile.unlink(missing_ok=True)
 
+    def _stop_command(self) -> list[str]:
+        return [str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate",
+                "-w", "stop"]
+
     def stop(self) -> None:
-        """Stop the server and delete its directory."""
+        """Stop the server and delete its directory (and its watchdog)."""
         with contextlib.suppress(subprocess.SubprocessError, OSError):
-            self._run(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate",
-                      "-w", "stop")
+            self._run(*self._stop_command())
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self._watchdog is not None:
+            self._watchdog.kill()
+            self._watchdog.wait()
+            self._watchdog = None
 
     def url(self, database: str = "postgres", *, password: bool = True) -> str:
         """Return the SQLAlchemy URL of ``database`` (with or without the password)."""
