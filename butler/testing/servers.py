@@ -39,6 +39,7 @@ __all__ = [
     "postgres_bin_dir",
     "server_unavailable",
     "start_watchdog",
+    "stop_with_this_process",
 ]
 
 #: Credentials of the throw-away servers (moto accepts any).
@@ -119,6 +120,17 @@ def start_watchdog(
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def stop_with_this_process(pids: list[int]) -> subprocess.Popen:
+    """Start a watchdog that sends SIGTERM to ``pids`` once this process has died.
+
+    The ``pids`` are servers started as subprocesses (e.g. a dask scheduler and its workers).
+    Kill the returned watchdog (and wait for it) once they are stopped the normal way. The
+    processes are signalled at once (0.2 s) after this one died, while they still run: their
+    process IDs cannot have been reused yet.
+    """
+    return start_watchdog(["kill", "-TERM", *(str(pid) for pid in pids)])
 
 
 def free_port() -> int:

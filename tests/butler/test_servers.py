@@ -65,3 +65,41 @@ def test_postgres_server_stops_when_its_test_run_is_killed():
     assert not _accepts(where["port"])
     assert not Path(where["dir"]).exists()
     assert gone_after < 10
+
+
+#: A test run that started a server subprocess (a stand-in: ``sleep``) with a watchdog.
+_PARENT_OF_SUBPROCESS = """
+import subprocess, time
+from butler.testing.servers import stop_with_this_process
+server = subprocess.Popen(["sleep", "600"])
+stop_with_this_process([server.pid])
+print(server.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_subprocess_server_is_stopped_when_its_test_run_is_killed():
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT_OF_SUBPROCESS], stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+    try:
+        pid = int(parent.stdout.readline())
+        assert _alive(pid)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    killed = time.monotonic()
+    # the orphan becomes a zombie of init (or a subreaper) once it ends: look at its state
+    while time.monotonic() - killed < 5 and _running(pid):
+        time.sleep(0.05)
+    assert not _running(pid), "the server subprocess outlived its test run"
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

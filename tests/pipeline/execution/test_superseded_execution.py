@@ -24,6 +24,7 @@ from _faults import ENV, run_pipetask, start_pipetask, wait_for_files
 
 from butler import Butler
 from butler.check import check_repository
+from butler.testing.servers import stop_with_this_process
 
 
 def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:
@@ -58,6 +59,8 @@ def external_cluster(tmp_path):
             ))
         from distributed import Client
 
+        watchdog = stop_with_this_process([p.pid for p in procs])  # a killed test run too
+        procs.insert(0, watchdog)
         with Client(scheduler_file=str(sched), timeout=30) as client:
             client.wait_for_workers(1, timeout=30)
         yield sched, worker_log
