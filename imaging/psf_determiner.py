@@ -53,16 +53,14 @@ Design:
   the following rounds.  Rejecting whole stars by χ² alone kept the stars with faint
   neighbours and dropped bright stars whose χ² is model mismatch; the model came out
   0.5–1% narrower or wider than the truth.
-* A common pedestal (counts, the same under every star: background left in the stamps;
-  near stars the sky estimate includes their undetected wings) is fitted with the star
-  amplitudes from ``pedestal_min_stars`` stars on.  A star's wings scale with its flux and
-  the pedestal does not, so faint and bright stars tell them apart; one pedestal per star
-  is degenerate with the wings.  With 200 stars it took the 5x5-grid error from 0.2-0.9%
-  to 0.2-0.6%; with 30 it added noise (mean of the draws' max 1.36% -> 1.59%).
 * ``max_snr`` (Piff's maxSNR, default off) caps each star's weight at that S/N.  Measured
   on the simulator it makes things worse (200 stars: 0.46% -> 0.96% at S/N 300): the
-  faint stars' wings are lower than the truth (the background above), and the bright
-  stars' high weight is deserved.
+  faint stars' wings are lower than the truth (the sky estimated near stars is 0.045 ADU
+  high: it holds their undetected wings), and the bright stars' high weight is deserved.
+  A pedestal common to all stamps, fitted in turn with the star amplitudes, did not
+  converge (noise-free stars over a sky 0.3 counts low: the pedestal came out +0.8 to
+  +3.4 counts and the model 0.56% narrower): it would have to be one linear fit with
+  the wings.
 * Stars whose reduced χ² is an outlier (> median + ``spatial_reject`` × 1.4826·MAD and
   > ``reduced_chi2_for_psf_candidates``) are rejected, for ``n_iter_reject`` rounds.
 * Reserved stars never enter the fit; their χ² against the model is reported.
@@ -319,9 +317,6 @@ class PixelPsfDeterminerConfig:
         Only pixels farther than this (in FWHM) from the centre are clipped.
     max_snr : float
         Stars' weights are scaled down so that no star's S/N exceeds this (0: no cap).
-    pedestal_min_stars : int
-        From this many stars on, a pedestal common to all stamps is fitted with the star
-        amplitudes (0: never).
     centroid_x, centroid_y, flux_field, flux_flag : str
         Column names.
     """
@@ -346,7 +341,6 @@ class PixelPsfDeterminerConfig:
     pixel_clip: float = 4.0
     pixel_clip_radius: float = 1.0
     max_snr: float = 0.0
-    pedestal_min_stars: int = 100
     centroid_x: str = "base_SdssCentroid_x"
     centroid_y: str = "base_SdssCentroid_y"
     flux_field: str = "base_CircularApertureFlux_9_0_instFlux"
@@ -484,8 +478,6 @@ class PixelPsfDeterminer(PsfDeterminer):
             dd = np.arange(-half, half + 1, dtype=np.float64)
             inner = (np.hypot(dd[None, :], dd[:, None]) <= r_free).ravel()
         amp = flux[idx].copy()
-        ped = np.zeros(ns)
-        fit_pedestal = 0 < cfg.pedestal_min_stars <= use.sum()
         chi2 = np.full(ns, np.nan)
         dd = np.arange(-(size // 2), size // 2 + 1, dtype=np.float64)
         clip_zone = (np.hypot(dd[None, :], dd[:, None]) > cfg.pixel_clip_radius
@@ -494,30 +486,27 @@ class PixelPsfDeterminer(PsfDeterminer):
         for it in range(cfg.n_iter_reject + 1):
             for _ in range(2):
                 if cfg.variation == "derivatives" and nterm > 1:
-                    norm = (data[use] - ped[use, None]) / amp[use, None]
+                    norm = data[use] / amp[use, None]
                     coeffs = _solve_derivatives(design[use], norm,
                                                 inv_var[use] * amp[use, None] ** 2, size,
                                                 wing_basis, cfg.variation_basis,
                                                 wing_variation, inner)
                 else:
-                    norm = (data[use] - ped[use, None]) / amp[use, None]
+                    norm = data[use] / amp[use, None]
                     coeffs = _solve(design[use], norm, inv_var[use] * amp[use, None] ** 2,
                                     nterm, wing_basis)
                 model = design @ coeffs  # (ns, k2), per-star model before normalisation
                 model /= model.sum(axis=1, keepdims=True)
-                if fit_pedestal:
-                    amp, ped = _amplitude_and_pedestal(data, model, inv_var, amp, ped, use)
-                else:
-                    num = (model * data * inv_var).sum(axis=1)
-                    den = (model * model * inv_var).sum(axis=1)
-                    amp = np.where(den > 0, num / np.where(den > 0, den, 1.0), amp)
+                num = (model * data * inv_var).sum(axis=1)
+                den = (model * model * inv_var).sum(axis=1)
+                amp = np.where(den > 0, num / np.where(den > 0, den, 1.0), amp)
             clipped = False
             if cfg.pixel_clip > 0 and it < cfg.n_iter_reject:
                 before = inv_var
-                inv_var = _clip_contaminated(data, amp[:, None] * model + ped[:, None], inv_var,
-                                             size, cfg.pixel_clip, clip_zone)
+                inv_var = _clip_contaminated(data, amp[:, None] * model, inv_var, size,
+                                             cfg.pixel_clip, clip_zone)
                 clipped = inv_var is not before
-            resid = (data - amp[:, None] * model - ped[:, None]) ** 2 * inv_var
+            resid = (data - amp[:, None] * model) ** 2 * inv_var
             npix = (inv_var > 0).sum(axis=1)
             chi2 = resid.sum(axis=1) / np.maximum(npix - 1, 1)
             if it == cfg.n_iter_reject:
@@ -552,31 +541,6 @@ class PixelPsfDeterminer(PsfDeterminer):
             metadata["reservedChi2"] = float(np.mean(chi2[res_sel]))
         _log.info("PSF determination using %d/%d stars.", use.sum(), n)
         return PsfDeterminationResult(psf=psf, used=used, metadata=metadata)
-
-
-def _amplitude_and_pedestal(data: np.ndarray, model: np.ndarray, inv_var: np.ndarray,
-                            amp: np.ndarray, ped: np.ndarray,
-                            use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least squares of ``data ≈ amp_s · model_s + b``: one amplitude per star, one pedestal.
-
-    The pedestal ``b`` (counts, the same under every star: a background level left in the
-    stamps) is fitted from the stars in ``use``; the wings of a star scale with its flux and
-    the pedestal does not, so faint and bright stars tell them apart.
-    """
-    smm = (model * model * inv_var).sum(axis=1)
-    sm = (model * inv_var).sum(axis=1)
-    s1 = inv_var.sum(axis=1)
-    smd = (model * data * inv_var).sum(axis=1)
-    sd = (data * inv_var).sum(axis=1)
-    good = use & (smm > 0)
-    if not good.any():
-        return amp, ped
-    safe = np.where(smm > 0, smm, 1.0)
-    num = (sd - sm * smd / safe)[good].sum()
-    den = (s1 - sm * sm / safe)[good].sum()
-    b = num / den if den > 0 else 0.0
-    new_amp = np.where(smm > 0, (smd - b * sm) / safe, amp)
-    return new_amp, np.full_like(ped, b)
 
 
 def _clip_contaminated(data: np.ndarray, model: np.ndarray, inv_var: np.ndarray, size: int,

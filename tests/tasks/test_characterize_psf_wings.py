@@ -12,12 +12,15 @@ same way (the model is fitted to 25×25 stamps normalised by their PSF amplitude
 Bright-star halos are off: the truth PSF is the core that faint stars show (halos are issue
 12's).
 
-Measured (issue 14, ``python -m bench psf_wings``; 8 draws × 2 detectors): the max error over
-the grid was 0.8-2.9% with 30 stars, 0.6-2.4% with 50 and 0.4-1.1% with 200 before the
-derivative basis conserved flux and the mean and the variation were fitted about the stars'
-weighted centre; it is now 0.9-3.3% (mean 1.4%) with 30, 0.3-1.5% (mean 0.9%) with 50 and
-0.2-0.6% (mean 0.4%) with 200. The issue's 1% at every grid point holds with 200 stars; with
-30 and 50 it does not (``test_one_percent_with_few_stars`` is a strict xfail that says so).
+Measured (issue 14, ``python -m bench psf_wings``; 8 draws × 2 detectors, max |error| over the
+grid, worst draw / mean of draws): before the derivative basis conserved flux and the mean and
+the variation were fitted about the stars' weighted centre, 2.85 / 1.70% with 30 stars, 2.44 /
+1.26% with 50 and 1.09 / 0.70% with 200 (6 draws); now 3.31 / 1.37%, 1.49 / 0.87% and 0.88 /
+0.46%. The issue's 1% at every grid point holds with 200 stars in every draw; with 30 and 50
+it does not: the worst points are corners 300-960 px from the nearest star, and stars drawn
+from the truth PSF at the same places with the real image's noise give 0.6-3.3% with 30 stars
+(the noise of the quadratic terms, extrapolated). ``test_one_percent_with_few_stars`` is a
+strict xfail that says so; the 30- and 50-star bounds below are guards on what is reached.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from tasks import CharacterizeImageTask  # noqa: E402
 SIZE = 2048
 GRID = np.linspace(0.0, 1.0, 5)
 SEEDS = (0, 1, 2)  # draws of stars, chosen before tuning
-#: What is reached at every grid point over SEEDS on both detectors (issue 14 asks 1%).
-REACHED = {30: 0.035, 50: 0.016, 200: 0.01}
+#: Bound at every grid point over SEEDS on both detectors: the issue's 1% with 200 stars;
+#: guards on what is reached with 30 (3.31%) and 50 (1.49%) stars, where 1% is not.
+REACHED = {30: 0.04, 50: 0.02, 200: 0.01}
 CORNERS = ([0, 0, -1, -1], [0, -1, 0, -1])
 
 
