@@ -5,8 +5,9 @@ Run with ``python -m bench startup``. Every case is a fresh process, timed from 
 round (which also writes the bytecode caches): ``pipetask --help``, ``butler --help``,
 ``butler query-collections`` on a small repository, and ``pipetask run`` of an 84-quantum
 graph (3 trivial tasks, 4 visits x 10 detectors, 32x32 float32 arrays: `bench._startup_tasks`)
-with ``-j 1`` (in the pipetask process) and ``-j 2`` (a local dask cluster), graph build
-included, each into a new output run. Next to the wall time: the CPU time (user + system) of
+with ``-j 1`` (in the pipetask process), ``-j 2`` (a pool of 2 local worker processes) and
+``--executor dask -j 2`` (a local dask cluster), graph build included, each into a new
+output run. Next to the wall time: the CPU time (user + system) of
 the process and everything it started (on Linux also the processes that outlive it, such as
 the server the dask workers fork from), which a loaded machine inflates much less.
 
@@ -50,6 +51,7 @@ TARGETS = {
     "butler query-collections": None,
     "pipetask run -j 1 (84 quanta)": 1.0,
     "pipetask run -j 2 (84 quanta)": 1.5,
+    "pipetask run --executor dask -j 2 (84 quanta)": None,
 }
 
 _HERE = Path(__file__).resolve().parent
@@ -108,17 +110,18 @@ def _reap_orphans(timeout: float = 30.0) -> None:
             time.sleep(0.01)
 
 
-def _timed(command: list[str], env: dict[str, str]) -> tuple[float, float]:
+def _timed(command: list[str], env: dict[str, str], cwd: Path | None = None) -> tuple[float, float]:
     """Wall and CPU time (s) of ``command`` as a fresh process; raises if it fails.
 
     The wall time ends when the process exits. The CPU time is the user + system time of
     the process and of every process it started (the dask workers and the server they fork
     from included, which `_adopt_orphans` makes this process wait for), from
-    ``getrusage(RUSAGE_CHILDREN)``.
+    ``getrusage(RUSAGE_CHILDREN)``. ``cwd``: where it runs (never a source tree: ``python -c``
+    imports from its working directory first, which would shadow ``BENCH_STARTUP_BASE``).
     """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    out = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900, cwd=cwd)
     wall = time.perf_counter() - start
     _reap_orphans()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -145,13 +148,13 @@ def _entry(python: str, module: str) -> list[str]:
 def _ours(
     pipetask: list[str], butler: list[str], repo: Path, pipeline: Path, side: str
 ) -> dict[str, Any]:
-    def run(jobs: str) -> Command:
+    def run(jobs: str, *extra: str) -> Command:
         def command(round_: int) -> list[str]:
-            output = f"u/bench/{side}/j{jobs}/r{round_ + 1}"  # r0: the warm-up
+            output = f"u/bench/{side}/j{jobs}{''.join(extra)}/r{round_ + 1}"  # r0: the warm-up
             return [
                 *pipetask, "--log-level", "WARNING", "run", "-b", str(repo), "-p", str(pipeline),
                 "-i", "raw", "-o", output, "--output-run", f"{output}/run", "-j", jobs,
-                "--no-progress",
+                "--no-progress", *extra,
             ]  # fmt: skip
 
         return command
@@ -162,6 +165,7 @@ def _ours(
         "butler query-collections": lambda _: [*butler, "query-collections", str(repo)],
         "pipetask run -j 1 (84 quanta)": run("1"),
         "pipetask run -j 2 (84 quanta)": run("2"),
+        "pipetask run --executor dask -j 2 (84 quanta)": run("2", "--executor", "dask"),
     }
 
 
@@ -195,6 +199,7 @@ def _lsst(lsst_python: str | None, tmp: Path) -> dict[str, Command]:
         "butler query-collections": lambda _: [*butler, "query-collections", str(repo)],
         "pipetask run -j 1 (84 quanta)": run("1"),
         "pipetask run -j 2 (84 quanta)": run("2"),
+        "pipetask run --executor dask -j 2 (84 quanta)": "no such executor",
     }
 
 
@@ -247,7 +252,7 @@ def measure(rounds: int = ROUNDS) -> tuple[list[str], list[list[Any]]]:
                     command = commands[case]
                     if isinstance(command, str):
                         continue
-                    result = _timed(command(round_), env)
+                    result = _timed(command(round_), env, Path(tmp))
                     if round_ >= 0:
                         times.setdefault((side, case), []).append(result)
     columns = ["case", "ours s", "ours min-max", "ours CPU s"]
@@ -290,7 +295,8 @@ def main() -> None:
         notes=(
             "pipetask run: 84 quanta (3 trivial tasks, 4 visits x 10 detectors, 32x32 arrays), "
             "graph build and execution, each round into a new output run; -j 1 runs the quanta "
-            "in the pipetask process, -j 2 on a local dask cluster of 2 worker processes. "
+            "in the pipetask process, -j 2 on a pool of 2 local worker processes (a graph of at "
+            "most 1,000 quanta), --executor dask -j 2 on a local dask cluster of 2 workers. "
             "CPU s: user + system time of the process and all it started. "
             + (f"before: the source tree {base}, same interpreter, same rounds. " if base else "")
             + f"Machine: {os.cpu_count()} CPUs (virtual), load average "

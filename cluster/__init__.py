@@ -161,7 +161,10 @@ _WORKER_PROCESS_NAME = "Dask Worker process"
 
 
 def start_worker_server(
-    worker_preload: Sequence[str] = (), dask_config: dict[str, Any] | None = None
+    worker_preload: Sequence[str] = (),
+    dask_config: dict[str, Any] | None = None,
+    *,
+    with_dask: bool = True,
 ) -> bool:
     """Launch the process local workers fork from, with `LOCAL_CLUSTER_DASK_CONFIG`, now.
 
@@ -170,7 +173,9 @@ def start_worker_server(
     (0.2 s) the server's environment comes from these settings and distributed's defaults
     only; a local cluster started later compares it with dask's full configuration, and
     spawns its workers if they differ. Returns False when local workers will be spawned
-    (see `cluster.worker_server`).
+    (see `cluster.worker_server`). ``with_dask=False``: the server imports only
+    ``worker_preload`` (workers that run without dask, such as a process pool's; a local
+    cluster started later forks its workers from it all the same, and they import dask).
     """
     settings = {**LOCAL_CLUSTER_DASK_CONFIG, **(dask_config or {})}
     if "dask" not in sys.modules:
@@ -178,14 +183,14 @@ def start_worker_server(
             return False
         from . import worker_server
 
-        return worker_server.start(worker_preload, settings)
+        return worker_server.start(worker_preload, settings, with_dask=with_dask)
     import dask
 
     with dask.config.set(settings):
-        return _start_worker_server(worker_preload)
+        return _start_worker_server(worker_preload, with_dask=with_dask)
 
 
-def _start_worker_server(worker_preload: Sequence[str]) -> bool:
+def _start_worker_server(worker_preload: Sequence[str], *, with_dask: bool = True) -> bool:
     """`start_worker_server` under the dask settings in force."""
     import dask
 
@@ -193,7 +198,7 @@ def _start_worker_server(worker_preload: Sequence[str]) -> bool:
         return False
     from . import worker_server
 
-    return worker_server.start(worker_preload)
+    return worker_server.start(worker_preload, with_dask=with_dask)
 
 
 def load_spec(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -108,16 +108,25 @@ def _wanted(
     return {**os.environ, **pre_spawn_environ(settings)}, list(sys.path), os.getcwd()
 
 
-def matches() -> bool:
-    """Return True if the server runs and forked workers would see what spawned ones would."""
-    return _launched is not None and _launched == _wanted()
+def matches(settings: Mapping[str, Any] | None = None) -> bool:
+    """Return True if the server runs and forked workers would see what spawned ones would.
+
+    ``settings``: dask settings in force when the workers start, as for `start`.
+    """
+    return _launched is not None and _launched == _wanted(settings)
 
 
-def start(preload: Sequence[str] = (), settings: Mapping[str, Any] | None = None) -> bool:
+def start(
+    preload: Sequence[str] = (),
+    settings: Mapping[str, Any] | None = None,
+    *,
+    with_dask: bool = True,
+) -> bool:
     """Launch the fork server now, importing `DEFAULT_PRELOAD` and ``preload``.
 
     ``settings`` are dask settings that will be in force when the cluster starts (see
-    `pre_spawn_environ`), for a launch before dask is imported.
+    `pre_spawn_environ`), for a launch before dask is imported. ``with_dask=False``: only
+    ``preload`` (for workers that run without dask; forked dask workers import it).
 
     Returns
     -------
@@ -130,7 +139,7 @@ def start(preload: Sequence[str] = (), settings: Mapping[str, Any] | None = None
 
     global _launched
     if _launched is not None:
-        return matches()
+        return matches(settings)
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return False  # e.g. Windows: workers are spawned
     # as the nanny does before it spawns a worker: the server and its forks inherit these;
@@ -139,7 +148,7 @@ def start(preload: Sequence[str] = (), settings: Mapping[str, Any] | None = None
     os.environ.update(pre_spawn_environ(settings))
     os.environ["__DASK_PARENT_PID"] = str(os.getpid())
     context: Any = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([*DEFAULT_PRELOAD, *preload])
+    context.set_forkserver_preload([*(DEFAULT_PRELOAD if with_dask else ()), *preload])
     from multiprocessing import forkserver
 
     try:

@@ -602,10 +602,11 @@ def qgraph(
 )
 @click.option(
     "--executor",
-    type=click.Choice(["auto", "dask", "sync"]),
+    type=click.Choice(["auto", "dask", "pool", "sync"]),
     default="auto",
     show_default=True,
-    help="auto: in this process for -j 1 (as LSST's pipetask), a dask cluster otherwise.",
+    help="auto: in this process for -j 1 (as LSST's pipetask); -j N on this machine: a pool of "
+    "N processes up to 1000 quanta, else a local dask cluster; dask elsewhere.",
 )
 @click.option(
     "--retries", type=int, default=0, show_default=True, help="Retries of quanta that raise."
@@ -702,11 +703,16 @@ def run(
 
     from butler import Butler
 
+    from .execution.local_workers import POOL_MAX_QUANTA
     from .execution.run import close_started, execute_graph, executor_kind, start_executor
     from .graph.builder import NothingToDoError
 
     if jobs < 1 and executor != "sync" and not (cluster_address or cluster_config):
         click.echo(f"Error: -j/--processes must be at least 1, got {jobs}", err=True)
+        sys.exit(EXIT_CANNOT_START)
+    if executor == "pool" and (cluster_address or cluster_config):
+        message = "--executor pool runs on this machine: it takes no --cluster/--cluster-config"
+        click.echo(f"Error: {message}", err=True)
         sys.exit(EXIT_CANNOT_START)
 
     if resume:
@@ -727,11 +733,11 @@ def run(
             }
         )
     started = None
-    if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "dask":
+    kind = executor_kind(executor, jobs, cluster_address, cluster_config, pdb)
+    if kind == "dask":
         _configure_dask()
-    if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "dask" and not (
-        cluster_address or cluster_config  # those may install signal handlers: main thread only
-    ):
+    if kind in ("dask", "pool") and not (cluster_address or cluster_config):
+        # (those may set signal handlers: started in the main thread, by execute_graph)
         # a local cluster starts (processes, imports) while the butler opens and the graph is
         # built; it is closed however the command ends (graph errors, nothing to do, sys.exit)
         started = start_executor(
@@ -770,6 +776,8 @@ def run(
     _show_graph(butler, graph, show)
     _write_graph_files(graph, save_qgraph, qgraph_dot, qgraph_mermaid)
     collections.apply(butler.registry)
+    if kind == "pool" and executor == "auto" and len(graph) > POOL_MAX_QUANTA:
+        _configure_dask()  # a big run: execute_graph switches to a local dask cluster
     summary = execute_graph(
         butler,
         graph,

@@ -1,40 +1,57 @@
-"""Which executor a run uses, and the start of a local dask cluster's workers, early.
+"""Which executor a run uses, and the start of its local worker processes, early.
 
-`executor_kind` says whether a run executes in this process (``"sync"``) or on dask.
-`LOCAL_WORKER_MODULES` are the modules a local dask worker runs quanta with.
-`start_worker_server` launches the process that the workers of a local dask cluster fork
-from (`cluster.worker_server`), for a run that will start one: ``pipetask run`` calls it
-before anything else, so that the server imports dask, numpy and the worker code on another
-core while this process imports, opens the butler and builds the graph (the cluster itself
-starts later, in `~pipeline.execution.run.start_executor`).
+`executor_kind` says whether a run executes in this process (``"sync"``), on a pool of local
+worker processes (``"pool"``, `~pipeline.execution.executors.pool`) or on dask (``"dask"``).
+The rule of ``--executor auto`` (the default): ``-j 1`` in this process, as LSST's
+``pipetask -j 1``; ``-j N`` (N >= 2) on this machine on a pool of N processes, as LSST's
+``pipetask -j N``, for a run of at most `POOL_MAX_QUANTA` quanta (the execution switches a
+bigger one to a local dask cluster: `~pipeline.execution.run.execute_graph`); a cluster
+address or spec on dask. `LOCAL_WORKER_MODULES` and `POOL_WORKER_MODULES` are the modules
+the workers run quanta with. `start_worker_server` launches the process that local workers
+fork from (`cluster.worker_server`), for a run that will start some: ``pipetask run`` calls
+it before anything else, so that the server imports numpy and the worker code (and dask, for
+a dask cluster) on another core while this process imports, opens the butler and builds the
+graph (the workers start later, in `~pipeline.execution.run.start_executor`).
 
 This module imports nothing heavy (no dask, no butler). No state.
 """
 
 from __future__ import annotations
 
-__all__ = ["LOCAL_WORKER_MODULES", "executor_kind", "start_worker_server"]
+__all__ = [
+    "LOCAL_WORKER_MODULES",
+    "POOL_MAX_QUANTA",
+    "POOL_WORKER_MODULES",
+    "executor_kind",
+    "start_worker_server",
+]
 
 #: Modules a local dask worker runs quanta with: imported once by the process the workers
 #: fork from (`cluster.worker_server`), not by each worker.
 LOCAL_WORKER_MODULES = ("pipeline.execution.worker", "pipeline.execution.executors.dask")
+#: Modules a pool worker runs quanta with (no dask).
+POOL_WORKER_MODULES = ("numpy", "pipeline.execution.worker", "pipeline.execution.executors.pool")
+#: Most quanta an ``--executor auto -j N`` run executes on a pool; a bigger one runs on a
+#: local dask cluster (its dashboard and per-worker memory limit are worth their start-up).
+POOL_MAX_QUANTA = 1000
 
 
 def executor_kind(
     executor: str, jobs: int, cluster_address: str | None, cluster_config: str | None, pdb: bool
 ) -> str:
-    """Return ``"sync"`` or ``"dask"``: the executor an ``executor`` name stands for.
+    """Return ``"sync"``, ``"pool"`` or ``"dask"``: what an ``executor`` name stands for.
 
     ``"auto"`` is ``"sync"`` (in this process) for ``jobs=1`` without a cluster address or
-    spec, as LSST's ``pipetask -j 1``, else ``"dask"``; ``pdb`` always runs in-process.
+    spec, as LSST's ``pipetask -j 1``, ``"pool"`` for more local jobs (a bigger graph than
+    `POOL_MAX_QUANTA` then runs on dask), else ``"dask"``; ``pdb`` always runs in-process.
     """
     if executor == "auto":
-        local_one = jobs == 1 and cluster_address is None and cluster_config is None
-        executor = "sync" if local_one else "dask"
+        local = cluster_address is None and cluster_config is None
+        executor = ("sync" if jobs == 1 else "pool") if local else "dask"
     if pdb:
         return "sync"
-    if executor not in ("sync", "dask"):
-        raise ValueError(f"unknown executor {executor!r}; use 'auto', 'dask' or 'sync'")
+    if executor not in ("sync", "pool", "dask"):
+        raise ValueError(f"unknown executor {executor!r}; use 'auto', 'dask', 'pool' or 'sync'")
     return executor
 
 
@@ -49,10 +66,13 @@ def start_worker_server(
         True if the server runs for this run's workers (see `cluster.start_worker_server`).
     """
     local = cluster_address is None and cluster_config is None
-    if not local or jobs < 1 or executor not in ("auto", "dask", "sync"):
+    if not local or jobs < 1 or executor not in ("auto", "dask", "pool", "sync"):
         return False
-    if executor_kind(executor, jobs, None, None, pdb) != "dask":
+    kind = executor_kind(executor, jobs, None, None, pdb)
+    if kind == "sync":
         return False
     from cluster import start_worker_server as start
 
+    if kind == "pool":
+        return start(POOL_WORKER_MODULES, with_dask=False)
     return start(LOCAL_WORKER_MODULES)

@@ -58,7 +58,7 @@ from typing import Any
 from ..graph.quantum_graph import QuantumGraph
 from .executors.base import RUNNING, ExecutionResult, Executor, ExecutorLostError, schedule
 from .interrupts import DiskFullError, FailFastError, Interrupted, catch_signals
-from .local_workers import executor_kind, start_worker_server
+from .local_workers import POOL_MAX_QUANTA, executor_kind, start_worker_server
 from .progress import _COLUMNS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, Progress, RunSummary
 from .registration import DEFAULT_REGISTRY_TIMEOUT, Registrar
 from .run_lease import RunLeaseKeeper
@@ -239,10 +239,17 @@ def _make_executor(
         return executor.wait()
     if isinstance(executor, concurrent.futures.Future):
         return executor.result()
-    if executor_kind(executor, jobs, cluster_address, cluster_config, pdb) == "sync":
+    kind = executor_kind(executor, jobs, cluster_address, cluster_config, pdb)
+    if kind == "sync":
         from .executors.sync import SyncExecutor
 
         return SyncExecutor(pdb=pdb)
+    if kind == "pool":
+        from .executors.pool import PoolExecutor
+
+        pool = PoolExecutor(jobs)
+        pool.auto = executor == "auto"  # execute_graph may switch a big run to dask
+        return pool
     from .executors.dask import DaskExecutor
 
     return DaskExecutor(jobs=jobs, address=cluster_address, cluster_config=cluster_config)
@@ -338,7 +345,7 @@ def execute_graph(
         resume_command=resume_command or "the same command with --resume",
     )
     local = cluster_address is None and cluster_config is None
-    if jobs < 1 and executor in ("dask", "auto") and local:
+    if jobs < 1 and executor in ("dask", "pool", "auto") and local:
         summary.error = f"jobs (-j) must be at least 1, got {jobs}"
         _LOG.error("cannot start the execution: %s", summary.error)
         return summary
@@ -432,10 +439,18 @@ def execute_graph(
 
         made_here = isinstance(executor, str)
         try:
-            if made_here and local and executor_kind(executor, jobs, None, None, pdb) == "dask":
+            kind = executor_kind(executor, jobs, None, None, pdb) if made_here and local else ""
+            if kind in ("dask", "pool"):
                 # a local cluster starts in the background, bounded by its start timeout
                 executor = start_executor(executor, jobs, None, None, pdb, start_timeout_seconds)
             runner = _make_executor(executor, jobs, cluster_address, cluster_config, pdb)
+            if getattr(runner, "auto", False) and len(todo) > POOL_MAX_QUANTA:
+                # --executor auto: a big run is worth a dask cluster's start (made here);
+                # the pool is closed now (closing it again, as its maker will, is harmless)
+                runner.close()
+                executor = start_executor("dask", jobs, None, None, False, start_timeout_seconds)
+                made_here = True
+                runner = executor.wait()
         except Interrupted as err:  # while a cluster started: give its start up
             if isinstance(executor, ExecutorStart):
                 executor.abort()
@@ -446,6 +461,7 @@ def execute_graph(
             summary.error = f"cannot start the executor: {type(err).__name__}: {err}"
             _LOG.error("%s", summary.error)
             return summary
+        _LOG.info("executing %d quanta %s", len(todo), _where(runner))
         summary.dashboard_link = runner.dashboard_link
         display = Progress(
             qgraph,
@@ -604,6 +620,19 @@ def execute_graph(
                     f"{failure['error_type']}: {failure['message']}"
                 )
         return summary
+
+
+def _where(runner: Executor) -> str:
+    """Say where an executor runs quanta, for the log."""
+    from .executors.sync import SyncExecutor
+
+    if isinstance(runner, SyncExecutor):
+        return "in this process"
+    from .executors.pool import PoolExecutor
+
+    if isinstance(runner, PoolExecutor):
+        return f"on a pool of {runner.jobs} local processes"
+    return f"on dask ({runner.parallelism()} worker threads)"
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from _exec_repo import make_graph, make_repo, registered
 
 from butler import Butler
 from pipeline.execution.executors import DaskExecutor, schedule
+from pipeline.execution.executors.pool import PoolExecutor
 from pipeline.execution.report import make_report
 from pipeline.execution.run import execute_graph
 from pipeline.execution.worker import QuantumOutcome
@@ -84,9 +85,10 @@ def test_loop_infrastructure_error_is_retried():
 # -- on a real LocalCluster ------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def dask_executor():
-    executor = DaskExecutor(jobs=2)
+@pytest.fixture(scope="module", params=["dask", "pool"])
+def dask_executor(request):
+    """A -j 2 local executor: a dask LocalCluster, and the process pool of small local runs."""
+    executor = DaskExecutor(jobs=2) if request.param == "dask" else PoolExecutor(2)
     yield executor
     executor.close()
 

@@ -72,7 +72,10 @@ def test_full_disk_is_one_line_and_the_run_starts_once_space_is_freed(small_disk
     _all_registered(butler, run, 2, 8)
 
 
-@pytest.mark.parametrize("executor", [["--executor", "sync"], ["--executor", "dask", "-j", "2"]])
+@pytest.mark.parametrize(
+    "executor",
+    [["--executor", "sync"], ["--executor", "dask", "-j", "2"], ["-j", "2"]],  # -j 2: the pool
+)
 def test_disk_filling_up_mid_run_fails_cleanly_and_resume_finishes(small_disk, executor):
     """The disk fills part-way through a run (each ``ea_out`` is ~1 MiB, 6 MiB are free).
 

@@ -87,11 +87,14 @@ def test_sigterm_exits_143_with_resume_command(tmp_path, pipetask):
     _resume_and_check(repo, run, resume_command_in(stderr))
 
 
-def test_ctrl_c_on_a_dask_run_exits_130(tmp_path, pipetask):
+@pytest.mark.parametrize(
+    "executor", [["--executor", "dask", "-j", "1"], ["-j", "2"]], ids=["dask", "pool"]
+)
+def test_ctrl_c_on_a_run_with_workers_exits_130(tmp_path, pipetask, executor):
     repo, pipe = _setup(tmp_path)
     args = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/int", "--no-progress"]
     # Ctrl-C in a terminal signals the whole process group: the client and its workers
-    proc = pipetask("run", *args, "--executor", "dask", "-j", "1")
+    proc = pipetask("run", *args, *executor)
     wait_for_files(repo, "/b_metadata/", 2, proc, timeout=120)
     os.killpg(proc.pid, signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)

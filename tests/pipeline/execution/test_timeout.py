@@ -1,11 +1,13 @@
 """``pipetask run --timeout``: a quantum running too long fails, naming its task and data ID;
-the others run, and the exit code is 1. Real tasks that sleep, a real local dask cluster."""
+the others run, and the exit code is 1. Real tasks that sleep, on the pool of local worker
+processes of ``-j 2`` and on a real local dask cluster."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import pytest
 from _exec_repo import make_graph, make_repo, pipeline_yaml, registered
 from _faults import run_pipetask
 
@@ -20,7 +22,8 @@ def _ids(butler, run, dataset_type):
     }
 
 
-def test_a_quantum_over_the_timeout_fails_and_the_others_run(tmp_path):
+@pytest.mark.parametrize("executor", ["auto", "dask"])  # -j 2: the pool; a dask cluster
+def test_a_quantum_over_the_timeout_fails_and_the_others_run(tmp_path, executor):
     repo = make_repo(tmp_path / "repo", n_visits=2, n_detectors=3)
     slow = tmp_path / "slow.txt"
     slow.write_text("1,2\n")
@@ -31,7 +34,7 @@ def test_a_quantum_over_the_timeout_fails_and_the_others_run(tmp_path):
     start = time.monotonic()
     out = run_pipetask(
         "run", "-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/t", "-j", "2",
-        "--timeout", "2", "--no-progress", timeout=120,
+        "--timeout", "2", "--no-progress", "--executor", executor, timeout=120,
     )
     elapsed = time.monotonic() - start
     assert out.returncode == 1, out.stdout + out.stderr

@@ -1,0 +1,307 @@
+"""The process-pool executor: ``pipetask run -j N`` on this machine, without dask.
+
+Design
+------
+A small run spends most of its time starting machinery: a local dask cluster costs the client
+~0.5 s of CPU to import distributed and host the scheduler, and each worker ~0.1 s to start
+and connect, for quanta that take milliseconds. `PoolExecutor` runs the same worker function
+(`~pipeline.execution.worker.run_quantum_cluster`) in ``jobs`` worker processes of its own,
+each one a process forked from the server of `cluster.worker_server` (imports done once; a
+spawned process where a fork would not see what a spawned one would), talking to the client
+over a pipe, as LSST's ``pipetask -j N`` uses a multiprocessing pool. What a dask cluster does
+for a run, it does the same way:
+
+- one submission (one cluster or batch of quanta) runs at a time per worker, in submission
+  order; each worker keeps a `~pipeline.execution.worker.WorkerCache` for its life;
+- a worker that dies while it runs a submission (killed, out of memory) is replaced, and the
+  submission runs again on a live worker, at most `ALLOWED_FAILURES` times (dask's
+  ``distributed.scheduler.allowed-failures``); then its result raises `WorkerDiedError`,
+  which the scheduling loop counts as a failed attempt of each of its quanta, as dask's
+  ``KilledWorker``;
+- workers report each quantum's start and end (`watch_quanta`) through the same pipe; the
+  client hands them to the live display while it waits;
+- workers ignore SIGINT (Ctrl-C in a terminal signals the whole process group: the client
+  stops the run and `close` kills the workers that are still running something), and exit
+  when the client goes away (their pipe closes);
+- an error of the worker function itself (not of a task: those are outcomes) is raised by
+  the submission's ``result()`` as it was raised in the worker (or as a `RuntimeError` with
+  its text when it cannot be pickled).
+
+There is no dashboard and no memory limit per worker: a run that wants them asks for
+``--executor dask``.
+
+State: the worker processes and their pipes, the submission each one runs, the queue of
+submissions waiting for a free worker (client side); the pipe and cache of a worker process
+(module level, set in the worker by `_serve`).
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import multiprocessing
+import pickle
+import signal
+from collections.abc import Callable, Iterable
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from ..worker import WorkerCache
+from .base import Executor
+
+__all__ = ["ALLOWED_FAILURES", "POOL_PROCESS_NAME", "PoolExecutor", "WorkerDiedError"]
+
+_LOG = logging.getLogger(__name__)
+
+#: Times a submission is run again after the worker running it died (dask's default).
+ALLOWED_FAILURES = 3
+#: Name of the pool's worker processes (``multiprocessing.Process.name``).
+POOL_PROCESS_NAME = "skyquanta pool worker"
+
+#: In a worker process: its pipe to the client and its cache (set by `_serve`).
+_connection: Connection | None = None
+_cache: WorkerCache | None = None
+
+
+class WorkerDiedError(RuntimeError):
+    """The worker processes that ran a submission died each time (as dask's KilledWorker)."""
+
+
+def _serve(connection: Connection) -> None:
+    """Run submissions from the client until it says stop or goes away (a worker process)."""
+    global _connection, _cache
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _connection, _cache = connection, WorkerCache()
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):  # the client is gone
+            return
+        if message is None:
+            return
+        key, fn, args = message
+        try:
+            reply: tuple[Any, ...] = ("done", key, fn(*args))
+        except BaseException as err:  # noqa: BLE001 - handed to the client
+            reply = ("error", key, _picklable(err))
+        try:
+            connection.send(reply)
+        except (EOFError, OSError):
+            return
+
+
+def _picklable(error: BaseException) -> BaseException:
+    """Return ``error`` if it pickles, else a `RuntimeError` with its type and text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:  # noqa: BLE001 - any pickling problem
+        return RuntimeError(f"{type(error).__module__}.{type(error).__qualname__}: {error}")
+    return error
+
+
+def worker_cache() -> WorkerCache | None:
+    """Return the cache of the pool worker running the caller (`None` elsewhere)."""
+    return _cache
+
+
+def report_quantum(execution_id: str, node: int, event: str) -> None:
+    """Tell the client that a quantum starts or ends in this worker process."""
+    if _connection is not None:
+        _connection.send(("event", execution_id, node, event))
+
+
+class _Submission:
+    """One ``fn(*args)`` of the pool; state: its result or error once done, worker deaths."""
+
+    def __init__(self, key: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.key, self.fn, self.args = key, fn, args
+        self.deaths = 0
+        self.done = False
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def finish(self, value: Any = None, error: BaseException | None = None) -> None:
+        self.done, self._value, self._error = True, value, error
+        self.args = ()  # the payload is no longer needed
+
+    def result(self) -> Any:
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+class _Worker:
+    """A worker process, its pipe, and the submission it runs (`None`: idle)."""
+
+    def __init__(self, context: Any) -> None:
+        ours, theirs = context.Pipe()
+        self.process = context.Process(
+            target=_serve, args=(theirs,), name=POOL_PROCESS_NAME, daemon=True
+        )
+        self.process.start()
+        theirs.close()
+        self.connection: Connection = ours
+        self.running: _Submission | None = None
+
+
+class PoolExecutor(Executor):
+    """Run clusters of quanta on ``jobs`` local worker processes (no dask).
+
+    Parameters
+    ----------
+    jobs : `int`
+        Worker processes (at least 1).
+    """
+
+    #: Made for ``--executor auto``: a run of more than ``POOL_MAX_QUANTA`` quanta switches to
+    #: a local dask cluster (`~pipeline.execution.run.execute_graph`).
+    auto = False
+
+    def __init__(self, jobs: int) -> None:
+        if jobs < 1:
+            raise ValueError(f"jobs must be at least 1, got {jobs}")
+        self.jobs = jobs
+        self._context = _context()
+        self._workers = [_Worker(self._context) for _ in range(jobs)]
+        self._queue: collections.deque[_Submission] = collections.deque()
+        self._keys = itertools.count()
+        self._running: dict[int, _Submission] = {}
+        self._callback: Callable[[str, int, str], None] | None = None
+        self._closed = False
+
+    def parallelism(self) -> int:
+        """Return the number of worker processes."""
+        return self.jobs
+
+    def run_options(self) -> dict[str, Any]:
+        """Pass `worker_cache`: the worker function finds its process's cache."""
+        return {"cache": worker_cache}
+
+    def watch_quanta(
+        self, callback: Callable[[str, int, str], None]
+    ) -> Callable[[str, int, str], None] | None:
+        """Have workers report quanta through their pipes; return `report_quantum`."""
+        self._callback = callback
+        return report_quantum
+
+    def unwatch_quanta(self) -> None:
+        """Drop the workers' reports."""
+        self._callback = None
+
+    def submit(
+        self, fn: Callable[..., Any], *args: Any, resources: dict[str, float] | None = None
+    ) -> _Submission:
+        """Queue ``fn(*args)`` for the next free worker (``resources``: one worker each)."""
+        submission = _Submission(next(self._keys), fn, args)
+        self._queue.append(submission)
+        self._dispatch()
+        return submission
+
+    def _dispatch(self) -> None:
+        for worker in self._workers:
+            if not self._queue:
+                return
+            if worker.running is None:
+                submission = self._queue.popleft()
+                worker.running = submission
+                try:
+                    worker.connection.send((submission.key, submission.fn, submission.args))
+                except (EOFError, OSError):  # it died idle: seen by the next wait
+                    pass
+
+    def wait(self, handles: list[Any]) -> Iterable[Any]:
+        """Block until at least one submission is finished; return the finished ones."""
+        while True:
+            done = [handle for handle in handles if handle.done]
+            if done:
+                return done
+            busy = [worker for worker in self._workers if worker.running is not None]
+            if not busy:  # cannot happen: a pending submission is queued or running
+                raise RuntimeError("no worker runs the submissions waited for")
+            ready = set(wait([w.connection for w in busy] + [w.process.sentinel for w in busy]))
+            for worker in busy:
+                if worker.connection in ready or worker.process.sentinel in ready:
+                    # what it sent before it died counts; then a dead worker is replaced
+                    alive = self._receive(worker)
+                    if not alive or not worker.process.is_alive():
+                        self._replace(worker)
+            self._dispatch()
+
+    def _receive(self, worker: _Worker) -> bool:
+        """Handle the messages waiting on a worker's pipe; False if the worker is gone."""
+        try:
+            while worker.connection.poll():
+                message = worker.connection.recv()
+                if message[0] == "event":
+                    if self._callback is not None:
+                        self._callback(*message[1:])
+                    continue
+                kind, _key, value = message
+                submission, worker.running = worker.running, None
+                if submission is not None:
+                    if kind == "done":
+                        submission.finish(value)
+                    else:
+                        submission.finish(error=value)
+                return True
+        except (EOFError, OSError):
+            return False
+        return True
+
+    def _replace(self, worker: _Worker) -> None:
+        """Start another worker for a dead one; run its submission again, or fail it."""
+        worker.process.join(5)
+        code = worker.process.exitcode
+        worker.connection.close()
+        submission, worker.running = worker.running, None
+        index = self._workers.index(worker)
+        self._workers[index] = _Worker(self._context)
+        if submission is None:
+            return
+        submission.deaths += 1
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        _LOG.warning("a local worker process died (%s); replaced", how)
+        if submission.deaths > ALLOWED_FAILURES:
+            submission.finish(
+                error=WorkerDiedError(
+                    f"the worker process running it died {submission.deaths} times (last: {how})"
+                )
+            )
+        else:
+            self._queue.appendleft(submission)
+
+    def close(self) -> None:
+        """Stop the workers: idle ones when told, busy ones killed; wait for all of them."""
+        if self._closed:
+            return
+        self._closed = True
+        for worker in self._workers:
+            try:
+                if worker.running is None:
+                    worker.connection.send(None)
+                else:
+                    worker.process.kill()
+            except (EOFError, OSError):
+                pass
+        for worker in self._workers:
+            worker.process.join(5)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(5)
+            worker.connection.close()
+        self._queue.clear()
+
+
+def _context() -> Any:
+    """Return the multiprocessing context of the workers: forkserver when it matches.
+
+    The server is launched here if it is not yet (``pipetask run`` launches it first thing).
+    """
+    from cluster import start_worker_server
+
+    from ..local_workers import POOL_WORKER_MODULES
+
+    if start_worker_server(POOL_WORKER_MODULES, with_dask=False):
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("spawn")
