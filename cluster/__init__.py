@@ -143,7 +143,9 @@ def kill_local_workers() -> int:
     For a local cluster whose start is given up (a worker that never connects, a stop
     signal while it starts): its nannies run in this process and cannot be closed while the
     start hangs, but the worker processes are this process's multiprocessing children (also
-    when forked from `cluster.worker_server`). Nothing else is touched.
+    when forked from `cluster.worker_server`). Clusters that never finished starting are
+    also dropped from distributed's clean-up at exit (it would try to close them, wait, and
+    print a traceback). Nothing else is touched.
     """
     import multiprocessing
 
@@ -153,6 +155,13 @@ def kill_local_workers() -> int:
             process.kill()
             process.join(5)
             killed += 1
+    spec = sys.modules.get("distributed.deploy.spec")
+    if spec is not None:
+        from distributed.core import Status
+
+        for cluster in list(spec.SpecCluster._instances):
+            if getattr(cluster, "status", None) in (Status.created, Status.starting):
+                spec.SpecCluster._instances.discard(cluster)
     return killed
 
 

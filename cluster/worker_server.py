@@ -31,6 +31,7 @@ State: the environment, ``sys.path`` and working directory the server was launch
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import sys
@@ -165,14 +166,38 @@ def start(
     return True
 
 
-def _stop_server() -> None:
-    """Stop multiprocessing's fork server and wait for it (at exit; idempotent)."""
-    from multiprocessing import forkserver
+def _stop_server(grace: float = 5.0) -> None:
+    """Stop multiprocessing's fork server and wait for it (at exit; idempotent).
 
-    stop = getattr(getattr(forkserver, "_forkserver", None), "_stop", None)
-    if stop is None:  # a Python without it: the server ends by itself once we are gone
+    As multiprocessing's own ``_stop`` (close the server's "alive" pipe, which tells it to
+    end, and wait), but bounded: a server that has not ended after ``grace`` seconds (e.g.
+    one still stuck in a preload import) is killed, so the command never hangs at its exit.
+    """
+    import signal
+    import time
+    from multiprocessing import forkserver, util
+
+    server = getattr(forkserver, "_forkserver", None)
+    pid = getattr(server, "_forkserver_pid", None)
+    alive = getattr(server, "_forkserver_alive_fd", None)
+    if server is None or pid is None or alive is None:
         return
     try:
-        stop()
+        os.close(alive)
+        server._forkserver_alive_fd = None
+        deadline = time.monotonic() + grace
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() >= deadline:
+                _LOG.debug("the dask worker fork server did not stop in %g s: killed", grace)
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.005)
+        server._forkserver_pid = None
+        address = getattr(server, "_forkserver_address", None)
+        if address and not util.is_abstract_socket_namespace(address):
+            with contextlib.suppress(OSError):
+                os.unlink(address)
+        server._forkserver_address = None
     except (OSError, ChildProcessError) as err:
         _LOG.debug("stopping the dask worker fork server: %s", err)

@@ -109,3 +109,52 @@ def test_the_server_and_its_workers_end_with_the_command(tmp_path):
     tree = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     own = float(out.stdout.rpartition("OWN_CPU ")[2])
     assert tree - own >= 0.9, (tree, own)
+
+
+STUCK_SERVER = r"""
+import os, sys, tempfile, pathlib
+folder = pathlib.Path(tempfile.mkdtemp())
+(folder / "stuck_import.py").write_text("import time\nwhile True:\n    time.sleep(3600)\n")
+os.environ["PYTHONPATH"] = os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")])
+from cluster import worker_server
+assert worker_server.start(["stuck_import"], with_dask=False)
+print(worker_server._launched is not None, flush=True)
+"""
+
+
+def test_a_server_stuck_in_its_imports_does_not_keep_the_command_alive():
+    """The server is stopped at exit; one that does not end in 5 s (here: an import that
+    never returns) is killed, and nothing of the command is left running."""
+    import os
+    import signal
+    import time
+
+    import psutil
+
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STUCK_SERVER], stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        left = [
+            p for p in psutil.process_iter(["status"])
+            if _session(p.pid) == proc.pid and p.info["status"] != "zombie"
+        ]  # fmt: skip
+        for process in left:
+            process.send_signal(signal.SIGKILL)
+    assert proc.returncode == 0 and out.strip() == "True"
+    assert time.monotonic() - start < 30
+    assert not left, left
+    assert os.getpgid(os.getpid()) != proc.pid
+
+
+def _session(pid):
+    import os
+
+    try:
+        return os.getsid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None

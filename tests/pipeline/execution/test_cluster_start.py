@@ -73,6 +73,7 @@ def hung_workers(tmp_path):
         DASK_DISTRIBUTED__WORKER__PRELOAD='["_hang_preload"]',
     )
     args = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/hang", "-j", "2"]
+    args += ["--executor", "dask"]  # (-j 2 of a small graph runs on a pool, without dask)
     procs: list[subprocess.Popen] = []
 
     def start(extra_env: dict[str, str]) -> subprocess.Popen:
