@@ -143,26 +143,41 @@ def kill_local_workers() -> int:
     For a local cluster whose start is given up (a worker that never connects, a stop
     signal while it starts): its nannies run in this process and cannot be closed while the
     start hangs, but the worker processes are this process's multiprocessing children (also
-    when forked from `cluster.worker_server`). Clusters that never finished starting are
-    also dropped from distributed's clean-up at exit (it would try to close them, wait, and
-    print a traceback). Nothing else is touched.
+    when forked from `cluster.worker_server`). distributed's clean-up at exit, which would
+    wait for such a cluster and print a traceback, is replaced by one that closes clusters
+    quietly. Nothing else is touched.
     """
+    import atexit
     import multiprocessing
 
+    if "distributed" in sys.modules:  # (being) imported by the start
+        from distributed.deploy import spec
+
+        # distributed closes every cluster at exit, and on one whose workers never joined it
+        # waits, then prints a traceback of its own (UnboundLocalError in its sync): its
+        # handler is replaced by one that closes the clusters quietly
+        atexit.unregister(spec.close_clusters)
+        atexit.register(_close_clusters_quietly)
     killed = 0
     for process in multiprocessing.active_children():
         if process.name.startswith(_WORKER_PROCESS_NAME):
             process.kill()
             process.join(5)
             killed += 1
-    spec = sys.modules.get("distributed.deploy.spec")
-    if spec is not None:
-        from distributed.core import Status
-
-        for cluster in list(spec.SpecCluster._instances):
-            if getattr(cluster, "status", None) in (Status.created, Status.starting):
-                spec.SpecCluster._instances.discard(cluster)
     return killed
+
+
+def _close_clusters_quietly(timeout: float = 5.0) -> None:
+    """Close the clusters distributed would close at exit, ignoring their errors."""
+    import contextlib
+
+    from distributed.core import Status
+    from distributed.deploy.spec import SpecCluster
+
+    for cluster in list(SpecCluster._instances):
+        if getattr(cluster, "shutdown_on_close", False) and cluster.status != Status.closed:
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=timeout)
 
 
 #: How distributed's nanny names the processes of its workers.
