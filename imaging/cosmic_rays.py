@@ -196,6 +196,20 @@ def _is_cr(v, var, yy, xx, thres, min_sigma, fac):
     return ok, est
 
 
+def _row_nanmedian(values):
+    """Median of each row's finite values (0 for a row without any), as np.nanmedian.
+
+    One sort per row (NaN sorts last) and the middle one or two values by the finite
+    count: several times faster than np.nanmedian's masked-array path on short rows.
+    """
+    s = np.sort(np.where(np.isfinite(values), values, np.nan), axis=1)
+    n = np.isfinite(s).sum(axis=1)
+    rows = np.arange(s.shape[0])
+    lo = s[rows, np.maximum(n - 1, 0) // 2]
+    hi = s[rows, np.maximum(n, 1) // 2 - (n == 0)]
+    return np.where(n > 0, 0.5 * (lo + hi), 0.0)
+
+
 def _working_copy(image, mask, bkg, void_bits, block=64):
     """Working copy ``v`` = image − bkg (float32).
 
@@ -377,9 +391,7 @@ def find_cosmic_rays(
         qx = np.clip(px[:, None] + np.array([o[1] for o in offs])[None, :], 0, w - 1)
         ring = (original[qy, qx] - bkg).astype(np.float64)
         ring[flagged[qy, qx] | (v[qy, qx] >= _VOID)] = np.nan
-        with np.errstate(all="ignore"):
-            local = np.nanmedian(ring, axis=1)
-        local = np.where(np.isfinite(local), local, 0.0)
+        local = _row_nanmedian(ring)
         excess = (original[py, px] - bkg) - local
         sd = np.sqrt(np.maximum(var[py, px], 0))
         # The threshold falls with the number of CR pixels among the 8 neighbours: a pixel
