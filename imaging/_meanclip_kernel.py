@@ -262,7 +262,7 @@ def _quartiles(w, bins, hist, slot, sample, wanted, where, bufs, fill, out):
 
 
 @_jit
-def _clip_rows(rows, nsig, n_iter, value, count, sorted_later, bins, hist, sample, bufs):
+def _clip_rows(rows, nsig, n_iter, value, count, declined, bins, hist, sample, bufs):
     """MEANCLIP of every row through `_quartiles`; rows it declines are flagged for a sort."""
     wanted = np.empty(6, np.int64)
     where = np.empty(12, np.int64)
@@ -272,7 +272,7 @@ def _clip_rows(rows, nsig, n_iter, value, count, sorted_later, bins, hist, sampl
     for r in range(rows.shape[0]):
         w = rows[r]
         k = _quartiles(w, bins, hist, slot, sample, wanted, where, bufs, fill, q)
-        sorted_later[r] = k < 0
+        declined[r] = k < 0
         if k < 0:
             continue
         centre = q[1]
@@ -293,6 +293,28 @@ def _transpose_block(stack, start, buffer):
         for p in range(rows):
             for j in range(j0, j1):
                 buffer[p, j] = stack[j, start + p]
+
+
+@_jit
+def _clip_blocks(stack, nsig, n_iter, value, count, declined, buffer, bins, hist, sample, bufs):
+    """`_clip_rows` over a ``(stamps, pixels)`` stack, ``buffer``'s rows of pixels at a time."""
+    n_pix, block = stack.shape[1], buffer.shape[0]
+    for start in range(0, n_pix, block):
+        stop = min(start + block, n_pix)
+        part = buffer[: stop - start]
+        _transpose_block(stack, start, part)
+        _clip_rows(part, nsig, n_iter, value[start:stop], count[start:stop],
+                   declined[start:stop], bins, hist, sample, bufs)  # fmt: skip
+
+
+def _scratch(n: int) -> tuple[np.ndarray, ...]:
+    """`_clip_rows`' work arrays for rows of ``n`` values: bins, histogram, sample, gathers."""
+    return (
+        np.empty(n, dtype=np.int32),
+        np.empty(max(MIN_BINS, n // VALUES_PER_BIN) + 2, dtype=np.int64),
+        np.empty(SAMPLE, dtype=np.float32),
+        np.empty((6, GATHER), dtype=np.float32),
+    )
 
 
 def meanclip_rows(
@@ -323,40 +345,21 @@ def meanclip_rows(
         value[:] = np.nan
         count[:] = 0
         return value, count
-    rows_out = min(block, n_pix)
-    values_out = np.empty(rows_out, dtype=np.float64)
-    counts_out = np.empty(rows_out, dtype=np.int64)
-    sorted_later = np.empty(rows_out, dtype=np.bool_)
-    bins = np.empty(n, dtype=np.int32)
-    hist = np.empty(max(MIN_BINS, n // VALUES_PER_BIN) + 2, dtype=np.int64)
-    sample = np.empty(SAMPLE, dtype=np.float32)
-    bufs = np.empty((6, GATHER), dtype=np.float32)
+    declined = np.empty(n_pix, dtype=np.bool_)
+    scratch = _scratch(n)
     nsig, n_iter = float(num_sigma_clip), int(num_iter)
-    # float32 rows with the stack axis contiguous are used in place; anything else is copied
-    # (as float32) block by block
-    in_place = values.dtype == np.float32 and values.strides[1] == values.itemsize
-    buffer = None if in_place else np.empty((rows_out, n), dtype=np.float32)
-    for start in range(0, n_pix, block):
-        rows = min(block, n_pix - start)
-        source = values[start : start + rows]
-        if in_place:
-            part = source
-        else:
-            part = buffer[:rows]
-            if source.strides[1] == source.itemsize:
-                np.copyto(part, source, casting="same_kind")
-            else:  # stack axis strided: a tiled transposition
-                _transpose_block(values.T, start, part)
-        _clip_rows(part, nsig, n_iter, values_out, counts_out, sorted_later, bins, hist,
-                   sample, bufs)  # fmt: skip
-        if sorted_later[:rows].any():  # declined rows: numpy's vectorized sort, NaN last
-            later = np.flatnonzero(sorted_later[:rows])
-            ordered = np.sort(part[later], axis=1)
-            v_sorted = np.empty(len(later), dtype=np.float64)
-            c_sorted = np.empty(len(later), dtype=np.int64)
-            _clip_sorted_rows(ordered, nsig, n_iter, v_sorted, c_sorted)
-            values_out[later] = v_sorted
-            counts_out[later] = c_sorted
-        value[start : start + rows] = values_out[:rows]
-        count[start : start + rows] = counts_out[:rows]
+    if values.dtype == np.float32 and values.strides[1] == values.itemsize:
+        # float32 rows with the stack axis contiguous: used in place
+        _clip_rows(values, nsig, n_iter, value, count, declined, *scratch)
+    else:  # copied (as float32) block by block, transposed if the stack axis is strided
+        buffer = np.empty((min(block, n_pix), n), dtype=np.float32)
+        _clip_blocks(values.T, nsig, n_iter, value, count, declined, buffer, *scratch)
+    later = np.flatnonzero(declined)
+    if later.size:  # rows `_quartiles` declined: numpy's vectorized sort, NaN last
+        ordered = np.sort(values[later].astype(np.float32, copy=False), axis=1)
+        v_sorted = np.empty(later.size, dtype=np.float64)
+        c_sorted = np.empty(later.size, dtype=np.int64)
+        _clip_sorted_rows(ordered, nsig, n_iter, v_sorted, c_sorted)
+        value[later] = v_sorted
+        count[later] = c_sorted
     return value, count
