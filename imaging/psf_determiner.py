@@ -41,12 +41,13 @@ Design:
   ``wing_scale_min_stars`` on; ``"none"``: constant wings).
 * The spatial order drops while there are fewer than ``min_stars_per_term`` stars per
   polynomial term (PSFEx and LSST lower it when stars are few): order 2 needs 4 × 6 = 24
-  stars, order 1 needs 12 (the derivative basis has few parameters per term).  Order 1
-  on a detector whose PSF is bowl-shaped is off by 2–3% at its centre; on the simulator's
-  2048² detectors (``python -m bench psf_wings``, 16 draws) order 1 gives a max error
-  over the 5x5 grid of 2.1% / 1.9% / 1.0% (worst draw) with 30 / 50 / 200 stars, order
-  2 gives 3.3% / 1.5% / 0.6% (means of the draws 1.39 vs 1.36, 1.20 vs 0.87, 0.73 vs
-  0.41%): the curvature of the field is real, and order 2 stays from 24 stars on.
+  stars, order 1 needs 12.  On the simulator's 2048² detectors (``python -m bench
+  psf_wings``, 16 draws, max error over the 5x5 grid, worst draw / mean of draws) order
+  1 gives 1.90 / 1.01% with 30 stars, 1.34 / 0.82% with 50 and 0.91 / 0.69% with 200;
+  order 2 gives 2.34 / 1.11%, 2.19 / 0.93% and 0.69 / 0.37%.  Order 1 from 30 and order
+  2 from 60 stars (10 per term) would be slightly better there, but on the one-detector
+  camera, whose PSF changes more over the field, 28-29 stars then fall to order 0 and the
+  adaptive FWHM is off by 2.8-3.1% (order 2: 0.5-0.6%).
   Stellar fluxes are then refitted as PSF amplitudes and the fit is repeated.
 * Light of neighbours in the stamps: pixels outside ``pixel_clip_radius`` × FWHM lying
   more than ``pixel_clip`` σ above the model (and their 8 neighbours) leave the fit for
@@ -54,10 +55,16 @@ Design:
   neighbours and dropped bright stars whose χ² is model mismatch; the model came out
   0.5–1% narrower or wider than the truth.
 * ``max_snr`` (Piff's maxSNR, default off) caps each star's weight at that S/N.  Measured
-  on the simulator it makes things worse (200 stars: 0.46% -> 0.96% at S/N 300): the
-  faint stars' wings are lower than the truth (the sky estimated near stars is 0.045 ADU
-  high: it holds their undetected wings), and the bright stars' high weight is deserved.
-  A pedestal common to all stamps, fitted in turn with the star amplitudes, did not
+  on the simulator it made things worse (200 stars: 0.46% -> 0.96% at S/N 300, with the
+  variance-plane weights below, under which the faint stars' wings came out low).
+* Weights (``weights="model"``): per star the sky variance (median of the stamp's
+  variance) plus the model's Poisson variance (amplitude × model × the variance per
+  count, the slope of variance against signal in the bright pixels).  The variance plane
+  holds each pixel's own noise (it is computed from the noisy image), so weighting by it
+  pulls every pixel down by about 1/gain counts: the faint stars' wings came out low and
+  the model 0.3-0.5% narrower than the truth on isolated stars (0.0-0.3% with all
+  candidates, whose blends widened it back); with the model's variance +0.1%.
+* A pedestal common to all stamps, fitted in turn with the star amplitudes, did not
   converge (noise-free stars over a sky 0.3 counts low: the pedestal came out +0.8 to
   +3.4 counts and the model 0.56% narrower): it would have to be one linear fit with
   the wings.
@@ -65,8 +72,8 @@ Design:
   > ``reduced_chi2_for_psf_candidates``) are rejected, for ``n_iter_reject`` rounds.
 * Reserved stars never enter the fit; their χ² against the model is reported.
 
-`PixelPsf.kernel_image` evaluates the polynomial at a position, sets wing pixels that
-come out negative (below the noise by construction) to zero, and normalises to unit sum;
+`PixelPsf.kernel_image` evaluates the polynomial at a position, sets pixels that come out
+negative (below the noise) to zero, and normalises to unit sum;
 ``to_dict``/``from_dict`` round-trip exactly.  FWHM is the
 `imaging.psf.Psf` definition: 2.3548 × determinant radius of the adaptive moments.
 """
@@ -121,8 +128,10 @@ class PixelPsf(Psf, kind="pixel_polynomial"):
     average_position : tuple of float
         Mean (x, y) of the stars used, pixels.
     core_radius : float, optional
-        Pixels farther than this from the centre are wings: negative values there are set
-        to zero when the kernel is evaluated.  `None`: nothing is clipped.
+        Pixels farther than this from the centre are wings.  When it is set, negative
+        pixels (noise of the extrapolated terms, 1e-4 of the flux at most on the
+        simulator's detectors) are set to zero when the kernel is evaluated.  `None`:
+        nothing is clipped.
     """
 
     def __init__(
@@ -171,7 +180,7 @@ class PixelPsf(Psf, kind="pixel_polynomial"):
         u, v = self._uv(position[0], position[1])
         k = np.tensordot(_design(u, v, self._order), self._coeffs, axes=(0, 0))
         if self._wing is not None:
-            k[self._wing & (k < 0)] = 0.0
+            k[k < 0] = 0.0
         return k / k.sum()
 
     def image(self, position, *, offset=(0.0, 0.0)) -> np.ndarray:
@@ -193,7 +202,7 @@ class PixelPsf(Psf, kind="pixel_polynomial"):
             self._coeffs.shape[0], -1)
         k = k.reshape(-1, self.size, self.size)
         if self._wing is not None:
-            k[:, self._wing] = np.maximum(k[:, self._wing], 0.0)
+            np.maximum(k, 0.0, out=k)
         k = shift_stack(k, np.atleast_1d(dx), np.atleast_1d(dy))
         return k / k.sum(axis=(1, 2), keepdims=True)
 
@@ -317,6 +326,9 @@ class PixelPsfDeterminerConfig:
         Only pixels farther than this (in FWHM) from the centre are clipped.
     max_snr : float
         Stars' weights are scaled down so that no star's S/N exceeds this (0: no cap).
+    weights : str
+        ``"model"``: inverse of the sky variance plus the model's Poisson variance (see
+        `_sky_variance_and_inverse_gain`); ``"pixels"``: inverse of the variance plane.
     centroid_x, centroid_y, flux_field, flux_flag : str
         Column names.
     """
@@ -341,6 +353,7 @@ class PixelPsfDeterminerConfig:
     pixel_clip: float = 4.0
     pixel_clip_radius: float = 1.0
     max_snr: float = 0.0
+    weights: str = "model"
     centroid_x: str = "base_SdssCentroid_x"
     centroid_y: str = "base_SdssCentroid_y"
     flux_field: str = "base_CircularApertureFlux_9_0_instFlux"
@@ -445,7 +458,15 @@ class PixelPsfDeterminer(PsfDeterminer):
         ns, k2 = idx.size, size * size
         data = data.reshape(ns, k2)
         var = var.reshape(ns, k2)
-        inv_var = np.where(weight_ok.reshape(ns, k2), 1.0 / np.where(var > 0, var, 1.0), 0.0)
+        keep = weight_ok.reshape(ns, k2)
+        inv_var = np.where(keep, 1.0 / np.where(var > 0, var, 1.0), 0.0)
+        sky_var = inv_gain = None
+        if cfg.weights == "model":
+            sky_var, inv_gain = _sky_variance_and_inverse_gain(data, var, keep)
+            inv_var = np.where(keep, 1.0 / sky_var[:, None], 0.0)
+        elif cfg.weights != "pixels":
+            raise ValueError(f"PixelPsfDeterminer: weights must be 'model' or 'pixels', "
+                             f"not {cfg.weights!r}")
         if cfg.max_snr > 0:
             snr = np.sqrt(np.maximum((data * data * inv_var).sum(axis=1), 0.0))
             inv_var *= np.minimum(1.0, (cfg.max_snr / np.maximum(snr, 1e-300)) ** 2)[:, None]
@@ -500,6 +521,9 @@ class PixelPsfDeterminer(PsfDeterminer):
                 num = (model * data * inv_var).sum(axis=1)
                 den = (model * model * inv_var).sum(axis=1)
                 amp = np.where(den > 0, num / np.where(den > 0, den, 1.0), amp)
+                if sky_var is not None:  # Poisson noise of the model, not of the data
+                    expected = sky_var[:, None] + inv_gain * np.maximum(amp[:, None] * model, 0)
+                    inv_var = np.where(inv_var > 0, 1.0 / expected, 0.0)
             clipped = False
             if cfg.pixel_clip > 0 and it < cfg.n_iter_reject:
                 before = inv_var
@@ -541,6 +565,25 @@ class PixelPsfDeterminer(PsfDeterminer):
             metadata["reservedChi2"] = float(np.mean(chi2[res_sel]))
         _log.info("PSF determination using %d/%d stars.", use.sum(), n)
         return PsfDeterminationResult(psf=psf, used=used, metadata=metadata)
+
+
+def _sky_variance_and_inverse_gain(data: np.ndarray, var: np.ndarray,
+                                   keep: np.ndarray) -> tuple[np.ndarray, float]:
+    """Per star the sky variance (median of its stamp's variance); the variance per count.
+
+    The variance plane holds each pixel's own noise (it is computed from the noisy image):
+    weighting a pixel by it pulls a fit down by about 1/gain counts per pixel, enough to
+    make faint stars' wings 20% too low.  The sky variance and the slope of variance
+    against signal in the bright pixels (1/gain) give the variance expected from a model.
+    """
+    sky = np.nanmedian(np.where(keep, var, np.nan), axis=1)
+    sky = np.where(np.isfinite(sky) & (sky > 0), sky, np.nanmedian(sky))
+    bright = keep & (data > 20.0 * np.sqrt(sky)[:, None])
+    if bright.sum() < 10:
+        return sky, 0.0
+    excess = (var - sky[:, None])[bright]
+    signal = data[bright]
+    return sky, max(float((excess * signal).sum() / (signal * signal).sum()), 0.0)
 
 
 def _clip_contaminated(data: np.ndarray, model: np.ndarray, inv_var: np.ndarray, size: int,

@@ -7,6 +7,12 @@ rest are clustered with a 4-centre 1-D k-means on medians (start: 10th percentil
 centres mean0 + k·2·0.15·mean0, until the assignments stop changing); cluster 0 (the
 narrowest) is refined by clipping at ``n_sigma_clip`` × min(std, 0.741·IQR) about its
 median, and its members are the stars.  Pure function on an astropy Table.
+
+Beyond LSST's selector, a star with another source of the table within
+``isolation_radius`` pixels is dropped (PSFEx drops SExtractor's blended objects): its
+neighbour's light lies in the stamp, mostly inside the star's own footprint where the PSF
+determiner cannot mask it, and widens the model (on the simulator's 2048² detectors the
+~6% such candidates made the model 0.2-0.4% wider).
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ class ObjectSizeStarSelectorConfig:
         Clip of the stellar cluster, in robust sigmas.
     width_std_allowed : float
         Stop refining when the scale is below this fraction of the median width.
+    isolation_radius : float
+        Objects with another source of the table closer than this (pixels) are dropped
+        (0: no cut).
+    centroid_x, centroid_y : str
+        Centroid columns used for the isolation cut.
     bad_flags : tuple of str
         Boolean columns that reject a source.
     """
@@ -64,6 +75,9 @@ class ObjectSizeStarSelectorConfig:
     width_max: float = 10.0
     n_sigma_clip: float = 2.0
     width_std_allowed: float = 0.15
+    isolation_radius: float = 15.0
+    centroid_x: str = "base_SdssCentroid_x"
+    centroid_y: str = "base_SdssCentroid_y"
     bad_flags: tuple[str, ...] = (
         "base_PixelFlags_flag_edge",
         "base_PixelFlags_flag_interpolatedCenter",
@@ -92,6 +106,22 @@ def _kmeans_medians(widths: np.ndarray, n_cluster: int = 4, max_iter: int = 100)
     rank = np.empty(n_cluster, int)
     rank[order] = np.arange(n_cluster)
     return rank[assign]
+
+
+def _isolated(table: Table, config: ObjectSizeStarSelectorConfig) -> np.ndarray:
+    """Return True for the rows with no other row within ``isolation_radius`` pixels."""
+    from scipy.spatial import cKDTree
+
+    xy = np.c_[np.asarray(table[config.centroid_x], dtype=np.float64),
+               np.asarray(table[config.centroid_y], dtype=np.float64)]
+    finite = np.all(np.isfinite(xy), axis=1)
+    isolated = np.ones(len(table), bool)
+    if finite.sum() < 2:
+        return isolated
+    pairs = cKDTree(xy[finite]).query_pairs(config.isolation_radius, output_type="ndarray")
+    rows = np.nonzero(finite)[0]
+    isolated[rows[pairs.ravel()]] = False
+    return isolated
 
 
 def select_stars_object_size(
@@ -139,6 +169,8 @@ def select_stars_object_size(
         if config.signal_to_noise_max > 0:
             good &= snr <= config.signal_to_noise_max
     good &= (width >= config.width_min) & (width <= config.width_max)
+    if config.isolation_radius > 0 and good.any() and config.centroid_x in table.colnames:
+        good &= _isolated(table, config)
     if not good.any():
         raise NoStarsSelectedError("No objects passed our cuts for consideration as psf stars")
     w = width[good]

@@ -73,6 +73,10 @@ class ObjectSizeStarSelectorTaskConfig(Config):
             "base_PixelFlags_flag_interpolated",
         ],
     )
+    isolationRadius = Field(
+        float, "Sources with another source closer than this (pixels) are never stars (0: off)",
+        default=15.0,
+    )
 
 
 class ObjectSizeStarSelectorTask(Task):
@@ -99,6 +103,7 @@ class ObjectSizeStarSelectorTask(Task):
                 "n_sigma_clip": "nSigmaClip",
                 "width_std_allowed": "widthStdAllowed",
                 "bad_flags": "badFlags",
+                "isolation_radius": "isolationRadius",
             },
         )
         selected = select_stars_object_size(sourceCat, config=options)

@@ -60,3 +60,19 @@ def test_clustering_on_a_literal_table():
     assert not sel[60:].any()
     with pytest.raises(RuntimeError):
         select_stars_object_size(t[:0])
+
+
+def test_stars_with_a_close_neighbour_are_dropped():
+    rng = np.random.default_rng(1)
+    n = 60
+    w = rng.normal(2.0, 0.02, n)
+    x = 100.0 * np.arange(n)
+    y = np.zeros(n)
+    x[1], y[1] = x[0] + 9.0, 6.0  # 10.8 px apart: a blend
+    x[3] = x[2] + 14.9
+    t = Table({"base_GaussianFlux_instFlux": np.full(n, 1e5), "base_SdssShape_xx": w**2,
+               "base_SdssShape_yy": w**2, "base_SdssCentroid_x": x, "base_SdssCentroid_y": y})
+    sel = select_stars_object_size(t)
+    assert not sel[:4].any() and sel[4:].sum() >= n - 8
+    kept = select_stars_object_size(t, config=ObjectSizeStarSelectorConfig(isolation_radius=0))
+    assert kept[:4].sum() >= 3
