@@ -8,7 +8,9 @@ Layout written by `write_exposure_fits`::
                      DETNX DETNY)
     HDU 1  IMAGE     float32; the WCS (TAN or TAN-SIP) with CRPIX shifted to the array frame;
                      LTV1/LTV2 = -xy0 and the PHYSICAL 'A' WCS (CRVAL1A = x0) as LSST writes
-    HDU 2  MASK      uint32 (stored int32 + BZERO); MP_<NAME> = bit for each plane
+    HDU 2  MASK      uint32 (stored int32 + BZERO); MP_<NAME> = bit for each plane; written as a
+                     lossless RICE_1 tile-compressed HDU (mostly zeros: 16 MiB of a 2048² mask
+                     become ~0.1-0.3 MiB for ~0.05 s of CPU; readers see a normal image HDU)
     HDU 3  VARIANCE  float32
     HDU 4  PSF       binary table, one row, column PSF_JSON = UTF-8 bytes of
                      json.dumps(psf.to_dict())
@@ -185,6 +187,13 @@ def _xy0_cards(header: fits.Header, xy0: tuple[int, int]) -> None:
     header["WCSNAMEA"] = "PHYSICAL"
 
 
+def _mask_hdu(array: np.ndarray, header: fits.Header) -> fits.CompImageHDU:
+    """Return the MASK HDU, tile-compressed losslessly (RICE_1 on integers is exact)."""
+    return fits.CompImageHDU(
+        np.asarray(array, dtype=np.uint32), header=header, name="MASK", compression_type="RICE_1"
+    )
+
+
 def write_exposure_fits(exposure: Exposure, path_or_fileobj: PathOrFile) -> None:
     """Write ``exposure`` as multi-extension FITS (layout in the module docstring).
 
@@ -208,7 +217,7 @@ def write_exposure_fits(exposure: Exposure, path_or_fileobj: PathOrFile) -> None
     hdus = [
         fits.PrimaryHDU(header=_primary_header(exposure)),
         fits.ImageHDU(exposure.image, header=image_header, name="IMAGE"),
-        fits.ImageHDU(exposure.mask.array, header=mask_header, name="MASK"),
+        _mask_hdu(exposure.mask.array, mask_header),
         fits.ImageHDU(exposure.variance, header=var_header, name="VARIANCE"),
     ]
     if exposure.psf is not None:

@@ -8,7 +8,8 @@ Layout written by `write_exposure_zarr`::
                             "detector": DetectorInfo.to_dict() | None,
                             "visit": VisitInfo.to_dict() | None, "zero_point": float | None,
                             "metadata": [[keyword, value, comment], ...]}
-    <group>/image       float32  (ny, nx)  chunks 512 x 512, zstd
+    <group>/image       float32  (ny, nx)  chunks 512 x 512, blosc zstd level 1 on bit-shuffled
+                        bytes (lossless; ~10% smaller than plain zstd 3 at the same CPU)
     <group>/mask        uint32
     <group>/variance    float32
 
@@ -30,7 +31,7 @@ import numpy as np
 import zarr
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning, Sip
-from zarr.codecs import ZstdCodec
+from zarr.codecs import BloscCodec
 
 from ._errors import ExposureFormatError, MaskPlaneError
 from .exposure import DetectorInfo, Exposure, VisitInfo
@@ -43,6 +44,10 @@ __all__ = ["read_exposure_zarr", "wcs_from_dict", "wcs_to_dict", "write_exposure
 
 _ATTR = "skyquanta_exposure"
 _FORMAT_VERSION = 1
+#: Lossless: the sky noise's low mantissa bits do not compress, its exponents and high bits do
+#: once bit-shuffled. A 2048² characterized exposure: 50.4 MB as FITS, 29.2 MB with zstd 3,
+#: 26.7 MB with this, same CPU (~0.17 s to write, ~0.08 s to read).
+_CODEC = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle")
 
 
 def wcs_to_dict(wcs: WCS) -> dict[str, Any]:
@@ -161,7 +166,7 @@ def write_exposure_zarr(
             shape=shape,
             dtype=data.dtype,
             chunks=chunk_shape,
-            compressors=ZstdCodec(level=3),
+            compressors=_CODEC,
             fill_value=0,
         )
         array[...] = data

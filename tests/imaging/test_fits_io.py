@@ -121,3 +121,26 @@ def test_bare_exposure_round_trip(tmp_path):
     assert back.xy0 == (-5, 7) and np.array_equal(back.image, exp.image)
     assert back.wcs is None and back.psf is None and back.visit is None and back.detector is None
     assert back.zero_point is None and back.mask == exp.mask
+
+
+def test_mask_is_stored_losslessly_compressed(tmp_path):
+    from imaging.exposure import Exposure
+    from imaging.mask import Mask
+
+    rng = np.random.default_rng(3)
+    mask = Mask((1024, 1024))
+    mask.array[rng.integers(0, 1024, 500), rng.integers(0, 1024, 500)] = 0xFFFFFFFF  # all bits
+    mask.array[100:140, 200:260] = 1 << 31
+    image = rng.normal(size=(1024, 1024)).astype(np.float32)
+    path = tmp_path / "masked.fits"
+    write_exposure_fits(Exposure(image, mask=mask, variance=image**2), path)
+    with fits.open(path) as hdul:
+        assert isinstance(hdul["MASK"], fits.CompImageHDU)
+        assert hdul["MASK"].compression_type == "RICE_1"
+    # two float planes of 4 MiB and a mask of ~4 MiB stored in a few KiB
+    assert path.stat().st_size < 2 * image.nbytes + 200_000
+    back = read_exposure_fits(path)
+    assert back.mask.array.dtype == np.uint32
+    np.testing.assert_array_equal(back.mask.array, mask.array)
+    part = read_exposure_fits(path, bbox=Box(190, 90, 80, 60))
+    np.testing.assert_array_equal(part.mask.array, mask.array[90:150, 190:270])
