@@ -98,6 +98,13 @@ class StackBrightStarsConfig(Config):
         "sub-boxes are read so that it holds",
         default=128 << 20,
     )
+    num_threads = Field(
+        int,
+        "Threads stacking strips at once (reads and the statistic overlap; each holds one "
+        "cube of max_cube_bytes). The gather is a barrier of the pipeline: while it runs "
+        "the band's other quanta wait for it, so it takes two cores by default",
+        default=2,
+    )
 
     def to_stacking(self) -> StackingConfig:
         """Return the `~imaging.stamp_stacking.StackingConfig` of these fields."""
@@ -110,6 +117,7 @@ class StackBrightStarsConfig(Config):
             do_mag_cut=self.do_mag_cut,
             mag_limit=self.mag_limit,
             max_cube_bytes=self.max_cube_bytes,
+            num_threads=self.num_threads,
         )
 
 

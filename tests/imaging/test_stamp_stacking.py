@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -121,6 +122,33 @@ def test_sub_boxes_are_read_alone_and_give_the_same_stack(star_files):
     whole = stack_stamps(sources, StackingConfig(subregion_size=(75, 75)))
     np.testing.assert_array_equal(small.model.image, whole.model.image)
     np.testing.assert_array_equal(small.count, whole.count)
+
+
+def test_strips_stacked_in_two_threads_give_the_same_stack(star_files):
+    threads = set()
+    started = threading.Barrier(2, timeout=10)
+
+    class Recording(FileStampSource):
+        def read(self, *, bbox=None, indices=None):
+            if bbox is not None and bbox.area > 1 and threading.get_ident() not in threads:
+                threads.add(threading.get_ident())
+                started.wait()  # two strips are under way at once, each in its own thread
+            return super().read(bbox=bbox, indices=indices)
+
+    sources = [Recording(p) for p in star_files]
+    config = StackingConfig(subregion_size=(20, 20), max_cube_bytes=1 << 16, num_threads=2)
+    threaded = stack_stamps(sources, config, shape=(75, 75))
+    assert len(threads) == 2 and threading.get_ident() not in threads
+    assert threaded.peak_cube_bytes <= 1 << 16  # the budget holds per cube
+    serial = stack_stamps(
+        [FileStampSource(p) for p in star_files],
+        StackingConfig(subregion_size=(20, 20), max_cube_bytes=1 << 16),
+        shape=(75, 75),
+    )
+    np.testing.assert_array_equal(threaded.model.image, serial.model.image)
+    np.testing.assert_array_equal(threaded.count, serial.count)
+    with pytest.raises(ValueError, match="num_threads"):
+        StackingConfig(num_threads=0)
 
 
 def test_statistics_and_magnitude_cut(star_files):
