@@ -162,6 +162,37 @@ def test_batch_size_follows_quantum_durations():
     assert _batch_target(1000, 2, 64, 0.0) == 64
 
 
+def test_a_wide_graph_of_long_quanta_is_not_sent_all_at_once():
+    from pipeline.execution.executors.base import FIRST_WAVE_BATCHES
+
+    # 378 independent chains of two 3-s quanta (a focal plane), 2 workers
+    chains = [(2 * i, 2 * i + 1) for i in range(378)]
+    pred = {b: [a] for a, b in chains} | {a: [] for a, _ in chains}
+    succ = {a: [b] for a, b in chains} | {b: [] for _, b in chains}
+    sent, out, sent_at_first_wait = [], [], []
+
+    def submit(nodes, attempt):
+        sent.append(nodes)
+        f = concurrent.futures.Future()
+        f.set_result([QuantumOutcome(n, "succeeded", wall_time=3.0) for n in nodes])
+        out.append(f)
+        return f
+
+    def wait(handles):  # one submission ends at a time, the oldest first
+        if not sent_at_first_wait:
+            sent_at_first_wait.append(len(sent))
+        return [min(handles, key=out.index)]
+
+    result = schedule(chains, pred, succ, submit=submit, wait=wait, parallelism=2)
+    assert len(result.status) == 756 and set(result.status.values()) == {"succeeded"}
+    first_wave = sent[: sent_at_first_wait[0]]
+    batch = 756 // (8 * 2) + 1  # an eighth of a worker's share, in whole chains
+    assert {len(nodes) for nodes in first_wave} == {batch}
+    assert sum(map(len, first_wave)) < FIRST_WAVE_BATCHES * 64 * 2 + batch  # not all 756
+    # then sized by the durations seen: 3-s quanta go one chain per submission
+    assert {len(nodes) for nodes in sent[len(first_wave) :]} == {2}
+
+
 def test_batches_on_a_local_cluster(repo):
     qg = make_graph(repo, run="out/dask", tasks=("a", "b"))
     butler = Butler(repo)

@@ -20,7 +20,8 @@ Algorithm, on node-level dependencies:
   order); a worker blocks a node only on a failed *input*, so one cluster's failure does not
   touch another's nodes in the batch. A batch is one worker's until it ends, so batches are
   kept to about `BATCH_SECONDS` of work (from the wall times of the quanta seen so far) and,
-  until a quantum has finished, to an eighth of a worker's share of the ready quanta: 12
+  until a quantum has finished, to an eighth of a worker's share of the ready quanta (and
+  at most `FIRST_WAVE_BATCHES` full batches per worker are sent before then): 12
   quanta of 0.45 s on 2 workers went out as 4 batches of 3 and left a worker idle for up to
   a quantum at the end (0.87 of the 1 -> 2 worker scaling of bare processes), while trivial
   quanta still travel 64 to a submission;
@@ -197,6 +198,13 @@ def schedule(
                 seen_seconds / seen_quanta if seen_quanta else None,
             )
         while ready:
+            if (
+                parallelism > 0
+                and not seen_quanta
+                and sum(len(pending[i]) for b in running.values() for i in b)
+                >= FIRST_WAVE_BATCHES * max_batch * parallelism
+            ):
+                break  # the rest waits for a duration to size its batches by
             batch = next_submission()
             nodes = tuple(n for index in batch for n in pending[index])
             for index in batch:
@@ -254,6 +262,12 @@ def schedule(
 
 #: Work (seconds of quanta, by their mean wall time so far) that one batch is kept to.
 BATCH_SECONDS = 0.2
+#: Until a quantum has finished, at most this many full batches per worker are out: a wide
+#: graph of long quanta (a focal plane: 378 detector chains of ~5 s) otherwise leaves in
+#: 16 batches of ~23 chains before any duration is known, and a worker that ends its last
+#: batch waits up to a batch (~2 min) for the other; held back, the rest goes out sized by
+#: the durations seen (one chain per submission for such quanta).
+FIRST_WAVE_BATCHES = 2
 
 
 def _batch_target(
