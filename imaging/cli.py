@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,6 +25,7 @@ __all__ = [
     "ingest_refcat_command",
     "register_instrument_command",
     "simulate_command",
+    "simulated_visits",
     "stamp_mosaic_command",
 ]
 
@@ -216,7 +218,6 @@ def simulate_command(
     from .ingest import ingest_raws, ingest_refcat, register_instrument
     from .sim import (
         SkyModel,
-        Visit,
         make_camera,
         render_detector_png,
         simulate_detector,
@@ -228,18 +229,7 @@ def simulate_command(
         Butler.create(repo)
     butler = Butler(repo)
     camera = make_camera(n_detectors, detector_size=detector_size)
-    field = camera.field_radius * camera.plate_scale / 3600.0
-    visits = [
-        Visit(
-            id=100 + i,
-            band=band,
-            ra=ra + 0.3 * field * i,
-            dec=dec,
-            exposure_time=30.0,
-            mjd=60000.0 + 0.01 * i,
-        )
-        for i in range(n_visits)
-    ]
+    visits = simulated_visits(camera, n_visits, band=band, ra=ra, dec=dec)
     staging = Path(keep_inputs) if keep_inputs else Path(tempfile.mkdtemp(prefix="sim-", dir=repo))
     try:
         sky = SkyModel(star_density=star_density, bright_star_density=bright_star_density)
@@ -277,6 +267,29 @@ def simulate_command(
         Path(png_path).parent.mkdir(parents=True, exist_ok=True)
         render_detector_png(sim, png_path)
         click.echo(f"Wrote {png_path}")
+
+
+def simulated_visits(
+    camera: Any, n_visits: int, *, band: str = "r", ra: float = 150.0, dec: float = 2.0
+) -> list[Any]:
+    """Return the pointings ``butler simulate`` observes: visits 100, 101, ... stepped in RA.
+
+    Each visit is 30 s, shifted by 0.3 field radii in RA from the previous one.
+    """
+    from .sim import Visit
+
+    field = camera.field_radius * camera.plate_scale / 3600.0
+    return [
+        Visit(
+            id=100 + i,
+            band=band,
+            ra=ra + 0.3 * field * i,
+            dec=dec,
+            exposure_time=30.0,
+            mjd=60000.0 + 0.01 * i,
+        )
+        for i in range(n_visits)
+    ]
 
 
 def _simulate_in_parallel(

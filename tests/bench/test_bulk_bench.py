@@ -52,6 +52,9 @@ def test_a_run_is_accounted_from_the_quanta_metadata_and_removed(cache):
     assert result["detectors_per_minute_per_core"] == pytest.approx(
         2 / (result["wall"] / 60) / 2
     )
+    disk = result["disk"]  # measured before the run was removed
+    assert disk["raw (postISRCCD)"] > 0 and disk["output icExp"] > 0
+    assert all(v >= 0 for v in disk.values())
     names = [name for name, _ in Butler(result["repo"]).registry.query_collections()]
     assert not [name for name in names if name.startswith("bench/bulk")]
 
