@@ -2,12 +2,14 @@
 
 Run with ``python -m bench bulk``. Steps:
 
-1. **Simulation, made once.** ``butler simulate`` (the demo's options: every star with the
-   extended core + halo profile, extra bright stars for the stamps) writes a repository of
-   ``DETECTORS × VISITS`` exposures of ``SIZE²`` px into the cache folder, under a name made
-   of the sizes. It is made in a ``*.partial-<pid>`` folder and renamed when complete, so a
-   later run reuses only a finished simulation. The simulator's truth images are not kept
-   (the benchmark does not use them; they are a third of the bytes).
+1. **Simulation, made once.** `simulate_focal_plane` simulates what ``butler simulate`` with
+   the demo's options would (every star with the extended core + halo profile, extra bright
+   stars for the stamps): ``DETECTORS × VISITS`` exposures of ``SIZE²`` px into a repository
+   in the cache folder, under a name made of the sizes, 16 detectors at a time, each batch's
+   raw files moved into the datastore and the simulator's truth images (unused here) removed.
+   It is made in a ``*.partial-<pid>`` folder and renamed when complete, so a later run reuses
+   only a finished simulation. The repository stores the run's exposures and stamps as zarr
+   (`OUTPUT_FORMATTERS`, lossless compression); the raws are FITS (MASK RICE-compressed).
 2. **The run.** ``pipetask run -p pipelines.yaml`` (characterizeImage → processBrightStars →
    measureExtendedPsf → subtractBrightStars) on a local dask cluster of ``JOBS`` single-thread
    workers (BLAS/OpenMP pools limited to one thread), into a new output run. The wall time is
@@ -23,8 +25,11 @@ Run with ``python -m bench bulk``. Steps:
    quanta's own wall times; a gather that leaves a worker idle counts there).
 4. The output run and its chain are removed afterwards (``BENCH_BULK_KEEP=1`` keeps it).
 
-The full size (189 × 2 × 2048²) needs ~19 GB of raws in the cache and ~45 GB of outputs per
-run; set the size with the environment:
+Disk at the full size (189 × 2 × 2048², measured 2026-12-07): raws 33.7 MB per
+detector-visit (12.7 GB, simulated in 32 min at load 7-12; the simulation also needs one
+batch of ~2 GB while it runs); outputs ~68 MB per detector-visit (~26 GB per run; the table
+gives them by dataset type). All FITS, as before, took ~207 MB per detector-visit (78 GB)
+and the simulation twice the raws while it ran. Set the size with the environment:
 
 ``BENCH_BULK_DETECTORS`` (189), ``BENCH_BULK_VISITS`` (2), ``BENCH_BULK_SIZE`` (2048),
 ``BENCH_BULK_JOBS`` (2), ``BENCH_BULK_CACHE`` (``~/.cache/skyquanta-bench``),
