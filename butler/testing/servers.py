@@ -40,6 +40,7 @@ __all__ = [
     "server_unavailable",
     "start_watchdog",
     "stop_with_this_process",
+    "stopped_with_this_process",
 ]
 
 #: Credentials of the throw-away servers (moto accepts any).
@@ -131,6 +132,17 @@ def stop_with_this_process(pids: list[int]) -> subprocess.Popen:
     process IDs cannot have been reused yet.
     """
     return start_watchdog(["kill", "-TERM", *(str(pid) for pid in pids)])
+
+
+@contextlib.contextmanager
+def stopped_with_this_process(pids: list[int]) -> Iterator[None]:
+    """Within the block, ``pids`` get SIGTERM should this process die (`stop_with_this_process`)."""
+    watchdog = stop_with_this_process(pids)
+    try:
+        yield
+    finally:
+        watchdog.kill()
+        watchdog.wait()
 
 
 def free_port() -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from butler.testing.servers import stopped_with_this_process
 from cluster.processes import SchedulerProcesses
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +31,10 @@ def scheduler(s3_server, tmp_path):
     """A scheduler and two workers (their environment reaches S3, not PostgreSQL)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     with open(tmp_path / "cluster.log", "w") as log:
-        with SchedulerProcesses(2, env=env, log=log) as procs:
+        with (
+            SchedulerProcesses(2, env=env, log=log) as procs,
+            stopped_with_this_process([p.pid for p in procs.procs]),  # a killed test run too
+        ):
             yield procs.address, procs.worker_pids
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -14,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "pipeline"))
 from _exec_repo import HERE, make_graph, make_repo, registered  # noqa: E402
 
 from butler import Butler  # noqa: E402
+from butler.testing.servers import stopped_with_this_process  # noqa: E402
 from pipeline.execution.run import execute_graph  # noqa: E402
 
 
@@ -21,6 +23,7 @@ from pipeline.execution.run import execute_graph  # noqa: E402
 def scheduler_file(tmp_path):
     sched = tmp_path / "sched.json"
     env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    watchdogs = contextlib.ExitStack()  # each process stops with a killed test run too
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
@@ -28,6 +31,7 @@ def scheduler_file(tmp_path):
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
     ]
+    watchdogs.enter_context(stopped_with_this_process([procs[0].pid]))
     try:
         deadline = time.monotonic() + 30
         while not sched.exists() and time.monotonic() < deadline:
@@ -39,6 +43,7 @@ def scheduler_file(tmp_path):
                  "--nthreads", "1", "--nworkers", "1", "--host", "127.0.0.1"],
                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             ))
+            watchdogs.enter_context(stopped_with_this_process([procs[-1].pid]))
         from distributed import Client
 
         with Client(scheduler_file=str(sched), timeout=30) as client:
@@ -53,6 +58,7 @@ def scheduler_file(tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        watchdogs.close()
 
 
 def test_run_on_external_scheduler(tmp_path, scheduler_file):

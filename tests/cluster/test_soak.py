@@ -35,6 +35,7 @@ import pytest
 from butler import Butler, DatasetType
 from butler._errors import MissingCollectionError, MissingDatasetTypeError
 from butler.dataset_ref import DatasetRef
+from butler.testing.servers import stop_with_this_process
 from cluster.processes import SchedulerProcesses
 
 PIPELINE_TESTS = Path(__file__).parents[1] / "pipeline"
@@ -153,6 +154,7 @@ def test_soak_worker_kills_and_a_client_kill_then_resume(tmp_path, postgres_serv
         log = open(tmp_path / "cluster.log", "w")  # noqa: SIM115  (closed below)
         cluster = SchedulerProcesses(2, env=worker_env, nanny=True, log=log)
         killer = None
+        watchdog = stop_with_this_process([p.pid for p in cluster.procs])  # a killed test run
         try:
             nanny_pids = [p.pid for p in cluster.procs[1:]]
             command = [PIPETASK, "--log-level", "WARNING", "run", "-b", str(repo), "-p",
@@ -184,6 +186,8 @@ def test_soak_worker_kills_and_a_client_kill_then_resume(tmp_path, postgres_serv
                 killer.stop.set()
                 killer.join(timeout=10)
             cluster.close()
+            watchdog.kill()
+            watchdog.wait()
             log.close()
         assert len(killer.killed) >= 3, killer.killed  # workers were really killed
 

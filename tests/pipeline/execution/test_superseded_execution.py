@@ -11,6 +11,7 @@ and try to write its outputs to the same paths. The registry must still describe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from _faults import ENV, run_pipetask, start_pipetask, wait_for_files
 
 from butler import Butler
 from butler.check import check_repository
-from butler.testing.servers import stop_with_this_process
+from butler.testing.servers import stopped_with_this_process
 
 
 def _wait_for(predicate, what: str, timeout: float = 60.0) -> None:
@@ -41,6 +42,7 @@ def external_cluster(tmp_path):
     """A scheduler and one two-thread worker as subprocesses; yields (scheduler file, log)."""
     sched = tmp_path / "sched.json"
     worker_log = tmp_path / "worker.log"
+    watchdogs = contextlib.ExitStack()  # each process stops with a killed test run too
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
@@ -48,6 +50,7 @@ def external_cluster(tmp_path):
             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
     ]
+    watchdogs.enter_context(stopped_with_this_process([procs[0].pid]))
     try:
         _wait_for(sched.exists, "the scheduler file", 30)
         with open(worker_log, "w") as log:
@@ -57,10 +60,9 @@ def external_cluster(tmp_path):
                  "--host", "127.0.0.1", "--no-dashboard"],
                 env=ENV, stdout=log, stderr=subprocess.STDOUT,
             ))
+        watchdogs.enter_context(stopped_with_this_process([procs[-1].pid]))
         from distributed import Client
 
-        watchdog = stop_with_this_process([p.pid for p in procs])  # a killed test run too
-        procs.insert(0, watchdog)
         with Client(scheduler_file=str(sched), timeout=30) as client:
             client.wait_for_workers(1, timeout=30)
         yield sched, worker_log
@@ -73,6 +75,7 @@ def external_cluster(tmp_path):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        watchdogs.close()
 
 
 def _worker_tasks(sched: Path) -> int:
