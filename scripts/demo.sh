@@ -20,7 +20,7 @@ butler query-dataset-types "$repo"
 butler query-data-ids "$repo" visit detector --where "visit = 100 AND detector IN (0..3)"
 
 echo; echo "== 3. characterize every detector and cut its bright-star stamps (chained, one worker"
-echo "      call per detector) on a local dask cluster of 2 worker processes"
+echo "      call per detector) on 2 local worker processes (-j 2)"
 set +e
 pipetask --log-level WARNING run -b "$repo" -p "$here/pipelines.yaml" \
     -i SimCam/raw/all,SimCam/calib,refcats -o demo/characterize \
