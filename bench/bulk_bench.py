@@ -27,9 +27,9 @@ Run with ``python -m bench bulk``. Steps:
 
 Disk at the full size (189 × 2 × 2048², measured 2026-12-07): raws 33.7 MB per
 detector-visit (12.7 GB, simulated in 32 min at load 7-12; the simulation also needs one
-batch of ~2 GB while it runs); outputs ~68 MB per detector-visit (~26 GB per run; the table
-gives them by dataset type). All FITS, as before, took ~207 MB per detector-visit (78 GB)
-and the simulation twice the raws while it ran. Set the size with the environment:
+batch of ~2 GB while it runs); outputs 64.4 MB per detector-visit (24.4 GB per run; the
+table gives them by dataset type). All FITS, as before, took ~208 MB per detector-visit
+(78 GB) and the simulation twice the raws while it ran. Set the size with the environment:
 
 ``BENCH_BULK_DETECTORS`` (189), ``BENCH_BULK_VISITS`` (2), ``BENCH_BULK_SIZE`` (2048),
 ``BENCH_BULK_JOBS`` (2), ``BENCH_BULK_CACHE`` (``~/.cache/skyquanta-bench``),
