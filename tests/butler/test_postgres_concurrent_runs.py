@@ -80,7 +80,6 @@ def test_two_runs_into_one_output_run_at_once(pg_repo):
                 # other was quicker and its first quantum is stored) by its outputs
                 refusals = ("is being executed by process", "already has outputs in run")
                 assert returncode == 2 and any(r in text for r in refusals), text
-                assert len([line for line in text.splitlines() if line.strip()]) == 1, text
         assert any(returncode == 0 for returncode, _ in results), results
     butler = Butler(repo)
     got = registered(butler, "u/same")
