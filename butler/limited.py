@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .dataset_ref import DatasetRef
-from .datastore.file_datastore import FileDatastore
+from .datastore.file_datastore import DatasetReader, FileDatastore
 from .datastore.stored_file_info import StoredFileInfo
 from .datastore.templates import FileTemplates
 from .dimensions import DimensionUniverse
@@ -97,6 +97,10 @@ class LimitedButler:
         return self.datastore.get(
             info if info is not None else self.predict(ref), parameters=parameters, ref=ref
         )
+
+    def open_reader(self, ref: DatasetRef, *, info: StoredFileInfo | None = None) -> DatasetReader:
+        """Open a dataset for many partial reads (`FileDatastore.open_reader`)."""
+        return self.datastore.open_reader(info if info is not None else self.predict(ref), ref=ref)
 
     def put(self, obj: Any, ref: DatasetRef, *, writer: str = "") -> StoredFileInfo:
         """Write a dataset to its predicted location, atomically; return its record.

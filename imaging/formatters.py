@@ -17,7 +17,7 @@ import numpy as np
 from astropy.io import fits
 from fsspec.implementations.local import LocalFileSystem
 
-from butler.datastore.formatter import Formatter
+from butler.datastore.formatter import Formatter, PartialReader
 
 from .background import BackgroundList, BackgroundModel
 from .extended_psf_io import (
@@ -28,7 +28,15 @@ from .extended_psf_io import (
 )
 from .fits_io import read_exposure_fits, write_exposure_fits
 from .geometry import Box
-from .stamps_io import read_stamps_fits, read_stamps_zarr, write_stamps_fits, write_stamps_zarr
+from .stamps_io import (
+    FitsStampsReader,
+    StampsReader,
+    ZarrStampsReader,
+    read_stamps_fits,
+    read_stamps_zarr,
+    write_stamps_fits,
+    write_stamps_zarr,
+)
 from .zarr_io import read_exposure_zarr, write_exposure_zarr
 
 __all__ = [
@@ -189,6 +197,35 @@ def _stamps_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"bbox": as_box(params.get("bbox")), "indices": indices}
 
 
+class _StampsPartialReader(PartialReader):
+    """A stamps file opened once (`imaging.stamps_io.StampsReader`) for many partial reads."""
+
+    def __init__(
+        self,
+        formatter: Formatter,
+        fs: fsspec.AbstractFileSystem,
+        path: str,
+        reader: StampsReader,
+        stream: Any = None,
+    ) -> None:
+        super().__init__(formatter, fs, path)
+        self._reader = reader
+        self._stream = stream
+
+    def read(self, parameters: Mapping[str, Any] | None = None) -> Any:
+        """Read the part given by ``bbox`` and ``indices`` (table and metadata kept)."""
+        self.formatter.check_parameters(parameters)
+        return self._reader.read(**_stamps_parameters(parameters))
+
+    def close(self) -> None:
+        """Close the stamps reader (and the remote file it reads)."""
+        try:
+            self._reader.close()
+        finally:
+            if self._stream is not None:
+                self._stream.close()
+
+
 class BrightStarStampsFitsFormatter(Formatter):
     """`~imaging.stamps.BrightStarStamps` as LSST's multi-extension FITS (`imaging.stamps_io`).
 
@@ -220,6 +257,19 @@ class BrightStarStampsFitsFormatter(Formatter):
             raise FileNotFoundError(f"Stamps file {path} does not exist")
         with fs.open(path, "rb") as stream:
             return read_stamps_fits(stream, **params)
+
+    def open_reader(self, fs: fsspec.AbstractFileSystem, path: str) -> PartialReader:
+        """Open the file once: header and table parsed, HDUs located, for many reads."""
+        if _local(fs):
+            return _StampsPartialReader(self, fs, path, FitsStampsReader(path))
+        if not fs.exists(path):
+            raise FileNotFoundError(f"Stamps file {path} does not exist")
+        stream = fs.open(path, "rb")
+        try:
+            return _StampsPartialReader(self, fs, path, FitsStampsReader(stream), stream)
+        except BaseException:
+            stream.close()
+            raise
 
 
 class BrightStarStampsZarrFormatter(Formatter):
@@ -253,6 +303,13 @@ class BrightStarStampsZarrFormatter(Formatter):
         return read_stamps_zarr(
             self._store(fs, path, read_only=True), source=path, **_stamps_parameters(parameters)
         )
+
+    def open_reader(self, fs: fsspec.AbstractFileSystem, path: str) -> PartialReader:
+        """Open the group once: attributes, table and array metadata read, for many reads."""
+        if not fs.exists(path):
+            raise FileNotFoundError(f"Stamps zarr group {path} does not exist")
+        store = self._store(fs, path, read_only=True)
+        return _StampsPartialReader(self, fs, path, ZarrStampsReader(store, source=path))
 
 
 class ExtendedPsfFitsFormatter(Formatter):

@@ -198,11 +198,18 @@ class MeasureExtendedPsfConfig(
 
 
 class ButlerStampSource:
-    """One ``brightStarStamps`` input read in parts through the quantum's butler."""
+    """One ``brightStarStamps`` input read in parts through the quantum's butler.
+
+    The input is opened once (``butlerQC.open_reader``: the formatter parses the stamps
+    table and metadata then) and every sub-box is a partial read of that reader; a quantum
+    context without ``open_reader`` is read with ``get(ref, parameters=...)`` each time.
+    `close` releases the reader.
+    """
 
     def __init__(self, butlerQC: Any, ref: Any) -> None:
         self._butlerQC = butlerQC
         self.ref = ref
+        self._reader: Any = None
 
     def read(
         self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
@@ -213,7 +220,17 @@ class ButlerStampSource:
             parameters["bbox"] = bbox
         if indices is not None:
             parameters["indices"] = list(indices)
-        return self._butlerQC.get(self.ref, parameters=parameters or None)
+        if not parameters or not hasattr(self._butlerQC, "open_reader"):
+            return self._butlerQC.get(self.ref, parameters=parameters or None)
+        if self._reader is None:
+            self._reader = self._butlerQC.open_reader(self.ref)
+        return self._reader.read(parameters)
+
+    def close(self) -> None:
+        """Close the input's reader, if one was opened."""
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            reader.close()
 
 
 class MeasureExtendedPsfTask(PipelineTask):
@@ -242,7 +259,11 @@ class MeasureExtendedPsfTask(PipelineTask):
         refs = list(inputRefs.input_brightStarStamps or [])
         sources = [ButlerStampSource(butlerQC, ref) for ref in refs]
         detectors = [int(ref.data_id["detector"]) for ref in refs]
-        result = self.run(sources, detectors)
+        try:
+            result = self.run(sources, detectors)
+        finally:
+            for source in sources:
+                source.close()
         butlerQC.put(result, outputRefs)
 
     def select_detector_stamps(

@@ -56,7 +56,7 @@ from ..storage_class import StorageClass, StorageClassRegistry, import_object
 from . import run_writer
 from ._atomic import commit, discard, is_local, is_temporary, temporary_sibling
 from ._object_store import attempt_path, copy_tree, staged, upload
-from .formatter import Formatter
+from .formatter import Formatter, PartialReader
 from .integrity import (
     StreamDigest,
     artifact_size,
@@ -429,6 +429,34 @@ class FileDatastore:
             if verify:
                 verified.result()
         return obj
+
+    def open_reader(
+        self, info: StoredFileInfo, *, ref: DatasetRef | None = None
+    ) -> DatasetReader:
+        """Open a dataset for many partial reads (e.g. every sub-box of a gather's input).
+
+        The artifact's existence and size are checked once, here, and the formatter's
+        `~butler.datastore.formatter.PartialReader` keeps what it parsed on opening; each
+        `DatasetReader.read` then checks its parameters and reads only its part. A read
+        without parameters goes through `get` (checksum verified).
+
+        Raises
+        ------
+        ArtifactNotFoundError, ArtifactIntegrityError, FormatterError
+            As `get`, for the opening.
+        """
+        what = _describe(ref) if ref is not None else f"dataset {info.dataset_id}"
+        where = f"{what} at {self.uri(info)!r}"
+        formatter = self._formatter(info.formatter, self.storage_classes[info.storage_class], where)
+        fs, path = self._full_path(info.path)
+        if not (os.path.exists(path) if is_local(fs) else fs.exists(path)):
+            raise ArtifactNotFoundError(f"no artifact for {where}")
+        check_size(fs, path, info.file_size, where)
+        try:
+            reader = formatter.open_reader(fs, path)
+        except Exception as err:
+            self._raise_read_error(formatter, where, err)
+        return DatasetReader(self, info, ref, reader, where)
 
     def _read_streamed(
         self,
@@ -1022,3 +1050,48 @@ def _same_tree(local: str, fs: fsspec.AbstractFileSystem, path: str) -> bool:
             if fs.cat_file(theirs[name]) != stream.read():
                 return False
     return True
+
+
+class DatasetReader:
+    """One dataset opened for partial reads (`FileDatastore.open_reader`); close when done."""
+
+    def __init__(
+        self,
+        datastore: FileDatastore,
+        info: StoredFileInfo,
+        ref: DatasetRef | None,
+        reader: PartialReader,
+        where: str,
+    ) -> None:
+        self._datastore = datastore
+        self._info = info
+        self._ref = ref
+        self._reader = reader
+        self._where = where
+
+    def read(self, parameters: Mapping[str, Any] | None = None) -> Any:
+        """Read the part given by ``parameters`` (none: the whole dataset, through ``get``).
+
+        Raises
+        ------
+        ArtifactNotFoundError, FormatterError
+            As `FileDatastore.get`.
+        """
+        if not parameters:
+            return self._datastore.get(self._info, ref=self._ref)
+        formatter = self._reader.formatter
+        formatter.check_parameters(parameters)
+        try:
+            return self._reader.read(parameters)
+        except Exception as err:
+            self._datastore._raise_read_error(formatter, self._where, err)
+
+    def close(self) -> None:
+        """Close the formatter's reader."""
+        self._reader.close()
+
+    def __enter__(self) -> DatasetReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

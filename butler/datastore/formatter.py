@@ -20,9 +20,46 @@ from .._errors import FormatterError
 from ..storage_class import StorageClass
 from .integrity import HashingWriter, StreamDigest
 
-__all__ = ["Formatter"]
+__all__ = ["Formatter", "PartialReader"]
 
 T = TypeVar("T")
+
+
+class PartialReader:
+    """Reads parts of one artifact many times; what a formatter learns on opening it is kept.
+
+    Made by `Formatter.open_reader`. This default re-reads through `Formatter.read` on every
+    call; a formatter whose files have a table or metadata to parse first returns a subclass
+    that parses them once (a gather reading every sub-box of hundreds of inputs). Close it,
+    or use it as a context manager, when done.
+
+    Parameters
+    ----------
+    formatter : `Formatter`
+        The formatter of the artifact.
+    fs : `fsspec.AbstractFileSystem`
+        Its filesystem.
+    path : `str`
+        The artifact.
+    """
+
+    def __init__(self, formatter: Formatter, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        self.formatter = formatter
+        self.fs = fs
+        self.path = path
+
+    def read(self, parameters: Mapping[str, Any] | None = None) -> Any:
+        """Read the part of the artifact the read ``parameters`` give (e.g. ``bbox``)."""
+        return self.formatter.read(self.fs, self.path, parameters=parameters)
+
+    def close(self) -> None:
+        """Release what the reader holds (nothing by default)."""
+
+    def __enter__(self) -> PartialReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Formatter(ABC):
@@ -75,6 +112,10 @@ class Formatter(ABC):
         parameters: Mapping[str, Any] | None = None,
     ) -> Any:
         """Read the object at ``path``, applying read ``parameters`` if given."""
+
+    def open_reader(self, fs: fsspec.AbstractFileSystem, path: str) -> PartialReader:
+        """Open ``path`` for many partial reads (see `PartialReader`; default: re-reads)."""
+        return PartialReader(self, fs, path)
 
     @staticmethod
     def write_through(

@@ -107,6 +107,21 @@ class WorkerQuantumContext:
             return [self._get_one(ref, parameters) for ref in dataset]
         raise TypeError(f"cannot get {dataset!r}: not a DatasetRef, list or quantized connection")
 
+    def open_reader(self, ref: DatasetRef) -> Any:
+        """Open an input for many partial reads: ``reader.read(parameters)``, then ``close``.
+
+        The formatter parses the artifact's table and metadata once, not on every read
+        (`~butler.datastore.file_datastore.FileDatastore.open_reader`).
+
+        Raises
+        ------
+        KeyError
+            If ``ref`` is not an input of this quantum.
+        """
+        if ref.id not in self._inputs:
+            raise KeyError(f"{ref} is not an input of the quantum with data ID {self._data_id}")
+        return self.butler.open_reader(ref, info=self.infos.get(ref.id))
+
     # -- writes --------------------------------------------------------------------------------
 
     def _put_one(self, obj: Any, ref: DatasetRef) -> None:

@@ -241,3 +241,42 @@ def test_stamps_through_a_real_butler(tmp_path):
         np.testing.assert_array_equal(
             cut[0].stamp_im.image, stamps[0].stamp_im.image[100:200, 0:100]
         )
+
+
+def test_a_reader_opens_the_stamps_once_for_many_parts(tmp_path, monkeypatch):
+    import zarr
+
+    from imaging import stamps_io
+
+    Butler.create(tmp_path / "repo")
+    butler = Butler(tmp_path / "repo", run="r")
+    butler.registry.insert_dimension_records("instrument", [{"name": "Cam"}])
+    butler.registry.insert_dimension_records("detector", [{"instrument": "Cam", "id": 1}])
+    butler.storage_classes.register(ZARR_CLASS)
+    stamps = make_stamps(seed=7, n=4, size=275, variance=True)
+    opened = []
+    for module, name in ((stamps_io.fits, "open"), (zarr, "open_group")):
+        real = getattr(module, name)
+        monkeypatch.setattr(
+            module, name, lambda *a, _real=real, _n=name, **k: opened.append(_n) or _real(*a, **k)
+        )
+    boxes = [Box(0, 0, 100, 100), Box(100, 200, 100, 75), Box(90, 90, 30, 20)]
+    for name, sc, call in (
+        ("brightStarStamps", "BrightStarStamps", "open"),
+        ("stampsZarr", ZARR_CLASS.name, "open_group"),
+    ):
+        dtype = DatasetType.make(name, ["instrument", "detector"], sc, butler.universe)
+        butler.registry.register_dataset_type(dtype)
+        ref = butler.put(stamps, dtype, {"instrument": "Cam", "detector": 1})
+        info = butler.registry.get_stored_info([ref])[ref.id]
+        opened.clear()
+        with butler.datastore.open_reader(info, ref=ref) as reader:
+            parts = [reader.read({"bbox": box, "indices": [3, 1]}) for box in boxes]
+        assert opened == [call]  # the table and metadata parsed once for the three parts
+        for box, part in zip(boxes, parts, strict=True):
+            alone = butler.get(ref, parameters={"bbox": box, "indices": [3, 1]})
+            assert part.equals(alone)
+            np.testing.assert_array_equal(
+                part[0].stamp_im.variance, stamps[3].stamp_im.variance[box.slices()]
+            )
+        assert len(opened) == 1 + len(boxes)  # a get opens the file every time
