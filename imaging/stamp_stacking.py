@@ -10,9 +10,11 @@ Design (LSST's ``StackBrightStarsTask``, science.md §4.1, plus a memory bound):
    in horizontal strips whose height keeps the stack cube (stamps × strip pixels, float32)
    under ``max_cube_bytes``, and the statistic works through it in chunks whose temporaries
    take about as much again: peak memory is bounded by the budget, not by the stamp count.
-   With ``num_threads`` > 1 that many strips are read and stacked at once, each cube under
-   the budget (so the peak is ``num_threads`` times as much; the reads release the GIL in
-   their I/O and decompression, the statistic's kernel entirely).
+   With ``num_threads`` > 1 each strip's sources are read in that many threads, each into
+   its own columns of the one cube, and the statistic's pixel rows are split among them: the
+   memory is still the one cube, and the result is bit for bit the serial one (same strips,
+   every pixel computed alone from its row). The reads release the GIL in their I/O and
+   decompression (`imaging._shard_reader`), the statistic's kernel entirely.
 3. **Statistic** along the stamp axis, pixel by pixel, over the stamps whose pixel is finite
    and free of the bad mask planes: ``MEAN``, ``MEDIAN`` (numpy's linear interpolation) or
    ``MEANCLIP``, afw's clipped mean: start from the median and 0.741 × the inter-quartile
@@ -266,7 +268,7 @@ def stack_stamps(
     image = np.full(shape, np.nan, dtype=np.float32)
     count = np.zeros(shape, dtype=np.int32)
     threads = config.num_threads
-    budget = config.max_cube_bytes  # per cube: every thread holds one
+    budget = config.max_cube_bytes  # one cube at a time, whatever the threads
     sub_w, sub_h = config.subregion_size
     strips = []
     for y0 in range(0, shape[0], sub_h):
@@ -276,24 +278,13 @@ def stack_stamps(
             rows = max(1, min(height, budget // (4 * n_total * width)))
             for sy in range(y0, y0 + height, rows):
                 strips.append(Box(x0, sy, width, min(rows, y0 + height - sy)))
-
-    def stack_strip(strip: Box) -> tuple[Box, np.ndarray, np.ndarray, int]:
-        cube = _read_cube(sources, inventory, strip, config, corrections, shape)
-        value, used = pixel_statistic(
-            cube,
-            config.statistic,
-            num_sigma_clip=config.num_sigma_clip,
-            num_iter=config.num_iter,
-            chunk_values=budget // _TEMPORARY_BYTES,
-        )
-        return strip, value, used, cube.nbytes
-
     peak = 0
     with ThreadPoolExecutor(threads) if threads > 1 else nullcontext() as pool:
-        # strips in ``threads`` threads (reads and the nogil statistic overlap), in order
-        done = map(stack_strip, strips) if pool is None else pool.map(stack_strip, strips)
-        for strip, value, used, nbytes in done:
-            peak = max(peak, nbytes)
+        for strip in strips:
+            cube = _read_cube(sources, inventory, strip, config, corrections, shape, pool)
+            value, used = _strip_statistic(cube, config, budget // _TEMPORARY_BYTES, pool)
+            peak = max(peak, cube.nbytes)
+            del cube
             sl = strip.slices()
             image[sl] = value.reshape(strip.shape)
             count[sl] = used.reshape(strip.shape)
@@ -306,6 +297,33 @@ def stack_stamps(
     )
 
 
+def _strip_statistic(
+    cube: np.ndarray, config: StackingConfig, chunk_values: int, pool: ThreadPoolExecutor | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """`pixel_statistic` of a strip's cube; with a pool, its pixel rows split among threads.
+
+    Every pixel's value is computed alone from its row of the same cube, so the split does
+    not change a bit; each thread's temporaries take its share of ``chunk_values``.
+    """
+    def stat(rows: slice, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        return pixel_statistic(
+            cube[rows],
+            config.statistic,
+            num_sigma_clip=config.num_sigma_clip,
+            num_iter=config.num_iter,
+            chunk_values=chunk,
+        )
+
+    n_pix = cube.shape[0]
+    if pool is None or n_pix < 2:
+        return stat(slice(None), chunk_values)
+    parts = min(config.num_threads, n_pix)
+    edges = np.linspace(0, n_pix, parts + 1).astype(int)
+    chunk = max(1, chunk_values // parts)
+    done = list(pool.map(lambda k: stat(slice(edges[k], edges[k + 1]), chunk), range(parts)))
+    return np.concatenate([v for v, _ in done]), np.concatenate([c for _, c in done])
+
+
 def _read_cube(
     sources: Sequence[StampSource],
     inventory: Sequence[SourceInventory],
@@ -313,49 +331,74 @@ def _read_cube(
     config: StackingConfig,
     corrections: Sequence[StampCorrections | None] | None,
     shape: tuple[int, int],
+    pool: ThreadPoolExecutor | None = None,
 ) -> np.ndarray:
-    """Return the ``(pixels, stamps)`` float32 cube of ``box``; NaN marks unusable values."""
+    """Return the ``(pixels, stamps)`` float32 cube of ``box``; NaN marks unusable values.
+
+    With a pool, the sources are read at once in its threads, each into its own columns.
+    """
     n_total = sum(len(inv.selected) for inv in inventory)
-    n_pix = box.area
-    cube = np.empty((n_pix, n_total), dtype=np.float32)
+    cube = np.empty((box.area, n_total), dtype=np.float32)
+    terms: dict[int, Any] = {}
+    for fix in corrections or ():
+        if fix is not None and fix.background is not None and fix.order not in terms:
+            ys, xs = np.mgrid[box.y0 : box.y1, box.x0 : box.x1]
+            terms[fix.order] = polynomial_terms(fix.order, xs.ravel(), ys.ravel(), shape)
+    jobs = []
     column = 0
-    terms_cache: dict[int, Any] = {}
-    for k, (source, inv) in enumerate(zip(sources, inventory, strict=True)):
-        if not inv.selected:
-            continue
-        everything = len(inv.selected) == inv.n_stamps
-        stamps = source.read(bbox=box, indices=None if everything else inv.selected)
-        if len(stamps) != len(inv.selected):
-            raise ValueError(
-                f"stamp source {k} returned {len(stamps)} stamps for box {box}, the inventory "
-                f"selected {len(inv.selected)}"
-            )
-        n = len(stamps)
-        block = np.empty((n, n_pix), dtype=np.float32)
-        for j, stamp in enumerate(stamps):
-            values = stamp.stamp_im.image.reshape(-1)
-            mask = stamp.stamp_im.mask
-            planes = [p for p in config.bad_mask_planes if p in mask.planes]
-            bad = ~np.isfinite(values)
-            if planes:
-                bad |= (mask.array.reshape(-1) & np.uint32(mask.get_plane_bitmask(planes))) != 0
-            block[j] = values
-            block[j, bad] = np.nan
+    for k, inv in enumerate(inventory):
+        if inv.selected:
+            jobs.append((k, column))
+            column += len(inv.selected)
+
+    def fill(job: tuple[int, int]) -> None:
+        k, first = job
         fix = corrections[k] if corrections is not None else None
-        if fix is not None:
-            chosen = np.asarray(inv.selected)
-            if fix.background is not None:
-                terms = terms_cache.get(fix.order)
-                if terms is None:
-                    ys, xs = np.mgrid[box.y0 : box.y1, box.x0 : box.x1]
-                    terms = polynomial_terms(fix.order, xs.ravel(), ys.ravel(), shape)
-                    terms_cache[fix.order] = terms
-                block -= (fix.background[chosen] @ terms).astype(np.float32)
-            block /= fix.amplitude[chosen].astype(np.float32)[:, None]
-        cube[:, column : column + n] = block.T
-        column += n
-        del stamps, block
+        block = _read_block(sources[k], inventory[k], k, box, config, fix, terms)
+        cube[:, first : first + block.shape[0]] = block.T
+
+    if pool is None:
+        for job in jobs:
+            fill(job)
+    else:
+        for _ in pool.map(fill, jobs):
+            pass
     return cube
+
+
+def _read_block(
+    source: StampSource,
+    inv: SourceInventory,
+    k: int,
+    box: Box,
+    config: StackingConfig,
+    fix: StampCorrections | None,
+    terms: dict[int, Any],
+) -> np.ndarray:
+    """Return the ``(stamps, pixels)`` float32 values of ``box`` of one source, corrected."""
+    everything = len(inv.selected) == inv.n_stamps
+    stamps = source.read(bbox=box, indices=None if everything else inv.selected)
+    if len(stamps) != len(inv.selected):
+        raise ValueError(
+            f"stamp source {k} returned {len(stamps)} stamps for box {box}, the inventory "
+            f"selected {len(inv.selected)}"
+        )
+    block = np.empty((len(stamps), box.area), dtype=np.float32)
+    for j, stamp in enumerate(stamps):
+        values = stamp.stamp_im.image.reshape(-1)
+        mask = stamp.stamp_im.mask
+        planes = [p for p in config.bad_mask_planes if p in mask.planes]
+        bad = ~np.isfinite(values)
+        if planes:
+            bad |= (mask.array.reshape(-1) & np.uint32(mask.get_plane_bitmask(planes))) != 0
+        block[j] = values
+        block[j, bad] = np.nan
+    if fix is not None:
+        chosen = np.asarray(inv.selected)
+        if fix.background is not None:
+            block -= (fix.background[chosen] @ terms[fix.order]).astype(np.float32)
+        block /= fix.amplitude[chosen].astype(np.float32)[:, None]
+    return block
 
 
 def pixel_statistic(

@@ -46,6 +46,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -367,6 +368,7 @@ class FitsStampsReader(StampsReader):
             self._hdul.close()
             raise
         self._planes: dict[str, int] | None = None
+        self._lock = threading.Lock()  # one file position: reads one at a time
 
     def _read_header(self) -> None:
         source, hdul = self.source, self._hdul
@@ -427,6 +429,10 @@ class FitsStampsReader(StampsReader):
         self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
     ) -> BrightStarStamps:
         """Read ``bbox`` of the stamps ``indices`` (only those rows of each HDU)."""
+        with self._lock:
+            return self._read(bbox, indices)
+
+    def _read(self, bbox: Box | None, indices: Sequence[int] | None) -> BrightStarStamps:
         source, hdul = self.source, self._hdul
         box = _check_bbox(bbox, self.shape, source)
         chosen = _select(self.n_stamps, indices, source)

@@ -20,10 +20,17 @@ from imaging.stamp_stacking import (
     FileStampSource,
     NoStampsError,
     StackingConfig,
+    StampCorrections,
     pixel_statistic,
     stack_stamps,
+    take_inventory,
 )
-from imaging.stamps_io import write_stamps_fits, write_stamps_zarr
+from imaging.stamps_io import (
+    FitsStampsReader,
+    ZarrStampsReader,
+    write_stamps_fits,
+    write_stamps_zarr,
+)
 
 SIZE = 75
 RADII = (12, 16)
@@ -149,6 +156,42 @@ def test_strips_stacked_in_two_threads_give_the_same_stack(star_files):
     np.testing.assert_array_equal(threaded.count, serial.count)
     with pytest.raises(ValueError, match="num_threads"):
         StackingConfig(num_threads=0)
+
+
+@pytest.mark.parametrize("statistic", ["MEANCLIP", "MEAN", "MEDIAN"])
+def test_threads_give_the_serial_stack_bit_for_bit(star_files, statistic):
+    # readers opened once (as the gather's), FITS and zarr, read from several threads
+    sources = [
+        ZarrStampsReader(p) if p.endswith(".zarr") else FitsStampsReader(p) for p in star_files
+    ]
+    shape = (75, 75)
+    inventory = take_inventory(sources, shape, StackingConfig())
+    rng = np.random.default_rng(4)
+    corrections = [  # the 2026 normalization: amplitude and a pedestal per stamp
+        StampCorrections(
+            amplitude=rng.uniform(0.5, 2.0, inv.n_stamps),
+            background=rng.normal(0, 1e-3, (inv.n_stamps, 6)),
+            order=2,
+        )
+        for inv in inventory
+    ]
+    results = [
+        stack_stamps(
+            sources,
+            StackingConfig(statistic=statistic, subregion_size=(40, 30), max_cube_bytes=1 << 18,
+                           num_threads=threads),  # fmt: skip
+            corrections=corrections,
+            shape=shape,
+            inventory=inventory,
+        )
+        for threads in (1, 2)
+    ]
+    for source in sources:
+        source.close()
+    serial, threaded = results
+    assert threaded.model.image.tobytes() == serial.model.image.tobytes()
+    assert np.array_equal(threaded.count, serial.count)
+    assert threaded.peak_cube_bytes == serial.peak_cube_bytes <= 1 << 18  # one cube at a time
 
 
 def test_statistics_and_magnitude_cut(star_files):
