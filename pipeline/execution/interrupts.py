@@ -2,16 +2,22 @@
 
 Design
 ------
-`catch_signals` makes the first SIGINT or SIGTERM raise `Interrupted` in the main thread
-(where the client's scheduling loop runs), so the run can stop its executor, register what
-finished, write its status and print how to resume; further signals while it does so are
-noted and otherwise ignored. `Interrupted` derives from `BaseException`, like
-`KeyboardInterrupt`, so that the ``except Exception`` of task and executor code does not
-swallow it. Outside the main thread (signals cannot be caught there) it does nothing.
-The other reasons the loop stops early are here too: `FailFastError` (``--fail-fast``) and
-`DiskFullError` (the repository's disk filled up).
+`catch_signals` yields a `StopRequest`. The first SIGINT or SIGTERM inside the block is only
+noted; `StopRequest.check` raises it as `Interrupted` where the client is between steps (the
+scheduling loop's waits poll it, a few times a second), so the run can stop its executor,
+register what finished, write its status and print how to resume. The exception is never
+raised from inside the code that happened to run when the signal came: raised at an arbitrary
+bytecode it can leave a lock taken in a library (a `threading.Condition` of SQLAlchemy's
+connection pool whose ``__enter__`` was cut short) or the registry's write lock held by a
+connection nobody will close, and the stop then hangs. A second signal before the stop began
+raises at once (a quantum running in this process may take long; the user asked twice);
+signals after that are noted and otherwise ignored. `Interrupted` derives from
+`BaseException`, like `KeyboardInterrupt`, so that the ``except Exception`` of task and
+executor code does not swallow it. Outside the main thread (signals cannot be caught there)
+nothing is caught. The other reasons the loop stops early are here too: `FailFastError`
+(``--fail-fast``) and `DiskFullError` (the repository's disk filled up).
 
-State: the previous handlers, restored when the block ends, and whether a signal came.
+State: the previous handlers, restored when the block ends, and the signal received.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["DiskFullError", "FailFastError", "Interrupted", "catch_signals"]
+__all__ = ["DiskFullError", "FailFastError", "Interrupted", "StopRequest", "catch_signals"]
 
 _LOG = logging.getLogger("pipeline.execution.run")
 
@@ -88,24 +94,49 @@ class DiskFullError(RuntimeError):
         super().__init__(f"{self.PREFIX} ({reason}); free some space")
 
 
-@contextlib.contextmanager
-def catch_signals() -> Iterator[None]:
-    """Raise `Interrupted` on the first SIGINT or SIGTERM inside the block (main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received: list[int] = []
+class StopRequest:
+    """The stop signal an execution received, raised as `Interrupted` where it is safe.
 
-    def handler(signum: int, _frame: Any) -> None:
-        if received:
+    State: the first signal received (`None` until one comes) and whether it was raised.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.raised = False
+
+    def check(self) -> None:
+        """Raise `Interrupted` if a stop signal came and was not raised yet.
+
+        Raises
+        ------
+        Interrupted
+            The first time it is called after a signal.
+        """
+        if self.signum is not None and not self.raised:
+            self.raised = True
+            raise Interrupted(self.signum)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.signum is None:
+            self.signum = signum  # raised by the next `check`
+            return
+        if self.raised:
             _LOG.warning("%s again: still stopping", signal.Signals(signum).name)
             return
-        received.append(signum)
-        raise Interrupted(signum)
+        self.raised = True  # asked twice before the stop began: at once, wherever it is
+        raise Interrupted(self.signum)
 
-    previous = {signum: signal.signal(signum, handler) for signum in _CAUGHT}
+
+@contextlib.contextmanager
+def catch_signals() -> Iterator[StopRequest]:
+    """Note SIGINT and SIGTERM inside the block (main thread); see `StopRequest`."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = {signum: signal.signal(signum, request._handle) for signum in _CAUGHT}
     try:
-        yield
+        yield request
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)

@@ -52,11 +52,18 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..graph.quantum_graph import QuantumGraph
-from .executors.base import RUNNING, ExecutionResult, Executor, ExecutorLostError, schedule
+from .executors.base import (
+    RUNNING,
+    WAIT_POLL_SECONDS,
+    ExecutionResult,
+    Executor,
+    ExecutorLostError,
+    schedule,
+)
 from .interrupts import DiskFullError, FailFastError, Interrupted, catch_signals
 from .local_workers import POOL_MAX_QUANTA, executor_kind, start_worker_server
 from .progress import _COLUMNS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, Progress, RunSummary
@@ -147,10 +154,21 @@ class ExecutorStart(concurrent.futures.Future):  # type: ignore[type-arg]
         self._aborted = False
         self._lock = threading.Lock()
 
-    def wait(self) -> Executor:
-        """Return the executor once made; raise what its start raised, or on the deadline."""
+    def wait(self, poll: Callable[[], None] | None = None) -> Executor:
+        """Return the executor once made; raise what its start raised, or on the deadline.
+
+        ``poll()`` is called a few times a second while waiting (it may raise to stop).
+        """
         try:
-            return self.result(timeout=max(0.0, self.deadline - time.monotonic()))
+            while True:
+                left = self.deadline - time.monotonic()
+                step = left if poll is None else min(left, WAIT_POLL_SECONDS)
+                try:
+                    return self.result(timeout=max(0.0, step))
+                except concurrent.futures.TimeoutError:
+                    if poll is None or time.monotonic() >= self.deadline:
+                        raise
+                poll()
         except concurrent.futures.TimeoutError:
             from cluster import ClusterStartupError
 
@@ -351,7 +369,7 @@ def execute_graph(
         return summary
     with (
         contextlib.ExitStack() as stack,
-        catch_signals(),
+        catch_signals() as stop,
         _waiting_for_busy_registry(butler.registry, registry_timeout),
     ):
         quanta = {node: qgraph.get_quantum(node) for node in qgraph.node_ids()}
@@ -369,6 +387,7 @@ def execute_graph(
             complete, known = resume_state(setup, qgraph, quanta, skip, clobber_outputs)
             clusters = make_clusters(qgraph, [n for n in quanta if n not in complete], clustering)
             resources = task_resources(qgraph)
+            stop.check()
         except Interrupted as err:
             summary.interrupted, summary.signal = f"interrupted by {err.name}", err.signum
             _LOG.error("%s before any quantum ran", summary.interrupted)
@@ -443,14 +462,18 @@ def execute_graph(
             if kind in ("dask", "pool"):
                 # a local cluster starts in the background, bounded by its start timeout
                 executor = start_executor(executor, jobs, None, None, pdb, start_timeout_seconds)
-            runner = _make_executor(executor, jobs, cluster_address, cluster_config, pdb)
+            if isinstance(executor, ExecutorStart):
+                runner = executor.wait(poll=stop.check)
+            else:
+                runner = _make_executor(executor, jobs, cluster_address, cluster_config, pdb)
             if getattr(runner, "auto", False) and len(todo) > POOL_MAX_QUANTA:
                 # --executor auto: a big run is worth a dask cluster's start (made here);
                 # the pool is closed now (closing it again, as its maker will, is harmless)
                 runner.close()
                 executor = start_executor("dask", jobs, None, None, False, start_timeout_seconds)
                 made_here = True
-                runner = executor.wait()
+                runner = executor.wait(poll=stop.check)
+            stop.check()
         except Interrupted as err:  # while a cluster started: give its start up
             if isinstance(executor, ExecutorStart):
                 executor.abort()
@@ -513,12 +536,13 @@ def execute_graph(
                     predecessors,
                     successors,
                     submit=submit,
-                    wait=runner.wait,
+                    wait=functools.partial(runner.wait, poll=stop.check),
                     on_outcomes=on_outcomes,
                     on_status=on_status,
                     retries=retries,
                     parallelism=runner.parallelism(),
                 )
+                stop.check()  # a signal during the last registrations: the run stops there
                 finished = True
         except (Interrupted, ExecutorLostError, FailFastError, DiskFullError) as err:
             result = _partial_result(statuses, last_outcome)

@@ -49,6 +49,10 @@ __all__ = ["ExecutionResult", "Executor", "ExecutorLostError", "schedule"]
 
 RUNNING = "running"
 
+#: Seconds between two calls of an executor's ``wait(handles, poll)`` to ``poll``: how soon a
+#: stop signal noted by the client ends the wait (`~pipeline.execution.interrupts`).
+WAIT_POLL_SECONDS = 0.2
+
 
 class ExecutorLostError(RuntimeError):
     """The executor itself is gone (e.g. the dask scheduler died): nothing more can run."""
@@ -333,8 +337,13 @@ class Executor:
     def unwatch_quanta(self) -> None:
         """Stop what `watch_quanta` started."""
 
-    def wait(self, handles: list[Any]) -> Iterable[Any]:
+    def wait(
+        self, handles: list[Any], poll: Callable[[], None] | None = None
+    ) -> Iterable[Any]:
         """Block until at least one handle is finished; return the finished ones.
+
+        ``poll()``, if given, is called every `WAIT_POLL_SECONDS` while waiting; what it
+        raises (e.g. `~pipeline.execution.interrupts.Interrupted`) ends the wait.
 
         Raises
         ------

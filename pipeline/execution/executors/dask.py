@@ -40,7 +40,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from ..local_workers import LOCAL_WORKER_MODULES
 from ..worker import WorkerCache
-from .base import Executor, ExecutorLostError
+from .base import WAIT_POLL_SECONDS, Executor, ExecutorLostError
 
 __all__ = [
     "QUANTUM_TOPIC",
@@ -304,13 +304,21 @@ class DaskExecutor(Executor):
             feasible[key] = value
         return feasible or None
 
-    def wait(self, handles: list[Any]) -> Iterable[Any]:
+    def wait(
+        self, handles: list[Any], poll: Callable[[], None] | None = None
+    ) -> Iterable[Any]:
         """Block until at least one future is finished; return the finished ones."""
         from distributed import wait
         from distributed.client import FuturesCancelledError
 
+        timeout = WAIT_POLL_SECONDS if poll is not None else None
         try:
-            done, _ = wait(handles, return_when="FIRST_COMPLETED")
+            while True:
+                try:
+                    done, _ = wait(handles, timeout=timeout, return_when="FIRST_COMPLETED")
+                    break
+                except TimeoutError:
+                    poll()  # type: ignore[misc]  # a timeout is only set with a poll
         except FuturesCancelledError as err:  # we never cancel: the scheduler is gone
             self._lost = True
             address = getattr(self.client.scheduler, "address", None) or "?"

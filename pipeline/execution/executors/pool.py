@@ -48,7 +48,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from ..worker import WorkerCache
-from .base import Executor
+from .base import WAIT_POLL_SECONDS, Executor
 
 __all__ = ["ALLOWED_FAILURES", "POOL_PROCESS_NAME", "PoolExecutor", "WorkerDiedError"]
 
@@ -210,8 +210,11 @@ class PoolExecutor(Executor):
                 except (EOFError, OSError):  # it died idle: seen by the next wait
                     pass
 
-    def wait(self, handles: list[Any]) -> Iterable[Any]:
+    def wait(
+        self, handles: list[Any], poll: Callable[[], None] | None = None
+    ) -> Iterable[Any]:
         """Block until at least one submission is finished; return the finished ones."""
+        timeout = WAIT_POLL_SECONDS if poll is not None else None
         while True:
             done = [handle for handle in handles if handle.done]
             if done:
@@ -219,7 +222,10 @@ class PoolExecutor(Executor):
             busy = [worker for worker in self._workers if worker.running is not None]
             if not busy:  # cannot happen: a pending submission is queued or running
                 raise RuntimeError("no worker runs the submissions waited for")
-            ready = set(wait([w.connection for w in busy] + [w.process.sentinel for w in busy]))
+            waited = [w.connection for w in busy] + [w.process.sentinel for w in busy]
+            ready = set(wait(waited, timeout=timeout))
+            if not ready and poll is not None:
+                poll()
             for worker in busy:
                 if worker.connection in ready or worker.process.sentinel in ready:
                     # what it sent before it died counts; then a dead worker is replaced

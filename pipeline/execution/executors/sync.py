@@ -56,8 +56,12 @@ class SyncExecutor(Executor):
         """Return a handle whose ``result()`` runs ``fn(*args)`` (once)."""
         return _Deferred(fn, args)
 
-    def wait(self, handles: list[Any]) -> Iterable[Any]:
-        """Return the oldest handle (it runs when its result is asked for)."""
+    def wait(
+        self, handles: list[Any], poll: Callable[[], None] | None = None
+    ) -> Iterable[Any]:
+        """Return the oldest handle (it runs when its result is asked for), after ``poll()``."""
+        if poll is not None:
+            poll()
         return handles[:1]
 
     def run_options(self) -> dict[str, Any]:

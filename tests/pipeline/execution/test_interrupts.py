@@ -143,3 +143,25 @@ def test_lost_scheduler_is_caught_with_run_status(tmp_path, pipetask):
     command = resume_command_in(stderr)
     at = command.index("--cluster")
     _resume_and_check(repo, run, [*command[:at], *command[at + 2 :], "--executor", "sync"])
+
+
+@pytest.mark.parametrize(
+    "executor", [["--executor", "dask", "-j", "2"], ["-j", "2"]], ids=["dask", "pool"]
+)
+def test_sigterm_to_the_client_alone_stops_while_a_worker_is_busy(tmp_path, pipetask, executor):
+    """The client notes the signal and its wait for workers looks at it a few times a second:
+    it stops while a worker is still inside a 60 s quantum, not after it."""
+    repo = make_repo(tmp_path / "repo", n_visits=N_VISITS, n_detectors=N_DETECTORS)
+    (tmp_path / "slow.txt").write_text("0,0\n")
+    pipe = tmp_path / "pipe.yaml"
+    pipe.write_text(pipeline_yaml(a_config={"sleep": 60, "sleepFile": str(tmp_path / "slow.txt")}))
+    args = ["-b", str(repo), "-p", str(pipe), "-i", "raw/all", "-o", "u/busy", "--no-progress"]
+    proc = pipetask("run", *args, *executor)
+    wait_for_files(repo, "/b_metadata/", 2, proc, timeout=120)
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stdout + stderr
+    assert time.monotonic() - start < 30, "waited for the busy worker's quantum"
+    run = _run_of(repo, "u/busy")
+    _check_stopped(repo, run, stderr)
