@@ -139,10 +139,13 @@ def test_a_server_stuck_in_its_imports_does_not_keep_the_command_alive():
     try:
         out, _ = proc.communicate(timeout=60)
     finally:
-        left = [
+        ending = [
             p for p in psutil.process_iter(["status"])
             if _session(p.pid) == proc.pid and p.info["status"] != "zombie"
         ]  # fmt: skip
+        # multiprocessing's resource tracker ends when the command's pipe to it closes, a
+        # moment after the command (on a loaded machine, after this listing): not "left"
+        _, left = psutil.wait_procs(ending, timeout=5)
         for process in left:
             process.send_signal(signal.SIGKILL)
     assert proc.returncode == 0 and out.strip() == "True"
