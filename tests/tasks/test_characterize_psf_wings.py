@@ -34,7 +34,7 @@ import pytest
 pytest.importorskip("galsim")
 
 from imaging.psf import unweighted_fwhm  # noqa: E402
-from imaging.psf_determiner import PixelPsfDeterminer  # noqa: E402
+from imaging.psf_determiner import PixelPsfDeterminer, PixelPsfDeterminerConfig  # noqa: E402
 from imaging.sim import SimOptions, SkyModel, Visit, make_camera, simulate_detector  # noqa: E402
 from tasks import CharacterizeImageTask  # noqa: E402
 
@@ -149,3 +149,23 @@ def test_model_matches_noise_free_stars_out_to_the_corners(field):
         worst = max(worst, float(np.abs(errors).max()))
     assert worst < 0.005, f"{100 * worst:.2f}%"
 
+
+
+def test_variation_prior_shrinks_the_spatial_terms(field):
+    """``variation_sigma``: a Gaussian prior on the varying terms (off by default).
+
+    A vanishing σ leaves one PSF for the whole detector; a moderate one (the bench's
+    (0.01, 0.007)) keeps part of the change over the field, between that and none.
+    """
+    exposure, candidates, positions, _, _ = field
+    chosen = candidates[np.sort(np.random.default_rng(0).choice(len(candidates), 30,
+                                                                replace=False))]
+    spread = {}
+    for sigma in ((), (0.01, 0.007), (1e-9, 1e-9)):
+        result = PixelPsfDeterminer(PixelPsfDeterminerConfig(variation_sigma=sigma)).determine(
+            exposure.image, exposure.mask.array, exposure.variance, chosen,
+            planes=exposure.mask.planes)
+        kernels = np.array([result.psf.kernel_image(p) for p in positions])
+        spread[sigma] = float(np.abs(kernels - kernels[12]).max())
+    assert spread[(1e-9, 1e-9)] < 1e-6 * spread[()], spread
+    assert spread[(1e-9, 1e-9)] < spread[(0.01, 0.007)] < spread[()], spread
