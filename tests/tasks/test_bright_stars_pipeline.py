@@ -33,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 REFCAT = "gaia_dr2_20200414"
 MAG_LIMIT = 16.0
 OUTPUT = "u/test/bright"
+# the stamp mosaics only: `--debug` would also draw characterizeImage's 8 pictures per quantum
+# (half the run's time); `pipetask run --debug` is tested in test_simulated_repo_pipelines.py
+STAMP_PICTURES = ("-c", "processBrightStars:debugStages=[stamps]")
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +109,7 @@ def test_pipeline_killed_then_resumed(repo):
     root, camera = repo
     inputs = ["-i", "SimCam/raw/all,SimCam/calib,refcats"]
     proc = subprocess.Popen(
-        _pipetask(root, *inputs, "--debug"),
+        _pipetask(root, *inputs, *STAMP_PICTURES),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -128,7 +131,7 @@ def test_pipeline_killed_then_resumed(repo):
     butler = Butler(root, collections=OUTPUT)
     assert len(butler.query_datasets("processBrightStars_metadata")) < 8
     resumed = subprocess.run(  # in-process this time: no second cluster start-up
-        _pipetask(root, "--resume", "--debug", "--executor", "sync", jobs="1"),
+        _pipetask(root, "--resume", *STAMP_PICTURES, "--executor", "sync", jobs="1"),
         capture_output=True,
         text=True,
         timeout=400,
