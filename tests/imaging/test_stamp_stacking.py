@@ -142,13 +142,14 @@ def test_strips_stacked_in_two_threads_give_the_same_stack(star_files):
                 started.wait()  # two strips are under way at once, each in its own thread
             return super().read(bbox=bbox, indices=indices)
 
-    sources = [Recording(p) for p in star_files]
+    # one FITS and one zarr source, as the sub-box test: 4x quicker than all six, same strips
+    sources = [Recording(p) for p in star_files[:2]]
     config = StackingConfig(subregion_size=(20, 20), max_cube_bytes=1 << 16, num_threads=2)
     threaded = stack_stamps(sources, config, shape=(75, 75))
     assert len(threads) == 2 and threading.get_ident() not in threads
     assert threaded.peak_cube_bytes <= 1 << 16  # the budget holds per cube
     serial = stack_stamps(
-        [FileStampSource(p) for p in star_files],
+        [FileStampSource(p) for p in star_files[:2]],
         StackingConfig(subregion_size=(20, 20), max_cube_bytes=1 << 16),
         shape=(75, 75),
     )
