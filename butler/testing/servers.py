@@ -253,10 +253,21 @@ class PostgresServer:
                 "-w", "stop"]
 
     def stop(self) -> None:
-        """Stop the server and delete its directory (and its watchdog)."""
+        """Stop the server, stop its watchdog, and have its directory deleted in the background.
+
+        The deletion is left to an ``rm -rf`` that runs on after this returns (and after this
+        process ends): a test session's few dozen databases are ~40,000 files, and deleting
+        them took 12-37 s at the end of the suite on a busy disk. The server is stopped first,
+        so nothing writes there any more.
+        """
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             self._run(*self._stop_command())
-        shutil.rmtree(self.dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the shell starts rm in the background and exits
+            subprocess.run(
+                ["sh", "-c", 'rm -rf -- "$1" </dev/null >/dev/null 2>&1 &', "sh", str(self.dir)],
+                check=False,
+                timeout=30,
+            )
         if self._watchdog is not None:
             self._watchdog.kill()
             self._watchdog.wait()
