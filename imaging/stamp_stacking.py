@@ -33,6 +33,7 @@ No state outside a call; the stack and the per-pixel counts are the only full-si
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -80,21 +81,42 @@ class StampSource(Protocol):
         ...
 
 
-@dataclass(frozen=True)
 class FileStampSource:
-    """Stamps in a FITS file or a zarr group on a local disk (`imaging.stamps_io`)."""
+    """Stamps in a FITS file or a zarr group on a local disk (`imaging.stamps_io`).
 
-    path: str
+    The file is opened on the first read and kept open (a `~imaging.stamps_io.StampsReader`:
+    its table parsed once) for every later read, from any thread; `close` releases it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._reader: Any = None
+        self._opening = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"FileStampSource({self.path!r})"
 
     def read(
         self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
     ) -> BrightStarStamps:
-        """Read through `~imaging.stamps_io.read_stamps_fits` or ``read_stamps_zarr``."""
-        from .stamps_io import read_stamps_fits, read_stamps_zarr
+        """Read through a `~imaging.stamps_io.FitsStampsReader` or ``ZarrStampsReader``."""
+        from .stamps_io import FitsStampsReader, ZarrStampsReader
 
-        if str(self.path).rstrip("/").endswith(".zarr"):
-            return read_stamps_zarr(str(self.path), bbox=bbox, indices=indices, source=self.path)
-        return read_stamps_fits(self.path, bbox=bbox, indices=indices)
+        with self._opening:
+            if self._reader is None:
+                path = str(self.path)
+                if path.rstrip("/").endswith(".zarr"):
+                    self._reader = ZarrStampsReader(path, source=path)
+                else:
+                    self._reader = FitsStampsReader(path)
+        return self._reader.read(bbox=bbox, indices=indices)
+
+    def close(self) -> None:
+        """Close the file, if it was opened (a later read opens it again)."""
+        with self._opening:
+            reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
 
 
 @dataclass(frozen=True)
