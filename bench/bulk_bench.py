@@ -19,10 +19,13 @@ Run with ``python -m bench bulk``. Steps:
    outputs are written). Framework share = (wall × workers − Σ quantum CPU) / (wall ×
    workers), for the whole command and for the execution window alone (first quantum start to
    last quantum end). Detectors per minute per core = detector-visits / wall minutes / workers.
-   A quantum's CPU is its worker process's CPU during the quantum: the task's own threads
-   (the gather stacks in two), zarr's I/O thread, and also the worker's own threads (dask's
-   event loop and heartbeats; measured 2026-12-07: 0.43% of a core during an idle 20 s task on
-   a -j 2 local cluster, profiler off), so the share is understated by at most ~0.5 points.
+   A quantum's CPU is its worker process's CPU during the quantum (``time.process_time``):
+   the task's own threads (the gather stacks in two) and zarr's I/O thread, which are the
+   quantum's, and the worker's own threads, which are not. The process pool (``-j 2`` on up to
+   1,000 quanta, e.g. 16 × 2) runs none; a local dask cluster (the full 189 × 2: 1,135 quanta)
+   runs its event loop and heartbeats: 0.43% of a core during an idle 20 s task on a ``-j 2``
+   local cluster (measured 2026-12-07, profiler off), so there the share is understated by
+   ~0.4 points.
    Two companions less sensitive to a shared machine: the framework's share of the CPU the
    whole command tree used (``RUSAGE_CHILDREN`` around the command: pipetask, the dask
    scheduler and workers) and the workers' wall time spent outside any quantum (from the
