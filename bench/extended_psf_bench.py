@@ -23,7 +23,12 @@ the BLAS/OpenMP/numba pools limited to one thread, so the rates are per core.
    The stackers run in turn, three rounds; each one's time is the median of its three CPU
    times (the machine may be shared). Target: ours >= 5x faster than the faster peer.
 2. **From files**: 200 stamps in 10 collections, stacked by `stack_stamps` through the FITS
-   (LSST layout) and the zarr formatters' partial reads, sub-boxes of 100².
+   (LSST layout) and the zarr formatters' partial reads, sub-boxes of 100², each file opened
+   once (`imaging.stamps_io.StampsReader`).
+2b. **The gather** as a worker runs it: `MeasureExtendedPsfTask.run` over 30 inputs × 16
+   stamps (275², mask + variance) stored through a butler as zarr and as FITS, each input
+   opened once through ``butlerQC.open_reader``, with 1 and 2 stacking threads; medians of
+   three interleaved rounds, CPU and wall (2 threads are meant to shorten the wall).
 3. **Peak memory at 10,000 stamps** (275², 40 collections of 250, default 128 MiB cube
    budget): the child's peak resident size (``ru_maxrss``) over its size after imports, the
    stamps made on demand for each sub-box read (as a partial read returns them).
@@ -47,6 +52,7 @@ SIZE = 275
 N_MEMORY = 1000
 N_FILES, PER_FILE = 10, 20
 N_LARGE, PER_SOURCE = 10_000, 250
+GATHER_INPUTS = (30, 16)  # inputs, stamps per input
 
 _THREAD_POOLS = (
     "OMP_NUM_THREADS",
@@ -197,6 +203,81 @@ def case_files(fmt: str) -> dict[str, Any]:
         }
 
 
+def _gather_repo(root: str, fmt: str, n_inputs: int, per_input: int) -> None:
+    """Make a repository of ``n_inputs`` ``brightStarStamps`` of one band (``fmt`` files)."""
+    from butler import Butler
+    from butler.dataset_type import DatasetType
+    from imaging.exposure import Exposure
+    from imaging.mask import Mask
+    from imaging.stamps import BrightStarStamp, BrightStarStamps
+    from imaging.warping import StampTransform
+
+    formatter = "Zarr" if fmt == "zarr" else "Fits"
+    Butler.create(root)
+    config = Butler(root).config
+    config.formatters["BrightStarStamps"] = (
+        f"imaging.formatters.BrightStarStamps{formatter}Formatter"
+    )
+    config.write()
+    butler = Butler(root, run="stamps")
+    registry = butler.registry
+    registry.insert_dimension_records("instrument", [{"name": "Sim"}])
+    registry.insert_dimension_records("band", [{"name": "r"}])
+    registry.insert_dimension_records(
+        "physical_filter", [{"instrument": "Sim", "name": "r_sim", "band": "r"}]
+    )
+    registry.insert_dimension_records(
+        "detector", [{"instrument": "Sim", "id": d} for d in range(n_inputs)]
+    )
+    registry.insert_dimension_records(
+        "visit", [{"instrument": "Sim", "id": 1, "physical_filter": "r_sim", "band": "r"}]
+    )
+    registry.register_dataset_type(
+        DatasetType.make("brightStarStamps", ["instrument", "visit", "detector"],
+                         "BrightStarStamps", butler.universe)  # fmt: skip
+    )
+    rng = np.random.default_rng(3)
+    profile = _profile()
+    for d in range(n_inputs):
+        stamps = []
+        for i in range(per_input):
+            image = profile * rng.uniform(0.8, 1.2) + rng.normal(0, 0.001, profile.shape)
+            mask = Mask(image.shape)
+            mask.array[rng.random(image.shape) < 0.02] = 1
+            exposure = Exposure(image.astype(np.float32), mask=mask,
+                                variance=np.ones(image.shape, np.float32))  # fmt: skip
+            stamps.append(
+                BrightStarStamp(exposure, 14.0, 100 * d + i, position=(i, d),
+                                archive_element=StampTransform(), annularFlux=1.0)  # fmt: skip
+            )
+        collection = BrightStarStamps(stamps, innerRadius=40, outerRadius=50, nb90Rots=d % 4,
+                                      use_variance=True, use_archive=True)  # fmt: skip
+        butler.put(collection, "brightStarStamps", instrument="Sim", visit=1, detector=d)
+
+
+def case_gather(root: str, threads: int) -> dict[str, Any]:
+    """Run MeasureExtendedPsfTask on every input of ``root`` as a worker runs its quantum."""
+    from butler import Butler
+    from imaging.stamp_stacking import pixel_statistic
+    from pipeline.execution.quantum_context import WorkerQuantumContext
+    from tasks.measure_extended_psf import ButlerStampSource, MeasureExtendedPsfTask
+
+    pixel_statistic(np.ones((4, 8), np.float32), "MEANCLIP")  # numba's load, not the gather
+    butler = Butler(root)
+    refs = butler.query_datasets("brightStarStamps", collections="stamps")
+    context = WorkerQuantumContext(butler.limited(), {"band": "r"}, refs, [], {})
+    config = MeasureExtendedPsfTask.ConfigClass()
+    config.stack_bright_stars.num_threads = threads
+    task = MeasureExtendedPsfTask(config=config)
+    sources = [ButlerStampSource(context, ref) for ref in refs]
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = task.run(sources, [int(ref.data_id["detector"]) for ref in refs])
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    for source in sources:
+        source.close()
+    return {"n": result.extended_psf.default.n_stamps, "cpu": cpu, "wall": wall}
+
+
 class _Synthetic:
     """A collection of stamps made on demand, only the box asked for."""
 
@@ -309,6 +390,27 @@ def main() -> None:
         f"Stacking from files ({N_FILES} collections x {PER_FILE} stamps, 100x100 sub-boxes)",
         ["format", "stamps", "CPU s", "wall s", "stamps/s/core"],
         file_rows,
+    )
+    gather_rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for fmt in ("zarr", "fits"):
+            root = os.path.join(tmp, fmt)
+            _gather_repo(root, fmt, *GATHER_INPUTS)
+            runs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
+            for _ in range(ROUNDS):
+                for threads in runs:
+                    runs[threads].append(_child(f"case_gather({root!r}, {threads})"))
+            for threads, done in runs.items():
+                cpu = float(np.median([r["cpu"] for r in done]))
+                wall = float(np.median([r["wall"] for r in done]))
+                gather_rows.append([fmt, threads, done[0]["n"], cpu, wall, done[0]["n"] / wall])
+    print_table(
+        f"The gather: MeasureExtendedPsfTask over {GATHER_INPUTS[0]} inputs x "
+        f"{GATHER_INPUTS[1]} stamps ({SIZE}^2, mask + variance) through a butler, as a worker "
+        f"runs it; median of {ROUNDS} interleaved rounds",
+        ["format", "threads", "stamps", "CPU s", "wall s", "stamps/s (wall)"],
+        gather_rows,
+        notes=f"load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
     )
     large = _child("case_large()")
     print_table(
