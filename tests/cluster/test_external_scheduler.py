@@ -50,9 +50,10 @@ def scheduler_file(tmp_path):
             client.wait_for_workers(2, timeout=30)
         yield str(sched)
     finally:
+        # the workers first, while their scheduler is up: a worker whose scheduler went away
+        # first retries it for seconds before it exits (8 s of teardown, measured)
         for proc in reversed(procs):
             proc.terminate()
-        for proc in procs:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:

@@ -67,9 +67,10 @@ def external_cluster(tmp_path):
             client.wait_for_workers(1, timeout=30)
         yield sched, worker_log
     finally:
+        # the workers first, while their scheduler is up: a worker whose scheduler went away
+        # first retries it for seconds before it exits (8 s of teardown, measured)
         for proc in reversed(procs):
             proc.terminate()
-        for proc in procs:
             try:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
