@@ -18,12 +18,15 @@ lookup); ``invalid`` in it makes the pixel no data, and the resampling skips it.
 
 The loops over kernel taps are compiled once per half width ``n`` (`line_resampler`,
 `direct_resampler`) so that the tap count is a constant LLVM can unroll and vectorize.
-State: none of ours; numba caches the compiled code next to this file (``cache=True``).
+State: none of ours; numba caches the compiled code next to this file (``cache=True``); the
+functions the warp calls get fixed identities (`_stable_identity`) so that the cache also
+serves the warp in a new process.
 """
 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -228,6 +231,22 @@ def pad_source(image, mask, variance, pad_y, pad_x, shape, edge_bits, invalid):
     return out, out_var, out_mask
 
 
+def _stable_identity(dispatcher: Any, name: str) -> Any:
+    """Give a compiled function a fixed identity, so functions that call it hit numba's cache.
+
+    numba keys the on-disk cache of a closure by a pickle of the values it closes over; a
+    compiled function pickles with an identity drawn at random in each process, so a closure
+    over one (`separable_warper`'s ``warp``) missed the cache and was compiled again in every
+    process that warped (~20 s: each pipetask, pool or dask worker of processBrightStars and
+    subtractBrightStars). ``name`` must be unique to the function and its constants. If numba
+    no longer offers the hook, the code is only compiled per process, as before.
+    """
+    set_uuid = getattr(dispatcher, "_set_uuid", None)
+    if set_uuid is not None:
+        set_uuid(f"skyquanta.imaging._warp_kernels.{name}")
+    return dispatcher
+
+
 @functools.cache
 def box_or(width: int):
     """Return ``f(mask)``: in place, ``mask[r, c] = OR(mask[r : r + width, c : c + width])``.
@@ -259,7 +278,7 @@ def box_or(width: int):
                     row[c] |= below[c]
         return mask
 
-    return box
+    return _stable_identity(box, f"box_or[{width}]")
 
 
 @njit(cache=True, nogil=True)
@@ -338,6 +357,8 @@ def separable_warper(n: int, with_variance: bool):
                 for t in range(taps):
                     acc_var += weights[t] * weights[t] * var_line[start + np.uint64(t)]
                 out_var[k, column] = acc_var
+
+    _stable_identity(resample_line, f"resample_line[{n},{with_variance}]")
 
     @njit(cache=True, nogil=True, fastmath=_FAST)
     def warp(

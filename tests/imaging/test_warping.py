@@ -289,3 +289,35 @@ def test_a_mask_with_all_32_planes_warps_the_same():
     np.testing.assert_array_equal(a.image, b.image)
     np.testing.assert_array_equal(a.mask.array == np.uint32(1 << 31), b.mask.is_set("CR"))
     np.testing.assert_array_equal(a.mask.is_set("NO_DATA"), b.mask.is_set("NO_DATA"))
+
+
+WARP_IN_A_NEW_PROCESS = """
+import numpy as np
+from imaging import _warp_kernels
+from imaging.geometry import Box
+from imaging.mask import Mask
+from imaging.warping import StampTransform, warp_masked_image
+
+image = np.ones((40, 40), np.float32)
+warp_masked_image(
+    image, Mask(image.shape), image.copy(), transform=StampTransform(shift=(0.5, 0.25)),
+    source_xy0=(0, 0), dest_box=Box(5, 5, 20, 20), kernel="lanczos3",
+)
+stats = _warp_kernels.separable_warper(3, True).stats
+print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+"""
+
+
+def test_a_new_process_takes_the_compiled_warp_from_numbas_cache():
+    """The separable warp closes over other compiled functions; numba keys its cache by a
+    pickle of them, which held a per-process random identity: every process that warped
+    compiled it again (~20 s of each pipetask and worker of the bright-star tasks)."""
+    import subprocess
+    import sys
+
+    run = [sys.executable, "-c", WARP_IN_A_NEW_PROCESS]
+    for _ in range(2):  # the first may compile and store it (a fresh clone); the second not
+        out = subprocess.run(run, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+    hits, misses = map(int, out.stdout.split())
+    assert (hits, misses) == (1, 0), out.stdout
