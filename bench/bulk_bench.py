@@ -40,7 +40,9 @@ table gives them by dataset type). All FITS, as before, took ~208 MB per detecto
 
 ``BENCH_BULK_DETECTORS`` (189), ``BENCH_BULK_VISITS`` (2), ``BENCH_BULK_SIZE`` (2048),
 ``BENCH_BULK_JOBS`` (2), ``BENCH_BULK_CACHE`` (``~/.cache/skyquanta-bench``),
-``BENCH_BULK_KEEP`` (0). The machine's load (``os.getloadavg``) is printed with the result:
+``BENCH_BULK_KEEP`` (0), ``BENCH_BULK_EXECUTOR`` (``auto``: ``pipetask run --executor``; the
+full size has more than 1,000 quanta, so ``auto`` runs it on a local dask cluster, ``pool``
+on the process pool). The machine's load (``os.getloadavg``) is printed with the result:
 on a shared machine the framework share is not meaningful (waiting for a core counts as
 framework time).
 """
@@ -281,6 +283,7 @@ def run_pipeline(repo: Path, size: BulkSize, output: str) -> dict[str, Any]:
             _tool("pipetask"), "--log-level", "WARNING", "run", "-b", str(repo),
             "-p", str(PIPELINE), "-i", INPUTS, "-o", output, "--output-run", run,
             "-j", str(size.jobs), "--no-progress",
+            "--executor", os.environ.get("BENCH_BULK_EXECUTOR", "auto"),
         ],  # fmt: skip
         env={**os.environ, **_ONE_THREAD},
         loads=loads,
@@ -447,6 +450,7 @@ def main() -> None:
             f"load average (1, 5, 15 min) before {tuple(round(v, 1) for v in r['load'][0])}, "
             f"after {tuple(round(v, 1) for v in r['load'][1])} on {os.cpu_count()} cores; "
             + _load_summary(r["loads"])
+            + f"pipetask run --executor {os.environ.get('BENCH_BULK_EXECUTOR', 'auto')}; "
             + f"simulation {'reused from' if r['simulated'] is None else 'made in'} {r['repo']}"
             + ("" if r["simulated"] is None else f" ({r['simulated']:.0f} s)")
         ),
