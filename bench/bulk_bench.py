@@ -284,6 +284,8 @@ def run_pipeline(repo: Path, size: BulkSize, output: str) -> dict[str, Any]:
             "-p", str(PIPELINE), "-i", INPUTS, "-o", output, "--output-run", run,
             "-j", str(size.jobs), "--no-progress",
             "--executor", os.environ.get("BENCH_BULK_EXECUTOR", "auto"),
+            # the stamps are zarr here: reading them in 2 threads pays (see the task's field)
+            "-c", "measureExtendedPsf:stack_bright_stars.num_threads=2",
         ],  # fmt: skip
         env={**os.environ, **_ONE_THREAD},
         loads=loads,

@@ -104,10 +104,11 @@ class StackBrightStarsConfig(Config):
         "Threads reading and stacking each strip (one cube at a time whatever the threads; "
         "the result is bit for bit the serial one). The gather is a barrier of the pipeline: "
         "while it runs the other worker's core is idle. 480 stamps through the butler, 1 vs "
-        "2 threads, median of 3 interleaved rounds at load ~5 on 2 cores: zarr (shards read "
-        "directly, the GIL released) 3.7 vs 2.9 s wall, FITS (astropy reads, one at a time) "
-        "4.6 vs 5.8 s",
-        default=2,
+        "2 threads (`python -m bench extended_psf`, median of 3 interleaved rounds, load 1 on "
+        "2 cores): zarr (shards read directly, the GIL released) 1.97 vs 1.64 s wall, FITS "
+        "(astropy's reads hold the GIL) 3.12 vs 3.92 s: 1 by default, as the default "
+        "repository stores stamps as FITS; 2 for zarr stamps",
+        default=1,
     )
 
     def to_stacking(self) -> StackingConfig:
