@@ -213,8 +213,10 @@ class _StampsPartialReader(PartialReader):
         self._stream = stream
 
     def read(self, parameters: Mapping[str, Any] | None = None) -> Any:
-        """Read the part given by ``bbox`` and ``indices`` (table and metadata kept)."""
-        self.formatter.check_parameters(parameters)
+        """Read the part given by ``bbox`` and ``indices`` (table and metadata kept).
+
+        The parameters are checked by the datastore's reader, as for every formatter's read.
+        """
         return self._reader.read(**_stamps_parameters(parameters))
 
     def close(self) -> None:
