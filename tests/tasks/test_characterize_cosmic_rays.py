@@ -27,8 +27,7 @@ from scipy import ndimage
 
 pytest.importorskip("galsim")
 
-from imaging.sim import SimOptions, SkyModel, Visit, make_camera, simulate_detector  # noqa: E402
-from tasks import CharacterizeImageTask  # noqa: E402
+from _corner_field import PLACEMENT_IDS, PLACEMENTS, characterized_field  # noqa: E402
 
 SIZE = 2048
 SEED = 21
@@ -45,19 +44,11 @@ def _regions(h: int, w: int) -> dict[str, tuple[slice, slice]]:
     }
 
 
-@pytest.fixture(scope="module", params=[(0, 0.0), (1, 90.0)], ids=["corner0deg", "edge90deg"])
+@pytest.fixture(scope="module", params=PLACEMENTS, ids=PLACEMENT_IDS)
 def field(request):
-    detector, orientation = request.param
-    camera = make_camera(9, detector_size=SIZE, orientations=[orientation] * 9)
-    visit = Visit(id=3, band="r", ra=150.0, dec=2.0, exposure_time=30.0, mjd=60000.0)
-    sim = simulate_detector(
-        camera, visit, detector, seed=SEED, sky=SkyModel(star_density=20000),
-        options=SimOptions(halo_threshold=1e30),
+    sim, exposure, _ = characterized_field(
+        *request.param, size=SIZE, seed=SEED, star_density=20000
     )
-    exposure = sim.exposure.clone()
-    config = CharacterizeImageTask.ConfigClass()
-    config.repair.cosmicray.nCrPixelMax = 100_000
-    CharacterizeImageTask(config=config).run(exposure, exposureIdInfo=1)
     valid = ~sim.exposure.mask.is_set(["BAD", "SAT"])
     return sim, exposure.mask.is_set("CR"), valid
 

@@ -37,10 +37,10 @@ import pytest
 
 pytest.importorskip("galsim")
 
+from _corner_field import PLACEMENT_IDS, PLACEMENTS, characterized_field  # noqa: E402
+
 from imaging.psf import unweighted_fwhm  # noqa: E402
 from imaging.psf_determiner import PixelPsfDeterminer, PixelPsfDeterminerConfig  # noqa: E402
-from imaging.sim import SimOptions, SkyModel, Visit, make_camera, simulate_detector  # noqa: E402
-from tasks import CharacterizeImageTask  # noqa: E402
 
 SIZE = 2048
 GRID = np.linspace(0.0, 1.0, 5)
@@ -57,19 +57,12 @@ def _crop(kernel: np.ndarray, n: int) -> np.ndarray:
     return out / out.sum()
 
 
-@pytest.fixture(scope="module", params=[(0, 0.0), (1, 90.0)], ids=["corner0deg", "edge90deg"])
+@pytest.fixture(scope="module", params=PLACEMENTS, ids=PLACEMENT_IDS)
 def field(request):
-    detector, orientation = request.param
-    camera = make_camera(9, detector_size=SIZE, orientations=[orientation] * 9)
-    visit = Visit(id=3, band="r", ra=150.0, dec=2.0, exposure_time=30.0, mjd=60000.0)
-    sim = simulate_detector(
-        camera, visit, detector, seed=21, sky=SkyModel(star_density=50000),
-        options=SimOptions(halo_threshold=1e30),
+    sim, exposure, result = characterized_field(
+        *request.param, size=SIZE, seed=21, star_density=50000
     )
-    exposure = sim.exposure.clone()
-    config = CharacterizeImageTask.ConfigClass()
-    config.repair.cosmicray.nCrPixelMax = 100_000
-    catalog = CharacterizeImageTask(config=config).run(exposure, exposureIdInfo=1).sourceCat
+    catalog = result.sourceCat
     candidates = catalog[catalog["calib_psf_candidate"]]
     assert len(candidates) >= 200
     h, w = exposure.image.shape
