@@ -29,7 +29,11 @@ Run with ``python -m bench bulk``. Steps:
    Two companions less sensitive to a shared machine: the framework's share of the CPU the
    whole command tree used (``RUSAGE_CHILDREN`` around the command: pipetask, the dask
    scheduler and workers) and the workers' wall time spent outside any quantum (from the
-   quanta's own wall times; a gather that leaves a worker idle counts there).
+   quanta's own wall times; a gather that leaves a worker idle counts there). Inside the
+   quanta, what is not their CPU is split (Linux, `pipeline.execution.process_usage`) into
+   waiting for a core (the quantum's thread in a run queue: the client, the kernel's
+   writeback, anything else running) and blocked (reading from the disk, a held-back write,
+   a lock), with the bytes the quanta read from and wrote to storage.
 4. The output run and its chain are removed afterwards (``BENCH_BULK_KEEP=1`` keeps it).
 
 Disk at the full size (189 × 2 × 2048², measured 2026-12-07): raws 33.7 MB per
@@ -293,6 +297,17 @@ def run_pipeline(repo: Path, size: BulkSize, output: str) -> dict[str, Any]:
     return {"run": run, "wall": wall, "command_cpu": cpu, "loads": loads}
 
 
+#: What `account` sums per task: key -> item of the metadata's ``quantum`` section (see
+#: `pipeline.execution.process_usage`; the last three are absent off Linux and count 0).
+_USAGE = {
+    "cpu": "cpu_time",
+    "wall": "wall_time",
+    "run_queue": "run_queue_wait",
+    "read": "read_bytes",
+    "write": "write_bytes",
+}
+
+
 def account(repo: Path, run: str) -> dict[str, Any]:
     """Sum the quanta's own CPU and wall time from their metadata in ``run``, per task."""
     from butler import Butler
@@ -305,12 +320,12 @@ def account(repo: Path, run: str) -> dict[str, Any]:
         if not refs:
             continue
         label = dataset_type.name.removesuffix("_metadata")
-        row = per_task.setdefault(label, {"quanta": 0, "cpu": 0.0, "wall": 0.0})
+        row = per_task.setdefault(label, dict.fromkeys(("quanta", *_USAGE), 0.0))
         for ref in refs:
             quantum = butler.get(ref)["quantum"]
             row["quanta"] += 1
-            row["cpu"] += float(quantum["cpu_time"])
-            row["wall"] += float(quantum["wall_time"])
+            for key, name in _USAGE.items():
+                row[key] += float(quantum.get(name, 0.0))
             starts.append(datetime.datetime.fromisoformat(quantum["start_utc"]))
             ends.append(datetime.datetime.fromisoformat(quantum["end_utc"]))
     if not per_task:
@@ -361,6 +376,7 @@ def measure(size: BulkSize, cache: Path, *, keep: bool = False) -> dict[str, Any
             butler.registry.remove_collection(output)
     cpu = sum(row["cpu"] for row in result["per_task"].values())
     quanta_wall = sum(row["wall"] for row in result["per_task"].values())
+    run_queue = sum(row["run_queue"] for row in result["per_task"].values())
     exposures = size.detectors * size.visits
     result.update(
         quanta_wall=quanta_wall,
@@ -369,6 +385,11 @@ def measure(size: BulkSize, cache: Path, *, keep: bool = False) -> dict[str, Any
         # counted there)
         framework_cpu_share=(result["command_cpu"] - cpu) / result["command_cpu"],
         outside_quanta_share=framework_share(result["wall"], size.jobs, quanta_wall),
+        # inside quanta, what is not their CPU: waiting for a core, and the rest (blocked)
+        run_queue_share=run_queue / (result["wall"] * size.jobs),
+        blocked_share=(quanta_wall - cpu - run_queue) / (result["wall"] * size.jobs),
+        read_bytes=sum(row["read"] for row in result["per_task"].values()),
+        write_bytes=sum(row["write"] for row in result["per_task"].values()),
         size=size,
         repo=str(repo),
         simulated=simulated,
@@ -443,6 +464,12 @@ def main() -> None:
              f"{100 * r['framework_cpu_share']:.1f}%", ""],
             ["workers outside quanta: (wall x workers - sum quantum wall) / (wall x workers)",
              f"{100 * r['outside_quanta_share']:.1f}%", ""],
+            ["inside quanta, waiting for a core (run queue of the quantum's thread), over "
+             "wall x workers", f"{100 * r['run_queue_share']:.1f}%", ""],
+            ["inside quanta, blocked (wall - CPU - run queue: disk, locks), over wall x "
+             "workers", f"{100 * r['blocked_share']:.1f}%", ""],
+            ["read from / written to storage by the quanta, GB",
+             f"{r['read_bytes'] / 1e9:.1f} / {r['write_bytes'] / 1e9:.1f}", ""],
             ["the measureExtendedPsf gather (a barrier, alone on the workers): gather wall x "
              "workers - its CPU, over wall x workers",
              f"{100 * (gather['wall'] * size.jobs - gather['cpu']) / (r['wall'] * size.jobs):.1f}%",

@@ -19,7 +19,8 @@ For each quantum, in order:
    of a quantum that failed earlier in the same cluster is reported ``blocked`` and not run;
 2. the task's ``runQuantum`` runs with a `WorkerQuantumContext`, its log records captured;
 3. ``<label>_log`` is written, then ``<label>_metadata`` LAST (task metadata plus a
-   ``quantum`` section: node, attempt, host, pid, wall and CPU time, peak RSS, and the
+   ``quantum`` section: node, attempt, host, pid, wall and CPU time (and, on Linux, the
+   time it waited for a core and the bytes it read and wrote: `.process_usage`), peak RSS, and the
    `~pipeline.execution.provenance` that resume checks before adopting it): the metadata
    dataset is the quantum's success marker, so it exists only if everything else does;
 4. on failure every output written is removed, the log (with the traceback) is still written,
@@ -81,6 +82,7 @@ from ..graph.quantum_graph import Quantum, TaskInfo
 from ..task_metadata import TaskMetadata
 from .log_capture import capture_logs, lowered_levels
 from .payload import ClusterPayload, SharedTables, decode_quanta, encode_cluster, share_tables
+from .process_usage import ProcessUsage
 from .provenance import config_digest, provenance
 from .quantum_context import WorkerQuantumContext
 from .worker_cache import TASK_LOGGER, WorkerCache, build_task
@@ -360,7 +362,8 @@ class _ClusterRun:
         if any(r.id in self.failed_outputs for r in quantum.all_inputs()):
             self.failed_outputs |= outputs
             return QuantumOutcome(quantum.node_id, QuantumStatus.BLOCKED, **common)
-        wall0, cpu0 = time.perf_counter(), time.process_time()
+        usage0 = ProcessUsage.now()
+        wall0, cpu0 = usage0.wall, usage0.cpu
         start = datetime.datetime.now(datetime.UTC).isoformat()
         ctx = WorkerQuantumContext(
             self.butler,
@@ -420,8 +423,7 @@ class _ClusterRun:
                     "pid": os.getpid(),
                     "start_utc": start,
                     "end_utc": datetime.datetime.now(datetime.UTC).isoformat(),
-                    "wall_time": time.perf_counter() - wall0,
-                    "cpu_time": time.process_time() - cpu0,
+                    **ProcessUsage.now().since(usage0),
                     "max_rss_bytes": _max_rss_bytes(),
                     **provenance(quantum, self.digest(quantum.task_label)),
                 }

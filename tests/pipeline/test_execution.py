@@ -10,6 +10,7 @@ import concurrent.futures
 import errno
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,10 @@ def test_no_work_found_propagates_as_done_without_outputs(repo):
     for ref in butler.registry.query_datasets("b_metadata", collections=["out/nw"]):
         quantum = butler.get(ref)["quantum"]
         assert quantum["status"] == ("no_work" if ref.data_id["detector"] == 1 else "succeeded")
+        assert quantum["wall_time"] > 0.0 and quantum["cpu_time"] > 0.0
+        if sys.platform.startswith("linux"):  # what was not CPU, split (process_usage)
+            assert 0.0 <= quantum["run_queue_wait"] <= quantum["wall_time"]
+            assert quantum["read_bytes"] >= 0 and quantum["write_bytes"] >= 0
     for ref in butler.registry.query_datasets("ec_out", collections=["out/nw"]):
         assert butler.get(ref)["n"] == 3  # the gather saw only the detectors that had work
 
