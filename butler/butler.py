@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -440,6 +440,7 @@ class Butler:
         *,
         transfer: str | None = "copy",
         formatter: str | None = None,
+        check_stop: Callable[[], None] | None = None,
     ) -> list[DatasetRef]:
         """Register existing files as datasets, all or nothing.
 
@@ -453,6 +454,10 @@ class Butler:
             sources from inside the datastore root.
         formatter : `str`, optional
             Dotted formatter name, if not the storage class default.
+        check_stop : callable, optional
+            Called before each file is transferred and before the registration; what it
+            raises (`~butler.interrupts.StopRequest.check`: `~butler.interrupts.Interrupted`
+            after Ctrl-C or SIGTERM) undoes the batch like any failure.
 
         Returns
         -------
@@ -501,8 +506,12 @@ class Butler:
         done: list[tuple[StoredFileInfo, str]] = []
         try:
             for ref, path in new:
+                if check_stop is not None:
+                    check_stop()
                 info = self.datastore.ingest(path, ref, transfer=transfer, formatter=formatter)
                 done.append((info, path))
+            if check_stop is not None:
+                check_stop()
             if new:
                 for run in {ref.run for ref, _ in new}:
                     self.registry.register_run(run)

@@ -32,6 +32,7 @@ from .cli_logging import configure_logging, log_options
 from .data_coordinate import DataCoordinate
 from .dataset_ref import DatasetRef
 from .dataset_type import DatasetType
+from .interrupts import Interrupted, StopRequest, catch_signals, stops_between_steps
 
 # The Butler, the registry (SQLAlchemy) and rich are imported inside the commands that use
 # them, so that ``butler --help`` starts in a fraction of a second.
@@ -51,12 +52,27 @@ def _is_bad_input(err: BaseException) -> bool:
 
 
 def butler_errors(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn user-facing errors into a one-line message and exit status 2 (bad input) or 1."""
+    """Turn user-facing errors into a one-line message and exit status 2 (bad input) or 1.
+
+    A stop signal ends the command with ``128 + signum`` (130 for Ctrl-C, 143 for SIGTERM):
+    `~butler.interrupts.Interrupted` from a command that writes (`stops_between_steps`),
+    `KeyboardInterrupt` from one that only reads.
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except Interrupted as err:
+            click.echo(
+                f"Interrupted by {err.name}: stopped between two steps, nothing half-written "
+                "(run the command again to finish what it did not do)",
+                err=True,
+            )
+            sys.exit(err.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted by SIGINT", err=True)
+            sys.exit(130)
         except (ButlerError, FileExistsError, FileNotFoundError, ValueError, LookupError) as err:
             if isinstance(err, click.ClickException):
                 raise
@@ -203,6 +219,7 @@ def main(log_levels: tuple[str, ...], long_log: bool, log_file: str | None) -> N
     "is read; sizes are recorded and checked always.",
 )
 @butler_errors
+@stops_between_steps
 def create(
     repo: str,
     dimension_config: str | None,
@@ -259,6 +276,7 @@ def _storage_options(items: Iterable[str]) -> dict[str, Any]:
 @click.argument("storage_class")
 @click.argument("dimensions", nargs=-1)
 @butler_errors
+@stops_between_steps
 def register_dataset_type(
     repo: str, name: str, storage_class: str, dimensions: tuple[str, ...]
 ) -> None:
@@ -450,6 +468,7 @@ def query_dimension_records(
     "--mode", type=click.Choice(["redefine", "extend", "prepend", "remove"]), default="redefine"
 )
 @butler_errors
+@stops_between_steps
 def collection_chain(repo: str, parent: str, children: tuple[str, ...], mode: str) -> None:
     """Define or change the CHAINED collection PARENT."""
     from .butler import Butler
@@ -482,7 +501,9 @@ def remove_runs(repo: str, runs: tuple[str, ...], no_confirm: bool) -> None:
     butler = Butler(repo)
     if not no_confirm and sys.stdin.isatty():
         click.confirm(f"Remove runs {list(runs)} and all their datasets?", abort=True)
-    n = butler.remove_runs(runs)
+    with catch_signals() as stop:  # after the question: Ctrl-C there still answers it
+        n = butler.remove_runs(runs)
+        stop.check()
     click.echo(f"Removed {len(runs)} run(s) and {n} dataset(s).")
 
 
@@ -586,6 +607,7 @@ def retrieve_artifacts(
     help="KEY=VALUE applied to every row (e.g. instrument=Sim).",
 )
 @butler_errors
+@stops_between_steps
 def ingest_files(
     repo: str,
     dataset_type: str,
@@ -594,10 +616,12 @@ def ingest_files(
     transfer: str,
     formatter: str | None,
     fixed: tuple[str, ...],
+    stop: StopRequest,
 ) -> None:
     """Register existing files listed in TABLE_FILE (CSV: a 'file' column plus data ID columns).
 
-    All rows are ingested or none: a bad row aborts the whole batch.
+    All rows are ingested or none: a bad row, or Ctrl-C/SIGTERM before the last file is
+    transferred, aborts the whole batch.
     """
     from .butler import Butler
 
@@ -618,7 +642,7 @@ def ingest_files(
             except ButlerError as err:
                 raise ButlerError(f"{table_file}:{line}: {err}") from err
             items.append((DatasetRef.make(dtype, data_id, run), path))
-    refs = butler.ingest(items, transfer=transfer, formatter=formatter)
+    refs = butler.ingest(items, transfer=transfer, formatter=formatter, check_stop=stop.check)
     click.echo(f"Ingested {len(refs)} file(s) as {dataset_type} into run {run}")
     if len(refs) < len(items):
         left = " (their files were left where they are)" if transfer == "move" else ""

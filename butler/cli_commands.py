@@ -25,6 +25,7 @@ import yaml
 
 from ._errors import ButlerError
 from .dataset_ref import DatasetRef
+from .interrupts import StopRequest, catch_signals, stops_between_steps
 
 if TYPE_CHECKING:
     from .butler import Butler
@@ -114,9 +115,11 @@ def prune_datasets(
         click.echo(f"{'Would remove' if dry_run else 'Removed'} {len(refs)} dataset(s).")
         return
     _confirm(no_confirm, f"Remove {len(refs)} dataset(s) and their files?")
-    infos = butler.registry.remove_datasets(refs)
-    for info in infos:
-        butler.datastore.remove(info)
+    with catch_signals() as stop:  # after the question: Ctrl-C there still answers it
+        infos = butler.registry.remove_datasets(refs)
+        for info in infos:  # records went first: every file goes, then the command stops
+            butler.datastore.remove(info)
+        stop.check()
     click.echo(f"Removed {len(refs)} dataset(s).")
 
 
@@ -131,15 +134,17 @@ def remove_collections(repo: str, collections: tuple[str, ...], no_confirm: bool
     butler = Butler(repo)
     names = _split(collections)
     _confirm(no_confirm, f"Remove collections {names}?")
-    with butler.registry.transaction():
+    with catch_signals() as stop, butler.registry.transaction():
         for name in names:
             butler.registry.remove_collection(name)
+    stop.check()
     click.echo(f"Removed {len(names)} collection(s).")
 
 
 @click.command("remove-dataset-type")
 @click.argument("repo")
 @click.argument("dataset_types", nargs=-1, required=True)
+@stops_between_steps
 def remove_dataset_type(repo: str, dataset_types: tuple[str, ...]) -> None:
     """Remove dataset types that no dataset uses."""
     from .butler import Butler
@@ -186,6 +191,7 @@ def _tagged_refs(
     is_flag=True,
     help="Only the first dataset of each data ID in the order of --collections.",
 )
+@stops_between_steps
 def associate(
     repo: str,
     collection: str,
@@ -229,6 +235,7 @@ def associate(
 @_dataset_type_option
 @_collections_option
 @_where_option
+@stops_between_steps
 def disassociate(
     repo: str,
     collection: str,
@@ -283,14 +290,17 @@ def export_command(
 @click.argument("directory")
 @click.option("--export-file", default=None, help="The export file (default: DIRECTORY/export.*).")
 @click.option("--transfer", type=click.Choice(_TRANSFERS), default="copy", show_default=True)
-def import_command(repo: str, directory: str, export_file: str | None, transfer: str) -> None:
+@stops_between_steps
+def import_command(
+    repo: str, directory: str, export_file: str | None, transfer: str, stop: StopRequest
+) -> None:
     """Import datasets exported into DIRECTORY by 'butler export'."""
     from .butler import Butler
     from .transfer import import_datasets, load_description, read_description
 
     butler = Butler(repo)
     if export_file is None:
-        refs = import_datasets(butler, directory, transfer=transfer)
+        refs = import_datasets(butler, directory, transfer=transfer, check_stop=stop.check)
     else:
         import os
 
@@ -300,6 +310,7 @@ def import_command(repo: str, directory: str, export_file: str | None, transfer:
             description,
             lambda p: p if os.path.isabs(p) or "://" in p else os.path.join(directory, p),
             transfer=transfer,
+            check_stop=stop.check,
         )
     click.echo(f"Imported {len(refs)} dataset(s) into {repo}")
 
@@ -312,6 +323,7 @@ def import_command(repo: str, directory: str, export_file: str | None, transfer:
 @_where_option
 @click.option("--find-all/--find-first", default=True, help="All matches (default) or first.")
 @click.option("--transfer", type=click.Choice(["copy", "direct"]), default="copy")
+@stops_between_steps
 def transfer_datasets_command(
     source: str,
     dest: str,
@@ -320,6 +332,7 @@ def transfer_datasets_command(
     where: str,
     find_all: bool,
     transfer: str,
+    stop: StopRequest,
 ) -> None:
     """Copy datasets (and their dimension records) from repository SOURCE into DEST."""
     from .butler import Butler
@@ -329,7 +342,9 @@ def transfer_datasets_command(
     refs = find_datasets(
         source_butler, _split(collections), _split(dataset_types), where, find_first=not find_all
     )
-    done = transfer_datasets(source_butler, Butler(dest), refs, transfer=transfer)
+    done = transfer_datasets(
+        source_butler, Butler(dest), refs, transfer=transfer, check_stop=stop.check
+    )
     click.echo(f"Transferred {len(done)} dataset(s) from {source} to {dest}")
 
 

@@ -235,6 +235,7 @@ def load_description(
     resolve: Callable[[str], str],
     *,
     transfer: str = "copy",
+    check_stop: Callable[[], None] | None = None,
 ) -> list[DatasetRef]:
     """Register what ``description`` holds in ``butler`` and ingest its files.
 
@@ -248,6 +249,10 @@ def load_description(
         Maps a dataset's ``path`` to the file to ingest.
     transfer : `str`
         ``copy``, ``move``, ``symlink``, ``hardlink`` or ``direct``.
+    check_stop : callable, optional
+        Called between files (`Butler.ingest`); what it raises stops the import: the
+        records, types and runs stay, the datasets of the unfinished formatter group are not
+        ingested, and running the import again finishes it.
 
     Returns
     -------
@@ -281,27 +286,48 @@ def load_description(
         by_formatter.setdefault(item["formatter"], []).append((ref, resolve(item["path"])))
     done: list[DatasetRef] = []
     for formatter, items in by_formatter.items():
-        done.extend(butler.ingest(items, transfer=transfer, formatter=formatter))
+        done.extend(
+            butler.ingest(items, transfer=transfer, formatter=formatter, check_stop=check_stop)
+        )
     return done
 
 
 def import_datasets(
-    butler: Any, path: str | os.PathLike[str], *, transfer: str = "copy"
+    butler: Any,
+    path: str | os.PathLike[str],
+    *,
+    transfer: str = "copy",
+    check_stop: Callable[[], None] | None = None,
 ) -> list[DatasetRef]:
-    """Import an export folder (or file) made by `export_datasets` into ``butler``."""
+    """Import an export folder (or file) made by `export_datasets` into ``butler``.
+
+    ``check_stop`` is `load_description`'s.
+    """
     description, folder = read_description(path)
 
     def resolve(relative: str) -> str:
         return relative if "://" in relative or os.path.isabs(relative) else str(folder / relative)
 
-    return load_description(butler, description, resolve, transfer=transfer)
+    return load_description(
+        butler, description, resolve, transfer=transfer, check_stop=check_stop
+    )
 
 
 def transfer_datasets(
-    source: Any, destination: Any, refs: Iterable[DatasetRef], *, transfer: str = "copy"
+    source: Any,
+    destination: Any,
+    refs: Iterable[DatasetRef],
+    *,
+    transfer: str = "copy",
+    check_stop: Callable[[], None] | None = None,
 ) -> list[DatasetRef]:
-    """Copy datasets (with their records) from ``source`` into ``destination`` directly."""
+    """Copy datasets (with their records) from ``source`` into ``destination`` directly.
+
+    ``check_stop`` is `load_description`'s.
+    """
     description = describe_datasets(
         source, refs, lambda ref, info: source.datastore.uri(info)
     )
-    return load_description(destination, description, lambda uri: uri, transfer=transfer)
+    return load_description(
+        destination, description, lambda uri: uri, transfer=transfer, check_stop=check_stop
+    )

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from butler.cli import butler_errors
+from butler.interrupts import StopRequest, catch_signals, stops_between_steps
 
 # The butler, astropy and numpy are imported inside the commands: ``butler --help`` lists these
 # plug-in commands, and should not pay for them.
@@ -37,6 +38,7 @@ DEFAULT_REFCAT = "gaia_dr2_20200414"
 @click.argument("repo")
 @click.argument("camera_yaml", type=click.Path(exists=True, dir_okay=False))
 @butler_errors
+@stops_between_steps
 def register_instrument_command(repo: str, camera_yaml: str) -> None:
     """Register the instrument and detectors described in CAMERA_YAML."""
     from butler import Butler
@@ -60,10 +62,15 @@ def register_instrument_command(repo: str, camera_yaml: str) -> None:
 )
 @click.option("--output-run", default=None, help="RUN collection (default <instrument>/raw/all).")
 @butler_errors
+@stops_between_steps
 def ingest_raws_command(
-    repo: str, files: tuple[str, ...], transfer: str, output_run: str | None
+    repo: str, files: tuple[str, ...], transfer: str, output_run: str | None, stop: StopRequest
 ) -> None:
-    """Ingest raw detector images (FILES or folders of *.fits) as postISRCCD datasets."""
+    """Ingest raw detector images (FILES or folders of *.fits) as postISRCCD datasets.
+
+    All or nothing: Ctrl-C or SIGTERM stops it between two files (exit code 130/143) with
+    nothing ingested, never in the middle of a registry write.
+    """
     from butler import Butler
 
     from .ingest import ingest_raws
@@ -72,7 +79,9 @@ def ingest_raws_command(
     for item in files:
         path = Path(item)
         paths.extend(sorted(str(p) for p in path.glob("*.fits")) if path.is_dir() else [str(path)])
-    refs = ingest_raws(Butler(repo), paths, run=output_run, transfer=transfer)
+    refs = ingest_raws(
+        Butler(repo), paths, run=output_run, transfer=transfer, check_stop=stop.check
+    )
     run = refs[0].run if refs else output_run or "<instrument>/raw/all"
     click.echo(f"Ingested {len(refs)} raw exposure(s) into {run}")
     if len(refs) < len(paths):
@@ -96,6 +105,7 @@ def ingest_raws_command(
     "[default: 2016.0, imaging.refcat_input.DEFAULT_REFCAT_EPOCH].",
 )
 @butler_errors
+@stops_between_steps
 def ingest_refcat_command(
     repo: str, name: str, catalog: str, output_run: str, epoch: float | None
 ) -> None:
@@ -237,9 +247,14 @@ def simulate_command(
         raws = _simulate_in_parallel(
             staging, camera, visits, seed=seed, sky=sky, jobs=jobs, options=options
         )
-        register_instrument(butler, Camera.from_yaml(staging / "camera.yaml"))
-        refs = ingest_raws(butler, raws, transfer="copy")
-        shards = ingest_refcat(butler, DEFAULT_REFCAT, staging / "refcat.fits")
+        # The simulation only wrote to the staging folder: Ctrl-C stops it anywhere. From
+        # here on a stop signal is acted on between steps, never inside a registry write.
+        with catch_signals() as stop:
+            register_instrument(butler, Camera.from_yaml(staging / "camera.yaml"))
+            stop.check()
+            refs = ingest_raws(butler, raws, transfer="copy", check_stop=stop.check)
+            shards = ingest_refcat(butler, DEFAULT_REFCAT, staging / "refcat.fits")
+            stop.check()
         truth_dir = Path(repo) / "sim_truth"
         truth_dir.mkdir(exist_ok=True)
         for item in (staging / "truth").glob("*.fits"):

@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -301,6 +301,7 @@ def ingest_raws(
     *,
     run: str | None = None,
     transfer: str | None = "copy",
+    check_stop: Callable[[], None] | None = None,
 ) -> list[DatasetRef]:
     """Ingest raw detector images as ``postISRCCD`` datasets, all or nothing.
 
@@ -314,6 +315,10 @@ def ingest_raws(
         RUN collection; default ``<instrument>/raw/all``.
     transfer : `str` or `None`
         ``copy``, ``move``, ``symlink``, ``hardlink``, ``direct`` or `None`.
+    check_stop : callable, optional
+        Called between headers, between visits and between files
+        (`~butler.interrupts.StopRequest.check`); what it raises undoes the batch (its
+        transaction is rolled back, the files it transferred are removed).
 
     Returns
     -------
@@ -338,7 +343,11 @@ def ingest_raws(
     or above ``SATURATE``. That rewrites the file, so it needs ``transfer`` ``copy`` or
     ``move``; with ``move`` the original is removed once the batch is registered.
     """
-    infos = [read_raw_header(p) for p in paths]
+    check = check_stop or _carry_on
+    infos = []
+    for path in paths:
+        check()
+        infos.append(read_raw_header(path))
     if not infos:
         return []
     for info in infos:
@@ -403,7 +412,7 @@ def ingest_raws(
             )
             for i in infos
         ]
-        refs = _register_raws(butler, dtype, visits, items, transfer)
+        refs = _register_raws(butler, dtype, visits, items, transfer, check)
     if transfer == "move":  # the rewritten files were moved; their originals go now
         ingested = {ref.id for ref in refs}
         for info, (ref, _) in zip(infos, items, strict=True):
@@ -421,12 +430,18 @@ def _register_raws(
     visits: dict[tuple[str, int], list[RawHeaderInfo]],
     items: list[tuple[DatasetRef, str]],
     transfer: str | None,
+    check_stop: Callable[[], None],
 ) -> list[DatasetRef]:
-    """Sync the visit records and regions and ingest ``items``, in one transaction."""
+    """Sync the visit records and regions and ingest ``items``, in one transaction.
+
+    ``check_stop`` is called between visits and between files: what it raises rolls the
+    transaction back (between two statements, never inside one).
+    """
     registry = butler.registry
     with registry.transaction():
         registry.register_dataset_type(dtype)
         for (instrument, visit), members in visits.items():
+            check_stop()
             first = members[0]
             registry.sync_dimension_record("band", {"name": first.band})
             registry.sync_dimension_record(
@@ -456,7 +471,11 @@ def _register_raws(
                 registry.set_region(
                     "visit", {"instrument": instrument, "visit": visit}, _visit_hull(members)
                 )
-        return butler.ingest(items, transfer=transfer)
+        return butler.ingest(items, transfer=transfer, check_stop=check_stop)
+
+
+def _carry_on() -> None:
+    """Go on (the ``check_stop`` of a caller that gave none)."""
 
 
 def ingest_refcat(

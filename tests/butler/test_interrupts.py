@@ -1,8 +1,10 @@
-"""`catch_signals` notes a stop signal and raises it only where the client asks (`check`).
+"""`catch_signals` notes a stop signal and raises it only where the caller asks (`check`).
 
 Raised wherever the main thread happened to be, the `Interrupted` of a SIGTERM could cut a
 registry transaction or SQLAlchemy's connection pool short, leave a lock taken, and hang the
-stop (``pipetask run`` then never exited: a fault seen in CI). These tests pin the contract.
+stop (``pipetask run`` then never exited: a fault seen in CI). These tests pin the contract,
+shared by ``pipetask`` and the ``butler`` commands (``tests/imaging/test_cli_interrupts.py``
+signals a real ``butler ingest-raws``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import signal
 import pytest
 
 from butler.registry.database import Database, make_engine
-from pipeline.execution.interrupts import Interrupted, catch_signals
+from butler.interrupts import Interrupted, catch_signals
 
 
 def test_a_signal_inside_a_registry_transaction_does_not_cut_it_short(tmp_path):
@@ -49,7 +51,7 @@ def test_signals_after_the_stop_began_are_only_logged(caplog):
         os.kill(os.getpid(), signal.SIGINT)
         with pytest.raises(Interrupted):
             stop.check()
-        with caplog.at_level(logging.WARNING, logger="pipeline.execution.run"):
+        with caplog.at_level(logging.WARNING, logger="butler.interrupts"):
             os.kill(os.getpid(), signal.SIGTERM)
     assert "SIGTERM again: still stopping" in caplog.text
 
@@ -59,3 +61,9 @@ def test_the_previous_handlers_are_restored():
     with catch_signals():
         assert signal.getsignal(signal.SIGTERM) is not before[0]
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+def test_the_execution_imports_the_same_names():
+    from pipeline.execution import interrupts
+
+    assert interrupts.catch_signals is catch_signals and interrupts.Interrupted is Interrupted
