@@ -15,8 +15,8 @@ import signal
 
 import pytest
 
-from butler.registry.database import Database, make_engine
 from butler.interrupts import Interrupted, catch_signals
+from butler.registry.database import Database, make_engine
 
 
 def test_a_signal_inside_a_registry_transaction_does_not_cut_it_short(tmp_path):
