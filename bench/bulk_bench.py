@@ -11,9 +11,10 @@ Run with ``python -m bench bulk``. Steps:
    only a finished simulation. The repository stores the run's exposures and stamps as zarr
    (`OUTPUT_FORMATTERS`, lossless compression); the raws are FITS (MASK RICE-compressed).
 2. **The run.** ``pipetask run -p pipelines.yaml`` (characterizeImage → processBrightStars →
-   measureExtendedPsf → subtractBrightStars) on a local dask cluster of ``JOBS`` single-thread
-   workers (BLAS/OpenMP pools limited to one thread), into a new output run. The wall time is
-   the whole command as a user waits for it (start-up, graph build, execution, registration).
+   measureExtendedPsf → subtractBrightStars) on ``JOBS`` single-thread local workers (the
+   process pool, or a local dask cluster; BLAS/OpenMP pools limited to one thread), into a
+   new output run. The wall time is the whole command as a user waits for it (start-up,
+   graph build, execution, registration).
 3. **Accounting.** Every quantum's own CPU time is read from its ``<label>_metadata``
    (``quantum.cpu_time``: the worker's process CPU from before the task is built to after its
    outputs are written). Framework share = (wall × workers − Σ quantum CPU) / (wall ×
@@ -21,9 +22,9 @@ Run with ``python -m bench bulk``. Steps:
    last quantum end). Detectors per minute per core = detector-visits / wall minutes / workers.
    A quantum's CPU is its worker process's CPU during the quantum (``time.process_time``):
    the task's own threads (the gather stacks in two) and zarr's I/O thread, which are the
-   quantum's, and the worker's own threads, which are not. The process pool (``-j 2`` on up to
-   1,000 quanta, e.g. 16 × 2) runs none; a local dask cluster (the full 189 × 2: 1,135 quanta)
-   runs its event loop and heartbeats: 0.43% of a core during an idle 20 s task on a ``-j 2``
+   quantum's, and the worker's own threads, which are not. The process pool (``-j 2``, the
+   default) runs none; a local dask cluster (``BENCH_BULK_EXECUTOR=dask``) runs its event loop
+   and heartbeats: 0.43% of a core during an idle 20 s task on a ``-j 2``
    local cluster (measured 2026-12-07, profiler off), so there the share is understated by
    ~0.4 points.
    Two companions less sensitive to a shared machine: the framework's share of the CPU the
@@ -44,11 +45,10 @@ table gives them by dataset type). All FITS, as before, took ~208 MB per detecto
 
 ``BENCH_BULK_DETECTORS`` (189), ``BENCH_BULK_VISITS`` (2), ``BENCH_BULK_SIZE`` (2048),
 ``BENCH_BULK_JOBS`` (2), ``BENCH_BULK_CACHE`` (``~/.cache/skyquanta-bench``),
-``BENCH_BULK_KEEP`` (0), ``BENCH_BULK_EXECUTOR`` (``auto``: ``pipetask run --executor``; the
-full size has more than 1,000 quanta, so ``auto`` runs it on a local dask cluster, ``pool``
-on the process pool). The machine's load (``os.getloadavg``) is printed with the result:
-on a shared machine the framework share is not meaningful (waiting for a core counts as
-framework time).
+``BENCH_BULK_KEEP`` (0), ``BENCH_BULK_EXECUTOR`` (``auto``: ``pipetask run --executor``;
+``auto`` runs ``-j 2`` on the process pool, ``dask`` on a local dask cluster). The machine's
+load (``os.getloadavg``) is printed with the result: on a shared machine the framework share is
+not meaningful (waiting for a core counts as framework time).
 """
 
 from __future__ import annotations

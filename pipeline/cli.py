@@ -606,7 +606,8 @@ def qgraph(
     default="auto",
     show_default=True,
     help="auto: in this process for -j 1 (as LSST's pipetask); -j N on this machine: a pool of "
-    "N processes up to 1000 quanta, else a local dask cluster; dask elsewhere.",
+    "N processes; dask with --cluster/--cluster-config. dask -j N: a local dask cluster "
+    "(its dashboard).",
 )
 @click.option(
     "--retries", type=int, default=0, show_default=True, help="Retries of quanta that raise."
@@ -703,7 +704,6 @@ def run(
 
     from butler import Butler
 
-    from .execution.local_workers import POOL_MAX_QUANTA
     from .execution.run import close_started, execute_graph, executor_kind, start_executor
     from .graph.builder import NothingToDoError
 
@@ -776,8 +776,6 @@ def run(
     _show_graph(butler, graph, show)
     _write_graph_files(graph, save_qgraph, qgraph_dot, qgraph_mermaid)
     collections.apply(butler.registry)
-    if kind == "pool" and executor == "auto" and len(graph) > POOL_MAX_QUANTA:
-        _configure_dask()  # a big run: execute_graph switches to a local dask cluster
     summary = execute_graph(
         butler,
         graph,

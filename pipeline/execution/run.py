@@ -65,7 +65,7 @@ from .executors.base import (
     schedule,
 )
 from .interrupts import DiskFullError, FailFastError, Interrupted, catch_signals
-from .local_workers import POOL_MAX_QUANTA, executor_kind, start_worker_server
+from .local_workers import executor_kind, start_worker_server
 from .progress import _COLUMNS, EXIT_FAILED, EXIT_NOT_STARTED, EXIT_OK, Progress, RunSummary
 from .registration import DEFAULT_REGISTRY_TIMEOUT, Registrar
 from .run_lease import RunLeaseKeeper
@@ -265,9 +265,7 @@ def _make_executor(
     if kind == "pool":
         from .executors.pool import PoolExecutor
 
-        pool = PoolExecutor(jobs)
-        pool.auto = executor == "auto"  # execute_graph may switch a big run to dask
-        return pool
+        return PoolExecutor(jobs)
     from .executors.dask import DaskExecutor
 
     return DaskExecutor(jobs=jobs, address=cluster_address, cluster_config=cluster_config)
@@ -466,13 +464,6 @@ def execute_graph(
                 runner = executor.wait(poll=stop.check)
             else:
                 runner = _make_executor(executor, jobs, cluster_address, cluster_config, pdb)
-            if getattr(runner, "auto", False) and len(todo) > POOL_MAX_QUANTA:
-                # --executor auto: a big run is worth a dask cluster's start (made here);
-                # the pool is closed now (closing it again, as its maker will, is harmless)
-                runner.close()
-                executor = start_executor("dask", jobs, None, None, False, start_timeout_seconds)
-                made_here = True
-                runner = executor.wait(poll=stop.check)
             stop.check()
         except Interrupted as err:  # while a cluster started: give its start up
             if isinstance(executor, ExecutorStart):

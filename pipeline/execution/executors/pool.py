@@ -27,12 +27,17 @@ for a run, it does the same way:
   the submission's ``result()`` as it was raised in the worker (or as a `RuntimeError` with
   its text when it cannot be pickled).
 
-There is no dashboard and no memory limit per worker: a run that wants them asks for
-``--executor dask``.
+- each worker has a memory limit, by default dask's (the machine's memory over the number
+  of workers): the client looks at the resident memory of the busy workers every
+  `WAIT_POLL_SECONDS` and kills one past `MEMORY_TERMINATE_FRACTION` of it, as a dask nanny
+  does; that counts as the worker dying (its submission runs again, at most
+  `ALLOWED_FAILURES` times, and the error says the memory limit killed it).
+
+There is no dashboard: a run that wants one asks for ``--executor dask``.
 
 State: the worker processes and their pipes, the submission each one runs, the queue of
-submissions waiting for a free worker (client side); the pipe and cache of a worker process
-(module level, set in the worker by `_serve`).
+submissions waiting for a free worker, the workers killed for their memory (client side);
+the pipe and cache of a worker process (module level, set in the worker by `_serve`).
 """
 
 from __future__ import annotations
@@ -50,7 +55,14 @@ from typing import Any
 from ..worker import WorkerCache
 from .base import WAIT_POLL_SECONDS, Executor
 
-__all__ = ["ALLOWED_FAILURES", "POOL_PROCESS_NAME", "PoolExecutor", "WorkerDiedError"]
+__all__ = [
+    "ALLOWED_FAILURES",
+    "MEMORY_TERMINATE_FRACTION",
+    "POOL_PROCESS_NAME",
+    "PoolExecutor",
+    "WorkerDiedError",
+    "default_memory_limit",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -58,6 +70,9 @@ _LOG = logging.getLogger(__name__)
 ALLOWED_FAILURES = 3
 #: Name of the pool's worker processes (``multiprocessing.Process.name``).
 POOL_PROCESS_NAME = "skyquanta pool worker"
+#: A worker whose resident memory passes this fraction of its limit is killed (dask's
+#: ``distributed.worker.memory.terminate``).
+MEMORY_TERMINATE_FRACTION = 0.95
 
 #: In a worker process: its pipe to the client and its cache (set by `_serve`).
 _connection: Connection | None = None
@@ -131,6 +146,26 @@ class _Submission:
         return self._value
 
 
+def default_memory_limit(jobs: int) -> int:
+    """Return dask's default memory limit of one of ``jobs`` local workers (bytes).
+
+    The machine's memory (or the process's address-space limit, if lower) over ``jobs``.
+    """
+    import resource
+
+    import psutil
+
+    total = psutil.virtual_memory().total
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        total = min(total, soft)
+    return max(1, total // max(1, jobs))
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 2**30:.2f} GiB"
+
+
 class _Worker:
     """A worker process, its pipe, and the submission it runs (`None`: idle)."""
 
@@ -143,6 +178,16 @@ class _Worker:
         theirs.close()
         self.connection: Connection = ours
         self.running: _Submission | None = None
+        self.killed_for_memory: str | None = None  # why, if the client killed it
+
+    def resident_bytes(self) -> int | None:
+        """Return the process's resident memory, `None` if it is gone."""
+        import psutil
+
+        try:
+            return int(psutil.Process(self.process.pid).memory_info().rss)
+        except (psutil.Error, ValueError, TypeError):
+            return None
 
 
 class PoolExecutor(Executor):
@@ -152,16 +197,18 @@ class PoolExecutor(Executor):
     ----------
     jobs : `int`
         Worker processes (at least 1).
+    memory_limit : `int`, optional
+        Bytes of resident memory each worker may use (`MEMORY_TERMINATE_FRACTION` of it
+        kills the worker); default `default_memory_limit`, 0: no limit.
     """
 
-    #: Made for ``--executor auto``: a run of more than ``POOL_MAX_QUANTA`` quanta switches to
-    #: a local dask cluster (`~pipeline.execution.run.execute_graph`).
-    auto = False
-
-    def __init__(self, jobs: int) -> None:
+    def __init__(self, jobs: int, memory_limit: int | None = None) -> None:
         if jobs < 1:
             raise ValueError(f"jobs must be at least 1, got {jobs}")
+        if memory_limit is not None and memory_limit < 0:
+            raise ValueError(f"memory_limit must be at least 0, got {memory_limit}")
         self.jobs = jobs
+        self.memory_limit = default_memory_limit(jobs) if memory_limit is None else memory_limit
         self._context = _context()
         self._workers = [_Worker(self._context) for _ in range(jobs)]
         self._queue: collections.deque[_Submission] = collections.deque()
@@ -214,7 +261,7 @@ class PoolExecutor(Executor):
         self, handles: list[Any], poll: Callable[[], None] | None = None
     ) -> Iterable[Any]:
         """Block until at least one submission is finished; return the finished ones."""
-        timeout = WAIT_POLL_SECONDS if poll is not None else None
+        timeout = WAIT_POLL_SECONDS if poll is not None or self.memory_limit else None
         while True:
             done = [handle for handle in handles if handle.done]
             if done:
@@ -226,6 +273,8 @@ class PoolExecutor(Executor):
             ready = set(wait(waited, timeout=timeout))
             if not ready and poll is not None:
                 poll()
+            if self.memory_limit:
+                self._enforce_memory_limit(busy)
             for worker in busy:
                 if worker.connection in ready or worker.process.sentinel in ready:
                     # what it sent before it died counts; then a dead worker is replaced
@@ -233,6 +282,17 @@ class PoolExecutor(Executor):
                     if not alive or not worker.process.is_alive():
                         self._replace(worker)
             self._dispatch()
+
+    def _enforce_memory_limit(self, busy: list[_Worker]) -> None:
+        """Kill a busy worker past `MEMORY_TERMINATE_FRACTION` of its memory limit."""
+        for worker in busy:
+            rss = worker.resident_bytes()
+            if rss is None or rss <= MEMORY_TERMINATE_FRACTION * self.memory_limit:
+                continue
+            worker.killed_for_memory = (  # said when it is replaced
+                f"it used {_gib(rss)}, over its memory limit of {_gib(self.memory_limit)}"
+            )
+            worker.process.kill()
 
     def _receive(self, worker: _Worker) -> bool:
         """Handle the messages waiting on a worker's pipe; False if the worker is gone."""
@@ -267,6 +327,8 @@ class PoolExecutor(Executor):
             return
         submission.deaths += 1
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        if worker.killed_for_memory is not None:
+            how = f"killed: {worker.killed_for_memory}"
         _LOG.warning("a local worker process died (%s); replaced", how)
         if submission.deaths > ALLOWED_FAILURES:
             submission.finish(

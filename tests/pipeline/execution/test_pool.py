@@ -14,7 +14,6 @@ import pytest
 from _exec_repo import make_graph, make_repo, registered
 
 from butler import Butler
-from pipeline.execution import run as run_module
 from pipeline.execution.executors.pool import ALLOWED_FAILURES, PoolExecutor, WorkerDiedError
 from pipeline.execution.local_workers import executor_kind
 from pipeline.execution.run import execute_graph
@@ -29,18 +28,15 @@ def test_auto_rule():
     assert executor_kind("pool", 2, None, None, True) == "sync"  # --pdb: in this process
 
 
-@pytest.mark.parametrize(("limit", "where"), [(1000, "on a pool of 2"), (5, "on dask")])
-def test_auto_runs_a_small_graph_on_the_pool_and_a_big_one_on_dask(
-    tmp_path, monkeypatch, caplog, limit, where
-):
+def test_auto_runs_any_local_graph_on_the_pool(tmp_path, caplog):
+    """``-j 2`` runs on the pool whatever the graph's size (a bigger one once went to dask)."""
     repo = make_repo(tmp_path / "repo", n_visits=1, n_detectors=4)
     graph = make_graph(repo, run="u/auto")
-    monkeypatch.setattr(run_module, "POOL_MAX_QUANTA", limit)
     with caplog.at_level(logging.INFO, logger="pipeline.execution.run"):
         summary = execute_graph(Butler(repo), graph, executor="auto", jobs=2, progress=False)
     assert summary.exit_code == 0, summary.failures
     said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("executing")]
-    assert len(said) == 1 and where in said[0], said
+    assert len(said) == 1 and "on a pool of 2" in said[0], said
     assert len(registered(Butler(repo), "u/auto")["eb_out"]) == 4
 
 
@@ -83,6 +79,38 @@ def test_a_worker_that_keeps_dying_fails_the_submission_and_is_replaced(caplog):
         assert "signal 9" in caplog.text
         after = pool.wait([pool.submit(_pid)])[0].result()  # a new worker runs the next one
         assert after != before
+
+
+def _rss():
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _hold(n_bytes, seconds):
+    import time
+
+    import numpy as np
+
+    block = np.ones(n_bytes, dtype=np.uint8)  # every page touched
+    time.sleep(seconds)
+    return int(block[-1])
+
+
+def test_a_worker_over_its_memory_limit_is_killed_and_replaced(caplog):
+    """As a dask nanny: a worker past 95% of its limit is killed; its submission runs again."""
+    with PoolExecutor(1) as pool:
+        start = pool.wait([pool.submit(_rss)])[0].result()
+    limit = start + 300 * 2**20
+    with PoolExecutor(1, memory_limit=limit) as pool:
+        assert pool.wait([pool.submit(_hold, 10 * 2**20, 0.0)])[0].result() == 1  # within
+        with caplog.at_level(logging.WARNING):
+            (big,) = pool.wait([pool.submit(_hold, 600 * 2**20, 30.0)])
+        with pytest.raises(WorkerDiedError, match="memory limit") as raised:
+            big.result()
+        assert f"died {ALLOWED_FAILURES + 1} times" in str(raised.value)
+        assert caplog.text.count("over its memory limit") == ALLOWED_FAILURES + 1, caplog.text
+        assert pool.wait([pool.submit(_hold, 10 * 2**20, 0.0)])[0].result() == 1  # replaced
 
 
 def test_workers_report_each_quantum_start_and_end(tmp_path):
