@@ -295,8 +295,8 @@ def main() -> None:
         notes=(
             "pipetask run: 84 quanta (3 trivial tasks, 4 visits x 10 detectors, 32x32 arrays), "
             "graph build and execution, each round into a new output run; -j 1 runs the quanta "
-            "in the pipetask process, -j 2 on a pool of 2 local worker processes (a graph of at "
-            "most 1,000 quanta), --executor dask -j 2 on a local dask cluster of 2 workers. "
+            "in the pipetask process, -j 2 on a pool of 2 local worker processes, "
+            "--executor dask -j 2 on a local dask cluster of 2 workers. "
             "CPU s: user + system time of the process and all it started. "
             + (f"before: the source tree {base}, same interpreter, same rounds. " if base else "")
             + f"Machine: {os.cpu_count()} CPUs (virtual), load average "
