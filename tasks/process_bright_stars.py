@@ -12,7 +12,15 @@ The algorithm, as LSST's (``shared/science.md`` §2.3):
 3. `warpStamps`: resample each stamp through PIXELS → TAN_PIXELS (``doApplyTransform``) plus
    the shift that puts the star on the centre pixel of the ``int(stampSize ×
    modelStampBuffer)`` (made odd) model grid, then turn it by the detector's quarter turns.
-4. Normalize by the annular flux (`~imaging.stamps.BrightStarStamps.initAndNormalize`).
+4. Drop the stamps with no valid pixel (finite and not ``NO_DATA``), with one log line
+   counting them (``noDataStarCount`` in the metadata): a star beside the detector whose
+   stamp overlaps it by a few pixels keeps none once warped (the kernel needs valid pixels
+   on every side), and such a stamp carries nothing, neither a flux nor a pixel to stack.
+   This is the only threshold on the whole stamp, whatever ``discardNanFluxStars``: a stamp
+   with some data is kept or dropped by its annulus (``minValidAnnulusFraction``,
+   ``discardNanFluxStars``), which is what its normalization needs, and the stacker uses
+   each of its pixels that is valid.
+5. Normalize by the annular flux (`~imaging.stamps.BrightStarStamps.initAndNormalize`).
 
 No star bright enough: "No suitable bright star found." and `run` returns `None`; `runQuantum`
 then raises `~pipeline.NoWorkFound` (no output, the quantum counts as done).
@@ -309,6 +317,7 @@ class ProcessBrightStarsTask(PipelineTask):
         if not extracted.starIms:
             self.log.info("No suitable bright star found.")
             self.metadata["validStarCount"] = 0
+            self.metadata["noDataStarCount"] = 0
             return None
         with self.timer("warpStamps"):
             warped = self.warpStamps(extracted.starIms, extracted.pixCenters)
@@ -329,6 +338,16 @@ class ProcessBrightStarsTask(PipelineTask):
                 strict=True,
             )
         ]
+        with_data = [stamp for stamp in stamps if _has_valid_pixel(stamp.stamp_im)]
+        self.metadata["noDataStarCount"] = len(stamps) - len(with_data)
+        if len(with_data) < len(stamps):
+            self.log.info(
+                "dropped %d of %d bright-star stamps with no valid pixel (stars beside the "
+                "detector: nothing of it is left in their warped stamps)",
+                len(stamps) - len(with_data),
+                len(stamps),
+            )
+        stamps = with_data
         inner, outer = self.config.annularFluxRadii
         metadata: dict[str, Any] = {"MAGLIMIT": float(self.config.magLimit)}
         if dataId is not None:
@@ -514,6 +533,14 @@ class _Deferred:
 
     def get(self) -> Any:
         return self._butlerQC.get(self._ref)
+
+
+def _has_valid_pixel(stamp: Exposure) -> bool:
+    """Whether a warped stamp has a pixel with data: finite and not ``NO_DATA``."""
+    valid = np.isfinite(stamp.image)
+    if "NO_DATA" in stamp.mask.planes:
+        valid &= ~stamp.mask.is_set("NO_DATA")
+    return bool(valid.any())
 
 
 def _cutout(exposure: Exposure, box: Box) -> Exposure | None:

@@ -123,6 +123,11 @@ def test_unnormalized_stamps_stay_out_of_the_annulus_stack(tmp_path):
     for stamp in raw:
         stamp.stamp_im.image *= np.float32(stamp.annularFlux)  # back to counts
         stamp.annularFlux = float("nan")
+    # and a stamp with no valid pixel (all NaN and NO_DATA: a star beside a detector, as
+    # stamps made before ProcessBrightStarsTask dropped them): it counts nowhere either
+    empty = raw[2].stamp_im
+    empty.image[:] = np.nan
+    empty.mask.set("NO_DATA", np.ones(empty.image.shape, bool))
     write_stamps_fits(stamps, tmp_path / "good.fits")
     write_stamps_fits(raw, tmp_path / "raw.fits")
     good = [FileStampSource(str(tmp_path / "good.fits"))]
@@ -136,4 +141,5 @@ def test_unnormalized_stamps_stay_out_of_the_annulus_stack(tmp_path):
         both, StackingConfig(), normalization="PSF_AMPLITUDE", fit_iterations=1,
         psf_model=_truth_model(),
     )  # fmt: skip
-    assert fitted.n_fitted == 11
+    assert fitted.n_fitted == 10  # the one with no pixel is not fitted
+    assert sum(1 for per in fitted.fits for f in per if f.n_outer == 0) == 1

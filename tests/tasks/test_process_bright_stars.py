@@ -10,11 +10,12 @@ import pytest
 pytest.importorskip("galsim")
 
 from astropy.stats import sigma_clipped_stats  # noqa: E402
+from astropy.table import Table  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from imaging._errors import CatalogSchemaError  # noqa: E402
 from imaging.geometry import Box  # noqa: E402
-from imaging.refcat import propagate_positions  # noqa: E402
+from imaging.refcat import REFCAT_SCHEMA, propagate_positions  # noqa: E402
 from imaging.refcat_loader import ReferenceCatalogError, ReferenceObjectLoader  # noqa: E402
 from imaging.sim import SkyModel, Visit, make_camera, simulate_detector  # noqa: E402
 from imaging.sim.simulate import SimOptions  # noqa: E402
@@ -333,3 +334,41 @@ def test_apply_sky_correction(field):
     ProcessBrightStarsTask(config=_config(doApplySkyCorr=True)).applySkyCorr(exposure, sky)
     # float32 pixels: 1 ulp of a saturated pixel (~4e4 ADU) is 4e-3
     np.testing.assert_allclose(before - exposure.image, model, atol=5e-3)
+
+
+@pytest.fixture(scope="module")
+def beside_small_detector():
+    """A 200² detector and four G = 12 stars: inside, and beside it by 124, 120 and 100 px.
+
+    The stamps (250²) of the stars beside it overlap it by 1 x 1, 5 x 200 and 25 x 200 pixels;
+    after the warp (lanczos5 needs 5 valid pixels on each side) the first two keep none.
+    """
+    camera = make_camera(1, detector_size=200)
+    sky = SkyModel(star_density=500, bright_star_density=0, galaxy_density=0)
+    exposure = simulate_detector(camera, VISIT, 0, seed=3, sky=sky).exposure
+    pixels = {1: (100, 100), 2: (-124, -124), 3: (-100, 100), 4: (-120, 50)}
+    x, y = zip(*pixels.values(), strict=True)
+    ra, dec = exposure.wcs.all_pix2world(x, y, 0)
+    values = {"id": list(pixels), "ra": ra, "dec": dec, "epoch": 2016.0, "phot_g_mean_mag": 12.0}
+    refcat = Table()
+    for name in REFCAT_SCHEMA.names:
+        column = np.broadcast_to(values.get(name, 0.0), (len(pixels),))
+        refcat[name] = np.asarray(column, dtype=REFCAT_SCHEMA[name].dtype)
+    return exposure, refcat
+
+
+def test_a_stamp_with_no_valid_pixel_is_dropped(beside_small_detector, caplog):
+    exposure, refcat = beside_small_detector
+    task = ProcessBrightStarsTask(config=_config(doRemoveDetected=False))
+    with caplog.at_level("INFO", logger=task.log.name):
+        stamps = task.run(exposure.clone(), refObjLoader=_loader(refcat)).brightStarStamps
+    for stamp in stamps:
+        image, mask = stamp.stamp_im.image, stamp.stamp_im.mask
+        assert (np.isfinite(image) & ~mask.is_set("NO_DATA")).any(), stamp.gaiaId
+    # star 3 keeps a strip of data but no annulus: kept unnormalized (discardNanFluxStars)
+    assert stamps.getGaiaIds() == [1, 3]
+    assert math.isnan(stamps.getAnnularFluxes()[1])
+    assert task.metadata["allStarCount"] == 4
+    assert task.metadata["noDataStarCount"] == 2
+    assert task.metadata["validStarCount"] == 2
+    assert "dropped 2 of 4 bright-star stamps with no valid pixel" in caplog.text
