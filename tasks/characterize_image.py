@@ -272,8 +272,9 @@ class CharacterizeImageTask(PipelineTask):
                 raise RuntimeError("PSF sigma is NaN, cannot continue PSF determination.")
         assert result is not None
         self._display("psf", exposure, result.sourceCat)
+        # judged against the measured sources' PSF model: a CR on a bright star is found
         n_cr_pixels = self.repair.run(
-            exposure, keepCRs=None, crCandidates=cr_candidates
+            exposure, keepCRs=None, crCandidates=cr_candidates, sources=result.sourceCat
         ).nCrPixels
         self._display("repair", exposure, result.sourceCat)
         detections, flags = result.detections, result.sourceCat

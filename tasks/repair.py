@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from imaging.cosmic_rays import CosmicRayConfig, find_cosmic_rays
+import numpy as np
+
+from imaging.cosmic_rays import CosmicRayConfig, find_cosmic_rays, source_model
 from pipeline import (
     ChoiceField,
     Config,
@@ -56,6 +58,20 @@ class FindCosmicRaysConfig(Config):
             "pairs": "conditions 2 and 3 against neighbour-pair means",
         },
     )
+    modelError = RangeField(
+        float,
+        "With a source catalog: the assumed error of the sources' PSF model, as a fraction "
+        "of its value, added in quadrature to the noise",
+        default=0.05,
+        min=0.0,
+    )
+    modelMinPeak = RangeField(
+        float,
+        "With a source catalog: model the sources whose PSF peak exceeds this many times the "
+        "sky noise (fainter ones change no test)",
+        default=50.0,
+        min=0.0,
+    )
     keepCRs = Field(bool, "Keep CR pixel values (only flag them)", default=False)
     badPlanes = ListField(
         str, "Planes whose pixels are never CRs", default=["BAD", "INTRP", "SAT", "NO_DATA"]
@@ -78,6 +94,7 @@ class FindCosmicRaysConfig(Config):
                 "lone_sigma": "extendSigmaLone",
                 "extend_mode": "extendMode",
                 "bad_planes": "badPlanes",
+                "model_error": "modelError",
             },
         )
 
@@ -95,7 +112,13 @@ class RepairTask(Task):
     ConfigClass = RepairConfig
     _DefaultName = "repair"
 
-    def run(self, exposure: Any, keepCRs: bool | None = None, crCandidates: Any = None) -> Struct:
+    def run(
+        self,
+        exposure: Any,
+        keepCRs: bool | None = None,
+        crCandidates: Any = None,
+        sources: Any = None,
+    ) -> Struct:
         """Repair cosmic rays in ``exposure`` (in place).
 
         Parameters
@@ -108,6 +131,11 @@ class RepairTask(Task):
             The ``crCandidates`` of an earlier run on the same exposure, changed since
             by a smooth background at most (see `imaging.cosmic_rays.find_cosmic_rays`'s
             ``candidates``): the full-image condition-2 pass is skipped.
+        sources : `astropy.table.Table`, optional
+            Sources measured on ``exposure`` (``base_SdssCentroid_x/y``,
+            ``base_PsfFlux_instFlux``, ``base_PsfFlux_flag``): the PSF model scaled to those
+            brighter than ``modelMinPeak`` is the ``model`` the CR tests judge against (a CR
+            on a bright star is then found; see `imaging.cosmic_rays.find_cosmic_rays`).
 
         Returns
         -------
@@ -124,6 +152,7 @@ class RepairTask(Task):
             return Struct(nCrPixels=0, nCosmicRays=0, crCandidates=None)
         keep = self.config.cosmicray.keepCRs if keepCRs is None else keepCRs
         with self.timer("cosmicRay"):
+            model = None if sources is None else self._source_model(exposure, sources)
             result = find_cosmic_rays(
                 exposure.image,
                 exposure.mask.array,
@@ -134,6 +163,7 @@ class RepairTask(Task):
                 planes=exposure.mask.planes,
                 xy0=exposure.xy0,
                 candidates=crCandidates,
+                model=model,
             )
         n_pixels = int(result.y.size)
         self.metadata["nCrPixels"] = n_pixels
@@ -148,4 +178,27 @@ class RepairTask(Task):
             nCrPixels=n_pixels,
             nCosmicRays=int(result.n_cosmic_rays),
             crCandidates=result.candidates,
+        )
+
+    def _source_model(self, exposure: Any, sources: Any) -> np.ndarray | None:
+        """Return the PSF model scaled to the sources brighter than ``modelMinPeak``."""
+        h, w = exposure.image.shape
+        x0, y0 = exposure.xy0
+        kernel = exposure.psf.kernel_image((x0 + 0.5 * (w - 1), y0 + 0.5 * (h - 1)))
+        sky_sd = float(np.sqrt(max(np.median(exposure.variance[::16, ::16]), 0.0)))
+        flux = np.asarray(sources["base_PsfFlux_instFlux"], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            bright = ~np.asarray(sources["base_PsfFlux_flag"], dtype=bool) & (
+                flux * kernel.max() > self.config.cosmicray.modelMinPeak * sky_sd
+            )
+        if not bright.any():
+            return None
+        self.metadata["nCrModelSources"] = int(bright.sum())
+        return source_model(
+            (h, w),
+            exposure.psf,
+            np.asarray(sources["base_SdssCentroid_x"])[bright],
+            np.asarray(sources["base_SdssCentroid_y"])[bright],
+            flux[bright],
+            xy0=exposure.xy0,
         )

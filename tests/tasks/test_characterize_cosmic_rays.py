@@ -16,7 +16,19 @@ not spread into its core, and on a bright star's slope a CR's faint pixels are n
 With the extension's sharpness test closer to the PSF's ratio along directions without CR
 pixels (``extend_cond3_fac2``), seed 21: 0.990 (0°) and 0.979 → 0.982 (90°), the 90°
 detector's worst region 0.951 → 0.962, false pixels unchanged (206, 167).
-Issue 14's 0.99 in every region is therefore not reached (a strict xfail says so).
+
+With the final CR pass judged against the measured sources' PSF model (RepairTask's
+``sources``; model error 0.05; sources of PSF peak above 50σ of the sky), seeds 21 / 22:
+0° unchanged at 0.990 / 0.991 (worst region 0.987 / 0.989; no track crossed a bright
+star), 90° 0.982 → 0.988 and 0.983 → 0.988 (worst region 0.962 → 0.981 and 0.969 →
+0.985), false pixels 170 / 191 (astroscrappy's: 178 / 208; 0°: 206 / 208 against 231 /
+217). What is left is nearly all the faint edge of a track: 24-26 pixels per detector
+with a deposit of 3-4σ whose noise took them to 1-2σ; among the pixels beside a track
+with an excess of 1.25-2σ only 4% are CR pixels (2-3σ: 20%), so a lower threshold buys
+each one with several false pixels (``flanked_sigma`` 1.75: recall +0.1-0.2%, false
+pixels +20-30, more than astroscrappy's); two are on the detector's outermost rows,
+which the finder does not examine. Issue 14's 0.99 in every region is not reached (a
+strict xfail says so).
 """
 
 from __future__ import annotations
@@ -69,13 +81,14 @@ def test_recall_at_the_centre_and_the_corners(field):
     truth = sim.truth.cr_mask & valid
     assert truth.sum() > 2000
     recall, regions = _recalls(field)
-    assert recall >= 0.975, recall
-    assert min(regions.values()) >= 0.945, regions
+    # (0.975 and 0.945 before the final pass judged CRs against the sources' PSF model)
+    assert recall >= 0.985, recall
+    assert min(regions.values()) >= 0.978, regions
     assert (found & valid & ~truth).sum() < 0.1 * truth.sum()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14's 0.99 in every region is not reached: CRs "
-                   "on bright stars' slopes (see the module docstring)")
+@pytest.mark.xfail(strict=True, reason="issue 14's 0.99 in every region is not reached: faint "
+                   "track edges taken below the threshold by noise (see the module docstring)")
 def test_recall_099_in_every_region(field):
     recall, regions = _recalls(field)
     assert recall >= 0.99 and min(regions.values()) >= 0.99, (recall, regions)
