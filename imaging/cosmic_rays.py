@@ -40,6 +40,9 @@ Design, on a background-subtracted working copy ``v`` (background = image median
   quadrant 0.951 → 0.962, false pixels 167 → 167; corner 0° one unchanged at 0.990);
   through a CR pixel the pair holds a replaced value, too low on a star's slope, and 0.6
   stays (0.75 everywhere flagged star-core pixels beside tracks, 0.9 on clean pairs too);
+* the extension also looks at the outermost rows and columns, which conditions 2 and 3
+  never see (they need a pixel on each side): there a pair with a pixel outside is its
+  pixel inside (the characterize tests' 2048² detectors lost 1-3 such pixels each);
 * with a source ``model`` (the PSF scaled to the measured sources, `source_model`) every
   test judges the image less the model, and ``model_error`` (0.05) times the model is
   added in quadrature to the noise.  Against the sky a CR's pixels on a bright star are
@@ -448,8 +451,15 @@ def find_cosmic_rays(
                     ok &= (mask[qy, np.clip(px + dx, 0, w - 1)] & sat_bits) == 0
         if intrp_bit:
             for dy, dx in _NEIGHBOURS:
-                ok &= (mask[py + dy, px + dx] & np.uint32(intrp_bit)) == 0
+                qy, qx, _ = shifted(py, px, dy, dx)
+                ok &= (mask[qy, qx] & np.uint32(intrp_bit)) == 0
         return ok
+
+    def shifted(py, px, dy, dx):
+        """Return the indices at (dy, dx) clipped to the image, and which are inside it."""
+        qy, qx = py + dy, px + dx
+        inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
+        return np.clip(qy, 0, h - 1), np.clip(qx, 0, w - 1), inside
 
     def check(py, px, min_sigma, fac):
         keep = usable(py, px) & ~flagged[py, px]
@@ -488,7 +498,8 @@ def find_cosmic_rays(
         # or noise beside a one-pixel hit).
         n_cr = np.zeros(py.size, np.int64)
         for dy, dx in _NEIGHBOURS:
-            n_cr += flagged[py + dy, px + dx]
+            qy, qx, inside = shifted(py, px, dy, dx)
+            n_cr += flagged[qy, qx] & inside
         limit = np.where(n_cr >= config.flanked_count, config.flanked_sigma,
                          np.where(n_cr <= config.lone_count, config.lone_sigma,
                                   config.extend_sigma))
@@ -504,10 +515,16 @@ def find_cosmic_rays(
         # are then found.  Through a CR pixel the pair holds a replaced value, which on a
         # star's slope is too low (the ring median): there a pixel next to the track
         # would look sharp, so ``cond3_fac2`` stays.
+        # (on the detector's outermost rows and columns a pair with a pixel outside is
+        # its pixel inside)
         sharp = np.zeros(py.size, bool)
         for (dy1, dx1), (dy2, dx2), d in _PAIRS:
-            pair = 0.5 * (v[py + dy1, px + dx1] + v[py + dy2, px + dx2])
-            clean = ~(flagged[py + dy1, px + dx1] | flagged[py + dy2, px + dx2])
+            ay, ax, a_in = shifted(py, px, dy1, dx1)
+            by, bx, b_in = shifted(py, px, dy2, dx2)
+            ay, ax = np.where(a_in, ay, by), np.where(a_in, ax, bx)
+            by, bx = np.where(b_in, by, ay), np.where(b_in, bx, ax)
+            pair = 0.5 * (v[ay, ax] + v[by, bx])
+            clean = ~(flagged[ay, ax] | flagged[by, bx])
             sharp |= np.where(clean, thres_clean[d], thres[d]) * value > pair
         ok &= sharp
         py, px = py[ok], px[ok]
@@ -518,10 +535,12 @@ def find_cosmic_rays(
         flagged_count[0] += py.size
         return py, px
 
-    def neighbours(py, px):
+    def neighbours(py, px, border=False):
+        """Return the 8 neighbours of the pixels: interior ones, or all with ``border``."""
         ny = (py[:, None] + np.array([d[0] for d in _NEIGHBOURS])[None, :]).ravel()
         nx = (px[:, None] + np.array([d[1] for d in _NEIGHBOURS])[None, :]).ravel()
-        inside = (ny > 0) & (ny < h - 1) & (nx > 0) & (nx < w - 1)
+        e = 0 if border else 1
+        inside = (ny >= e) & (ny < h - e) & (nx >= e) & (nx < w - e)
         flat = np.unique(ny[inside] * w + nx[inside])
         return flat // w, flat % w
 
@@ -550,7 +569,7 @@ def find_cosmic_rays(
         flagged_count[0] = int(fy.size)
         # Extend to contaminated neighbours.
         for _ in range(config.niteration):
-            ny, nx = neighbours(fy, fx)
+            ny, nx = neighbours(fy, fx, border=config.extend_mode == "local")
             if config.extend_mode == "local":
                 add_y, add_x = extend_local(ny, nx)
             else:
