@@ -18,16 +18,28 @@ pixels (``extend_cond3_fac2``), seed 21: 0.990 (0°) and 0.979 → 0.982 (90°),
 detector's worst region 0.951 → 0.962, false pixels unchanged (206, 167).
 
 With the final CR pass judged against the measured sources' PSF model (RepairTask's
-``sources``; model error 0.05; sources of PSF peak above 50σ of the sky) and the extension
-looking at the outermost rows and columns too, seeds 21 / 22: 0° 0.990 → 0.9904 and 0.991
-→ 0.991 (worst region 0.987 / 0.989; no track crossed a bright star), 90° 0.982 → 0.989
-and 0.983 → 0.989 (worst region 0.962 → 0.985 and 0.969 → 0.985), false pixels 206 / 208
-(0°) and 170 / 191 (90°) against astroscrappy's 231 / 217 and 178 / 208. What is left is
-the faint edge of a track: 24-27 pixels per detector, nearly all with a deposit of 3-4σ
-that the noise took to 1-2.5σ. Among the pixels beside a track with an excess of 1.25-2σ
-only 4% are CR pixels (2-3σ: 20%), so a lower threshold buys each one with several false
-pixels (``flanked_sigma`` 1.75: recall +0.1-0.2%, false pixels +20-30, more than
-astroscrappy's). Issue 14's 0.99 in every region is not reached (a strict xfail says so).
+``sources``; model error 0.05; sources of PSF peak above 50σ of the sky), the extension
+judging a neighbour against the background (and model) rather than its ring's median
+unless that shows light, and looking at the outermost rows and columns and beside
+interpolated columns, seeds 21 / 22:
+
+=========  =================  ==================  ===================  =============
+detector   recall             worst region        false pixels         astroscrappy
+=========  =================  ==================  ===================  =============
+0°         0.990 → 0.994 /    0.987 → 0.989 /     206 → 197 /          231 / 217
+           0.991 → 0.994      0.989 → 0.991       208 → 210
+90°        0.982 → 0.993 /    0.962 → 0.991 /     168 → 175 /          178 / 208
+           0.983 → 0.992      0.969 → 0.985       188 → 185
+=========  =================  ==================  ===================  =============
+
+So 0.99 in every region is reached on 2 of the 4 detectors (90° seed 21, 0° seed 22).
+What is left: the faint edges of tracks, 12-16 pixels per detector with a deposit of
+3-4σ that the noise took to 0.5-2.5σ (0° seed 21: 7 of 629 in the central half); among
+the pixels beside a track with an excess of 1.25-2σ only 4% are CR pixels, so a lower
+threshold buys each with several false pixels (``flanked_sigma`` 1.75: +0.1-0.2% recall,
++20-30 false pixels). On the 90° detector of seed 22, 6 of the 9 misses in its worst
+quadrant are a track across a star (260σ at the track) near the detector's edge, where
+the star's model is off by ~15%, three times its allowance.
 """
 
 from __future__ import annotations
@@ -80,17 +92,25 @@ def test_recall_at_the_centre_and_the_corners(field):
     truth = sim.truth.cr_mask & valid
     assert truth.sum() > 2000
     recall, regions = _recalls(field)
-    # (0.975 and 0.945 before the final pass judged CRs against the sources' PSF model)
-    assert recall >= 0.985, recall
-    assert min(regions.values()) >= 0.978, regions
+    # (0.975 and 0.945 before the final pass judged CRs against the sources' PSF model and
+    # the extension a neighbour against the background, not its ring)
+    assert recall >= 0.99, recall
+    assert min(regions.values()) >= 0.985, regions
     assert (found & valid & ~truth).sum() < 0.1 * truth.sum()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14's 0.99 in every region is not reached: faint "
-                   "track edges taken below the threshold by noise (see the module docstring)")
-def test_recall_099_in_every_region(field):
+def test_recall_099_in_every_region(field, request):
+    """Issue 14's recall 0.99 in every region: reached by this draw's 90° detector, not by
+    its 0° one (0.989 in the central half: 7 misses of 629), which an xfail records; seed 22
+    the other way round (see the module docstring)."""
     recall, regions = _recalls(field)
-    assert recall >= 0.99 and min(regions.values()) >= 0.99, (recall, regions)
+    reached = recall >= 0.99 and min(regions.values()) >= 0.99
+    if request.node.callspec.id == "corner0deg":
+        if reached:
+            pytest.fail(f"0.99 in every region is now reached at 0°: drop the xfail {regions}")
+        pytest.xfail("issue 14's 0.99 in every region is not reached at 0° (seed 21): faint "
+                     "track edges taken below the threshold by noise (see the module docstring)")
+    assert reached, (recall, regions)
 
 
 def test_fewer_false_pixels_than_astroscrappy(field):
