@@ -17,17 +17,24 @@ grid, worst draw / mean of draws): before the derivative basis conserved flux an
 the variation were fitted about the stars' weighted centre, 2.85 / 1.70% with 30 stars, 2.44 /
 1.26% with 50 and 1.09 / 0.70% with 200 (6 draws); with that, 3.31 / 1.37%, 1.49 / 0.87% and
 0.88 / 0.46%; with weights from the model's variance instead of the variance plane and stars
-with a neighbour within 15 px left out, 2.34 / 1.11%, 2.19 / 0.93% and 0.69 / 0.37%. The
-issue's 1% at every grid point holds with 200 stars in every draw; with 30 and 50 it holds in
-8 and 10 of 16 draws: the worst points are corners 300-900 px from the nearest star, and
-stars drawn from the truth PSF at the same
-places with the image's noise give 0.6-3.3% with 30 stars at order 2 (the noise of the
-spatial terms, extrapolated). In the worst draws, though, the whole grid is off by about 1%
-(the model's far wings, r > 10 px, hold 1e-3 of the flux too much or too little, which
-weighs r² in unweighted moments: fitted from the few brightest stars' noise), so shrinking
-the spatial terms (``variation_sigma``, see `imaging.psf_determiner`) helps only in part and
-costs accuracy where the PSF changes more. ``test_one_percent_with_few_stars`` is a strict
-xfail that says so; the 30- and 50-star bounds below are guards on what is reached.
+with a neighbour within 15 px left out, 2.34 / 1.11%, 2.19 / 0.93% and 0.69 / 0.37%. In
+the worst draws the whole grid was then off by about 1%: the model's far wings (r > 10 px)
+held 1e-3 of the flux too much or too little, fitted from the few brightest stars' noise,
+which unweighted moments weigh by r². With the mean image beyond 1.5 FWHM an elliptical
+Moffat fitted to its bright inner pixels (``profile_radius``, see `imaging.psf_determiner`)
+the far flux is within 2-7e-4 of the truth's 4.4-4.8e-3 (was up to 1.4e-3), and the bench
+gives 2.43 / 1.00% (10 of 16 draws within 1%), 2.16 / 0.82% (11/16) and 0.61 / 0.40%;
+seeds 8-15, 2.61 / 1.12% (7/16) -> 2.09 / 1.02% (10/16), 2.35 / 0.83% (12/16) -> 1.94 /
+0.70% (14/16), 0.56 / 0.33% -> 0.50 / 0.38%. In this module's draws the worst grid point
+is off by 1.11% with 30 stars (was 1.65%) and 1.55% with 50 (was 1.57%). The issue's 1% at
+every grid point holds with 200 stars in every draw; with 30 and 50 what is left is the
+corners: the varying terms extrapolated 300-900 px from the nearest star, from faint
+stars' noise (stars drawn from the truth PSF at the same places with the image's noise
+give 0.6-3.3% with 30 stars at order 2). A prior on the variation (``variation_sigma``)
+does not reach 1% either, even with σ chosen per draw against the truth (in a prototype,
+1.13% and 1.48% worst), and costs accuracy where the PSF changes more.
+``test_one_percent_with_few_stars`` is a strict xfail that says so; the 30- and 50-star
+bounds below are guards on what is reached.
 """
 
 from __future__ import annotations
@@ -46,7 +53,7 @@ SIZE = 2048
 GRID = np.linspace(0.0, 1.0, 5)
 SEEDS = (0, 1, 2)  # draws of stars, chosen before tuning
 #: Bound at every grid point over SEEDS on both detectors: the issue's 1% with 200 stars;
-#: guards on what is reached with 30 (1.65%) and 50 (1.57%) stars, where 1% is not.
+#: guards on what is reached with 30 (1.11%) and 50 (1.55%) stars, where 1% is not.
 REACHED = {30: 0.02, 50: 0.02, 200: 0.01}
 CORNERS = ([0, 0, -1, -1], [0, -1, 0, -1])
 
@@ -68,12 +75,19 @@ def field(request):
     h, w = exposure.image.shape
     positions = [(fx * (w - 1), fy * (h - 1)) for fy in GRID for fx in GRID]
     truth = [_crop(sim.truth.psf.kernel_image(p), 25) for p in positions]
-    return exposure, candidates, positions, truth, sim.truth.psf
+    fits: dict = {}  # (n_stars, seed) -> _grid_errors, shared by the tests of one placement
+    return exposure, candidates, positions, truth, sim.truth.psf, fits
 
 
 def _grid_errors(field, n_stars: int, seed: int):
     """(5, 5) relative unweighted-FWHM errors, the model kernels, and the fit's metadata."""
-    exposure, candidates, positions, truth, _ = field
+    if (n_stars, seed) not in field[5]:
+        field[5][n_stars, seed] = _fit_grid(field, n_stars, seed)
+    return field[5][n_stars, seed]
+
+
+def _fit_grid(field, n_stars: int, seed: int):
+    exposure, candidates, positions, truth = field[:4]
     rng = np.random.default_rng(seed)
     chosen = candidates[np.sort(rng.choice(len(candidates), n_stars, replace=False))]
     result = PixelPsfDeterminer().determine(
@@ -105,11 +119,33 @@ def test_model_wings_physical_and_fwhm_at_corners(field, n_stars):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 14: 1% at every grid point is reached with 200 "
-                   "stars; with 30 and 50 the grid is off by up to 1.65% and 1.57% in these "
-                   "draws (noise of the far wings and of the extrapolated spatial terms)")
+                   "stars; with 30 and 50 the grid is off by up to 1.11% and 1.55% in these "
+                   "draws, at corners (noise of the spatial terms extrapolated from faint "
+                   "stars)")
 def test_one_percent_with_few_stars(field):
     worst = max(np.abs(_grid_errors(field, n, seed)[0]).max() for n in (30, 50) for seed in SEEDS)
     assert worst < 0.01, f"{100 * worst:.2f}%"
+
+
+@pytest.mark.parametrize("n_stars", [30, 50])
+def test_far_wings_follow_the_core_with_few_stars(field, n_stars):
+    """Beyond 10 px the model holds the truth's flux (4.4-4.8e-3 of it) within 6e-4.
+
+    Fitted from the wing pixels alone (free pixels, then the power-law basis), the far
+    wings were the noise of the few brightest stars: off by up to 1.1e-3 at a grid point
+    with these draws, which unweighted moments weigh by r² (the grid off by ~1% as a
+    whole).  The mean image now continues, beyond 1.5 FWHM, the Moffat that its bright
+    inner pixels define.
+    """
+    truth = field[3]
+    half = truth[0].shape[0] // 2
+    d = np.arange(-half, half + 1)
+    far = np.hypot(d[None, :], d[:, None]) > 10
+    for seed in SEEDS:
+        kernels = _grid_errors(field, n_stars, seed)[1]
+        deviation = [abs(k[far].sum() - t[far].sum()) for k, t in zip(kernels, truth,
+                                                                      strict=True)]
+        assert max(deviation) < 6e-4, f"seed {seed}: {max(deviation):.1e}"
 
 
 def test_model_matches_noise_free_stars_out_to_the_corners(field):
@@ -121,7 +157,7 @@ def test_model_matches_noise_free_stars_out_to_the_corners(field):
     image and the variation, fitted in turn about the detector's centre, had not converged
     when the few bright stars that weigh most sat off-centre: 0.4-4.2% at the grid's edges.
     """
-    exposure, candidates, positions, truth, psf_truth = field
+    exposure, candidates, positions, truth, psf_truth = field[:5]
     h, w = exposure.image.shape
     worst = 0.0
     for seed in SEEDS:
@@ -154,7 +190,7 @@ def test_variation_prior_shrinks_the_spatial_terms(field):
     A vanishing σ leaves one PSF for the whole detector; a moderate one (the bench's
     (0.01, 0.007)) keeps part of the change over the field, between that and none.
     """
-    exposure, candidates, positions, _, _ = field
+    exposure, candidates, positions = field[:3]
     chosen = candidates[np.sort(np.random.default_rng(0).choice(len(candidates), 30,
                                                                 replace=False))]
     spread = {}
