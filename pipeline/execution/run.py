@@ -496,6 +496,13 @@ def execute_graph(
                 display.reported = True
                 options["report"] = report
         fn = functools.partial(run_quantum_cluster, **options)
+        advise = getattr(butler.datastore, "advise_will_read", None)
+        if advise is not None:  # a local pool: the next cluster's inputs read ahead
+
+            def prefetch(_spec: Any, payload: ClusterPayload) -> None:
+                advise(info[1] for info in payload.infos)
+
+            runner.prefetch_next(prefetch)
 
         def submit(nodes: tuple[int, ...], attempt: int) -> Any:
             hints: dict[str, float] = {}
@@ -542,6 +549,7 @@ def execute_graph(
             else:
                 summary.interrupted = str(err)
         finally:
+            runner.prefetch_next(None)
             if display.reported:
                 runner.unwatch_quanta()
             if made_here:  # made here: closed here

@@ -134,3 +134,52 @@ def test_file_size_of_zarr_directory_is_total_of_its_files(tmp_path, how):
             fs = fsspec.filesystem("memory")
             if fs.exists(root.removeprefix("memory://")):
                 fs.rm(root.removeprefix("memory://"), recursive=True)
+
+
+def _resident_bytes(path) -> int:
+    """Bytes of ``path`` in the page cache (util-linux ``fincore``)."""
+    import subprocess
+
+    out = subprocess.run(
+        ["fincore", "--bytes", "--noheadings", "--output", "RES", str(path)],
+        capture_output=True, text=True, check=True, timeout=30,
+    )  # fmt: skip
+    return int(out.stdout.split()[0])
+
+
+def test_advise_will_read_brings_local_files_into_the_page_cache(tmp_path):
+    import os
+    import shutil
+    import time
+
+    if shutil.which("fincore") is None or not hasattr(os, "posix_fadvise"):
+        pytest.skip("needs util-linux fincore and posix_fadvise")
+    datastore = FileDatastore(
+        str(tmp_path / "repo"), storage_classes=StorageClassRegistry(load_entry_points=False)
+    )
+    (tmp_path / "repo" / "run").mkdir(parents=True)
+    path = tmp_path / "repo" / "run" / "raw.fits"
+    path.write_bytes(os.urandom(8 << 20))
+    (tmp_path / "repo" / "run" / "folder").mkdir()  # a zarr-like directory: not advised
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # clean pages can be dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    if _resident_bytes(path) > 1 << 20:
+        pytest.skip("this filesystem keeps the pages (cannot drop them to test)")
+    advised = datastore.advise_will_read(["run/raw.fits", "run/folder", "run/missing.fits"])
+    assert advised == 8 << 20
+    deadline = time.monotonic() + 10
+    while _resident_bytes(path) < 8 << 20 and time.monotonic() < deadline:
+        time.sleep(0.05)  # read ahead by the kernel, in the background
+    assert _resident_bytes(path) == 8 << 20
+
+
+def test_advise_will_read_is_nothing_on_an_object_store():
+    datastore = FileDatastore(
+        f"memory://repo-{uuid.uuid4().hex}",
+        storage_classes=StorageClassRegistry(load_entry_points=False),
+    )
+    assert datastore.advise_will_read(["run/raw.fits"]) == 0

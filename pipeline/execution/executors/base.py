@@ -337,6 +337,14 @@ class Executor:
     def unwatch_quanta(self) -> None:
         """Stop what `watch_quanta` started."""
 
+    def prefetch_next(self, prefetch: Callable[..., None] | None) -> None:
+        """Have ``prefetch(*args)`` called with the next submission's arguments before it runs.
+
+        For an executor whose workers share this machine's disk: the inputs of what runs next
+        are read while the workers compute. This base (and any executor whose workers may be
+        elsewhere) ignores it.
+        """
+
     def wait(
         self, handles: list[Any], poll: Callable[[], None] | None = None
     ) -> Iterable[Any]:

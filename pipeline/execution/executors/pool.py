@@ -215,6 +215,8 @@ class PoolExecutor(Executor):
         self._keys = itertools.count()
         self._running: dict[int, _Submission] = {}
         self._callback: Callable[[str, int, str], None] | None = None
+        self._prefetch: Callable[..., None] | None = None
+        self._prefetched: int | None = None  # key of the submission last prefetched
         self._closed = False
 
     def parallelism(self) -> int:
@@ -236,6 +238,16 @@ class PoolExecutor(Executor):
         """Drop the workers' reports."""
         self._callback = None
 
+    def prefetch_next(self, prefetch: Callable[..., None] | None) -> None:
+        """Call ``prefetch(*args)`` with the arguments of the submission that runs next.
+
+        Called when a worker takes a submission and another waits in the queue: that one
+        goes to the next worker to finish, and its inputs can be read from the disk while the
+        workers compute (`~butler.datastore.file_datastore.FileDatastore.advise_will_read`).
+        What ``prefetch`` raises is logged and ignored.
+        """
+        self._prefetch = prefetch
+
     def submit(
         self, fn: Callable[..., Any], *args: Any, resources: dict[str, float] | None = None
     ) -> _Submission:
@@ -256,6 +268,13 @@ class PoolExecutor(Executor):
                     worker.connection.send((submission.key, submission.fn, submission.args))
                 except (EOFError, OSError):  # it died idle: seen by the next wait
                     pass
+        if self._prefetch is not None and self._queue and self._prefetched != self._queue[0].key:
+            following = self._queue[0]
+            self._prefetched = following.key
+            try:
+                self._prefetch(*following.args)
+            except Exception as err:  # noqa: BLE001 - a hint only
+                _LOG.debug("prefetching the next submission's inputs failed: %s", err)
 
     def wait(
         self, handles: list[Any], poll: Callable[[], None] | None = None

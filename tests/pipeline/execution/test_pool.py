@@ -113,6 +113,33 @@ def test_a_worker_over_its_memory_limit_is_killed_and_replaced(caplog):
         assert pool.wait([pool.submit(_hold, 10 * 2**20, 0.0)])[0].result() == 1  # replaced
 
 
+def _sleep_and_return(seconds, value):
+    import time
+
+    time.sleep(seconds)
+    return value
+
+
+def test_the_next_submission_is_prefetched_once_before_it_runs():
+    """While the worker runs one submission, the inputs of the one queued next are read."""
+    seen = []
+    with PoolExecutor(1, memory_limit=0) as pool:
+        pool.prefetch_next(lambda seconds, value: seen.append(value))
+        handles = [pool.submit(_sleep_and_return, 0.3, name) for name in "abc"]
+        assert seen == ["b"]  # "a" went to the worker at once; "b" waits at the queue's head
+        done = []
+        while len(done) < 3:
+            for handle in pool.wait([h for h in handles if h not in done]):
+                done.append(handle)
+                if handle.result() == "a":
+                    assert seen == ["b", "c"]  # "b" taken by the worker: "c" is next
+        assert [h.result() for h in done] == ["a", "b", "c"]
+        assert seen == ["b", "c"]  # each once; nothing queued after "c"
+        pool.prefetch_next(None)
+        pool.wait([pool.submit(_sleep_and_return, 0.0, "d")])
+        assert seen == ["b", "c"]
+
+
 def test_workers_report_each_quantum_start_and_end(tmp_path):
     repo = make_repo(tmp_path / "repo", n_visits=1, n_detectors=4)
     graph = make_graph(repo, run="u/events")
