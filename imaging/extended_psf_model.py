@@ -196,8 +196,11 @@ def _normalized_only(
     center = Box(shape[1] // 2, shape[0] // 2, 1, 1)
     out = []
     for source, inv in zip(sources, inventory, strict=True):
-        fluxes = source.read(bbox=center).getAnnularFluxes()
-        keep = [i for i in inv.selected if fluxes[i] is not None and math.isfinite(fluxes[i])]
+        fluxes = inv.annular_fluxes
+        if fluxes is None:  # an inventory made without them: read them
+            stored = source.read(bbox=center).getAnnularFluxes()
+            fluxes = np.array([np.nan if f is None else f for f in stored], dtype=float)
+        keep = [i for i in inv.selected if math.isfinite(fluxes[i])]
         out.append(replace(inv, selected=keep))
     return out
 
