@@ -7,9 +7,13 @@ scheduling overhead (one dask task per cluster, not per quantum) against paralle
 Three modes, chosen by a string:
 
 - ``"off"``: one quantum per cluster;
-- ``"chains"`` (default): linear chains on the same data ID. A node joins the cluster of its
-  predecessor when it has exactly one predecessor, that predecessor has exactly one successor,
-  and both have the same data ID (e.g. ``isr -> characterize -> calibrate`` on one detector);
+- ``"chains"`` (default): chains on the same data ID. A node joins the cluster of its
+  predecessor when it has exactly one predecessor, both have the same data ID, and it is
+  that predecessor's only successor of that kind (e.g. ``isr -> characterize -> calibrate``
+  on one detector; ``characterize -> processBrightStars`` although ``subtractBrightStars``
+  also reads characterize's exposure: it waits for the gather of every detector anyway). A
+  node whose only predecessor is in the cluster cannot close a cycle through another, and
+  two successors that depend on it alone stay two clusters (they may run in parallel);
 - ``"per_task:N"``: up to N consecutive quanta of the same task (independent of each other).
 
 Node IDs are topological, so the nodes of a cluster are sorted and no clustering can create
@@ -74,10 +78,8 @@ def _chains(qgraph: Any, todo: Sequence[int]) -> list[tuple[int, ...]]:
         preds = [p for p in qgraph.predecessors(node)]
         if len(preds) == 1 and preds[0] in wanted:
             pred = preds[0]
-            succ = qgraph.successors(pred)
             chain = cluster_of[pred]
-            same_data_id = qgraph.data_id(pred) == qgraph.data_id(node)
-            if len(succ) == 1 and chain[-1] == pred and same_data_id:
+            if chain[-1] == pred and _continuations(qgraph, pred, wanted) == [node]:
                 chain.append(node)
                 cluster_of[node] = chain
                 continue
@@ -85,6 +87,16 @@ def _chains(qgraph: Any, todo: Sequence[int]) -> list[tuple[int, ...]]:
         clusters.append(chain)
         cluster_of[node] = chain
     return [tuple(c) for c in clusters]
+
+
+def _continuations(qgraph: Any, node: int, wanted: set[int]) -> list[int]:
+    """Return the successors of ``node`` that depend on it alone and share its data ID."""
+    data_id = qgraph.data_id(node)
+    return [
+        s
+        for s in qgraph.successors(node)
+        if s in wanted and list(qgraph.predecessors(s)) == [node] and qgraph.data_id(s) == data_id
+    ]
 
 
 def _per_task(qgraph: Any, todo: Sequence[int], size: int) -> list[tuple[int, ...]]:

@@ -160,21 +160,26 @@ def test_advise_will_read_brings_local_files_into_the_page_cache(tmp_path):
     (tmp_path / "repo" / "run").mkdir(parents=True)
     path = tmp_path / "repo" / "run" / "raw.fits"
     path.write_bytes(os.urandom(8 << 20))
-    (tmp_path / "repo" / "run" / "folder").mkdir()  # a zarr-like directory: not advised
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)  # clean pages can be dropped
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-    if _resident_bytes(path) > 1 << 20:
+    chunk = tmp_path / "repo" / "run" / "exposure.zarr" / "image" / "c" / "0"
+    chunk.parent.mkdir(parents=True)  # a zarr directory: its chunk files are advised
+    chunk.write_bytes(os.urandom(2 << 20))
+    for name in (path, chunk):
+        fd = os.open(name, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # clean pages can be dropped
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+    if _resident_bytes(path) > 1 << 20 or _resident_bytes(chunk) > 1 << 20:
         pytest.skip("this filesystem keeps the pages (cannot drop them to test)")
-    advised = datastore.advise_will_read(["run/raw.fits", "run/folder", "run/missing.fits"])
-    assert advised == 8 << 20
+    advised = datastore.advise_will_read(["run/raw.fits", "run/exposure.zarr", "run/missing"])
+    assert advised == (8 << 20) + (2 << 20)
     deadline = time.monotonic() + 10
-    while _resident_bytes(path) < 8 << 20 and time.monotonic() < deadline:
+    while time.monotonic() < deadline and (
+        _resident_bytes(path) < 8 << 20 or _resident_bytes(chunk) < 2 << 20
+    ):
         time.sleep(0.05)  # read ahead by the kernel, in the background
-    assert _resident_bytes(path) == 8 << 20
+    assert _resident_bytes(path) == 8 << 20 and _resident_bytes(chunk) == 2 << 20
 
 
 def test_advise_will_read_is_nothing_on_an_object_store():
