@@ -285,7 +285,7 @@ class _Synthetic:
         self.seed = seed
         self.profile = _profile()
 
-    def read(self, *, bbox: Any = None, indices: Any = None) -> Any:
+    def read(self, *, bbox: Any = None, indices: Any = None, planes: Any = None) -> Any:
         from imaging.exposure import Exposure
         from imaging.geometry import Box
         from imaging.mask import Mask

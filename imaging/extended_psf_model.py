@@ -32,7 +32,6 @@ import numpy as np
 from ._convolve import clipped_stats
 from .extended_psf import RegionalExtendedPsf
 from .extended_psf_profile import azimuthal_profile, fit_profile
-from .geometry import Box
 from .radial_alignment import ALIGNMENTS, align_radially
 from .stamp_amplitude_fit import AmplitudeFitConfig, StampFit, fit_stamps
 from .stamp_stacking import (
@@ -141,7 +140,7 @@ def measure_model(
     )
     report = ModelReport(0, 0, 1.0, 0)
     if normalization == "ANNULUS" or psf_model is None:
-        normalized = _normalized_only(sources, inventory, shape)
+        normalized = _normalized_only(inventory)
         if not any(inv.selected for inv in normalized):
             raise NoStampsError("no stamp was normalized by its annular flux")
         result = stack_stamps(sources, stacking, shape=shape, inventory=normalized)
@@ -189,20 +188,12 @@ def _spill_aligned(source: StampSource, path: str, index: int) -> FileStampSourc
     return FileStampSource(path)
 
 
-def _normalized_only(
-    sources: Sequence[StampSource], inventory: Sequence[SourceInventory], shape: tuple[int, int]
-) -> list[SourceInventory]:
-    """Return the inventory without the stamps kept unnormalized (annular flux NaN or None)."""
-    center = Box(shape[1] // 2, shape[0] // 2, 1, 1)
-    out = []
-    for source, inv in zip(sources, inventory, strict=True):
-        fluxes = inv.annular_fluxes
-        if fluxes is None:  # an inventory made without them: read them
-            stored = source.read(bbox=center).getAnnularFluxes()
-            fluxes = np.array([np.nan if f is None else f for f in stored], dtype=float)
-        keep = [i for i in inv.selected if math.isfinite(fluxes[i])]
-        out.append(replace(inv, selected=keep))
-    return out
+def _normalized_only(inventory: Sequence[SourceInventory]) -> list[SourceInventory]:
+    """Return the inventory without the stamps kept unnormalized (annular flux NaN)."""
+    return [
+        replace(inv, selected=[i for i in inv.selected if math.isfinite(inv.annular_fluxes[i])])
+        for inv in inventory
+    ]
 
 
 def _normalized(model: np.ndarray, radii: tuple[int, int] | None) -> np.ndarray:

@@ -194,7 +194,10 @@ def _stamps_parameters(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     indices = params.get("indices")
     if isinstance(indices, int):
         indices = [indices]
-    return {"bbox": as_box(params.get("bbox")), "indices": indices}
+    planes = params.get("planes")
+    if isinstance(planes, str):
+        planes = [planes]
+    return {"bbox": as_box(params.get("bbox")), "indices": indices, "planes": planes}
 
 
 class _StampsPartialReader(PartialReader):
@@ -213,7 +216,7 @@ class _StampsPartialReader(PartialReader):
         self._stream = stream
 
     def read(self, parameters: Mapping[str, Any] | None = None) -> Any:
-        """Read the part given by ``bbox`` and ``indices`` (table and metadata kept).
+        """Read the part given by ``bbox``, ``indices`` and ``planes`` (table and metadata kept).
 
         The parameters are checked by the datastore's reader, as for every formatter's read.
         """
@@ -231,12 +234,13 @@ class _StampsPartialReader(PartialReader):
 class BrightStarStampsFitsFormatter(Formatter):
     """`~imaging.stamps.BrightStarStamps` as LSST's multi-extension FITS (`imaging.stamps_io`).
 
-    Read parameters: ``bbox`` (a sub-box of every stamp, only those pixels are read) and
-    ``indices`` (which stamps to read).
+    Read parameters: ``bbox`` (a sub-box of every stamp, only those pixels are read),
+    ``indices`` (which stamps to read) and ``planes`` (which of image, mask and variance;
+    a stack reads no variance).
     """
 
     extension: ClassVar[str] = ".fits"
-    supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox", "indices"})
+    supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox", "indices", "planes"})
 
     def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
         """Write the stamps."""
@@ -282,7 +286,7 @@ class BrightStarStampsZarrFormatter(Formatter):
 
     extension: ClassVar[str] = ".zarr"
     is_directory: ClassVar[bool] = True
-    supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox", "indices"})
+    supported_parameters: ClassVar[frozenset[str]] = frozenset({"bbox", "indices", "planes"})
 
     def _store(self, fs: fsspec.AbstractFileSystem, path: str, *, read_only: bool) -> Any:
         return _zarr_store(fs, path, read_only=read_only)

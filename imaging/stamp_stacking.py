@@ -64,6 +64,8 @@ __all__ = [
 
 STACKING_STATISTICS = ("MEANCLIP", "MEAN", "MEDIAN")
 _CHUNK_VALUES = 1 << 21  # values per statistic chunk by default
+#: What a stack reads of each stamp: the variance is not used.
+_STACKED_PLANES = ("image", "mask")
 _TEMPORARY_BYTES = 32  # bytes of statistic temporaries per value (sorted, float64, 2 cumsums)
 
 
@@ -75,9 +77,17 @@ class StampSource(Protocol):
     """Where one collection of stamps is read from, in parts."""
 
     def read(
-        self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
+        self,
+        *,
+        bbox: Box | None = None,
+        indices: Sequence[int] | None = None,
+        planes: Sequence[str] | None = None,
     ) -> BrightStarStamps:
-        """Read the stamps (only ``bbox`` of each, only ``indices``)."""
+        """Read the stamps (only ``bbox`` of each, only ``indices``, only ``planes``).
+
+        ``planes`` (of image, mask, variance; `None`: all) is what the caller needs; a
+        source may return more.
+        """
         ...
 
 
@@ -97,7 +107,11 @@ class FileStampSource:
         return f"FileStampSource({self.path!r})"
 
     def read(
-        self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
+        self,
+        *,
+        bbox: Box | None = None,
+        indices: Sequence[int] | None = None,
+        planes: Sequence[str] | None = None,
     ) -> BrightStarStamps:
         """Read through a `~imaging.stamps_io.FitsStampsReader` or ``ZarrStampsReader``."""
         from .stamps_io import FitsStampsReader, ZarrStampsReader
@@ -109,7 +123,7 @@ class FileStampSource:
                     self._reader = ZarrStampsReader(path, source=path)
                 else:
                     self._reader = FitsStampsReader(path)
-        return self._reader.read(bbox=bbox, indices=indices)
+        return self._reader.read(bbox=bbox, indices=indices, planes=planes)
 
     def close(self) -> None:
         """Close the file, if it was opened (a later read opens it again)."""
@@ -166,9 +180,9 @@ class SourceInventory:
     n_stamps: int
     magnitudes: np.ndarray
     selected: list[int]
-    annulus_radii: tuple[int, int] | None = None
-    #: Each stamp's annular flux as stored (NaN: unnormalized), or `None` if not read.
-    annular_fluxes: np.ndarray | None = None
+    annulus_radii: tuple[int, int] | None
+    #: Each stamp's annular flux as stored (NaN: unnormalized).
+    annular_fluxes: np.ndarray
 
 
 @dataclass
@@ -207,7 +221,7 @@ def take_inventory(
     center = Box(shape[1] // 2, shape[0] // 2, 1, 1)
 
     def inventory_of(source: StampSource) -> SourceInventory:
-        stamps = source.read(bbox=center)
+        stamps = source.read(bbox=center, planes=("image",))
         mags = np.asarray(stamps.getMagnitudes(), dtype=float)
         keep = np.ones(len(mags), dtype=bool)
         if config.do_mag_cut:
@@ -412,7 +426,9 @@ def _read_block(
 ) -> np.ndarray:
     """Return the ``(stamps, pixels)`` float32 values of ``box`` of one source, corrected."""
     everything = len(inv.selected) == inv.n_stamps
-    stamps = source.read(bbox=box, indices=None if everything else inv.selected)
+    stamps = source.read(
+        bbox=box, indices=None if everything else inv.selected, planes=_STACKED_PLANES
+    )
     if len(stamps) != len(inv.selected):
         raise ValueError(
             f"stamp source {k} returned {len(stamps)} stamps for box {box}, the inventory "

@@ -63,6 +63,7 @@ from .stamps import BrightStarStamp, BrightStarStamps
 from .warping import StampTransform
 
 __all__ = [
+    "STAMP_PLANES",
     "FitsStampsReader",
     "StampsFormatError",
     "StampsReader",
@@ -119,6 +120,25 @@ def _check_bbox(bbox: Box | None, shape: tuple[int, int], source: str) -> Box:
     if bbox.is_empty() or not full.contains(bbox):
         raise StampsFormatError(f"{source}: requested bbox {bbox} is outside the stamps {full}")
     return bbox
+
+
+#: Planes a read may ask for (``image`` always).
+STAMP_PLANES = ("image", "mask", "variance")
+
+
+def _check_planes(
+    planes: Sequence[str] | None, use_mask: bool, use_variance: bool, source: str
+) -> tuple[bool, bool]:
+    """Return whether the mask and the variance are read: stored and, if ``planes``, asked."""
+    if planes is None:
+        return use_mask, use_variance
+    asked = set(planes)
+    if "image" not in asked or not asked <= set(STAMP_PLANES):
+        raise StampsFormatError(
+            f"{source}: read planes {sorted(asked)} must hold 'image' and only planes of "
+            f"{STAMP_PLANES}"
+        )
+    return use_mask and "mask" in asked, use_variance and "variance" in asked
 
 
 def _stamp_table(stamps: BrightStarStamps) -> dict[str, np.ndarray]:
@@ -319,14 +339,22 @@ class StampsReader:
     source: str
 
     def read(
-        self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
+        self,
+        *,
+        bbox: Box | None = None,
+        indices: Sequence[int] | None = None,
+        planes: Sequence[str] | None = None,
     ) -> BrightStarStamps:
         """Read ``bbox`` of the stamps ``indices`` (default: everything).
+
+        ``planes`` (of `STAMP_PLANES`, ``image`` always) limits the planes read: a stack
+        needs no variance. The stamps come back without the planes not read.
 
         Raises
         ------
         StampsFormatError
-            If ``bbox`` or ``indices`` do not fit, or a part of the file is malformed.
+            If ``bbox``, ``indices`` or ``planes`` do not fit, or a part of the file is
+            malformed.
         """
         raise NotImplementedError
 
@@ -426,24 +454,33 @@ class FitsStampsReader(StampsReader):
         self._nb90 = int(primary["NB_90_ROTS"]) if "NB_90_ROTS" in primary else None
 
     def read(
-        self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
+        self,
+        *,
+        bbox: Box | None = None,
+        indices: Sequence[int] | None = None,
+        planes: Sequence[str] | None = None,
     ) -> BrightStarStamps:
-        """Read ``bbox`` of the stamps ``indices`` (only those rows of each HDU)."""
+        """Read ``bbox`` of the stamps ``indices`` (only those rows of the HDUs of ``planes``)."""
         with self._lock:
-            return self._read(bbox, indices)
+            return self._read(bbox, indices, planes)
 
-    def _read(self, bbox: Box | None, indices: Sequence[int] | None) -> BrightStarStamps:
+    def _read(
+        self, bbox: Box | None, indices: Sequence[int] | None, planes: Sequence[str] | None
+    ) -> BrightStarStamps:
         source, hdul = self.source, self._hdul
         box = _check_bbox(bbox, self.shape, source)
         chosen = _select(self.n_stamps, indices, source)
+        use_mask, use_variance = _check_planes(planes, self.use_mask, self.use_variance, source)
         rows, cols = box.slices()
-        use_mask, use_variance = self.use_mask, self.use_variance
-        names = ["IMAGE"] + ["MASK"] * use_mask + ["VARIANCE"] * use_variance
+        stored = ["IMAGE"] + ["MASK"] * self.use_mask + ["VARIANCE"] * self.use_variance
+        wanted = {"IMAGE", *(["MASK"] * use_mask), *(["VARIANCE"] * use_variance)}
         images, masks, variances = [], [], []
         for i in chosen:
             first = 2 + self._per_stamp * i
             arrays: dict[str, np.ndarray] = {}
-            for offset, name in enumerate(names):
+            for offset, name in enumerate(stored):
+                if name not in wanted:
+                    continue
                 hdu = hdul[first + offset]
                 if hdu.name != name or int(hdu.header.get("EXTVER", -1)) != i + 1:
                     raise StampsFormatError(
@@ -490,6 +527,7 @@ def read_stamps_fits(
     *,
     bbox: Box | None = None,
     indices: Sequence[int] | None = None,
+    planes: Sequence[str] | None = None,
 ) -> BrightStarStamps:
     """Read stamps written by `write_stamps_fits`.
 
@@ -502,6 +540,8 @@ def read_stamps_fits(
         its origin. Only those pixels are read.
     indices : sequence of `int`, optional
         Stamps to read (default all); the others' pixels are not read.
+    planes : sequence of `str`, optional
+        Planes to read (of `STAMP_PLANES`, ``image`` always; default every stored one).
 
     Raises
     ------
@@ -511,7 +551,7 @@ def read_stamps_fits(
         If a keyword or HDU is missing or inconsistent, or ``bbox``/``indices`` do not fit.
     """
     with FitsStampsReader(path_or_fileobj) as reader:
-        return reader.read(bbox=bbox, indices=indices)
+        return reader.read(bbox=bbox, indices=indices, planes=planes)
 
 
 def stamps_to_fits_bytes(stamps: BrightStarStamps) -> bytes:
@@ -668,16 +708,21 @@ class ZarrStampsReader(StampsReader):
         return list(cube)
 
     def read(
-        self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
+        self,
+        *,
+        bbox: Box | None = None,
+        indices: Sequence[int] | None = None,
+        planes: Sequence[str] | None = None,
     ) -> BrightStarStamps:
-        """Read ``bbox`` of the stamps ``indices`` (only the chunks they touch)."""
+        """Read ``bbox`` of the stamps ``indices`` (only the chunks they touch, of ``planes``)."""
         attrs, source = self._attrs, self.source
         box = _check_bbox(bbox, self.shape, source)
         chosen = _select(self.n_stamps, indices, source)
+        use_mask, use_variance = _check_planes(planes, self.use_mask, self.use_variance, source)
         none: list[np.ndarray | None] = [None] * len(chosen)
         images = self._read_plane("image", chosen, box)
-        masks = self._read_plane("mask", chosen, box) if self.use_mask else none
-        variances = self._read_plane("variance", chosen, box) if self.use_variance else none
+        masks = self._read_plane("mask", chosen, box) if use_mask else none
+        variances = self._read_plane("variance", chosen, box) if use_variance else none
         stamp_list = _build(
             self._columns,
             chosen,
@@ -695,8 +740,8 @@ class ZarrStampsReader(StampsReader):
             outerRadius=attrs["outer_radius"],
             nb90Rots=attrs["nb90Rots"],
             metadata=dict(attrs["metadata"]),
-            use_mask=self.use_mask,
-            use_variance=self.use_variance,
+            use_mask=use_mask,
+            use_variance=use_variance,
             use_archive=self.use_archive,
         )
 
@@ -726,9 +771,10 @@ def read_stamps_zarr(
     *,
     bbox: Box | None = None,
     indices: Sequence[int] | None = None,
+    planes: Sequence[str] | None = None,
     source: str | None = None,
 ) -> BrightStarStamps:
-    """Read stamps written by `write_stamps_zarr`; ``bbox`` and ``indices`` as in FITS.
+    """Read stamps written by `write_stamps_zarr`; ``bbox``, ``indices``, ``planes`` as in FITS.
 
     Only the chunks holding the requested stamps and sub-box are read.
 
@@ -740,4 +786,4 @@ def read_stamps_zarr(
         If an attribute or array is missing or inconsistent, or a parameter does not fit.
     """
     with ZarrStampsReader(store, source=source) as reader:
-        return reader.read(bbox=bbox, indices=indices)
+        return reader.read(bbox=bbox, indices=indices, planes=planes)

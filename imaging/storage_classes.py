@@ -37,7 +37,7 @@ STORAGE_CLASSES = (
         "BrightStarStamps",
         "imaging.stamps.BrightStarStamps",
         "imaging.formatters.BrightStarStampsFitsFormatter",
-        ("bbox", "indices"),
+        ("bbox", "indices", "planes"),
     ),
     StorageClass(
         "ExtendedPsf",

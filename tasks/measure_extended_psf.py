@@ -217,14 +217,20 @@ class ButlerStampSource:
         self._opening = threading.Lock()  # stacking threads may ask at once
 
     def read(
-        self, *, bbox: Box | None = None, indices: Sequence[int] | None = None
+        self,
+        *,
+        bbox: Box | None = None,
+        indices: Sequence[int] | None = None,
+        planes: Sequence[str] | None = None,
     ) -> BrightStarStamps:
-        """Read ``bbox`` of the stamps ``indices`` (a formatter partial read)."""
+        """Read ``bbox`` of the stamps ``indices``, ``planes`` (a formatter partial read)."""
         parameters: dict[str, Any] = {}
         if bbox is not None:
             parameters["bbox"] = bbox
         if indices is not None:
             parameters["indices"] = list(indices)
+        if planes is not None:
+            parameters["planes"] = list(planes)
         if not parameters or not hasattr(self._butlerQC, "open_reader"):
             return self._butlerQC.get(self.ref, parameters=parameters or None)
         with self._opening:

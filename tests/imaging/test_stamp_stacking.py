@@ -112,18 +112,21 @@ def test_stacked_profile_matches_the_truth(star_files):
 
 
 def test_sub_boxes_are_read_alone_and_give_the_same_stack(star_files):
-    reads = []
+    reads, asked = [], []
 
     class Recording(FileStampSource):
-        def read(self, *, bbox=None, indices=None):
+        def read(self, *, bbox=None, indices=None, planes=None):
             reads.append(bbox)
-            return super().read(bbox=bbox, indices=indices)
+            asked.append(planes)
+            return super().read(bbox=bbox, indices=indices, planes=planes)
 
     sources = [Recording(p) for p in star_files[:2]]
     small = stack_stamps(
         sources, StackingConfig(subregion_size=(20, 20), max_cube_bytes=1 << 16), shape=(75, 75)
     )
     assert reads and all(b is not None and b.area <= 20 * 20 for b in reads)
+    # no read asks for the variance: a stack does not use it
+    assert all(p is not None and "variance" not in p for p in asked), set(map(tuple, asked))
     assert all(4 * 50 * b.area <= 1 << 16 for b in reads)  # the budget cut boxes into strips
     assert small.peak_cube_bytes <= 1 << 16
     whole = stack_stamps(sources, StackingConfig(subregion_size=(75, 75)))
@@ -136,7 +139,7 @@ def test_strips_stacked_in_two_threads_give_the_same_stack(star_files):
     started = threading.Barrier(2, timeout=10)
 
     class Recording(FileStampSource):
-        def read(self, *, bbox=None, indices=None):
+        def read(self, *, bbox=None, indices=None, planes=None):
             if bbox is not None and bbox.area > 1 and threading.get_ident() not in threads:
                 threads.add(threading.get_ident())
                 started.wait()  # two strips are under way at once, each in its own thread
@@ -242,7 +245,7 @@ _MEMORY_SCRIPT = textwrap.dedent(
         def __init__(self, seed):
             self.seed = seed
 
-        def read(self, *, bbox=None, indices=None):
+        def read(self, *, bbox=None, indices=None, planes=None):
             box = bbox or Box(0, 0, SIZE, SIZE)
             chosen = range(PER_SOURCE) if indices is None else indices
             ys, xs = np.mgrid[box.y0 : box.y1, box.x0 : box.x1]

@@ -16,7 +16,9 @@ from imaging.formatters import BrightStarStampsFitsFormatter, BrightStarStampsZa
 from imaging.geometry import Box
 from imaging.stamps import BrightStarStamps
 from imaging.stamps_io import (
+    FitsStampsReader,
     StampsFormatError,
+    ZarrStampsReader,
     read_stamps_fits,
     read_stamps_zarr,
     write_stamps_fits,
@@ -29,7 +31,7 @@ ZARR_CLASS = StorageClass(
     "BrightStarStampsZarr",
     "imaging.stamps.BrightStarStamps",
     "imaging.formatters.BrightStarStampsZarrFormatter",
-    ("bbox", "indices"),
+    ("bbox", "indices", "planes"),
 )
 
 
@@ -280,3 +282,51 @@ def test_a_reader_opens_the_stamps_once_for_many_parts(tmp_path, monkeypatch):
                 part[0].stamp_im.variance, stamps[3].stamp_im.variance[box.slices()]
             )
         assert len(opened) == 1 + len(boxes)  # a get opens the file every time
+
+
+@pytest.mark.parametrize("kind", ["fits", "zarr"])
+def test_a_read_of_some_planes_reads_only_those(tmp_path, kind):
+    """``planes``: a stack needs image and mask only; the variance is neither read nor kept."""
+    stamps = make_stamps(seed=5, n=4, size=275, variance=True)
+    path = tmp_path / f"s.{kind}"
+    if kind == "fits":
+        write_stamps_fits(stamps, path)
+        reader = FitsStampsReader(path)
+    else:
+        write_stamps_zarr(stamps, str(path))
+        reader = ZarrStampsReader(str(path))
+    with reader:
+        box = Box(100, 0, 100, 100)
+        part = reader.read(bbox=box, indices=[1, 3], planes=("image", "mask"))
+        assert not part.use_variance
+        assert part.use_mask
+        np.testing.assert_array_equal(
+            part[1].stamp_im.image, stamps[3].stamp_im.image[0:100, 100:200]
+        )
+        np.testing.assert_array_equal(
+            part[1].stamp_im.mask.array, stamps[3].stamp_im.mask.array[0:100, 100:200]
+        )
+        only_image = reader.read(indices=[0], planes=["image"])
+        assert not only_image.use_mask and not only_image.use_variance
+        assert reader.read(indices=[0]).use_variance  # all stored planes by default
+        for wrong in (("mask",), ("image", "weight")):
+            with pytest.raises(StampsFormatError, match="planes"):
+                reader.read(planes=wrong)
+
+
+def test_a_read_of_some_planes_through_the_butler(tmp_path):
+    Butler.create(tmp_path / "repo")
+    butler = Butler(tmp_path / "repo", run="r")
+    butler.registry.insert_dimension_records("instrument", [{"name": "Cam"}])
+    butler.registry.insert_dimension_records("detector", [{"instrument": "Cam", "id": 1}])
+    butler.storage_classes.register(ZARR_CLASS)
+    stamps = make_stamps(seed=6, n=2, size=275, variance=True)
+    data_id = {"instrument": "Cam", "detector": 1}
+    for name, sc in (("brightStarStamps", "BrightStarStamps"), ("stampsZarr", ZARR_CLASS.name)):
+        dtype = DatasetType.make(name, ["instrument", "detector"], sc, butler.universe)
+        butler.registry.register_dataset_type(dtype)
+        butler.put(stamps, dtype, data_id)
+        part = butler.get(name, data_id, collections="r",
+                          parameters={"bbox": Box(0, 0, 100, 100), "planes": ["image", "mask"]})
+        assert not part.use_variance
+        np.testing.assert_array_equal(part[1].stamp_im.image, stamps[1].stamp_im.image[:100, :100])

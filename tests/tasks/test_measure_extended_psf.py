@@ -110,7 +110,7 @@ class _Memory:
     def __init__(self, stamps):
         self.stamps = stamps
 
-    def read(self, *, bbox=None, indices=None):
+    def read(self, *, bbox=None, indices=None, planes=None):
         return self.stamps
 
 
