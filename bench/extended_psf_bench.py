@@ -29,7 +29,7 @@ the BLAS/OpenMP/numba pools limited to one thread, so the rates are per core.
    stamps (275², mask + variance) stored through a butler as zarr and as FITS, each input
    opened once through ``butlerQC.open_reader``, with 1 and 2 stacking threads; medians of
    three interleaved rounds, CPU and wall (2 threads are meant to shorten the wall).
-3. **Peak memory at 10,000 stamps** (275², 40 collections of 250, default 128 MiB cube
+3. **Peak memory at 10,000 stamps** (275², 40 collections of 250, default 384 MiB cube
    budget): the child's peak resident size (``ru_maxrss``) over its size after imports, the
    stamps made on demand for each sub-box read (as a partial read returns them).
 """

@@ -34,7 +34,12 @@ from imaging.extended_psf import ExtendedPsf
 from imaging.extended_psf_model import measure_model
 from imaging.geometry import Box
 from imaging.stamp_amplitude_fit import AmplitudeFitConfig
-from imaging.stamp_stacking import STACKING_STATISTICS, NoStampsError, StackingConfig
+from imaging.stamp_stacking import (
+    DEFAULT_MAX_CUBE_BYTES,
+    STACKING_STATISTICS,
+    NoStampsError,
+    StackingConfig,
+)
 from imaging.stamps import DEFAULT_BAD_MASK_PLANES, BrightStarStamps
 from pipeline import (
     ChoiceField,
@@ -96,8 +101,9 @@ class StackBrightStarsConfig(Config):
     max_cube_bytes = Field(
         int,
         "Memory budget of one stack cube (stamps x strip pixels x 4 bytes); strips of the "
-        "sub-boxes are read so that it holds",
-        default=128 << 20,
+        "sub-boxes are read so that it holds (the default keeps a 100² box of up to 10,000 "
+        "stamps in one strip: each stored chunk decompressed once)",
+        default=DEFAULT_MAX_CUBE_BYTES,
     )
     num_threads = Field(
         int,
