@@ -69,10 +69,17 @@ class Mask:
             raise ValueError(f"Mask array must be 2-D, got shape {self.array.shape}")
         if planes is None:
             planes = {name: bit for bit, name in enumerate(DEFAULT_MASK_PLANES)}
-        self._planes: dict[str, int] = {}
-        for name, bit in planes.items():
-            self._check_new(name, int(bit))
-            self._planes[name] = int(bit)
+        wanted = {name: int(bit) for name, bit in planes.items()}
+        bits = set(wanted.values())
+        if len(bits) == len(wanted) and min(bits, default=0) >= 0 and max(
+            bits, default=0
+        ) < MAX_MASK_PLANES:  # valid: taken at once (a stamp read makes thousands of masks)
+            self._planes: dict[str, int] = wanted
+            return
+        self._planes = {}
+        for name, bit in wanted.items():  # find the first fault, for its message
+            self._check_new(name, bit)
+            self._planes[name] = bit
 
     def _check_new(self, name: str, bit: int) -> None:
         if not 0 <= bit < MAX_MASK_PLANES:

@@ -441,16 +441,23 @@ def _read_block(
             f"stamp source {k} returned {len(stamps)} stamps for box {box}, the inventory "
             f"selected {len(inv.selected)}"
         )
-    block = np.empty((len(stamps), box.area), dtype=np.float32)
+    n = len(stamps)
+    block = np.empty((n, box.area), dtype=np.float32)
+    flags = np.empty((n, box.area), dtype=np.uint32)
+    bitmasks = np.zeros(n, dtype=np.uint32)
+    known: dict[tuple[tuple[str, int], ...], int] = {}  # a collection's stamps share planes
     for j, stamp in enumerate(stamps):
-        values = stamp.stamp_im.image.reshape(-1)
+        block[j] = stamp.stamp_im.image.reshape(-1)
         mask = stamp.stamp_im.mask
-        planes = [p for p in config.bad_mask_planes if p in mask.planes]
-        bad = ~np.isfinite(values)
-        if planes:
-            bad |= (mask.array.reshape(-1) & np.uint32(mask.get_plane_bitmask(planes))) != 0
-        block[j] = values
-        block[j, bad] = np.nan
+        flags[j] = mask.array.reshape(-1)
+        key = tuple(mask.planes.items())
+        if key not in known:
+            planes = [p for p in config.bad_mask_planes if p in mask.planes]
+            known[key] = mask.get_plane_bitmask(planes) if planes else 0
+        bitmasks[j] = known[key]
+    # one pass over the block, not one per stamp: NaN where not finite or a bad plane is set
+    flags &= bitmasks[:, None]
+    np.putmask(block, (flags != 0) | ~np.isfinite(block), np.float32(np.nan))
     if fix is not None:
         chosen = np.asarray(inv.selected)
         if fix.background is not None:
