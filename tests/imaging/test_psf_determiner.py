@@ -117,3 +117,26 @@ def test_image_stack_matches_image(stars):
     for i in range(2):
         np.testing.assert_allclose(stack[i], psf.image((x[i], y[i]), offset=(dx[i], dy[i])),
                                    atol=1e-12)
+
+
+def test_quadratic_variation_is_one_radial_size_term(stars):
+    """Default ``quadratic_variation="radial"``: the degree-2 terms are one coefficient.
+
+    The isotropic stretch times x² + y²: on a square image the u² and v² coefficient
+    images are equal and the uv one is zero (``"full"``: 15 free coefficients).
+    """
+    s, img, cands = stars
+    coeffs = {}
+    for mode in ("radial", "full"):
+        det = PixelPsfDeterminer(PixelPsfDeterminerConfig(quadratic_variation=mode))
+        res = det.determine(img, s.mask, s.variance, cands, planes=PLANES)
+        assert res.metadata["spatialOrder"] == 2
+        coeffs[mode] = np.array(res.psf.to_dict()["coefficients"])  # 1, u, v, u², uv, v²
+    u2, uv, v2 = coeffs["radial"][3:]
+    assert np.abs(u2).max() > 0 and not uv.any()
+    np.testing.assert_allclose(u2, v2, rtol=0, atol=1e-15)
+    full_u2, full_uv, full_v2 = coeffs["full"][3:]
+    assert np.abs(full_uv).max() > 0 and np.abs(full_u2 - full_v2).max() > 0
+    with pytest.raises(ValueError, match="quadratic_variation"):
+        PixelPsfDeterminer(PixelPsfDeterminerConfig(quadratic_variation="round")).determine(
+            img, s.mask, s.variance, cands, planes=PLANES)
