@@ -15,6 +15,7 @@ from astropy.table import Table
 from imaging.psf_determiner import PixelPsfDeterminer, PixelPsfDeterminerConfig, reserve_sources
 from imaging.star_selector import ObjectSizeStarSelectorConfig, select_stars_object_size
 from pipeline import (
+    ChoiceField,
     Config,
     ConfigField,
     Field,
@@ -123,6 +124,15 @@ class PixelPsfDeterminerTaskConfig(Config):
     kernelSizeMin = Field(int, "Smallest kernel (pixels)", default=25)
     kernelSizeMax = Field(int, "Largest kernel (pixels)", default=45)
     spatialOrder = RangeField(int, "Order of the spatial polynomial", default=2, min=0)
+    quadraticVariation = ChoiceField(
+        str,
+        "What varies at degree 2 of the spatial polynomial",
+        default="radial",
+        allowed={
+            "radial": "the size only, as one term (isotropic stretch times x^2 + y^2)",
+            "full": "every derivative image of the mean PSF on u^2, uv and v^2",
+        },
+    )
     samplingSize = Field(float, "Model pixel size in image pixels", default=1.0)
     badMaskBits = ListField(
         str, "Planes ignored in the stamps", default=["INTRP", "SAT", "CR", "BAD", "NO_DATA"]
@@ -147,6 +157,7 @@ class PixelPsfDeterminerTask(Task):
                 "kernel_size_min": "kernelSizeMin",
                 "kernel_size_max": "kernelSizeMax",
                 "spatial_order": "spatialOrder",
+                "quadratic_variation": "quadraticVariation",
                 "sampling": "samplingSize",
                 "bad_planes": "badMaskBits",
                 "spatial_reject": "spatialReject",

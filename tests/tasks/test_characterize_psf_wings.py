@@ -65,6 +65,7 @@ from _corner_field import PLACEMENT_IDS, PLACEMENTS, characterized_field  # noqa
 
 from imaging.psf import unweighted_fwhm  # noqa: E402
 from imaging.psf_determiner import PixelPsfDeterminer, PixelPsfDeterminerConfig  # noqa: E402
+from tasks.measure_psf import PixelPsfDeterminerTask  # noqa: E402
 
 SIZE = 2048
 GRID = np.linspace(0.0, 1.0, 5)
@@ -198,6 +199,20 @@ def test_model_matches_noise_free_stars_out_to_the_corners(field):
         worst = max(worst, float(np.abs(errors).max()))
     assert worst < 0.005, f"{100 * worst:.2f}%"
 
+
+
+def test_task_config_selects_the_quadratic_variation(field):
+    """``quadraticVariation`` of the task's determiner reaches `PixelPsfDeterminer`."""
+    exposure, candidates = field[0], field[1][:60]
+    task_config = PixelPsfDeterminerTask.ConfigClass()
+    assert task_config.quadraticVariation == "radial"
+    task_config.quadraticVariation = "full"
+    by_task = PixelPsfDeterminerTask(config=task_config).determine(exposure, candidates, None)
+    direct = PixelPsfDeterminer(PixelPsfDeterminerConfig(quadratic_variation="full")).determine(
+        exposure.image, exposure.mask.array, exposure.variance, candidates,
+        planes=exposure.mask.planes, xy0=exposure.xy0)
+    assert by_task.psf == direct.psf
+    assert np.asarray(by_task.psf.to_dict()["coefficients"])[4].any()  # uv: full
 
 
 def test_variation_prior_shrinks_the_spatial_terms(field):
