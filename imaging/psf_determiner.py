@@ -53,7 +53,8 @@ Design:
   u², uv and v² (``"full"``: 15 coefficients instead of 1) the saddle-shaped size terms
   extrapolated faint stars' noise to the corners.  ``python -m bench psf_wings`` (2048²
   detectors at 0° and 90°, max |error| of the unweighted FWHM over the 5x5 grid, worst
-  draw / mean of draws / draws ≤ 1% of 16; seeds 0-7, then 8-15):
+  draw / mean of draws / draws ≤ 1% of 16; seeds 0-7, then 8-15; "prior": the
+  ``variation_sigma`` (0.01, 0.007) below):
 
   =============  ======================  ======================  ======================
   order          30 stars                50 stars                200 stars
@@ -62,23 +63,25 @@ Design:
   1              1.49 / 0.84% 14/16      1.08 / 0.71% 15/16      0.73 / 0.59% 16/16
   2 full         2.43 / 1.00% 10/16      2.16 / 0.82% 11/16      0.61 / 0.40% 16/16
   2 radial       1.57 / 0.65% 15/16      0.97 / 0.48% 16/16      0.39 / 0.32% 16/16
+  2 full, prior  1.14 / 0.79% 14/16      1.51 / 0.72% 12/16      0.59 / 0.40% 16/16
   1 (8-15)       1.25 / 0.74% 14/16      1.09 / 0.76% 15/16      0.63 / 0.57% 16/16
   2 full (8-15)  2.09 / 1.02% 10/16      1.94 / 0.70% 14/16      0.50 / 0.38% 16/16
   2 radial 8-15  1.02 / 0.58% 15/16      0.90 / 0.48% 16/16      0.50 / 0.33% 16/16
   =============  ======================  ======================  ======================
 
-  Order 1 leaves the curvature out: noise-free stars drawn from the truth give 0.79% at
-  the corners (order 2: 0.18%), and the centre comes out 0.5% wide with 200 stars.  Only
-  the isotropic stretch at degree 2, on all three of u², uv, v², is no better than full
-  (2.44 / 1.09% with 30 stars): the noise is in the saddle terms.  On the one-detector
-  1024² cameras (28-36 stars) the adaptive FWHM over the 5x5 grid is off by at most
-  0.62, 0.54 and 0.56% (full: 0.86, 0.77, 0.90%).  Choosing among order 1, radial and
-  full per draw by 5-fold cross-validation (χ² of held-out stars, 15 fits more) picked
-  full in 2-7 of 16 draws and gave 1.00 / 0.72%, 0.97 / 0.52% and 0.67 / 0.41%: the
+  Order 0 (one PSF; without the outer profile, which comes with the varying terms) misses
+  the 7.5% change of size.  Order 1 leaves the curvature out: noise-free stars drawn from
+  the truth give 0.79% at the corners (order 2: 0.18%), and the centre comes out 0.5% wide
+  with 200 stars.  Only the isotropic stretch at degree 2, on all three of u², uv, v², is
+  no better than full (2.44 / 1.09% with 30 stars): the noise is in the saddle terms.  On
+  the one-detector 1024² cameras (28-36 stars) the adaptive FWHM over the 5x5 grid is off
+  by at most 0.62, 0.54 and 0.56% (full: 0.86, 0.77, 0.90%).  Choosing among order 1,
+  radial and full per draw by 5-fold cross-validation (χ² of held-out stars, 15 fits more)
+  picked full in 2-7 of 16 draws and gave 1.00 / 0.72%, 0.97 / 0.52% and 0.67 / 0.41%: the
   held-out χ² at the stars does not see the extrapolation to the corners.  Where a
-  camera's size pattern is no paraboloid and stars are many, ``"full"`` is the choice:
-  the simulator's truth has exactly the radial form, so part of the gain here is that
-  match.  The numbers in the bullets below were measured with ``"full"``.
+  camera's size pattern is no paraboloid and stars are many, ``"full"`` is the choice: the
+  simulator's truth has exactly the radial form, so part of the gain here is that match.
+  The numbers in the bullets below were measured with ``"full"``.
 * ``variation_sigma`` (default off) puts a zero-mean Gaussian prior on the coefficients
   of the varying terms (σ per degree; a ridge added to the normal equations, which are a
   χ², so the data outweigh it as the stars get more or brighter).  Same bench, order 2,
