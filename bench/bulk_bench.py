@@ -148,20 +148,37 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+#: Fields of /proc/stat's ``cpu`` line, in order (jiffies summed over the cores).
+_PROC_STAT_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_cpu() -> dict[str, float] | None:
+    """Seconds of every core so far by kind (/proc/stat's ``cpu`` line), `None` off Linux."""
+    try:
+        with open("/proc/stat") as stat:
+            first = stat.readline().split()
+    except OSError:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    return {k: int(v) / tick for k, v in zip(_PROC_STAT_FIELDS, first[1:], strict=False)}
+
+
 def _run(
     command: list[str],
     *,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     loads: list[float] | None = None,
+    machine: dict[str, float] | None = None,
 ) -> tuple[float, float]:
     """Run ``command``; return its wall time and the CPU time of its whole process tree.
 
     ``loads``, if given, receives the 1-minute load average every `LOAD_INTERVAL` seconds
-    while the command runs. Raises `BulkBenchError` with the command's output tail if it
-    fails.
+    while the command runs; ``machine`` what every core did meanwhile (`machine_cpu`'s
+    difference). Raises `BulkBenchError` with the command's output tail if it fails.
     """
     with tempfile.TemporaryFile("w+") as output:
+        before = machine_cpu()
         start, cpu0 = time.perf_counter(), _children_cpu()
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
@@ -175,6 +192,9 @@ def _run(
                     loads.append(os.getloadavg()[0])
         wall = time.perf_counter() - start
         cpu = _children_cpu() - cpu0  # dask's worker processes are reaped inside the tree
+        after = machine_cpu()
+        if machine is not None and before is not None and after is not None:
+            machine.update({k: after[k] - before[k] for k in after})
         if process.returncode != 0:
             output.seek(0)
             tail = output.read().strip().splitlines()[-15:]
@@ -282,6 +302,7 @@ def run_pipeline(repo: Path, size: BulkSize, output: str) -> dict[str, Any]:
     """Run the default pipeline on every detector of ``repo``; return the run and its wall."""
     run = f"{output}/run"
     loads: list[float] = []
+    machine: dict[str, float] = {}
     wall, cpu = _run(
         [
             _tool("pipetask"), "--log-level", "WARNING", "run", "-b", str(repo),
@@ -293,8 +314,9 @@ def run_pipeline(repo: Path, size: BulkSize, output: str) -> dict[str, Any]:
         ],  # fmt: skip
         env={**os.environ, **_ONE_THREAD},
         loads=loads,
+        machine=machine,
     )
-    return {"run": run, "wall": wall, "command_cpu": cpu, "loads": loads}
+    return {"run": run, "wall": wall, "command_cpu": cpu, "loads": loads, "machine": machine}
 
 
 #: What `account` sums per task: key -> item of the metadata's ``quantum`` section (see
@@ -414,6 +436,30 @@ def _load_summary(loads: list[float]) -> str:
     )
 
 
+def _machine_rows(r: dict[str, Any], size: BulkSize) -> list[list[Any]]:
+    """Where every core's time went during the run (/proc/stat), over wall x cores."""
+    m = r.get("machine") or {}
+    if not m:
+        return []
+    cores = os.cpu_count() or 1
+    total = r["wall"] * cores
+    busy = sum(v for k, v in m.items() if k not in ("idle", "iowait"))
+    kernel = m.get("system", 0.0) + m.get("irq", 0.0) + m.get("softirq", 0.0)
+
+    def pct(v: float) -> str:
+        return f"{100 * v / total:.1f}% ({v:.0f} s)"
+
+    return [
+        [f"machine, all {cores} cores (/proc/stat), over wall x cores: busy", pct(busy), ""],
+        ["  of which the command tree (quanta and framework)", pct(r["command_cpu"]), ""],
+        ["  of which anything else (kernel threads: writeback, reclaim; other processes)",
+         pct(busy - r["command_cpu"]), ""],
+        ["  system + irq + softirq (any process's kernel time, kernel threads)", pct(kernel), ""],
+        ["  steal (the hypervisor ran something else)", pct(m.get("steal", 0.0)), ""],
+        ["machine idle / iowait", f"{pct(m.get('idle', 0.0))} / {pct(m.get('iowait', 0.0))}", ""],
+    ]
+
+
 def main() -> None:
     size = BulkSize.from_environment()
     cache = Path(
@@ -474,6 +520,7 @@ def main() -> None:
              "workers - its CPU, over wall x workers",
              f"{100 * (gather['wall'] * size.jobs - gather['cpu']) / (r['wall'] * size.jobs):.1f}%",
              ""],
+            *_machine_rows(r, size),
         ],
         notes=(
             f"load average (1, 5, 15 min) before {tuple(round(v, 1) for v in r['load'][0])}, "

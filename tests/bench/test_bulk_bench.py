@@ -4,6 +4,8 @@ from the quanta's metadata, and the output run removed afterwards."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytest.importorskip("galsim")
@@ -52,6 +54,10 @@ def test_a_run_is_accounted_from_the_quanta_metadata_and_removed(cache):
     assert result["detectors_per_minute_per_core"] == pytest.approx(
         2 / (result["wall"] / 60) / 2
     )
+    machine = result["machine"]  # every core's time during the run, by kind
+    assert sum(machine.values()) == pytest.approx(result["wall"] * os.cpu_count(), rel=0.1)
+    busy = sum(v for k, v in machine.items() if k not in ("idle", "iowait"))
+    assert busy >= result["command_cpu"] - 0.5  # the command's CPU is part of the machine's
     disk = result["disk"]  # measured before the run was removed
     assert disk["raw (postISRCCD)"] > 0 and disk["output icExp"] > 0
     assert all(v >= 0 for v in disk.values())
