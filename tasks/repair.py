@@ -62,7 +62,7 @@ class FindCosmicRaysConfig(Config):
         float,
         "With a source catalog: the assumed error of the sources' PSF model, as a fraction "
         "of its value, added in quadrature to the noise",
-        default=0.05,
+        default=0.01,
         min=0.0,
     )
     modelMinPeak = RangeField(
@@ -71,6 +71,12 @@ class FindCosmicRaysConfig(Config):
         "sky noise (fainter ones change no test)",
         default=50.0,
         min=0.0,
+    )
+    modelFitFlux = Field(
+        bool,
+        "With a source catalog: fit each modelled source's flux with the exposure's PSF on "
+        "its unsaturated, CR-free pixels (the catalog's may be measured with a Gaussian)",
+        default=True,
     )
     keepCRs = Field(bool, "Keep CR pixel values (only flag them)", default=False)
     badPlanes = ListField(
@@ -194,6 +200,11 @@ class RepairTask(Task):
         if not bright.any():
             return None
         self.metadata["nCrModelSources"] = int(bright.sum())
+        image, mask = exposure.image, exposure.mask
+        sample = image[::16, ::16]
+        sample = sample[np.isfinite(sample)]
+        # fluxes fitted with this PSF (the catalog's may come from a Gaussian stand-in)
+        # on the pixels a CR, a defect or saturation leaves alone
         return source_model(
             (h, w),
             exposure.psf,
@@ -201,4 +212,10 @@ class RepairTask(Task):
             np.asarray(sources["base_SdssCentroid_y"])[bright],
             flux[bright],
             xy0=exposure.xy0,
+            image=image if self.config.cosmicray.modelFitFlux else None,
+            mask=mask.array,
+            excluded_bits=mask.get_plane_bitmask(["BAD", "NO_DATA", "CR", "INTRP"]),
+            saturated_bits=mask.get_plane_bitmask("SAT"),
+            background=float(np.median(sample)) if sample.size else 0.0,
+            variance=exposure.variance,
         )
