@@ -58,6 +58,87 @@ class FindCosmicRaysConfig(Config):
             "pairs": "conditions 2 and 3 against neighbour-pair means",
         },
     )
+    extendBox = RangeField(
+        int,
+        "'local' extension: odd box size whose ring's median is a neighbour's local background",
+        default=5,
+        min=3,
+    )
+    extendCond3Fac2 = RangeField(
+        float,
+        "'local' extension: cond3_fac2 of its sharpness test along directions without CR pixels",
+        default=0.75,
+        min=0.0,
+    )
+    flankedCount = RangeField(
+        int,
+        "'local' extension: CR pixels among its 8 neighbours from which extendSigmaFlanked applies",
+        default=4,
+        min=0,
+    )
+    loneCount = RangeField(
+        int,
+        "'local' extension: CR pixels among its 8 neighbours up to which extendSigmaLone applies",
+        default=1,
+        min=0,
+    )
+    ringMinSigma = RangeField(
+        float,
+        "'local' extension: the ring's median is the local background only above this many "
+        "sigma (elsewhere the image median and the source model)",
+        default=1.0,
+        min=0.0,
+    )
+    saturatedGrow = RangeField(
+        int,
+        "Pixels within this many rows and columns of a saturated one are never CRs (0: off)",
+        default=2,
+        min=0,
+    )
+    trackBox = RangeField(
+        int,
+        "Track pass: odd box size of the fit of a track's line to the CR pixels around a "
+        "pixel; 0 turns the pass off ('local' mode only)",
+        default=5,
+        min=0,
+    )
+    trackMinPixels = RangeField(
+        int, "Track pass: CR pixels a box needs for a line", default=3, min=1
+    )
+    trackWidth = RangeField(
+        float,
+        "Track pass: largest minor/major variance ratio of the CR pixels of a line",
+        default=0.15,
+        min=0.0,
+        max=1.0,
+    )
+    trackNear = RangeField(
+        float,
+        "Track pass: a neighbour the line passes within this many pixels of joins above "
+        "trackNearSigma",
+        default=0.8,
+        min=0.0,
+    )
+    trackNearSigma = RangeField(
+        float, "Track pass: see trackNear (sigma over the local background)", default=1.5, min=0.0
+    )
+    trackFar = RangeField(
+        float,
+        "Track pass: an extension pixel the line passes this many pixels or more from stays "
+        "only above trackFarSigma",
+        default=0.9,
+        min=0.0,
+    )
+    trackFarSigma = RangeField(
+        float, "Track pass: see trackFar (sigma over the local background)", default=3.0, min=0.0
+    )
+    trackFarMaxCr = RangeField(
+        int,
+        "Track pass: trackFar applies to pixels with at most this many CR pixels among their "
+        "8 neighbours (more: a track's flank flagged along it)",
+        default=4,
+        min=0,
+    )
     modelError = RangeField(
         float,
         "With a source catalog: the assumed error of the sources' PSF model, as a fraction "
@@ -101,6 +182,20 @@ class FindCosmicRaysConfig(Config):
                 "extend_mode": "extendMode",
                 "bad_planes": "badPlanes",
                 "model_error": "modelError",
+                "extend_box": "extendBox",
+                "extend_cond3_fac2": "extendCond3Fac2",
+                "flanked_count": "flankedCount",
+                "lone_count": "loneCount",
+                "ring_min_sigma": "ringMinSigma",
+                "saturated_grow": "saturatedGrow",
+                "track_box": "trackBox",
+                "track_min_pixels": "trackMinPixels",
+                "track_width": "trackWidth",
+                "track_near": "trackNear",
+                "track_near_sigma": "trackNearSigma",
+                "track_far": "trackFar",
+                "track_far_sigma": "trackFarSigma",
+                "track_far_max_cr": "trackFarMaxCr",
             },
         )
 

@@ -201,3 +201,20 @@ def test_rotated_detector_psf(tmp_path):
     result = CharacterizeImageTask().run(sim.exposure)
     center = (SIZE / 2, SIZE / 2)
     assert abs(result.exposure.psf.fwhm(center) / sim.truth.psf.fwhm(center) - 1) < 0.01
+
+
+def test_cosmic_ray_options_are_reachable_from_the_config():
+    """The CR finder's options have config fields with their defaults, and a change reaches
+    the finder (ring_min_sigma, model_error, the track pass...)."""
+    from imaging.cosmic_rays import CosmicRayConfig
+
+    cosmicray = CharacterizeImageConfig().repair.cosmicray
+    assert cosmicray.to_options() == CosmicRayConfig()
+    cosmicray.ringMinSigma = 1.5
+    cosmicray.modelError = 0.05
+    cosmicray.extendCond3Fac2 = 0.6
+    cosmicray.trackBox = 0
+    cosmicray.trackNearSigma = 2.0
+    options = cosmicray.to_options()
+    assert options == CosmicRayConfig(ring_min_sigma=1.5, model_error=0.05, extend_cond3_fac2=0.6,
+                                      track_box=0, track_near_sigma=2.0)
