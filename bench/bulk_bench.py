@@ -163,6 +163,32 @@ def machine_cpu() -> dict[str, float] | None:
     return {k: int(v) / tick for k, v in zip(_PROC_STAT_FIELDS, first[1:], strict=False)}
 
 
+def kernel_threads_cpu() -> dict[str, float]:
+    """CPU seconds so far of the kernel's threads (children of ``kthreadd``), by name.
+
+    Names lose their instance suffix (``kworker/1:2`` counts as ``kworker``). Empty off Linux.
+    """
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    totals: dict[str, float] = {}
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return totals
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                text = stat.read()
+        except OSError:  # gone meanwhile
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text[text.rindex(")") + 2 :].split()
+        if fields[1] != "2":  # parent is not kthreadd
+            continue
+        key = name.split("/")[0].rstrip("0123456789:-.") or name
+        totals[key] = totals.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return totals
+
+
 def _run(
     command: list[str],
     *,
@@ -178,7 +204,7 @@ def _run(
     difference). Raises `BulkBenchError` with the command's output tail if it fails.
     """
     with tempfile.TemporaryFile("w+") as output:
-        before = machine_cpu()
+        before, kernel_before = machine_cpu(), kernel_threads_cpu()
         start, cpu0 = time.perf_counter(), _children_cpu()
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
@@ -192,9 +218,12 @@ def _run(
                     loads.append(os.getloadavg()[0])
         wall = time.perf_counter() - start
         cpu = _children_cpu() - cpu0  # dask's worker processes are reaped inside the tree
-        after = machine_cpu()
+        after, kernel_after = machine_cpu(), kernel_threads_cpu()
         if machine is not None and before is not None and after is not None:
             machine.update({k: after[k] - before[k] for k in after})
+            machine["kernel_threads"] = {
+                k: v - kernel_before.get(k, 0.0) for k, v in kernel_after.items()
+            }
         if process.returncode != 0:
             output.seek(0)
             tail = output.read().strip().splitlines()[-15:]
@@ -443,7 +472,10 @@ def _machine_rows(r: dict[str, Any], size: BulkSize) -> list[list[Any]]:
         return []
     cores = os.cpu_count() or 1
     total = r["wall"] * cores
+    threads = m.get("kernel_threads", {})
+    m = {k: v for k, v in m.items() if k != "kernel_threads"}
     busy = sum(v for k, v in m.items() if k not in ("idle", "iowait"))
+    top = sorted(threads.items(), key=lambda kv: -kv[1])[:4]
     kernel = m.get("system", 0.0) + m.get("irq", 0.0) + m.get("softirq", 0.0)
 
     def pct(v: float) -> str:
@@ -454,6 +486,8 @@ def _machine_rows(r: dict[str, Any], size: BulkSize) -> list[list[Any]]:
         ["  of which the command tree (quanta and framework)", pct(r["command_cpu"]), ""],
         ["  of which anything else (kernel threads: writeback, reclaim; other processes)",
          pct(busy - r["command_cpu"]), ""],
+        ["  of which the kernel's own threads: " + ", ".join(f"{k} {v:.0f} s" for k, v in top),
+         pct(sum(threads.values())), ""],
         ["  system + irq + softirq (any process's kernel time, kernel threads)", pct(kernel), ""],
         ["  steal (the hypervisor ran something else)", pct(m.get("steal", 0.0)), ""],
         ["machine idle / iowait", f"{pct(m.get('idle', 0.0))} / {pct(m.get('iowait', 0.0))}", ""],
