@@ -15,8 +15,13 @@ from bench.characterize_bench import STEP_ROWS, compare, simulate, table_rows  #
 
 @pytest.fixture(scope="module")
 def result():
-    """Compare both assemblies on a 512x512 detector with enough stars for an ePSF."""
-    return compare(simulate(512, 1, star_density=40000.0))
+    """Compare both assemblies on a 512x512 detector with enough stars for an ePSF.
+
+    The peer's ePSF is built in 2 iterations, not the benchmark's 10: with the ~11 stars
+    here each iteration spends ~2.5 s filling the oversampled grid's empty pixels, and the
+    checks below are about the comparison's plumbing, not the peer's convergence.
+    """
+    return compare(simulate(512, 1, star_density=40000.0), epsf_maxiters=2)
 
 
 def test_times_are_positive(result):
