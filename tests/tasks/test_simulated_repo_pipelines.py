@@ -97,6 +97,8 @@ def test_refcat_shards_are_spatial_prerequisites(repo, monkeypatch):
 
 
 def test_characterize_through_pipetask_run(repo):
+    """The default pipeline with ``--debug`` through ``pipetask run -j 2``, on 2 of the 4
+    detectors (``-d``; with the debug pictures a detector's chain costs ~7 CPU s)."""
     out = subprocess.run(
         [
             str(BIN / "pipetask"),
@@ -111,6 +113,8 @@ def test_characterize_through_pipetask_run(repo):
             "SimCam/raw/all,SimCam/calib,refcats",
             "-o",
             "u/test/char",
+            "-d",
+            "detector IN (0, 1)",
             "-j",
             "2",
             "--no-progress",
@@ -129,7 +133,7 @@ def test_characterize_through_pipetask_run(repo):
         "characterizeImage_metadata",
         "processBrightStars_metadata",
     ):
-        assert len(butler.query_datasets(name)) == 4, name
+        assert len(butler.query_datasets(name)) == 2, name
     exposure = butler.get("icExp", instrument="SimCam", visit=100, detector=0)
     catalog = butler.get("icSrc", instrument="SimCam", visit=100, detector=0)
     assert exposure.psf is not None and exposure.mask.is_set("DETECTED").any()
@@ -137,7 +141,7 @@ def test_characterize_through_pipetask_run(repo):
     metadata = butler.get("characterizeImage_metadata", instrument="SimCam", visit=100, detector=0)
     assert metadata is not None
     pictures = list(Path(repo).rglob("debug/*.png"))
-    assert len(pictures) >= 4 * 2  # every quantum wrote its debug stages
+    assert len(pictures) >= 2 * 2  # every quantum wrote its debug stages
     report = subprocess.run(
         [str(BIN / "pipetask"), "report", "-b", str(repo), "u/test/char"],
         capture_output=True,
