@@ -55,7 +55,7 @@ import numpy as np
 from astropy.io import fits
 
 from ._errors import ExposureFormatError
-from ._shard_reader import ShardedPlane
+from ._shard_reader import ShardedPlane, read_group_attributes, read_single_chunk_array
 from .exposure import Exposure
 from .geometry import Box
 from .mask import Mask
@@ -646,35 +646,80 @@ class ZarrStampsReader(StampsReader):
     """
 
     def __init__(self, store: Any, *, source: str | None = None) -> None:
-        import zarr
+        self.source = source or repr(store)
+        self._direct: dict[str, ShardedPlane] = {}
+        self._planes: dict[str, Any] = {}
+        root = _local_root(store)
+        # on a local disk, the group is read directly (`imaging._shard_reader`): its
+        # attributes, table and shards; any other layout or store through zarr
+        if root is None or not self._open_direct(root):
+            self._open_zarr(store, root)
 
-        self.source = source = source or repr(store)
-        try:
-            group = zarr.open_group(store, mode="r")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
-            raise FileNotFoundError(f"No stamps zarr group at {source}") from err
-        attrs = group.attrs.get(_ZARR_ATTR)
+    def _take_attributes(self, attrs: Any) -> tuple[list[str], list[str]]:
+        """Check and keep the group's attributes; return its column and plane names."""
+        source = self.source
         if attrs is None:
             raise StampsFormatError(f"{source}: missing group attribute {_ZARR_ATTR!r}")
         for key in ("n_stamps", "stamp_shape", "normalized", "has_mask", "has_variance"):
             if key not in attrs:
                 raise StampsFormatError(f"{source}: attribute {_ZARR_ATTR}[{key!r}] is missing")
         self._attrs = attrs
-        self.n_stamps = n_stamps = int(attrs["n_stamps"])
-        self.shape = shape = (int(attrs["stamp_shape"][0]), int(attrs["stamp_shape"][1]))
+        self.n_stamps = int(attrs["n_stamps"])
+        self.shape = (int(attrs["stamp_shape"][0]), int(attrs["stamp_shape"][1]))
         self.use_mask, self.use_variance = bool(attrs["has_mask"]), bool(attrs["has_variance"])
         self.use_archive = bool(attrs["has_archive"])
-        members = dict(group.members())  # one listing: every array's metadata at once
         names = ["g_mag", "gaia_id", "x0", "y0", "annular_flux"]
         if self.use_archive:
             names += ["crpix", "shift", "sip_a", "sip_b"]
+        planes = ["image"] + ["mask"] * self.use_mask + ["variance"] * self.use_variance
+        return names, planes
+
+    def _open_direct(self, root: Path) -> bool:
+        """Open the group at ``root`` without zarr; `False` if any part is not this layout.
+
+        Nothing is kept then: zarr reads the group (and reports its faults). The layout is
+        the one `write_stamps_zarr` makes.
+        """
+        group = read_group_attributes(root)
+        if group is None or _ZARR_ATTR not in group:
+            return False
+        names, planes = self._take_attributes(group[_ZARR_ATTR])
+        columns = {}
+        for name in names:
+            values = read_single_chunk_array(root, name)
+            if values is None:
+                return False
+            columns[name] = values
+        direct: dict[str, ShardedPlane] = {}
+        for name in planes:
+            plane = ShardedPlane.open(root, name)
+            if plane is None or plane.shape != (self.n_stamps, *self.shape):
+                for opened in direct.values():
+                    opened.close()
+                if plane is not None:
+                    plane.close()
+                return False
+            direct[name] = plane
+        self._columns, self._direct = columns, direct
+        return True
+
+    def _open_zarr(self, store: Any, root: Path | None) -> None:
+        """Open the group through zarr (any store); its planes' shards directly if local."""
+        import zarr
+
+        source = self.source
+        try:
+            group = zarr.open_group(store, mode="r")
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as err:
+            raise FileNotFoundError(f"No stamps zarr group at {source}") from err
+        names, planes = self._take_attributes(group.attrs.get(_ZARR_ATTR))
+        n_stamps, shape = self.n_stamps, self.shape
+        members = dict(group.members())  # one listing: every array's metadata at once
         self._columns: dict[str, np.ndarray] = {}
         for name in names:
             if name not in members:
                 raise StampsFormatError(f"{source}: missing array {name!r}")
             self._columns[name] = np.asarray(members[name][...])
-        planes = ["image"] + ["mask"] * self.use_mask + ["variance"] * self.use_variance
-        self._planes: dict[str, Any] = {}
         for name in planes:
             if name not in members:
                 raise StampsFormatError(f"{source}: missing array {name!r}")
@@ -684,9 +729,6 @@ class ZarrStampsReader(StampsReader):
                     f"{source}: array {name!r} shape {array.shape} != {(n_stamps, *shape)}"
                 )
             self._planes[name] = array
-        # on a local disk, the planes' shards are read directly (`imaging._shard_reader`)
-        root = _local_root(store)
-        self._direct: dict[str, ShardedPlane] = {}
         if root is not None:
             for name in planes:
                 plane = ShardedPlane.open(root, name)
@@ -699,6 +741,8 @@ class ZarrStampsReader(StampsReader):
         direct = self._direct.get(name)
         if direct is not None:
             return list(direct.read(chosen, box))
+        if name not in self._planes:
+            raise ValueError(f"{self.source}: the stamps reader is closed")
         array = self._planes[name]
         rows, cols = box.slices()
         if chosen == list(range(chosen[0], chosen[-1] + 1)):

@@ -107,3 +107,43 @@ def test_other_layouts_are_read_by_zarr(tmp_path, group):
     data[-10] ^= 0xFF
     (copy / "variance" / "c" / "0" / "0" / "0").write_bytes(bytes(data))
     assert shard.exists() and ShardedPlane.open(copy, "variance") is None
+
+
+def _columns_and_attrs(reader):
+    return {k: v.copy() for k, v in reader._columns.items()}, dict(reader._attrs)
+
+
+def test_a_local_group_opens_without_zarr_and_as_zarr_reads_it(group, monkeypatch):
+    """The attributes and the table read directly equal zarr's; zarr is not called."""
+    reference = ZarrStampsReader.__new__(ZarrStampsReader)  # zarr's reading of it all
+    reference.source, reference._direct, reference._planes = "ref", {}, {}
+    reference._open_zarr(str(group), None)
+    calls = []
+    monkeypatch.setattr(zarr, "open_group", lambda *a, **k: calls.append(a))
+    with ZarrStampsReader(str(group)) as direct:
+        assert calls == [] and set(direct._direct) == {"image", "mask", "variance"}
+        columns, attrs = _columns_and_attrs(direct)
+        want_columns, want_attrs = _columns_and_attrs(reference)
+        assert attrs == want_attrs and columns.keys() == want_columns.keys()
+        for name, values in want_columns.items():
+            assert columns[name].dtype == values.dtype
+            np.testing.assert_array_equal(columns[name], values)
+        assert direct.read(indices=[3, 0]).equals(reference.read(indices=[3, 0]))
+    with pytest.raises(ValueError, match="closed"):
+        direct.read()
+
+
+def test_a_table_not_in_one_chunk_is_read_through_zarr(group, tmp_path):
+    """Any other layout of a column (here several chunks) falls back to zarr, same result."""
+    copy = tmp_path / "other.zarr"
+    shutil.copytree(group, copy)
+    values = zarr.open_group(str(group), mode="r")["g_mag"][...]
+    shutil.rmtree(copy / "g_mag")
+    root = zarr.open_group(str(copy), mode="a")
+    column = root.create_array("g_mag", shape=values.shape, dtype=values.dtype, chunks=(1,))
+    column[...] = values
+    assert _shard_reader.read_single_chunk_array(copy, "g_mag") is None
+    assert _shard_reader.read_single_chunk_array(group, "g_mag") is not None
+    with ZarrStampsReader(str(copy)) as fallback, ZarrStampsReader(str(group)) as direct:
+        np.testing.assert_array_equal(fallback._columns["g_mag"], values)
+        assert fallback.read().equals(direct.read())
