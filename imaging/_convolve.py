@@ -6,8 +6,9 @@
 * sigma-clipped statistics (afw ``MEANCLIP``/``STDEVCLIP``: start at the median with an
   IQR width, then iterate ``n_iter`` times at ``n_sigma``);
 * batched cutouts (``(N, S, S)`` stacks) and batched Lanczos-3 sub-pixel shifts;
-* 8-connected components of a *list* of pixels (sparse graph), whose cost grows with the
-  number of pixels rather than the image size.
+* 8-connected components of a *list* of pixels (union-find in numba,
+  `imaging._footprint_kernels`), whose cost grows with the number of pixels rather than the
+  image size.
 
 No state is kept between calls.
 """
@@ -17,8 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
+
+from ._footprint_kernels import label_sorted
 
 #: The LSST default mask planes and their bit numbers, used when no mapping is given.
 DEFAULT_MASK_PLANES: dict[str, int] = {
@@ -231,19 +232,11 @@ def connected_components_8(y: np.ndarray, x: np.ndarray, width: int) -> tuple[in
     if y.size == 0:
         return 0, np.zeros(0, np.int64)
     flat = y * width + x
+    if flat.size == 1 or (flat[1:] > flat[:-1]).all():  # raster order already (the usual case)
+        n, labels = label_sorted(flat, width)
+        return int(n), labels
     order = np.argsort(flat, kind="stable")
-    sflat = flat[order]
-    sx = x[order]
-    rows, cols = [], []
-    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
-        target = sflat + dy * width + dx
-        pos = np.clip(np.searchsorted(sflat, target), 0, sflat.size - 1)
-        hit = (sflat[pos] == target) & (sx + dx >= 0) & (sx + dx < width)
-        rows.append(np.nonzero(hit)[0])
-        cols.append(pos[hit])
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(r.size, np.int8), (r, c)), shape=(sflat.size, sflat.size))
-    n, lab_sorted = connected_components(graph, directed=False)
+    n, lab_sorted = label_sorted(flat[order], width)
     labels = np.empty_like(lab_sorted)
     labels[order] = lab_sorted
     return int(n), labels
