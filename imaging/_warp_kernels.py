@@ -37,7 +37,10 @@ _SHIFT = np.uint64(12)  # log2(TABLE_STEPS)
 _FRACTION = np.uint64(TABLE_STEPS - 1)
 
 # Reassociation lets LLVM vectorize the tap sums; no "nnan"/"ninf": NaN tests must survive.
-_FAST = {"reassoc", "contract"}
+# A dict, not a set: the options are part of the pickle numba keys a closure's cache by
+# (`separable_warper`), and a set of strings pickles in an order that changes with the
+# process's hash seed, so half the new processes missed the cache and compiled again.
+_FAST = {"reassoc": True, "contract": True}
 _N_TERMS = 10  # terms u^p v^q (p + q <= 3) of a bivariate cubic, ordered p = 0..3, q = 0..3-p
 
 

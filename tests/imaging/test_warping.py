@@ -311,13 +311,17 @@ print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
 def test_a_new_process_takes_the_compiled_warp_from_numbas_cache():
     """The separable warp closes over other compiled functions; numba keys its cache by a
     pickle of them, which held a per-process random identity: every process that warped
-    compiled it again (~20 s of each pipetask and worker of the bright-star tasks)."""
+    compiled it again (~20 s of each pipetask and worker of the bright-star tasks). The two
+    processes hash strings differently (seeds 1 and 2 order the set {"reassoc", "contract"}
+    differently): fastmath options given as such a set made the key differ between them."""
+    import os
     import subprocess
     import sys
 
     run = [sys.executable, "-c", WARP_IN_A_NEW_PROCESS]
-    for _ in range(2):  # the first may compile and store it (a fresh clone); the second not
-        out = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    for seed in ("1", "2"):  # the first may compile and store it (a fresh clone); the second not
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        out = subprocess.run(run, capture_output=True, text=True, timeout=300, env=env)
         assert out.returncode == 0, out.stderr
     hits, misses = map(int, out.stdout.split())
     assert (hits, misses) == (1, 0), out.stdout
