@@ -7,6 +7,10 @@ Both take the pixels as sorted, distinct flat indices ``y * width + x`` and cost
   the image, in raster order.  A row sweep: each run of consecutive pixels ``[a, b]`` of
   input row ``y`` paints ``[a - k, b + k]`` (``k = n - |y - r|``) into a one-row buffer of
   output row ``r``, which is then read back in order and cleared.
+- `above_sorted`: the pixels of an image's middle at or beyond a level, in raster order
+  (one pass, no boolean image).
+- `label_boxes`, `label_max`: per-label bounding boxes and maxima in one pass (what
+  ``np.minimum.at``/``np.maximum.at`` did, ~10x slower).
 - `label_sorted`: union-find over the left and the three upper neighbours (one pointer
   walks the previous row), then components numbered 0.. in order of their first pixel.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["grow_sorted", "label_sorted"]
+__all__ = ["above_sorted", "grow_sorted", "label_boxes", "label_max", "label_sorted"]
 
 _jit = numba.njit(cache=True, nogil=True)
 
@@ -148,3 +152,66 @@ def label_sorted(flat, width):
             n += 1
         labels[i] = number[root]
     return n, labels
+
+
+@_jit
+def above_sorted(image, half, level, positive):
+    """Flat indices of the pixels at least ``half`` from the edge beyond the level.
+
+    Value >= ``level`` when ``positive``, else <= ``-level``; raster order; NaN never passes.
+    """
+    h, w = image.shape
+    cap = 1 << 16
+    out = np.empty(cap, np.int64)
+    m = 0
+    neg = -level
+    for y in range(half, h - half):
+        row = image[y]
+        if m + w > cap:
+            cap = 2 * cap + w
+            bigger = np.empty(cap, np.int64)
+            bigger[:m] = out[:m]
+            out = bigger
+        base = y * w
+        if positive:
+            for x in range(half, w - half):
+                if row[x] >= level:
+                    out[m] = base + x
+                    m += 1
+        else:
+            for x in range(half, w - half):
+                if row[x] <= neg:
+                    out[m] = base + x
+                    m += 1
+    return out[:m].copy()
+
+
+@_jit
+def label_boxes(y, x, lab, n):
+    """(n, 4) inclusive boxes (y0, y1, x0, x1) of labelled pixel lists (empty: max, -1)."""
+    big = np.iinfo(np.int64).max
+    box = np.empty((n, 4), np.int64)
+    for i in range(n):
+        box[i, 0] = big
+        box[i, 1] = -1
+        box[i, 2] = big
+        box[i, 3] = -1
+    for i in range(lab.size):
+        k = lab[i]
+        box[k, 0] = min(box[k, 0], y[i])
+        box[k, 1] = max(box[k, 1], y[i])
+        box[k, 2] = min(box[k, 2], x[i])
+        box[k, 3] = max(box[k, 3], x[i])
+    return box
+
+
+@_jit
+def label_max(lab, value, n):
+    """Maximum ``value`` of each label 0..n-1 (float64; -inf for an empty label)."""
+    out = np.full(n, -np.inf)
+    for i in range(lab.size):
+        k = lab[i]
+        v = np.float64(value[i])
+        if v > out[k]:
+            out[k] = v
+    return out

@@ -42,7 +42,7 @@ from ._convolve import (
     plane_map,
     smooth_gaussian,
 )
-from ._footprint_kernels import grow_sorted
+from ._footprint_kernels import above_sorted, grow_sorted, label_boxes, label_max
 from .background import BackgroundConfig, BackgroundModel, subtract_background
 from .footprint import Footprint, Peaks
 from .saturation import merge_saturated_peaks, saturated_regions
@@ -179,14 +179,7 @@ def _set_bits(mask: np.ndarray, labels: np.ndarray, bit: int, block: int = 256) 
 
 def _boxes(y: np.ndarray, x: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
     """(n, 4) inclusive boxes (y0, y1, x0, x1) of labelled pixel lists."""
-    box = np.empty((n, 4), np.int64)
-    box[:, 0] = box[:, 2] = np.iinfo(np.int64).max
-    box[:, 1] = box[:, 3] = -1
-    np.minimum.at(box[:, 0], lab, y)
-    np.maximum.at(box[:, 1], lab, y)
-    np.minimum.at(box[:, 2], lab, x)
-    np.maximum.at(box[:, 3], lab, x)
-    return box
+    return label_boxes(np.asarray(y, np.int64), np.asarray(x, np.int64), lab, n)
 
 
 def _grow(
@@ -208,21 +201,15 @@ def _grow(
 
 
 def _above(
-    smoothed: np.ndarray, half: int, level: float, sign: float, block: int = 256
+    smoothed: np.ndarray, half: int, level: float, sign: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """(y, x) of the pixels at least ``half`` from the edge with sign·value ≥ level."""
     h, w = smoothed.shape
-    ys, xs = [], []
-    lev = np.float32(level)
-    for r0 in range(half, h - half, block):
-        r1 = min(r0 + block, h - half)
-        part = smoothed[r0:r1, half:w - half]
-        y, x = np.nonzero(part >= lev if sign > 0 else part <= -lev)
-        ys.append(y + r0)
-        xs.append(x + half)
-    if not ys:
+    if h <= 2 * half or w <= 2 * half:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(ys).astype(np.int64), np.concatenate(xs).astype(np.int64)
+    flat = above_sorted(np.ascontiguousarray(smoothed, np.float32), half,
+                        np.float32(level), sign > 0)
+    return flat // w, flat % w
 
 
 def _find_footprints(
@@ -244,8 +231,7 @@ def _find_footprints(
     if n == 0:
         return [], labels_img
     av = sign * smoothed[ay, ax]
-    maxima = np.full(n, -np.inf)
-    np.maximum.at(maxima, al, av)
+    maxima = label_max(al, av, n)
     areas = np.bincount(al, minlength=n)
     keep = (maxima >= level * include) & (areas >= min_pixels)
     sel = keep[al]

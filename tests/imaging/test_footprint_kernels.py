@@ -58,6 +58,38 @@ def _reference_grow(ay, ax, shape, n_grow):
     return flat // w, flat % w
 
 
+def _reference_above(smoothed, half, level, sign, block=256):
+    h, w = smoothed.shape
+    ys, xs = [], []
+    lev = np.float32(level)
+    for r0 in range(half, h - half, block):
+        r1 = min(r0 + block, h - half)
+        part = smoothed[r0:r1, half:w - half]
+        y, x = np.nonzero(part >= lev if sign > 0 else part <= -lev)
+        ys.append(y + r0)
+        xs.append(x + half)
+    if not ys:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    return np.concatenate(ys).astype(np.int64), np.concatenate(xs).astype(np.int64)
+
+
+def _reference_boxes(y, x, lab, n):
+    box = np.empty((n, 4), np.int64)
+    box[:, 0] = box[:, 2] = np.iinfo(np.int64).max
+    box[:, 1] = box[:, 3] = -1
+    np.minimum.at(box[:, 0], lab, y)
+    np.maximum.at(box[:, 1], lab, y)
+    np.minimum.at(box[:, 2], lab, x)
+    np.maximum.at(box[:, 3], lab, x)
+    return box
+
+
+def _reference_max(lab, value, n):
+    maxima = np.full(n, -np.inf)
+    np.maximum.at(maxima, lab, value)
+    return maxima
+
+
 def _random_pixels(rng, shape, fill):
     binary = rng.random(shape) < fill
     return np.nonzero(binary)
@@ -99,10 +131,11 @@ def test_grow_of_nothing_and_edges():
     np.testing.assert_array_equal(gx, np.zeros(5))
 
 
-def _detect(sim_image):
+def _detect(sim_image, polarity):
     image, mask, var, planes = sim_image
     img, msk = image.copy(), mask.copy()
-    res = detection.detect_sources(img, msk, var, 1.6, planes=planes)
+    config = detection.DetectionConfig(polarity=polarity)
+    res = detection.detect_sources(img, msk, var, 1.6, planes=planes, config=config)
     return res, img, msk
 
 
@@ -119,13 +152,17 @@ def sim_image():
     return image, mask, var, e.mask.planes
 
 
-def test_detection_identical_to_reference(sim_image, monkeypatch):
-    new, img_new, mask_new = _detect(sim_image)
+@pytest.mark.parametrize("polarity", ["positive", "both"])
+def test_detection_identical_to_reference(sim_image, monkeypatch, polarity):
+    new, img_new, mask_new = _detect(sim_image, polarity)
     with monkeypatch.context() as m:
         m.setattr(detection, "connected_components_8", _reference_components)
         m.setattr(detection, "_grow", _reference_grow)
+        m.setattr(detection, "_above", _reference_above)
+        m.setattr(detection, "_boxes", _reference_boxes)
+        m.setattr(detection, "label_max", _reference_max)
         m.setattr("imaging.saturation.connected_components_8", _reference_components)
-        old, img_old, mask_old = _detect(sim_image)
+        old, img_old, mask_old = _detect(sim_image, polarity)
     assert len(new.footprints) == len(old.footprints) > 30
     np.testing.assert_array_equal(new.labels, old.labels)
     np.testing.assert_array_equal(mask_new, mask_old)
@@ -135,3 +172,33 @@ def test_detection_identical_to_reference(sim_image, monkeypatch):
         for name in ("x", "y", "value", "significance"):
             np.testing.assert_array_equal(getattr(a.peaks, name), getattr(b.peaks, name))
     assert new.saturated_centres == old.saturated_centres
+    assert len(new.negative_footprints) == len(old.negative_footprints)
+    if polarity == "both":
+        np.testing.assert_array_equal(new.negative_labels, old.negative_labels)
+        for a, b in zip(new.negative_footprints, old.negative_footprints, strict=True):
+            assert (a.slices, a.area, len(a.peaks.x)) == (b.slices, b.area, len(b.peaks.x))
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_above_matches_numpy(sign):
+    rng = np.random.default_rng(7)
+    img = rng.normal(size=(70, 90)).astype(np.float32)
+    img[5, 7] = np.nan
+    half, level = 3, 1.2
+    ry, rx = _reference_above(img, half, level, sign, block=16)
+    y, x = detection._above(img, half, level, sign)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(x, rx)
+    assert detection._above(img[:6], 3, level, sign)[0].size == 0
+
+
+def test_boxes_and_maxima_match_ufunc_at():
+    from imaging._footprint_kernels import label_max
+
+    rng = np.random.default_rng(8)
+    n = 40
+    lab = rng.integers(0, n - 3, 5000)  # the last labels stay empty
+    y, x = rng.integers(0, 500, 5000), rng.integers(0, 700, 5000)
+    v = rng.normal(size=5000).astype(np.float32)
+    np.testing.assert_array_equal(detection._boxes(y, x, lab, n), _reference_boxes(y, x, lab, n))
+    np.testing.assert_array_equal(label_max(lab, v, n), _reference_max(lab, v, n))
