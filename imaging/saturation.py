@@ -27,6 +27,7 @@ import numpy as np
 from scipy import ndimage
 
 from ._convolve import bitmask, connected_components_8
+from ._footprint_kernels import label_boxes
 from .footprint import Footprint, Peaks
 
 __all__ = ["SaturatedRegions", "merge_saturated_peaks", "saturated_regions", "wing_centroid"]
@@ -65,14 +66,8 @@ class SaturatedRegions:
 
 
 def _boxes(y: np.ndarray, x: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
-    box = np.empty((n, 4), np.int64)
-    box[:, 0] = box[:, 2] = np.iinfo(np.int64).max
-    box[:, 1] = box[:, 3] = -1
-    np.minimum.at(box[:, 0], lab, y)
-    np.maximum.at(box[:, 1], lab, y)
-    np.minimum.at(box[:, 2], lab, x)
-    np.maximum.at(box[:, 3], lab, x)
-    return box
+    """(n, 4) inclusive boxes (y0, y1, x0, x1) of labelled pixel lists (one compiled pass)."""
+    return label_boxes(np.asarray(y, np.int64), np.asarray(x, np.int64), lab, n)
 
 
 def saturated_regions(
