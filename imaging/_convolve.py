@@ -199,6 +199,11 @@ def shift_stack(stack: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray
     return out
 
 
+def clip_index(index: np.ndarray, top: int) -> np.ndarray:
+    """``index`` clipped to [0, top]: np.clip's result without its per-call overhead."""
+    return np.minimum(np.maximum(index, 0), top)
+
+
 def cutout_indices(
     shape: tuple[int, int], xc: np.ndarray, yc: np.ndarray, half: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._convolve import clip_index
+
 __all__ = ["source_model"]
 
-
-def _clip(index, top):
-    """``index`` clipped to [0, top]: np.clip's result without its per-call overhead."""
-    return np.minimum(np.maximum(index, 0), top)
 
 
 def source_model(
@@ -108,14 +106,14 @@ def source_model(
     d = np.arange(-half, half + 1)
     qy, qx = cy[:, None, None] + d[None, :, None], cx[:, None, None] + d[None, None, :]
     good = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
-    qy, qx = _clip(qy, h - 1), _clip(qx, w - 1)
+    qy, qx = clip_index(qy, h - 1), clip_index(qx, w - 1)
     if mask is not None and excluded_bits:
         good &= (mask[qy, qx] & np.uint32(excluded_bits)) == 0
     if mask is not None and saturated_bits:
         # the stamps with a margin of one pixel, gathered once
         e = np.arange(-half - 1, half + 2)
-        sat = (mask[_clip(cy[:, None, None] + e[None, :, None], h - 1),
-                    _clip(cx[:, None, None] + e[None, None, :], w - 1)]
+        sat = (mask[clip_index(cy[:, None, None] + e[None, :, None], h - 1),
+                    clip_index(cx[:, None, None] + e[None, None, :], w - 1)]
                & np.uint32(saturated_bits)) != 0
         size = 2 * half + 1
         for dy in range(3):

@@ -106,7 +106,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._convolve import bitmask, connected_components_8, plane_map
+from ._convolve import bitmask, clip_index, connected_components_8, plane_map
 from ._cr_track import track_distance
 from ._errors import TooManyCosmicRaysError
 from ._source_model import source_model
@@ -270,10 +270,6 @@ class CosmicRayResult:
         return int(self.y.size)
 
 
-def _clip(index, top):
-    """``index`` clipped to [0, top]: np.clip's result without its per-call overhead."""
-    return np.minimum(np.maximum(index, 0), top)
-
 
 def _psf_thresholds(kernel: np.ndarray, fac2: float) -> np.ndarray:
     k = np.asarray(kernel, dtype=np.float64)
@@ -366,7 +362,7 @@ def _grown(flat, h, w, offsets):
     if flat.size == 0:
         return flat.astype(np.int64)
     y, x = flat // w, flat % w
-    grown = [_clip(y + dy, h - 1) * w + _clip(x + dx, w - 1) for dy, dx in offsets]
+    grown = [clip_index(y + dy, h - 1) * w + clip_index(x + dx, w - 1) for dy, dx in offsets]
     return np.unique(np.concatenate(grown))
 
 
@@ -582,7 +578,7 @@ def find_cosmic_rays(
         """Return the indices at (dy, dx) clipped to the image, and which are inside it."""
         qy, qx = py + dy, px + dx
         inside = (qy >= 0) & (qy < h) & (qx >= 0) & (qx < w)
-        return _clip(qy, h - 1), _clip(qx, w - 1), inside
+        return clip_index(qy, h - 1), clip_index(qx, w - 1), inside
 
     def check(py, px, min_sigma, fac):
         keep = usable(py, px) & ~flagged[py, px]
@@ -603,8 +599,8 @@ def find_cosmic_rays(
         r = config.extend_box // 2
         offs = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
                 if max(abs(dy), abs(dx)) == r]  # the ring of the box: away from the track
-        qy = _clip(py[:, None] + np.array([o[0] for o in offs])[None, :], h - 1)
-        qx = _clip(px[:, None] + np.array([o[1] for o in offs])[None, :], w - 1)
+        qy = clip_index(py[:, None] + np.array([o[0] for o in offs])[None, :], h - 1)
+        qx = clip_index(px[:, None] + np.array([o[1] for o in offs])[None, :], w - 1)
         ring = light(qy, qx)
         ring[flagged[qy, qx] | (v[qy, qx] >= _VOID)] = np.nan
         local = _row_nanmedian(ring)
