@@ -37,29 +37,53 @@ def _subsamples(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return xs, ys
 
 
-def _moffat(params: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-            jacobian: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Pixel-integrated elliptical Moffat (and its Jacobian) at sub-pixel samples (xs, ys).
+class _Moffat:
+    """Pixel-integrated elliptical Moffat at fixed sub-pixel samples, and its Jacobian.
 
-    ``xs``, ``ys`` are (n_pixels, n_samples) from `_subsamples`; see `fit_moffat`.
+    ``xs``, ``ys`` are (n_pixels, n_samples) from `_subsamples`; parameters as in
+    `fit_moffat`.  The samples' profile of the last evaluation is kept: MINPACK asks for
+    the Jacobian at the point it has just evaluated, which then costs no second power.
     """
-    ln_amp, ln_qxx, qxy, ln_qyy, ln_beta1 = params
-    qxx, qyy, beta = np.exp(ln_qxx), np.exp(ln_qyy), 1.0 + np.exp(ln_beta1)
-    base = np.maximum(1.0 + qxx * xs * xs + 2.0 * qxy * xs * ys + qyy * ys * ys, 1e-12)
-    amp = np.exp(ln_amp)
-    prof = base ** (-beta)
-    value = amp * prof.mean(axis=1)
-    if not jacobian:
-        return value
-    dq = -beta * amp * prof / base  # d value / d Q, per sample
-    jac = np.stack([
-        value,
-        (dq * qxx * xs * xs).mean(axis=1),
-        (dq * 2.0 * xs * ys).mean(axis=1),
-        (dq * qyy * ys * ys).mean(axis=1),
-        -(beta - 1.0) * amp * (prof * np.log(base)).mean(axis=1),
-    ], axis=1)
-    return value, jac
+
+    def __init__(self, xs: np.ndarray, ys: np.ndarray) -> None:
+        self.xs, self.ys = xs, ys
+        self._last: tuple[bytes, np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _evaluate(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = np.asarray(params, dtype=np.float64).tobytes()
+        if self._last is not None and self._last[0] == key:
+            return self._last[1:]
+        xs, ys = self.xs, self.ys
+        ln_amp, ln_qxx, qxy, ln_qyy, ln_beta1 = params
+        qxx, qyy, beta = np.exp(ln_qxx), np.exp(ln_qyy), 1.0 + np.exp(ln_beta1)
+        base = np.maximum(1.0 + qxx * xs * xs + 2.0 * qxy * xs * ys + qyy * ys * ys, 1e-12)
+        # a trial step of MINPACK's can make the quadratic form indefinite: base ** -beta
+        # then overflows to inf where base is clipped, and the step is refused
+        with np.errstate(over="ignore"):
+            prof = base ** (-beta)
+        value = np.exp(ln_amp) * prof.mean(axis=1)
+        self._last = (key, base, prof, value)
+        return base, prof, value
+
+    def value(self, params: np.ndarray) -> np.ndarray:
+        """(n_pixels,) model values: the pixel means of the samples."""
+        return self._evaluate(params)[2]
+
+    def jacobian(self, params: np.ndarray) -> np.ndarray:
+        """(n_pixels, 5) derivatives of `value` by the parameters."""
+        base, prof, value = self._evaluate(params)
+        xs, ys = self.xs, self.ys
+        ln_amp, ln_qxx, _, ln_qyy, ln_beta1 = params
+        qxx, qyy, beta = np.exp(ln_qxx), np.exp(ln_qyy), 1.0 + np.exp(ln_beta1)
+        amp = np.exp(ln_amp)
+        dq = -beta * amp * prof / base  # d value / d Q, per sample
+        return np.stack([
+            value,
+            (dq * qxx * xs * xs).mean(axis=1),
+            (dq * 2.0 * xs * ys).mean(axis=1),
+            (dq * qyy * ys * ys).mean(axis=1),
+            -(beta - 1.0) * amp * (prof * np.log(base)).mean(axis=1),
+        ], axis=1)
 
 
 def fit_moffat(
@@ -93,7 +117,7 @@ def fit_moffat(
         (β > 1: a tail r^-2β that holds a finite flux), or
         `None` when the fit fails or gives a profile that is not positive definite.
     """
-    from scipy.optimize import least_squares
+    from scipy.optimize import leastsq
 
     half = size // 2
     d = np.arange(-half, half + 1, dtype=np.float64)
@@ -102,14 +126,14 @@ def fit_moffat(
     if sel.sum() < 10 or not np.all(np.isfinite(mean[sel])):
         return None
     sigma_w = np.sqrt(precision[sel])
-    xs, ys = _subsamples(x[sel], y[sel])
+    model = _Moffat(*_subsamples(x[sel], y[sel]))
     target = mean[sel]
 
     def residual(p: np.ndarray) -> np.ndarray:
-        return (_moffat(p, xs, ys) - target) * sigma_w
+        return (model.value(p) - target) * sigma_w
 
     def jacobian(p: np.ndarray) -> np.ndarray:
-        return _moffat(p, xs, ys, jacobian=True)[1] * sigma_w[:, None]
+        return model.jacobian(p) * sigma_w[:, None]
 
     if start is None:
         # a β = 3 Moffat of the image's half-light scale
@@ -118,12 +142,17 @@ def fit_moffat(
                    / max(np.clip(mean, 0, None).sum(), 1e-12))
         alpha2 = max(r2 / 2.0, 0.5)  # <r²> = 2α²/(β-2) = 2α² at β = 3
         start = np.array([np.log(peak), -np.log(alpha2), 0.0, -np.log(alpha2), np.log(2.0)])
+    start = np.asarray(start, dtype=np.float64)
+    if not np.all(np.isfinite(residual(start))):
+        return None
+    # MINPACK's lmder as least_squares(method="lm", x_scale="jac") calls it (the same
+    # tolerances, step bound and scaling), without the residuals and Jacobian that wrapper
+    # evaluates before and after the fit
     try:
-        sol = least_squares(residual, np.asarray(start, dtype=np.float64), jac=jacobian,
-                            method="lm", x_scale="jac", max_nfev=50)
+        p = leastsq(residual, start, Dfun=jacobian, full_output=True, ftol=1e-8, xtol=1e-8,
+                    gtol=1e-8, maxfev=50, factor=100.0)[0]
     except (ValueError, np.linalg.LinAlgError):
         return None
-    p = sol.x
     if not np.all(np.isfinite(p)) or p[2] ** 2 >= np.exp(p[1] + p[3]):
         return None
-    return _moffat(p, *_subsamples(x, y)), p
+    return _Moffat(*_subsamples(x, y)).value(p), p

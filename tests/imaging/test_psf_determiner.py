@@ -11,6 +11,8 @@ from imaging.psf_determiner import (
     PixelPsf,
     PixelPsfDeterminer,
     PixelPsfDeterminerConfig,
+    _normal_matrix,
+    _row_medians,
     reserve_sources,
 )
 from imaging.star_selector import select_stars_object_size
@@ -140,3 +142,21 @@ def test_quadratic_variation_is_one_radial_size_term(stars):
     with pytest.raises(ValueError, match="quadratic_variation"):
         PixelPsfDeterminer(PixelPsfDeterminerConfig(quadratic_variation="round")).determine(
             img, s.mask, s.variance, cands, planes=PLANES)
+
+
+def test_normal_matrix_is_the_weighted_products():
+    rng = np.random.default_rng(5)
+    design, weight, basis = rng.normal(size=(7, 3)), rng.random((7, 40)), rng.normal(size=(4, 40))
+    gram = _normal_matrix(design, weight, basis)
+    expected = np.einsum("st,su,sp,jp,kp->tjuk", design, design, weight, basis, basis)
+    np.testing.assert_allclose(gram, expected.reshape(12, 12), rtol=1e-12, atol=1e-12)
+
+
+def test_row_medians_are_nanmedian():
+    rng = np.random.default_rng(6)
+    values = np.round(rng.normal(100.0, 10.0, size=(9, 700)), 1)  # ties too
+    keep = rng.random(values.shape) < np.linspace(0.0, 1.0, 9)[:, None]
+    keep[1, :3] = [True, False, True]
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):  # the all-NaN row
+        expected = np.nanmedian(np.where(keep, values, np.nan), axis=1)
+    np.testing.assert_array_equal(_row_medians(values, keep), expected)
