@@ -291,22 +291,31 @@ class GaussianPsf(Psf, kind="gaussian"):
         """Kernel width and height (pixels)."""
         return self._size
 
-    def _draw(self, dx: float, dy: float) -> np.ndarray:
+    def _draw(self, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+        """(N, K, K) unit-sum kernels centred at offsets (dx, dy) from the middle pixel."""
         half = self._size // 2
-        y, x = np.mgrid[-half : half + 1, -half : half + 1].astype(float)
-        x -= dx
-        y -= dy
+        d = np.arange(-half, half + 1, dtype=np.float64)
+        x = d[None, None, :] - np.asarray(dx, dtype=np.float64).reshape(-1, 1, 1)
+        y = d[None, :, None] - np.asarray(dy, dtype=np.float64).reshape(-1, 1, 1)
         ixx, iyy, ixy = self._moments
         det = ixx * iyy - ixy * ixy
         rho = (iyy * x * x - 2.0 * ixy * x * y + ixx * y * y) / det
         kernel = np.exp(-0.5 * rho)
-        return kernel / kernel.sum()
+        return kernel / kernel.sum(axis=(1, 2), keepdims=True)
 
     def kernel_image(self, position: Position) -> np.ndarray:  # noqa: D102
-        return self._draw(0.0, 0.0)
+        return self._draw(0.0, 0.0)[0]
 
     def image(self, position: Position, *, offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:  # noqa: D102
-        return self._draw(float(offset[0]), float(offset[1]))
+        return self._draw(float(offset[0]), float(offset[1]))[0]
+
+    def image_stack(self, x: Any, y: Any, dx: Any, dy: Any) -> np.ndarray:
+        """Kernels at many positions, shifted by (dx, dy) px: an (N, K, K) unit-sum stack.
+
+        Equal to calling `image` for each (the model is the same everywhere, so ``x`` and
+        ``y`` only give the count); the vectorised hook measurement uses.
+        """
+        return self._draw(dx, dy)
 
     def moments(self, position: Position) -> tuple[float, float, float]:
         """Return the analytic moments ``(ixx, iyy, ixy)`` (pixels²), the same everywhere."""

@@ -106,3 +106,12 @@ def test_unweighted_fwhm_of_a_gaussian_and_of_negative_wings():
     assert unweighted_fwhm(ring) == pytest.approx(unweighted_fwhm(kernel), rel=1e-9)
     ring[0, :] += 2e-3  # positive wings widen it
     assert unweighted_fwhm(ring) > 1.05 * unweighted_fwhm(kernel)
+
+
+def test_gaussian_image_stack_is_image_at_each_offset():
+    psf = GaussianPsf(1.7, ellipticity=(0.1, -0.05))
+    dx, dy = np.array([0.0, 0.3, -1.2, 2.5]), np.array([0.0, -0.7, 0.4, 1.1])
+    stack = psf.image_stack(np.zeros(4), np.zeros(4), dx, dy)
+    for i in range(4):
+        np.testing.assert_array_equal(stack[i], psf.image((5.0, 9.0), offset=(dx[i], dy[i])))
+    np.testing.assert_array_equal(stack[0], psf.kernel_image((0.0, 0.0)))
