@@ -2,7 +2,8 @@
 
 Every source gets an ``(S, S)`` cutout around its footprint's brightest peak; all
 cutouts are stacked into ``(N, S, S)`` arrays and each plugin is a handful of array
-operations on the stack:
+operations on the stack, or one loop over it in `imaging._measure_kernels` (centroid and
+fluxes: sums that made many ``(N, S, S)`` temporaries in numpy):
 
 * ``base_PixelFlags`` — mask bits anywhere in the footprint, and in the 3×3 pixels
   around the centroid (``*Center``);
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table, vstack
 
+from . import _measure_kernels as kernels
 from ._convolve import bitmask, cutout_indices, plane_map
 from .detection import Footprint
 
@@ -178,76 +180,64 @@ def adaptive_moments_stack(
     return mxx, myy, mxy, wsum, failed
 
 
-def _gaussian_flux(img, var, good, xc, yc, mxx, myy, mxy):
-    s = img.shape[1]
-    d = np.arange(s, dtype=np.float64) - s // 2
-    dx = d[None, None, :] - xc[:, None, None]
-    dy = d[None, :, None] - yc[:, None, None]
-    det = (mxx * myy - mxy**2)[:, None, None]
-    rho = (myy[:, None, None] * dx * dx - 2 * mxy[:, None, None] * dx * dy
-           + mxx[:, None, None] * dy * dy) / det
-    w = np.where(good, np.exp(-0.5 * rho), 0.0)
-    flux = 2.0 * (w * img).sum(axis=(1, 2))
-    err = 2.0 * np.sqrt((w * w * var).sum(axis=(1, 2)))
-    return flux, err
+class _Cutouts:
+    """``(N, S, S)`` cutouts of images centred on integer pixels, ``S = 2 half + 1``.
 
+    Pixels off the image repeat the nearest edge pixel (`cutout_indices`; ``inside`` tells
+    which are on it).  Cutouts wholly on the image are copied as windows, the others
+    gathered pixel by pixel: the same values, 2-3x faster than gathering all.
+    """
 
-def _centroid(img, var, good, sigma, max_iter, max_shift):
-    n, s, _ = img.shape
-    d = np.arange(s, dtype=np.float64) - s // 2
-    xc, yc = np.zeros(n), np.zeros(n)
-    sig2 = sigma**2
-    with np.errstate(invalid="ignore", divide="ignore"):
-        for _ in range(max_iter):
-            gx = np.exp(-0.5 * (d[None, :] - xc[:, None]) ** 2 / sig2)
-            gy = np.exp(-0.5 * (d[None, :] - yc[:, None]) ** 2 / sig2)
-            wi = img * gy[:, :, None] * gx[:, None, :]
-            f = wi.sum(axis=(1, 2))
-            # Over-relaxed fixed point: for a Gaussian of the weight's width the plain
-            # update halves the error, a step of 1.6x shrinks it five-fold.
-            nx = xc + 1.6 * ((wi.sum(axis=1) * d[None, :]).sum(axis=1) / f - xc)
-            ny = yc + 1.6 * ((wi.sum(axis=2) * d[None, :]).sum(axis=1) / f - yc)
-            nx = np.where(np.isfinite(nx), np.clip(nx, -max_shift - 1, max_shift + 1), xc)
-            ny = np.where(np.isfinite(ny), np.clip(ny, -max_shift - 1, max_shift + 1), yc)
-            xc, yc = nx, ny
-        # Errors from the fixed-point equation F(xc) = sum I W (x - xc) = 0.
-        gx = np.exp(-0.5 * (d[None, :] - xc[:, None]) ** 2 / sig2)
-        gy = np.exp(-0.5 * (d[None, :] - yc[:, None]) ** 2 / sig2)
-        w = gy[:, :, None] * gx[:, None, :] * good
-        ddx = d[None, None, :] - xc[:, None, None]
-        ddy = d[None, :, None] - yc[:, None, None]
-        dfx = (img * w * (1 - ddx**2 / sig2)).sum(axis=(1, 2))
-        dfy = (img * w * (1 - ddy**2 / sig2)).sum(axis=(1, 2))
-        x_err = np.sqrt((var * w * w * ddx**2).sum(axis=(1, 2))) / np.abs(dfx)
-        y_err = np.sqrt((var * w * w * ddy**2).sum(axis=(1, 2))) / np.abs(dfy)
-        f = (img * w).sum(axis=(1, 2))
-    flag = ~(np.isfinite(xc) & np.isfinite(yc) & (f > 0) & (np.hypot(xc, yc) <= max_shift)
-             & (dfx > 0) & (dfy > 0))
-    xc = np.where(flag, 0.0, xc)
-    yc = np.where(flag, 0.0, yc)
-    return xc, yc, x_err, y_err, flag
+    def __init__(self, shape: tuple[int, int], px: np.ndarray, py: np.ndarray,
+                 half: int) -> None:
+        h, w = shape
+        d = np.arange(-half, half + 1)
+        self.inside = (((py[:, None, None] + d[None, :, None]) >= 0)
+                       & ((py[:, None, None] + d[None, :, None]) < h)
+                       & ((px[:, None, None] + d[None, None, :]) >= 0)
+                       & ((px[:, None, None] + d[None, None, :]) < w))
+        self._whole = (px >= half) & (py >= half) & (px < w - half) & (py < h - half)
+        self._x0, self._y0 = px[self._whole] - half, py[self._whole] - half
+        self._edge = None
+        if not self._whole.all():
+            iy, ix, _ = cutout_indices(shape, px[~self._whole], py[~self._whole], half)
+            self._edge = (iy, ix)
+        self._size = 2 * half + 1
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        out = np.empty((self._whole.size, self._size, self._size), image.dtype)
+        if self._x0.size:
+            windows = np.lib.stride_tricks.sliding_window_view(image, (self._size, self._size))
+            out[self._whole] = windows[self._y0, self._x0]
+        if self._edge is not None:
+            out[~self._whole] = image[self._edge]
+        return out
 
 
 def _psf_stack(psf, x, y, fx, fy, size):
-    """PSF images centred at (fx, fy) from the cutout centre, embedded in (N, size, size)."""
+    """PSF images centred at (fx, fy) from the cutout centre, embedded in (N, size, size).
+
+    Returns the stack and the half width of its central box that holds the PSF images.
+    """
     n = x.size
     out = np.zeros((n, size, size))
-    batch = getattr(psf, "image_stack", None)  # optional vectorised hook (PixelPsf)
-    stack = batch(x, y, fx, fy) if batch is not None else None
-    for i in range(n):
-        if stack is not None:
-            p = stack[i]
-        else:
-            p = np.asarray(psf.image((float(x[i]), float(y[i])), offset=(float(fx[i]),
-                                                                          float(fy[i]))))
-        k = p.shape[0]
-        if k >= size:
-            o = (k - size) // 2
-            out[i] = p[o:o + size, o:o + size]
-        else:
-            o = (size - k) // 2
-            out[i, o:o + k, o:o + k] = p
-    return out
+    if n == 0:
+        return out, size // 2
+    batch = getattr(psf, "image_stack", None)  # optional vectorised hook
+    if batch is not None:
+        stack = np.asarray(batch(x, y, fx, fy))
+    else:
+        stack = np.stack([np.asarray(psf.image((float(x[i]), float(y[i])),
+                                               offset=(float(fx[i]), float(fy[i]))))
+                          for i in range(n)])
+    k = stack.shape[1]
+    if k >= size:
+        o = (k - size) // 2
+        out[:] = stack[:, o:o + size, o:o + size]
+        return out, size // 2
+    o = (size - k) // 2
+    out[:, o:o + k, o:o + k] = stack
+    return out, k // 2
 
 
 def measure_sources(
@@ -320,14 +310,15 @@ def measure_sources(
     if n == 0:
         return _empty_columns(table, config)
 
-    iy, ix, inside = cutout_indices((h, w), px, py, half)
-    img = np.asarray(image[iy, ix], dtype=np.float64)
-    var = np.asarray(variance[iy, ix], dtype=np.float64)
-    msk = mask[iy, ix]
+    cut = _Cutouts((h, w), px, py, half)
+    inside = cut.inside
+    img = np.asarray(cut(image), dtype=np.float64)
+    var = np.asarray(cut(variance), dtype=np.float64)
+    msk = cut(mask)
     finite = np.isfinite(img) & np.isfinite(var) & inside
     usable = finite.copy()
     if labels is not None and config.mask_other_sources:
-        lab = labels[iy, ix]
+        lab = cut(labels)
         usable &= (lab == 0) | (lab == fid[:, None, None])
     bad_bits = bitmask(planes, config.bad_centroid_planes)
     fit_good = usable & ((msk & np.uint32(bad_bits)) == 0) if bad_bits else usable
@@ -340,9 +331,10 @@ def measure_sources(
         return arr[:, half - k:half + k + 1, half - k:half + k + 1]
 
     h_c = min(half, int(math.ceil(4 * psf_sigma)) + 2)
-    xc, yc, x_err, y_err, cflag = _centroid(
-        inner(np.where(fit_good, img, 0.0), h_c), inner(var, h_c), inner(fit_good, h_c),
-        psf_sigma, config.centroid_max_iter, config.centroid_max_shift,
+    xc, yc, x_err, y_err, cflag = kernels.centroid(
+        *(np.ascontiguousarray(inner(a, h_c)) for a in (np.where(fit_good, img, 0.0), var,
+                                                        fit_good)),
+        float(psf_sigma), int(config.centroid_max_iter), float(config.centroid_max_shift),
     )
     x = px + xc + xy0[0]
     y = py + yc + xy0[1]
@@ -376,7 +368,7 @@ def measure_sources(
     table["base_SdssShape_instFlux"] = np.where(sflag, np.nan, 2.0 * wsum)
     table["base_SdssShape_flag"] = sflag | cflag
 
-    psf_img = _psf_stack(psf, x, y, xc, yc, size)
+    psf_img, h_p = _psf_stack(psf, x, y, xc, yc, size)
     pxx, pyy, pxy, _, pflag = adaptive_moments_stack(
         inner(psf_img, h_m), np.ones((n, 2 * h_m + 1, 2 * h_m + 1), bool), xc, yc, psf_sigma,
         max_iter=config.shape_max_iter, tol=config.shape_tol,
@@ -386,36 +378,29 @@ def measure_sources(
     table["base_SdssShape_psf_xy"] = pxy
     table["base_SdssShape_flag_psf"] = pflag
 
-    gflux, gerr = _gaussian_flux(img, var, fit_good, xc, yc, np.where(sflag, pxx, mxx),
-                                 np.where(sflag, pyy, myy), np.where(sflag, pxy, mxy))
+    gflux, gerr = kernels.gaussian_flux(img, var, fit_good, xc, yc, np.where(sflag, pxx, mxx),
+                                        np.where(sflag, pyy, myy), np.where(sflag, pxy, mxy))
     table["base_GaussianFlux_instFlux"] = gflux
     table["base_GaussianFlux_instFluxErr"] = gerr
     table["base_GaussianFlux_flag"] = sflag | ~np.isfinite(gflux)
 
-    pw = psf_img * fit_good
-    p2 = (pw * psf_img).sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pflux = (pw * img).sum(axis=(1, 2)) / p2
-        perr = np.sqrt((pw * pw * var).sum(axis=(1, 2))) / p2
-    pedge = ((psf_img > 0) & ~inside).any(axis=(1, 2))
+    pflux, perr, p2, area, pedge = kernels.psf_flux(
+        img, var, fit_good, inside, np.ascontiguousarray(inner(psf_img, h_p)))
     table["base_PsfFlux_instFlux"] = pflux
     table["base_PsfFlux_instFluxErr"] = perr
-    table["base_PsfFlux_area"] = 1.0 / (psf_img**2).sum(axis=(1, 2))
+    table["base_PsfFlux_area"] = area
     table["base_PsfFlux_flag"] = ~np.isfinite(pflux) | pedge | (p2 <= 0)
     table["base_PsfFlux_flag_edge"] = pedge
 
-    d = np.arange(size, dtype=np.float64) - half
-    r = np.hypot(d[None, None, :] - xc[:, None, None], d[None, :, None] - yc[:, None, None])
-    for radius in config.aperture_radii:
+    radii = np.asarray(config.aperture_radii, dtype=np.float64)
+    flux, err, trunc = kernels.aperture_sums(img, var, inside, xc, yc, radii,
+                                             float(config.centroid_max_shift))
+    for j, radius in enumerate(config.aperture_radii):
         stem = aperture_column(radius)
-        wa = np.clip(radius - r + 0.5, 0.0, 1.0)
-        flux = (wa * img).sum(axis=(1, 2))
-        err = np.sqrt((wa * wa * var).sum(axis=(1, 2)))
-        trunc = ((wa > 0) & ~inside).any(axis=(1, 2))
-        table[f"{stem}_instFlux"] = flux
-        table[f"{stem}_instFluxErr"] = err
-        table[f"{stem}_flag"] = trunc | ~np.isfinite(flux)
-        table[f"{stem}_flag_apertureTruncated"] = trunc
+        table[f"{stem}_instFlux"] = flux[:, j]
+        table[f"{stem}_instFluxErr"] = err[:, j]
+        table[f"{stem}_flag"] = trunc[:, j] | ~np.isfinite(flux[:, j])
+        table[f"{stem}_flag_apertureTruncated"] = trunc[:, j]
     table["base_FootprintArea_value"] = np.array([f.area for f in footprints], dtype=np.int64)
     return table
 

@@ -1,0 +1,129 @@
+"""The numba kernels of measurement against the numpy forms they replaced (to rounding)."""
+
+import numpy as np
+import pytest
+
+from imaging import _measure_kernels as kernels
+from imaging._convolve import cutout_indices
+from imaging.measurement import _Cutouts
+
+S = 21
+
+
+def _stars(n=12, seed=0):
+    """(N, S, S) noisy Gaussian stars off the centre, a dead one, and a masked corner."""
+    rng = np.random.default_rng(seed)
+    d = np.arange(S, dtype=np.float64) - S // 2
+    x0, y0 = rng.uniform(-1.5, 1.5, n), rng.uniform(-1.5, 1.5, n)
+    r2 = (d[None, None, :] - x0[:, None, None]) ** 2 + (d[None, :, None] - y0[:, None, None]) ** 2
+    img = 500.0 * np.exp(-0.5 * r2 / 2.0**2) + rng.normal(0, 3.0, (n, S, S))
+    var = np.full((n, S, S), 9.0) + rng.uniform(0, 1, (n, S, S))
+    good = rng.random((n, S, S)) > 0.05
+    good[1, :8, :8] = False
+    img[2] = rng.normal(0, 3.0, (S, S)) - 50.0  # nothing there: the centroid is flagged
+    inside = np.ones((n, S, S), bool)
+    inside[3, :, :6] = False
+    return np.where(good, img, 0.0), np.where(good, var, 0.0), good, inside
+
+
+def _centroid_numpy(img, var, good, sigma, max_iter, max_shift):
+    n, s, _ = img.shape
+    d = np.arange(s, dtype=np.float64) - s // 2
+    xc, yc = np.zeros(n), np.zeros(n)
+    sig2 = sigma**2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for _ in range(max_iter):
+            gx = np.exp(-0.5 * (d[None, :] - xc[:, None]) ** 2 / sig2)
+            gy = np.exp(-0.5 * (d[None, :] - yc[:, None]) ** 2 / sig2)
+            wi = img * gy[:, :, None] * gx[:, None, :]
+            f = wi.sum(axis=(1, 2))
+            nx = xc + 1.6 * ((wi.sum(axis=1) * d[None, :]).sum(axis=1) / f - xc)
+            ny = yc + 1.6 * ((wi.sum(axis=2) * d[None, :]).sum(axis=1) / f - yc)
+            nx = np.where(np.isfinite(nx), np.clip(nx, -max_shift - 1, max_shift + 1), xc)
+            ny = np.where(np.isfinite(ny), np.clip(ny, -max_shift - 1, max_shift + 1), yc)
+            xc, yc = nx, ny
+        gx = np.exp(-0.5 * (d[None, :] - xc[:, None]) ** 2 / sig2)
+        gy = np.exp(-0.5 * (d[None, :] - yc[:, None]) ** 2 / sig2)
+        w = gy[:, :, None] * gx[:, None, :] * good
+        ddx = d[None, None, :] - xc[:, None, None]
+        ddy = d[None, :, None] - yc[:, None, None]
+        dfx = (img * w * (1 - ddx**2 / sig2)).sum(axis=(1, 2))
+        dfy = (img * w * (1 - ddy**2 / sig2)).sum(axis=(1, 2))
+        x_err = np.sqrt((var * w * w * ddx**2).sum(axis=(1, 2))) / np.abs(dfx)
+        y_err = np.sqrt((var * w * w * ddy**2).sum(axis=(1, 2))) / np.abs(dfy)
+        f = (img * w).sum(axis=(1, 2))
+    flag = ~(np.isfinite(xc) & np.isfinite(yc) & (f > 0) & (np.hypot(xc, yc) <= max_shift)
+             & (dfx > 0) & (dfy > 0))
+    return np.where(flag, 0.0, xc), np.where(flag, 0.0, yc), x_err, y_err, flag
+
+
+def test_centroid_is_the_numpy_fixed_point():
+    img, var, good, _ = _stars()
+    got = kernels.centroid(img, var, good, 2.0, 12, 2.0)
+    expected = _centroid_numpy(img, var, good, 2.0, 12, 2.0)
+    np.testing.assert_array_equal(got[4], expected[4])
+    assert got[4][2] and not got[4][0]
+    for a, b in zip(got[:4], expected[:4], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_gaussian_psf_and_aperture_fluxes_are_the_numpy_sums():
+    img, var, good, inside = _stars()
+    n = img.shape[0]
+    rng = np.random.default_rng(1)
+    xc, yc = rng.uniform(-1.4, 1.4, n), rng.uniform(-1.4, 1.4, n)
+    mxx, myy, mxy = rng.uniform(3, 5, n), rng.uniform(3, 5, n), rng.uniform(-1, 1, n)
+    mxx[4] = np.nan  # failed moments: NaN flux
+    d = np.arange(S, dtype=np.float64) - S // 2
+    dx = d[None, None, :] - xc[:, None, None]
+    dy = d[None, :, None] - yc[:, None, None]
+
+    rho = (myy[:, None, None] * dx * dx - 2 * mxy[:, None, None] * dx * dy
+           + mxx[:, None, None] * dy * dy) / (mxx * myy - mxy**2)[:, None, None]
+    w = np.where(good, np.exp(-0.5 * rho), 0.0)
+    flux, err = kernels.gaussian_flux(img, var, good, xc, yc, mxx, myy, mxy)
+    np.testing.assert_allclose(flux, 2.0 * (w * img).sum(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(err, 2.0 * np.sqrt((w * w * var).sum(axis=(1, 2))), rtol=1e-12)
+    assert np.isnan(flux[4])
+
+    k = 5  # the PSF fills the central 11 x 11
+    psf = np.zeros((n, S, S))
+    psf[:, S // 2 - k:S // 2 + k + 1, S // 2 - k:S // 2 + k + 1] = np.exp(
+        -0.5 * (dx**2 + dy**2) / 4.0)[:, S // 2 - k:S // 2 + k + 1, S // 2 - k:S // 2 + k + 1]
+    psf /= psf.sum(axis=(1, 2), keepdims=True)
+    inside_psf = inside.copy()
+    inside_psf[5, :, :S // 2 - 3] = False  # off the image under the PSF
+    pflux, perr, p2, area, edge = kernels.psf_flux(
+        img, var, good, inside_psf,
+        np.ascontiguousarray(psf[:, S // 2 - k:S // 2 + k + 1, S // 2 - k:S // 2 + k + 1]))
+    pw = psf * good
+    np.testing.assert_allclose(p2, (pw * psf).sum(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(pflux, (pw * img).sum(axis=(1, 2)) / p2, rtol=1e-12)
+    np.testing.assert_allclose(perr, np.sqrt((pw * pw * var).sum(axis=(1, 2))) / p2, rtol=1e-12)
+    np.testing.assert_allclose(area, 1.0 / (psf**2).sum(axis=(1, 2)), rtol=1e-12)
+    np.testing.assert_array_equal(edge, ((psf > 0) & ~inside_psf).any(axis=(1, 2)))
+    assert edge[5] and not edge[0]
+
+    radii = np.array([2.0, 4.5, 7.0])
+    flux, err, trunc = kernels.aperture_sums(img, var, inside, xc, yc, radii, 2.0)
+    r = np.hypot(dx, dy)
+    for j, radius in enumerate(radii):
+        wa = np.clip(radius - r + 0.5, 0.0, 1.0)
+        np.testing.assert_allclose(flux[:, j], (wa * img).sum(axis=(1, 2)), rtol=1e-12)
+        np.testing.assert_allclose(err[:, j], np.sqrt((wa * wa * var).sum(axis=(1, 2))),
+                                   rtol=1e-12)
+        np.testing.assert_array_equal(trunc[:, j], ((wa > 0) & ~inside).any(axis=(1, 2)))
+    assert trunc[3, 2] and not trunc[3, 0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint32, np.int32])
+def test_cutouts_are_the_clipped_index_gather(dtype):
+    image = np.arange(30 * 40).reshape(30, 40).astype(dtype)
+    px = np.array([0, 3, 20, 39, 12, 38])
+    py = np.array([0, 15, 15, 29, 27, 2])
+    cut = _Cutouts(image.shape, px, py, 4)
+    iy, ix, inside = cutout_indices(image.shape, px, py, 4)
+    np.testing.assert_array_equal(cut(image), image[iy, ix])
+    np.testing.assert_array_equal(cut.inside, inside)
+    whole = _Cutouts(image.shape, px[2:3], py[2:3], 4)
+    np.testing.assert_array_equal(whole(image), image[iy[2:3], ix[2:3]])
