@@ -23,6 +23,7 @@ import numpy as np
 from numpy.polynomial import chebyshev as cheb
 from scipy.interpolate import Akima1DInterpolator
 
+from ._background_kernels import cell_stack, clip_cells
 from ._convolve import bitmask
 from ._errors import AllPixelsMaskedError
 
@@ -329,95 +330,39 @@ def _binned_stats(
     image: np.ndarray, mask: np.ndarray | None, bits: int, x_edges: np.ndarray,
     y_edges: np.ndarray, config: BackgroundConfig,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Clipped mean and variance of the mean, per cell, vectorised over a row of cells.
+    """Clipped mean and variance of the mean, per cell, one row of cells at a time.
 
-    One row of cells at a time (a few MB, so no full-image temporaries): the cells are
-    padded with NaN (also for ignored and non-finite pixels) to the size of the largest
-    one and stacked into an ``(nx, npix)`` array; the start (median, IQR) and the first
-    clipping passes use every 4th value of a cell, the last pass every value.  With
-    ``config.pixel_binning`` = 2 the values are 2×2 block means (cell edges halved).
+    For each row of cells (a few MB, so no full-image temporaries) `cell_stack` stacks the
+    cells' values, padded with NaN (also for ignored and non-finite pixels) to the size of
+    the largest cell, into an ``(nx, npix)`` array; the start (median, IQR) and the first
+    clipping passes use every 4th value of a cell, the last pass every value
+    (`clip_cells`).  With ``config.pixel_binning`` = 2 the values are 2×2 block means (cell
+    edges halved).  The kernels (`imaging._background_kernels`) repeat the numpy code they
+    replaced operation for operation (the same results in about half the time).
     """
     binning = int(config.pixel_binning)
     if binning not in (1, 2):
         raise ValueError(f"pixel_binning must be 1 or 2, got {binning}")
     ny, nx = y_edges.size - 1, x_edges.size - 1
-    ye = (y_edges // binning).astype(int)
-    xe = (x_edges // binning).astype(int)
+    ye = (y_edges // binning).astype(np.int64)
+    xe = (x_edges // binning).astype(np.int64)
     by = int(np.max(np.diff(ye)))
     bx = int(np.max(np.diff(xe)))
     values = np.full((ny, nx), np.nan)
     variances = np.full((ny, nx), np.nan)
     stack = np.empty((nx, by, bx), dtype=np.float32)
-    bits32 = np.uint32(bits)
+    flat = stack.reshape(nx, by * bx)
+    use_mask = mask is not None and bits != 0
+    mask_arr = mask if use_mask else np.zeros((1, 1), np.uint32)
+    image = np.asarray(image, dtype=np.float32)
     for j in range(ny):
-        rows = slice(ye[j] * binning, ye[j + 1] * binning)
-        strip = image[rows]
-        bad = ~np.isfinite(strip)
-        if mask is not None and bits:
-            bad |= (mask[rows] & bits32) != 0
-        if binning == 2:
-            strip, bad = _bin2(strip, bad)
-        if bad.any():
-            strip = np.where(bad, np.float32(np.nan), strip)
-        stack.fill(np.nan)
-        for i in range(nx):
-            stack[i, :ye[j + 1] - ye[j], :xe[i + 1] - xe[i]] = strip[:, xe[i]:xe[i + 1]]
-        values[j], variances[j] = _clipped_rows(stack.reshape(nx, by * bx), config)
+        cell_stack(image, mask_arr, np.uint32(bits), use_mask, binning, ye[j], ye[j + 1], xe,
+                   stack)
+        sub = np.sort(flat[:, ::4], axis=1)  # NaNs sort last
+        clip_cells(flat, sub, float(config.n_sigma_clip), int(config.n_iter_clip),
+                   config.statistic == "MEDIAN", values[j], variances[j])
     # with blocks, width²/count = (σ²/4)/(N/4): the same variance of the cell mean
     return values, variances
-
-
-def _bin2(strip: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """2×2 block means of a strip (odd last row/column dropped) and the blocks to ignore."""
-    h, w = (strip.shape[0] // 2) * 2, (strip.shape[1] // 2) * 2
-    s = np.asarray(strip[:h, :w], dtype=np.float32)
-    out = s[0::2, 0::2] + s[1::2, 0::2]
-    out += s[0::2, 1::2]
-    out += s[1::2, 1::2]
-    out *= np.float32(0.25)
-    b = bad[:h, :w]
-    return out, b[0::2, 0::2] | b[1::2, 0::2] | b[0::2, 1::2] | b[1::2, 1::2]
-
-
-def _clipped_rows(flat: np.ndarray, config: BackgroundConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Clipped mean and its variance of each row of a NaN-padded ``(n, npix)`` array."""
-    sub = np.sort(flat[:, ::4], axis=1)  # NaNs sort last
-    nsub = np.isfinite(sub).sum(axis=1)
-    rows = np.arange(flat.shape[0])
-
-    def quantile(q: float) -> np.ndarray:
-        idx = np.clip((q * (nsub - 1)).astype(int), 0, sub.shape[1] - 1)
-        return sub[rows, idx].astype(np.float64)
-
-    centre = quantile(0.5)
-    width = 0.741 * (quantile(0.75) - quantile(0.25))
-    count = np.count_nonzero(np.isfinite(flat), axis=1).astype(np.float64)
-    if config.statistic == "MEDIAN":
-        mean = centre
-        var = (width**2) / np.maximum(count, 1) * (np.pi / 2)
-    else:
-        # Clip on the subsample first (cheap), then one final pass over every pixel.
-        # Rejected pixels (and NaNs, whose comparison is False) are zeroed so that plain
-        # float32 pairwise sums do the work (masked `where=` reductions are much slower).
-        mean = centre
-        with np.errstate(invalid="ignore", divide="ignore"):
-            for it in range(config.n_iter_clip):
-                data_it = flat if it == config.n_iter_clip - 1 else sub
-                d = data_it - mean[:, None].astype(np.float32)
-                sel = np.abs(d) < (config.n_sigma_clip * width)[:, None].astype(np.float32)
-                count = np.count_nonzero(sel, axis=1).astype(np.float64)
-                d = np.where(sel, d, np.float32(0))
-                s1 = d.sum(axis=1, dtype=np.float32).astype(np.float64)
-                np.square(d, out=d)
-                s2 = d.sum(axis=1, dtype=np.float32).astype(np.float64)
-                shift = s1 / count
-                new_var = np.maximum(s2 / count - shift**2, 0.0)
-                ok = count >= 2
-                mean = np.where(ok, mean + shift, mean)
-                width = np.where(ok, np.sqrt(new_var), width)
-            var = width**2 / count
-    empty = nsub == 0
-    return np.where(empty, np.nan, mean), np.where(empty, np.nan, var)
 
 
 def estimate_background(
