@@ -477,17 +477,37 @@ def subtract_background(
     model = estimate_background(
         image, mask, variance, config=config, planes=planes, ignored_bits=ignored_bits, xy0=xy0
     )
-    h, w = model.shape
     # Evaluate and subtract by row blocks (no full-size background image); the background
     # is smooth, so a 1/16 sample gives its mean and variance.
-    block = 256
     sample = []
-    for r0 in range(0, h, block):
-        r1 = min(r0 + block, h)
-        bg = model.evaluate((r1 - r0, w), (model.xy0[0], model.xy0[1] + r0))
-        image[r0:r1] -= bg.astype(image.dtype, copy=False)
-        sample.append(bg[(-r0) % 4::4, ::4])
+    for r0, bg in _row_blocks(model, 256):
+        image[r0:r0 + bg.shape[0]] -= bg.astype(image.dtype, copy=False)
+        sample.append(bg[(-r0) % 4::4, ::4].copy())
     smooth = np.concatenate(sample)
     stats = {"BGMEAN": float(smooth.mean(dtype=np.float64)),
              "BGVAR": float(smooth.var(dtype=np.float64))}
     return model, stats
+
+
+def _row_blocks(model: BackgroundModel, block: int) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(first row, float32 image)`` of ``model.evaluate()`` by blocks of rows.
+
+    A Chebyshev model computes what `BackgroundModel.evaluate` does for each block, with the
+    factor along x computed once and one output buffer reused (each block's image is valid
+    until the next is yielded): a fresh 4 MB array per block costs more in page faults
+    than the product itself.
+    """
+    h, w = model.shape
+    if model.method != "CHEBYSHEV":
+        for r0 in range(0, h, block):
+            r1 = min(r0 + block, h)
+            yield r0, model.evaluate((r1 - r0, w), (model.xy0[0], model.xy0[1] + r0))
+        return
+    tx = cheb.chebvander(_scale(np.arange(0, w, dtype=np.float64), w), model.order)
+    right = (model._coefficients() @ tx.T).astype(np.float32)
+    buf = np.empty((min(block, h), w), np.float32)
+    for r0 in range(0, h, block):
+        r1 = min(r0 + block, h)
+        y = np.arange(0, r1 - r0, dtype=np.float64) + r0
+        left = cheb.chebvander(_scale(y, h), model.order).astype(np.float32)
+        yield r0, np.matmul(left, right, out=buf[:r1 - r0])

@@ -122,3 +122,30 @@ def test_pairwise_sum_is_numpys():
     for n in [*range(0, 300, 7), 1000, 3844, 4097, 20000]:
         a = (rng.normal(0.0, 1.0, n) * 10.0 ** rng.uniform(-3, 4, n)).astype(np.float32)
         assert _row_sum(a) == np.float64(a.sum(dtype=np.float32))
+
+
+@pytest.mark.parametrize("use_approx", [True, False])
+def test_subtraction_by_blocks_is_image_minus_evaluate(use_approx):
+    from imaging.background import subtract_background
+
+    rng = np.random.default_rng(11)
+    shape = (600, 200)  # blocks of 256, 256 and 88 rows
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    image = (50.0 + 0.02 * xx + 1e-4 * (yy - 300.0) ** 2
+             + rng.normal(0.0, 5.0, shape)).astype(np.float32)
+    got = image.copy()
+    model, stats = subtract_background(
+        got, None, config=BackgroundConfig(bin_size=64, use_approx=use_approx), xy0=(7, 9)
+    )
+    sample = []
+    want = image.copy()
+    for r0 in range(0, shape[0], 256):  # the loop over `evaluate` this replaced
+        r1 = min(r0 + 256, shape[0])
+        bg = model.evaluate((r1 - r0, shape[1]), (model.xy0[0], model.xy0[1] + r0))
+        want[r0:r1] -= bg
+        sample.append(bg[(-r0) % 4::4, ::4])
+    smooth = np.concatenate(sample)
+    assert np.array_equal(got, want)
+    assert stats == {"BGMEAN": float(smooth.mean(dtype=np.float64)),
+                     "BGVAR": float(smooth.var(dtype=np.float64))}
+    assert np.array_equal(want, image - model.evaluate())
