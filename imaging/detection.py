@@ -169,14 +169,6 @@ class DetectionResult:
         }
 
 
-def _set_bits(mask: np.ndarray, labels: np.ndarray, bit: int, block: int = 256) -> None:
-    """OR ``bit`` into ``mask`` where ``labels > 0``, by row blocks (no full temporaries)."""
-    b = np.uint32(bit)
-    for r0 in range(0, mask.shape[0], block):
-        sub = mask[r0:r0 + block]
-        sub[labels[r0:r0 + block] > 0] |= b
-
-
 def _boxes(y: np.ndarray, x: np.ndarray, lab: np.ndarray, n: int) -> np.ndarray:
     """(n, 4) inclusive boxes (y0, y1, x0, x1) of labelled pixel lists."""
     return label_boxes(np.asarray(y, np.int64), np.asarray(x, np.int64), lab, n)
@@ -215,21 +207,20 @@ def _above(
 def _find_footprints(
     smoothed: np.ndarray, half: int, level: float, include: float, min_pixels: int,
     n_grow: int, threshold_value: float, *, with_peaks: bool = True, sign: float = 1.0,
-) -> tuple[list[Footprint], np.ndarray]:
+) -> tuple[list[Footprint], np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
     """Threshold, keep, grow and label; works on pixel lists (cost ~ detected pixels).
 
-    ``sign=-1`` finds negative footprints (values are then ``-smoothed``).  Without
-    ``with_peaks`` no footprints nor label image are made: the second element is then the
-    ``(y, x)`` pixel lists of the grown footprints (enough to set a mask plane).
+    ``sign=-1`` finds negative footprints (values are then ``-smoothed``).  Returns the
+    footprints, their label image and the ``(y, x)`` pixel lists of the grown footprints
+    in raster order (what the mask plane gets; the label image's nonzero pixels).  Without
+    ``with_peaks`` no footprints nor label image (`None`) are made.
     """
     h, w = smoothed.shape
     ay, ax = _above(smoothed, half, level, sign)
     n, al = connected_components_8(ay, ax, w)
-    if not with_peaks and n == 0:
-        return [], (ay, ax)
-    labels_img = np.zeros(smoothed.shape, np.int32)
+    labels_img = np.zeros(smoothed.shape, np.int32) if with_peaks else None
     if n == 0:
-        return [], labels_img
+        return [], labels_img, (ay, ax)
     av = sign * smoothed[ay, ax]
     maxima = label_max(al, av, n)
     areas = np.bincount(al, minlength=n)
@@ -237,10 +228,10 @@ def _find_footprints(
     sel = keep[al]
     ay, ax, av, al = ay[sel], ax[sel], av[sel], al[sel]
     if ay.size == 0:
-        return [], (ay, ax) if not with_peaks else labels_img
+        return [], labels_img, (ay, ax)
     gy, gx = _grow(ay, ax, (h, w), n_grow)
     if not with_peaks:
-        return [], (gy, gx)
+        return [], None, (gy, gx)
     ng, gl = connected_components_8(gy, gx, w)
     labels_img[gy, gx] = gl + 1
     # Peaks: 3x3 local maxima of the smoothed image inside the kept footprints, with a
@@ -284,7 +275,7 @@ def _find_footprints(
         footprints.append(Footprint(id=i + 1, slices=(slice(int(y0), int(y1) + 1),
                                                       slice(int(x0), int(x1) + 1)),
                                     area=int(garea[i]), peaks=peaks))
-    return footprints, labels_img
+    return footprints, labels_img, (gy, gx)
 
 
 def detect_sources(
@@ -366,7 +357,7 @@ def detect_sources(
         tvalue = level / stdev if stdev > 0 else 1.0
     n_grow = int(config.n_sigma_to_grow * psf_sigma + 0.5)
 
-    footprints, labels = _find_footprints(
+    footprints, labels, grown = _find_footprints(
         smoothed, half, level, config.include_threshold_multiplier, config.min_pixels, n_grow,
         tvalue,
     )
@@ -382,8 +373,8 @@ def detect_sources(
                 sat_bits=bitmask(planes, config.saturated_planes),
                 wing_radius=config.saturated_wing_radius * psf_sigma, variance=variance,
             )
-    if det_bit:
-        _set_bits(mask, labels, det_bit)
+    if det_bit:  # the merging relabels pixels, but the labelled set stays the grown one
+        mask[grown] |= np.uint32(det_bit)
     neg_fps: list[Footprint] = []
     neg_labels = None
     want = config.polarity in ("negative", "both")
@@ -395,18 +386,13 @@ def detect_sources(
         # for the background re-estimate): none can, so the threshold pass is skipped
         neg = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     elif config.re_estimate_background or want:
-        neg_fps, neg = _find_footprints(
+        neg_fps, neg_labels, neg = _find_footprints(
             smoothed, half, level, config.include_threshold_multiplier, config.min_pixels,
             n_grow, tvalue, with_peaks=want, sign=-1.0,
         )
         neg_fps = [Footprint(f.id, f.slices, f.area, f.peaks, True) for f in neg_fps]
-        if want:
-            neg_labels = neg
         if neg_bit:
-            if want:
-                _set_bits(mask, neg_labels, neg_bit)
-            else:
-                mask[neg[0], neg[1]] |= np.uint32(neg_bit)
+            mask[neg] |= np.uint32(neg_bit)
     _log.info("Detected %d positive peaks in %d footprints and %d negative footprints "
               "to %.1f sigma", sum(len(f.peaks) for f in footprints), len(footprints),
               len(neg_fps), tvalue)

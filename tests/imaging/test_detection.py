@@ -109,6 +109,9 @@ def test_negative_polarity_and_invalid_sigma():
     )
     assert len(res.footprints) == 0 and len(res.negative_footprints) == 1
     assert ((mask & (1 << PLANES["DETECTED_NEGATIVE"])) != 0).any()
+    # the planes are the label images' footprints, pixel for pixel
+    assert np.array_equal((mask & (1 << PLANES["DETECTED_NEGATIVE"])) != 0, res.negative_labels > 0)
+    assert not ((mask & (1 << PLANES["DETECTED"])) != 0).any()
     with pytest.raises(RuntimeError):
         detect_sources(img, mask, None, float("nan"))
 
