@@ -11,8 +11,10 @@ results agree to rounding (~1e-15 relative).
 - `gaussian_flux`: ``2 Σ W I`` and ``2 √(Σ W² V)`` with the elliptical Gaussian weight;
 - `psf_flux`: the least-squares PSF amplitude and its error, the PSF's effective area and
   whether the PSF reaches off the image;
-- `aperture_sums`: circular apertures with a 1-pixel linear edge taper, each summed over
-  the box its weight can reach (the centroid is within ``max_shift`` of the centre).
+- `aperture_sums`: circular apertures with a 1-pixel linear edge taper, all radii in one
+  pass over the box their weights can reach (the centroid is within ``max_shift`` of the
+  centre);
+- `footprint_bits`: the OR of the mask bits of each footprint's pixels (``base_PixelFlags``).
 
 State: none; numba caches the compiled code next to this file (``cache=True``).
 Division by zero gives inf or NaN, as in numpy (``error_model="numpy"``).
@@ -25,7 +27,7 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["aperture_sums", "centroid", "gaussian_flux", "psf_flux"]
+__all__ = ["aperture_sums", "centroid", "footprint_bits", "gaussian_flux", "psf_flux"]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -175,8 +177,9 @@ def psf_flux(img, var, good, inside, psf):
 def aperture_sums(img, var, inside, xc, yc, radii, max_shift):
     """Tapered circular-aperture sums: ``flux, err, truncated``, each ``(N, len(radii))``.
 
-    Weight ``clip(radius - r + 0.5, 0, 1)``, summed over the box of half width
-    ``ceil(radius + 0.5 + max_shift)`` (``|(xc, yc)| ≤ max_shift``: the weight is 0 beyond).
+    Weight ``clip(radius - r + 0.5, 0, 1)``; the pixels are those of the box of half width
+    ``ceil(max(radii) + 0.5 + max_shift)`` (``|(xc, yc)| ≤ max_shift``: every weight is 0
+    beyond), in rows, each radius summing those where its weight is positive.
     """
     n, s, _ = img.shape
     half = s // 2
@@ -184,21 +187,37 @@ def aperture_sums(img, var, inside, xc, yc, radii, max_shift):
     flux = np.zeros((n, nr))
     err = np.zeros((n, nr))
     trunc = np.zeros((n, nr), np.bool_)
+    b = min(half, int(math.ceil(np.max(radii) + 0.5 + max_shift)))
     for i in range(n):
-        for j in range(nr):
-            radius = radii[j]
-            b = min(half, int(math.ceil(radius + 0.5 + max_shift)))
-            total = 0.0
-            total_var = 0.0
-            for r in range(half - b, half + b + 1):
-                dy = r - half - yc[i]
-                for c in range(half - b, half + b + 1):
-                    wa = min(max(radius - math.hypot(c - half - xc[i], dy) + 0.5, 0.0), 1.0)
+        for r in range(half - b, half + b + 1):
+            dy = r - half - yc[i]
+            for c in range(half - b, half + b + 1):
+                dist = math.hypot(c - half - xc[i], dy)
+                for j in range(nr):
+                    wa = min(max(radii[j] - dist + 0.5, 0.0), 1.0)
                     if wa > 0:
-                        total += wa * img[i, r, c]
-                        total_var += wa * wa * var[i, r, c]
+                        flux[i, j] += wa * img[i, r, c]
+                        err[i, j] += wa * wa * var[i, r, c]
                         if not inside[i, r, c]:
                             trunc[i, j] = True
-            flux[i, j] = total
-            err[i, j] = math.sqrt(total_var)
+        for j in range(nr):
+            err[i, j] = math.sqrt(err[i, j])
     return flux, err, trunc
+
+
+@_jit
+def footprint_bits(mask, labels, boxes, ids, use_labels):
+    """OR of ``mask`` over each box ``(y0, y1, x0, x1)``, where ``labels`` is the box's id.
+
+    Without ``use_labels`` every pixel of the box counts.  Returns uint32 per box.
+    """
+    n = boxes.shape[0]
+    out = np.zeros(n, np.uint32)
+    for i in range(n):
+        acc = np.uint32(0)
+        for y in range(boxes[i, 0], boxes[i, 1]):
+            for x in range(boxes[i, 2], boxes[i, 3]):
+                if not use_labels or labels[y, x] == ids[i]:
+                    acc |= np.uint32(mask[y, x])
+        out[i] = acc
+    return out

@@ -408,15 +408,14 @@ def measure_sources(
 def _pixel_flags(table, footprints, mask, labels, planes, cx, cy, inside):
     n = len(footprints)
     h, w = mask.shape
-    anybits = np.zeros(n, np.uint32)
-    touches_edge = np.zeros(n, bool)
-    for i, fp in enumerate(footprints):
-        sub = mask[fp.slices]
-        if labels is not None:
-            sub = sub[labels[fp.slices] == fp.id]
-        anybits[i] = np.bitwise_or.reduce(sub.ravel()) if sub.size else 0
-        ys, xs = fp.slices
-        touches_edge[i] = ys.start == 0 or xs.start == 0 or ys.stop == h or xs.stop == w
+    boxes = np.array([(ys.start, ys.stop, xs.start, xs.stop) for ys, xs in
+                      (fp.slices for fp in footprints)], dtype=np.int64).reshape(n, 4)
+    ids = np.array([fp.id for fp in footprints], dtype=np.int64)
+    anybits = kernels.footprint_bits(
+        mask, labels if labels is not None else np.zeros((1, 1), np.int32), boxes, ids,
+        labels is not None)
+    touches_edge = ((boxes[:, 0] == 0) | (boxes[:, 2] == 0) | (boxes[:, 1] == h)
+                    | (boxes[:, 3] == w))
     cx = np.clip(cx, 0, w - 1)
     cy = np.clip(cy, 0, h - 1)
     centre = np.zeros(n, np.uint32)

@@ -127,3 +127,18 @@ def test_cutouts_are_the_clipped_index_gather(dtype):
     np.testing.assert_array_equal(cut.inside, inside)
     whole = _Cutouts(image.shape, px[2:3], py[2:3], 4)
     np.testing.assert_array_equal(whole(image), image[iy[2:3], ix[2:3]])
+
+
+def test_footprint_bits_are_the_or_over_the_labelled_pixels():
+    rng = np.random.default_rng(2)
+    mask = (1 << rng.integers(0, 12, (30, 40))).astype(np.uint32) * (rng.random((30, 40)) < 0.2)
+    labels = rng.integers(0, 4, (30, 40)).astype(np.int32)
+    boxes = np.array([[0, 10, 0, 12], [5, 30, 20, 40], [3, 3, 4, 9], [12, 20, 7, 8]])
+    ids = np.array([1, 2, 3, 1])
+    got = kernels.footprint_bits(mask, labels, boxes, ids, True)
+    every = kernels.footprint_bits(mask, labels, boxes, ids, False)
+    for i, (y0, y1, x0, x1) in enumerate(boxes):
+        sub = mask[y0:y1, x0:x1]
+        assert got[i] == np.bitwise_or.reduce(sub[labels[y0:y1, x0:x1] == ids[i]].ravel())
+        assert every[i] == np.bitwise_or.reduce(sub.ravel())
+    assert got[2] == 0 and got.dtype == np.uint32
