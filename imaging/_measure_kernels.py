@@ -6,6 +6,9 @@ spent their time writing and reading them back.  The arithmetic is the numpy for
 by term; only the order of the sums differs (sequential here, pairwise in numpy), so the
 results agree to rounding (~1e-15 relative).
 
+- `adaptive_moments`: ``base_SdssShape``'s iteration, source by source (its convergence
+  test sees the rounding: a source could stop one iteration apart, its moments then
+  differing by about ``tol``; none did on the bench detector's 761 sources);
 - `centroid`: the over-relaxed fixed point of the Gaussian-weighted first moment
   (``base_SdssCentroid``), the weight separable in x and y;
 - `gaussian_flux`: ``2 Σ W I`` and ``2 √(Σ W² V)`` with the elliptical Gaussian weight;
@@ -27,7 +30,14 @@ import math
 import numba
 import numpy as np
 
-__all__ = ["aperture_sums", "centroid", "footprint_bits", "gaussian_flux", "psf_flux"]
+__all__ = [
+    "adaptive_moments",
+    "aperture_sums",
+    "centroid",
+    "footprint_bits",
+    "gaussian_flux",
+    "psf_flux",
+]
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
@@ -70,7 +80,8 @@ def centroid(img, var, good, sigma, max_iter, max_shift):
                 f += gy[r] * row
                 sx += gy[r] * row_x
                 sy += gy[r] * row * (r - half)
-            # over-relaxed: a step of 1.6x the plain update (see `imaging.measurement`)
+            # over-relaxed fixed point: for a Gaussian of the weight's width the plain
+            # update halves the error, a step of 1.6x shrinks it five-fold
             nx = x + 1.6 * (sx / f - x)
             ny = y + 1.6 * (sy / f - y)
             if math.isfinite(nx):
@@ -221,3 +232,85 @@ def footprint_bits(mask, labels, boxes, ids, use_labels):
                     acc |= np.uint32(mask[y, x])
         out[i] = acc
     return out
+
+
+@_jit
+def adaptive_moments(img, good, xc, yc, init, max_iter, tol):
+    """Adaptive second moments of each image of an (N, S, S) stack about fixed centres.
+
+    The iteration of `imaging.measurement.adaptive_moments_stack` per source: weight W
+    = Gaussian of covariance M at (xc, yc); weighted moments Q of the ``good`` pixels;
+    M ← (Q⁻¹ − M⁻¹)⁻¹ until the change is below ``tol × (Mxx + Myy)``.  Fails on
+    non-positive matrices, sizes below 0.05 px² or beyond the stamp.  Returns ``mxx, myy,
+    mxy`` (NaN where failed), ``wsum`` (Σ I W of the last iteration) and ``failed``.
+    """
+    n, s, _ = img.shape
+    half = s // 2
+    mxx = np.empty(n)
+    myy = np.empty(n)
+    mxy = np.empty(n)
+    wsum = np.zeros(n)
+    failed = np.zeros(n, np.bool_)
+    for i in range(n):
+        m_xx = init[i]
+        m_yy = init[i]
+        m_xy = 0.0
+        done = False
+        for _ in range(max_iter):
+            det = m_xx * m_yy - m_xy ** 2
+            a = m_yy / det
+            b = -m_xy / det
+            c = m_xx / det
+            f = 0.0
+            s_xx = 0.0
+            s_yy = 0.0
+            s_xy = 0.0
+            for r in range(s):
+                dy = r - half - yc[i]
+                dy2 = dy * dy
+                for col in range(s):
+                    if not good[i, r, col]:
+                        continue
+                    dx = col - half - xc[i]
+                    dx2 = dx * dx
+                    dxy = dx * dy
+                    q = math.exp(dxy * (-b) + dx2 * (-0.5 * a) + dy2 * (-0.5 * c)) * img[i, r, col]
+                    f += q
+                    s_xx += q * dx2
+                    s_yy += q * dy2
+                    s_xy += q * dxy
+            qxx = s_xx / f
+            qyy = s_yy / f
+            qxy = s_xy / f
+            qdet = qxx * qyy - qxy ** 2
+            # (Q^-1 - M^-1)^-1
+            pxx = qyy / qdet - a
+            pyy = qxx / qdet - c
+            pxy = -qxy / qdet - b
+            pdet = pxx * pyy - pxy ** 2
+            nxx = pyy / pdet
+            nyy = pxx / pdet
+            nxy = -pxy / pdet
+            wsum[i] = f
+            # fail on non-positive matrices and on sizes far below a pixel (CRs, noise spikes)
+            if not (f > 0 and qdet > 0 and pdet > 0 and nxx > 0.05 and nyy > 0.05
+                    and math.isfinite(nxx) and nxx < s * s and nyy < s * s):
+                failed[i] = True
+                done = True
+                break
+            conv = (abs(nxx - m_xx) + abs(nyy - m_yy) + abs(nxy - m_xy)
+                    < tol * (m_xx + m_yy))
+            m_xx = nxx
+            m_yy = nyy
+            m_xy = nxy
+            if conv:
+                done = True
+                break
+        if not done:
+            failed[i] = True  # not converged
+        if failed[i]:
+            m_xx = m_yy = m_xy = np.nan
+        mxx[i] = m_xx
+        myy[i] = m_yy
+        mxy[i] = m_xy
+    return mxx, myy, mxy, wsum, failed

@@ -2,8 +2,8 @@
 
 Every source gets an ``(S, S)`` cutout around its footprint's brightest peak; all
 cutouts are stacked into ``(N, S, S)`` arrays and each plugin is a handful of array
-operations on the stack, or one loop over it in `imaging._measure_kernels` (centroid and
-fluxes: sums that made many ``(N, S, S)`` temporaries in numpy):
+operations on the stack, or one loop over it in `imaging._measure_kernels` (centroid,
+shape and fluxes: sums that made many ``(N, S, S)`` temporaries in numpy):
 
 * ``base_PixelFlags`` — mask bits anywhere in the footprint, and in the 3×3 pixels
   around the centroid (``*Center``);
@@ -123,61 +123,12 @@ def adaptive_moments_stack(
     flag : ndarray
         (N,) True where the iteration failed or did not converge.
     """
-    n, s, _ = stack.shape
-    d = np.arange(s, dtype=np.float64) - s // 2
+    n = stack.shape[0]
     init = np.broadcast_to(np.asarray(init_sigma, dtype=np.float64) ** 2, (n,)).copy()
-    mxx, myy, mxy = init.copy(), init.copy(), np.zeros(n)
-    img = np.where(good, stack, 0.0)
-    # The centre is fixed, so the quadratic terms are computed once.
-    dx = d[None, None, :] - np.asarray(xc, dtype=np.float64)[:, None, None]
-    dy = d[None, :, None] - np.asarray(yc, dtype=np.float64)[:, None, None]
-    dx2, dy2, dxy = dx * dx, dy * dy, dx * dy
-    del dx, dy
-    active = np.ones(n, bool)
-    failed = np.zeros(n, bool)
-    wsum = np.zeros(n)
-    for _ in range(max_iter):
-        idx = np.nonzero(active)[0]
-        if idx.size == 0:
-            break
-        every = idx.size == n
-        sel = slice(None) if every else idx
-        det = mxx[idx] * myy[idx] - mxy[idx] ** 2
-        a = myy[idx] / det
-        b = -mxy[idx] / det
-        c = mxx[idx] / det
-        q = dxy[sel] * (-b)[:, None, None]  # dxy is full (n, s, s); dx2, dy2 broadcast
-        q += dx2[sel] * (-0.5 * a)[:, None, None]
-        q += dy2[sel] * (-0.5 * c)[:, None, None]
-        np.exp(q, out=q)
-        q *= img[sel]
-        f = q.sum(axis=(1, 2))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            qxx = (q.sum(axis=1) * dx2[sel][:, 0, :]).sum(axis=1) / f
-            qyy = (q.sum(axis=2) * dy2[sel][:, :, 0]).sum(axis=1) / f
-            qxy = np.einsum("nij,nij->n", q, dxy[sel]) / f
-            qdet = qxx * qyy - qxy**2
-            # (Q^-1 - M^-1)^-1
-            pxx = qyy / qdet - a
-            pyy = qxx / qdet - c
-            pxy = -qxy / qdet - b
-            pdet = pxx * pyy - pxy**2
-            nxx, nyy, nxy = pyy / pdet, pxx / pdet, -pxy / pdet
-        # fail on non-positive matrices and on sizes far below a pixel (CRs, noise spikes)
-        bad = ~((f > 0) & (qdet > 0) & (pdet > 0) & (nxx > 0.05) & (nyy > 0.05)
-                & np.isfinite(nxx) & (nxx < s * s) & (nyy < s * s))
-        failed[idx[bad]] = True
-        active[idx[bad]] = False
-        ok = ~bad
-        conv = ok & (np.abs(nxx - mxx[idx]) + np.abs(nyy - myy[idx]) + np.abs(nxy - mxy[idx])
-                     < tol * (mxx[idx] + myy[idx]))
-        upd = idx[ok]
-        mxx[upd], myy[upd], mxy[upd] = nxx[ok], nyy[ok], nxy[ok]
-        wsum[idx] = f
-        active[idx[conv]] = False
-    failed |= active  # not converged
-    mxx[failed] = myy[failed] = mxy[failed] = np.nan
-    return mxx, myy, mxy, wsum, failed
+    return kernels.adaptive_moments(
+        np.ascontiguousarray(stack, dtype=np.float64), np.ascontiguousarray(good, dtype=bool),
+        np.ascontiguousarray(xc, dtype=np.float64), np.ascontiguousarray(yc, dtype=np.float64),
+        init, int(max_iter), float(tol))
 
 
 class _Cutouts:

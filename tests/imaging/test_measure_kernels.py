@@ -142,3 +142,63 @@ def test_footprint_bits_are_the_or_over_the_labelled_pixels():
         assert got[i] == np.bitwise_or.reduce(sub[labels[y0:y1, x0:x1] == ids[i]].ravel())
         assert every[i] == np.bitwise_or.reduce(sub.ravel())
     assert got[2] == 0 and got.dtype == np.uint32
+
+
+def _moments_numpy(stack, good, xc, yc, init_sigma, max_iter, tol):
+    n, s, _ = stack.shape
+    d = np.arange(s, dtype=np.float64) - s // 2
+    mxx = np.full(n, float(init_sigma) ** 2)
+    myy, mxy = mxx.copy(), np.zeros(n)
+    img = np.where(good, stack, 0.0)
+    dx = d[None, None, :] - xc[:, None, None]
+    dy = d[None, :, None] - yc[:, None, None]
+    dx2, dy2, dxy = dx * dx, dy * dy, dx * dy
+    active, failed, wsum = np.ones(n, bool), np.zeros(n, bool), np.zeros(n)
+    for _ in range(max_iter):
+        idx = np.nonzero(active)[0]
+        if idx.size == 0:
+            break
+        det = mxx[idx] * myy[idx] - mxy[idx] ** 2
+        a, b, c = myy[idx] / det, -mxy[idx] / det, mxx[idx] / det
+        q = np.exp(dxy[idx] * (-b)[:, None, None] + dx2[idx] * (-0.5 * a)[:, None, None]
+                   + dy2[idx] * (-0.5 * c)[:, None, None]) * img[idx]
+        f = q.sum(axis=(1, 2))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            qxx, qyy = (q * dx2[idx]).sum(axis=(1, 2)) / f, (q * dy2[idx]).sum(axis=(1, 2)) / f
+            qxy = (q * dxy[idx]).sum(axis=(1, 2)) / f
+            qdet = qxx * qyy - qxy**2
+            pxx, pyy, pxy = qyy / qdet - a, qxx / qdet - c, -qxy / qdet - b
+            pdet = pxx * pyy - pxy**2
+            nxx, nyy, nxy = pyy / pdet, pxx / pdet, -pxy / pdet
+        bad = ~((f > 0) & (qdet > 0) & (pdet > 0) & (nxx > 0.05) & (nyy > 0.05)
+                & np.isfinite(nxx) & (nxx < s * s) & (nyy < s * s))
+        failed[idx[bad]] = True
+        active[idx[bad]] = False
+        conv = ~bad & (np.abs(nxx - mxx[idx]) + np.abs(nyy - myy[idx]) + np.abs(nxy - mxy[idx])
+                       < tol * (mxx[idx] + myy[idx]))
+        upd = idx[~bad]
+        mxx[upd], myy[upd], mxy[upd] = nxx[~bad], nyy[~bad], nxy[~bad]
+        wsum[idx] = f
+        active[idx[conv]] = False
+    failed |= active
+    mxx[failed] = myy[failed] = mxy[failed] = np.nan
+    return mxx, myy, mxy, wsum, failed
+
+
+@pytest.mark.parametrize("max_iter", [100, 3])
+def test_adaptive_moments_are_the_numpy_iteration(max_iter):
+    img, _, good, _ = _stars(n=16, seed=4)
+    img[5] = 0.0
+    img[5, S // 2, S // 2] = 1e4  # a cosmic ray: too small, fails
+    d = np.arange(S, dtype=np.float64) - S // 2
+    img[6] = 300.0 * np.exp(-0.5 * (d[None, :] ** 2 / 9.0 + d[:, None] ** 2 / 2.0))  # elongated
+    rng = np.random.default_rng(3)
+    xc, yc = rng.uniform(-1.0, 1.0, 16), rng.uniform(-1.0, 1.0, 16)
+    got = kernels.adaptive_moments(img, good, xc, yc, np.full(16, 4.0), max_iter, 1e-4)
+    expected = _moments_numpy(img, good, xc, yc, 2.0, max_iter, 1e-4)
+    np.testing.assert_array_equal(got[4], expected[4])
+    assert got[4][5] and got[4].sum() < 16 and (max_iter < 10) == got[4][6]  # 3: too few
+    for a, b in zip(got[:3], expected[:3], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11)
+    ok = ~got[4]
+    np.testing.assert_allclose(got[3][ok], expected[3][ok], rtol=1e-11)
