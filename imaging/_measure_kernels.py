@@ -198,7 +198,10 @@ def aperture_sums(img, var, inside, xc, yc, radii, max_shift):
     flux = np.zeros((n, nr))
     err = np.zeros((n, nr))
     trunc = np.zeros((n, nr), np.bool_)
-    b = min(half, int(math.ceil(np.max(radii) + 0.5 + max_shift)))
+    largest = 0.0
+    for j in range(nr):
+        largest = max(largest, radii[j])
+    b = min(half, int(math.ceil(largest + 0.5 + max_shift)))
     for i in range(n):
         for r in range(half - b, half + b + 1):
             dy = r - half - yc[i]
