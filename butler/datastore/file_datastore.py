@@ -87,6 +87,11 @@ def _is_absolute(path: str) -> bool:
 
 #: Most files of one directory artifact `FileDatastore.advise_will_read` advises.
 ADVISE_MAX_FILES = 1000
+#: Bytes per ``WILLNEED`` call. Linux reads at most the device's read-ahead window (its
+#: ``read_ahead_kb``, 128 KiB to 8 MiB; or its largest request, if larger) per call and drops
+#: the rest: one call over a 32 MiB raw read its first 8 MiB, and the quantum read the other
+#: 24 MiB itself, waiting on the disk. 1 MiB calls fit any usual window.
+ADVISE_CHUNK_BYTES = 1 << 20
 
 
 def _advise_file(path: str) -> int:
@@ -99,7 +104,8 @@ def _advise_file(path: str) -> int:
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode) or status.st_size == 0:
             return 0
-        os.posix_fadvise(fd, 0, status.st_size, os.POSIX_FADV_WILLNEED)
+        for offset in range(0, status.st_size, ADVISE_CHUNK_BYTES):
+            os.posix_fadvise(fd, offset, ADVISE_CHUNK_BYTES, os.POSIX_FADV_WILLNEED)
         return status.st_size
     except OSError:
         return 0
