@@ -14,9 +14,8 @@ results agree to rounding (~1e-15 relative).
 - `gaussian_flux`: ``2 Σ W I`` and ``2 √(Σ W² V)`` with the elliptical Gaussian weight;
 - `psf_flux`: the least-squares PSF amplitude and its error, the PSF's effective area and
   whether the PSF reaches off the image;
-- `aperture_sums`: circular apertures with a 1-pixel linear edge taper, all radii in one
-  pass over the box their weights can reach (the centroid is within ``max_shift`` of the
-  centre);
+- `aperture_sums`: circular apertures with a 1-pixel linear edge taper, each summed over
+  the box its weight can reach (the centroid is within ``max_shift`` of the centre);
 - `footprint_bits`: the OR of the mask bits of each footprint's pixels (``base_PixelFlags``).
 
 State: none; numba caches the compiled code next to this file (``cache=True``).
@@ -188,9 +187,9 @@ def psf_flux(img, var, good, inside, psf):
 def aperture_sums(img, var, inside, xc, yc, radii, max_shift):
     """Tapered circular-aperture sums: ``flux, err, truncated``, each ``(N, len(radii))``.
 
-    Weight ``clip(radius - r + 0.5, 0, 1)``; the pixels are those of the box of half width
-    ``ceil(max(radii) + 0.5 + max_shift)`` (``|(xc, yc)| ≤ max_shift``: every weight is 0
-    beyond), in rows, each radius summing those where its weight is positive.
+    Weight ``clip(radius - r + 0.5, 0, 1)``, summed in rows over the pixels of the box of
+    half width ``ceil(radius + 0.5 + max_shift)`` where it is positive (``|(xc, yc)| ≤
+    max_shift``: it is 0 beyond); the distances are computed once per source.
     """
     n, s, _ = img.shape
     half = s // 2
@@ -198,24 +197,27 @@ def aperture_sums(img, var, inside, xc, yc, radii, max_shift):
     flux = np.zeros((n, nr))
     err = np.zeros((n, nr))
     trunc = np.zeros((n, nr), np.bool_)
-    largest = 0.0
-    for j in range(nr):
-        largest = max(largest, radii[j])
-    b = min(half, int(math.ceil(largest + 0.5 + max_shift)))
+    dist = np.empty((s, s))
     for i in range(n):
-        for r in range(half - b, half + b + 1):
-            dy = r - half - yc[i]
-            for c in range(half - b, half + b + 1):
-                dist = math.hypot(c - half - xc[i], dy)
-                for j in range(nr):
-                    wa = min(max(radii[j] - dist + 0.5, 0.0), 1.0)
-                    if wa > 0:
-                        flux[i, j] += wa * img[i, r, c]
-                        err[i, j] += wa * wa * var[i, r, c]
-                        if not inside[i, r, c]:
-                            trunc[i, j] = True
+        for r in range(s):
+            for c in range(s):
+                dist[r, c] = math.hypot(c - half - xc[i], r - half - yc[i])
         for j in range(nr):
-            err[i, j] = math.sqrt(err[i, j])
+            radius = radii[j]
+            b = min(half, int(math.ceil(radius + 0.5 + max_shift)))
+            total = 0.0
+            total_var = 0.0
+            cut = False
+            for r in range(half - b, half + b + 1):
+                for c in range(half - b, half + b + 1):
+                    wa = min(max(radius - dist[r, c] + 0.5, 0.0), 1.0)
+                    if wa > 0:
+                        total += wa * img[i, r, c]
+                        total_var += wa * wa * var[i, r, c]
+                        cut |= not inside[i, r, c]
+            flux[i, j] = total
+            err[i, j] = math.sqrt(total_var)
+            trunc[i, j] = cut
     return flux, err, trunc
 
 
