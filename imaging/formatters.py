@@ -111,8 +111,12 @@ class ExposureZarrFormatter(Formatter):
         return zarr.storage.FsspecStore(fs, path=path, read_only=read_only)
 
     def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
-        """Write the exposure as a zarr group."""
-        write_exposure_zarr(obj, self._store(fs, path, read_only=False))
+        """Write the exposure as a zarr group.
+
+        A local ``path`` is the datastore's temporary (renamed into place, or uploaded with
+        ``zarr.json`` last), so the group's metadata is written once, with the group.
+        """
+        write_exposure_zarr(obj, self._store(fs, path, read_only=False), atomic=_local(fs))
 
     def read(
         self,
@@ -293,7 +297,7 @@ class BrightStarStampsZarrFormatter(Formatter):
 
     def write(self, obj: Any, fs: fsspec.AbstractFileSystem, path: str) -> None:
         """Write the stamps as a zarr group."""
-        write_stamps_zarr(obj, self._store(fs, path, read_only=False))
+        write_stamps_zarr(obj, self._store(fs, path, read_only=False), atomic=_local(fs))
 
     def read(
         self,

@@ -564,17 +564,39 @@ def stamps_to_fits_bytes(stamps: BrightStarStamps) -> bytes:
 # -- zarr -----------------------------------------------------------------------------------------
 
 
-def write_stamps_zarr(stamps: BrightStarStamps, store: Any) -> None:
+def write_stamps_zarr(stamps: BrightStarStamps, store: Any, *, atomic: bool = False) -> None:
     """Write ``stamps`` as a zarr v3 group into ``store`` (layout in the module docstring).
 
     The caller makes the write atomic (the butler's datastore writes to a temporary path).
+    With ``atomic`` (the store is published only once complete) the group's attributes are
+    written with the group, so its ``zarr.json`` is written once, not replaced (a replaced
+    file frees a block, which a filesystem mounted with ``discard`` discards while the writer
+    waits); otherwise they are written last.
     """
     import zarr
     from zarr.codecs import ZstdCodec
 
     ny, nx = _stamp_shape(stamps)
     n = len(stamps)
-    group = zarr.open_group(store, mode="w", zarr_format=3)
+    first_mask = stamps[0].stamp_im.mask.planes if n else Mask((0, 0)).planes
+    attributes = {
+        "version": _VERSION,
+        "stamp_class": _STAMP_CLASS,
+        "n_stamps": n,
+        "stamp_shape": [ny, nx],
+        "normalized": stamps.normalized,
+        "inner_radius": stamps.innerRadius,
+        "outer_radius": stamps.outerRadius,
+        "nb90Rots": stamps.nb90Rots,
+        "has_mask": stamps.use_mask,
+        "has_variance": stamps.use_variance,
+        "has_archive": stamps.use_archive,
+        "mask_planes": first_mask,
+        "metadata": {k: _metadata_value(v) for k, v in stamps.metadata.items()},
+    }
+    group = zarr.open_group(
+        store, mode="w", zarr_format=3, attributes={_ZARR_ATTR: attributes} if atomic else None
+    )
     planes = {"image": [s.stamp_im.image for s in stamps]}
     if stamps.use_mask:
         planes["mask"] = [s.stamp_im.mask.array for s in stamps]
@@ -609,22 +631,8 @@ def write_stamps_zarr(stamps: BrightStarStamps, store: Any) -> None:
         )
         if values.size:
             array[...] = values
-    first_mask = stamps[0].stamp_im.mask.planes if n else Mask((0, 0)).planes
-    group.attrs[_ZARR_ATTR] = {
-        "version": _VERSION,
-        "stamp_class": _STAMP_CLASS,
-        "n_stamps": n,
-        "stamp_shape": [ny, nx],
-        "normalized": stamps.normalized,
-        "inner_radius": stamps.innerRadius,
-        "outer_radius": stamps.outerRadius,
-        "nb90Rots": stamps.nb90Rots,
-        "has_mask": stamps.use_mask,
-        "has_variance": stamps.use_variance,
-        "has_archive": stamps.use_archive,
-        "mask_planes": first_mask,
-        "metadata": {k: _metadata_value(v) for k, v in stamps.metadata.items()},
-    }
+    if not atomic:
+        group.attrs[_ZARR_ATTR] = attributes
 
 
 class ZarrStampsReader(StampsReader):
@@ -788,7 +796,6 @@ class ZarrStampsReader(StampsReader):
             use_variance=use_variance,
             use_archive=self.use_archive,
         )
-
 
     def close(self) -> None:
         """Close the shard files read directly."""

@@ -122,6 +122,7 @@ def write_exposure_zarr(
     *,
     chunks: tuple[int, int] = (512, 512),
     overwrite: bool = True,
+    atomic: bool = False,
 ) -> zarr.Group:
     """Write ``exposure`` as a zarr v3 group (layout in the module docstring).
 
@@ -135,11 +136,18 @@ def write_exposure_zarr(
         Chunk shape (rows, columns), clipped to the image shape.
     overwrite : `bool`
         Replace an existing group.
+    atomic : `bool`
+        The caller publishes the store only once it is complete (the butler's datastore writes
+        a temporary directory and renames it into place): the group's attributes are then
+        written with the group, so its ``zarr.json`` is written once. Otherwise they are
+        written last, so that an interrupted in-place write reads as incomplete.
 
     Notes
     -----
     A local path is written to a temporary sibling directory and renamed into place, so readers
-    never see a half-written group; other stores are written in place.
+    never see a half-written group (``atomic`` is implied); other stores are written in place.
+    A replaced ``zarr.json`` frees a block: on a filesystem mounted with ``discard`` the writer
+    then waits for the device to discard it.
 
     Returns
     -------
@@ -153,7 +161,26 @@ def write_exposure_zarr(
         if final.exists() and not overwrite:
             raise FileExistsError(f"Exposure zarr group {final} already exists")
         store_or_path = os.fspath(final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex}"))
-    group = zarr.open_group(store_or_path, mode="w" if overwrite else "w-", zarr_format=3)
+    attributes: dict[str, Any] = {
+        _ATTR: {
+            "version": _FORMAT_VERSION,
+            "xy0": list(exposure.xy0),
+            "mask_planes": exposure.mask.planes,
+            "wcs": None if exposure.wcs is None else wcs_to_dict(exposure.wcs),
+            "psf": None if exposure.psf is None else exposure.psf.to_dict(),
+            "detector": None if exposure.detector is None else exposure.detector.to_dict(),
+            "visit": None if exposure.visit is None else exposure.visit.to_dict(),
+            "zero_point": exposure.zero_point,
+            "metadata": _header_to_list(exposure.metadata),
+        }
+    }
+    first = atomic or final is not None
+    group = zarr.open_group(
+        store_or_path,
+        mode="w" if overwrite else "w-",
+        zarr_format=3,
+        attributes=attributes if first else None,
+    )
     shape = exposure.image.shape
     chunk_shape = (max(1, min(chunks[0], shape[0])), max(1, min(chunks[1], shape[1])))
     for name, data in (
@@ -170,17 +197,8 @@ def write_exposure_zarr(
             fill_value=0,
         )
         array[...] = data
-    group.attrs[_ATTR] = {
-        "version": _FORMAT_VERSION,
-        "xy0": list(exposure.xy0),
-        "mask_planes": exposure.mask.planes,
-        "wcs": None if exposure.wcs is None else wcs_to_dict(exposure.wcs),
-        "psf": None if exposure.psf is None else exposure.psf.to_dict(),
-        "detector": None if exposure.detector is None else exposure.detector.to_dict(),
-        "visit": None if exposure.visit is None else exposure.visit.to_dict(),
-        "zero_point": exposure.zero_point,
-        "metadata": _header_to_list(exposure.metadata),
-    }
+    if not first:
+        group.attrs.update(attributes)
     if final is not None:
         if final.exists():
             shutil.rmtree(final)

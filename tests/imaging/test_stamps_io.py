@@ -325,7 +325,33 @@ def test_a_read_of_some_planes_through_the_butler(tmp_path):
         dtype = DatasetType.make(name, ["instrument", "detector"], sc, butler.universe)
         butler.registry.register_dataset_type(dtype)
         butler.put(stamps, dtype, data_id)
-        part = butler.get(name, data_id, collections="r",
-                          parameters={"bbox": Box(0, 0, 100, 100), "planes": ["image", "mask"]})
+        part = butler.get(
+            name,
+            data_id,
+            collections="r",
+            parameters={"bbox": Box(0, 0, 100, 100), "planes": ["image", "mask"]},
+        )
         assert not part.use_variance
         np.testing.assert_array_equal(part[1].stamp_im.image, stamps[1].stamp_im.image[:100, :100])
+
+
+def test_zarr_group_metadata_is_written_once():
+    import zarr.storage
+
+    writes: dict[str, int] = {}
+
+    class Store(zarr.storage.MemoryStore):
+        async def set(self, key, value, byte_range=None):
+            writes[key] = writes.get(key, 0) + 1
+            await super().set(key, value)
+
+    stamps = make_stamps(seed=3, n=2, size=31)
+    store = Store()
+    write_stamps_zarr(stamps, store, atomic=True)  # as the datastore's formatter does
+    assert writes["zarr.json"] == 1
+    assert read_stamps_zarr(store).equals(stamps)
+    writes.clear()
+    store = Store()
+    write_stamps_zarr(stamps, store)  # in place: the attributes last
+    assert writes["zarr.json"] == 2
+    assert read_stamps_zarr(store).equals(stamps)

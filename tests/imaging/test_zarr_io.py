@@ -68,3 +68,30 @@ def test_overwrite_and_memory_store(tmp_path):
     store = zarr.storage.MemoryStore()
     write_exposure_zarr(exp, store)
     assert_exposures_equal(exp, read_exposure_zarr(store), exact_wcs=True)
+
+
+class _WriteCountingStore(zarr.storage.MemoryStore):
+    """A memory store that counts the writes of each key (in the class: zarr copies stores)."""
+
+    writes: dict[str, int] = {}
+
+    async def set(self, key, value, byte_range=None):
+        type(self).writes[key] = type(self).writes.get(key, 0) + 1
+        await super().set(key, value)
+
+
+def test_the_group_metadata_is_written_once():
+    # A rewritten zarr.json replaces a file: on a filesystem mounted with ``discard`` the
+    # freed block is discarded synchronously (seen as workers blocked in blkdev_issue_discard).
+    exposure = make_exposure(shape=(40, 30))
+    _WriteCountingStore.writes = {}
+    store = _WriteCountingStore()
+    write_exposure_zarr(exposure, store, atomic=True)  # as the datastore's formatter does
+    assert store.writes["zarr.json"] == 1
+    assert_exposures_equal(exposure, read_exposure_zarr(store), exact_wcs=True)
+    # in place, not published atomically: the attributes last, so a torn write is incomplete
+    _WriteCountingStore.writes = {}
+    store = _WriteCountingStore()
+    write_exposure_zarr(exposure, store)
+    assert store.writes["zarr.json"] == 2
+    assert_exposures_equal(exposure, read_exposure_zarr(store), exact_wcs=True)
