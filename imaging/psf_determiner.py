@@ -548,7 +548,7 @@ class PixelPsfDeterminer(PsfDeterminer):
         crop = (slice(None), slice(LANCZOS_ORDER, -LANCZOS_ORDER),
                 slice(LANCZOS_ORDER, -LANCZOS_ORDER))
         data = shift_stack(raw, -fx, -fy)[crop]
-        badw = shift_stack(bad.astype(np.float64), -fx, -fy)[crop]
+        badw = _shifted_mask(bad, -fx, -fy)[crop]
         var = var[crop]
         weight_ok = (np.abs(badw) < 1e-3) & ~bad[crop]
         ns, k2 = idx.size, size * size
@@ -675,6 +675,18 @@ class PixelPsfDeterminer(PsfDeterminer):
             metadata["reservedChi2"] = float(np.mean(chi2[res_sel]))
         _log.info("PSF determination using %d/%d stars.", use.sum(), n)
         return PsfDeterminationResult(psf=psf, used=used, metadata=metadata)
+
+
+def _shifted_mask(bad: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """`shift_stack` of a boolean stack as 0/1, shifting only the images with a True pixel.
+
+    The others shift to exactly 0 (most stamps have no bad pixel).
+    """
+    out = np.zeros(bad.shape)
+    some = bad.any(axis=(1, 2))
+    if some.any():
+        out[some] = shift_stack(bad[some].astype(np.float64), dx[some], dy[some])
+    return out
 
 
 def _variation_prior(order: int, cfg: PixelPsfDeterminerConfig) -> np.ndarray | None:

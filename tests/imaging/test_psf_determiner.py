@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from _synthetic import PLANES, make_image, psf_sigma_at
 
+from imaging._convolve import shift_stack
 from imaging._errors import NoPsfCandidatesError
 from imaging.background import subtract_background
 from imaging.detection import detect_sources
@@ -13,6 +14,7 @@ from imaging.psf_determiner import (
     PixelPsfDeterminerConfig,
     _normal_matrix,
     _row_medians,
+    _shifted_mask,
     reserve_sources,
 )
 from imaging.star_selector import select_stars_object_size
@@ -160,3 +162,13 @@ def test_row_medians_are_nanmedian():
     with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):  # the all-NaN row
         expected = np.nanmedian(np.where(keep, values, np.nan), axis=1)
     np.testing.assert_array_equal(_row_medians(values, keep), expected)
+
+
+def test_shifted_mask_is_the_shift_of_every_stamp():
+    rng = np.random.default_rng(7)
+    bad = np.zeros((6, 15, 15), bool)
+    bad[1, 7, 7] = bad[4, 0, 3] = bad[4, 14, 14] = True
+    dx, dy = rng.uniform(-0.5, 0.5, 6), rng.uniform(-0.5, 0.5, 6)
+    expected = shift_stack(bad.astype(np.float64), dx, dy)
+    np.testing.assert_array_equal(_shifted_mask(bad, dx, dy), expected)
+    assert not _shifted_mask(bad[:1], dx[:1], dy[:1]).any()
