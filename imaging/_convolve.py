@@ -91,8 +91,8 @@ def smooth_gaussian(
     # tap sums k[0]·x + Σ k[j]·(x[+j] + x[−j]) in float32, zero padding, no full-size
     # temporary
     use_mask = bool(zero_bits) and mask is not None
-    if not use_mask:
-        mask = np.zeros((1, 1), np.uint32)
+    # native uint32 for the kernel (numba refuses big-endian arrays, e.g. from FITS)
+    mask = np.asarray(mask, np.uint32) if use_mask else np.zeros((1, 1), np.uint32)
     out = np.empty(image.shape, np.float32)
     smooth_rows(image, mask, np.uint32(zero_bits), use_mask, k, out)
     return out

@@ -353,7 +353,8 @@ def _binned_stats(
     stack = np.empty((nx, by, bx), dtype=np.float32)
     flat = stack.reshape(nx, by * bx)
     use_mask = mask is not None and bits != 0
-    mask_arr = mask if use_mask else np.zeros((1, 1), np.uint32)
+    # native uint32 for the kernel (numba refuses big-endian arrays, e.g. from FITS)
+    mask_arr = np.asarray(mask, np.uint32) if use_mask else np.zeros((1, 1), np.uint32)
     image = np.asarray(image, dtype=np.float32)
     for j in range(ny):
         cell_stack(image, mask_arr, np.uint32(bits), use_mask, binning, ye[j], ye[j + 1], xe,

@@ -149,3 +149,15 @@ def test_subtraction_by_blocks_is_image_minus_evaluate(use_approx):
     assert stats == {"BGMEAN": float(smooth.mean(dtype=np.float64)),
                      "BGVAR": float(smooth.var(dtype=np.float64))}
     assert np.array_equal(want, image - model.evaluate())
+
+
+def test_big_endian_inputs_give_the_same_cells():
+    rng = np.random.default_rng(4)
+    image = rng.normal(10.0, 2.0, (130, 140)).astype(np.float32)
+    mask = np.where(rng.random(image.shape) < 0.05, 1 << 5, 0).astype(np.uint32)
+    config = BackgroundConfig(bin_size=64)
+    edges = _cell_edges(140, 64), _cell_edges(130, 64)
+    want = _binned_stats(image, mask, 1 << 5, *edges, config)
+    got = _binned_stats(image.astype(">f4"), mask.astype(">u4"), 1 << 5, *edges, config)
+    for g, e in zip(got, want, strict=True):
+        assert np.array_equal(g, e, equal_nan=True)

@@ -88,3 +88,13 @@ def test_smoothing_is_bit_identical_to_the_numpy_row_blocks(shape, sigma, size):
     # float64 input is rounded to float32 first, as before
     wide = image.astype(np.float64) + 1e-3
     assert np.array_equal(smooth_gaussian(wide, sigma, size), _numpy_row_blocks(wide, sigma, size))
+
+
+def test_smoothing_takes_big_endian_and_other_integer_masks():
+    rng = np.random.default_rng(9)
+    image = rng.normal(0.0, 1.0, (40, 50)).astype(np.float32)
+    mask = np.where(rng.random(image.shape) < 0.1, 1 << 3, 0).astype(np.uint32)
+    want = smooth_gaussian(image, 1.5, 11, mask=mask, zero_bits=1 << 3)
+    for m in (mask.astype(">u4"), mask.astype(np.int64), mask.astype(np.uint16)):
+        got = smooth_gaussian(image.astype(">f4"), 1.5, 11, mask=m, zero_bits=1 << 3)
+        assert np.array_equal(got, want)
