@@ -56,6 +56,7 @@ from astropy.io import fits
 
 from ._errors import ExposureFormatError
 from ._shard_reader import ShardedPlane, read_group_attributes, read_single_chunk_array
+from ._shard_writer import can_write_plane, write_plane_shard
 from .exposure import Exposure
 from .geometry import Box
 from .mask import Mask
@@ -78,6 +79,7 @@ _VERSION = 1
 _STAMP_CLASS = "imaging.stamps.BrightStarStamps"
 _ZARR_ATTR = "skyquanta_bright_star_stamps"
 _CHUNK = 100
+_ZSTD_LEVEL = 1  # the planes' zstd level
 _RESERVED = frozenset(
     {
         "G_MAGS", "GAIA_IDS", "X0S", "Y0S", "ANNULAR_FLUXES", "NORMALIZED", "INNER_RADIUS",
@@ -574,6 +576,7 @@ def write_stamps_zarr(stamps: BrightStarStamps, store: Any, *, atomic: bool = Fa
     waits); otherwise they are written last.
     """
     import zarr
+    import zarr.storage
     from zarr.codecs import ZstdCodec
 
     ny, nx = _stamp_shape(stamps)
@@ -597,6 +600,7 @@ def write_stamps_zarr(stamps: BrightStarStamps, store: Any, *, atomic: bool = Fa
     group = zarr.open_group(
         store, mode="w", zarr_format=3, attributes={_ZARR_ATTR: attributes} if atomic else None
     )
+    root = Path(store.root) if isinstance(store, zarr.storage.LocalStore) else None
     planes = {"image": [s.stamp_im.image for s in stamps]}
     if stamps.use_mask:
         planes["mask"] = [s.stamp_im.mask.array for s in stamps]
@@ -616,11 +620,17 @@ def write_stamps_zarr(stamps: BrightStarStamps, store: Any, *, atomic: bool = Fa
             dtype=dtypes[name],
             chunks=chunks,
             shards=shards,
-            compressors=ZstdCodec(level=1),
+            compressors=ZstdCodec(level=_ZSTD_LEVEL),
             fill_value=0,
         )
-        if n:
-            array[...] = np.stack([np.asarray(a, dtype=dtypes[name]) for a in arrays])
+        if not n:
+            continue
+        cube = np.stack([np.asarray(a, dtype=dtypes[name]) for a in arrays])
+        chunk = can_write_plane(root, name) if root is not None else None
+        if chunk is None:
+            array[...] = cube
+        else:  # the same shard, without zarr's work per chunk (see imaging._shard_writer)
+            write_plane_shard(root, name, cube, chunk, _ZSTD_LEVEL)
     for name, values in _stamp_table(stamps).items():
         array = group.create_array(
             name,

@@ -355,3 +355,44 @@ def test_zarr_group_metadata_is_written_once():
     write_stamps_zarr(stamps, store)  # in place: the attributes last
     assert writes["zarr.json"] == 2
     assert read_stamps_zarr(store).equals(stamps)
+
+
+def test_zarr_planes_written_directly_read_back_exactly_through_zarr(tmp_path, monkeypatch):
+    import zarr
+    import zarr.storage
+
+    from imaging import stamps_io
+
+    written = []
+    real = stamps_io.write_plane_shard
+
+    def spy(root, name, data, chunk, level):
+        written.append(name)
+        real(root, name, data, chunk, level)
+
+    monkeypatch.setattr(stamps_io, "write_plane_shard", spy)
+    stamps = make_stamps(seed=5, n=4, size=231, variance=True)  # 231: partial edge chunks
+    rng = np.random.default_rng(2)
+    stamps[0].stamp_im.image[:3, :3] = -0.0  # kept as written (zarr drops fill-valued chunks)
+    stamps[2].stamp_im.image[5, 7] = np.nan
+    stamps[3].stamp_im.mask.array[:] = rng.integers(0, 2**31, (231, 231))
+    write_stamps_zarr(stamps, zarr.storage.LocalStore(str(tmp_path / "direct")), atomic=True)
+    assert sorted(written) == ["image", "mask", "variance"]
+    write_stamps_zarr(stamps, zarr.storage.MemoryStore(), atomic=True)  # through zarr
+    assert sorted(written) == ["image", "mask", "variance"]  # not a local directory
+    group = zarr.open_group(str(tmp_path / "direct"), mode="r")
+    for name, plane in (
+        ("image", [s.stamp_im.image for s in stamps]),
+        ("mask", [s.stamp_im.mask.array for s in stamps]),
+        ("variance", [s.stamp_im.variance for s in stamps]),
+    ):
+        expected = np.stack(plane)
+        got = group[name][...]
+        assert got.dtype == expected.dtype.newbyteorder("<")
+        np.testing.assert_array_equal(got, expected)
+        assert np.array_equal(np.signbit(got), np.signbit(expected))
+    assert read_stamps_zarr(str(tmp_path / "direct")).equals(stamps)
+    sub = read_stamps_zarr(str(tmp_path / "direct"), bbox=Box(150, 80, 81, 100))
+    np.testing.assert_array_equal(
+        sub[3].stamp_im.mask.array, stamps[3].stamp_im.mask.array[80:180, 150:231]
+    )
