@@ -8,7 +8,7 @@ Both take the pixels as sorted, distinct flat indices ``y * width + x`` and cost
   input row ``y`` paints ``[a - k, b + k]`` (``k = n - |y - r|``) into a one-row buffer of
   output row ``r``, which is then read back in order and cleared.
 - `above_sorted`: the pixels of an image's middle at or beyond a level, in raster order
-  (one pass, no boolean image).
+  (one pass, no boolean image), and whether any is at or below a second level.
 - `label_boxes`, `label_max`: per-label bounding boxes and maxima in one pass (what
   ``np.minimum.at``/``np.maximum.at`` did, ~10x slower).
 - `label_sorted`: union-find over the left and the three upper neighbours (one pointer
@@ -155,16 +155,20 @@ def label_sorted(flat, width):
 
 
 @_jit
-def above_sorted(image, half, level, positive):
+def above_sorted(image, half, level, positive, low):
     """Flat indices of the pixels at least ``half`` from the edge beyond the level.
 
     Value >= ``level`` when ``positive``, else <= ``-level``; raster order; NaN never passes.
+    Also returns whether any of those pixels is NaN or not above ``low`` (all float32).
+    Chunks of 128 pixels are first tested as a whole (branch-free, SIMD), then scanned.
     """
     h, w = image.shape
     cap = 1 << 16
     out = np.empty(cap, np.int64)
     m = 0
     neg = -level
+    n_low = 0
+    one, zero = np.int32(1), np.int32(0)
     for y in range(half, h - half):
         row = image[y]
         if m + w > cap:
@@ -173,17 +177,34 @@ def above_sorted(image, half, level, positive):
             bigger[:m] = out[:m]
             out = bigger
         base = y * w
-        if positive:
-            for x in range(half, w - half):
-                if row[x] >= level:
-                    out[m] = base + x
-                    m += 1
-        else:
-            for x in range(half, w - half):
-                if row[x] <= neg:
-                    out[m] = base + x
-                    m += 1
-    return out[:m].copy()
+        for c0 in range(half, w - half, 128):
+            c1 = min(c0 + 128, w - half)
+            hits = zero
+            lows = zero
+            if positive:
+                for x in range(c0, c1):
+                    v = row[x]
+                    hits |= one if v >= level else zero
+                    lows |= zero if v > low else one
+            else:
+                for x in range(c0, c1):
+                    v = row[x]
+                    hits |= one if v <= neg else zero
+                    lows |= zero if v > low else one
+            n_low += lows
+            if hits == 0:
+                continue
+            if positive:
+                for x in range(c0, c1):
+                    if row[x] >= level:
+                        out[m] = base + x
+                        m += 1
+            else:
+                for x in range(c0, c1):
+                    if row[x] <= neg:
+                        out[m] = base + x
+                        m += 1
+    return out[:m].copy(), n_low > 0
 
 
 @_jit

@@ -193,30 +193,41 @@ def _grow(
 
 
 def _above(
-    smoothed: np.ndarray, half: int, level: float, sign: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(y, x) of the pixels at least ``half`` from the edge with sign·value ≥ level."""
+    smoothed: np.ndarray, half: int, level: float, sign: float, low: float = -np.inf
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(y, x) of the pixels at least ``half`` from the edge with sign·value ≥ level.
+
+    Also tells whether any of those middle pixels is NaN or at or below ``low`` (what
+    ``not smoothed[middle].min() > low`` says), found in the same pass.
+    """
     h, w = smoothed.shape
     if h <= 2 * half or w <= 2 * half:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    flat = above_sorted(np.ascontiguousarray(smoothed, np.float32), half,
-                        np.float32(level), sign > 0)
-    return flat // w, flat % w
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), False
+    # float32 v > low  <=>  v > the largest float32 <= low
+    with np.errstate(over="ignore"):  # beyond the float32 range: ±inf, still right
+        low32 = np.float32(low)
+    if float(low32) > low:  # (a Python float would be compared as a float32)
+        low32 = np.nextafter(low32, np.float32(-np.inf))
+    flat, any_low = above_sorted(np.ascontiguousarray(smoothed, np.float32), half,
+                                 np.float32(level), sign > 0, low32)
+    return flat // w, flat % w, bool(any_low)
 
 
 def _find_footprints(
     smoothed: np.ndarray, half: int, level: float, include: float, min_pixels: int,
     n_grow: int, threshold_value: float, *, with_peaks: bool = True, sign: float = 1.0,
+    above: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[list[Footprint], np.ndarray | None, tuple[np.ndarray, np.ndarray]]:
     """Threshold, keep, grow and label; works on pixel lists (cost ~ detected pixels).
 
     ``sign=-1`` finds negative footprints (values are then ``-smoothed``).  Returns the
     footprints, their label image and the ``(y, x)`` pixel lists of the grown footprints
     in raster order (what the mask plane gets; the label image's nonzero pixels).  Without
-    ``with_peaks`` no footprints nor label image (`None`) are made.
+    ``with_peaks`` no footprints nor label image (`None`) are made.  ``above``: the
+    thresholded pixels when already found (`_above`).
     """
     h, w = smoothed.shape
-    ay, ax = _above(smoothed, half, level, sign)
+    ay, ax = _above(smoothed, half, level, sign)[:2] if above is None else above
     n, al = connected_components_8(ay, ax, w)
     labels_img = np.zeros(smoothed.shape, np.int32) if with_peaks else None
     if n == 0:
@@ -357,9 +368,15 @@ def detect_sources(
         tvalue = level / stdev if stdev > 0 else 1.0
     n_grow = int(config.n_sigma_to_grow * psf_sigma + 0.5)
 
+    want = config.polarity in ("negative", "both")
+    # the negative threshold pass is needed when negative footprints are asked for or
+    # masked for the background re-estimate; for the latter only those reaching
+    # -level x include would be kept: with no such pixel (nor NaN) it is skipped
+    ay, ax, any_low = _above(smoothed, half, level, 1.0,
+                             -(level * config.include_threshold_multiplier))
     footprints, labels, grown = _find_footprints(
         smoothed, half, level, config.include_threshold_multiplier, config.min_pixels, n_grow,
-        tvalue,
+        tvalue, above=(ay, ax),
     )
     saturated_centres: dict[tuple[int, int], tuple[float, float]] = {}
     if config.saturated_planes and footprints:
@@ -377,13 +394,9 @@ def detect_sources(
         mask[grown] |= np.uint32(det_bit)
     neg_fps: list[Footprint] = []
     neg_labels = None
-    want = config.polarity in ("negative", "both")
     if not want and config.re_estimate_background and h > 2 * half and w > 2 * half and (
-        -float(smoothed[half:h - half, half:w - half].min())
-        < level * config.include_threshold_multiplier
+        not any_low
     ):
-        # only negative footprints reaching level x include would be kept (and masked
-        # for the background re-estimate): none can, so the threshold pass is skipped
         neg = (np.zeros(0, np.int64), np.zeros(0, np.int64))
     elif config.re_estimate_background or want:
         neg_fps, neg_labels, neg = _find_footprints(

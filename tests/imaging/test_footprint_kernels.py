@@ -58,8 +58,13 @@ def _reference_grow(ay, ax, shape, n_grow):
     return flat // w, flat % w
 
 
-def _reference_above(smoothed, half, level, sign, block=256):
+def _reference_above(smoothed, half, level, sign, low=-np.inf, block=256):
+    """Row-block numpy thresholding, and the numpy test of the middle's minimum against
+    ``low`` that detect_sources made before the kernel found both in one pass."""
     h, w = smoothed.shape
+    if h <= 2 * half or w <= 2 * half:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), False
+    any_low = not float(smoothed[half:h - half, half:w - half].min()) > low
     ys, xs = [], []
     lev = np.float32(level)
     for r0 in range(half, h - half, block):
@@ -68,9 +73,8 @@ def _reference_above(smoothed, half, level, sign, block=256):
         y, x = np.nonzero(part >= lev if sign > 0 else part <= -lev)
         ys.append(y + r0)
         xs.append(x + half)
-    if not ys:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(ys).astype(np.int64), np.concatenate(xs).astype(np.int64)
+    return (np.concatenate(ys).astype(np.int64), np.concatenate(xs).astype(np.int64),
+            any_low)
 
 
 def _reference_boxes(y, x, lab, n):
@@ -182,14 +186,23 @@ def test_detection_identical_to_reference(sim_image, monkeypatch, polarity):
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_above_matches_numpy(sign):
     rng = np.random.default_rng(7)
-    img = rng.normal(size=(70, 90)).astype(np.float32)
+    img = rng.normal(size=(70, 600)).astype(np.float32)  # rows of several 128 chunks
     img[5, 7] = np.nan
     half, level = 3, 1.2
-    ry, rx = _reference_above(img, half, level, sign, block=16)
-    y, x = detection._above(img, half, level, sign)
+    ry, rx, _ = _reference_above(img, half, level, sign, block=16)
+    y, x, _ = detection._above(img, half, level, sign)
     np.testing.assert_array_equal(y, ry)
     np.testing.assert_array_equal(x, rx)
     assert detection._above(img[:6], 3, level, sign)[0].size == 0
+    # whether the middle holds a NaN or a value at or below `low`, as min() > low says
+    clean = img.copy()
+    clean[5, 7] = 0.0
+    lowest = float(clean[half:-half, half:-half].min())
+    for low in (lowest, np.nextafter(lowest, -1.0), np.nextafter(lowest, 0.0), -9.0,
+                lowest - 1e-9, lowest + 1e-9, -np.inf, -1e40, 1e40):
+        for data in (clean, img):
+            want = _reference_above(data, half, level, sign, low)[2]
+            assert detection._above(data, half, level, sign, low)[2] == want
 
 
 def test_boxes_and_maxima_match_ufunc_at():
