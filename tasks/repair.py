@@ -112,32 +112,35 @@ class FindCosmicRaysConfig(Config):
         min=0.0,
         max=1.0,
     )
-    trackNear = RangeField(
+    trackSigma = RangeField(
         float,
-        "Track pass: a neighbour the line passes within this many pixels of joins above "
-        "trackNearSigma",
-        default=0.8,
+        "Track pass: a pixel whose charge estimate (its excess and the charge its line puts in "
+        "it, averaged; sigma) exceeds this, less trackNeighbourSlope per CR pixel among its 8 "
+        "neighbours, is a CR",
+        default=2.15,
         min=0.0,
     )
-    trackNearSigma = RangeField(
-        float, "Track pass: see trackNear (sigma over the local background)", default=1.5, min=0.0
+    trackNeighbourSlope = RangeField(
+        float, "Track pass: see trackSigma", default=0.2, min=0.0
     )
-    trackFar = RangeField(
+    trackChargeSpread = RangeField(
         float,
-        "Track pass: an extension pixel the line passes this many pixels or more from stays "
-        "only above trackFarSigma",
-        default=0.9,
+        "Track pass: error of the charge the line puts in a pixel, in units of that charge "
+        "(at least 1 sigma)",
+        default=1.0,
         min=0.0,
+        inclusiveMin=False,
     )
-    trackFarSigma = RangeField(
-        float, "Track pass: see trackFar (sigma over the local background)", default=3.0, min=0.0
+    trackDiffusion = RangeField(
+        float,
+        "Track pass: sigma of the Gaussian spread of a track's charge across its line (pixels)",
+        default=0.3,
+        min=0.0,
+        inclusiveMin=False,
     )
-    trackFarMaxCr = RangeField(
-        int,
-        "Track pass: trackFar applies to pixels with at most this many CR pixels among their "
-        "8 neighbours (more: a track's flank flagged along it)",
-        default=4,
-        min=0,
+    trackMinSigma = RangeField(
+        float, "Track pass: a neighbour joins only with an excess above this many sigma",
+        default=1.0, min=0.0,
     )
     modelError = RangeField(
         float,
@@ -191,11 +194,11 @@ class FindCosmicRaysConfig(Config):
                 "track_box": "trackBox",
                 "track_min_pixels": "trackMinPixels",
                 "track_width": "trackWidth",
-                "track_near": "trackNear",
-                "track_near_sigma": "trackNearSigma",
-                "track_far": "trackFar",
-                "track_far_sigma": "trackFarSigma",
-                "track_far_max_cr": "trackFarMaxCr",
+                "track_sigma": "trackSigma",
+                "track_neighbour_slope": "trackNeighbourSlope",
+                "track_charge_spread": "trackChargeSpread",
+                "track_diffusion": "trackDiffusion",
+                "track_min_sigma": "trackMinSigma",
             },
         )
 
