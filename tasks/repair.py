@@ -142,6 +142,12 @@ class FindCosmicRaysConfig(Config):
         float, "Track pass: a neighbour joins only with an excess above this many sigma",
         default=1.0, min=0.0,
     )
+    besideIntrp = Field(
+        bool,
+        "The first pass also tests pixels beside an INTRP one (a bad column ISR interpolated), "
+        "a pair through it being its other pixel",
+        default=True,
+    )
     modelError = RangeField(
         float,
         "With a source catalog: the assumed error of the sources' PSF model, as a fraction "
@@ -199,6 +205,7 @@ class FindCosmicRaysConfig(Config):
                 "track_charge_spread": "trackChargeSpread",
                 "track_diffusion": "trackDiffusion",
                 "track_min_sigma": "trackMinSigma",
+                "beside_intrp": "besideIntrp",
             },
         )
 

@@ -215,6 +215,7 @@ def test_cosmic_ray_options_are_reachable_from_the_config():
     cosmicray.extendCond3Fac2 = 0.6
     cosmicray.trackBox = 0
     cosmicray.trackSigma = 2.0
+    cosmicray.besideIntrp = False
     options = cosmicray.to_options()
     assert options == CosmicRayConfig(ring_min_sigma=1.5, model_error=0.05, extend_cond3_fac2=0.6,
-                                      track_box=0, track_sigma=2.0)
+                                      track_box=0, track_sigma=2.0, beside_intrp=False)
