@@ -660,6 +660,11 @@ def find_cosmic_rays(
         py, px = beside_intrp_px // w, beside_intrp_px % w
         keep = (py > 0) & (py < h - 1) & (px > 0) & (px < w - 1)
         py, px = py[keep], px[keep]
+        # above its noise allowance (condition 3 needs it unless a neighbour is far
+        # below the sky): few of these pixels are
+        c = v[py, px]
+        keep = (c > config.cond3_fac * np.sqrt(np.maximum(variance[py, px], 0))) & (c < _VOID)
+        py, px = py[keep], px[keep]
         keep = usable(py, px, beside_intrp=True) & ~flagged[py, px]
         if model is not None:
             # on the sky only: beside a bad column a star's model is fitted to one side
