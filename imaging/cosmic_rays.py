@@ -794,8 +794,6 @@ def find_cosmic_rays(
         line = (count >= config.track_min_pixels) & (width <= config.track_width)
         py, px, distance = py[line], px[line], distance[line]
         was = flagged[py, px]
-        value, local, sd = local_excess(py, px)
-        excess = value - local
         # the CR pixels among the 8 neighbours, and the brightest of them (in sigma): the
         # pixel the line crosses beside this one
         n_cr = np.zeros(py.size, np.int64)
@@ -810,12 +808,23 @@ def find_cosmic_rays(
         # averaged with weights by their errors (the expected charge's about its own size)
         expected = np.maximum(beside, 1.0) * _flank_share(distance, config.track_diffusion)
         weight = 1.0 / (config.track_charge_spread * np.maximum(expected, 1.0)) ** 2
-        estimate = (excess / np.maximum(sd, 1e-30) + weight * expected) / (1.0 + weight)
         limit = config.track_sigma - config.track_neighbour_slope * n_cr
+        value = light(py, px)
+        sd = np.maximum(np.sqrt(np.maximum(var[py, px], 0)), 1e-30)
+
+        def passes(excess):
+            return (excess / sd + weight * expected) / (1.0 + weight) > limit
+
+        # the excess is over the local background, which is 0 or positive: a pixel below
+        # the limit without it stays below, so the ring's median is needed only above it
+        above = passes(value) & (was | (value > config.track_min_sigma * sd))
+        local = np.zeros(py.size)
+        local[above] = local_excess(py[above], px[above])[1]
+        ok = above & passes(value - local)
         # (a neighbour joins on the sky only: where the ring shows light, a star's core
         # beside a track could join)
-        add = ~was & (local == 0) & (estimate > limit) & (excess > config.track_min_sigma * sd)
-        drop = was & (estimate <= limit)
+        add = ~was & ok & (local == 0)
+        drop = was & ~ok
         flagged[py[drop], px[drop]] = False
         v[py[drop], px[drop]] = value[drop]
         flagged_count[0] -= int(drop.sum())
