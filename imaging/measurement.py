@@ -364,9 +364,11 @@ def _pixel_flags(table, footprints, mask, labels, planes, cx, cy, inside):
     boxes = np.array([(ys.start, ys.stop, xs.start, xs.stop) for ys, xs in
                       (fp.slices for fp in footprints)], dtype=np.int64).reshape(n, 4)
     ids = np.array([fp.id for fp in footprints], dtype=np.int64)
-    anybits = kernels.footprint_bits(
-        mask, labels if labels is not None else np.zeros((1, 1), np.int32), boxes, ids,
-        labels is not None)
+    # numba takes native byte order only (FITS gives big-endian): copies only then
+    native_labels = (np.zeros((1, 1), np.int32) if labels is None
+                     else np.asarray(labels, dtype=labels.dtype.newbyteorder("=")))
+    anybits = kernels.footprint_bits(np.asarray(mask, dtype=np.uint32), native_labels, boxes,
+                                     ids, labels is not None)
     touches_edge = ((boxes[:, 0] == 0) | (boxes[:, 2] == 0) | (boxes[:, 1] == h)
                     | (boxes[:, 3] == w))
     cx = np.clip(cx, 0, w - 1)
