@@ -413,7 +413,7 @@ def detect_sources(
     background = None
     if config.re_estimate_background:
         background, _ = subtract_background(
-            image, mask, config=config.background, planes=planes, xy0=xy0
+            image, mask, config=config.background, planes=planes, xy0=xy0, stats=False
         )
     if config.polarity == "positive":
         if neg_bit and neg_labels is None and config.re_estimate_background:

@@ -149,6 +149,11 @@ def test_subtraction_by_blocks_is_image_minus_evaluate(use_approx):
     assert stats == {"BGMEAN": float(smooth.mean(dtype=np.float64)),
                      "BGVAR": float(smooth.var(dtype=np.float64))}
     assert np.array_equal(want, image - model.evaluate())
+    # without the statistics: the same subtraction
+    quiet = image.copy()
+    assert subtract_background(quiet, None, config=BackgroundConfig(bin_size=64,
+                               use_approx=use_approx), xy0=(7, 9), stats=False)[1] == {}
+    assert np.array_equal(quiet, got)
 
 
 def test_big_endian_inputs_give_the_same_cells():
