@@ -57,10 +57,7 @@ class _Moffat:
         ln_amp, ln_qxx, qxy, ln_qyy, ln_beta1 = params
         qxx, qyy, beta = np.exp(ln_qxx), np.exp(ln_qyy), 1.0 + np.exp(ln_beta1)
         base = np.maximum(1.0 + qxx * xs * xs + 2.0 * qxy * xs * ys + qyy * ys * ys, 1e-12)
-        # a trial step of MINPACK's can make the quadratic form indefinite: base ** -beta
-        # then overflows to inf where base is clipped, and the step is refused
-        with np.errstate(over="ignore"):
-            prof = base ** (-beta)
+        prof = base ** (-beta)
         value = np.exp(ln_amp) * prof.mean(axis=1)
         self._last = (key, base, prof, value)
         return base, prof, value
@@ -143,16 +140,20 @@ def fit_moffat(
         alpha2 = max(r2 / 2.0, 0.5)  # <r²> = 2α²/(β-2) = 2α² at β = 3
         start = np.array([np.log(peak), -np.log(alpha2), 0.0, -np.log(alpha2), np.log(2.0)])
     start = np.asarray(start, dtype=np.float64)
-    if not np.all(np.isfinite(residual(start))):
-        return None
-    # MINPACK's lmder as least_squares(method="lm", x_scale="jac") calls it (the same
-    # tolerances, step bound and scaling), without the residuals and Jacobian that wrapper
-    # evaluates before and after the fit
-    try:
-        p = leastsq(residual, start, Dfun=jacobian, full_output=True, ftol=1e-8, xtol=1e-8,
-                    gtol=1e-8, maxfev=50, factor=100.0)[0]
-    except (ValueError, np.linalg.LinAlgError):
-        return None
+    # MINPACK's trial steps can be wild (huge exponents, an indefinite quadratic form whose
+    # power overflows where base is clipped): their residuals are inf or NaN and the step
+    # is refused; nothing to warn about
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not np.all(np.isfinite(residual(start))):
+            return None
+        # MINPACK's lmder as least_squares(method="lm", x_scale="jac") calls it (the same
+        # tolerances, step bound and scaling), without the residuals and Jacobian that
+        # wrapper evaluates before and after the fit
+        try:
+            p = leastsq(residual, start, Dfun=jacobian, full_output=True, ftol=1e-8,
+                        xtol=1e-8, gtol=1e-8, maxfev=50, factor=100.0)[0]
+        except (ValueError, np.linalg.LinAlgError):
+            return None
     if not np.all(np.isfinite(p)) or p[2] ** 2 >= np.exp(p[1] + p[3]):
         return None
     return _Moffat(*_subsamples(x, y)).value(p), p

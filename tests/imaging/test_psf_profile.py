@@ -26,6 +26,10 @@ def test_indefinite_trial_steps_do_not_warn():
         fitted = fit_moffat(image, precision, SIZE, 1.4 * SIGMA)
     assert fitted is not None
     assert np.exp(fitted[1][4]) > 100  # beta - 1: the Gaussian limit
+    with warnings.catch_warnings():  # a far start: trial steps overflow the exponentials
+        warnings.simplefilter("error")
+        fitted = fit_moffat(image, precision, SIZE, 1.0, start=np.array([0.0, 2.0, 0.0, 2.0, 3.0]))
+    assert fitted is None or np.all(np.isfinite(fitted[1]))
 
 
 def test_fit_is_least_squares_lm():
