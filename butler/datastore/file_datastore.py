@@ -574,7 +574,7 @@ class FileDatastore:
         for stored in paths:
             _, path = self._full_path(stored)
             if os.path.isdir(path):
-                files = itertools.islice(_files_under(self.fs, path).values(), ADVISE_MAX_FILES)
+                files = itertools.islice(_local_files_under(path), ADVISE_MAX_FILES)
                 advised += sum(_advise_file(name) for name in files)
             else:
                 advised += _advise_file(path)
@@ -1067,6 +1067,26 @@ def _is_zarr_formatter(name: str) -> bool:
         cls = import_object(name)
         return bool(getattr(cls, "is_directory", False)) and cls.extension == ".zarr"
     return False
+
+
+def _local_files_under(path: str) -> Iterator[str]:
+    """Yield the paths of the regular files under the local directory ``path``, at any depth.
+
+    `os.scandir` directly: fsspec's ``find`` of a 52-file zarr exposure costs ~20 ms of
+    the client's CPU (its ``ls``/``info`` per entry), for every quantum whose inputs are
+    read ahead.
+    """
+    pending = [path]
+    while pending:
+        try:
+            with os.scandir(pending.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        yield entry.path
+        except OSError:  # removed meanwhile: nothing to read ahead there
+            continue
 
 
 def _files_under(fs: fsspec.AbstractFileSystem, path: str) -> dict[str, str]:
