@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,13 @@ import numpy as np
 
 from .geometry import Box
 
-__all__ = ["ShardedPlane", "read_group_attributes", "read_single_chunk_array"]
+__all__ = [
+    "PlaneLayout",
+    "ShardedPlane",
+    "plane_layout",
+    "read_group_attributes",
+    "read_single_chunk_array",
+]
 
 _EMPTY = np.uint64(2**64 - 1)  # index entry of a chunk not stored
 _DTYPES = {"float32": "<f4", "uint32": "<u4", "float64": "<f8", "int64": "<i8"}
@@ -70,48 +77,14 @@ class ShardedPlane:
         """Return the plane ``name`` of the group at ``root``, or `None` if not this layout."""
         import google_crc32c
 
-        try:
-            metadata = json.loads((root / name / "zarr.json").read_text())
-        except (OSError, ValueError):
+        layout = plane_layout(_metadata(root / name / "zarr.json"))
+        if layout is None:
             return None
-        shape = tuple(int(v) for v in metadata.get("shape", ()))
-        codecs = metadata.get("codecs") or []
-        if metadata.get("zarr_format") != 3 or len(shape) != 3 or len(codecs) != 1:
-            return None
-        config = codecs[0].get("configuration", {})
-        chunk = [int(v) for v in config.get("chunk_shape", [])]
-        inner = config.get("codecs") or []
-        if (
-            codecs[0].get("name") != "sharding_indexed"
-            or len(chunk) != 3
-            or chunk[0] != 1
-            or len(inner) != 2
-            or inner[0] != _LITTLE
-            or inner[1].get("name") != "zstd"
-            or config.get("index_codecs") != _INDEX_CODECS
-            or config.get("index_location") != "end"
-            or metadata.get("data_type") not in _DTYPES
-        ):
-            return None
-        grid = metadata.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape", [])
-        keys = metadata.get("chunk_key_encoding", {})
-        separator = keys.get("configuration", {}).get("separator", "/")
-        if (
-            len(grid) != 3
-            or any(int(g) < s for g, s in zip(grid, shape, strict=True))  # one shard
-            or any(int(g) % c for g, c in zip(grid, chunk, strict=True))
-            or keys.get("name") != "default"
-            or separator != "/"
-        ):
-            return None
-        n_chunks = (int(grid[0]), int(grid[1]) // chunk[1], int(grid[2]) // chunk[2])
+        shape, chunk, n_chunks = layout.shape, layout.chunk, layout.n_chunks
         path = root / name / "c" / "0" / "0" / "0"
-        fill = metadata.get("fill_value", 0)
-        if isinstance(fill, bool) or not isinstance(fill, int | float):
-            return None
-        dtype = _DTYPES[metadata["data_type"]]
+        fill, dtype = layout.fill, layout.dtype
         if not path.exists():  # every chunk is the fill value: zarr wrote no shard
-            return cls(path, shape, (chunk[1], chunk[2]), dtype, fill, None)  # type: ignore[arg-type]
+            return cls(path, shape, chunk, dtype, fill, None)
         size = path.stat().st_size
         length = int(np.prod(n_chunks)) * 16 + 4
         with open(path, "rb") as stream:
@@ -120,7 +93,7 @@ class ShardedPlane:
         if int.from_bytes(raw[-4:], "little") != google_crc32c.value(raw[:-4]):
             return None  # let zarr read it and report the damage
         index = np.frombuffer(raw[:-4], dtype="<u8").reshape(*n_chunks, 2)
-        return cls(path, shape, (chunk[1], chunk[2]), dtype, fill, index)  # type: ignore[arg-type]
+        return cls(path, shape, chunk, dtype, fill, index)
 
     def read(self, chosen: Sequence[int], box: Box) -> np.ndarray:
         """Return the ``(len(chosen), box.height, box.width)`` cube of stamps ``chosen``."""
@@ -155,6 +128,71 @@ class ShardedPlane:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+@dataclass(frozen=True)
+class PlaneLayout:
+    """Where the chunks of a sharded ``(stamps, y, x)`` plane are (see `plane_layout`)."""
+
+    shape: tuple[int, int, int]
+    chunk: tuple[int, int]  # (rows, columns) of a chunk; one stamp deep
+    n_chunks: tuple[int, int, int]  # chunks in the one shard, along each axis
+    dtype: str  # numpy little-endian
+    fill: int | float
+    zstd: dict[str, Any]  # the chunks' zstd configuration
+
+
+def plane_layout(metadata: dict[str, Any] | None) -> PlaneLayout | None:
+    """Return the layout of a stamps plane from its ``zarr.json``, or `None` if not this one.
+
+    This one: zarr v3, one ``sharding_indexed`` shard (index at the end, ``bytes`` +
+    ``crc32c``) of ``(1, ch, cw)`` chunks, each ``bytes`` (little endian) + ``zstd``, a
+    numeric fill value, the default ``/`` chunk keys. Both `ShardedPlane` and
+    `imaging._shard_writer` hold to it.
+    """
+    if metadata is None:
+        return None
+    shape = tuple(int(v) for v in metadata.get("shape", ()))
+    codecs = metadata.get("codecs") or []
+    if metadata.get("zarr_format") != 3 or len(shape) != 3 or len(codecs) != 1:
+        return None
+    config = codecs[0].get("configuration", {})
+    chunk = [int(v) for v in config.get("chunk_shape", [])]
+    inner = config.get("codecs") or []
+    if (
+        codecs[0].get("name") != "sharding_indexed"
+        or len(chunk) != 3
+        or chunk[0] != 1
+        or len(inner) != 2
+        or inner[0] != _LITTLE
+        or inner[1].get("name") != "zstd"
+        or config.get("index_codecs") != _INDEX_CODECS
+        or config.get("index_location") != "end"
+        or metadata.get("data_type") not in _DTYPES
+    ):
+        return None
+    grid = metadata.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape", [])
+    keys = metadata.get("chunk_key_encoding", {})
+    separator = keys.get("configuration", {}).get("separator", "/")
+    if (
+        len(grid) != 3
+        or any(int(g) < s for g, s in zip(grid, shape, strict=True))  # one shard
+        or any(int(g) % c for g, c in zip(grid, chunk, strict=True))
+        or keys.get("name") != "default"
+        or separator != "/"
+    ):
+        return None
+    fill = metadata.get("fill_value", 0)
+    if isinstance(fill, bool) or not isinstance(fill, int | float):
+        return None
+    return PlaneLayout(
+        shape=(shape[0], shape[1], shape[2]),
+        chunk=(chunk[1], chunk[2]),
+        n_chunks=(int(grid[0]), int(grid[1]) // chunk[1], int(grid[2]) // chunk[2]),
+        dtype=_DTYPES[metadata["data_type"]],
+        fill=fill,
+        zstd=dict(inner[1].get("configuration", {})),
+    )
 
 
 def _metadata(path: Path) -> dict[str, Any] | None:
@@ -205,7 +243,8 @@ def read_single_chunk_array(root: Path, name: str) -> np.ndarray | None:
         or codecs[1].get("name") != "zstd"
         or keys.get("name") != "default"
         or keys.get("configuration", {}).get("separator", "/") != "/"
-        or isinstance(fill, bool) or not isinstance(fill, int | float)
+        or isinstance(fill, bool)
+        or not isinstance(fill, int | float)
     ):
         return None
     dtype = np.dtype(_SCALAR_DTYPES[metadata["data_type"]])

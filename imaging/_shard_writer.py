@@ -20,89 +20,58 @@ from pathlib import Path
 
 import numpy as np
 
+from ._shard_reader import PlaneLayout, plane_layout
+
 __all__ = ["can_write_plane", "write_plane_shard"]
 
-_LITTLE = {"name": "bytes", "configuration": {"endian": "little"}}
-_INDEX_CODECS = [_LITTLE, {"name": "crc32c"}]
 
+def can_write_plane(root: Path, name: str) -> PlaneLayout | None:
+    """Return the layout of the plane array ``name`` zarr created at ``root``, if this one.
 
-def can_write_plane(root: Path, name: str) -> tuple[int, int, int] | None:
-    """Return the chunk shape of the plane array ``name`` zarr created at ``root``, if this layout.
-
-    `None` if its metadata is not exactly one ``sharding_indexed`` shard of ``(1, ch, cw)``
-    ``bytes`` + ``zstd`` chunks with the index at the end (the caller then writes through zarr).
+    `None` unless `~imaging._shard_reader.plane_layout` accepts its ``zarr.json`` and its
+    zstd frames carry no checksum (the caller then writes through zarr).
     """
     try:
         metadata = json.loads((root / name / "zarr.json").read_text())
     except (OSError, ValueError):
         return None
-    shape = [int(v) for v in metadata.get("shape", ())]
-    codecs = metadata.get("codecs") or []
-    if metadata.get("zarr_format") != 3 or len(shape) != 3 or len(codecs) != 1:
+    layout = plane_layout(metadata if isinstance(metadata, dict) else None)
+    if layout is None or layout.zstd.get("checksum", False):
         return None
-    config = codecs[0].get("configuration", {})
-    chunk = [int(v) for v in config.get("chunk_shape", [])]
-    inner = config.get("codecs") or []
-    grid = metadata.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape", [])
-    keys = metadata.get("chunk_key_encoding", {})
-    if (
-        codecs[0].get("name") != "sharding_indexed"
-        or len(chunk) != 3
-        or chunk[0] != 1
-        or len(inner) != 2
-        or inner[0] != _LITTLE
-        or inner[1].get("name") != "zstd"
-        or inner[1].get("configuration", {}).get("checksum", False)
-        or config.get("index_codecs") != _INDEX_CODECS
-        or config.get("index_location") != "end"
-        or len(grid) != 3
-        or [int(g) for g in grid] != [-(-s // c) * c for s, c in zip(shape, chunk, strict=True)]
-        or keys.get("name") != "default"
-        or keys.get("configuration", {}).get("separator", "/") != "/"
-        or metadata.get("fill_value") != 0
-    ):
-        return None
-    return (chunk[0], chunk[1], chunk[2])
+    return layout
 
 
-def write_plane_shard(
-    root: Path, name: str, data: np.ndarray, chunk: tuple[int, int, int], level: int
-) -> None:
-    """Write ``data`` (``(stamps, y, x)``, the array's dtype) as the plane's one shard.
+def write_plane_shard(root: Path, name: str, data: np.ndarray, layout: PlaneLayout) -> None:
+    """Write ``data`` (``(stamps, y, x)``) as the plane's one shard.
 
     Parameters
     ----------
     root : `pathlib.Path`
         The group's directory.
     name : `str`
-        The plane array, created by zarr with the layout `can_write_plane` accepts.
+        The plane array, created by zarr with a layout `can_write_plane` accepts.
     data : `numpy.ndarray`
-        The whole plane.
-    chunk : `tuple` [`int`, `int`, `int`]
-        Its chunk shape, from `can_write_plane`.
-    level : `int`
-        The zstd level of the array's codec.
+        The whole plane, of the array's shape.
+    layout : `~imaging._shard_reader.PlaneLayout`
+        Its layout, from `can_write_plane`.
     """
     import google_crc32c
     import numcodecs
 
-    n, ny, nx = data.shape
-    _, ch, cw = chunk
-    gy, gx = -(-ny // ch), -(-nx // cw)
-    little = data.astype(data.dtype.newbyteorder("<"), copy=False)
-    padded = np.zeros((n, gy * ch, gx * cw), dtype=little.dtype)
-    padded[:, :ny, :nx] = little
-    codec = numcodecs.Zstd(level=level)
+    if data.shape != layout.shape:
+        raise ValueError(f"plane {name!r}: data of shape {data.shape}, array of {layout.shape}")
+    (ch, cw), (n, gy, gx) = layout.chunk, layout.n_chunks
+    padded = np.full((n, gy * ch, gx * cw), layout.fill, dtype=layout.dtype)
+    padded[: data.shape[0], : data.shape[1], : data.shape[2]] = data
+    codec = numcodecs.Zstd(level=int(layout.zstd.get("level", 0)))
     index = np.empty((n, gy, gx, 2), dtype="<u8")
     pieces: list[bytes] = []
     offset = 0
     for i in range(n):
         for cy in range(gy):
             for cx in range(gx):
-                block = np.ascontiguousarray(
-                    padded[i, cy * ch : (cy + 1) * ch, cx * cw : (cx + 1) * cw]
-                )
-                encoded = codec.encode(block)
+                block = padded[i, cy * ch : (cy + 1) * ch, cx * cw : (cx + 1) * cw]
+                encoded = codec.encode(np.ascontiguousarray(block))
                 pieces.append(encoded)
                 index[i, cy, cx] = (offset, len(encoded))
                 offset += len(encoded)

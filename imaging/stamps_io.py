@@ -79,7 +79,6 @@ _VERSION = 1
 _STAMP_CLASS = "imaging.stamps.BrightStarStamps"
 _ZARR_ATTR = "skyquanta_bright_star_stamps"
 _CHUNK = 100
-_ZSTD_LEVEL = 1  # the planes' zstd level
 _RESERVED = frozenset(
     {
         "G_MAGS", "GAIA_IDS", "X0S", "Y0S", "ANNULAR_FLUXES", "NORMALIZED", "INNER_RADIUS",
@@ -620,17 +619,17 @@ def write_stamps_zarr(stamps: BrightStarStamps, store: Any, *, atomic: bool = Fa
             dtype=dtypes[name],
             chunks=chunks,
             shards=shards,
-            compressors=ZstdCodec(level=_ZSTD_LEVEL),
+            compressors=ZstdCodec(level=1),
             fill_value=0,
         )
         if not n:
             continue
         cube = np.stack([np.asarray(a, dtype=dtypes[name]) for a in arrays])
-        chunk = can_write_plane(root, name) if root is not None else None
-        if chunk is None:
+        layout = can_write_plane(root, name) if root is not None else None
+        if layout is None:
             array[...] = cube
         else:  # the same shard, without zarr's work per chunk (see imaging._shard_writer)
-            write_plane_shard(root, name, cube, chunk, _ZSTD_LEVEL)
+            write_plane_shard(root, name, cube, layout)
     for name, values in _stamp_table(stamps).items():
         array = group.create_array(
             name,

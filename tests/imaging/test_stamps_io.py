@@ -366,9 +366,9 @@ def test_zarr_planes_written_directly_read_back_exactly_through_zarr(tmp_path, m
     written = []
     real = stamps_io.write_plane_shard
 
-    def spy(root, name, data, chunk, level):
+    def spy(root, name, data, layout):
         written.append(name)
-        real(root, name, data, chunk, level)
+        real(root, name, data, layout)
 
     monkeypatch.setattr(stamps_io, "write_plane_shard", spy)
     stamps = make_stamps(seed=5, n=4, size=231, variance=True)  # 231: partial edge chunks
