@@ -42,6 +42,14 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @_jit
+def _gaussian_weights(gx, gy, half, x, y, sig2):
+    """Fill the separable weights exp(-(k - half - x)² / 2σ²) along x and y."""
+    for k in range(gx.size):
+        gx[k] = math.exp(-0.5 * (k - half - x) ** 2 / sig2)
+        gy[k] = math.exp(-0.5 * (k - half - y) ** 2 / sig2)
+
+
+@_jit
 def centroid(img, var, good, sigma, max_iter, max_shift):
     """Gaussian(σ)-weighted centroids of an (N, S, S) stack, relative to its centre.
 
@@ -63,9 +71,7 @@ def centroid(img, var, good, sigma, max_iter, max_shift):
         x = 0.0
         y = 0.0
         for _ in range(max_iter):
-            for k in range(s):
-                gx[k] = math.exp(-0.5 * (k - half - x) ** 2 / sig2)
-                gy[k] = math.exp(-0.5 * (k - half - y) ** 2 / sig2)
+            _gaussian_weights(gx, gy, half, x, y, sig2)
             f = 0.0
             sx = 0.0
             sy = 0.0
@@ -88,9 +94,7 @@ def centroid(img, var, good, sigma, max_iter, max_shift):
             if math.isfinite(ny):
                 y = min(max(ny, -bound), bound)
         # errors from the fixed-point equation F(xc) = Σ I W (x - xc) = 0
-        for k in range(s):
-            gx[k] = math.exp(-0.5 * (k - half - x) ** 2 / sig2)
-            gy[k] = math.exp(-0.5 * (k - half - y) ** 2 / sig2)
+        _gaussian_weights(gx, gy, half, x, y, sig2)
         f = 0.0
         dfx = 0.0
         dfy = 0.0
